@@ -1,0 +1,101 @@
+"""Every error `processor` raises, under one root.
+
+```
+ProcessorError
+├── ConfigError                 a setting is missing, unknown or wrong (names the setting)
+│   └── DuplicateInstanceError  two live workers share one instance id
+├── TopologyError               the topology a user declared cannot run
+│   ├── TopologyLoadError       `processor run MODULE:ATTR` cannot find the module or attribute
+│   └── CoPartitioningError     sources of one sub-topology differ in partition count
+├── TopicError                  a topic is missing or is not what we need (names the topic)
+├── BrokerError                 the broker cannot be reached or refused a request
+└── RecordError                 one record could not be processed (names topic, partition, offset)
+    └── ProductionError         a record could not be produced (names the target topic)
+```
+
+Each error's message is a complete sentence a person can act on: what is wrong, where, and
+what to do. The context is also kept as attributes for code that handles the error.
+"""
+
+from __future__ import annotations
+
+
+class ProcessorError(Exception):
+    """Root of every error raised by `processor`."""
+
+
+class ConfigError(ProcessorError):
+    """A configuration setting is missing, unknown or has a wrong value."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        self.problem = problem
+        super().__init__(f"config {setting!r}: {problem}")
+
+
+class DuplicateInstanceError(ConfigError):
+    """Two live workers of one application use the same instance id."""
+
+    def __init__(self, instance_id: str, member_ids: list[str]) -> None:
+        self.instance_id = instance_id
+        self.member_ids = member_ids
+        super().__init__(
+            "instance_id",
+            f"two live workers use instance id {instance_id!r} (group members "
+            f"{', '.join(member_ids)}); give each worker its own --instance-id or --state-dir",
+        )
+
+
+class TopologyError(ProcessorError):
+    """The declared topology is invalid or cannot run against the topics that exist."""
+
+
+class TopologyLoadError(TopologyError):
+    """The module or attribute naming a topology cannot be loaded."""
+
+
+class CoPartitioningError(TopologyError):
+    """Source topics of one sub-topology have different partition counts."""
+
+    def __init__(self, subtopology: int, partitions_by_topic: dict[str, int]) -> None:
+        self.subtopology = subtopology
+        self.partitions_by_topic = dict(partitions_by_topic)
+        counts = ", ".join(f"{t}={n}" for t, n in sorted(partitions_by_topic.items()))
+        super().__init__(
+            f"sub-topology {subtopology} reads topics with different partition counts "
+            f"({counts}); co-partitioned sources must have the same number of partitions"
+        )
+
+
+class TopicError(ProcessorError):
+    """A topic is missing, or exists with a configuration we cannot use."""
+
+    def __init__(self, topic: str, problem: str) -> None:
+        self.topic = topic
+        self.problem = problem
+        super().__init__(f"topic {topic!r}: {problem}")
+
+
+class BrokerError(ProcessorError):
+    """The Kafka cluster cannot be reached or refused a request."""
+
+
+class RecordError(ProcessorError):
+    """A record could not be processed; names where it came from."""
+
+    def __init__(self, topic: str, partition: int, offset: int, problem: str) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.problem = problem
+        super().__init__(f"record {topic}[{partition}]@{offset}: {problem}")
+
+
+class ProductionError(RecordError):
+    """A record could not be written to its target topic."""
+
+    def __init__(
+        self, target_topic: str, topic: str, partition: int, offset: int, problem: str
+    ) -> None:
+        self.target_topic = target_topic
+        super().__init__(topic, partition, offset, f"producing to {target_topic!r} failed: {problem}")

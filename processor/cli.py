@@ -1,0 +1,127 @@
+"""The `processor` command: `run` a topology as a worker, `describe` it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from processor import config as config_module
+from processor.errors import ConfigError, ProcessorError, TopologyError
+from processor.runtime.loader import load_topology
+
+log = logging.getLogger("processor")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="processor", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="run a topology as a worker of its application",
+        description="Run MODULE[:ATTR] as a worker. Every setting can also come from a "
+        "PROCESSOR_<SETTING> environment variable; librdkafka settings from --kafka KEY=VALUE or "
+        "PROCESSOR_KAFKA_<KEY> (dots as underscores).",
+    )
+    run.add_argument("topology", metavar="MODULE[:ATTR]")
+    run.add_argument("--bootstrap-servers", dest="bootstrap_servers")
+    run.add_argument("--application-id", dest="application_id", help="default: the topology's name")
+    run.add_argument("--instance-id", dest="instance_id", help="default: generated once, kept in the state dir")
+    run.add_argument("--state-dir", dest="state_dir")
+    run.add_argument("--processing-guarantee", dest="processing_guarantee", choices=["at_least_once", "exactly_once"])
+    run.add_argument("--commit-interval-ms", dest="commit_interval_ms")
+    run.add_argument("--static-membership", dest="static_membership", action="store_const", const="true")
+    run.add_argument("--assignment-balance-factor", dest="assignment_balance_factor")
+    run.add_argument("--consume-batch-size", dest="consume_batch_size")
+    run.add_argument("--kafka", action="append", default=[], metavar="KEY=VALUE", help="a librdkafka setting")
+    run.add_argument("--workers", type=int, default=1, help="start N worker processes on this host")
+    run.add_argument("--log-level", default=os.environ.get("PROCESSOR_LOG_LEVEL", "INFO"))
+
+    describe = commands.add_parser("describe", help="print a topology's sources, operators and sinks")
+    describe.add_argument("topology", metavar="MODULE[:ATTR]")
+    return parser
+
+
+_SETTING_FLAGS = (
+    "bootstrap_servers",
+    "application_id",
+    "instance_id",
+    "state_dir",
+    "processing_guarantee",
+    "commit_interval_ms",
+    "static_membership",
+    "assignment_balance_factor",
+    "consume_batch_size",
+)
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from processor.runtime.worker import Worker, check_environment
+
+    topology = load_topology(args.topology)
+    check_environment(dict(os.environ))
+    flags = {name: getattr(args, name) for name in _SETTING_FLAGS}
+    cfg = config_module.load(
+        flags=flags, kafka_pairs=args.kafka, default_application_id=topology.name
+    )
+    if args.workers < 1:
+        raise ConfigError("workers", f"must be at least 1, got {args.workers}")
+    if args.workers > 1:
+        from processor.runtime.supervisor import child_arguments, supervise
+
+        base = _without_options(list(argv), {"--workers", "--state-dir", "--instance-id"})
+        return supervise(
+            [child_arguments(base, i, cfg.state_dir, cfg.instance_id) for i in range(args.workers)]
+        )
+    worker = Worker(topology, cfg)
+    worker.install_signal_handlers()
+    worker.run()
+    return 0
+
+
+def _without_options(argv: list[str], options: set[str]) -> list[str]:
+    """Drop `--opt value` and `--opt=value` for each of `options`."""
+    result: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in options:
+            skip = "=" not in arg
+            continue
+        result.append(arg)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s [pid %(process)d] %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "describe":
+            print(load_topology(args.topology).describe())
+            return 0
+        return _run(args, argv)
+    except ConfigError as e:
+        print(f"processor: configuration error: {e}", file=sys.stderr)
+        return 2
+    except TopologyError as e:
+        print(f"processor: topology error: {e}", file=sys.stderr)
+        return 2
+    except ProcessorError as e:
+        print(f"processor: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""Worker configuration: keyword-only settings, each from a flag or a `PROCESSOR_*` variable.
+
+| setting | flag | environment | default |
+| --- | --- | --- | --- |
+| bootstrap_servers | --bootstrap-servers | PROCESSOR_BOOTSTRAP_SERVERS | (required) |
+| application_id | --application-id | PROCESSOR_APPLICATION_ID | the topology's name |
+| instance_id | --instance-id | PROCESSOR_INSTANCE_ID | generated once, kept in the state dir |
+| state_dir | --state-dir | PROCESSOR_STATE_DIR | `<tmp>/processor` |
+| processing_guarantee | --processing-guarantee | PROCESSOR_PROCESSING_GUARANTEE | at_least_once |
+| commit_interval_ms | --commit-interval-ms | PROCESSOR_COMMIT_INTERVAL_MS | 1000 |
+| static_membership | --static-membership | PROCESSOR_STATIC_MEMBERSHIP | false |
+| assignment_balance_factor | --assignment-balance-factor | PROCESSOR_ASSIGNMENT_BALANCE_FACTOR | 1.0 |
+| consume_batch_size | --consume-batch-size | PROCESSOR_CONSUME_BATCH_SIZE | 1000 |
+| kafka (librdkafka settings) | --kafka KEY=VALUE | PROCESSOR_KAFKA_<KEY> (`_` for `.`) | none |
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from pathlib import Path
+
+from processor.errors import ConfigError
+
+
+class ProcessingGuarantee(Enum):
+    AT_LEAST_ONCE = "at_least_once"
+    EXACTLY_ONCE = "exactly_once"
+
+
+# librdkafka settings the worker owns: letting a user override them would break the protocol.
+RESERVED_KAFKA_SETTINGS = {
+    "group.id": "application_id",
+    "client.id": "instance_id",
+    "group.instance.id": "static_membership",
+    "enable.auto.commit": "processing_guarantee (offsets are committed by the worker)",
+    "enable.auto.offset.store": "processing_guarantee (offsets are committed by the worker)",
+    "partition.assignment.strategy": "(tasks are assigned by the worker, see ARCHITECTURE.md)",
+    "transactional.id": "processing_guarantee",
+    "isolation.level": "processing_guarantee",
+    "bootstrap.servers": "bootstrap_servers",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerConfig:
+    bootstrap_servers: str
+    application_id: str
+    instance_id: str | None = None
+    state_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "processor")
+    processing_guarantee: ProcessingGuarantee = ProcessingGuarantee.AT_LEAST_ONCE
+    # At-least-once replays at most this much work after a crash; one second keeps the replay
+    # small while a commit (one flush plus one offset commit) costs a few milliseconds.
+    commit_interval_ms: int = 1000
+    static_membership: bool = False
+    assignment_balance_factor: float = 1.0
+    consume_batch_size: int = 1000
+    kafka: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap_servers.strip():
+            raise ConfigError(
+                "bootstrap_servers",
+                "is missing; pass --bootstrap-servers HOST:PORT or set PROCESSOR_BOOTSTRAP_SERVERS",
+            )
+        if not self.application_id or not all(c.isalnum() or c in "._-" for c in self.application_id):
+            raise ConfigError(
+                "application_id",
+                f"{self.application_id!r} must be non-empty and use only letters, digits, '.', '_', '-'",
+            )
+        if self.instance_id is not None and not self.instance_id.strip():
+            raise ConfigError("instance_id", "is empty; leave it unset to generate one")
+        if self.commit_interval_ms <= 0:
+            raise ConfigError("commit_interval_ms", f"must be positive, got {self.commit_interval_ms}")
+        if self.consume_batch_size <= 0:
+            raise ConfigError("consume_batch_size", f"must be positive, got {self.consume_batch_size}")
+        if self.assignment_balance_factor < 1.0:
+            raise ConfigError(
+                "assignment_balance_factor",
+                f"must be at least 1.0 (1.0 = as even as possible), got {self.assignment_balance_factor}",
+            )
+        for key in self.kafka:
+            if key in RESERVED_KAFKA_SETTINGS:
+                raise ConfigError(
+                    f"kafka.{key}",
+                    f"is set by the worker; use {RESERVED_KAFKA_SETTINGS[key]} instead",
+                )
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.processing_guarantee is ProcessingGuarantee.EXACTLY_ONCE
+
+    @property
+    def coordination_topic(self) -> str:
+        return f"{self.application_id}-coordination"
+
+    @property
+    def metadata_topic(self) -> str:
+        return f"{self.application_id}-metadata"
+
+    @property
+    def app_state_dir(self) -> Path:
+        return self.state_dir / self.application_id
+
+
+SETTINGS = tuple(f.name for f in fields(WorkerConfig) if f.name != "kafka")
+ENV_PREFIX = "PROCESSOR_"
+KAFKA_ENV_PREFIX = "PROCESSOR_KAFKA_"
+
+
+def _parse_bool(setting: str, text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(setting, f"{text!r} is not a boolean; use true or false")
+
+
+def _parse_number(setting: str, text: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(setting, f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+
+
+def parse_kafka_pairs(pairs: list[str]) -> dict[str, str]:
+    """`["session.timeout.ms=6000"]` -> `{"session.timeout.ms": "6000"}`."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError("kafka", f"{pair!r} is not KEY=VALUE (example: session.timeout.ms=6000)")
+        result[key.strip()] = value
+    return result
+
+
+def load(
+    *,
+    flags: Mapping[str, str | None],
+    kafka_pairs: list[str],
+    environ: Mapping[str, str] = os.environ,
+    default_application_id: str,
+) -> WorkerConfig:
+    """Merge flags over `PROCESSOR_*` variables over defaults; validate. Flags use setting names."""
+    raw: dict[str, str] = {}
+    for setting in SETTINGS:
+        env_value = environ.get(ENV_PREFIX + setting.upper())
+        if env_value is not None:
+            raw[setting] = env_value
+        flag_value = flags.get(setting)
+        if flag_value is not None:
+            raw[setting] = flag_value
+    kafka: dict[str, str] = {}
+    for name, value in environ.items():
+        if name.startswith(KAFKA_ENV_PREFIX) and len(name) > len(KAFKA_ENV_PREFIX):
+            kafka[name[len(KAFKA_ENV_PREFIX):].lower().replace("_", ".")] = value
+    kafka.update(parse_kafka_pairs(kafka_pairs))
+
+    guarantee_text = raw.get("processing_guarantee", ProcessingGuarantee.AT_LEAST_ONCE.value)
+    try:
+        guarantee = ProcessingGuarantee(guarantee_text.strip().lower())
+    except ValueError:
+        choices = ", ".join(g.value for g in ProcessingGuarantee)
+        raise ConfigError("processing_guarantee", f"{guarantee_text!r} is not one of {choices}") from None
+
+    kwargs: dict[str, object] = {
+        "bootstrap_servers": raw.get("bootstrap_servers", ""),
+        "application_id": raw.get("application_id", default_application_id),
+        "instance_id": raw.get("instance_id") or None,
+        "processing_guarantee": guarantee,
+        "kafka": kafka,
+    }
+    if "state_dir" in raw:
+        kwargs["state_dir"] = Path(raw["state_dir"])
+    for setting, kind in (
+        ("commit_interval_ms", int),
+        ("consume_batch_size", int),
+        ("assignment_balance_factor", float),
+    ):
+        if setting in raw:
+            kwargs[setting] = _parse_number(setting, raw[setting], kind)
+    if "static_membership" in raw:
+        kwargs["static_membership"] = _parse_bool("static_membership", raw["static_membership"])
+    return WorkerConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def unknown_environment_settings(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """`PROCESSOR_*` variables that name no setting: most likely typos."""
+    known = {ENV_PREFIX + s.upper() for s in SETTINGS} | {"PROCESSOR_TEST_BOOTSTRAP", "PROCESSOR_KAFKA_CACHE"}
+    return sorted(
+        name
+        for name in environ
+        if name.startswith(ENV_PREFIX) and not name.startswith(KAFKA_ENV_PREFIX) and name not in known
+    )

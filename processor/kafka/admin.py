@@ -1,0 +1,104 @@
+"""Cluster metadata, topic creation and group descriptions. The only module touching
+`confluent_kafka.admin`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from confluent_kafka import ConsumerGroupState, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+
+from processor.errors import BrokerError
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    member_id: str
+    client_id: str
+    group_instance_id: str | None
+
+
+@dataclass(frozen=True)
+class GroupSnapshot:
+    """The group as the coordinator describes it at one moment."""
+
+    stable: bool
+    state: str
+    members: tuple[GroupMember, ...]
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+class Admin:
+    def __init__(self, settings: Mapping[str, str], timeout: float = 10.0) -> None:
+        self._client = AdminClient(dict(settings))
+        self._timeout = timeout
+
+    def broker_count(self) -> int:
+        try:
+            return len(self._client.list_topics(timeout=self._timeout).brokers)
+        except KafkaException as e:
+            raise BrokerError(f"cannot read cluster metadata: {e.args[0]}") from e
+
+    def partition_counts(self, topics: Sequence[str]) -> dict[str, int | None]:
+        """Partition count per topic; None when the topic does not exist."""
+        try:
+            metadata = self._client.list_topics(timeout=self._timeout)
+        except KafkaException as e:
+            raise BrokerError(f"cannot read cluster metadata: {e.args[0]}") from e
+        counts: dict[str, int | None] = {}
+        for topic in topics:
+            described = metadata.topics.get(topic)
+            if described is None or described.error is not None:
+                counts[topic] = None
+            else:
+                counts[topic] = len(described.partitions)
+        return counts
+
+    def topic_configs(self, topics: Sequence[str]) -> dict[str, dict[str, str]]:
+        resources = [ConfigResource(ResourceType.TOPIC, t) for t in topics]
+        if not resources:
+            return {}
+        result: dict[str, dict[str, str]] = {}
+        for resource, future in self._client.describe_configs(resources).items():
+            try:
+                entries = future.result(timeout=self._timeout)
+            except KafkaException as e:
+                raise BrokerError(f"cannot describe topic {resource.name!r}: {e.args[0]}") from e
+            result[resource.name] = {k: str(v.value) for k, v in entries.items()}
+        return result
+
+    def create_topics(self, specs: Sequence[TopicSpec]) -> None:
+        """Create topics; one that already exists (another worker won the race) is fine."""
+        if not specs:
+            return
+        new = [
+            NewTopic(s.name, s.partitions, s.replication_factor, config=dict(s.config))
+            for s in specs
+        ]
+        for name, future in self._client.create_topics(new, request_timeout=self._timeout).items():
+            try:
+                future.result()
+            except KafkaException as e:
+                if e.args[0].name() == "TOPIC_ALREADY_EXISTS":
+                    continue
+                raise BrokerError(f"cannot create topic {name!r}: {e.args[0]}") from e
+
+    def describe_group(self, group_id: str) -> GroupSnapshot:
+        futures = self._client.describe_consumer_groups([group_id], request_timeout=self._timeout)
+        try:
+            description = futures[group_id].result()
+        except KafkaException as e:
+            raise BrokerError(f"cannot describe group {group_id!r}: {e.args[0]}") from e
+        members = tuple(
+            GroupMember(m.member_id, m.client_id, m.group_instance_id) for m in description.members
+        )
+        state = description.state
+        return GroupSnapshot(state == ConsumerGroupState.STABLE, str(state.name), members)

@@ -1,0 +1,111 @@
+"""The group consumer: membership in the application's group, and the source partitions the
+worker assigns itself. The only module that touches `confluent_kafka.Consumer`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from processor.errors import BrokerError
+
+Partition = tuple[str, int]
+
+
+class Message(Protocol):
+    """What the runtime reads off a consumed record (a `confluent_kafka.Message`)."""
+
+    def error(self) -> Any: ...
+    def topic(self) -> str: ...
+    def partition(self) -> int: ...
+    def offset(self) -> int: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+    def headers(self) -> list[tuple[str, bytes | None]] | None: ...
+
+
+class GroupConsumer:
+    """One consumer: a member of group `group_id` subscribed to the coordination topic, consuming
+    whatever partitions the worker `assign()`s. Rebalance callbacks take no arguments: under the
+    eager protocol the worker revokes everything and recomputes everything."""
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self._consumer = Consumer(dict(settings))
+
+    def subscribe(
+        self,
+        topic: str,
+        *,
+        on_assign: Callable[[], None],
+        on_revoke: Callable[[], None],
+        on_lost: Callable[[], None],
+    ) -> None:
+        def assigned(consumer: Any, partitions: list[TopicPartition]) -> None:
+            # Take nothing now; the worker assigns its tasks' partitions once it has accepted a
+            # membership snapshot. Calling assign() here stops the client assigning by itself.
+            consumer.assign([])
+            on_assign()
+
+        def revoked(consumer: Any, partitions: list[TopicPartition]) -> None:
+            on_revoke()
+            consumer.unassign()
+
+        def lost(consumer: Any, partitions: list[TopicPartition]) -> None:
+            on_lost()
+            consumer.unassign()
+
+        self._consumer.subscribe([topic], on_assign=assigned, on_revoke=revoked, on_lost=lost)
+
+    @property
+    def member_id(self) -> str | None:
+        member: str | None = self._consumer.memberid()
+        return member or None
+
+    def consume(self, max_records: int, timeout: float) -> list[Message]:
+        messages: list[Message] = self._consumer.consume(max_records, timeout)
+        return messages
+
+    def assign(self, partitions: Sequence[Partition]) -> None:
+        self._consumer.assign([TopicPartition(t, p) for t, p in partitions])
+
+    def unassign(self) -> None:
+        self._consumer.unassign()
+
+    def pause(self, partitions: Sequence[Partition]) -> None:
+        self._consumer.pause([TopicPartition(t, p) for t, p in partitions])
+
+    def resume(self, partitions: Sequence[Partition]) -> None:
+        self._consumer.resume([TopicPartition(t, p) for t, p in partitions])
+
+    def commit(self, offsets: Mapping[Partition, int]) -> None:
+        """Commit `offsets` (the next offset to read per partition) as this group member; the
+        broker refuses it when the member has been fenced out of the group."""
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                asynchronous=False,
+            )
+        except KafkaException as e:
+            raise BrokerError(f"committing offsets failed: {e.args[0]}") from e
+
+    def group_metadata(self) -> Any:
+        return self._consumer.consumer_group_metadata()
+
+    def committed(self, partitions: Sequence[Partition], timeout: float) -> dict[Partition, int]:
+        result = self._consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout)
+        return {(tp.topic, tp.partition): tp.offset for tp in result}
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def is_partition_eof(error: Any) -> bool:
+    return bool(error.code() == KafkaError._PARTITION_EOF)
+
+
+def is_fatal(error: Any) -> bool:
+    return bool(error.fatal())

@@ -1,0 +1,94 @@
+"""The output producer: writes sink records, waits instead of dropping when its queue is full,
+and remembers every record the broker refused. The only module touching `confluent_kafka.Producer`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaException, Producer, TopicPartition
+
+from processor.errors import BrokerError
+
+Headers = list[tuple[str, bytes | None]]
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    topic: str
+    partition: int
+    reason: str
+
+
+class OutputProducer:
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self._producer = Producer({**settings, "on_delivery": self._on_delivery})
+        self.failures: list[DeliveryFailure] = []
+        self.queue_full_waits = 0
+
+    def _on_delivery(self, error: Any, message: Any) -> None:
+        if error is not None:
+            self.failures.append(DeliveryFailure(message.topic(), message.partition(), str(error)))
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int,
+        headers: Headers | None,
+    ) -> None:
+        """Queue one record. When the local queue is full, serve delivery reports until there
+        is room: a slow broker slows the worker down, it never makes it drop a record."""
+        while True:
+            try:
+                if headers:
+                    self._producer.produce(topic, value, key, timestamp=timestamp, headers=headers)
+                else:
+                    self._producer.produce(topic, value, key, timestamp=timestamp)
+                return
+            except BufferError:
+                self.queue_full_waits += 1
+                self._producer.poll(0.05)
+
+    def poll(self) -> None:
+        self._producer.poll(0)
+
+    def flush(self, timeout: float) -> int:
+        """Wait until every queued record is delivered or failed; returns how many remain."""
+        remaining: int = self._producer.flush(timeout)
+        return remaining
+
+    def init_transactions(self, timeout: float) -> None:
+        self._call("initialising transactions", self._producer.init_transactions, timeout)
+
+    def begin_transaction(self) -> None:
+        self._call("beginning a transaction", self._producer.begin_transaction)
+
+    def send_offsets_to_transaction(
+        self, offsets: Mapping[tuple[str, int], int], group_metadata: Any, timeout: float
+    ) -> None:
+        partitions: Sequence[TopicPartition] = [
+            TopicPartition(t, p, o) for (t, p), o in offsets.items()
+        ]
+        self._call(
+            "adding offsets to the transaction",
+            self._producer.send_offsets_to_transaction,
+            partitions,
+            group_metadata,
+            timeout,
+        )
+
+    def commit_transaction(self, timeout: float) -> None:
+        self._call("committing the transaction", self._producer.commit_transaction, timeout)
+
+    def abort_transaction(self, timeout: float) -> None:
+        self._call("aborting the transaction", self._producer.abort_transaction, timeout)
+
+    @staticmethod
+    def _call(what: str, method: Any, *args: Any) -> None:
+        try:
+            method(*args)
+        except KafkaException as e:
+            raise BrokerError(f"{what} failed: {e.args[0]}") from e

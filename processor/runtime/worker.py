@@ -1,0 +1,384 @@
+"""The worker: one process, one group member, running the tasks assigned to it.
+
+Lifecycle (illegal transitions raise):
+
+```
+CREATED --> STARTING --> WAITING_FOR_MEMBERS <--> RUNNING
+                |              |                    |
+                +--------------+--------------------+--> PENDING_SHUTDOWN --> STOPPED
+                                                    +--> FAILED
+```
+
+Main loop: consume a batch, route each record to its task, run it through the operators, and
+every commit interval commit (see `processor.runtime.commit`). Rebalances arrive as callbacks
+inside `consume()`: on revoke the worker commits and drops its tasks; on assign it waits for a
+Stable group snapshot that contains itself, computes the assignment from it and `assign()`s the
+source partitions of its own tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from enum import Enum
+from types import FrameType
+from typing import Any
+
+from processor.config import WorkerConfig
+from processor.dsl.topology import Topology
+from processor.errors import BrokerError, ConfigError, ProcessorError
+from processor.kafka.admin import Admin
+from processor.kafka.consumer import GroupConsumer, is_fatal, is_partition_eof
+from processor.kafka.producer import Headers, OutputProducer
+from processor.runtime.assignment import Assignment, assign
+from processor.runtime.commit import Committer
+from processor.runtime.instance import StateDirLock, resolve_instance_id
+from processor.runtime.internal_topics import prepare_topics
+from processor.runtime.membership import stable_instances
+from processor.runtime.task import Partition, StreamTask, TaskState
+from processor.runtime.task_id import TaskId
+from processor.topology.subtopology import SubTopology
+
+log = logging.getLogger("processor.worker")
+
+
+class WorkerState(Enum):
+    CREATED = "created"
+    STARTING = "starting"
+    WAITING_FOR_MEMBERS = "waiting_for_members"
+    RUNNING = "running"
+    PENDING_SHUTDOWN = "pending_shutdown"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+_TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
+    WorkerState.CREATED: frozenset({WorkerState.STARTING, WorkerState.FAILED}),
+    WorkerState.STARTING: frozenset(
+        {WorkerState.WAITING_FOR_MEMBERS, WorkerState.PENDING_SHUTDOWN, WorkerState.FAILED}
+    ),
+    WorkerState.WAITING_FOR_MEMBERS: frozenset(
+        {
+            WorkerState.WAITING_FOR_MEMBERS,
+            WorkerState.RUNNING,
+            WorkerState.PENDING_SHUTDOWN,
+            WorkerState.FAILED,
+        }
+    ),
+    WorkerState.RUNNING: frozenset(
+        {WorkerState.WAITING_FOR_MEMBERS, WorkerState.PENDING_SHUTDOWN, WorkerState.FAILED}
+    ),
+    WorkerState.PENDING_SHUTDOWN: frozenset({WorkerState.STOPPED, WorkerState.FAILED}),
+    WorkerState.STOPPED: frozenset(),
+    WorkerState.FAILED: frozenset(),
+}
+
+# How long one consume() call may wait for records. librdkafka's batch consume waits the whole
+# timeout when fewer records than the batch size arrive, so this bounds end-to-end latency too.
+_CONSUME_TIMEOUT_S = 0.1
+_SNAPSHOT_RETRY_S = 0.1
+_FLUSH_TIMEOUT_S = 30.0
+
+
+class Worker:
+    def __init__(self, topology: Topology, config: WorkerConfig) -> None:
+        self.topology = topology
+        self.config = config
+        self.state = WorkerState.CREATED
+        self.instance_id = ""
+        self.assignment: Assignment | None = None
+        self.tasks: dict[TaskId, StreamTask] = {}
+        self._subtopologies: dict[int, SubTopology] = {s.id: s for s in topology.subtopologies()}
+        self._all_tasks: list[TaskId] = []
+        self._task_by_partition: dict[Partition, StreamTask] = {}
+        self._stop_requested = False
+        self._snapshot_pending = False
+        self._next_snapshot_at = 0.0
+        self._lock: StateDirLock | None = None
+        self._admin: Admin | None = None
+        self._consumer: GroupConsumer | None = None
+        self._producer: OutputProducer | None = None
+        self._committer: Committer | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _transition(self, target: WorkerState) -> None:
+        if target not in _TRANSITIONS[self.state]:
+            raise ProcessorError(
+                f"worker {self.instance_id or '?'}: illegal transition "
+                f"{self.state.value} -> {target.value}"
+            )
+        if target is not self.state:
+            log.info("worker %s: %s -> %s", self.instance_id, self.state.value, target.value)
+        self.state = target
+
+    def request_stop(self) -> None:
+        """Finish the current batch, commit, leave the group, return from `run()`."""
+        self._stop_requested = True
+
+    def install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("worker %s: received %s, stopping", self.instance_id, signal.Signals(signum).name)
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self) -> None:
+        """Start, process until asked to stop, shut down cleanly. Raises on a fatal error."""
+        try:
+            self._start()
+            while not self._stop_requested:
+                self._run_once()
+            self._transition(WorkerState.PENDING_SHUTDOWN)
+            self._shutdown()
+            self._transition(WorkerState.STOPPED)
+        except BaseException:
+            if self.state is not WorkerState.FAILED:
+                self.state = WorkerState.FAILED
+            self._close_quietly()
+            raise
+
+    def _start(self) -> None:
+        self._transition(WorkerState.STARTING)
+        cfg = self.config
+        self._lock = StateDirLock(cfg.app_state_dir)
+        self.instance_id = resolve_instance_id(cfg.instance_id, cfg.app_state_dir)
+        common = {"bootstrap.servers": cfg.bootstrap_servers, **cfg.kafka}
+        self._admin = Admin(common)
+        partition_counts = prepare_topics(self._admin, cfg, list(self._subtopologies.values()))
+        self._all_tasks = sorted(
+            TaskId(sub_id, p) for sub_id, count in partition_counts.items() for p in range(count)
+        )
+        log.info(
+            "worker %s: application %s, %d sub-topologies, %d tasks, %s",
+            self.instance_id,
+            cfg.application_id,
+            len(self._subtopologies),
+            len(self._all_tasks),
+            cfg.processing_guarantee.value,
+        )
+        self._producer = OutputProducer(self._producer_settings(common))
+        self._consumer = GroupConsumer(self._consumer_settings(common))
+        self._committer = Committer(self._producer, self._consumer, exactly_once=cfg.exactly_once)
+        self._committer.start()
+        self._consumer.subscribe(
+            cfg.coordination_topic,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        self._transition(WorkerState.WAITING_FOR_MEMBERS)
+
+    def _consumer_settings(self, common: dict[str, str]) -> dict[str, Any]:
+        cfg = self.config
+        settings: dict[str, Any] = {
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": False,
+            **common,
+            "group.id": cfg.application_id,
+            "client.id": self.instance_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "partition.assignment.strategy": "range",
+            "isolation.level": "read_committed" if cfg.exactly_once else "read_uncommitted",
+        }
+        if cfg.static_membership:
+            settings["group.instance.id"] = self.instance_id
+        return settings
+
+    def _producer_settings(self, common: dict[str, str]) -> dict[str, Any]:
+        cfg = self.config
+        settings: dict[str, Any] = {
+            # murmur2 like Kafka's Java producer, so keys land where other clients put them.
+            "partitioner": "murmur2_random",
+            "linger.ms": 5,
+            "enable.idempotence": True,
+            # Bounded local queue: when it is full, produce() waits (backpressure) instead of
+            # letting memory grow.
+            "queue.buffering.max.kbytes": 65536,
+            **common,
+            "client.id": self.instance_id,
+        }
+        if cfg.exactly_once:
+            settings["transactional.id"] = f"{cfg.application_id}-{self.instance_id}"
+        return settings
+
+    # -- main loop -------------------------------------------------------------------------
+
+    def _run_once(self) -> None:
+        assert self._consumer is not None and self._committer is not None
+        if self._snapshot_pending and time.monotonic() >= self._next_snapshot_at:
+            self._try_accept_snapshot()
+        messages = self._consumer.consume(self.config.consume_batch_size, _CONSUME_TIMEOUT_S)
+        tasks = self._task_by_partition
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._handle_consume_error(error)
+                continue
+            task = tasks.get((message.topic(), message.partition()))
+            if task is None:
+                # A record fetched before a rebalance took the partition away; its new owner
+                # reads it from the committed offset.
+                continue
+            self._committer.before_output()
+            task.process(message)
+        self._committer.maybe_commit(self.tasks.values(), self.config.commit_interval_ms)
+
+    def _handle_consume_error(self, error: Any) -> None:
+        if is_partition_eof(error):
+            return
+        if is_fatal(error):
+            raise BrokerError(f"consumer failed fatally: {error}")
+        log.warning("worker %s: consumer error (retrying): %s", self.instance_id, error)
+
+    # -- emitter (sinks call this) ---------------------------------------------------------
+
+    def emit(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int,
+        headers: Headers | None,
+    ) -> None:
+        assert self._producer is not None
+        self._producer.produce(topic, key, value, timestamp, headers)
+
+    # -- rebalancing -----------------------------------------------------------------------
+
+    def _on_assign(self) -> None:
+        self._snapshot_pending = True
+        self._next_snapshot_at = 0.0
+        if self.state is WorkerState.RUNNING:
+            self._transition(WorkerState.WAITING_FOR_MEMBERS)
+
+    def _on_revoke(self) -> None:
+        self._snapshot_pending = False
+        if self.tasks:
+            assert self._committer is not None
+            try:
+                self._committer.commit(self.tasks.values())
+            except BrokerError as e:
+                # Another member will reprocess from the last committed offsets.
+                log.warning("worker %s: commit on revoke failed: %s", self.instance_id, e)
+                self._committer.abandon()
+        self._drop_tasks()
+        if self.state is WorkerState.RUNNING:
+            self._transition(WorkerState.WAITING_FOR_MEMBERS)
+
+    def _on_lost(self) -> None:
+        log.warning("worker %s: lost its group membership; dropping tasks uncommitted", self.instance_id)
+        self._snapshot_pending = False
+        if self._committer is not None:
+            self._committer.abandon()
+        self._drop_tasks()
+        if self.state is WorkerState.RUNNING:
+            self._transition(WorkerState.WAITING_FOR_MEMBERS)
+
+    def _drop_tasks(self) -> None:
+        for task in self.tasks.values():
+            task.transition(TaskState.CLOSED)
+        self.tasks = {}
+        self._task_by_partition = {}
+
+    def _try_accept_snapshot(self) -> None:
+        assert self._admin is not None and self._consumer is not None
+        try:
+            snapshot = self._admin.describe_group(self.config.application_id)
+        except BrokerError as e:
+            log.warning("worker %s: %s (retrying)", self.instance_id, e)
+            self._next_snapshot_at = time.monotonic() + 1.0
+            return
+        members = stable_instances(snapshot, self._consumer.member_id)
+        if members is None:
+            self._next_snapshot_at = time.monotonic() + _SNAPSHOT_RETRY_S
+            return
+        self._snapshot_pending = False
+        self.assignment = assign(
+            members, self._all_tasks, balance_factor=self.config.assignment_balance_factor
+        )
+        mine = sorted(self.assignment.tasks_of(self.instance_id))
+        self.tasks = {
+            task_id: StreamTask(task_id, self._subtopologies[task_id.subtopology], self)
+            for task_id in mine
+        }
+        self._task_by_partition = {
+            partition: task for task in self.tasks.values() for partition in task.partitions
+        }
+        for task in self.tasks.values():
+            task.transition(TaskState.RUNNING)
+        self._consumer.assign(list(self._task_by_partition))
+        log.info(
+            "worker %s: members [%s]; active tasks [%s]",
+            self.instance_id,
+            ", ".join(members),
+            ", ".join(str(t) for t in mine),
+        )
+        self._publish_status(members)
+        self._transition(WorkerState.RUNNING)
+
+    def _publish_status(self, members: list[str]) -> None:
+        """Tell the application (and people) what this instance runs, on the metadata topic."""
+        assert self._committer is not None
+        status = {
+            "instance_id": self.instance_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "members": members,
+            "active_tasks": [str(t) for t in sorted(self.tasks)],
+            "standby_tasks": [],
+            "updated_ms": int(time.time() * 1000),
+        }
+        self._committer.before_output()
+        self.emit(
+            self.config.metadata_topic,
+            self.instance_id.encode(),
+            json.dumps(status).encode(),
+            status["updated_ms"],  # type: ignore[arg-type]
+            None,
+        )
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        assert self._consumer is not None and self._committer is not None
+        if self.tasks:
+            self._committer.commit(self.tasks.values())
+        # close() leaves the group; the revoke callback it triggers finds nothing left to commit.
+        self._consumer.close()
+        self._consumer = None
+        self._committer.close()
+        self._release()
+
+    def _close_quietly(self) -> None:
+        """After a failure: leave the group without committing anything more."""
+        if self._committer is not None:
+            self._committer.abandon()
+        if self._consumer is not None:
+            try:
+                self._snapshot_pending = False
+                self.tasks = {}
+                self._consumer.close()
+            except Exception as e:  # closing after a failure must not hide the failure
+                log.warning("worker %s: closing the consumer failed: %s", self.instance_id, e)
+            self._consumer = None
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+def check_environment(environ: dict[str, str]) -> None:
+    from processor.config import unknown_environment_settings
+
+    unknown = unknown_environment_settings(environ)
+    if unknown:
+        raise ConfigError(unknown[0], "is not a setting; see `processor run --help` for the list")

@@ -1,0 +1,299 @@
+"""The objects that carry records through one task's copy of a sub-topology.
+
+The same code runs in a worker and in the in-memory test driver; only the `Emitter` differs.
+A record enters at a `SourceProcessor` as bytes, flows through operators as Python values and
+leaves at a `SinkProcessor` as bytes handed to the emitter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from processor.errors import ProcessorError, RecordError
+from processor.serdes import Serde
+from processor.topology.graph import Node, OperatorKind, OperatorNode, SinkNode, SourceNode, parents_of
+from processor.topology.subtopology import SubTopology
+
+Headers = list[tuple[str, bytes | None]]
+
+
+@dataclass
+class RecordContext:
+    """Where the record being processed came from; one per task, updated for every record."""
+
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    timestamp: int = 0
+    headers: Headers | None = field(default=None)
+
+
+class Emitter(Protocol):
+    """Receives each record a sink writes."""
+
+    def emit(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int,
+        headers: Headers | None,
+    ) -> None: ...
+
+
+class OperatorError(ProcessorError):
+    """A user function raised; the task adds the record's coordinates."""
+
+    def __init__(self, node: str, cause: BaseException) -> None:
+        self.node = node
+        self.cause = cause
+        super().__init__(f"operator {node!r} raised {type(cause).__name__}: {cause}")
+
+
+class Processor:
+    __slots__ = ("children", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.children: list[Processor] = []
+
+    def process(self, key: Any, value: Any) -> None:
+        raise NotImplementedError
+
+    def forward(self, key: Any, value: Any) -> None:
+        for child in self.children:
+            child.process(key, value)
+
+
+class SourceProcessor(Processor):
+    __slots__ = ("context", "key_serde", "value_serde")
+
+    def __init__(self, node: SourceNode, context: RecordContext) -> None:
+        super().__init__(node.name)
+        self.key_serde = node.key_serde
+        self.value_serde = node.value_serde
+        self.context = context
+
+    def process_bytes(self, key: bytes | None, value: bytes | None) -> None:
+        try:
+            k = self.key_serde.deserialize(key)
+        except Exception as e:
+            raise self._undecodable("key", self.key_serde, e) from e
+        try:
+            v = self.value_serde.deserialize(value)
+        except Exception as e:
+            raise self._undecodable("value", self.value_serde, e) from e
+        self.forward(k, v)
+
+    def _undecodable(self, part: str, serde: Serde[Any], error: Exception) -> RecordError:
+        c = self.context
+        return RecordError(
+            c.topic,
+            c.partition,
+            c.offset,
+            f"cannot deserialize the {part} with the {serde.name} serde "
+            f"({type(error).__name__}: {error}); fix the producer or the source's {part}_serde",
+        )
+
+    def process(self, key: Any, value: Any) -> None:
+        self.forward(key, value)
+
+
+class _FunctionProcessor(Processor):
+    __slots__ = ("function",)
+
+    def __init__(self, name: str, function: Callable[..., Any]) -> None:
+        super().__init__(name)
+        self.function = function
+
+
+class FilterProcessor(_FunctionProcessor):
+    __slots__ = ("keep_when",)
+
+    def __init__(self, name: str, function: Callable[..., Any], keep_when: bool) -> None:
+        super().__init__(name, function)
+        self.keep_when = keep_when
+
+    def process(self, key: Any, value: Any) -> None:
+        try:
+            keep = bool(self.function(key, value))
+        except Exception as e:
+            raise OperatorError(self.name, e) from e
+        if keep is self.keep_when:
+            self.forward(key, value)
+
+
+class MapProcessor(_FunctionProcessor):
+    __slots__ = ()
+
+    def process(self, key: Any, value: Any) -> None:
+        try:
+            new_key, new_value = self.function(key, value)
+        except Exception as e:
+            raise OperatorError(self.name, e) from e
+        self.forward(new_key, new_value)
+
+
+class MapValuesProcessor(_FunctionProcessor):
+    __slots__ = ()
+
+    def process(self, key: Any, value: Any) -> None:
+        try:
+            new_value = self.function(value)
+        except Exception as e:
+            raise OperatorError(self.name, e) from e
+        self.forward(key, new_value)
+
+
+class FlatMapProcessor(_FunctionProcessor):
+    __slots__ = ()
+
+    def process(self, key: Any, value: Any) -> None:
+        try:
+            pairs = list(self.function(key, value))
+        except Exception as e:
+            raise OperatorError(self.name, e) from e
+        for pair in pairs:
+            try:
+                new_key, new_value = pair
+            except (TypeError, ValueError) as e:
+                raise OperatorError(self.name, TypeError(f"yielded {pair!r}, not a (key, value) pair")) from e
+            self.forward(new_key, new_value)
+
+
+class FlatMapValuesProcessor(_FunctionProcessor):
+    __slots__ = ()
+
+    def process(self, key: Any, value: Any) -> None:
+        try:
+            values = list(self.function(value))
+        except Exception as e:
+            raise OperatorError(self.name, e) from e
+        for new_value in values:
+            self.forward(key, new_value)
+
+
+class PeekProcessor(_FunctionProcessor):
+    __slots__ = ()
+
+    def process(self, key: Any, value: Any) -> None:
+        try:
+            self.function(key, value)
+        except Exception as e:
+            raise OperatorError(self.name, e) from e
+        self.forward(key, value)
+
+
+class PassThroughProcessor(Processor):
+    """Merge and branch outputs: the record goes on as it is."""
+
+    __slots__ = ()
+
+    def process(self, key: Any, value: Any) -> None:
+        self.forward(key, value)
+
+
+class SplitProcessor(Processor):
+    """Sends each record to the branch of the first predicate that accepts it."""
+
+    __slots__ = ("branches", "predicates")
+
+    def __init__(
+        self, name: str, predicates: Sequence[Callable[[Any, Any], bool] | None]
+    ) -> None:
+        super().__init__(name)
+        self.predicates = list(predicates)
+        self.branches: list[Processor | None] = [None] * len(predicates)
+
+    def process(self, key: Any, value: Any) -> None:
+        for index, predicate in enumerate(self.predicates):
+            try:
+                matched = predicate is None or bool(predicate(key, value))
+            except Exception as e:
+                raise OperatorError(self.name, e) from e
+            if matched:
+                branch = self.branches[index]
+                if branch is not None:
+                    branch.process(key, value)
+                return
+
+
+class SinkProcessor(Processor):
+    __slots__ = ("context", "emitter", "key_serde", "topic", "value_serde")
+
+    def __init__(self, node: SinkNode, context: RecordContext, emitter: Emitter) -> None:
+        super().__init__(node.name)
+        self.topic = node.topic
+        self.key_serde = node.key_serde
+        self.value_serde = node.value_serde
+        self.context = context
+        self.emitter = emitter
+
+    def process(self, key: Any, value: Any) -> None:
+        try:
+            key_bytes = self.key_serde.serialize(key)
+        except Exception as e:
+            raise OperatorError(
+                self.name,
+                TypeError(f"cannot serialize key {key!r} with the {self.key_serde.name} serde "
+                          f"({e}); give to({self.topic!r}) a matching key_serde"),
+            ) from e
+        try:
+            value_bytes = self.value_serde.serialize(value)
+        except Exception as e:
+            raise OperatorError(
+                self.name,
+                TypeError(f"cannot serialize value {value!r} with the {self.value_serde.name} "
+                          f"serde ({e}); give to({self.topic!r}) a matching value_serde"),
+            ) from e
+        c = self.context
+        self.emitter.emit(self.topic, key_bytes, value_bytes, c.timestamp, c.headers)
+
+
+def _make(node: Node, context: RecordContext, emitter: Emitter) -> Processor:
+    if isinstance(node, SourceNode):
+        return SourceProcessor(node, context)
+    if isinstance(node, SinkNode):
+        return SinkProcessor(node, context, emitter)
+    assert isinstance(node, OperatorNode)
+    kind, fn = node.kind, node.function
+    if kind is OperatorKind.SPLIT:
+        return SplitProcessor(node.name, node.predicates)
+    if kind in (OperatorKind.MERGE, OperatorKind.BRANCH):
+        return PassThroughProcessor(node.name)
+    assert fn is not None, f"operator {node.name} has no function"
+    if kind is OperatorKind.FILTER:
+        return FilterProcessor(node.name, fn, keep_when=True)
+    if kind is OperatorKind.FILTER_NOT:
+        return FilterProcessor(node.name, fn, keep_when=False)
+    classes: dict[OperatorKind, type[_FunctionProcessor]] = {
+        OperatorKind.MAP: MapProcessor,
+        OperatorKind.MAP_VALUES: MapValuesProcessor,
+        OperatorKind.FLAT_MAP: FlatMapProcessor,
+        OperatorKind.FLAT_MAP_VALUES: FlatMapValuesProcessor,
+        OperatorKind.PEEK: PeekProcessor,
+    }
+    return classes[kind](node.name, fn)
+
+
+def instantiate(
+    subtopology: SubTopology, context: RecordContext, emitter: Emitter
+) -> dict[str, SourceProcessor]:
+    """Build one task's processors; returns the entry point for each source topic."""
+    built = {node.name: _make(node, context, emitter) for node in subtopology.nodes}
+    for node in subtopology.nodes:
+        child = built[node.name]
+        for parent_name in parents_of(node):
+            parent = built[parent_name]
+            if isinstance(parent, SplitProcessor):
+                assert isinstance(node, OperatorNode)
+                parent.branches[node.branch_index] = child
+            else:
+                parent.children.append(child)
+    return {
+        node.topic: processor
+        for node in subtopology.nodes
+        if isinstance(node, SourceNode) and isinstance(processor := built[node.name], SourceProcessor)
+    }

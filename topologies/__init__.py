@@ -1,0 +1,1 @@
+"""Example topologies: each module declares one `Topology` that `processor run` can execute."""

@@ -83,10 +83,12 @@ class WorkerConfig:
                 f"must be at least 1.0 (1.0 = as even as possible), got {self.assignment_balance_factor}",
             )
         for key in self.kafka:
-            if key in RESERVED_KAFKA_SETTINGS:
+            prefix, _, rest = key.partition(".")
+            bare = rest if prefix in ("consumer", "producer", "admin") and rest else key
+            if bare in RESERVED_KAFKA_SETTINGS:
                 raise ConfigError(
                     f"kafka.{key}",
-                    f"is set by the worker; use {RESERVED_KAFKA_SETTINGS[key]} instead",
+                    f"is set by the worker; use {RESERVED_KAFKA_SETTINGS[bare]} instead",
                 )
 
     @property

@@ -30,10 +30,11 @@ from typing import Any
 
 from processor.config import WorkerConfig
 from processor.dsl.topology import Topology
-from processor.errors import BrokerError, ConfigError, ProcessorError
+from processor.errors import BrokerError, ConfigError, DuplicateInstanceError, ProcessorError
 from processor.kafka.admin import Admin
 from processor.kafka.consumer import GroupConsumer, is_fatal, is_partition_eof
 from processor.kafka.producer import Headers, OutputProducer
+from processor.kafka.settings import settings_for
 from processor.runtime.assignment import Assignment, assign
 from processor.runtime.commit import Committer
 from processor.runtime.instance import StateDirLock, resolve_instance_id
@@ -81,7 +82,7 @@ _TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
 # timeout when fewer records than the batch size arrive, so this bounds end-to-end latency too.
 _CONSUME_TIMEOUT_S = 0.1
 _SNAPSHOT_RETRY_S = 0.1
-_FLUSH_TIMEOUT_S = 30.0
+_DUPLICATE_LINGER_S = 3.0
 
 
 class Worker:
@@ -137,6 +138,13 @@ class Worker:
             self._transition(WorkerState.PENDING_SHUTDOWN)
             self._shutdown()
             self._transition(WorkerState.STOPPED)
+        except DuplicateInstanceError:
+            # Stay in the group a moment so the twin sees the same snapshot and stops too;
+            # leaving at once would let it carry on alone and hide the mistake.
+            time.sleep(_DUPLICATE_LINGER_S)
+            self.state = WorkerState.FAILED
+            self._close_quietly()
+            raise
         except BaseException:
             if self.state is not WorkerState.FAILED:
                 self.state = WorkerState.FAILED
@@ -148,8 +156,8 @@ class Worker:
         cfg = self.config
         self._lock = StateDirLock(cfg.app_state_dir)
         self.instance_id = resolve_instance_id(cfg.instance_id, cfg.app_state_dir)
-        common = {"bootstrap.servers": cfg.bootstrap_servers, **cfg.kafka}
-        self._admin = Admin(common)
+        common = {"bootstrap.servers": cfg.bootstrap_servers}
+        self._admin = Admin({**common, **settings_for("admin", cfg.kafka)})
         partition_counts = prepare_topics(self._admin, cfg, list(self._subtopologies.values()))
         self._all_tasks = sorted(
             TaskId(sub_id, p) for sub_id, count in partition_counts.items() for p in range(count)
@@ -180,6 +188,7 @@ class Worker:
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
             **common,
+            **settings_for("consumer", cfg.kafka),
             "group.id": cfg.application_id,
             "client.id": self.instance_id,
             "enable.auto.commit": False,
@@ -202,6 +211,7 @@ class Worker:
             # letting memory grow.
             "queue.buffering.max.kbytes": 65536,
             **common,
+            **settings_for("producer", self.config.kafka),
             "client.id": self.instance_id,
         }
         if cfg.exactly_once:

@@ -1,0 +1,229 @@
+"""Several worker processes against the real broker: the work is shared, every record is
+processed, a killed worker's tasks move to the others, a restarted one gets its tasks back."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from tests.integration.workers import WorkerProcess
+from tests.kafka_helpers import create_topic, produce
+
+PARTITIONS = 6
+SESSION_TIMEOUT_MS = 6000
+FAST_GROUP = [
+    "--kafka", f"session.timeout.ms={SESSION_TIMEOUT_MS}",
+    "--kafka", "heartbeat.interval.ms=500",
+    "--commit-interval-ms", "200",
+]
+
+
+class Output:
+    """Reads a sink topic incrementally; values are b"<instance>|p<partition>-<n>"."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False}
+        )
+        self._consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+        self.values: list[tuple[str, str]] = []
+
+    def read_until(self, predicate, timeout: float) -> float:  # type: ignore[no-untyped-def]
+        """Read until `predicate(self)` holds; returns the time it took."""
+        start = time.monotonic()
+        while not predicate(self):
+            if time.monotonic() - start > timeout:
+                raise AssertionError(f"output incomplete after {timeout}s: {len(self.values)} records")
+            for message in self._consumer.consume(1000, 0.2):
+                assert message.error() is None, message.error()
+                instance, _, payload = message.value().decode().partition("|")
+                self.values.append((instance, payload))
+        return time.monotonic() - start
+
+    def drain(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for message in self._consumer.consume(1000, 0.2):
+                instance, _, payload = message.value().decode().partition("|")
+                self.values.append((instance, payload))
+
+    def payloads(self) -> Counter[str]:
+        return Counter(payload for _, payload in self.values)
+
+    def owner_by_partition(self, batch: str) -> dict[int, set[str]]:
+        owners: dict[int, set[str]] = defaultdict(set)
+        for instance, payload in self.values:
+            if payload.startswith(batch):
+                owners[int(payload.split("-")[1][1:])].add(instance)
+        return owners
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def produce_batch(bootstrap: str, topic: str, batch: str, per_partition: int) -> set[str]:
+    payloads: set[str] = set()
+    for partition in range(PARTITIONS):
+        values = [f"{batch}-p{partition}-{i}" for i in range(per_partition)]
+        produce(bootstrap, topic, [(v, v) for v in values], partition=partition)
+        payloads.update(values)
+    return payloads
+
+
+@pytest.fixture
+def topics(kafka_bootstrap: str, unique_name: str) -> dict[str, str]:
+    source, sink = f"{unique_name}-in", f"{unique_name}-out"
+    create_topic(kafka_bootstrap, source, PARTITIONS)
+    create_topic(kafka_bootstrap, sink, PARTITIONS)
+    return {
+        "TEST_SOURCE_TOPIC": source,
+        "TEST_SINK_TOPIC": sink,
+        "PROCESSOR_APPLICATION_ID": unique_name,
+    }
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.stop_quietly()
+
+
+def start(workers: list[WorkerProcess], bootstrap: str, env: dict[str, str], tmp_path: Path,
+          instance_id: str, *extra: str) -> WorkerProcess:
+    worker = WorkerProcess(
+        "tests.worker_topologies:tagging",
+        bootstrap=bootstrap,
+        instance_id=instance_id,
+        state_dir=tmp_path / instance_id,
+        log_dir=tmp_path,
+        env=env,
+        extra_args=[*FAST_GROUP, *extra],
+    )
+    workers.append(worker)
+    return worker
+
+
+def test_three_workers_share_the_work_fail_over_and_get_their_tasks_back(
+    kafka_bootstrap: str, topics: dict[str, str], workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    w = [start(workers, kafka_bootstrap, topics, tmp_path, f"w{i}") for i in range(3)]
+    for worker in w:
+        worker.wait_for_log(r"members \[w0, w1, w2\]; active tasks", 60)
+    output = Output(kafka_bootstrap, topics["TEST_SINK_TOPIC"])
+
+    # Nothing fails: every record exactly once, each partition processed by one worker.
+    first = produce_batch(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], "a", 500)
+    output.read_until(lambda o: set(o.payloads()) >= first, 60)
+    output.drain(1.0)
+    assert output.payloads() == Counter(first), "every record exactly once"
+    owners_before = output.owner_by_partition("a")
+    assert all(len(owners_before[p]) == 1 for p in range(PARTITIONS)), owners_before
+    assert {next(iter(o)) for o in owners_before.values()} == {"w0", "w1", "w2"}, "work is shared"
+
+    # SIGKILL w2: its partitions are processed by the survivors within the session timeout
+    # plus a few seconds, and nothing is lost.
+    victim_partitions = {p for p, o in owners_before.items() if o == {"w2"}}
+    w[2].kill()
+    killed_at = time.monotonic()
+    second = produce_batch(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], "b", 200)
+    output.read_until(lambda o: set(o.payloads()) >= second, 60)
+    failover = time.monotonic() - killed_at
+    owners_after = output.owner_by_partition("b")
+    for partition in victim_partitions:
+        assert owners_after[partition] <= {"w0", "w1"}, (partition, owners_after[partition])
+    assert failover < SESSION_TIMEOUT_MS / 1000 + 8, f"failover took {failover:.1f}s"
+    print(f"failover after SIGKILL: {failover:.1f}s (session timeout {SESSION_TIMEOUT_MS} ms)")
+
+    # Restart w2 with the same instance id: once the group is stable again it owns its old
+    # partitions.
+    w2 = start(workers, kafka_bootstrap, topics, tmp_path, "w2")
+    w2.wait_for_log(r"members \[w0, w1, w2\]; active tasks", 60)
+    third = produce_batch(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], "c", 100)
+    output.read_until(lambda o: set(o.payloads()) >= third, 60)
+    assert output.owner_by_partition("c") == owners_before
+    assert set(output.payloads()) == first | second | third, "nothing lost"
+    output.close()
+
+    # SIGTERM: every worker finishes, commits, leaves and exits 0.
+    for worker in (w[0], w[1], w2):
+        assert worker.terminate() == 0, worker.log()[-2000:]
+    committed = committed_offsets(kafka_bootstrap, topics)
+    assert committed == {p: 800 for p in range(PARTITIONS)}
+
+
+def committed_offsets(bootstrap: str, topics: dict[str, str]) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topics["PROCESSOR_APPLICATION_ID"]})
+    try:
+        partitions = [TopicPartition(topics["TEST_SOURCE_TOPIC"], p) for p in range(PARTITIONS)]
+        return {tp.partition: tp.offset for tp in consumer.committed(partitions, 10)}
+    finally:
+        consumer.close()
+
+
+def test_two_live_workers_with_one_instance_id_are_a_configuration_error(
+    kafka_bootstrap: str, topics: dict[str, str], workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    first = start(workers, kafka_bootstrap, topics, tmp_path, "twin")
+    first.wait_for_log(r"members \[twin\]", 60)
+    second = WorkerProcess(
+        "tests.worker_topologies:tagging",
+        bootstrap=kafka_bootstrap,
+        instance_id="twin",
+        state_dir=tmp_path / "other-state-dir",
+        log_dir=tmp_path,
+        env=topics,
+        extra_args=FAST_GROUP,
+    )
+    workers.append(second)
+    for worker in (first, second):
+        assert worker.wait(60) == 2
+        assert "two live workers use instance id 'twin'" in worker.log()
+
+
+def test_sources_with_different_partition_counts_stop_the_worker_with_one_line(
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+) -> None:
+    env = {
+        "TEST_SOURCE_TOPIC": f"{unique_name}-a",
+        "TEST_SECOND_SOURCE_TOPIC": f"{unique_name}-b",
+        "TEST_SINK_TOPIC": f"{unique_name}-out",
+    }
+    create_topic(kafka_bootstrap, env["TEST_SOURCE_TOPIC"], 2)
+    create_topic(kafka_bootstrap, env["TEST_SECOND_SOURCE_TOPIC"], 3)
+    create_topic(kafka_bootstrap, env["TEST_SINK_TOPIC"], 1)
+    worker = WorkerProcess(
+        "tests.worker_topologies:copartitioned",
+        bootstrap=kafka_bootstrap,
+        instance_id="solo",
+        state_dir=tmp_path / "state",
+        log_dir=tmp_path,
+        env=env,
+    )
+    assert worker.wait(60) == 2
+    lines = [line for line in worker.log().splitlines() if "error" in line]
+    assert lines == [
+        f"processor: topology error: sub-topology 0 reads topics with different partition counts "
+        f"({env['TEST_SOURCE_TOPIC']}=2, {env['TEST_SECOND_SOURCE_TOPIC']}=3); co-partitioned "
+        "sources must have the same number of partitions"
+    ]
+
+
+def test_a_missing_source_topic_is_named(kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+    env = {"TEST_SOURCE_TOPIC": f"{unique_name}-absent", "TEST_SINK_TOPIC": f"{unique_name}-out"}
+    worker = WorkerProcess(
+        "tests.worker_topologies:tagging",
+        bootstrap=kafka_bootstrap,
+        instance_id="solo",
+        state_dir=tmp_path / "state",
+        log_dir=tmp_path,
+        env=env,
+    )
+    assert worker.wait(60) == 1
+    assert f"topic '{unique_name}-absent': source topic does not exist" in worker.log()

@@ -216,6 +216,9 @@ class Worker:
         }
         if cfg.exactly_once:
             settings["transactional.id"] = f"{cfg.application_id}-{self.instance_id}"
+            # A killed worker's open transaction blocks read_committed readers of the partitions
+            # it wrote until the broker aborts it; Kafka Streams shortens this to 10 s as well.
+            settings.setdefault("transaction.timeout.ms", 10000)
         return settings
 
     # -- main loop -------------------------------------------------------------------------

@@ -26,9 +26,14 @@ FAST_GROUP = [
 class Output:
     """Reads a sink topic incrementally; values are b"<instance>|p<partition>-<n>"."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, *, read_committed: bool = False) -> None:
         self._consumer = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False}
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "unused",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+            }
         )
         self._consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
         self.values: list[tuple[str, str]] = []
@@ -227,3 +232,25 @@ def test_a_missing_source_topic_is_named(kafka_bootstrap: str, unique_name: str,
     )
     assert worker.wait(60) == 1
     assert f"topic '{unique_name}-absent': source topic does not exist" in worker.log()
+
+
+def test_exactly_once_output_after_a_worker_is_killed_mid_stream(
+    kafka_bootstrap: str, topics: dict[str, str], workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    eos = ["--processing-guarantee", "exactly_once"]
+    w = [start(workers, kafka_bootstrap, topics, tmp_path, f"e{i}", *eos) for i in range(3)]
+    for worker in w:
+        worker.wait_for_log(r"members \[e0, e1, e2\]; active tasks", 60)
+    output = Output(kafka_bootstrap, topics["TEST_SINK_TOPIC"], read_committed=True)
+    expected = produce_batch(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], "a", 3000)
+    output.read_until(lambda o: len(o.values) >= 1000, 60)
+    seen_at_kill = len(output.values)
+    w[2].kill()  # mid-stream: with an open transaction and uncommitted offsets
+    print(f"killed e2 after {seen_at_kill} of 18000 records were output")
+    expected |= produce_batch(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], "b", 300)
+    output.read_until(lambda o: set(o.payloads()) >= expected, 90)
+    output.drain(2.0)
+    duplicates = {p: n for p, n in output.payloads().items() if n > 1}
+    assert not duplicates, f"{len(duplicates)} records were output more than once"
+    assert set(output.payloads()) == expected
+    output.close()

@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from processor import config as config_module
 from processor.errors import ConfigError, ProcessorError, TopologyError
@@ -30,18 +29,30 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("topology", metavar="MODULE[:ATTR]")
     run.add_argument("--bootstrap-servers", dest="bootstrap_servers")
     run.add_argument("--application-id", dest="application_id", help="default: the topology's name")
-    run.add_argument("--instance-id", dest="instance_id", help="default: generated once, kept in the state dir")
+    run.add_argument(
+        "--instance-id", dest="instance_id", help="default: generated once, kept in the state dir"
+    )
     run.add_argument("--state-dir", dest="state_dir")
-    run.add_argument("--processing-guarantee", dest="processing_guarantee", choices=["at_least_once", "exactly_once"])
+    run.add_argument(
+        "--processing-guarantee",
+        dest="processing_guarantee",
+        choices=["at_least_once", "exactly_once"],
+    )
     run.add_argument("--commit-interval-ms", dest="commit_interval_ms")
-    run.add_argument("--static-membership", dest="static_membership", action="store_const", const="true")
+    run.add_argument(
+        "--static-membership", dest="static_membership", action="store_const", const="true"
+    )
     run.add_argument("--assignment-balance-factor", dest="assignment_balance_factor")
     run.add_argument("--consume-batch-size", dest="consume_batch_size")
-    run.add_argument("--kafka", action="append", default=[], metavar="KEY=VALUE", help="a librdkafka setting")
+    run.add_argument(
+        "--kafka", action="append", default=[], metavar="KEY=VALUE", help="a librdkafka setting"
+    )
     run.add_argument("--workers", type=int, default=1, help="start N worker processes on this host")
     run.add_argument("--log-level", default=os.environ.get("PROCESSOR_LOG_LEVEL", "INFO"))
 
-    describe = commands.add_parser("describe", help="print a topology's sources, operators and sinks")
+    describe = commands.add_parser(
+        "describe", help="print a topology's sources, operators and sinks"
+    )
     describe.add_argument("topology", metavar="MODULE[:ATTR]")
     return parser
 

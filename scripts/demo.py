@@ -41,7 +41,9 @@ def feed(bootstrap: str, stop: threading.Event) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=30, help="how long to run (0: until Ctrl-C)")
+    parser.add_argument(
+        "--seconds", type=float, default=30, help="how long to run (0: until Ctrl-C)"
+    )
     args = parser.parse_args()
 
     with LocalBroker() as broker, tempfile.TemporaryDirectory(prefix="processor-demo-") as tmp:
@@ -58,17 +60,35 @@ def main() -> int:
         log_path = Path(tmp) / "workers.log"
         with open(log_path, "wb") as log:
             workers = subprocess.Popen(
-                [sys.executable, "-m", "processor.cli", "run", "topologies.words",
-                 "--workers", "2", "--bootstrap-servers", bootstrap, "--state-dir", f"{tmp}/state"],
-                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "processor.cli",
+                    "run",
+                    "topologies.words",
+                    "--workers",
+                    "2",
+                    "--bootstrap-servers",
+                    bootstrap,
+                    "--state-dir",
+                    f"{tmp}/state",
+                ],
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         print(f"started 2 workers: processor run topologies.words --workers 2 (log: {log_path})")
         stop = threading.Event()
         feeder = threading.Thread(target=feed, args=(bootstrap, stop), daemon=True)
         feeder.start()
 
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "demo-reader",
-                             "auto.offset.reset": "earliest"})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "demo-reader",
+                "auto.offset.reset": "earliest",
+            }
+        )
         consumer.subscribe(["words"])
         counts: Counter[str] = Counter()
         deadline = time.monotonic() + args.seconds if args.seconds > 0 else float("inf")
@@ -95,8 +115,10 @@ def main() -> int:
         for line in log_path.read_text().splitlines():
             if "active tasks" in line:
                 print(line.split("] ", 1)[-1])
-        print(f"demo done: {sum(counts.values())} words, {len(counts)} distinct; workers exited "
-              f"with {workers.returncode}")
+        print(
+            f"demo done: {sum(counts.values())} words, {len(counts)} distinct; workers exited "
+            f"with {workers.returncode}"
+        )
         return 0 if workers.returncode == 0 else 1
 
 

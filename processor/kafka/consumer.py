@@ -4,7 +4,7 @@ worker assigns itself. The only module that touches `confluent_kafka.Consumer`."
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -64,8 +64,7 @@ class GroupConsumer:
         return member or None
 
     def consume(self, max_records: int, timeout: float) -> list[Message]:
-        messages: list[Message] = self._consumer.consume(max_records, timeout)
-        return messages
+        return cast(list[Message], self._consumer.consume(max_records, timeout))
 
     def assign(self, partitions: Sequence[Partition]) -> None:
         self._consumer.assign([TopicPartition(t, p) for t, p in partitions])

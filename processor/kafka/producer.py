@@ -1,11 +1,14 @@
 """The output producer: writes sink records, waits instead of dropping when its queue is full,
-and remembers every record the broker refused. The only module touching `confluent_kafka.Producer`."""
+and remembers every record the broker refused.
+
+The only module touching `confluent_kafka.Producer`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from confluent_kafka import KafkaException, Producer, TopicPartition
 
@@ -44,7 +47,9 @@ class OutputProducer:
         while True:
             try:
                 if headers:
-                    self._producer.produce(topic, value, key, timestamp=timestamp, headers=headers)
+                    self._producer.produce(
+                        topic, value, key, timestamp=timestamp, headers=cast(Any, headers)
+                    )
                 else:
                     self._producer.produce(topic, value, key, timestamp=timestamp)
                 return

@@ -13,15 +13,37 @@ from typing import Literal
 Client = Literal["consumer", "producer", "admin"]
 
 _CONSUMER_ONLY_PREFIXES = (
-    "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "group.",
-    "fetch.", "auto.offset.reset", "auto.commit", "queued.", "enable.partition.eof",
-    "check.crcs", "coordinator.query.interval.ms", "allow.auto.create.topics",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "group.",
+    "fetch.",
+    "auto.offset.reset",
+    "auto.commit",
+    "queued.",
+    "enable.partition.eof",
+    "check.crcs",
+    "coordinator.query.interval.ms",
+    "allow.auto.create.topics",
 )
 _PRODUCER_ONLY_PREFIXES = (
-    "acks", "request.required.acks", "linger.ms", "queue.buffering.", "batch.", "compression.",
-    "message.timeout.ms", "delivery.timeout.ms", "retries", "message.send.max.retries",
-    "retry.backoff", "enable.idempotence", "partitioner", "sticky.partitioning",
-    "transaction.timeout.ms", "enable.gapless.guarantee", "request.timeout.ms",
+    "acks",
+    "request.required.acks",
+    "linger.ms",
+    "queue.buffering.",
+    "batch.",
+    "compression.",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "retries",
+    "message.send.max.retries",
+    "retry.backoff",
+    "enable.idempotence",
+    "partitioner",
+    "sticky.partitioning",
+    "transaction.timeout.ms",
+    "enable.gapless.guarantee",
+    "request.timeout.ms",
 )
 
 

@@ -72,9 +72,7 @@ class Committer:
         except BrokerError:
             if not self._exactly_once:
                 for task in task_list:
-                    task.restore_offsets(
-                        {p: o for p, o in offsets.items() if p in task.partitions}
-                    )
+                    task.restore_offsets({p: o for p, o in offsets.items() if p in task.partitions})
             raise
         self.commits += 1
 

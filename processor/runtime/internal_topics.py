@@ -17,13 +17,13 @@ def internal_topic_specs(config: WorkerConfig, replication_factor: int) -> list[
     return [
         # Never written: the group subscribes to it only to have a membership protocol.
         TopicSpec(config.coordination_topic, 1, replication_factor),
-        TopicSpec(
-            config.metadata_topic, 1, replication_factor, {"cleanup.policy": "compact"}
-        ),
+        TopicSpec(config.metadata_topic, 1, replication_factor, {"cleanup.policy": "compact"}),
     ]
 
 
-def prepare_topics(admin: Admin, config: WorkerConfig, subtopologies: list[SubTopology]) -> dict[int, int]:
+def prepare_topics(
+    admin: Admin, config: WorkerConfig, subtopologies: list[SubTopology]
+) -> dict[int, int]:
     """Validate sources and sinks, create or check internal topics; returns the partition count
     (= task count) per sub-topology."""
     sources = sorted({t for s in subtopologies for t in s.source_topics})
@@ -59,7 +59,8 @@ def _check_internal(admin: Admin, specs: list[TopicSpec], counts: dict[str, int 
             raise TopicError(
                 spec.name,
                 f"internal topic has {counts[spec.name]} partitions, expected {spec.partitions}; "
-                "it was not created by this application: delete it or choose another application id",
+                "it was not created by this application: delete it or choose another "
+                "application id",
             )
         expected_policy = spec.config.get("cleanup.policy")
         actual_policy = configs[spec.name].get("cleanup.policy")

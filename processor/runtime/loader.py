@@ -14,7 +14,9 @@ def load_topology(spec: str) -> Topology:
     """Import MODULE and return ATTR, or the module's only Topology when ATTR is omitted."""
     module_name, _, attr = spec.partition(":")
     if not module_name:
-        raise TopologyLoadError(f"{spec!r} names no module; use MODULE[:ATTR], e.g. topologies.words")
+        raise TopologyLoadError(
+            f"{spec!r} names no module; use MODULE[:ATTR], e.g. topologies.words"
+        )
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:

@@ -18,7 +18,9 @@ from types import FrameType
 log = logging.getLogger("processor.supervisor")
 
 
-def child_arguments(base: list[str], index: int, state_dir: Path, instance_id: str | None) -> list[str]:
+def child_arguments(
+    base: list[str], index: int, state_dir: Path, instance_id: str | None
+) -> list[str]:
     args = [*base, "--state-dir", str(state_dir / f"worker-{index}")]
     if instance_id is not None:
         args += ["--instance-id", f"{instance_id}-{index}"]

@@ -55,7 +55,9 @@ class StreamTask:
 
     def transition(self, target: TaskState) -> None:
         if target not in _TRANSITIONS[self.state]:
-            raise ProcessorError(f"task {self.id}: illegal transition {self.state.value} -> {target.value}")
+            raise ProcessorError(
+                f"task {self.id}: illegal transition {self.state.value} -> {target.value}"
+            )
         self.state = target
 
     def process(self, message: Message) -> None:

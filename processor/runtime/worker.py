@@ -123,7 +123,9 @@ class Worker:
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, frame: FrameType | None) -> None:
-            log.info("worker %s: received %s, stopping", self.instance_id, signal.Signals(signum).name)
+            log.info(
+                "worker %s: received %s, stopping", self.instance_id, signal.Signals(signum).name
+            )
             self.request_stop()
 
         signal.signal(signal.SIGTERM, handler)
@@ -286,7 +288,9 @@ class Worker:
             self._transition(WorkerState.WAITING_FOR_MEMBERS)
 
     def _on_lost(self) -> None:
-        log.warning("worker %s: lost its group membership; dropping tasks uncommitted", self.instance_id)
+        log.warning(
+            "worker %s: lost its group membership; dropping tasks uncommitted", self.instance_id
+        )
         self._snapshot_pending = False
         if self._committer is not None:
             self._committer.abandon()

@@ -17,9 +17,12 @@ from tests.kafka_helpers import create_topic, produce
 PARTITIONS = 6
 SESSION_TIMEOUT_MS = 6000
 FAST_GROUP = [
-    "--kafka", f"session.timeout.ms={SESSION_TIMEOUT_MS}",
-    "--kafka", "heartbeat.interval.ms=500",
-    "--commit-interval-ms", "200",
+    "--kafka",
+    f"session.timeout.ms={SESSION_TIMEOUT_MS}",
+    "--kafka",
+    "heartbeat.interval.ms=500",
+    "--commit-interval-ms",
+    "200",
 ]
 
 
@@ -43,7 +46,9 @@ class Output:
         start = time.monotonic()
         while not predicate(self):
             if time.monotonic() - start > timeout:
-                raise AssertionError(f"output incomplete after {timeout}s: {len(self.values)} records")
+                raise AssertionError(
+                    f"output incomplete after {timeout}s: {len(self.values)} records"
+                )
             for message in self._consumer.consume(1000, 0.2):
                 assert message.error() is None, message.error()
                 instance, _, payload = message.value().decode().partition("|")
@@ -100,8 +105,14 @@ def workers(tmp_path: Path) -> Iterator[list[WorkerProcess]]:
         worker.stop_quietly()
 
 
-def start(workers: list[WorkerProcess], bootstrap: str, env: dict[str, str], tmp_path: Path,
-          instance_id: str, *extra: str) -> WorkerProcess:
+def start(
+    workers: list[WorkerProcess],
+    bootstrap: str,
+    env: dict[str, str],
+    tmp_path: Path,
+    instance_id: str,
+    *extra: str,
+) -> WorkerProcess:
     worker = WorkerProcess(
         "tests.worker_topologies:tagging",
         bootstrap=bootstrap,
@@ -164,7 +175,9 @@ def test_three_workers_share_the_work_fail_over_and_get_their_tasks_back(
 
 
 def committed_offsets(bootstrap: str, topics: dict[str, str]) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": topics["PROCESSOR_APPLICATION_ID"]})
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": topics["PROCESSOR_APPLICATION_ID"]}
+    )
     try:
         partitions = [TopicPartition(topics["TEST_SOURCE_TOPIC"], p) for p in range(PARTITIONS)]
         return {tp.partition: tp.offset for tp in consumer.committed(partitions, 10)}
@@ -220,7 +233,9 @@ def test_sources_with_different_partition_counts_stop_the_worker_with_one_line(
     ]
 
 
-def test_a_missing_source_topic_is_named(kafka_bootstrap: str, unique_name: str, tmp_path: Path) -> None:
+def test_a_missing_source_topic_is_named(
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+) -> None:
     env = {"TEST_SOURCE_TOPIC": f"{unique_name}-absent", "TEST_SINK_TOPIC": f"{unique_name}-out"}
     worker = WorkerProcess(
         "tests.worker_topologies:tagging",

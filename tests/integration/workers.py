@@ -33,10 +33,17 @@ class WorkerProcess:
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "processor.cli", "run", topology,
-                "--bootstrap-servers", bootstrap,
-                "--instance-id", instance_id,
-                "--state-dir", str(state_dir),
+                sys.executable,
+                "-m",
+                "processor.cli",
+                "run",
+                topology,
+                "--bootstrap-servers",
+                bootstrap,
+                "--instance-id",
+                instance_id,
+                "--state-dir",
+                str(state_dir),
                 *(extra_args or []),
             ],
             cwd=REPO,
@@ -63,7 +70,8 @@ class WorkerProcess:
                 )
             time.sleep(0.1)
         raise AssertionError(
-            f"worker {self.instance_id} did not log {pattern!r} in {timeout}s:\n{self.log()[-3000:]}"
+            f"worker {self.instance_id} did not log {pattern!r} in {timeout}s:\n"
+            f"{self.log()[-3000:]}"
         )
 
     def kill(self) -> None:

@@ -12,7 +12,7 @@ from processor import Topology, serdes
 
 WORD = re.compile(r"[\w']+")
 
-topology = Topology("words")
+topology = Topology("words")  # the name is the default application id
 
 (
     topology.stream("sentences", key_serde=serdes.StringSerde(), value_serde=serdes.StringSerde())

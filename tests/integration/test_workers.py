@@ -3,6 +3,10 @@ processed, a killed worker's tasks move to the others, a restarted one gets its 
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -11,7 +15,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.integration.workers import WorkerProcess
+from tests.integration.workers import REPO, WorkerProcess
 from tests.kafka_helpers import create_topic, produce
 
 PARTITIONS = 6
@@ -269,3 +273,34 @@ def test_exactly_once_output_after_a_worker_is_killed_mid_stream(
     assert not duplicates, f"{len(duplicates)} records were output more than once"
     assert set(output.payloads()) == expected
     output.close()
+
+
+def test_workers_flag_starts_several_members_and_sigterm_stops_them_all(
+    kafka_bootstrap: str, topics: dict[str, str], tmp_path: Path
+) -> None:
+    supervisor = subprocess.Popen(
+        [
+            sys.executable, "-m", "processor.cli", "run", "tests.worker_topologies:tagging",
+            "--bootstrap-servers", kafka_bootstrap, "--state-dir", str(tmp_path / "state"),
+            "--instance-id", "multi", "--workers", "2", *FAST_GROUP,
+        ],
+        cwd=REPO,
+        env={**os.environ, **topics},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        expected = produce_batch(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], "a", 50)
+        output = Output(kafka_bootstrap, topics["TEST_SINK_TOPIC"])
+        output.read_until(lambda o: set(o.payloads()) >= expected, 60)
+        output.close()
+        # INSTANCE in the test topology comes from the supervisor's environment, so the
+        # members are told apart by their partitions: two members split the six tasks.
+        supervisor.send_signal(signal.SIGTERM)
+        log = supervisor.communicate(timeout=60)[0].decode()
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+    assert supervisor.returncode == 0, log[-3000:]
+    assert "members [multi-0, multi-1]" in log
+    assert log.count("pending_shutdown -> stopped") == 2

@@ -1,0 +1,32 @@
+"""The README's examples are true: its topology is the example module, its test snippet runs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def python_blocks() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+
+
+def test_the_readme_topology_is_the_example_module() -> None:
+    block = next(b for b in python_blocks() if b.startswith("# topologies/words.py"))
+    shown = block.split("\n", 1)[1]
+    module = (ROOT / "topologies" / "words.py").read_text()
+    assert shown.strip() in module, "README's topology differs from topologies/words.py"
+
+
+def test_the_readme_driver_example_runs() -> None:
+    block = next(b for b in python_blocks() if "TopologyTestDriver" in b)
+    exec(compile(block, "README.md", "exec"), {})
+
+
+def test_the_readme_test_command_is_what_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "scripts/test" in readme
+    assert "exec scripts/test" in ci

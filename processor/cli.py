@@ -16,11 +16,14 @@ log = logging.getLogger("processor")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="processor", description=__doc__)
+    # No abbreviations: --workers is stripped from the arguments handed to child workers by its
+    # exact spelling, and an abbreviated --worker would make every child start its own children.
+    parser = argparse.ArgumentParser(prog="processor", description=__doc__, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser(
         "run",
+        allow_abbrev=False,
         help="run a topology as a worker of its application",
         description="Run MODULE[:ATTR] as a worker. Every setting can also come from a "
         "PROCESSOR_<SETTING> environment variable; librdkafka settings from --kafka KEY=VALUE or "

@@ -9,7 +9,7 @@
 | processing_guarantee | --processing-guarantee | PROCESSOR_PROCESSING_GUARANTEE | at_least_once |
 | commit_interval_ms | --commit-interval-ms | PROCESSOR_COMMIT_INTERVAL_MS | 1000 |
 | static_membership | --static-membership | PROCESSOR_STATIC_MEMBERSHIP | false |
-| assignment_balance_factor | --assignment-balance-factor | PROCESSOR_ASSIGNMENT_BALANCE_FACTOR | 1.0 |
+| assignment_balance_factor | --assignment-balance-factor | PROCESSOR_ASSIGNMENT_... | 1.0 |
 | consume_batch_size | --consume-batch-size | PROCESSOR_CONSUME_BATCH_SIZE | 1000 |
 | kafka (librdkafka settings) | --kafka KEY=VALUE | PROCESSOR_KAFKA_<KEY> (`_` for `.`) | none |
 """
@@ -66,21 +66,29 @@ class WorkerConfig:
                 "bootstrap_servers",
                 "is missing; pass --bootstrap-servers HOST:PORT or set PROCESSOR_BOOTSTRAP_SERVERS",
             )
-        if not self.application_id or not all(c.isalnum() or c in "._-" for c in self.application_id):
+        if not self.application_id or not all(
+            (c.isascii() and c.isalnum()) or c in "._-" for c in self.application_id
+        ):
             raise ConfigError(
                 "application_id",
-                f"{self.application_id!r} must be non-empty and use only letters, digits, '.', '_', '-'",
+                f"{self.application_id!r} must be non-empty and use only ASCII letters, "
+                "digits, '.', '_' and '-'",
             )
         if self.instance_id is not None and not self.instance_id.strip():
             raise ConfigError("instance_id", "is empty; leave it unset to generate one")
         if self.commit_interval_ms <= 0:
-            raise ConfigError("commit_interval_ms", f"must be positive, got {self.commit_interval_ms}")
+            raise ConfigError(
+                "commit_interval_ms", f"must be positive, got {self.commit_interval_ms}"
+            )
         if self.consume_batch_size <= 0:
-            raise ConfigError("consume_batch_size", f"must be positive, got {self.consume_batch_size}")
-        if self.assignment_balance_factor < 1.0:
+            raise ConfigError(
+                "consume_batch_size", f"must be positive, got {self.consume_batch_size}"
+            )
+        if not self.assignment_balance_factor >= 1.0:  # also rejects NaN
             raise ConfigError(
                 "assignment_balance_factor",
-                f"must be at least 1.0 (1.0 = as even as possible), got {self.assignment_balance_factor}",
+                "must be at least 1.0 (1.0 = as even as possible), "
+                f"got {self.assignment_balance_factor}",
             )
         for key in self.kafka:
             prefix, _, rest = key.partition(".")
@@ -111,6 +119,9 @@ class WorkerConfig:
 SETTINGS = tuple(f.name for f in fields(WorkerConfig) if f.name != "kafka")
 ENV_PREFIX = "PROCESSOR_"
 KAFKA_ENV_PREFIX = "PROCESSOR_KAFKA_"
+# `PROCESSOR_*` variables read elsewhere: the CLI's log level, the test broker's jar cache and
+# the test suite's broker address. They are neither settings nor librdkafka settings.
+OTHER_ENVIRONMENT = {"PROCESSOR_LOG_LEVEL", "PROCESSOR_KAFKA_CACHE", "PROCESSOR_TEST_BOOTSTRAP"}
 
 
 def _parse_bool(setting: str, text: str) -> bool:
@@ -126,7 +137,9 @@ def _parse_number(setting: str, text: str, kind: type[int] | type[float]) -> int
     try:
         return kind(text)
     except ValueError:
-        raise ConfigError(setting, f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+        raise ConfigError(
+            setting, f"{text!r} is not a{'n integer' if kind is int else ' number'}"
+        ) from None
 
 
 def parse_kafka_pairs(pairs: list[str]) -> dict[str, str]:
@@ -135,7 +148,9 @@ def parse_kafka_pairs(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError("kafka", f"{pair!r} is not KEY=VALUE (example: session.timeout.ms=6000)")
+            raise ConfigError(
+                "kafka", f"{pair!r} is not KEY=VALUE (example: session.timeout.ms=6000)"
+            )
         result[key.strip()] = value
     return result
 
@@ -158,8 +173,12 @@ def load(
             raw[setting] = flag_value
     kafka: dict[str, str] = {}
     for name, value in environ.items():
-        if name.startswith(KAFKA_ENV_PREFIX) and len(name) > len(KAFKA_ENV_PREFIX):
-            kafka[name[len(KAFKA_ENV_PREFIX):].lower().replace("_", ".")] = value
+        if (
+            name.startswith(KAFKA_ENV_PREFIX)
+            and len(name) > len(KAFKA_ENV_PREFIX)
+            and name not in OTHER_ENVIRONMENT
+        ):
+            kafka[name[len(KAFKA_ENV_PREFIX) :].lower().replace("_", ".")] = value
     kafka.update(parse_kafka_pairs(kafka_pairs))
 
     guarantee_text = raw.get("processing_guarantee", ProcessingGuarantee.AT_LEAST_ONCE.value)
@@ -167,7 +186,9 @@ def load(
         guarantee = ProcessingGuarantee(guarantee_text.strip().lower())
     except ValueError:
         choices = ", ".join(g.value for g in ProcessingGuarantee)
-        raise ConfigError("processing_guarantee", f"{guarantee_text!r} is not one of {choices}") from None
+        raise ConfigError(
+            "processing_guarantee", f"{guarantee_text!r} is not one of {choices}"
+        ) from None
 
     kwargs: dict[str, object] = {
         "bootstrap_servers": raw.get("bootstrap_servers", ""),
@@ -192,9 +213,11 @@ def load(
 
 def unknown_environment_settings(environ: Mapping[str, str] = os.environ) -> list[str]:
     """`PROCESSOR_*` variables that name no setting: most likely typos."""
-    known = {ENV_PREFIX + s.upper() for s in SETTINGS} | {"PROCESSOR_TEST_BOOTSTRAP", "PROCESSOR_KAFKA_CACHE"}
+    known = {ENV_PREFIX + s.upper() for s in SETTINGS} | OTHER_ENVIRONMENT
     return sorted(
         name
         for name in environ
-        if name.startswith(ENV_PREFIX) and not name.startswith(KAFKA_ENV_PREFIX) and name not in known
+        if name.startswith(ENV_PREFIX)
+        and not name.startswith(KAFKA_ENV_PREFIX)
+        and name not in known
     )

@@ -98,4 +98,6 @@ class ProductionError(RecordError):
         self, target_topic: str, topic: str, partition: int, offset: int, problem: str
     ) -> None:
         self.target_topic = target_topic
-        super().__init__(topic, partition, offset, f"producing to {target_topic!r} failed: {problem}")
+        super().__init__(
+            topic, partition, offset, f"producing to {target_topic!r} failed: {problem}"
+        )

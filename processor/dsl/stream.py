@@ -68,7 +68,7 @@ class Stream:
     def flat_map(
         self, mapper: Callable[[Any, Any], Iterable[KeyValue]], *, name: str | None = None
     ) -> Stream:
-        """Replace each record by the zero or more `(key, value)` pairs `mapper(key, value)` yields."""
+        """Replace each record by the `(key, value)` pairs that `mapper(key, value)` yields."""
         return self._then(OperatorKind.FLAT_MAP, mapper, name)
 
     def flat_map_values(
@@ -111,7 +111,9 @@ class Stream:
             predicates.append(None)
         split_name = self._topology._name_node(OperatorKind.SPLIT.value, name)
         self._topology._graph.add(
-            OperatorNode(split_name, OperatorKind.SPLIT, (self._node,), predicates=tuple(predicates))
+            OperatorNode(
+                split_name, OperatorKind.SPLIT, (self._node,), predicates=tuple(predicates)
+            )
         )
         result: dict[str, Stream] = {}
         for index, branch_name in enumerate(names):
@@ -121,7 +123,9 @@ class Stream:
             self._topology._graph.add(
                 OperatorNode(node_name, OperatorKind.BRANCH, (split_name,), branch_index=index)
             )
-            result[branch_name] = Stream(self._topology, node_name, self.key_serde, self.value_serde)
+            result[branch_name] = Stream(
+                self._topology, node_name, self.key_serde, self.value_serde
+            )
         return result
 
     def branch(self, *predicates: Callable[[Any, Any], bool]) -> list[Stream]:

@@ -26,7 +26,7 @@ class Topology:
     """
 
     def __init__(self, name: str) -> None:
-        if not name or not all(c.isalnum() or c in "._-" for c in name):
+        if not name or not all((c.isascii() and c.isalnum()) or c in "._-" for c in name):
             raise TopologyError(
                 f"topology name {name!r} must be non-empty and use only letters, digits, '.', '_'"
                 " and '-' (it becomes the application id and part of topic names)"

@@ -28,6 +28,10 @@ def load_topology(spec: str) -> Topology:
                 "importable from the current directory"
             ) from None
         raise TopologyLoadError(f"module {module_name!r} failed to import: {e}") from e
+    except Exception as e:
+        raise TopologyLoadError(
+            f"module {module_name!r} failed to import: {type(e).__name__}: {e}"
+        ) from e
     if attr:
         if not hasattr(module, attr):
             raise TopologyLoadError(

@@ -50,6 +50,9 @@ class BytesSerde(_NullPassing[bytes]):
     name = "bytes"
 
     def _to_bytes(self, value: bytes) -> bytes:
+        # bytes(5) would be five zero bytes and bytes([1, 2]) b"\x01\x02": accept bytes-likes only.
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise TypeError(f"expected bytes, got {type(value).__name__}")
         return bytes(value)
 
     def _from_bytes(self, data: bytes) -> bytes:
@@ -90,7 +93,9 @@ class JsonSerde(_NullPassing[Any]):
     name = "json"
 
     def _to_bytes(self, value: Any) -> bytes:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+            "utf-8"
+        )
 
     def _from_bytes(self, data: bytes) -> Any:
         return json.loads(data)

@@ -87,12 +87,7 @@ class TopologyTestDriver:
         headers: Headers | None = None,
     ) -> None:
         """Feed one record to `topic`, serialized with that source's serdes."""
-        source = self._sources.get(topic)
-        if source is None:
-            raise TopologyError(
-                f"topic {topic!r} is not a source of topology {self._topology.name!r}; "
-                f"its sources are {sorted(self._sources)}"
-            )
+        source = self._source(topic)
         self.pipe_bytes(
             topic,
             source.key_serde.serialize(key),
@@ -100,6 +95,15 @@ class TopologyTestDriver:
             timestamp=timestamp,
             headers=headers,
         )
+
+    def _source(self, topic: str) -> SourceProcessor:
+        source = self._sources.get(topic)
+        if source is None:
+            raise TopologyError(
+                f"topic {topic!r} is not a source of topology {self._topology.name!r}; "
+                f"its sources are {sorted(self._sources)}"
+            )
+        return source
 
     def pipe_bytes(
         self,
@@ -111,7 +115,7 @@ class TopologyTestDriver:
         headers: Headers | None = None,
     ) -> None:
         """Feed one record as raw bytes, as a producer would have written it."""
-        source = self._sources[topic]
+        source = self._source(topic)
         offset = self._offsets[topic]
         self._offsets[topic] = offset + 1
         c = self._context
@@ -129,10 +133,12 @@ class TopologyTestDriver:
         return records
 
     def read(self, topic: str) -> list[tuple[Any, Any]]:
-        """Everything written to `topic` since the last read, deserialized with its sink's serdes."""
+        """Everything written to `topic` since the last read, deserialized by its sink's serdes."""
         key_serde, value_serde = self._sink_serdes.get(topic, (None, None))
         if key_serde is None or value_serde is None:
-            raise TopologyError(f"topic {topic!r} is not written by topology {self._topology.name!r}")
+            raise TopologyError(
+                f"topic {topic!r} is not written by topology {self._topology.name!r}"
+            )
         return [
             (key_serde.deserialize(r.key), value_serde.deserialize(r.value))
             for r in self.read_records(topic)

@@ -13,7 +13,14 @@ from typing import Any, Protocol
 
 from processor.errors import ProcessorError, RecordError
 from processor.serdes import Serde
-from processor.topology.graph import Node, OperatorKind, OperatorNode, SinkNode, SourceNode, parents_of
+from processor.topology.graph import (
+    Node,
+    OperatorKind,
+    OperatorNode,
+    SinkNode,
+    SourceNode,
+    parents_of,
+)
 from processor.topology.subtopology import SubTopology
 
 Headers = list[tuple[str, bytes | None]]
@@ -159,7 +166,9 @@ class FlatMapProcessor(_FunctionProcessor):
             try:
                 new_key, new_value = pair
             except (TypeError, ValueError) as e:
-                raise OperatorError(self.name, TypeError(f"yielded {pair!r}, not a (key, value) pair")) from e
+                raise OperatorError(
+                    self.name, TypeError(f"yielded {pair!r}, not a (key, value) pair")
+                ) from e
             self.forward(new_key, new_value)
 
 
@@ -200,9 +209,7 @@ class SplitProcessor(Processor):
 
     __slots__ = ("branches", "predicates")
 
-    def __init__(
-        self, name: str, predicates: Sequence[Callable[[Any, Any], bool] | None]
-    ) -> None:
+    def __init__(self, name: str, predicates: Sequence[Callable[[Any, Any], bool] | None]) -> None:
         super().__init__(name)
         self.predicates = list(predicates)
         self.branches: list[Processor | None] = [None] * len(predicates)
@@ -237,16 +244,20 @@ class SinkProcessor(Processor):
         except Exception as e:
             raise OperatorError(
                 self.name,
-                TypeError(f"cannot serialize key {key!r} with the {self.key_serde.name} serde "
-                          f"({e}); give to({self.topic!r}) a matching key_serde"),
+                TypeError(
+                    f"cannot serialize key {key!r} with the {self.key_serde.name} serde "
+                    f"({e}); give to({self.topic!r}) a matching key_serde"
+                ),
             ) from e
         try:
             value_bytes = self.value_serde.serialize(value)
         except Exception as e:
             raise OperatorError(
                 self.name,
-                TypeError(f"cannot serialize value {value!r} with the {self.value_serde.name} "
-                          f"serde ({e}); give to({self.topic!r}) a matching value_serde"),
+                TypeError(
+                    f"cannot serialize value {value!r} with the {self.value_serde.name} "
+                    f"serde ({e}); give to({self.topic!r}) a matching value_serde"
+                ),
             ) from e
         c = self.context
         self.emitter.emit(self.topic, key_bytes, value_bytes, c.timestamp, c.headers)
@@ -295,5 +306,6 @@ def instantiate(
     return {
         node.topic: processor
         for node in subtopology.nodes
-        if isinstance(node, SourceNode) and isinstance(processor := built[node.name], SourceProcessor)
+        if isinstance(node, SourceNode)
+        and isinstance(processor := built[node.name], SourceProcessor)
     }

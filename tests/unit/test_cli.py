@@ -1,0 +1,162 @@
+"""The `processor` command's user-facing behaviour that needs no broker."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from processor.cli import _without_options, main
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No PROCESSOR_* variable of the machine running the tests leaks into the CLI, and the
+    root logger `main()` may configure is restored afterwards."""
+    for name in list(os.environ):
+        if name.startswith("PROCESSOR_"):
+            monkeypatch.delenv(name, raising=False)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_describe_prints_the_topology(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["describe", "topologies.words"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Topology: words\n")
+    assert "Sub-topology 0" in out
+    assert "Source: " in out and "(topic: sentences, key: string, value: string)" in out
+    assert "Processor: " in out and "(filter)" in out and "(flat_map)" in out
+    assert "Sink: " in out and "(topic: words," in out
+
+
+def test_describe_of_a_missing_module_is_one_line_and_exit_code_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["describe", "topologies.nope"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "'topologies.nope'" in captured.err
+
+
+def test_run_of_a_missing_module_is_one_line_naming_it_and_exit_code_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "topologies.nope", "--bootstrap-servers", "x:1"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("processor: ")
+    assert "'topologies.nope'" in lines[0]
+    assert "Traceback" not in captured.err
+
+
+def test_run_without_bootstrap_servers_names_the_setting_and_exits_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PROCESSOR_BOOTSTRAP_SERVERS", raising=False)
+    assert main(["run", "topologies.words"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert "configuration error" in lines[0]
+    assert "bootstrap_servers" in lines[0]
+    assert "--bootstrap-servers" in lines[0]
+
+
+def test_run_with_a_misspelled_environment_variable_names_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PROCESSOR_BOOTSTRAP_SERVER", "x:1")
+    assert main(["run", "topologies.words"]) == 2
+    err = capsys.readouterr().err
+    assert "PROCESSOR_BOOTSTRAP_SERVER" in err
+    assert "not a setting" in err
+
+
+def test_run_accepts_the_log_level_variable_it_documents(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PROCESSOR_LOG_LEVEL is read by the CLI itself, so it must not count as a typo; the run
+    # then stops at the next problem, the missing bootstrap servers.
+    monkeypatch.setenv("PROCESSOR_LOG_LEVEL", "WARNING")
+    assert main(["run", "topologies.words"]) == 2
+    err = capsys.readouterr().err
+    assert "PROCESSOR_LOG_LEVEL" not in err
+    assert "bootstrap_servers" in err
+
+
+def test_run_with_a_bad_setting_value_names_the_setting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(
+        ["run", "topologies.words", "--bootstrap-servers", "x:1", "--commit-interval-ms", "abc"]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "commit_interval_ms" in err and "'abc'" in err
+
+
+def test_run_refuses_zero_workers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "topologies.words", "--bootstrap-servers", "x:1", "--workers", "0"]) == 2
+    assert "workers" in capsys.readouterr().err
+
+
+def test_a_missing_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as excinfo:
+        main([])
+    assert excinfo.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+# --- _without_options: the argv a supervisor hands its child workers ------------------------
+
+
+def test_without_options_drops_separate_and_joined_values() -> None:
+    argv = [
+        "run", "topologies.words",
+        "--workers", "3",
+        "--state-dir=/var/state",
+        "--instance-id", "box-1",
+        "--bootstrap-servers", "h:1",
+        "--kafka", "session.timeout.ms=6000",
+    ]
+    assert _without_options(argv, {"--workers", "--state-dir", "--instance-id"}) == [
+        "run", "topologies.words",
+        "--bootstrap-servers", "h:1",
+        "--kafka", "session.timeout.ms=6000",
+    ]
+
+
+def test_without_options_keeps_other_options_with_similar_names() -> None:
+    argv = ["run", "m", "--workers-extra", "x", "--kafka=workers=2"]
+    assert _without_options(argv, {"--workers"}) == argv
+
+
+def test_without_options_drops_every_occurrence() -> None:
+    argv = ["run", "m", "--workers", "2", "--workers=4", "--log-level", "DEBUG"]
+    assert _without_options(argv, {"--workers"}) == ["run", "m", "--log-level", "DEBUG"]
+
+
+def test_without_options_leaves_the_input_alone_and_handles_a_trailing_option() -> None:
+    argv = ["run", "m", "--workers"]
+    assert _without_options(argv, {"--workers"}) == ["run", "m"]
+    assert argv == ["run", "m", "--workers"]
+
+
+def test_without_options_with_nothing_to_drop_is_the_identity() -> None:
+    argv = ["run", "m", "--bootstrap-servers", "h:1"]
+    assert _without_options(argv, set()) == argv
+
+
+def test_abbreviated_options_are_refused_so_workers_cannot_multiply(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "topologies.words", "--worker", "3"])
+    assert exit_info.value.code == 2
+    assert "--worker" in capsys.readouterr().err

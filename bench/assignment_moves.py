@@ -40,10 +40,12 @@ def measure(
     join: list[int] = []
     leave: list[int] = []
     for _ in range(trials):
-        ids: set[str] = set()
+        ids: list[str] = []
         while len(ids) < n_instances + 1:
-            ids.add(_instance_id(rng))
-        *members, joiner = sorted(ids, key=lambda _: rng.random())
+            new = _instance_id(rng)
+            if new not in ids:
+                ids.append(new)
+        *members, joiner = ids
         before = assign(members, tasks, balance_factor=balance_factor)
 
         after = assign([*members, joiner], tasks, balance_factor=balance_factor)

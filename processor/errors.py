@@ -77,7 +77,14 @@ class TopicError(ProcessorError):
 
 
 class BrokerError(ProcessorError):
-    """The Kafka cluster cannot be reached or refused a request."""
+    """The Kafka cluster cannot be reached or refused a request.
+
+    `fatal` means the client that raised it cannot go on (a fenced producer, records the broker
+    refused): the worker stops. Otherwise the worker retries or rewinds to its last commit."""
+
+    def __init__(self, message: str, *, fatal: bool = False) -> None:
+        self.fatal = fatal
+        super().__init__(message)
 
 
 class RecordError(ProcessorError):

@@ -96,4 +96,5 @@ class OutputProducer:
         try:
             method(*args)
         except KafkaException as e:
-            raise BrokerError(f"{what} failed: {e.args[0]}") from e
+            error = e.args[0]
+            raise BrokerError(f"{what} failed: {error}", fatal=bool(error.fatal())) from e

@@ -110,7 +110,8 @@ class Committer:
             raise BrokerError(
                 f"the broker refused {len(failures)} output records, first to topic "
                 f"{first.topic!r} partition {first.partition}: {first.reason}; their input "
-                "offsets were not committed, so a restart after the fix reprocesses them"
+                "offsets were not committed, so a restart after the fix reprocesses them",
+                fatal=True,
             )
 
     def abandon(self) -> None:

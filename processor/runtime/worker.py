@@ -243,7 +243,27 @@ class Worker:
                 continue
             self._committer.before_output()
             task.process(message)
-        self._committer.maybe_commit(self.tasks.values(), self.config.commit_interval_ms)
+        try:
+            self._committer.maybe_commit(self.tasks.values(), self.config.commit_interval_ms)
+        except BrokerError as e:
+            self._after_failed_commit(e)
+
+    def _after_failed_commit(self, error: BrokerError) -> None:
+        """A commit that did not happen: stop when the client cannot go on; otherwise at-least-once
+        keeps the offsets for the next commit, and exactly-once (whose transaction was aborted)
+        rewinds its tasks to the last committed offsets."""
+        if error.fatal:
+            raise error
+        log.warning("worker %s: commit failed, will retry: %s", self.instance_id, error)
+        if self.config.exactly_once and self.tasks:
+            assert self._consumer is not None
+            log.warning(
+                "worker %s: rewinding tasks to the last committed offsets", self.instance_id
+            )
+            self._drop_tasks()
+            self._consumer.unassign()
+            self._snapshot_pending = True
+            self._transition(WorkerState.WAITING_FOR_MEMBERS)
 
     def _handle_consume_error(self, error: Any) -> None:
         if is_partition_eof(error):
@@ -280,7 +300,9 @@ class Worker:
             try:
                 self._committer.commit(self.tasks.values())
             except BrokerError as e:
-                # Another member will reprocess from the last committed offsets.
+                if e.fatal:
+                    raise
+                # The next owner reprocesses from the last committed offsets.
                 log.warning("worker %s: commit on revoke failed: %s", self.instance_id, e)
                 self._committer.abandon()
         self._drop_tasks()

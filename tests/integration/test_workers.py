@@ -304,3 +304,26 @@ def test_workers_flag_starts_several_members_and_sigterm_stops_them_all(
     assert supervisor.returncode == 0, log[-3000:]
     assert "members [multi-0, multi-1]" in log
     assert log.count("pending_shutdown -> stopped") == 2
+
+
+def test_a_static_member_restarted_within_the_session_timeout_keeps_its_tasks_quietly(
+    kafka_bootstrap: str, topics: dict[str, str], workers: list[WorkerProcess], tmp_path: Path
+) -> None:
+    static = ["--static-membership"]
+    s = [start(workers, kafka_bootstrap, topics, tmp_path, f"s{i}", *static) for i in range(2)]
+    for worker in s:
+        worker.wait_for_log(r"members \[s0, s1\]; active tasks", 60)
+    output = Output(kafka_bootstrap, topics["TEST_SINK_TOPIC"])
+    first = produce_batch(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], "a", 50)
+    output.read_until(lambda o: set(o.payloads()) >= first, 60)
+    owners = output.owner_by_partition("a")
+
+    s[1].kill()
+    restarted = start(workers, kafka_bootstrap, topics, tmp_path, "s1", *static)
+    restarted.wait_for_log(r"members \[s0, s1\]; active tasks", 30)
+    second = produce_batch(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], "b", 50)
+    output.read_until(lambda o: set(o.payloads()) >= second, 60)
+    output.close()
+    assert output.owner_by_partition("b") == owners
+    # The survivor never rebalanced: it accepted one membership snapshot, at the start.
+    assert s[0].log().count("; active tasks") == 1, s[0].log()[-3000:]

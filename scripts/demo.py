@@ -49,7 +49,7 @@ def main() -> int:
     with LocalBroker() as broker, tempfile.TemporaryDirectory(prefix="processor-demo-") as tmp:
         bootstrap = broker.bootstrap_servers
         print(f"broker running at {bootstrap}", flush=True)
-        admin = AdminClient({"bootstrap.servers": bootstrap})
+        admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
         for future in admin.create_topics(
             [NewTopic("sentences", 6, 1), NewTopic("words", 6, 1)]
         ).values():

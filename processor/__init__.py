@@ -4,7 +4,16 @@ Declare a `Topology` in a module, run it with `processor run MODULE`.
 """
 
 from processor import serdes
-from processor.dsl import Stream, Topology
+from processor.dsl import GroupedStream, Stream, Table, Topology
 from processor.errors import ProcessorError
+from processor.topology.context import ProcessorContext
 
-__all__ = ["ProcessorError", "Stream", "Topology", "serdes"]
+__all__ = [
+    "GroupedStream",
+    "ProcessorContext",
+    "ProcessorError",
+    "Stream",
+    "Table",
+    "Topology",
+    "serdes",
+]

@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--assignment-balance-factor", dest="assignment_balance_factor")
     run.add_argument("--consume-batch-size", dest="consume_batch_size")
+    run.add_argument("--store-cache-size", dest="store_cache_size")
     run.add_argument(
         "--kafka", action="append", default=[], metavar="KEY=VALUE", help="a librdkafka setting"
     )
@@ -70,6 +71,7 @@ _SETTING_FLAGS = (
     "static_membership",
     "assignment_balance_factor",
     "consume_batch_size",
+    "store_cache_size",
 )
 
 

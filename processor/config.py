@@ -11,6 +11,7 @@
 | static_membership | --static-membership | PROCESSOR_STATIC_MEMBERSHIP | false |
 | assignment_balance_factor | --assignment-balance-factor | PROCESSOR_ASSIGNMENT_... | 1.0 |
 | consume_batch_size | --consume-batch-size | PROCESSOR_CONSUME_BATCH_SIZE | 1000 |
+| store_cache_size | --store-cache-size | PROCESSOR_STORE_CACHE_SIZE | 50000 |
 | kafka (librdkafka settings) | --kafka KEY=VALUE | PROCESSOR_KAFKA_<KEY> (`_` for `.`) | none |
 """
 
@@ -58,6 +59,9 @@ class WorkerConfig:
     static_membership: bool = False
     assignment_balance_factor: float = 1.0
     consume_batch_size: int = 1000
+    # Changed keys a store's write-back cache holds before it forces a commit: bounds memory,
+    # while a hot key updated many times in one interval still costs one changelog record.
+    store_cache_size: int = 50_000
     kafka: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -80,6 +84,8 @@ class WorkerConfig:
             raise ConfigError(
                 "commit_interval_ms", f"must be positive, got {self.commit_interval_ms}"
             )
+        if self.store_cache_size <= 0:
+            raise ConfigError("store_cache_size", f"must be positive, got {self.store_cache_size}")
         if self.consume_batch_size <= 0:
             raise ConfigError(
                 "consume_batch_size", f"must be positive, got {self.consume_batch_size}"
@@ -202,6 +208,7 @@ def load(
     for setting, kind in (
         ("commit_interval_ms", int),
         ("consume_batch_size", int),
+        ("store_cache_size", int),
         ("assignment_balance_factor", float),
     ):
         if setting in raw:

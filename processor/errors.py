@@ -9,8 +9,11 @@ ProcessorError
 │   └── CoPartitioningError     sources of one sub-topology differ in partition count
 ├── TopicError                  a topic is missing or is not what we need (names the topic)
 ├── BrokerError                 the broker cannot be reached or refused a request
-└── RecordError                 one record could not be processed (names topic, partition, offset)
-    └── ProductionError         a record could not be produced (names the target topic)
+├── RecordError                 one record could not be processed (names topic, partition, offset)
+│   └── ProductionError         a record could not be produced (names the target topic)
+└── StateError                  a task's local state cannot be used (closed, unreadable, in use)
+    ├── StoreCorruptedError     a task's state directory cannot be opened (names it and the cause)
+    └── StoreLockedError        another process or backend holds a task's state directory open
 ```
 
 Each error's message is a complete sentence a person can act on: what is wrong, where, and
@@ -18,6 +21,8 @@ what to do. The context is also kept as attributes for code that handles the err
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 class ProcessorError(Exception):
@@ -107,4 +112,34 @@ class ProductionError(RecordError):
         self.target_topic = target_topic
         super().__init__(
             topic, partition, offset, f"producing to {target_topic!r} failed: {problem}"
+        )
+
+
+class StateError(ProcessorError):
+    """A task's local state cannot be used."""
+
+
+class StoreCorruptedError(StateError):
+    """A task's state directory exists but cannot be opened: its files are damaged or are not a
+    store. Nothing is lost for good: the stores can be rebuilt from their changelogs."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"state directory {path} cannot be opened ({reason}); delete it to restore the "
+            "task's stores from their changelogs (workers do this by themselves)"
+        )
+
+
+class StoreLockedError(StateError):
+    """A task's state directory is held open by another process, or by another backend in this
+    one. It is not damaged and must not be wiped."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"state directory {path} is in use by another process or backend ({reason}); "
+            "give each worker its own state directory"
         )

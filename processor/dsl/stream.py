@@ -6,15 +6,17 @@ Functions receive `(key, value)` like Kafka Streams' operators, except `map_valu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from processor.errors import TopologyError
 from processor.serdes import Serde
-from processor.topology.graph import OperatorKind, OperatorNode, SinkNode
+from processor.topology.graph import OperatorKind, OperatorNode, SinkNode, SourceNode
 
 if TYPE_CHECKING:
+    from processor.dsl.table import GroupedStream
     from processor.dsl.topology import Topology
+    from processor.topology.context import ProcessorContext
 
 KeyValue = tuple[Any, Any]
 
@@ -23,12 +25,21 @@ class Stream:
     """A stream of records inside a `Topology`; create one with `Topology.stream`."""
 
     def __init__(
-        self, topology: Topology, node: str, key_serde: Serde[Any], value_serde: Serde[Any]
+        self,
+        topology: Topology,
+        node: str,
+        key_serde: Serde[Any],
+        value_serde: Serde[Any],
+        *,
+        key_changed: bool = False,
     ) -> None:
         self._topology = topology
         self._node = node
         self.key_serde = key_serde
         self.value_serde = value_serde
+        # Whether an operator since the source may have changed keys, so that records are no
+        # longer in the partition of their key: grouping then needs a repartition topic.
+        self.key_changed = key_changed
 
     @property
     def node_name(self) -> str:
@@ -45,7 +56,14 @@ class Stream:
         self._topology._graph.add(
             OperatorNode(node_name, kind, parents or (self._node,), function=function)
         )
-        return Stream(self._topology, node_name, self.key_serde, self.value_serde)
+        changes_keys = kind in (OperatorKind.MAP, OperatorKind.FLAT_MAP)
+        return Stream(
+            self._topology,
+            node_name,
+            self.key_serde,
+            self.value_serde,
+            key_changed=self.key_changed or changes_keys,
+        )
 
     def filter(self, predicate: Callable[[Any, Any], bool], *, name: str | None = None) -> Stream:
         """Keep the records for which `predicate(key, value)` is true."""
@@ -85,7 +103,9 @@ class Stream:
         """One stream holding the records of both; their sources become one sub-topology."""
         if other._topology is not self._topology:
             raise TopologyError("merge() needs two streams of the same Topology")
-        return self._then(OperatorKind.MERGE, None, name, parents=(self._node, other._node))
+        merged = self._then(OperatorKind.MERGE, None, name, parents=(self._node, other._node))
+        merged.key_changed = self.key_changed or other.key_changed
+        return merged
 
     def split(
         self,
@@ -124,7 +144,11 @@ class Stream:
                 OperatorNode(node_name, OperatorKind.BRANCH, (split_name,), branch_index=index)
             )
             result[branch_name] = Stream(
-                self._topology, node_name, self.key_serde, self.value_serde
+                self._topology,
+                node_name,
+                self.key_serde,
+                self.value_serde,
+                key_changed=self.key_changed,
             )
         return result
 
@@ -133,6 +157,90 @@ class Stream:
         records no predicate accepts are dropped."""
         named = {str(i): p for i, p in enumerate(predicates)}
         return list(self.split(named).values())
+
+    def group_by(
+        self,
+        key_fn: Callable[[Any, Any], Any],
+        *,
+        key_serde: Serde[Any] | None = None,
+        value_serde: Serde[Any] | None = None,
+        name: str | None = None,
+    ) -> GroupedStream:
+        """Group records by `key_fn(key, value)`. Records go through the repartition topic
+        `<application_id>-<name>-repartition`, so that each new key lands in one task."""
+        base = self._topology._name_node("group_by", name)
+        keyed = self._then(OperatorKind.MAP, lambda k, v: (key_fn(k, v), v), f"{base}-key")
+        keyed.key_serde = key_serde or self.key_serde
+        keyed.value_serde = value_serde or self.value_serde
+        return keyed._repartition(base)
+
+    def group_by_key(
+        self,
+        *,
+        key_serde: Serde[Any] | None = None,
+        value_serde: Serde[Any] | None = None,
+        name: str | None = None,
+    ) -> GroupedStream:
+        """Group records by their key; repartitions only when an operator may have changed keys
+        (`map`, `flat_map`, `process`) since the source."""
+        from processor.dsl.table import GroupedStream
+
+        grouped = Stream(
+            self._topology,
+            self._node,
+            key_serde or self.key_serde,
+            value_serde or self.value_serde,
+            key_changed=self.key_changed,
+        )
+        if grouped.key_changed:
+            return grouped._repartition(self._topology._name_node("group_by_key", name))
+        return GroupedStream(self._topology, self._node, grouped.key_serde, grouped.value_serde)
+
+    def _repartition(self, base: str) -> GroupedStream:
+        from processor.dsl.table import GroupedStream
+
+        topic = f"{base}-repartition"
+        graph = self._topology._graph
+        graph.add(
+            SinkNode(
+                f"{base}-sink", topic, self._node, self.key_serde, self.value_serde, internal=True
+            )
+        )
+        graph.add(
+            SourceNode(f"{base}-source", topic, self.key_serde, self.value_serde, internal=True)
+        )
+        return GroupedStream(self._topology, f"{base}-source", self.key_serde, self.value_serde)
+
+    def process(
+        self,
+        function: Callable[[ProcessorContext, Any, Any], None],
+        *,
+        stores: Sequence[str] = (),
+        key_serde: Serde[Any] | None = None,
+        value_serde: Serde[Any] | None = None,
+        name: str | None = None,
+    ) -> Stream:
+        """Call `function(context, key, value)` for each record: `context.store(name)` gives the
+        declared `stores`, `context.forward(key, value)` emits downstream (zero or more times),
+        and `context.topic`, `.partition`, `.offset`, `.timestamp`, `.headers` describe the
+        record. The stream it returns carries what was forwarded."""
+        node_name = self._topology._name_node(OperatorKind.PROCESS.value, name)
+        self._topology._graph.add(
+            OperatorNode(
+                node_name,
+                OperatorKind.PROCESS,
+                (self._node,),
+                function=function,
+                stores=tuple(stores),
+            )
+        )
+        return Stream(
+            self._topology,
+            node_name,
+            key_serde or self.key_serde,
+            value_serde or self.value_serde,
+            key_changed=True,
+        )
 
     def to(
         self,

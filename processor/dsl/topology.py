@@ -5,10 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from processor.dsl.stream import Stream
+from processor.dsl.table import Table
 from processor.errors import TopologyError
 from processor.serdes import BytesSerde, Serde
-from processor.topology.graph import LogicalGraph, SourceNode
+from processor.topology.graph import (
+    LogicalGraph,
+    OperatorKind,
+    OperatorNode,
+    SourceNode,
+    StoreSpec,
+)
 from processor.topology.subtopology import SubTopology, build_subtopologies
+
+
+def _check_name(what: str, name: str) -> None:
+    if not name or not all((c.isascii() and c.isalnum()) or c in "._-" for c in name):
+        raise TopologyError(
+            f"{what} name {name!r} must be non-empty and use only letters, digits, '.', '_'"
+            " and '-' (it becomes part of topic names)"
+        )
 
 
 class Topology:
@@ -26,11 +41,7 @@ class Topology:
     """
 
     def __init__(self, name: str) -> None:
-        if not name or not all((c.isascii() and c.isalnum()) or c in "._-" for c in name):
-            raise TopologyError(
-                f"topology name {name!r} must be non-empty and use only letters, digits, '.', '_'"
-                " and '-' (it becomes the application id and part of topic names)"
-            )
+        _check_name("topology", name)
         self.name = name
         self._graph = LogicalGraph()
         self._counter = 0
@@ -59,12 +70,48 @@ class Topology:
         self._graph.add(SourceNode(node_name, topic, key, value))
         return Stream(self, node_name, key, value)
 
+    def table(
+        self,
+        topic: str,
+        *,
+        key_serde: Serde[Any] | None = None,
+        value_serde: Serde[Any] | None = None,
+        name: str | None = None,
+    ) -> Table:
+        """`topic` as a table: the latest value per key, kept in a store named `name` (default:
+        the topic's name); a record with a null value deletes its key."""
+        source = self.stream(topic, key_serde=key_serde, value_serde=value_serde)
+        store = name or topic
+        self.add_store(store, key_serde=source.key_serde, value_serde=source.value_serde)
+        node_name = self._name_node(OperatorKind.MATERIALIZE.value, None)
+        self._graph.add(
+            OperatorNode(node_name, OperatorKind.MATERIALIZE, (source.node_name,), stores=(store,))
+        )
+        return Table(self, node_name, source.key_serde, source.value_serde, store)
+
+    def add_store(
+        self,
+        name: str,
+        *,
+        key_serde: Serde[Any] | None = None,
+        value_serde: Serde[Any] | None = None,
+    ) -> str:
+        """Declare a key-value store for `Stream.process`; returns its name. Its changelog topic
+        is `<application_id>-<name>-changelog`."""
+        _check_name("store", name)
+        self._graph.add_store(
+            StoreSpec(name, key_serde or BytesSerde(), value_serde or BytesSerde())
+        )
+        return name
+
     @property
     def graph(self) -> LogicalGraph:
         return self._graph
 
-    def subtopologies(self) -> list[SubTopology]:
-        return build_subtopologies(self._graph)
+    def subtopologies(self, application_id: str | None = None) -> list[SubTopology]:
+        """The sub-topologies, with internal topics named for `application_id` (default: the
+        topology's name)."""
+        return build_subtopologies(self._graph, application_id or self.name)
 
     def describe(self) -> str:
         from processor.topology.describe import describe

@@ -29,10 +29,21 @@ class OutputProducer:
         self._producer = Producer({**settings, "on_delivery": self._on_delivery})
         self.failures: list[DeliveryFailure] = []
         self.queue_full_waits = 0
+        # Offset of the last record the broker acknowledged, per (topic, partition) in
+        # `tracked_topics` (changelogs: a checkpoint stores how far each store is).
+        self.tracked_topics: set[str] = set()
+        self.acknowledged: dict[tuple[str, int], int] = {}
 
     def _on_delivery(self, error: Any, message: Any) -> None:
         if error is not None:
             self.failures.append(DeliveryFailure(message.topic(), message.partition(), str(error)))
+            return
+        topic = message.topic()
+        if topic in self.tracked_topics:
+            key = (topic, message.partition())
+            offset = message.offset()
+            if offset > self.acknowledged.get(key, -1):
+                self.acknowledged[key] = offset
 
     def produce(
         self,
@@ -41,17 +52,24 @@ class OutputProducer:
         value: bytes | None,
         timestamp: int,
         headers: Headers | None,
+        partition: int = -1,
     ) -> None:
-        """Queue one record. When the local queue is full, serve delivery reports until there
-        is room: a slow broker slows the worker down, it never makes it drop a record."""
+        """Queue one record (to `partition`, or by its key when -1). When the local queue is
+        full, serve delivery reports until there is room: a slow broker slows the worker down,
+        it never makes it drop a record."""
         while True:
             try:
                 if headers:
                     self._producer.produce(
-                        topic, value, key, timestamp=timestamp, headers=cast(Any, headers)
+                        topic,
+                        value,
+                        key,
+                        partition,
+                        timestamp=timestamp,
+                        headers=cast(Any, headers),
                     )
                 else:
-                    self._producer.produce(topic, value, key, timestamp=timestamp)
+                    self._producer.produce(topic, value, key, partition, timestamp=timestamp)
                 return
             except BufferError:
                 self.queue_full_waits += 1

@@ -1,24 +1,83 @@
 """Checking the topics a topology reads and writes, and creating the application's own.
 
-Source topics must exist, and all sources of one sub-topology must have the same partition
-count (co-partitioning); sink topics must exist. Internal topics are created when missing and
-checked when present; nothing is ever deleted or altered.
+External source and sink topics must exist. All sources of one sub-topology must have the same
+partition count (co-partitioning). A repartition topic gets the task count of the sub-topology
+that writes it; a changelog topic the task count of the sub-topology that owns its store.
+Internal topics are created when missing and checked when present; nothing is ever deleted or
+altered.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from processor.config import WorkerConfig
-from processor.errors import CoPartitioningError, TopicError
+from processor.errors import CoPartitioningError, TopicError, TopologyError
 from processor.kafka.admin import Admin, TopicSpec
 from processor.topology.subtopology import SubTopology
 
 
-def internal_topic_specs(config: WorkerConfig, replication_factor: int) -> list[TopicSpec]:
-    return [
+@dataclass(frozen=True)
+class TopicPlan:
+    """Task count per sub-topology, and partition count per repartition topic."""
+
+    tasks: dict[int, int]
+    repartition: dict[str, int]
+
+
+def plan_partitions(
+    subtopologies: list[SubTopology], external_counts: Mapping[str, int]
+) -> TopicPlan:
+    """Pure: derive every sub-topology's task count from the external topics' partition counts.
+    Raises CoPartitioningError when one sub-topology's sources differ."""
+    tasks: dict[int, int] = {}
+    repartition: dict[str, int] = {}
+    pending = list(subtopologies)
+    while pending:
+        progressed = False
+        for sub in list(pending):
+            known = {**external_counts, **repartition}
+            if not all(t in known for t in sub.source_topics):
+                continue
+            by_topic = {t: known[t] for t in sub.source_topics}
+            if len(set(by_topic.values())) > 1:
+                raise CoPartitioningError(sub.id, by_topic)
+            tasks[sub.id] = next(iter(by_topic.values()))
+            for topic in sub.repartition_sink_topics:
+                repartition[topic] = tasks[sub.id]
+            pending.remove(sub)
+            progressed = True
+        if not progressed:
+            raise TopologyError(
+                "sub-topologies "
+                + ", ".join(str(s.id) for s in pending)
+                + " read repartition topics that no sub-topology writes"
+            )
+    return TopicPlan(tasks, repartition)
+
+
+def internal_topic_specs(
+    config: WorkerConfig,
+    subtopologies: list[SubTopology],
+    plan: TopicPlan,
+    replication_factor: int,
+) -> list[TopicSpec]:
+    specs = [
         # Never written: the group subscribes to it only to have a membership protocol.
         TopicSpec(config.coordination_topic, 1, replication_factor),
         TopicSpec(config.metadata_topic, 1, replication_factor, {"cleanup.policy": "compact"}),
     ]
+    for topic, partitions in sorted(plan.repartition.items()):
+        specs.append(TopicSpec(topic, partitions, replication_factor, {"cleanup.policy": "delete"}))
+    for sub in subtopologies:
+        for topic in sub.changelog_topics.values():
+            specs.append(
+                TopicSpec(
+                    topic, plan.tasks[sub.id], replication_factor, {"cleanup.policy": "compact"}
+                )
+            )
+    return specs
 
 
 def prepare_topics(
@@ -26,8 +85,8 @@ def prepare_topics(
 ) -> dict[int, int]:
     """Validate sources and sinks, create or check internal topics; returns the partition count
     (= task count) per sub-topology."""
-    sources = sorted({t for s in subtopologies for t in s.source_topics})
-    sinks = sorted({t for s in subtopologies for t in s.sink_topics})
+    sources = sorted({t for s in subtopologies for t in s.external_source_topics})
+    sinks = sorted({t for s in subtopologies for t in s.external_sink_topics})
     counts = admin.partition_counts(sources + sinks)
     missing = [t for t in sources + sinks if counts[t] is None]
     if missing:
@@ -37,19 +96,14 @@ def prepare_topics(
             f"{role} topic does not exist; create it before starting the worker "
             f"(missing: {', '.join(missing)})",
         )
-    tasks_per_subtopology: dict[int, int] = {}
-    for sub in subtopologies:
-        by_topic = {t: counts[t] or 0 for t in sub.source_topics}
-        if len(set(by_topic.values())) > 1:
-            raise CoPartitioningError(sub.id, by_topic)
-        tasks_per_subtopology[sub.id] = next(iter(by_topic.values()))
+    plan = plan_partitions(subtopologies, {t: c for t, c in counts.items() if c is not None})
 
     replication = min(3, admin.broker_count())
-    specs = internal_topic_specs(config, replication)
+    specs = internal_topic_specs(config, subtopologies, plan, replication)
     existing = admin.partition_counts([s.name for s in specs])
     admin.create_topics([s for s in specs if existing[s.name] is None])
     _check_internal(admin, [s for s in specs if existing[s.name] is not None], existing)
-    return tasks_per_subtopology
+    return plan.tasks
 
 
 def _check_internal(admin: Admin, specs: list[TopicSpec], counts: dict[str, int | None]) -> None:
@@ -59,8 +113,8 @@ def _check_internal(admin: Admin, specs: list[TopicSpec], counts: dict[str, int 
             raise TopicError(
                 spec.name,
                 f"internal topic has {counts[spec.name]} partitions, expected {spec.partitions}; "
-                "it was not created by this application: delete it or choose another "
-                "application id",
+                "it was not created by this application with this topology: delete it (its data "
+                "is lost) or choose another application id; nothing was changed",
             )
         expected_policy = spec.config.get("cleanup.policy")
         actual_policy = configs[spec.name].get("cleanup.policy")
@@ -68,5 +122,5 @@ def _check_internal(admin: Admin, specs: list[TopicSpec], counts: dict[str, int 
             raise TopicError(
                 spec.name,
                 f"internal topic has cleanup.policy={actual_policy}, expected {expected_policy}; "
-                "fix it with kafka-configs.sh --alter, nothing was changed",
+                "fix it with kafka-configs.sh --alter; nothing was changed",
             )

@@ -1,11 +1,12 @@
-"""A stream task: one partition of one sub-topology, processing its records in offset order.
+"""A stream task: one partition of one sub-topology, processing its records in offset order,
+with its own copy of the sub-topology's stores.
 
-Lifecycle:
+Lifecycle (a stateless task goes straight from CREATED to RUNNING):
 
 ```
-CREATED --> RUNNING --> CLOSED
-   |                      ^
-   +----------------------+
+CREATED --> RESTORING --> RUNNING --> CLOSED
+   |            |                       ^
+   +------------+-----------------------+
 ```
 """
 
@@ -16,6 +17,7 @@ from enum import Enum
 from processor.errors import ProcessorError, RecordError
 from processor.kafka.consumer import Message
 from processor.runtime.task_id import TaskId
+from processor.state.task_stores import TaskStores
 from processor.topology.processors import (
     Emitter,
     OperatorError,
@@ -30,12 +32,14 @@ Partition = tuple[str, int]
 
 class TaskState(Enum):
     CREATED = "created"
+    RESTORING = "restoring"
     RUNNING = "running"
     CLOSED = "closed"
 
 
 _TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
-    TaskState.CREATED: frozenset({TaskState.RUNNING, TaskState.CLOSED}),
+    TaskState.CREATED: frozenset({TaskState.RESTORING, TaskState.RUNNING, TaskState.CLOSED}),
+    TaskState.RESTORING: frozenset({TaskState.RUNNING, TaskState.CLOSED}),
     TaskState.RUNNING: frozenset({TaskState.CLOSED}),
     TaskState.CLOSED: frozenset(),
 }
@@ -45,13 +49,28 @@ class StreamTask:
     def __init__(self, task_id: TaskId, subtopology: SubTopology, emitter: Emitter) -> None:
         self.id = task_id
         self.state = TaskState.CREATED
+        self.subtopology = subtopology
+        self.stores: TaskStores | None = None
         self.partitions: tuple[Partition, ...] = tuple(
             (topic, task_id.partition) for topic in subtopology.source_topics
         )
+        self._emitter = emitter
         self._context = RecordContext(partition=task_id.partition)
-        self._sources: dict[str, SourceProcessor] = instantiate(subtopology, self._context, emitter)
+        self._sources: dict[str, SourceProcessor] = {}
         self._next_offsets: dict[Partition, int] = {}
         self.processed = 0
+
+    def start(self, stores: TaskStores | None) -> None:
+        """Build the processors over `stores` (restored, for a stateful task) and run."""
+        self.transition(TaskState.RUNNING)
+        self.stores = stores
+        self._sources = instantiate(
+            self.subtopology,
+            self._context,
+            self._emitter,
+            stores.stores if stores is not None else None,
+            str(self.id),
+        )
 
     def transition(self, target: TaskState) -> None:
         if target not in _TRANSITIONS[self.state]:
@@ -84,3 +103,9 @@ class StreamTask:
         """Put back offsets whose commit did not happen, so the next commit includes them."""
         for partition, offset in offsets.items():
             self._next_offsets.setdefault(partition, offset)
+
+    def close(self) -> None:
+        if self.stores is not None:
+            self.stores.close()
+            self.stores = None
+        self.transition(TaskState.CLOSED)

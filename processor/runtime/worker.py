@@ -24,6 +24,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from enum import Enum
 from types import FrameType
 from typing import Any
@@ -32,6 +33,7 @@ from processor.config import WorkerConfig
 from processor.dsl.topology import Topology
 from processor.errors import BrokerError, ConfigError, DuplicateInstanceError, ProcessorError
 from processor.kafka.admin import Admin
+from processor.kafka.changelog_reader import ChangelogReader
 from processor.kafka.consumer import GroupConsumer, is_fatal, is_partition_eof
 from processor.kafka.producer import Headers, OutputProducer
 from processor.kafka.settings import settings_for
@@ -40,8 +42,11 @@ from processor.runtime.commit import Committer
 from processor.runtime.instance import StateDirLock, resolve_instance_id
 from processor.runtime.internal_topics import prepare_topics
 from processor.runtime.membership import stable_instances
-from processor.runtime.task import Partition, StreamTask, TaskState
+from processor.runtime.task import StreamTask
 from processor.runtime.task_id import TaskId
+from processor.runtime.task_manager import TaskManager
+from processor.state.backend import TaskStateBackend
+from processor.state.restore import Restorer
 from processor.topology.subtopology import SubTopology
 
 log = logging.getLogger("processor.worker")
@@ -92,10 +97,11 @@ class Worker:
         self.state = WorkerState.CREATED
         self.instance_id = ""
         self.assignment: Assignment | None = None
-        self.tasks: dict[TaskId, StreamTask] = {}
-        self._subtopologies: dict[int, SubTopology] = {s.id: s for s in topology.subtopologies()}
+        self._subtopologies: dict[int, SubTopology] = {
+            s.id: s for s in topology.subtopologies(config.application_id)
+        }
         self._all_tasks: list[TaskId] = []
-        self._task_by_partition: dict[Partition, StreamTask] = {}
+        self._tasks: TaskManager | None = None
         self._stop_requested = False
         self._snapshot_pending = False
         self._next_snapshot_at = 0.0
@@ -174,8 +180,18 @@ class Worker:
         )
         self._producer = OutputProducer(self._producer_settings(common))
         self._consumer = GroupConsumer(self._consumer_settings(common))
+        self._producer.tracked_topics.update(
+            topic for sub in self._subtopologies.values() for topic in sub.changelog_topics.values()
+        )
         self._committer = Committer(self._producer, self._consumer, exactly_once=cfg.exactly_once)
         self._committer.start()
+        self._tasks = TaskManager(
+            self._subtopologies,
+            self,
+            cfg.app_state_dir,
+            self._make_restorer,
+            max_dirty_per_store=cfg.store_cache_size,
+        )
         self._consumer.subscribe(
             cfg.coordination_topic,
             on_assign=self._on_assign,
@@ -183,6 +199,20 @@ class Worker:
             on_lost=self._on_lost,
         )
         self._transition(WorkerState.WAITING_FOR_MEMBERS)
+
+    def _make_restorer(self, wipe: Callable[[TaskId, str], TaskStateBackend]) -> Restorer:
+        cfg = self.config
+        settings = {
+            "bootstrap.servers": cfg.bootstrap_servers,
+            **settings_for("consumer", cfg.kafka),
+            "client.id": f"{self.instance_id}-restore",
+        }
+        reader = ChangelogReader(
+            settings,
+            group_id=f"{cfg.application_id}-restore-{self.instance_id}",
+            read_committed=cfg.exactly_once,
+        )
+        return Restorer(reader, wipe_callback=wipe)
 
     def _consumer_settings(self, common: dict[str, str]) -> dict[str, Any]:
         cfg = self.config
@@ -227,10 +257,14 @@ class Worker:
 
     def _run_once(self) -> None:
         assert self._consumer is not None and self._committer is not None
+        assert self._tasks is not None
         if self._snapshot_pending and time.monotonic() >= self._next_snapshot_at:
             self._try_accept_snapshot()
+        restored = self._tasks.poll_restored()
+        if restored:
+            self._consumer.resume(restored)
         messages = self._consumer.consume(self.config.consume_batch_size, _CONSUME_TIMEOUT_S)
-        tasks = self._task_by_partition
+        tasks = self._tasks.by_partition
         for message in messages:
             error = message.error()
             if error is not None:
@@ -244,7 +278,10 @@ class Worker:
             self._committer.before_output()
             task.process(message)
         try:
-            self._committer.maybe_commit(self.tasks.values(), self.config.commit_interval_ms)
+            if self._tasks.needs_commit():
+                self._committer.commit(self._tasks.running())
+            else:
+                self._committer.maybe_commit(self._tasks.running(), self.config.commit_interval_ms)
         except BrokerError as e:
             self._after_failed_commit(e)
 
@@ -255,7 +292,7 @@ class Worker:
         if error.fatal:
             raise error
         log.warning("worker %s: commit failed, will retry: %s", self.instance_id, error)
-        if self.config.exactly_once and self.tasks:
+        if self.config.exactly_once and self._tasks is not None and self._tasks.tasks:
             assert self._consumer is not None
             log.warning(
                 "worker %s: rewinding tasks to the last committed offsets", self.instance_id
@@ -285,6 +322,10 @@ class Worker:
         assert self._producer is not None
         self._producer.produce(topic, key, value, timestamp, headers)
 
+    @property
+    def tasks(self) -> dict[TaskId, StreamTask]:
+        return self._tasks.tasks if self._tasks is not None else {}
+
     # -- rebalancing -----------------------------------------------------------------------
 
     def _on_assign(self) -> None:
@@ -295,10 +336,10 @@ class Worker:
 
     def _on_revoke(self) -> None:
         self._snapshot_pending = False
-        if self.tasks:
+        if self._tasks is not None and self._tasks.tasks:
             assert self._committer is not None
             try:
-                self._committer.commit(self.tasks.values())
+                self._committer.commit(self._tasks.running())
             except BrokerError as e:
                 if e.fatal:
                     raise
@@ -321,10 +362,8 @@ class Worker:
             self._transition(WorkerState.WAITING_FOR_MEMBERS)
 
     def _drop_tasks(self) -> None:
-        for task in self.tasks.values():
-            task.transition(TaskState.CLOSED)
-        self.tasks = {}
-        self._task_by_partition = {}
+        if self._tasks is not None:
+            self._tasks.close_all()
 
     def _try_accept_snapshot(self) -> None:
         assert self._admin is not None and self._consumer is not None
@@ -343,16 +382,11 @@ class Worker:
             members, self._all_tasks, balance_factor=self.config.assignment_balance_factor
         )
         mine = sorted(self.assignment.tasks_of(self.instance_id))
-        self.tasks = {
-            task_id: StreamTask(task_id, self._subtopologies[task_id.subtopology], self)
-            for task_id in mine
-        }
-        self._task_by_partition = {
-            partition: task for task in self.tasks.values() for partition in task.partitions
-        }
-        for task in self.tasks.values():
-            task.transition(TaskState.RUNNING)
-        self._consumer.assign(list(self._task_by_partition))
+        assert self._tasks is not None
+        to_pause = self._tasks.create(mine)
+        self._consumer.assign(self._tasks.all_partitions())
+        if to_pause:
+            self._consumer.pause(to_pause)
         log.info(
             "worker %s: members [%s]; active tasks [%s]",
             self.instance_id,
@@ -371,6 +405,7 @@ class Worker:
             "pid": os.getpid(),
             "members": members,
             "active_tasks": [str(t) for t in sorted(self.tasks)],
+            "restoring_tasks": [str(t) for t in self._tasks.restoring] if self._tasks else [],
             "standby_tasks": [],
             "updated_ms": int(time.time() * 1000),
         }
@@ -387,8 +422,9 @@ class Worker:
 
     def _shutdown(self) -> None:
         assert self._consumer is not None and self._committer is not None
-        if self.tasks:
-            self._committer.commit(self.tasks.values())
+        assert self._tasks is not None
+        self._committer.commit(self._tasks.running())
+        self._tasks.shutdown()
         # close() leaves the group; the revoke callback it triggers finds nothing left to commit.
         self._consumer.close()
         self._consumer = None
@@ -402,7 +438,9 @@ class Worker:
         if self._consumer is not None:
             try:
                 self._snapshot_pending = False
-                self.tasks = {}
+                if self._tasks is not None:
+                    self._tasks.shutdown()
+                    self._tasks = None
                 self._consumer.close()
             except Exception as e:  # closing after a failure must not hide the failure
                 log.warning("worker %s: closing the consumer failed: %s", self.instance_id, e)

@@ -38,9 +38,7 @@ class TaskStateBackend(Protocol):
         """Roughly how many keys `store` holds (exact for memory; RocksDB's estimate)."""
         ...
 
-    def write(
-        self, changes: Mapping[str, Sequence[Change]], offsets: Mapping[str, int]
-    ) -> None:
+    def write(self, changes: Mapping[str, Sequence[Change]], offsets: Mapping[str, int]) -> None:
         """Apply `changes` (store -> changes, in order) and record `offsets` (changelog topic ->
         offset of the last changelog record these changes include) in one atomic write."""
         ...

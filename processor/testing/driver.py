@@ -1,5 +1,10 @@
-"""An in-memory driver that runs a topology without Kafka, through the same processors a worker
-uses: pipe records into input topics, read what the sinks wrote.
+"""An in-memory driver that runs a topology without Kafka, through the same processors and store
+code a worker uses: pipe records into input topics, read what the sinks wrote, read the stores.
+
+Each topic behaves as one partition, so each sub-topology runs as one task. Records written to
+a repartition topic are fed to the sub-topology reading it before `pipe` returns, and every
+`pipe` ends with a commit: the stores' caches are flushed to their changelogs (readable with
+`read` like any topic) and checkpointed.
 
 >>> from processor import Topology, serdes
 >>> topology = Topology("shout")
@@ -12,13 +17,16 @@ uses: pipe records into input topics, read what the sinks wrote.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any
 
 from processor.dsl.topology import Topology
 from processor.errors import RecordError, TopologyError
 from processor.serdes import Serde
+from processor.state.memory import InMemoryBackend
+from processor.state.task_stores import TaskStores
+from processor.state.typed import KeyValueStore
 from processor.topology.graph import SinkNode
 from processor.topology.processors import (
     Headers,
@@ -39,8 +47,10 @@ class OutputRecord:
 
 
 class _Collector:
-    def __init__(self) -> None:
+    def __init__(self, internal_topics: set[str]) -> None:
         self.records: dict[str, list[OutputRecord]] = defaultdict(list)
+        self.internal: deque[OutputRecord] = deque()
+        self._internal_topics = internal_topics
 
     def emit(
         self,
@@ -50,25 +60,56 @@ class _Collector:
         timestamp: int,
         headers: Headers | None,
     ) -> None:
-        self.records[topic].append(OutputRecord(topic, key, value, timestamp, headers))
+        record = OutputRecord(topic, key, value, timestamp, headers)
+        if topic in self._internal_topics:
+            self.internal.append(record)
+        else:
+            self.records[topic].append(record)
 
 
 class TopologyTestDriver:
-    """Runs `topology` in memory. Each input topic behaves as one partition."""
+    """Runs `topology` in memory, as application `application_id` (default: its name)."""
 
-    def __init__(self, topology: Topology, *, start_time_ms: int = 0) -> None:
+    def __init__(
+        self, topology: Topology, *, start_time_ms: int = 0, application_id: str | None = None
+    ) -> None:
         self._topology = topology
         self._now_ms = start_time_ms
-        self._collector = _Collector()
-        self._context = RecordContext()
+        subtopologies = topology.subtopologies(application_id)
+        internal = {
+            t
+            for sub in subtopologies
+            for t in sub.source_topics
+            if t not in sub.external_source_topics
+        }
+        self._collector = _Collector(internal)
+        self._context = RecordContext(partition=0)
         self._sources: dict[str, SourceProcessor] = {}
         self._offsets: dict[str, int] = defaultdict(int)
-        self._sink_serdes: dict[str, tuple[Serde[Any], Serde[Any]]] = {}
-        for sub in topology.subtopologies():
-            self._sources.update(instantiate(sub, self._context, self._collector))
+        self._serdes: dict[str, tuple[Serde[Any], Serde[Any]]] = {}
+        self._task_stores: list[TaskStores] = []
+        self._stores: dict[str, KeyValueStore[Any, Any]] = {}
+        for sub in subtopologies:
+            stores = None
+            if sub.stateful:
+                task_stores = TaskStores(
+                    InMemoryBackend([s.name for s in sub.stores]),
+                    sub.stores,
+                    sub.changelog_topics,
+                    max_dirty_per_store=1_000_000,
+                )
+                self._task_stores.append(task_stores)
+                self._stores.update(task_stores.stores)
+                stores = task_stores.stores
+                for spec in sub.stores:
+                    changelog = sub.changelog_topics[spec.name]
+                    self._serdes[changelog] = (spec.key_serde, spec.value_serde)
+            self._sources.update(
+                instantiate(sub, self._context, self._collector, stores, f"{sub.id}_0")
+            )
             for node in sub.nodes:
                 if isinstance(node, SinkNode):
-                    self._sink_serdes.setdefault(node.topic, (node.key_serde, node.value_serde))
+                    self._serdes.setdefault(node.topic, (node.key_serde, node.value_serde))
 
     @property
     def now_ms(self) -> int:
@@ -96,15 +137,6 @@ class TopologyTestDriver:
             headers=headers,
         )
 
-    def _source(self, topic: str) -> SourceProcessor:
-        source = self._sources.get(topic)
-        if source is None:
-            raise TopologyError(
-                f"topic {topic!r} is not a source of topology {self._topology.name!r}; "
-                f"its sources are {sorted(self._sources)}"
-            )
-        return source
-
     def pipe_bytes(
         self,
         topic: str,
@@ -115,26 +147,56 @@ class TopologyTestDriver:
         headers: Headers | None = None,
     ) -> None:
         """Feed one record as raw bytes, as a producer would have written it."""
+        self._process(topic, key, value, self._now_ms if timestamp is None else timestamp, headers)
+        while self._collector.internal:
+            record = self._collector.internal.popleft()
+            self._process(record.topic, record.key, record.value, record.timestamp, record.headers)
+        self._commit()
+
+    def _process(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int,
+        headers: Headers | None,
+    ) -> None:
         source = self._source(topic)
         offset = self._offsets[topic]
         self._offsets[topic] = offset + 1
         c = self._context
-        c.topic, c.partition, c.offset = topic, 0, offset
-        c.timestamp = self._now_ms if timestamp is None else timestamp
-        c.headers = headers
+        c.topic, c.offset, c.timestamp, c.headers = topic, offset, timestamp, headers
         try:
             source.process_bytes(key, value)
         except OperatorError as e:
             raise RecordError(topic, 0, offset, str(e)) from e
 
+    def _commit(self) -> None:
+        for task_stores in self._task_stores:
+
+            def write_changelog(topic: str, key: bytes, value: bytes | None) -> None:
+                self._collector.emit(topic, key, value, self._now_ms, None)
+
+            task_stores.flush(write_changelog)
+            task_stores.checkpoint({})
+
+    def _source(self, topic: str) -> SourceProcessor:
+        source = self._sources.get(topic)
+        if source is None:
+            raise TopologyError(
+                f"topic {topic!r} is not a source of topology {self._topology.name!r}; "
+                f"its sources are {sorted(self._sources)}"
+            )
+        return source
+
     def read_records(self, topic: str) -> list[OutputRecord]:
         """Everything written to `topic` since the last read, as bytes; the read consumes it."""
-        records = self._collector.records.pop(topic, [])
-        return records
+        return self._collector.records.pop(topic, [])
 
     def read(self, topic: str) -> list[tuple[Any, Any]]:
-        """Everything written to `topic` since the last read, deserialized by its sink's serdes."""
-        key_serde, value_serde = self._sink_serdes.get(topic, (None, None))
+        """Everything written to `topic` since the last read, deserialized with its sink's (or
+        store's, for a changelog) serdes."""
+        key_serde, value_serde = self._serdes.get(topic, (None, None))
         if key_serde is None or value_serde is None:
             raise TopologyError(
                 f"topic {topic!r} is not written by topology {self._topology.name!r}"
@@ -143,3 +205,13 @@ class TopologyTestDriver:
             (key_serde.deserialize(r.key), value_serde.deserialize(r.value))
             for r in self.read_records(topic)
         ]
+
+    def store(self, name: str) -> KeyValueStore[Any, Any]:
+        """The store `name`, as operators see it."""
+        try:
+            return self._stores[name]
+        except KeyError:
+            raise TopologyError(
+                f"topology {self._topology.name!r} has no store {name!r}; "
+                f"its stores are {sorted(self._stores)}"
+            ) from None

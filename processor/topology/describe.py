@@ -27,7 +27,8 @@ def describe(name: str, subtopologies: list[SubTopology]) -> str:
                 )
             else:
                 assert isinstance(node, OperatorNode)
-                head = f"Processor: {node.name} ({node.kind.value})"
+                stores = f", stores: {', '.join(node.stores)}" if node.stores else ""
+                head = f"Processor: {node.name} ({node.kind.value}{stores})"
             arrows = ""
             if children[node.name]:
                 arrows += f" --> {', '.join(children[node.name])}"

@@ -16,7 +16,7 @@ from processor.serdes import Serde
 
 
 class OperatorKind(Enum):
-    """The stateless operators a stream offers."""
+    """The operators a stream or table offers."""
 
     FILTER = "filter"
     FILTER_NOT = "filter_not"
@@ -28,6 +28,23 @@ class OperatorKind(Enum):
     SPLIT = "split"
     BRANCH = "branch"
     MERGE = "merge"
+    # Stateful: AGGREGATE folds each record into the key's aggregate in its store and forwards
+    # (key, new aggregate); MATERIALIZE puts each record into its store and forwards it; PROCESS
+    # calls a user function with a context giving its stores and the record's metadata.
+    AGGREGATE = "aggregate"
+    MATERIALIZE = "materialize"
+    PROCESS = "process"
+    TO_STREAM = "to_stream"
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """A key-value store: its name (unique in the topology; its changelog topic is
+    `<application_id>-<name>-changelog`) and how its keys and values are serialized."""
+
+    name: str
+    key_serde: Serde[Any]
+    value_serde: Serde[Any]
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,9 @@ class SourceNode:
     topic: str
     key_serde: Serde[Any]
     value_serde: Serde[Any]
+    # Internal topics (repartition) are named `<application_id>-<topic>` once the application
+    # id is known; see `processor.topology.subtopology.build_subtopologies`.
+    internal: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,6 +68,10 @@ class OperatorNode:
     predicates: tuple[Callable[[Any, Any], bool] | None, ...] = ()
     # BRANCH: which of its SPLIT parent's predicates leads here.
     branch_index: int = -1
+    # AGGREGATE, MATERIALIZE, PROCESS: the stores the operator uses.
+    stores: tuple[str, ...] = ()
+    # AGGREGATE: makes the first aggregate of a key; None means the first value is it (reduce).
+    initializer: Callable[[], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +81,7 @@ class SinkNode:
     parent: str
     key_serde: Serde[Any]
     value_serde: Serde[Any]
+    internal: bool = False
 
 
 Node = SourceNode | OperatorNode | SinkNode
@@ -75,6 +100,12 @@ class LogicalGraph:
     """Nodes in the order they were declared; names are unique."""
 
     nodes: dict[str, Node] = field(default_factory=dict)
+    stores: dict[str, StoreSpec] = field(default_factory=dict)
+
+    def add_store(self, spec: StoreSpec) -> None:
+        if spec.name in self.stores:
+            raise TopologyError(f"two stores are named {spec.name!r}; store names must be unique")
+        self.stores[spec.name] = spec
 
     def add(self, node: Node) -> None:
         if node.name in self.nodes:
@@ -82,6 +113,13 @@ class LogicalGraph:
         for parent in parents_of(node):
             if parent not in self.nodes:
                 raise TopologyError(f"node {node.name!r} reads from unknown node {parent!r}")
+        if isinstance(node, OperatorNode):
+            for store in node.stores:
+                if store not in self.stores:
+                    raise TopologyError(
+                        f"node {node.name!r} uses store {store!r}, which is not declared; "
+                        "declare it with Topology.add_store()"
+                    )
         self.nodes[node.name] = node
 
     def children_of(self, name: str) -> list[str]:

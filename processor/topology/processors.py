@@ -7,12 +7,12 @@ leaves at a `SinkProcessor` as bytes handed to the emitter.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
-from processor.errors import ProcessorError, RecordError
+from processor.errors import RecordError
 from processor.serdes import Serde
+from processor.topology.context import ProcessorContext, Store
 from processor.topology.graph import (
     Node,
     OperatorKind,
@@ -21,42 +21,17 @@ from processor.topology.graph import (
     SourceNode,
     parents_of,
 )
+from processor.topology.record import Emitter, Headers, OperatorError, RecordContext
 from processor.topology.subtopology import SubTopology
 
-Headers = list[tuple[str, bytes | None]]
-
-
-@dataclass
-class RecordContext:
-    """Where the record being processed came from; one per task, updated for every record."""
-
-    topic: str = ""
-    partition: int = -1
-    offset: int = -1
-    timestamp: int = 0
-    headers: Headers | None = field(default=None)
-
-
-class Emitter(Protocol):
-    """Receives each record a sink writes."""
-
-    def emit(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        timestamp: int,
-        headers: Headers | None,
-    ) -> None: ...
-
-
-class OperatorError(ProcessorError):
-    """A user function raised; the task adds the record's coordinates."""
-
-    def __init__(self, node: str, cause: BaseException) -> None:
-        self.node = node
-        self.cause = cause
-        super().__init__(f"operator {node!r} raised {type(cause).__name__}: {cause}")
+__all__ = [
+    "Emitter",
+    "Headers",
+    "OperatorError",
+    "RecordContext",
+    "SourceProcessor",
+    "instantiate",
+]
 
 
 class Processor:
@@ -227,6 +202,82 @@ class SplitProcessor(Processor):
                 return
 
 
+class AggregateProcessor(Processor):
+    """Folds each record into its key's aggregate and forwards (key, new aggregate). Records
+    with a null key or value are skipped, as in Kafka Streams."""
+
+    __slots__ = ("aggregator", "initializer", "store")
+
+    def __init__(
+        self,
+        name: str,
+        store: Store,
+        initializer: Callable[[], Any] | None,
+        aggregator: Callable[[Any, Any, Any], Any],
+    ) -> None:
+        super().__init__(name)
+        self.store = store
+        self.initializer = initializer
+        self.aggregator = aggregator
+
+    def process(self, key: Any, value: Any) -> None:
+        if key is None or value is None:
+            return
+        current = self.store.get(key)
+        try:
+            if current is None:
+                initial = value if self.initializer is None else self.initializer()
+                new = initial if self.initializer is None else self.aggregator(key, value, initial)
+            else:
+                new = self.aggregator(key, value, current)
+        except Exception as e:
+            raise OperatorError(self.name, e) from e
+        self.store.put(key, new)
+        self.forward(key, new)
+
+
+class MaterializeProcessor(Processor):
+    """Keeps the latest value per key (a null value deletes the key) and passes records on."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, name: str, store: Store) -> None:
+        super().__init__(name)
+        self.store = store
+
+    def process(self, key: Any, value: Any) -> None:
+        if key is None:
+            return
+        self.store.put(key, value)
+        self.forward(key, value)
+
+
+class ProcessProcessor(Processor):
+    """Calls a user function with a context that forwards to this node's children."""
+
+    __slots__ = ("context", "function")
+
+    def __init__(
+        self,
+        name: str,
+        function: Callable[[ProcessorContext, Any, Any], None],
+        record: RecordContext,
+        stores: dict[str, Store],
+        task_id: str,
+    ) -> None:
+        super().__init__(name)
+        self.function = function
+        self.context = ProcessorContext(record, stores, self.forward, task_id)
+
+    def process(self, key: Any, value: Any) -> None:
+        try:
+            self.function(self.context, key, value)
+        except OperatorError:
+            raise
+        except Exception as e:
+            raise OperatorError(self.name, e) from e
+
+
 class SinkProcessor(Processor):
     __slots__ = ("context", "emitter", "key_serde", "topic", "value_serde")
 
@@ -263,7 +314,13 @@ class SinkProcessor(Processor):
         self.emitter.emit(self.topic, key_bytes, value_bytes, c.timestamp, c.headers)
 
 
-def _make(node: Node, context: RecordContext, emitter: Emitter) -> Processor:
+def _make(
+    node: Node,
+    context: RecordContext,
+    emitter: Emitter,
+    stores: Mapping[str, Store],
+    task_id: str,
+) -> Processor:
     if isinstance(node, SourceNode):
         return SourceProcessor(node, context)
     if isinstance(node, SinkNode):
@@ -272,8 +329,17 @@ def _make(node: Node, context: RecordContext, emitter: Emitter) -> Processor:
     kind, fn = node.kind, node.function
     if kind is OperatorKind.SPLIT:
         return SplitProcessor(node.name, node.predicates)
-    if kind in (OperatorKind.MERGE, OperatorKind.BRANCH):
+    if kind in (OperatorKind.MERGE, OperatorKind.BRANCH, OperatorKind.TO_STREAM):
         return PassThroughProcessor(node.name)
+    if kind is OperatorKind.MATERIALIZE:
+        return MaterializeProcessor(node.name, stores[node.stores[0]])
+    if kind is OperatorKind.AGGREGATE:
+        assert fn is not None, f"aggregate {node.name} has no aggregator"
+        return AggregateProcessor(node.name, stores[node.stores[0]], node.initializer, fn)
+    if kind is OperatorKind.PROCESS:
+        assert fn is not None, f"process {node.name} has no function"
+        given = {name: stores[name] for name in node.stores}
+        return ProcessProcessor(node.name, fn, context, given, task_id)
     assert fn is not None, f"operator {node.name} has no function"
     if kind is OperatorKind.FILTER:
         return FilterProcessor(node.name, fn, keep_when=True)
@@ -290,10 +356,21 @@ def _make(node: Node, context: RecordContext, emitter: Emitter) -> Processor:
 
 
 def instantiate(
-    subtopology: SubTopology, context: RecordContext, emitter: Emitter
+    subtopology: SubTopology,
+    context: RecordContext,
+    emitter: Emitter,
+    stores: Mapping[str, Store] | None = None,
+    task_id: str = "",
 ) -> dict[str, SourceProcessor]:
-    """Build one task's processors; returns the entry point for each source topic."""
-    built = {node.name: _make(node, context, emitter) for node in subtopology.nodes}
+    """Build one task's processors over its `stores` (by name); returns the entry point for
+    each source topic."""
+    available = stores or {}
+    missing = [s.name for s in subtopology.stores if s.name not in available]
+    if missing:
+        raise ValueError(f"sub-topology {subtopology.id} needs stores {missing}")
+    built = {
+        node.name: _make(node, context, emitter, available, task_id) for node in subtopology.nodes
+    }
     for node in subtopology.nodes:
         child = built[node.name]
         for parent_name in parents_of(node):

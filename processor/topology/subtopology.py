@@ -1,33 +1,85 @@
 """Cutting a logical graph into sub-topologies: its connected parts.
 
-Sub-topologies are numbered in the order their first source was declared, so the numbering,
-and therefore every task id, is stable as long as the declaration order is.
+Nodes are connected by edges and by the stores they share. Repartition topics cut the graph:
+the sink writing one and the source reading it land in different sub-topologies. Sub-topologies
+are numbered in the order their first source was declared, so the numbering, and therefore every
+task id, is stable as long as the declaration order is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from processor.topology.graph import LogicalGraph, Node, SinkNode, SourceNode, parents_of
+from processor.topology.graph import (
+    LogicalGraph,
+    Node,
+    OperatorNode,
+    SinkNode,
+    SourceNode,
+    StoreSpec,
+    parents_of,
+)
+
+
+def internal_topic_name(application_id: str, suffix: str) -> str:
+    return f"{application_id}-{suffix}"
+
+
+def changelog_topic_name(application_id: str, store: str) -> str:
+    return f"{application_id}-{store}-changelog"
 
 
 @dataclass(frozen=True)
 class SubTopology:
-    """One connected part of the graph: its id, nodes (in declaration order) and topics."""
+    """One connected part of the graph: its id, nodes (in declaration order, with internal topic
+    names resolved for `application_id`), and the stores its nodes use."""
 
     id: int
     nodes: tuple[Node, ...]
+    stores: tuple[StoreSpec, ...] = ()
+    application_id: str = ""
 
     @property
     def source_topics(self) -> tuple[str, ...]:
         return tuple(n.topic for n in self.nodes if isinstance(n, SourceNode))
 
     @property
+    def external_source_topics(self) -> tuple[str, ...]:
+        return tuple(n.topic for n in self.nodes if isinstance(n, SourceNode) and not n.internal)
+
+    @property
     def sink_topics(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(n.topic for n in self.nodes if isinstance(n, SinkNode)))
 
+    @property
+    def external_sink_topics(self) -> tuple[str, ...]:
+        return tuple(
+            dict.fromkeys(n.topic for n in self.nodes if isinstance(n, SinkNode) and not n.internal)
+        )
 
-def build_subtopologies(graph: LogicalGraph) -> list[SubTopology]:
+    @property
+    def repartition_sink_topics(self) -> tuple[str, ...]:
+        return tuple(
+            dict.fromkeys(n.topic for n in self.nodes if isinstance(n, SinkNode) and n.internal)
+        )
+
+    @property
+    def changelog_topics(self) -> dict[str, str]:
+        """Store name -> changelog topic."""
+        return {s.name: changelog_topic_name(self.application_id, s.name) for s in self.stores}
+
+    @property
+    def stateful(self) -> bool:
+        return bool(self.stores)
+
+
+def _resolve(node: Node, application_id: str) -> Node:
+    if isinstance(node, SourceNode | SinkNode) and node.internal:
+        return replace(node, topic=internal_topic_name(application_id, node.topic))
+    return node
+
+
+def build_subtopologies(graph: LogicalGraph, application_id: str) -> list[SubTopology]:
     root: dict[str, str] = {name: name for name in graph.nodes}
 
     def find(name: str) -> str:
@@ -36,20 +88,41 @@ def build_subtopologies(graph: LogicalGraph) -> list[SubTopology]:
             name = root[name]
         return name
 
+    store_users: dict[str, str] = {}
     for node in graph.nodes.values():
         for parent in parents_of(node):
             root[find(node.name)] = find(parent)
+        if isinstance(node, OperatorNode):
+            for store in node.stores:
+                if store in store_users:
+                    root[find(node.name)] = find(store_users[store])
+                else:
+                    store_users[store] = node.name
 
     groups: dict[str, list[Node]] = {}
     for node in graph.nodes.values():
         groups.setdefault(find(node.name), []).append(node)
 
+    names = list(graph.nodes)
+
     def first_source_position(nodes: list[Node]) -> int:
-        names = list(graph.nodes)
         return min(names.index(n.name) for n in nodes if isinstance(n, SourceNode))
 
     ordered = sorted(
         (g for g in groups.values() if any(isinstance(n, SourceNode) for n in g)),
         key=first_source_position,
     )
-    return [SubTopology(i, tuple(nodes)) for i, nodes in enumerate(ordered)]
+    result = []
+    for index, nodes in enumerate(ordered):
+        used = dict.fromkeys(
+            store for n in nodes if isinstance(n, OperatorNode) for store in n.stores
+        )
+        result.append(
+            SubTopology(
+                index,
+                tuple(_resolve(n, application_id) for n in nodes),
+                tuple(graph.stores[name] for name in used),
+                application_id,
+            )
+        )
+    return result

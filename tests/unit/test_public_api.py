@@ -10,7 +10,15 @@ import processor
 
 
 def test_top_level_all_is_exactly_the_documented_surface() -> None:
-    assert sorted(processor.__all__) == ["ProcessorError", "Stream", "Topology", "serdes"]
+    assert sorted(processor.__all__) == [
+        "GroupedStream",
+        "ProcessorContext",
+        "ProcessorError",
+        "Stream",
+        "Table",
+        "Topology",
+        "serdes",
+    ]
 
 
 def test_top_level_names_resolve_to_the_real_objects() -> None:

@@ -1,0 +1,83 @@
+"""The stores of one task, and the steps of a commit that concern them.
+
+`TaskStores` is the source of truth for how far each store of a task is: its backend holds the
+data and, in the same atomic write, the offset of the last changelog record that data includes.
+At a commit the caches hand over their dirty entries once each (`flush`), the runtime produces
+them to the changelogs, and once the broker has them (at-least-once: flushed; exactly-once:
+committed) `checkpoint` writes them to the backend with their changelog offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from processor.state.backend import Change, TaskStateBackend
+from processor.state.cache import StoreCache
+from processor.state.typed import KeyValueStore
+from processor.topology.graph import StoreSpec
+
+# Called for each changelog record: (changelog topic, key, value or None for a delete).
+ChangelogWriter = Callable[[str, bytes, bytes | None], None]
+
+
+class TaskStores:
+    def __init__(
+        self,
+        backend: TaskStateBackend,
+        specs: tuple[StoreSpec, ...],
+        changelogs: Mapping[str, str],
+        *,
+        max_dirty_per_store: int,
+    ) -> None:
+        self.backend = backend
+        self.changelogs = dict(changelogs)
+        self._caches = {
+            spec.name: StoreCache(backend, spec.name, max_dirty=max_dirty_per_store)
+            for spec in specs
+        }
+        self.stores: dict[str, KeyValueStore[Any, Any]] = {
+            spec.name: KeyValueStore(self._caches[spec.name], spec.key_serde, spec.value_serde)
+            for spec in specs
+        }
+        # Flushed to the changelog, not yet in the backend: written by the next checkpoint.
+        self._unwritten: dict[str, list[Change]] = {}
+
+    @property
+    def needs_flush(self) -> bool:
+        """A cache is full: commit early rather than let it grow."""
+        return any(cache.is_full for cache in self._caches.values())
+
+    def flush(self, write_changelog: ChangelogWriter) -> int:
+        """Send every dirty entry, once, to its store's changelog; returns how many."""
+        count = 0
+        for name, cache in self._caches.items():
+            dirty = cache.take_dirty()
+            if not dirty:
+                continue
+            topic = self.changelogs[name]
+            for key, value in dirty:
+                write_changelog(topic, key, value)
+            self._unwritten.setdefault(name, []).extend(dirty)
+            count += len(dirty)
+        return count
+
+    def checkpoint(self, changelog_offsets: Mapping[str, int]) -> None:
+        """Write what `flush` sent, with the offsets of the last changelog record per topic,
+        atomically. Call only once the broker has the changelog records."""
+        if not self._unwritten:
+            return
+        offsets = {t: o for t, o in changelog_offsets.items() if t in self.changelogs.values()}
+        self.backend.write(self._unwritten, offsets)
+        self._unwritten = {}
+        for cache in self._caches.values():
+            cache.mark_written()
+
+    def drop(self) -> None:
+        """Forget everything not checkpointed (an aborted transaction)."""
+        for cache in self._caches.values():
+            cache.drop()
+        self._unwritten = {}
+
+    def close(self) -> None:
+        self.backend.close()

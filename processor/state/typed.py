@@ -1,0 +1,122 @@
+"""The key-value store user code sees: typed keys and values over a `StoreCache`, through serdes.
+
+Keys are ordered by their serialized bytes, as in Kafka Streams, not by their Python values:
+with `StringSerde` that is UTF-8 byte order, and with `IntSerde` (signed big-endian) negative
+numbers come after positive ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Generic, TypeVar, cast, overload
+
+from processor.serdes._serde import Serde
+from processor.state.cache import StoreCache
+
+K = TypeVar("K")
+"""The type of the store's keys."""
+V = TypeVar("V")
+"""The type of the store's values."""
+D = TypeVar("D")
+"""The type of a default returned for a missing key."""
+
+
+class KeyValueStore(Generic[K, V]):
+    """A task's view of one store: what it has committed plus what it wrote since.
+
+    >>> from processor.serdes import IntSerde, StringSerde
+    >>> from processor.state.cache import StoreCache
+    >>> from processor.state.memory import InMemoryBackend
+    >>> backend = InMemoryBackend(["counts"])
+    >>> counts = KeyValueStore(StoreCache(backend, "counts"), StringSerde(), IntSerde())
+    >>> counts.put("apple", 3)
+    >>> counts.put("apricot", 1)
+    >>> counts.put("banana", 7)
+    >>> counts.get("apple"), counts.get("cherry"), counts.get("cherry", 0)
+    (3, None, 0)
+    >>> list(counts.prefix("ap"))
+    [('apple', 3), ('apricot', 1)]
+    >>> counts.delete("apple")
+    >>> "apple" in counts, "banana" in counts
+    (False, True)
+    """
+
+    def __init__(self, cache: StoreCache, key_serde: Serde[K], value_serde: Serde[V]) -> None:
+        """The store named `cache.store`, reading and writing through `cache`."""
+        self.name = cache.store
+        """The store's name (an attribute, as `processor.topology.context.Store` has it)."""
+        self._cache = cache
+        self._key_serde = key_serde
+        self._value_serde = value_serde
+
+    @overload
+    def get(self, key: K, default: None = None) -> V | None: ...
+    @overload
+    def get(self, key: K, default: D) -> V | D: ...
+
+    def get(self, key: K, default: D | None = None) -> V | D | None:
+        """The value of `key`, or `default` when the store has none."""
+        data = self._cache.get(self._key(key))
+        return default if data is None else self._value(data)
+
+    def put(self, key: K, value: V | None) -> None:
+        """Set the value of `key`; None deletes it."""
+        data = self._value_serde.serialize(value) if value is not None else None
+        if data is None:
+            self._cache.delete(self._key(key))
+        else:
+            self._cache.put(self._key(key), data)
+
+    def delete(self, key: K) -> None:
+        self._cache.delete(self._key(key))
+
+    def range(self, start: K | None = None, end: K | None = None) -> Iterator[tuple[K, V]]:
+        """Entries whose serialized key is `>= start` and `< end` (None: unbounded), in
+        serialized-key order."""
+        low = None if start is None else self._key(start)
+        high = None if end is None else self._key(end)
+        return self._typed(self._cache.range(low, high))
+
+    def prefix(self, prefix: K) -> Iterator[tuple[K, V]]:
+        """Entries whose serialized key starts with the serialized `prefix`, in serialized-key
+        order. Meaningful for serdes whose bytes share prefixes as values do (strings, bytes)."""
+        low = self._key(prefix)
+        return self._typed(self._cache.range(low, _prefix_end(low)))
+
+    def all(self) -> Iterator[tuple[K, V]]:
+        """Every entry, in serialized-key order."""
+        return self._typed(self._cache.range())
+
+    def approximate_count(self) -> int:
+        """Roughly how many keys the store has committed (uncommitted writes not counted)."""
+        return self._cache.approximate_count()
+
+    def __contains__(self, key: K) -> bool:
+        return self._cache.get(self._key(key)) is not None
+
+    def _key(self, key: K) -> bytes:
+        data = self._key_serde.serialize(key)
+        if data is None:
+            raise ValueError(f"store {self.name!r}: keys cannot be None")
+        return data
+
+    def _value(self, data: bytes) -> V:
+        # The serde maps only None to None and stored values are never None.
+        return cast(V, self._value_serde.deserialize(data))
+
+    def _typed(self, entries: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[K, V]]:
+        key_serde = self._key_serde
+        for key, value in entries:
+            yield cast(K, key_serde.deserialize(key)), self._value(value)
+
+    def __repr__(self) -> str:
+        return f"KeyValueStore({self.name!r})"
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key above every key starting with `prefix`; None when there is none
+    (`prefix` is empty or all 0xff)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])

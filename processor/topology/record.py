@@ -1,0 +1,43 @@
+"""The record being processed, where it came from, and where sinks send what they write."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from processor.errors import ProcessorError
+
+Headers = list[tuple[str, bytes | None]]
+
+
+@dataclass
+class RecordContext:
+    """Where the record being processed came from; one per task, updated for every record."""
+
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    timestamp: int = 0
+    headers: Headers | None = field(default=None)
+
+
+class Emitter(Protocol):
+    """Receives each record a sink writes."""
+
+    def emit(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int,
+        headers: Headers | None,
+    ) -> None: ...
+
+
+class OperatorError(ProcessorError):
+    """A user function raised; the task adds the record's coordinates."""
+
+    def __init__(self, node: str, cause: BaseException) -> None:
+        self.node = node
+        self.cause = cause
+        super().__init__(f"operator {node!r} raised {type(cause).__name__}: {cause}")

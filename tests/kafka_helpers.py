@@ -78,13 +78,14 @@ def produce(
         if error is not None:
             errors.append(str(error))
 
+    target = {} if partition is None else {"partition": partition}
     for key, value in records:
-        if partition is None:
-            producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
-        else:
-            producer.produce(
-                topic, key=key, value=value, partition=partition, on_delivery=on_delivery
-            )
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, on_delivery=on_delivery, **target)
+                break
+            except BufferError:  # the local queue is full: let the broker catch up
+                producer.poll(0.05)
     left = producer.flush(timeout)
     if left or errors:
         raise KafkaException(f"producing to {topic!r}: {left} unacknowledged, errors {errors}")

@@ -3,7 +3,7 @@ environment, so each test uses its own topics."""
 
 import os
 
-from processor import Topology
+from processor import Topology, serdes
 
 SOURCE = os.environ.get("TEST_SOURCE_TOPIC", "test-source")
 SECOND_SOURCE = os.environ.get("TEST_SECOND_SOURCE_TOPIC", "test-source-2")
@@ -17,3 +17,30 @@ tagging.stream(SOURCE).map_values(lambda value: INSTANCE + b"|" + value).to(SINK
 # Two co-partitioned sources merged into one sub-topology.
 copartitioned = Topology("copartitioned")
 copartitioned.stream(SOURCE).merge(copartitioned.stream(SECOND_SOURCE)).to(SINK)
+
+# Counts records per value: re-keyed through a repartition topic, counted in store "counts",
+# every update written to the sink as (value, count).
+counting = Topology("counting")
+(
+    counting.stream(SOURCE, key_serde=serdes.StringSerde(), value_serde=serdes.StringSerde())
+    .group_by(lambda _key, value: value, name="by-value")
+    .count(name="counts")
+    .to_stream()
+    .to(SINK, value_serde=serdes.IntSerde())
+)
+
+# Collects, per key, the ids of the records seen: values are "<key>:<id>"; the aggregate is the
+# sorted list of ids, so a lost record shows as a missing id even where another was duplicated.
+collecting = Topology("collecting")
+(
+    collecting.stream(SOURCE, key_serde=serdes.StringSerde(), value_serde=serdes.StringSerde())
+    .group_by(lambda _key, value: value.split(":")[0], name="by-key")
+    .aggregate(
+        list,
+        lambda _key, value, seen: sorted({*seen, int(value.split(":")[1])}),
+        value_serde=serdes.JsonSerde(),
+        name="seen",
+    )
+    .to_stream()
+    .to(SINK, value_serde=serdes.JsonSerde())
+)

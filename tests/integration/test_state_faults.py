@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
 import struct
 import time
 from collections import Counter
@@ -250,4 +251,98 @@ def test_at_least_once_loses_nothing_after_repeated_sigkills(
         k: sorted(ids) for k, ids in truth.items()
     }
     assert output.total >= records
+    output.close()
+
+
+def changelog_end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused"})
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(PARTITIONS)
+        }
+    finally:
+        consumer.close()
+
+
+def restored_records(worker: WorkerProcess, after: int = 0) -> dict[str, int]:
+    """Task -> records its restore read, from the worker's log (0 when nothing was to read)."""
+    log = worker.log()[after:]
+    counts = {t: int(n) for t, n in re.findall(r"task (\d+_\d+): restored (\d+) records", log)}
+    for task in re.findall(r"task (\d+_\d+): state is up to date", log):
+        counts.setdefault(task, 0)
+    return counts
+
+
+def run_batch(
+    cluster: Cluster, bootstrap: str, env: dict[str, str], output: Latest, batch: list[str]
+) -> None:
+    before = output.total
+    produce(bootstrap, env["TEST_SOURCE_TOPIC"], [(None, v) for v in batch])
+    deadline = time.monotonic() + 120
+    while output.total < before + len(batch):
+        assert time.monotonic() < deadline, f"{output.total - before} of {len(batch)} outputs"
+        output.poll()
+
+
+def test_restarted_worker_reads_only_the_changelog_tail_and_rebuilds_lost_stores(
+    kafka_bootstrap: str, topics: dict[str, str], cluster_factory: list[Cluster], tmp_path: Path
+) -> None:
+    cluster = new_cluster(
+        cluster_factory, kafka_bootstrap, topics, tmp_path, "tests.worker_topologies:counting"
+    )
+    changelog = f"{topics['PROCESSOR_APPLICATION_ID']}-counts-changelog"
+    output = Latest(kafka_bootstrap, topics["TEST_SINK_TOPIC"])
+    rng = random.Random(3)
+    truth: Counter[str] = Counter()
+
+    def batch(n: int) -> list[str]:
+        values = [f"k{rng.randrange(2000)}" for _ in range(n)]
+        truth.update(values)
+        return values
+
+    # Worker a counts a first batch and stops cleanly: its stores are checkpointed.
+    a = cluster.start("a")
+    a.wait_for_log(r"active tasks", 60)
+    run_batch(cluster, kafka_bootstrap, topics, output, batch(5000))
+    assert a.terminate() == 0
+    ends_before = changelog_end_offsets(kafka_bootstrap, changelog)
+
+    # Worker b, with its own state dir, takes everything over and counts a second batch.
+    b = cluster.start("b")
+    b.wait_for_log(r"active tasks", 60)
+    run_batch(cluster, kafka_bootstrap, topics, output, batch(3000))
+    assert b.terminate() == 0
+    ends_after = changelog_end_offsets(kafka_bootstrap, changelog)
+    tail = {f"1_{p}": ends_after[p] - ends_before[p] for p in range(PARTITIONS)}
+    assert sum(tail.values()) > 0
+
+    # a again: each task reads exactly the records b added to its changelog partition.
+    a = cluster.start("a")
+    a.wait_for_log(r"active tasks", 60)
+    deadline = time.monotonic() + 60
+    while len(restored_records(a)) < PARTITIONS:
+        assert time.monotonic() < deadline, a.log()[-3000:]
+        time.sleep(0.2)
+    assert restored_records(a) == tail
+    run_batch(cluster, kafka_bootstrap, topics, output, batch(1000))
+    assert a.terminate() == 0
+    assert {k: count_of(v) for k, v in output.latest.items()} == truth
+
+    # Lose one store directory and corrupt another while a is down: a rebuilds both from the
+    # changelog (with a warning naming the task) and counts on exactly.
+    ends = changelog_end_offsets(kafka_bootstrap, changelog)
+    shutil.rmtree(cluster.task_dir("a", "1_0"))
+    corrupted = cluster.task_dir("a", "1_1")
+    for file in corrupted.iterdir():
+        if file.is_file():
+            file.write_bytes(b"\x00garbage" * 64)
+    a = cluster.start("a")
+    a.wait_for_log(r"active tasks", 60)
+    run_batch(cluster, kafka_bootstrap, topics, output, batch(1000))
+    assert {k: count_of(v) for k, v in output.latest.items()} == truth
+    restored = restored_records(a)
+    assert restored["1_0"] == ends[0] and restored["1_1"] == ends[1], "full rebuilds"
+    assert re.search(r"WARNING .*task 1_1.*wip", a.log()), a.log()[-3000:]
+    assert a.terminate() == 0
     output.close()

@@ -299,6 +299,64 @@ def test_read_committed_skips_aborted_records_and_ends_despite_markers(
     assert restorer.records_read(TASK) == len(committed)
 
 
+def test_a_restore_waits_for_a_transaction_open_at_its_end(
+    kafka_bootstrap: str, unique_name: str, restorer_factory: RestorerFactory
+) -> None:
+    """The commit of a transaction returns before its markers are written: a restore reading
+    the changelog then must not complete without it."""
+    topic = f"{unique_name}-changelog"
+    create_topic(kafka_bootstrap, topic, 1, config=COMPACTED)
+    producer = _transactional_producer(kafka_bootstrap, unique_name)
+    first, second = _records("first", 10, keys=10), _records("second", 10, keys=10)
+    for records, commit in ((first, True), (second, False)):
+        producer.begin_transaction()
+        for key, value in records:
+            producer.produce(topic, value, key, partition=0)
+        producer.flush(30)
+        if commit:
+            producer.commit_transaction(30)
+    backend = InMemoryBackend([STORE])
+    restorer = restorer_factory(read_committed=True)
+
+    restorer.add(TASK, backend, {STORE: topic})
+    time.sleep(0.5)
+    assert restorer.completed() == []
+    assert restorer.progress()[TASK].state is RestoreState.RESTORING
+    producer.commit_transaction(30)
+    _wait_completed(restorer, TASK)
+
+    assert _content(backend) == _latest(first + second)
+    assert restorer.records_read(TASK) == 20
+
+
+def test_a_transaction_left_open_ends_the_restore_after_the_grace(
+    kafka_bootstrap: str, unique_name: str, restorer_factory: RestorerFactory
+) -> None:
+    topic = f"{unique_name}-changelog"
+    create_topic(kafka_bootstrap, topic, 1, config=COMPACTED)
+    producer = _transactional_producer(kafka_bootstrap, unique_name)
+    committed = _records("committed", 10, keys=10)
+    for records, commit in ((committed, True), (_records("open", 10, keys=10), False)):
+        producer.begin_transaction()
+        for key, value in records:
+            producer.produce(topic, value, key, partition=0)
+        producer.flush(30)
+        if commit:
+            producer.commit_transaction(30)
+    backend = InMemoryBackend([STORE])
+    restorer = restorer_factory(read_committed=True, end_offset_grace=0.5)
+    try:
+        started = time.monotonic()
+        restorer.add(TASK, backend, {STORE: topic})
+        _wait_completed(restorer, TASK)
+
+        assert time.monotonic() - started >= 0.5
+        assert _content(backend) == _latest(committed)
+        assert backend.offsets() == {topic: 9}
+    finally:
+        producer.abort_transaction(30)
+
+
 class SlowBackend(InMemoryBackend):
     """Writes take `delay` seconds; counts writes, and knows when one is under way."""
 

@@ -7,8 +7,6 @@ Reads `amounts` (key: string, value: integer) and writes the sums that reached t
     processor run topologies.running_sum --bootstrap-servers 127.0.0.1:9092
 """
 
-from typing import Any
-
 from processor import ProcessorContext, Topology, serdes
 
 THRESHOLD = 100
@@ -18,7 +16,7 @@ topology.add_store("sums", key_serde=serdes.StringSerde(), value_serde=serdes.In
 
 
 def add_up(context: ProcessorContext, key: str, amount: int) -> None:
-    sums: Any = context.store("sums")
+    sums = context.store("sums")
     total = sums.get(key, 0) + amount
     if total >= THRESHOLD:
         context.forward(key, total)

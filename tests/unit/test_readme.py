@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -30,3 +32,23 @@ def test_the_readme_test_command_is_what_ci_runs() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "scripts/test" in readme
     assert "exec scripts/test" in ci
+
+
+def _code_lines(block: str) -> list[str]:
+    lines = []
+    for line in block.splitlines():
+        code = line.split("  #")[0].rstrip()
+        if code.strip() and not code.lstrip().startswith("#") and "..." not in code:
+            lines.append(code.strip())
+    return lines
+
+
+@pytest.mark.parametrize(
+    ("marker", "module"),
+    [("topologies/wordcount.py", "wordcount.py"), ("topologies/running_sum.py", "running_sum.py")],
+)
+def test_abridged_readme_examples_are_lines_of_the_examples(marker: str, module: str) -> None:
+    block = next(b for b in python_blocks() if marker in b)
+    source = {line.strip() for line in (ROOT / "topologies" / module).read_text().splitlines()}
+    missing = [line for line in _code_lines(block) if line not in source]
+    assert not missing, f"README lines not in topologies/{module}: {missing}"

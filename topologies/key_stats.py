@@ -7,13 +7,24 @@ aggregate {"count", "min", "max", "sum", "mean"} in the `stats` store; every upd
     processor run topologies.key_stats --bootstrap-servers 127.0.0.1:9092
 """
 
+import math
 from typing import Any
 
 from processor import Topology, serdes
 
 
 def has_number(_key: str, event: Any) -> bool:
-    return isinstance(event, dict) and isinstance(event.get("value"), int | float)
+    if not isinstance(event, dict):
+        return False
+    value = event.get("value")
+    # JSON true/false are not numbers (though bool is an int in Python), and NaN, Infinity or
+    # 1e999 (which the JSON serde reads as floats) could not be written back as JSON.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def empty() -> dict[str, Any]:

@@ -230,9 +230,11 @@ class AggregateProcessor(Processor):
                 new = initial if self.initializer is None else self.aggregator(key, value, initial)
             else:
                 new = self.aggregator(key, value, current)
+            # Inside the try: an aggregate the store's value serde cannot write is this
+            # operator's error too, and must reach the task as one (with the record's position).
+            self.store.put(key, new)
         except Exception as e:
             raise OperatorError(self.name, e) from e
-        self.store.put(key, new)
         self.forward(key, new)
 
 

@@ -63,14 +63,15 @@ class PartitionEnd(NamedTuple):
 
 
 BULK_READ_SETTINGS: dict[str, Any] = {
-    # One fetch brings up to 16 MB per partition (default 1 MB: ~15,000 small records).
+    # One fetch brings up to 16 MB per partition (default 1 MB: ~15,000 small records), and at
+    # most `fetch.max.bytes` (default 50 MB) in all.
     "max.partition.fetch.bytes": 16 * 1024 * 1024,
-    "fetch.max.bytes": 64 * 1024 * 1024,
-    # Prefetch deep: restoring is the only thing this consumer does.
+    # Prefetch up to a million records per partition; the memory they take stays bounded by
+    # `queued.max.messages.kbytes` (default 64 MB for the whole reader).
     "queued.min.messages": 1_000_000,
-    "queued.max.messages.kbytes": 256 * 1024,
     # When the prefetch queue is full, fetch again soon after it drains (default 1 s: the
-    # fetcher would sit idle while the restorer empties the queue far faster than that).
+    # fetcher would sit idle while the restorer empties the queue far faster than that; with
+    # every one of these at its default a restore reads ~130,000 records/s instead of ~850,000).
     "fetch.queue.backoff.ms": 20,
     # At the end of a partition the broker holds a fetch this long before answering "nothing
     # new", and only that answer produces the end-of-partition event (default 500 ms).
@@ -138,6 +139,18 @@ class ChangelogReader:
         low, high = result
         return int(low), int(high)
 
+    def high_watermark(self, topic: str, partition: int) -> int | None:
+        """The high watermark of an assigned partition as of the last fetch response (None
+        before the first), uncommitted records included even under read_committed: beyond a
+        `PartitionEnd` it means a transaction is still open there. No request is made."""
+        try:
+            _, high = self._consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), cached=True
+            )
+        except KafkaException:
+            return None
+        return int(high) if high >= 0 else None
+
     def assign(self, start_offsets: Mapping[Partition, int]) -> None:
         """Start reading these partitions (in addition to those already assigned), each from
         its offset."""
@@ -154,7 +167,7 @@ class ChangelogReader:
 
     def consume(self, max_records: int, timeout: float) -> list[ChangelogRecord | PartitionEnd]:
         """Up to `max_records` records and end-of-partition events, in offset order per
-        partition, waiting at most `timeout` seconds for the first one."""
+        partition; returns when it has `max_records` of them or after `timeout` seconds."""
         messages: list[Any] = self._consumer.consume(max_records, timeout)
         result: list[ChangelogRecord | PartitionEnd] = []
         append = result.append

@@ -17,9 +17,15 @@ PENDING --(offsets read, records to read)--> RESTORING --(every changelog's end)
 
 `remove()` drops a task in any state. A checkpoint that cannot belong to the changelog as it is
 now (stored offset at or beyond the changelog's end, or before its start) makes the task wipe
-its state through `wipe_callback` and restore from the beginning. Since under exactly-once the
-end is the last stable offset, which trails a just-committed transaction until its markers are
-written, a checkpoint beyond the end is only believed after `end_offset_grace` seconds.
+its state through `wipe_callback` and restore from the beginning.
+
+Under exactly-once (read_committed) the end of a changelog is its last stable offset. That
+trails a transaction whose commit has returned until the broker has written its markers, and a
+transaction still open (a fenced worker's, about to be aborted). So a checkpoint beyond the end
+is believed only after `end_offset_grace` seconds, and a changelog whose end event comes with
+records beyond it (the high watermark is further) is finished only when a later end event
+reaches the high watermark, or after `end_offset_grace` seconds with a warning: completing
+early would miss the changes of a transaction that just committed.
 """
 
 from __future__ import annotations
@@ -85,6 +91,7 @@ class ChangelogSource(Protocol):
     """What the restorer reads from: `processor.kafka.changelog_reader.ChangelogReader`."""
 
     def watermarks(self, topic: str, partition: int, timeout: float) -> tuple[int, int]: ...
+    def high_watermark(self, topic: str, partition: int) -> int | None: ...
     def assign(self, start_offsets: Mapping[Partition, int]) -> None: ...
     def unassign(self, partitions: Iterable[Partition]) -> None: ...
     def consume_batches(
@@ -131,6 +138,7 @@ class _Changelog:
     position: int = 0  # next offset to read
     restored: int = 0
     done: bool = False
+    open_transaction_since: float | None = None  # at its end, records beyond it
 
 
 @dataclass(eq=False)
@@ -169,8 +177,9 @@ class Restorer:
     - `poll_timeout` (0.02 s): how long one read waits for a full batch.
     - `request_timeout` (10 s): for reading a changelog's offsets.
     - `progress_interval` (5 s): between progress log lines of a task.
-    - `end_offset_grace` (10 s): how long a checkpoint beyond its changelog's end is given for
-      the end to catch up (see the module docstring) before the task is wiped.
+    - `end_offset_grace` (10 s): how long a changelog's stable end is given to catch up with a
+      checkpoint beyond it (before the task is wiped) or with its high watermark (before the
+      restore completes without the open transaction); see the module docstring.
     """
 
     def __init__(
@@ -317,6 +326,7 @@ class Restorer:
                     with self._lock:
                         if items:
                             self._apply(items)
+                        self._check_open_transactions()
                         self._log_progress()
         except RestoreError as e:
             self._fail(e)
@@ -381,10 +391,7 @@ class Restorer:
                     task.retry_at = now + min(0.1, self._end_offset_grace)
                     return  # the end may still be catching up with the checkpoint
             if beyond or before:
-                reason = (
-                    f"task {task.task_id}: {'; '.join(beyond + before)}: the local state does not "
-                    "match the changelog, wiping it and restoring from the beginning"
-                )
+                reason = f"{'; '.join(beyond + before)}: the local state does not match it"
                 task.backend = self._wipe(task.task_id, reason)
                 stored = {}
             task.started = task.last_log = now
@@ -474,13 +481,45 @@ class Restorer:
 
     def _end(self, end: PartitionEnd) -> None:
         entry = self._partitions.get((end.topic, end.partition))
-        if entry is None:
+        if entry is None or entry[1].done:
             return
         task, changelog = entry
-        if changelog.done:
-            return
-        changelog.done = True
         changelog.position = max(changelog.position, end.offset)
+        high = self._reader.high_watermark(end.topic, end.partition)
+        if high is not None and high > end.offset:
+            if changelog.open_transaction_since is None:
+                changelog.open_transaction_since = time.monotonic()
+                _log.info(
+                    "task %s: changelog %s[%d] ends at stable offset %d below its high watermark "
+                    "%d: a transaction is still open; waiting up to %.1f s for it to end",
+                    task.task_id,
+                    end.topic,
+                    end.partition,
+                    end.offset,
+                    high,
+                    self._end_offset_grace,
+                )
+            return  # finished by a later end event, or by _check_open_transactions()
+        self._finish(task, changelog)
+
+    def _check_open_transactions(self) -> None:
+        now = time.monotonic()
+        for task, changelog in list(self._partitions.values()):
+            since = changelog.open_transaction_since
+            if since is not None and now - since >= self._end_offset_grace and not changelog.done:
+                _log.warning(
+                    "task %s: a transaction in changelog %s[%d] is still open after %.1f s; "
+                    "restored up to its last stable offset %d",
+                    task.task_id,
+                    changelog.topic,
+                    changelog.partition,
+                    now - since,
+                    changelog.position,
+                )
+                self._finish(task, changelog)
+
+    def _finish(self, task: _Task, changelog: _Changelog) -> None:
+        changelog.done = True
         if self._listener is not None:
             self._listener.on_restore_end(task.task_id, changelog.topic, changelog.restored)
         if all(c.done for c in task.changelogs):

@@ -1,16 +1,16 @@
-"""The demo: a local broker, the `topologies.words` example on two workers, sample sentences
-flowing in and words flowing out. Run it through `scripts/demo`, which sets everything up."""
+"""The demo: a local broker, the `topologies.wordcount` example on two workers, sample sentences
+flowing in and word counts flowing out. Run it through `scripts/demo`, which sets everything up."""
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
@@ -51,11 +51,11 @@ def main() -> int:
         print(f"broker running at {bootstrap}", flush=True)
         admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
         for future in admin.create_topics(
-            [NewTopic("sentences", 6, 1), NewTopic("words", 6, 1)]
+            [NewTopic("sentences", 6, 1), NewTopic("word-counts", 6, 1)]
         ).values():
             future.result()
         del admin  # closes its connections before the broker goes away at the end
-        print("topics 'sentences' and 'words' created with 6 partitions", flush=True)
+        print("topics 'sentences' and 'word-counts' created with 6 partitions", flush=True)
 
         log_path = Path(tmp) / "workers.log"
         with open(log_path, "wb") as log:
@@ -65,7 +65,7 @@ def main() -> int:
                     "-m",
                     "processor.cli",
                     "run",
-                    "topologies.words",
+                    "topologies.wordcount",
                     "--workers",
                     "2",
                     "--bootstrap-servers",
@@ -77,7 +77,9 @@ def main() -> int:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        print(f"started 2 workers: processor run topologies.words --workers 2 (log: {log_path})")
+        print(
+            f"started 2 workers: processor run topologies.wordcount --workers 2 (log: {log_path})"
+        )
         stop = threading.Event()
         feeder = threading.Thread(target=feed, args=(bootstrap, stop), daemon=True)
         feeder.start()
@@ -89,8 +91,8 @@ def main() -> int:
                 "auto.offset.reset": "earliest",
             }
         )
-        consumer.subscribe(["words"])
-        counts: Counter[str] = Counter()
+        consumer.subscribe(["word-counts"])
+        counts: dict[str, int] = {}
         deadline = time.monotonic() + args.seconds if args.seconds > 0 else float("inf")
         try:
             while time.monotonic() < deadline:
@@ -101,9 +103,9 @@ def main() -> int:
                 for message in consumer.consume(500, 0.5):
                     if message.error():
                         continue
-                    word = message.value().decode()
-                    counts[word] += 1
-                    print(f"words[{message.partition()}]  {word:<12} seen {counts[word]} times")
+                    word = message.key().decode()
+                    counts[word] = struct.unpack(">q", message.value())[0]
+                    print(f"word-counts[{message.partition()}]  {word:<12} {counts[word]}")
         except KeyboardInterrupt:
             pass
         finally:
@@ -116,8 +118,8 @@ def main() -> int:
             if "active tasks" in line:
                 print(line.split("] ", 1)[-1])
         print(
-            f"demo done: {sum(counts.values())} words, {len(counts)} distinct; workers exited "
-            f"with {workers.returncode}"
+            f"demo done: {sum(counts.values())} words counted, {len(counts)} distinct; "
+            f"workers exited with {workers.returncode}"
         )
         return 0 if workers.returncode == 0 else 1
 

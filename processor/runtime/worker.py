@@ -41,7 +41,7 @@ from processor.runtime.assignment import Assignment, assign
 from processor.runtime.commit import Committer
 from processor.runtime.instance import StateDirLock, resolve_instance_id
 from processor.runtime.internal_topics import prepare_topics
-from processor.runtime.membership import stable_instances
+from processor.runtime.membership import DuplicateWatch, stable_membership
 from processor.runtime.task import StreamTask
 from processor.runtime.task_id import TaskId
 from processor.runtime.task_manager import TaskManager
@@ -102,6 +102,7 @@ class Worker:
         }
         self._all_tasks: list[TaskId] = []
         self._tasks: TaskManager | None = None
+        self._duplicates: DuplicateWatch | None = None
         self._stop_requested = False
         self._snapshot_pending = False
         self._next_snapshot_at = 0.0
@@ -179,7 +180,10 @@ class Worker:
             cfg.processing_guarantee.value,
         )
         self._producer = OutputProducer(self._producer_settings(common))
-        self._consumer = GroupConsumer(self._consumer_settings(common))
+        consumer_settings = self._consumer_settings(common)
+        self._consumer = GroupConsumer(consumer_settings)
+        session_timeout_s = int(consumer_settings.get("session.timeout.ms", 45000)) / 1000
+        self._duplicates = DuplicateWatch(self.instance_id, session_timeout_s + 5.0)
         self._producer.tracked_topics.update(
             topic for sub in self._subtopologies.values() for topic in sub.changelog_topics.values()
         )
@@ -257,7 +261,8 @@ class Worker:
 
     def _run_once(self) -> None:
         assert self._consumer is not None and self._committer is not None
-        assert self._tasks is not None
+        assert self._tasks is not None and self._duplicates is not None
+        self._duplicates.check(time.monotonic())
         if self._snapshot_pending and time.monotonic() >= self._next_snapshot_at:
             self._try_accept_snapshot()
         restored = self._tasks.poll_restored()
@@ -373,15 +378,27 @@ class Worker:
             log.warning("worker %s: %s (retrying)", self.instance_id, e)
             self._next_snapshot_at = time.monotonic() + 1.0
             return
-        members = stable_instances(snapshot, self._consumer.member_id)
-        if members is None:
+        membership = stable_membership(snapshot, self._consumer.member_id)
+        if membership is None:
             self._next_snapshot_at = time.monotonic() + _SNAPSHOT_RETRY_S
             return
         self._snapshot_pending = False
+        members = membership.instances
         self.assignment = assign(
             members, self._all_tasks, balance_factor=self.config.assignment_balance_factor
         )
         mine = sorted(self.assignment.tasks_of(self.instance_id))
+        assert self._duplicates is not None
+        if self._duplicates.observe(membership, time.monotonic()):
+            log.warning(
+                "worker %s: group members %s both carry this instance id; taking no tasks until "
+                "the older one expires (a worker restarted within the session timeout) or, if "
+                "both stay for %.0fs, stopping: two live workers must not share an instance id",
+                self.instance_id,
+                ", ".join(membership.duplicated[self.instance_id]),
+                self._duplicates.grace_s,
+            )
+            mine = []
         assert self._tasks is not None
         to_pause = self._tasks.create(mine)
         self._consumer.assign(self._tasks.all_partitions())

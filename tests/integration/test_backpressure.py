@@ -22,9 +22,7 @@ def test_a_full_queue_waits_for_the_broker_and_loses_nothing(
     for i in range(count):
         producer.produce(unique_name, str(i).encode(), b"x" * 1000, 0, None)
     assert producer.flush(30) == 0
-    assert producer.queue_full_waits > 0, (
-        "the queue never filled; nothing was proven"
-    )
+    assert producer.queue_full_waits > 0, "the queue never filled; nothing was proven"
     assert producer.failures == []
     values = {r.key for r in consume(kafka_bootstrap, unique_name, count)}
     assert values == {str(i).encode() for i in range(count)}

@@ -18,10 +18,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from processor.state.rocksdb import open_rocksdb
-from tests.integration.workers import WorkerProcess
-from tests.kafka_helpers import create_topic, produce
+from tests.integration.workers import PARTITIONS, WorkerProcess
+from tests.kafka_helpers import produce
 
-PARTITIONS = 6
 FAST = [
     "--kafka",
     "session.timeout.ms=6000",
@@ -64,18 +63,6 @@ class Latest:
 def count_of(value: bytes) -> int:
     result: int = struct.unpack(">q", value)[0]
     return result
-
-
-@pytest.fixture
-def topics(kafka_bootstrap: str, unique_name: str) -> dict[str, str]:
-    source, sink = f"{unique_name}-in", f"{unique_name}-out"
-    create_topic(kafka_bootstrap, source, PARTITIONS)
-    create_topic(kafka_bootstrap, sink, PARTITIONS)
-    return {
-        "TEST_SOURCE_TOPIC": source,
-        "TEST_SINK_TOPIC": sink,
-        "PROCESSOR_APPLICATION_ID": unique_name,
-    }
 
 
 class Cluster:

@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.integration.workers import REPO, WorkerProcess
+from tests.integration.workers import PARTITIONS, REPO, WorkerProcess
 from tests.kafka_helpers import create_topic, produce
 
-PARTITIONS = 6
 SESSION_TIMEOUT_MS = 6000
 FAST_GROUP = [
     "--kafka",
@@ -87,18 +86,6 @@ def produce_batch(bootstrap: str, topic: str, batch: str, per_partition: int) ->
         produce(bootstrap, topic, [(v, v) for v in values], partition=partition)
         payloads.update(values)
     return payloads
-
-
-@pytest.fixture
-def topics(kafka_bootstrap: str, unique_name: str) -> dict[str, str]:
-    source, sink = f"{unique_name}-in", f"{unique_name}-out"
-    create_topic(kafka_bootstrap, source, PARTITIONS)
-    create_topic(kafka_bootstrap, sink, PARTITIONS)
-    return {
-        "TEST_SOURCE_TOPIC": source,
-        "TEST_SINK_TOPIC": sink,
-        "PROCESSOR_APPLICATION_ID": unique_name,
-    }
 
 
 @pytest.fixture
@@ -280,9 +267,20 @@ def test_workers_flag_starts_several_members_and_sigterm_stops_them_all(
 ) -> None:
     supervisor = subprocess.Popen(
         [
-            sys.executable, "-m", "processor.cli", "run", "tests.worker_topologies:tagging",
-            "--bootstrap-servers", kafka_bootstrap, "--state-dir", str(tmp_path / "state"),
-            "--instance-id", "multi", "--workers", "2", *FAST_GROUP,
+            sys.executable,
+            "-m",
+            "processor.cli",
+            "run",
+            "tests.worker_topologies:tagging",
+            "--bootstrap-servers",
+            kafka_bootstrap,
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--instance-id",
+            "multi",
+            "--workers",
+            "2",
+            *FAST_GROUP,
         ],
         cwd=REPO,
         env={**os.environ, **topics},

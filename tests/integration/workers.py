@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+# Every worker test reads a 6-partition source and writes a 6-partition sink.
+PARTITIONS = 6
 
 
 class WorkerProcess:

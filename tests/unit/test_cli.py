@@ -118,17 +118,25 @@ def test_a_missing_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) 
 
 def test_without_options_drops_separate_and_joined_values() -> None:
     argv = [
-        "run", "topologies.words",
-        "--workers", "3",
+        "run",
+        "topologies.words",
+        "--workers",
+        "3",
         "--state-dir=/var/state",
-        "--instance-id", "box-1",
-        "--bootstrap-servers", "h:1",
-        "--kafka", "session.timeout.ms=6000",
+        "--instance-id",
+        "box-1",
+        "--bootstrap-servers",
+        "h:1",
+        "--kafka",
+        "session.timeout.ms=6000",
     ]
     assert _without_options(argv, {"--workers", "--state-dir", "--instance-id"}) == [
-        "run", "topologies.words",
-        "--bootstrap-servers", "h:1",
-        "--kafka", "session.timeout.ms=6000",
+        "run",
+        "topologies.words",
+        "--bootstrap-servers",
+        "h:1",
+        "--kafka",
+        "session.timeout.ms=6000",
     ]
 
 

@@ -100,8 +100,10 @@ def test_flags_override_the_environment() -> None:
 
 
 def test_a_flag_left_unset_falls_back_to_the_environment() -> None:
-    cfg = _load(flags={"bootstrap_servers": None, "commit_interval_ms": None},
-                environ={**BOOTSTRAP, "PROCESSOR_COMMIT_INTERVAL_MS": "300"})
+    cfg = _load(
+        flags={"bootstrap_servers": None, "commit_interval_ms": None},
+        environ={**BOOTSTRAP, "PROCESSOR_COMMIT_INTERVAL_MS": "300"},
+    )
     assert cfg.bootstrap_servers == "env-host:9092"
     assert cfg.commit_interval_ms == 300
 
@@ -122,8 +124,10 @@ def test_processing_guarantee_is_case_insensitive() -> None:
     assert _load(flags={"processing_guarantee": " Exactly_Once "}).exactly_once
 
 
-@pytest.mark.parametrize(("text", "expected"), [("1", True), ("yes", True), ("ON", True),
-                                                ("0", False), ("no", False), ("off", False)])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1", True), ("yes", True), ("ON", True), ("0", False), ("no", False), ("off", False)],
+)
 def test_static_membership_booleans(text: str, expected: bool) -> None:
     assert _load(flags={"static_membership": text}).static_membership is expected
 
@@ -322,4 +326,3 @@ def test_known_variables_are_not_reported() -> None:
         "PROCESSOR_KAFKA_CACHE": "/tmp",
     }
     assert unknown_environment_settings(environ) == []
-

@@ -56,9 +56,7 @@ def test_subpackage_all_names_resolve(module_name: str, expected: set[str]) -> N
 def test_every_error_derives_from_processor_error() -> None:
     from processor import errors
 
-    classes = [
-        v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, Exception)
-    ]
+    classes = [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, Exception)]
     assert len(classes) > 5
     for cls in classes:
         assert issubclass(cls, processor.ProcessorError), cls.__name__

@@ -271,9 +271,9 @@ def test_to_uses_the_stream_serdes_by_default() -> None:
 
 def test_to_with_overridden_serdes_writes_their_bytes() -> None:
     topology = Topology("override")
-    topology.stream("in", value_serde=serdes.JsonSerde()).map(
-        lambda k, v: (v["n"], v["name"])
-    ).to("out", key_serde=serdes.IntSerde(), value_serde=serdes.StringSerde())
+    topology.stream("in", value_serde=serdes.JsonSerde()).map(lambda k, v: (v["n"], v["name"])).to(
+        "out", key_serde=serdes.IntSerde(), value_serde=serdes.StringSerde()
+    )
     driver = TopologyTestDriver(topology)
     driver.pipe("in", None, {"n": 1, "name": "one"})
     [record] = driver.read_records("out")

@@ -171,6 +171,9 @@ def _attr_of_words() -> str:
 
 def test_a_module_that_raises_while_importing_is_one_clear_error(module_dir: Path) -> None:
     name = _module(module_dir, "from processor import Topology\nraise RuntimeError('bad config')\n")
-    with pytest.raises(TopologyLoadError, match=rf"module '{name}' failed to import: "
-                       r"RuntimeError: bad config"):
+    with pytest.raises(
+        TopologyLoadError,
+        match=rf"module '{name}' failed to import: "
+        r"RuntimeError: bad config",
+    ):
         load_topology(name)

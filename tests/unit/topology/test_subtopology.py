@@ -107,8 +107,7 @@ def test_describe_names_sources_processors_sinks_and_subtopologies() -> None:
     assert "  Sub-topology 1" in lines
     assert lines.index("  Sub-topology 0") < lines.index("  Sub-topology 1")
     assert (
-        "    Source: read-lines (topic: lines, key: bytes, value: string) --> split-words"
-        in lines
+        "    Source: read-lines (topic: lines, key: bytes, value: string) --> split-words" in lines
     )
     assert "    Processor: split-words (flat_map_values) --> write-words <-- read-lines" in lines
     sink = "    Sink: write-words (topic: words, key: bytes, value: string) <-- split-words"

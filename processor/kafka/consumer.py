@@ -78,6 +78,11 @@ class GroupConsumer:
     def resume(self, partitions: Sequence[Partition]) -> None:
         self._consumer.resume([TopicPartition(t, p) for t, p in partitions])
 
+    def seek(self, partition: Partition, offset: int) -> None:
+        """Read `partition` from `offset` next."""
+        topic, number = partition
+        self._consumer.seek(TopicPartition(topic, number, offset))
+
     def commit(self, offsets: Mapping[Partition, int]) -> None:
         """Commit `offsets` (the next offset to read per partition) as this group member; the
         broker refuses it when the member has been fenced out of the group."""

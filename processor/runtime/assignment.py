@@ -29,12 +29,17 @@ needs a protocol version (`tests/unit/runtime/test_assignment.py` pins an exampl
 Instead of sorting all pairs, each task keeps its instances ranked by weight and a heap holds
 each free task's best remaining candidate; popping the heap yields the pairs in the same global
 order, so the cost is one hash per pair plus one heap step per assignment or rejection.
+
+`assign_with_standbys()` adds standby replicas where tasks will land: it reruns step 3 (on the
+same rankings, skipping the failed instances' pairs) for every set of at most r failed instances
+and gives each instance a standby for every task it would receive that it does not own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -44,9 +49,17 @@ from types import MappingProxyType
 from processor.errors import ConfigError
 from processor.runtime.task_id import TaskId
 
-__all__ = ["Assignment", "assign", "capacity", "moved_tasks"]
+__all__ = [
+    "Assignment",
+    "assign",
+    "assign_with_standbys",
+    "capacity",
+    "moved_tasks",
+    "standby_counts",
+]
 
 _SETTING = "assignment_balance_factor"
+_STANDBY_SETTING = "num_standby_replicas"
 
 
 @dataclass(frozen=True)
@@ -117,44 +130,8 @@ def assign(
     if not members:
         raise ValueError(f"cannot assign {len(todo)} tasks to no instances")
 
-    cap = capacity(len(todo), len(members), balance_factor)
-    # Exact balance: at most `spare` instances may hold `floor + 1` tasks.
-    floor, spare = divmod(len(todo), len(members))
-    exact = balance_factor == 1.0 and spare > 0
-    at_cap = 0
-
-    names = list(enumerate(member.encode() for member in members))
-    rankings: list[list[tuple[bytes, int]]] = []
-    heap: list[tuple[bytes, TaskId, int, int]] = []
-    for task_index, task in enumerate(todo):
-        prefix = hashlib.blake2b(f"{task}\x00".encode(), digest_size=8)
-        ranking = []
-        for member, name in names:
-            pair = prefix.copy()
-            pair.update(name)
-            ranking.append((pair.digest(), member))
-        # Ascending digest is descending weight; equal digests rank by instance id.
-        ranking.sort()
-        rankings.append(ranking)
-        heap.append((ranking[0][0], task, task_index, 0))
-    heapq.heapify(heap)
-
-    loads = [0] * len(members)
-    active: dict[TaskId, str] = {}
-    while heap:
-        _, task, task_index, rank = heap[0]
-        member = rankings[task_index][rank][1]
-        load = loads[member]
-        if load < cap and not (exact and load == floor and at_cap == spare):
-            heapq.heappop(heap)
-            active[task] = members[member]
-            loads[member] = load + 1
-            if exact and load == floor:
-                at_cap += 1
-        else:
-            # The instance is full, for good: offer the task to its next-ranked instance.
-            rank += 1
-            heapq.heapreplace(heap, (rankings[task_index][rank][0], task, task_index, rank))
+    rankings = _rankings(members, todo)
+    active = _place(members, todo, rankings, balance_factor, frozenset())
     return Assignment(active=active, instances=frozenset(members))
 
 
@@ -168,6 +145,72 @@ def moved_tasks(before: Assignment, after: Assignment) -> set[TaskId]:
     }
 
 
+def assign_with_standbys(
+    instances: Iterable[str],
+    tasks: Iterable[TaskId],
+    *,
+    num_standby_replicas: int,
+    balance_factor: float = 1.0,
+) -> Assignment:
+    """`assign()` plus standby replicas placed where the tasks will land.
+
+    The active tasks are exactly `assign(instances, tasks, balance_factor=...)`'s. Instance Z
+    holds a standby for task t when Z is not t's owner and, for some set F of at most
+    `r = num_standby_replicas` other instances, `assign(instances - F, tasks)` gives t to Z.
+    So after any r instances fail, every task's new owner already held it, as its owner or as a
+    standby: the failed instances' tasks and the tasks the load bound shuffles among the
+    survivors alike. An r of `len(instances)` or more counts as `len(instances) - 1` (someone
+    has to survive). Standby holders with no standby are left out of `standby`, so `r = 0`
+    returns exactly `assign()`'s result.
+
+    A task may get more than r standbys (the shuffled tasks need theirs too); see
+    `bench/standby_load.py` for how many. The cost is one `assign()`'s hashing plus one placement
+    walk per set F, i.e. `sum(C(n, k) for k <= r)` walks for n instances: fine for the small r
+    (0..2) it is meant for. Raises `ConfigError` for an r that is not an int >= 0, otherwise as
+    `assign()`.
+    """
+    _check_balance_factor(balance_factor)
+    if (
+        isinstance(num_standby_replicas, bool)
+        or not isinstance(num_standby_replicas, int)
+        or num_standby_replicas < 0
+    ):
+        raise ConfigError(
+            _STANDBY_SETTING,
+            f"must be an integer >= 0 (0 = no standby replicas), got {num_standby_replicas!r}",
+        )
+    members = sorted(set(instances))
+    todo = sorted(set(tasks))
+    if not todo:
+        return Assignment(active={}, instances=frozenset(members))
+    if not members:
+        raise ValueError(f"cannot assign {len(todo)} tasks to no instances")
+
+    rankings = _rankings(members, todo)
+    active = _place(members, todo, rankings, balance_factor, frozenset())
+    standby: dict[str, set[TaskId]] = {}
+    failures = min(num_standby_replicas, len(members) - 1)
+    for size in range(1, failures + 1):
+        for failed in itertools.combinations(range(len(members)), size):
+            placed = _place(members, todo, rankings, balance_factor, frozenset(failed))
+            for task, owner in placed.items():
+                if owner != active[task]:
+                    standby.setdefault(owner, set()).add(task)
+    return Assignment(
+        active=active,
+        standby={instance: frozenset(held) for instance, held in standby.items()},
+        instances=frozenset(members),
+    )
+
+
+def standby_counts(assignment: Assignment) -> dict[str, int]:
+    """Number of standby tasks per instance, idle instances included, in instance order."""
+    counts = dict.fromkeys(sorted(assignment.instances), 0)
+    for instance, tasks in assignment.standby.items():
+        counts[instance] = len(tasks)
+    return counts
+
+
 def _check_balance_factor(balance_factor: float) -> None:
     if (
         isinstance(balance_factor, bool)
@@ -179,3 +222,69 @@ def _check_balance_factor(balance_factor: float) -> None:
             _SETTING,
             f"must be a finite number >= 1.0 (1.0 = perfectly balanced), got {balance_factor!r}",
         )
+
+
+def _rankings(members: list[str], todo: list[TaskId]) -> list[list[tuple[bytes, int]]]:
+    """For each task (by index into *todo*), the indexes into *members* (sorted ids) ranked by
+    descending weight: ascending digest, equal digests by instance id."""
+    names = list(enumerate(member.encode() for member in members))
+    rankings: list[list[tuple[bytes, int]]] = []
+    for task in todo:
+        prefix = hashlib.blake2b(f"{task}\x00".encode(), digest_size=8)
+        ranking = []
+        for member, name in names:
+            pair = prefix.copy()
+            pair.update(name)
+            ranking.append((pair.digest(), member))
+        # Ascending digest is descending weight; equal digests rank by instance id.
+        ranking.sort()
+        rankings.append(ranking)
+    return rankings
+
+
+def _place(
+    members: list[str],
+    todo: list[TaskId],
+    rankings: list[list[tuple[bytes, int]]],
+    balance_factor: float,
+    failed: frozenset[int],
+) -> dict[TaskId, str]:
+    """Step 3 of the module docstring over `members` without the indexes in *failed*.
+
+    Skipping a failed instance's pairs leaves the surviving pairs in the order `assign()` over the
+    survivors alone would walk them (digests and id order do not depend on who else is in the
+    group), so the result equals `assign(survivors, todo).active`. Needs a non-empty *todo* and
+    at least one survivor."""
+    n_members = len(members) - len(failed)
+    cap = capacity(len(todo), n_members, balance_factor)
+    # Exact balance: at most `spare` instances may hold `floor + 1` tasks.
+    floor, spare = divmod(len(todo), n_members)
+    exact = balance_factor == 1.0 and spare > 0
+    at_cap = 0
+
+    heap = [
+        (ranking[0][0], task, index, 0)
+        for index, (task, ranking) in enumerate(zip(todo, rankings, strict=True))
+    ]
+    heapq.heapify(heap)
+    loads = [0] * len(members)
+    active: dict[TaskId, str] = {}
+    while heap:
+        _, task, task_index, rank = heap[0]
+        member = rankings[task_index][rank][1]
+        load = loads[member]
+        if (
+            member not in failed
+            and load < cap
+            and not (exact and load == floor and at_cap == spare)
+        ):
+            heapq.heappop(heap)
+            active[task] = members[member]
+            loads[member] = load + 1
+            if exact and load == floor:
+                at_cap += 1
+        else:
+            # The instance failed or is full, for good: offer the task to its next-ranked one.
+            rank += 1
+            heapq.heapreplace(heap, (rankings[task_index][rank][0], task, task_index, rank))
+    return active

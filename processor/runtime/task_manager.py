@@ -80,6 +80,9 @@ class TaskManager:
     def running(self) -> list[StreamTask]:
         return [t for t in self.tasks.values() if t.state is TaskState.RUNNING]
 
+    def restoring_partitions(self) -> set[Partition]:
+        return {p for task_id in self._restoring for p in self.tasks[task_id].partitions}
+
     @property
     def restoring(self) -> list[TaskId]:
         return sorted(self._restoring)

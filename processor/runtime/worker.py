@@ -34,7 +34,7 @@ from processor.dsl.topology import Topology
 from processor.errors import BrokerError, ConfigError, DuplicateInstanceError, ProcessorError
 from processor.kafka.admin import Admin
 from processor.kafka.changelog_reader import ChangelogReader
-from processor.kafka.consumer import GroupConsumer, is_fatal, is_partition_eof
+from processor.kafka.consumer import GroupConsumer, Message, is_fatal, is_partition_eof
 from processor.kafka.producer import Headers, OutputProducer
 from processor.kafka.settings import settings_for
 from processor.runtime.assignment import Assignment, assign
@@ -269,7 +269,10 @@ class Worker:
         if restored:
             self._consumer.resume(restored)
         messages = self._consumer.consume(self.config.consume_batch_size, _CONSUME_TIMEOUT_S)
+        if messages:
+            self._committer.before_output()
         tasks = self._tasks.by_partition
+        rewound: set[tuple[str, int]] = set()
         for message in messages:
             error = message.error()
             if error is not None:
@@ -277,10 +280,8 @@ class Worker:
                 continue
             task = tasks.get((message.topic(), message.partition()))
             if task is None:
-                # A record fetched before a rebalance took the partition away; its new owner
-                # reads it from the committed offset.
+                self._not_processable(message, rewound)
                 continue
-            self._committer.before_output()
             task.process(message)
         try:
             if self._tasks.needs_commit():
@@ -289,6 +290,17 @@ class Worker:
                 self._committer.maybe_commit(self._tasks.running(), self.config.commit_interval_ms)
         except BrokerError as e:
             self._after_failed_commit(e)
+
+    def _not_processable(self, message: Message, rewound: set[tuple[str, int]]) -> None:
+        """A record for no running task. Its partition was taken away by a rebalance (its new
+        owner reads it from the committed offset), or its task is still restoring: then rewind
+        to the first such record of the batch, so that it is read again once the task runs."""
+        assert self._consumer is not None and self._tasks is not None
+        partition = (message.topic(), message.partition())
+        if partition not in rewound and partition in self._tasks.restoring_partitions():
+            rewound.add(partition)
+            self._consumer.seek(partition, message.offset())
+            self._consumer.pause([partition])
 
     def _after_failed_commit(self, error: BrokerError) -> None:
         """A commit that did not happen: stop when the client cannot go on; otherwise at-least-once

@@ -469,8 +469,9 @@ class LocalBroker:
             *self._java_command(java, lib_dir, _TOOL_JVM),
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            self.cluster_id,
+            # `--cluster-id=ID`, not `-t ID`: a base64url id may start with "-", which the
+            # tool's argument parser would take for an option (1 start in 32 failed that way).
+            f"--cluster-id={self.cluster_id}",
             "-c",
             str(self.directory / "server.properties"),
         ]

@@ -58,3 +58,12 @@ def test_new_broker_reads_the_data_of_a_killed_one(tmp_path: Path, unique_name: 
     with LocalBroker(data_dir=data_dir) as second:
         [record] = consume(second.bootstrap_servers, unique_name, 1)
         assert (record.key, record.value) == (b"k", b"before-crash")
+
+
+def test_a_cluster_id_that_starts_with_a_dash_formats(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cluster-id").write_text("-" + "A" * 21 + "\n")
+    with LocalBroker(data_dir=data) as broker:
+        assert broker.cluster_id.startswith("-")
+        assert broker.running

@@ -13,7 +13,9 @@ ProcessorError
 │   └── ProductionError         a record could not be produced (names the target topic)
 └── StateError                  a task's local state cannot be used (closed, unreadable, in use)
     ├── StoreCorruptedError     a task's state directory cannot be opened (names it and the cause)
-    └── StoreLockedError        another process or backend holds a task's state directory open
+    ├── StoreLockedError        another process or backend holds a task's state directory open
+    └── RestoreError            restoring from a changelog failed (names the task; defined in
+                                processor.state.restore, next to the restorer)
 ```
 
 Each error's message is a complete sentence a person can act on: what is wrong, where, and

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
-from processor.errors import ProcessorError, RecordError
+from processor.errors import ProcessorError, RecordError, StateError
 from processor.kafka.changelog_reader import ChangelogBatch, PartitionEnd
 from processor.runtime.task_id import TaskId
 from processor.state.backend import Change, TaskStateBackend
@@ -63,7 +63,7 @@ WipeCallback = Callable[[TaskId, str], TaskStateBackend]
 given to `add()` (the caller keeps track of it: it is the one restored)."""
 
 
-class RestoreError(ProcessorError):
+class RestoreError(StateError):
     """Restoring failed and the restorer thread stopped; `task_id` names the task whose
     restore failed, when there is one."""
 

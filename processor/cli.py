@@ -61,26 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SETTING_FLAGS = (
-    "bootstrap_servers",
-    "application_id",
-    "instance_id",
-    "state_dir",
-    "processing_guarantee",
-    "commit_interval_ms",
-    "static_membership",
-    "assignment_balance_factor",
-    "consume_batch_size",
-    "store_cache_size",
-)
-
-
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from processor.runtime.worker import Worker, check_environment
+    from processor.runtime.worker import Worker
 
     topology = load_topology(args.topology)
-    check_environment(dict(os.environ))
-    flags = {name: getattr(args, name) for name in _SETTING_FLAGS}
+    config_module.check_environment(os.environ)
+    flags = {name: getattr(args, name) for name in config_module.SETTINGS}
     cfg = config_module.load(
         flags=flags, kafka_pairs=args.kafka, default_application_id=topology.name
     )

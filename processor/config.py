@@ -228,3 +228,10 @@ def unknown_environment_settings(environ: Mapping[str, str] = os.environ) -> lis
         and not name.startswith(KAFKA_ENV_PREFIX)
         and name not in known
     )
+
+
+def check_environment(environ: Mapping[str, str] = os.environ) -> None:
+    """Raise ConfigError for the first `PROCESSOR_*` variable that names no setting."""
+    unknown = unknown_environment_settings(environ)
+    if unknown:
+        raise ConfigError(unknown[0], "is not a setting; see `processor run --help` for the list")

@@ -123,16 +123,21 @@ def assign(
     number >= 1.0, and `ValueError` when there are tasks but no instances.
     """
     _check_balance_factor(balance_factor)
-    members = sorted(set(instances))
-    todo = sorted(set(tasks))
+    members, todo = _normalise(instances, tasks)
     if not todo:
         return Assignment(active={}, instances=frozenset(members))
-    if not members:
-        raise ValueError(f"cannot assign {len(todo)} tasks to no instances")
-
     rankings = _rankings(members, todo)
     active = _place(members, todo, rankings, balance_factor, frozenset())
     return Assignment(active=active, instances=frozenset(members))
+
+
+def _normalise(instances: Iterable[str], tasks: Iterable[TaskId]) -> tuple[list[str], list[TaskId]]:
+    """Sorted, de-duplicated instances and tasks; tasks with no instance are an error."""
+    members = sorted(set(instances))
+    todo = sorted(set(tasks))
+    if todo and not members:
+        raise ValueError(f"cannot assign {len(todo)} tasks to no instances")
+    return members, todo
 
 
 def moved_tasks(before: Assignment, after: Assignment) -> set[TaskId]:
@@ -179,13 +184,9 @@ def assign_with_standbys(
             _STANDBY_SETTING,
             f"must be an integer >= 0 (0 = no standby replicas), got {num_standby_replicas!r}",
         )
-    members = sorted(set(instances))
-    todo = sorted(set(tasks))
+    members, todo = _normalise(instances, tasks)
     if not todo:
         return Assignment(active={}, instances=frozenset(members))
-    if not members:
-        raise ValueError(f"cannot assign {len(todo)} tasks to no instances")
-
     rankings = _rankings(members, todo)
     active = _place(members, todo, rankings, balance_factor, frozenset())
     standby: dict[str, set[TaskId]] = {}

@@ -31,7 +31,7 @@ from typing import Any
 
 from processor.config import WorkerConfig
 from processor.dsl.topology import Topology
-from processor.errors import BrokerError, ConfigError, DuplicateInstanceError, ProcessorError
+from processor.errors import BrokerError, DuplicateInstanceError, ProcessorError
 from processor.kafka.admin import Admin
 from processor.kafka.changelog_reader import ChangelogReader
 from processor.kafka.consumer import GroupConsumer, Message, is_fatal, is_partition_eof
@@ -480,11 +480,3 @@ class Worker:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-
-
-def check_environment(environ: dict[str, str]) -> None:
-    from processor.config import unknown_environment_settings
-
-    unknown = unknown_environment_settings(environ)
-    if unknown:
-        raise ConfigError(unknown[0], "is not a setting; see `processor run --help` for the list")

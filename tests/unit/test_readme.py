@@ -30,8 +30,8 @@ def test_the_readme_driver_example_runs() -> None:
 def test_the_readme_test_command_is_what_ci_runs() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "scripts/test" in readme
-    assert "exec scripts/test" in ci
+    assert "./scripts/test  #" in readme
+    assert "exec ./scripts/test" in ci
 
 
 def _code_lines(block: str) -> list[str]:

@@ -49,6 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--consume-batch-size", dest="consume_batch_size")
     run.add_argument("--store-cache-size", dest="store_cache_size")
     run.add_argument(
+        "--num-standby-replicas",
+        dest="num_standby_replicas",
+        help="warm copies of each stateful task on other workers (default 0)",
+    )
+    run.add_argument("--acceptable-recovery-lag", dest="acceptable_recovery_lag")
+    run.add_argument("--max-warmup-time-ms", dest="max_warmup_time_ms")
+    run.add_argument("--state-cleanup-delay-ms", dest="state_cleanup_delay_ms")
+    run.add_argument("--http-host", dest="http_host")
+    run.add_argument("--http-port", dest="http_port", help="serve /metrics here (0: any free port)")
+    run.add_argument(
         "--kafka", action="append", default=[], metavar="KEY=VALUE", help="a librdkafka setting"
     )
     run.add_argument("--workers", type=int, default=1, help="start N worker processes on this host")
@@ -75,9 +85,14 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.workers > 1:
         from processor.runtime.supervisor import child_arguments, supervise
 
-        base = _without_options(list(argv), {"--workers", "--state-dir", "--instance-id"})
+        base = _without_options(
+            list(argv), {"--workers", "--state-dir", "--instance-id", "--http-port"}
+        )
         return supervise(
-            [child_arguments(base, i, cfg.state_dir, cfg.instance_id) for i in range(args.workers)]
+            [
+                child_arguments(base, i, cfg.state_dir, cfg.instance_id, cfg.http_port)
+                for i in range(args.workers)
+            ]
         )
     worker = Worker(topology, cfg)
     worker.install_signal_handlers()

@@ -12,6 +12,12 @@
 | assignment_balance_factor | --assignment-balance-factor | PROCESSOR_ASSIGNMENT_... | 1.0 |
 | consume_batch_size | --consume-batch-size | PROCESSOR_CONSUME_BATCH_SIZE | 1000 |
 | store_cache_size | --store-cache-size | PROCESSOR_STORE_CACHE_SIZE | 50000 |
+| num_standby_replicas | --num-standby-replicas | PROCESSOR_NUM_STANDBY_REPLICAS | 0 |
+| acceptable_recovery_lag | --acceptable-recovery-lag | PROCESSOR_ACCEPTABLE_RECOVERY_LAG | 10000 |
+| max_warmup_time_ms | --max-warmup-time-ms | PROCESSOR_MAX_WARMUP_TIME_MS | 300000 |
+| state_cleanup_delay_ms | --state-cleanup-delay-ms | PROCESSOR_STATE_CLEANUP_DELAY_MS | 600000 |
+| http_host | --http-host | PROCESSOR_HTTP_HOST | 127.0.0.1 |
+| http_port | --http-port | PROCESSOR_HTTP_PORT | none (no HTTP server); 0 = any free port |
 | kafka (librdkafka settings) | --kafka KEY=VALUE | PROCESSOR_KAFKA_<KEY> (`_` for `.`) | none |
 """
 
@@ -62,6 +68,20 @@ class WorkerConfig:
     # Changed keys a store's write-back cache holds before it forces a commit: bounds memory,
     # while a hot key updated many times in one interval still costs one changelog record.
     store_cache_size: int = 50_000
+    # Warm copies of each stateful task on other workers, so that a failover reads only the
+    # changelog tail. 0 like Kafka Streams; 1 when failover must not wait for a full restore.
+    num_standby_replicas: int = 0
+    # A task may move to a worker whose copy is at most this many changelog records behind
+    # (Kafka Streams' default); a joining worker waits until its future tasks are this close.
+    acceptable_recovery_lag: int = 10_000
+    # A joining worker joins after this long even when some copies are not caught up yet.
+    max_warmup_time_ms: int = 300_000
+    # A task directory neither active nor standby here is deleted after this long (Kafka
+    # Streams' state.cleanup.delay.ms): a task that comes back sooner finds its state warm.
+    state_cleanup_delay_ms: int = 600_000
+    # Prometheus /metrics is served on http_host:http_port; None: no HTTP server.
+    http_host: str = "127.0.0.1"
+    http_port: int | None = None
     kafka: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -89,6 +109,19 @@ class WorkerConfig:
         if self.consume_batch_size <= 0:
             raise ConfigError(
                 "consume_batch_size", f"must be positive, got {self.consume_batch_size}"
+            )
+        for name in (
+            "num_standby_replicas",
+            "acceptable_recovery_lag",
+            "max_warmup_time_ms",
+            "state_cleanup_delay_ms",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, f"must be 0 or more, got {getattr(self, name)}")
+        if self.http_port is not None and not 0 <= self.http_port <= 65535:
+            raise ConfigError(
+                "http_port",
+                f"must be a port number 0..65535 (0: any free port), got {self.http_port}",
             )
         if not self.assignment_balance_factor >= 1.0:  # also rejects NaN
             raise ConfigError(
@@ -210,9 +243,16 @@ def load(
         ("consume_batch_size", int),
         ("store_cache_size", int),
         ("assignment_balance_factor", float),
+        ("num_standby_replicas", int),
+        ("acceptable_recovery_lag", int),
+        ("max_warmup_time_ms", int),
+        ("state_cleanup_delay_ms", int),
+        ("http_port", int),
     ):
-        if setting in raw:
+        if setting in raw and raw[setting].strip():
             kwargs[setting] = _parse_number(setting, raw[setting], kind)
+    if "http_host" in raw:
+        kwargs["http_host"] = raw["http_host"]
     if "static_membership" in raw:
         kwargs["static_membership"] = _parse_bool("static_membership", raw["static_membership"])
     return WorkerConfig(**kwargs)  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
 """`processor run --workers N`: N worker processes on one host, each a full group member.
 
 Each child gets its own state dir (`<state_dir>/worker-<i>`) and, when an instance id is
-configured, the id `<id>-<i>`. SIGTERM/SIGINT are passed to every child; the supervisor exits
+configured, the id `<id>-<i>`; with an HTTP port P, child i serves on P + i (0: each any free
+port). SIGTERM/SIGINT are passed to every child; the supervisor exits
 with the first non-zero exit code of its children, and stops the others when one fails.
 """
 
@@ -19,11 +20,17 @@ log = logging.getLogger("processor.supervisor")
 
 
 def child_arguments(
-    base: list[str], index: int, state_dir: Path, instance_id: str | None
+    base: list[str],
+    index: int,
+    state_dir: Path,
+    instance_id: str | None,
+    http_port: int | None = None,
 ) -> list[str]:
     args = [*base, "--state-dir", str(state_dir / f"worker-{index}")]
     if instance_id is not None:
         args += ["--instance-id", f"{instance_id}-{index}"]
+    if http_port is not None:
+        args += ["--http-port", str(http_port + index if http_port else 0)]
     return args
 
 

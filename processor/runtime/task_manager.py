@@ -1,10 +1,14 @@
 """The tasks this worker runs: creating them for an assignment, restoring their state before
-they process, routing records to them, closing them on a revoke.
+they process, routing records to them, closing them on a revoke; and the standby copies it
+keeps warm for tasks that may land here.
 
 A stateful task opens its RocksDB under `<state_dir>/<application_id>/<task_id>/` and is handed
 to the restorer with its source partitions paused; when the restorer has brought every store to
 its changelog's end, the task starts processing on the state it has. Stateless tasks start at
-once.
+once. A standby is the same directory handed to the restorer as a standby: it follows the
+changelogs until the task becomes active here (promotion: only the tail is read) or is no
+longer wanted here (its directory stays, for the state cleaner to delete after a delay).
+Active tasks are closed at every revoke; standbys live on across rebalances.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pathlib import Path
 from processor.runtime.task import Partition, StreamTask, TaskState
 from processor.runtime.task_id import TaskId
 from processor.state.backend import TaskStateBackend
-from processor.state.restore import Restorer
+from processor.state.restore import RestoreProgress, Restorer
 from processor.state.rocksdb import open_or_wipe, open_rocksdb, wipe
 from processor.state.task_stores import TaskStores
 from processor.topology.processors import Emitter
@@ -45,16 +49,25 @@ class TaskManager:
             self._restorer = restorer_factory(self._wipe_for_restorer)
         self.tasks: dict[TaskId, StreamTask] = {}
         self.by_partition: dict[Partition, StreamTask] = {}
-        self._restoring: dict[TaskId, TaskStateBackend] = {}
+        self.standbys: set[TaskId] = set()
+        # Backends the restorer owns: restoring active tasks and standbys.
+        self._backends: dict[TaskId, TaskStateBackend] = {}
+        self._restoring: set[TaskId] = set()
         self._restore_started: dict[TaskId, float] = {}
+        # Per active task: changelog records its last restore read before it started processing.
+        self.restored_before_start: dict[TaskId, int] = {}
 
     def task_dir(self, task_id: TaskId) -> Path:
         return self._state_dir / str(task_id)
 
     # -- assignment ------------------------------------------------------------------------
 
+    def is_stateful(self, task_id: TaskId) -> bool:
+        return self._subtopologies[task_id.subtopology].stateful
+
     def create(self, task_ids: list[TaskId]) -> list[Partition]:
-        """Create the tasks; returns the source partitions to pause while their state restores."""
+        """Create the active tasks; returns the source partitions to pause while their state
+        restores. A task held here as a standby is promoted: it reads only the changelog tail."""
         to_pause: list[Partition] = []
         for task_id in task_ids:
             sub = self._subtopologies[task_id.subtopology]
@@ -64,15 +77,65 @@ class TaskManager:
                 self._start(task, None)
                 continue
             assert self._restorer is not None
-            backend, _ = open_or_wipe(
-                self.task_dir(task_id), [s.name for s in sub.stores], str(task_id), log
-            )
             task.transition(TaskState.RESTORING)
-            self._restoring[task_id] = backend
+            self._restoring.add(task_id)
             self._restore_started[task_id] = time.monotonic()
-            self._restorer.add(task_id, backend, sub.changelog_topics)
+            if task_id in self.standbys:
+                self.standbys.discard(task_id)
+                self._restorer.promote(task_id)
+            else:
+                self._backends[task_id] = self._open(task_id)
+                self._restorer.add(task_id, self._backends[task_id], sub.changelog_topics)
             to_pause.extend(task.partitions)
         return to_pause
+
+    def set_standbys(self, wanted: set[TaskId]) -> None:
+        """Keep standbys for exactly `wanted` (stateful tasks not active here): start the new
+        ones, stop and close the others (their directories stay)."""
+        wanted = {t for t in wanted if t not in self.tasks and self.is_stateful(t)}
+        dropped = self.standbys - wanted
+        if dropped:
+            assert self._restorer is not None
+            self._restorer.remove(dropped)
+            for task_id in dropped:
+                self._backends.pop(task_id).close()
+            self.standbys -= dropped
+        for task_id in sorted(wanted - self.standbys):
+            assert self._restorer is not None
+            sub = self._subtopologies[task_id.subtopology]
+            self._backends[task_id] = self._open(task_id)
+            self._restorer.add(task_id, self._backends[task_id], sub.changelog_topics, standby=True)
+            self.standbys.add(task_id)
+
+    def standby_progress(self) -> dict[TaskId, RestoreProgress]:
+        """Where each standby stands (missing: not yet started reading)."""
+        if self._restorer is None:
+            return {}
+        return {t: p for t, p in self._restorer.progress().items() if t in self.standbys}
+
+    def restore_progress(self) -> dict[TaskId, RestoreProgress]:
+        return self._restorer.progress() if self._restorer is not None else {}
+
+    def records_restored(self) -> dict[TaskId, int]:
+        """Changelog records applied per task by this worker's restorer, ever."""
+        if self._restorer is None:
+            return {}
+        return {t: self._restorer.records_read(t) for t in self.held()}
+
+    def raise_if_restore_failed(self) -> None:
+        if self._restorer is not None:
+            self._restorer.raise_if_failed()
+
+    def held(self) -> set[TaskId]:
+        """Task ids whose state directory is in use here (active or standby)."""
+        return set(self.tasks) | self.standbys
+
+    def _open(self, task_id: TaskId) -> TaskStateBackend:
+        sub = self._subtopologies[task_id.subtopology]
+        backend, _ = open_or_wipe(
+            self.task_dir(task_id), [s.name for s in sub.stores], str(task_id), log
+        )
+        return backend
 
     def all_partitions(self) -> list[Partition]:
         return [p for task in self.tasks.values() for p in task.partitions]
@@ -94,10 +157,11 @@ class TaskManager:
         self._restorer.raise_if_failed()
         to_resume: list[Partition] = []
         for task_id in self._restorer.completed():
-            backend = self._restoring.pop(task_id, None)
             task = self.tasks.get(task_id)
-            if backend is None or task is None:
+            if task_id not in self._restoring or task is None:
                 continue
+            self._restoring.discard(task_id)
+            backend = self._backends.pop(task_id)
             sub = self._subtopologies[task_id.subtopology]
             stores = TaskStores(
                 backend, sub.stores, sub.changelog_topics, max_dirty_per_store=self._max_dirty
@@ -105,7 +169,15 @@ class TaskManager:
             self._start(task, stores)
             to_resume.extend(task.partitions)
             seconds = time.monotonic() - self._restore_started.pop(task_id, time.monotonic())
-            log.info("task %s: state restored in %.1fs, processing", task_id, seconds)
+            last = self._restorer.last_restore(task_id)
+            records = last[0] if last is not None else 0
+            self.restored_before_start[task_id] = records
+            log.info(
+                "task %s: state restored in %.1fs (%d changelog records read), processing",
+                task_id,
+                seconds,
+                records,
+            )
         return to_resume
 
     def _start(self, task: StreamTask, stores: TaskStores | None) -> None:
@@ -117,20 +189,22 @@ class TaskManager:
         """A store's cache is full: commit now rather than let it grow."""
         return any(t.stores is not None and t.stores.needs_flush for t in self.tasks.values())
 
-    def close_all(self) -> None:
-        """Close every task and its state (call after committing what should be committed)."""
-        if self._restorer is not None:
-            self._restorer.remove_all()
-        for backend in self._restoring.values():
-            backend.close()
-        self._restoring = {}
+    def close_active(self) -> None:
+        """Close every active task and its state (call after committing what should be
+        committed). Standbys go on."""
+        if self._restorer is not None and self._restoring:
+            self._restorer.remove(self._restoring)
+        for task_id in self._restoring:
+            self._backends.pop(task_id).close()
+        self._restoring = set()
         for task in self.tasks.values():
             task.close()
         self.tasks = {}
         self.by_partition = {}
 
     def shutdown(self) -> None:
-        self.close_all()
+        self.close_active()
+        self.set_standbys(set())
         if self._restorer is not None:
             self._restorer.close()
 
@@ -139,11 +213,11 @@ class TaskManager:
     def _wipe_for_restorer(self, task_id: TaskId, reason: str) -> TaskStateBackend:
         """The stored changelog offset of `task_id` is outside its changelog: start afresh."""
         log.warning("task %s: wiping local state and restoring from scratch: %s", task_id, reason)
-        old = self._restoring[task_id]
+        old = self._backends[task_id]
         old.close()
         path = self.task_dir(task_id)
         wipe(path)
         sub = self._subtopologies[task_id.subtopology]
         fresh = open_rocksdb(path, [s.name for s in sub.stores])
-        self._restoring[task_id] = fresh
+        self._backends[task_id] = fresh
         return fresh

@@ -11,14 +11,23 @@ CREATED --> STARTING --> WAITING_FOR_MEMBERS <--> RUNNING
 
 Main loop: consume a batch, route each record to its task, run it through the operators, and
 every commit interval commit (see `processor.runtime.commit`). Rebalances arrive as callbacks
-inside `consume()`: on revoke the worker commits and drops its tasks; on assign it waits for a
-Stable group snapshot that contains itself, computes the assignment from it and `assign()`s the
-source partitions of its own tasks.
+inside `consume()`: on revoke the worker commits and drops its active tasks (standbys go on); on
+assign it waits for a Stable group snapshot that contains itself, computes the assignment from
+it (actives and standbys), promotes the standbys that became active, and `assign()`s the source
+partitions of its active tasks.
+
+Before it first joins, a worker joining a running application warms up: it restores, as
+standbys, the tasks it will hold once it is in, announces itself on the metadata topic (the
+other workers pre-warm what they will gain and report how far behind their copies are), and
+joins once every task that will move is within `acceptable_recovery_lag` on its new owner, or
+after `max_warmup_time_ms` (`processor.runtime.warmup`).
+
+Between batches the worker follows the metadata topic, publishes its own status there,
+refreshes its metrics, and deletes task directories unused for `state_cleanup_delay_ms`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -37,16 +46,21 @@ from processor.kafka.changelog_reader import ChangelogReader
 from processor.kafka.consumer import GroupConsumer, Message, is_fatal, is_partition_eof
 from processor.kafka.producer import Headers, OutputProducer
 from processor.kafka.settings import settings_for
-from processor.runtime.assignment import Assignment, assign
+from processor.kafka.topic_tail import TopicTail
+from processor.metrics import RestoreSample, WorkerMetrics, WorkerSnapshot
+from processor.runtime import warmup
+from processor.runtime.assignment import Assignment, assign_with_standbys
 from processor.runtime.commit import Committer
 from processor.runtime.instance import StateDirLock, resolve_instance_id
 from processor.runtime.internal_topics import prepare_topics
 from processor.runtime.membership import DuplicateWatch, stable_membership
+from processor.runtime.status import InstancePhase, InstanceStatus, StatusBoard
 from processor.runtime.task import StreamTask
 from processor.runtime.task_id import TaskId
 from processor.runtime.task_manager import TaskManager
 from processor.state.backend import TaskStateBackend
-from processor.state.restore import Restorer
+from processor.state.cleanup import StateCleaner
+from processor.state.restore import Restorer, RestoreState
 from processor.topology.subtopology import SubTopology
 
 log = logging.getLogger("processor.worker")
@@ -88,6 +102,15 @@ _TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
 _CONSUME_TIMEOUT_S = 0.1
 _SNAPSHOT_RETRY_S = 0.1
 _DUPLICATE_LINGER_S = 3.0
+_HOUSEKEEPING_INTERVAL_S = 1.0
+# Status is republished this often while warming up or pre-warming for a joiner, else this often.
+_STATUS_BUSY_INTERVAL_S = 1.0
+_STATUS_IDLE_INTERVAL_S = 10.0
+_CLEANUP_INTERVAL_S = 5.0
+# A joiner that has not republished its status for this long is no longer pre-warmed for.
+_JOINER_MAX_SILENCE_MS = 30_000
+_WARMUP_POLL_S = 0.5
+_WARMUP_LOG_INTERVAL_S = 5.0
 
 
 class Worker:
@@ -111,6 +134,19 @@ class Worker:
         self._consumer: GroupConsumer | None = None
         self._producer: OutputProducer | None = None
         self._committer: Committer | None = None
+        self.metrics = WorkerMetrics()
+        self.http_port: int | None = None
+        self._status_producer: OutputProducer | None = None
+        self._metadata: TopicTail | None = None
+        self.board = StatusBoard()
+        self._cleaner: StateCleaner | None = None
+        self._members: list[str] = []
+        self._joiners: list[str] = []
+        self._prewarm: frozenset[TaskId] = frozenset()
+        self._rebalances = 0
+        self._next_housekeeping = 0.0
+        self._next_status = 0.0
+        self._next_cleanup = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -196,6 +232,36 @@ class Worker:
             self._make_restorer,
             max_dirty_per_store=cfg.store_cache_size,
         )
+        self._cleaner = StateCleaner(cfg.app_state_dir, cfg.state_cleanup_delay_ms / 1000)
+        if cfg.http_port is not None:
+            self.http_port = self.metrics.serve(cfg.http_host, cfg.http_port)
+            log.info(
+                "worker %s: serving /metrics on http://%s:%d",
+                self.instance_id,
+                cfg.http_host,
+                self.http_port,
+            )
+        self._status_producer = OutputProducer(
+            {
+                **common,
+                **settings_for("producer", cfg.kafka),
+                "client.id": f"{self.instance_id}-status",
+                "linger.ms": 0,
+            }
+        )
+        self._metadata = TopicTail(
+            {
+                **common,
+                **settings_for("consumer", cfg.kafka),
+                "group.id": f"{cfg.application_id}-metadata-{self.instance_id}",
+                "client.id": f"{self.instance_id}-metadata",
+            },
+            cfg.metadata_topic,
+            partitions=1,
+        )
+        self._warm_up()
+        if self._stop_requested:
+            return
         self._consumer.subscribe(
             cfg.coordination_topic,
             on_assign=self._on_assign,
@@ -203,6 +269,86 @@ class Worker:
             on_lost=self._on_lost,
         )
         self._transition(WorkerState.WAITING_FOR_MEMBERS)
+
+    def _warm_up(self) -> None:
+        """Restore the tasks this worker will hold before joining a running group; see the
+        module docstring. Returns at once for the first worker of an application."""
+        assert self._admin is not None and self._tasks is not None
+        cfg = self.config
+        started = time.monotonic()
+        deadline = started + cfg.max_warmup_time_ms / 1000
+        next_log = started
+        while not self._stop_requested:
+            try:
+                snapshot = self._admin.describe_group(cfg.application_id)
+            except BrokerError as e:
+                log.warning("worker %s: %s; joining without warm-up", self.instance_id, e)
+                return
+            members = sorted({m.client_id for m in snapshot.members} - {self.instance_id})
+            if not members:
+                return
+            current = self._assign(members)
+            future = self._assign([*members, self.instance_id])
+            moving = warmup.moving_tasks(current, future, self._tasks.is_stateful)
+            if not moving:
+                return
+            self._tasks.set_standbys(set(warmup.held_by(future, self.instance_id)))
+            self._poll_metadata()
+            self._publish_status(InstancePhase.WARMING_UP, members)
+            waiting = warmup.not_caught_up(moving, self._lag_of, cfg.acceptable_recovery_lag)
+            now = time.monotonic()
+            if not waiting:
+                log.info(
+                    "worker %s: warmed up in %.1fs: the %d tasks moving in the next rebalance "
+                    "are within %d records of their changelogs on their new owners; joining",
+                    self.instance_id,
+                    now - started,
+                    len(moving),
+                    cfg.acceptable_recovery_lag,
+                )
+                return
+            if now >= deadline:
+                log.warning(
+                    "worker %s: max_warmup_time_ms (%d) is up; joining although tasks [%s] are "
+                    "not yet within %d records on their new owners (they restore the rest)",
+                    self.instance_id,
+                    cfg.max_warmup_time_ms,
+                    ", ".join(map(str, waiting)),
+                    cfg.acceptable_recovery_lag,
+                )
+                return
+            if now >= next_log:
+                next_log = now + _WARMUP_LOG_INTERVAL_S
+                log.info(
+                    "worker %s: warming up before joining members [%s]: waiting on tasks [%s]",
+                    self.instance_id,
+                    ", ".join(members),
+                    ", ".join(f"{t}@{moving[t]}" for t in waiting),
+                )
+            self._tasks.raise_if_restore_failed()
+            self._refresh_metrics()
+            time.sleep(_WARMUP_POLL_S)
+
+    def _lag_of(self, instance: str, task: TaskId) -> int | None:
+        """How far `instance`'s copy of `task` is behind its changelogs, as far as known here."""
+        if instance == self.instance_id:
+            assert self._tasks is not None
+            progress = self._tasks.standby_progress().get(task)
+            if progress is None or progress.state is not RestoreState.STANDBY:
+                return None
+            return progress.remaining
+        status = self.board.statuses.get(instance)
+        if status is None or self.instance_id not in status.warming_for:
+            return None  # it has not heard of this joiner yet
+        return status.lag_of(task)
+
+    def _assign(self, members: list[str]) -> Assignment:
+        return assign_with_standbys(
+            members,
+            self._all_tasks,
+            num_standby_replicas=self.config.num_standby_replicas,
+            balance_factor=self.config.assignment_balance_factor,
+        )
 
     def _make_restorer(self, wipe: Callable[[TaskId, str], TaskStateBackend]) -> Restorer:
         cfg = self.config
@@ -262,7 +408,11 @@ class Worker:
     def _run_once(self) -> None:
         assert self._consumer is not None and self._committer is not None
         assert self._tasks is not None and self._duplicates is not None
-        self._duplicates.check(time.monotonic())
+        now = time.monotonic()
+        self._duplicates.check(now)
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + _HOUSEKEEPING_INTERVAL_S
+            self._housekeeping(now)
         if self._snapshot_pending and time.monotonic() >= self._next_snapshot_at:
             self._try_accept_snapshot()
         restored = self._tasks.poll_restored()
@@ -290,6 +440,88 @@ class Worker:
                 self._committer.maybe_commit(self._tasks.running(), self.config.commit_interval_ms)
         except BrokerError as e:
             self._after_failed_commit(e)
+
+    def _housekeeping(self, now: float) -> None:
+        """Once a second: follow the metadata topic, pre-warm for joiners, publish status and
+        metrics, delete long-unused task directories."""
+        assert self._tasks is not None
+        self._poll_metadata()
+        if self.state is WorkerState.RUNNING and self.assignment is not None:
+            self._update_prewarm()
+        busy = bool(self._joiners) or any(
+            not p.caught_up for p in self._tasks.standby_progress().values()
+        )
+        if self.state is WorkerState.RUNNING and now >= self._next_status:
+            self._publish_status(InstancePhase.RUNNING, self._members)
+            self._next_status = now + (_STATUS_BUSY_INTERVAL_S if busy else _STATUS_IDLE_INTERVAL_S)
+        if self._cleaner is not None and self.assignment is not None and now >= self._next_cleanup:
+            self._next_cleanup = now + _CLEANUP_INTERVAL_S
+            self._cleaner.sweep({str(t) for t in self._tasks.held()})
+        self._refresh_metrics()
+
+    def _poll_metadata(self) -> None:
+        assert self._metadata is not None
+        try:
+            for key, value in self._metadata.poll():
+                self.board.apply(key, value)
+        except BrokerError as e:
+            log.warning("worker %s: %s (retrying)", self.instance_id, e)
+
+    def _update_prewarm(self) -> None:
+        """Pre-warm, as standbys, the tasks this worker will gain when the announced joiners
+        join; drop pre-warmed copies nobody needs any more."""
+        assert self._tasks is not None and self.assignment is not None
+        joiners = self.board.joiners(
+            set(self._members), int(time.time() * 1000), _JOINER_MAX_SILENCE_MS
+        )
+        if joiners == self._joiners:
+            return
+        self._joiners = joiners
+        prewarm: frozenset[TaskId] = frozenset()
+        if joiners:
+            future = self._assign([*self._members, *joiners])
+            prewarm = warmup.to_prewarm(self.instance_id, self.assignment, future)
+            log.info(
+                "worker %s: instances [%s] are warming up to join; pre-warming tasks [%s]",
+                self.instance_id,
+                ", ".join(joiners),
+                ", ".join(str(t) for t in sorted(prewarm)),
+            )
+        self._prewarm = prewarm
+        self._tasks.set_standbys(self._standbys_wanted())
+        self._next_status = 0.0
+
+    def _standbys_wanted(self) -> set[TaskId]:
+        assigned = (
+            self.assignment.standby.get(self.instance_id, frozenset())
+            if self.assignment is not None
+            else frozenset()
+        )
+        return set(assigned | self._prewarm)
+
+    def _refresh_metrics(self) -> None:
+        assert self._tasks is not None
+        tasks = self._tasks
+        progress = tasks.restore_progress()
+        self.metrics.publish(
+            WorkerSnapshot(
+                instance=self.instance_id,
+                state=self.state.value,
+                processed={str(t): task.processed for t, task in tasks.tasks.items()},
+                active=len(tasks.tasks),
+                restoring=len(tasks.restoring),
+                standby=len(tasks.standbys),
+                restores=tuple(
+                    RestoreSample(str(t), p.standby, p.restored, p.remaining, p.rate)
+                    for t, p in sorted(progress.items())
+                ),
+                restore_totals={str(t): n for t, n in tasks.records_restored().items()},
+                restored_before_start={str(t): n for t, n in tasks.restored_before_start.items()},
+                rebalances=self._rebalances,
+                commits=self._committer.commits if self._committer is not None else 0,
+                state_dirs_deleted=self._cleaner.deleted if self._cleaner is not None else 0,
+            )
+        )
 
     def _not_processable(self, message: Message, rewound: set[tuple[str, int]]) -> None:
         """A record for no running task. Its partition was taken away by a rebalance (its new
@@ -380,7 +612,7 @@ class Worker:
 
     def _drop_tasks(self) -> None:
         if self._tasks is not None:
-            self._tasks.close_all()
+            self._tasks.close_active()
 
     def _try_accept_snapshot(self) -> None:
         assert self._admin is not None and self._consumer is not None
@@ -396,10 +628,13 @@ class Worker:
             return
         self._snapshot_pending = False
         members = membership.instances
-        self.assignment = assign(
-            members, self._all_tasks, balance_factor=self.config.assignment_balance_factor
-        )
+        self._members = list(members)
+        self._rebalances += 1
+        self.assignment = self._assign(members)
+        self._joiners = []
+        self._prewarm = frozenset()
         mine = sorted(self.assignment.tasks_of(self.instance_id))
+        standbys = self._standbys_wanted()
         assert self._duplicates is not None
         if self._duplicates.observe(membership, time.monotonic()):
             log.warning(
@@ -411,41 +646,55 @@ class Worker:
                 self._duplicates.grace_s,
             )
             mine = []
+            standbys = set()
         assert self._tasks is not None
         to_pause = self._tasks.create(mine)
+        self._tasks.set_standbys(standbys)
         self._consumer.assign(self._tasks.all_partitions())
         if to_pause:
             self._consumer.pause(to_pause)
         log.info(
-            "worker %s: members [%s]; active tasks [%s]",
+            "worker %s: members [%s]; active tasks [%s]; standby tasks [%s]",
             self.instance_id,
             ", ".join(members),
             ", ".join(str(t) for t in mine),
+            ", ".join(str(t) for t in sorted(self._tasks.standbys)),
         )
-        self._publish_status(members)
         self._transition(WorkerState.RUNNING)
+        self._publish_status(InstancePhase.RUNNING, members)
 
-    def _publish_status(self, members: list[str]) -> None:
-        """Tell the application (and people) what this instance runs, on the metadata topic."""
-        assert self._committer is not None
-        status = {
-            "instance_id": self.instance_id,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "members": members,
-            "active_tasks": [str(t) for t in sorted(self.tasks)],
-            "restoring_tasks": [str(t) for t in self._tasks.restoring] if self._tasks else [],
-            "standby_tasks": [],
-            "updated_ms": int(time.time() * 1000),
-        }
-        self._committer.before_output()
-        self.emit(
-            self.config.metadata_topic,
-            self.instance_id.encode(),
-            json.dumps(status).encode(),
-            status["updated_ms"],  # type: ignore[arg-type]
-            None,
+    def _publish_status(self, phase: InstancePhase, members: list[str]) -> None:
+        """Tell the application (and people) what this instance runs and how far behind its
+        copies are, on the metadata topic."""
+        assert self._status_producer is not None and self._tasks is not None
+        tasks = self._tasks
+        lags = {str(t): 0 for t, task in tasks.tasks.items() if t not in tasks.restoring}
+        for task_id, progress in tasks.restore_progress().items():
+            if progress.state is not RestoreState.PENDING:
+                lags[str(task_id)] = progress.remaining
+        now_ms = int(time.time() * 1000)
+        status = InstanceStatus(
+            instance_id=self.instance_id,
+            phase=phase,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            endpoint=(
+                f"http://{self.config.http_host}:{self.http_port}"
+                if self.http_port is not None
+                else None
+            ),
+            members=tuple(members),
+            active_tasks=tuple(str(t) for t in sorted(tasks.tasks)),
+            standby_tasks=tuple(str(t) for t in sorted(tasks.standbys)),
+            restoring_tasks=tuple(str(t) for t in tasks.restoring),
+            lags=lags,
+            warming_for=tuple(self._joiners),
+            updated_ms=now_ms,
         )
+        self._status_producer.produce(
+            self.config.metadata_topic, self.instance_id.encode(), status.to_json(), now_ms, None
+        )
+        self._status_producer.poll()
 
     # -- shutdown --------------------------------------------------------------------------
 
@@ -453,6 +702,8 @@ class Worker:
         assert self._consumer is not None and self._committer is not None
         assert self._tasks is not None
         self._committer.commit(self._tasks.running())
+        self._tasks.close_active()
+        self._publish_status(InstancePhase.STOPPED, [])
         self._tasks.shutdown()
         # close() leaves the group; the revoke callback it triggers finds nothing left to commit.
         self._consumer.close()
@@ -477,6 +728,13 @@ class Worker:
         self._release()
 
     def _release(self) -> None:
+        if self._status_producer is not None:
+            self._status_producer.flush(5.0)
+            self._status_producer = None
+        if self._metadata is not None:
+            self._metadata.close()
+            self._metadata = None
+        self.metrics.close()
         if self._lock is not None:
             self._lock.release()
             self._lock = None

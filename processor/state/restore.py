@@ -15,6 +15,14 @@ PENDING --(offsets read, records to read)--> RESTORING --(every changelog's end)
    +--------------------(nothing to read: the checkpoint is at the end)---------------+
 ```
 
+A *standby* (`add(..., standby=True)`) takes the same path but never completes: once at the
+end it stays assigned and applies what the active task's commits append, checkpointing every
+batch like a restore, so that the task can later start (`promote()`) by reading only the tail:
+
+```
+PENDING --(offsets read)--> STANDBY --(promote)--> PENDING (a restore as above, from its checkpoint)
+```
+
 `remove()` drops a task in any state. A checkpoint that cannot belong to the changelog as it is
 now (stored offset at or beyond the changelog's end, or before its start) makes the task wipe
 its state through `wipe_callback` and restore from the beginning.
@@ -78,10 +86,14 @@ class RestoreState(Enum):
     PENDING = "pending"
     RESTORING = "restoring"
     COMPLETED = "completed"
+    STANDBY = "standby"
 
 
 _TRANSITIONS: dict[RestoreState, frozenset[RestoreState]] = {
-    RestoreState.PENDING: frozenset({RestoreState.RESTORING, RestoreState.COMPLETED}),
+    RestoreState.PENDING: frozenset(
+        {RestoreState.RESTORING, RestoreState.COMPLETED, RestoreState.STANDBY}
+    ),
+    RestoreState.STANDBY: frozenset(),
     RestoreState.RESTORING: frozenset({RestoreState.COMPLETED}),
     RestoreState.COMPLETED: frozenset(),
 }
@@ -115,8 +127,10 @@ class RestoreListener(Protocol):
 @dataclass(frozen=True)
 class RestoreProgress:
     """Where one task's restore stands. Offsets are per changelog topic; `end_offsets` are the
-    ends read when the restore started. `remaining` is an upper bound (compaction leaves gaps in
-    the offsets); `rate` is records per second since the restore started."""
+    ends read when the restore started (a standby's: the latest ends it has seen).
+    `remaining` is an upper bound (compaction leaves gaps in the offsets): for a standby, its
+    lag behind the changelogs' ends. `rate` is records per second since the restore started.
+    `caught_up` is whether a standby has reached the ends at least once (a restore: False)."""
 
     task_id: TaskId
     changelogs: tuple[Partition, ...]
@@ -126,6 +140,8 @@ class RestoreProgress:
     remaining: int
     rate: float
     state: RestoreState
+    standby: bool = False
+    caught_up: bool = False
 
 
 @dataclass(eq=False)
@@ -146,6 +162,7 @@ class _Task:
     task_id: TaskId
     backend: TaskStateBackend
     changelogs: list[_Changelog]
+    standby: bool = False
     state: RestoreState = RestoreState.PENDING
     started: float = 0.0
     restored: int = 0
@@ -153,6 +170,7 @@ class _Task:
     beyond_end_since: float | None = None
     retry_at: float = 0.0  # PENDING: when to read the changelogs' offsets (again)
     partitions: list[Partition] = field(default_factory=list)  # assigned to the reader
+    caught_up: bool = False  # a standby reached its changelogs' ends
 
     def transition(self, target: RestoreState) -> None:
         if target not in _TRANSITIONS[self.state]:
@@ -163,7 +181,9 @@ class _Task:
         self.state = target
 
     def remaining(self) -> int:
-        return sum(max(0, c.end - c.position) for c in self.changelogs if not c.done)
+        return sum(
+            max(0, c.end - c.position) for c in self.changelogs if self.standby or not c.done
+        )
 
 
 class Restorer:
@@ -210,6 +230,7 @@ class Restorer:
         self._to_unassign: list[Partition] = []
         self._completed: list[TaskId] = []
         self._records_read: dict[TaskId, int] = {}
+        self._last_restore: dict[TaskId, tuple[int, float]] = {}
         self._failure: RestoreError | None = None
         self._stopping = False
         self._closed = False
@@ -219,11 +240,17 @@ class Restorer:
     # --- main thread ---------------------------------------------------------------------------
 
     def add(
-        self, task_id: TaskId, backend: TaskStateBackend, changelogs: Mapping[str, str]
+        self,
+        task_id: TaskId,
+        backend: TaskStateBackend,
+        changelogs: Mapping[str, str],
+        *,
+        standby: bool = False,
     ) -> None:
         """Start restoring `task_id` into `backend`: each store's changelog topic (store ->
         topic), partition `task_id.partition`. The backend belongs to the restorer until the
-        task is in `completed()` or `remove()` has returned."""
+        task is in `completed()` or `remove()` has returned. A standby keeps following the
+        changelogs until `promote()` or `remove()`."""
         if len(set(changelogs.values())) != len(changelogs):
             raise ProcessorError(f"task {task_id}: two stores share a changelog ({changelogs})")
         with self._lock:
@@ -240,9 +267,37 @@ class Restorer:
                     _Changelog(store, topic, task_id.partition)
                     for store, topic in changelogs.items()
                 ],
+                standby=standby,
             )
             self._records_read.setdefault(task_id, 0)
             self._lock.notify_all()
+
+    def promote(self, task_id: TaskId) -> None:
+        """Turn the standby `task_id` into a restore: it reads from its checkpoint to the
+        changelogs' current ends (only the tail, when it kept up) and then completes."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None or not task.standby:
+                raise ProcessorError(f"task {task_id} is not a standby here; cannot promote it")
+            self._forget_partitions(task)
+            self._tasks[task_id] = _Task(
+                task_id,
+                task.backend,
+                [_Changelog(c.store, c.topic, c.partition) for c in task.changelogs],
+            )
+            _log.info("task %s: promoted from standby; reading the changelog tail", task_id)
+            self._lock.notify_all()
+
+    def backend(self, task_id: TaskId) -> TaskStateBackend | None:
+        """The backend the restorer writes for `task_id` (after a wipe: the new one)."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+            return task.backend if task is not None else None
+
+    def last_restore(self, task_id: TaskId) -> tuple[int, float] | None:
+        """(records read, seconds) of `task_id`'s last completed restore, if there was one."""
+        with self._lock:
+            return self._last_restore.get(task_id)
 
     def remove(self, task_ids: Iterable[TaskId]) -> None:
         """Stop restoring these tasks (and forget them if completed but not yet collected).
@@ -402,6 +457,9 @@ class Restorer:
             self._begin(task)
 
     def _begin(self, task: _Task) -> None:
+        if task.standby:
+            self._begin_standby(task)
+            return
         listener = self._listener
         to_read: dict[Partition, int] = {}
         for c in task.changelogs:
@@ -427,6 +485,20 @@ class Restorer:
         task.partitions = list(to_read)
         _log.info(
             "task %s: restoring from %s; about %d records to read",
+            task.task_id,
+            _describe(task),
+            task.remaining(),
+        )
+        self._reader.assign(to_read)
+
+    def _begin_standby(self, task: _Task) -> None:
+        task.transition(RestoreState.STANDBY)
+        to_read = {(c.topic, c.partition): c.start for c in task.changelogs}
+        for c in task.changelogs:
+            self._partitions[(c.topic, c.partition)] = (task, c)
+        task.partitions = list(to_read)
+        _log.info(
+            "task %s: standby following %s; about %d records behind",
             task.task_id,
             _describe(task),
             task.remaining(),
@@ -473,10 +545,13 @@ class Restorer:
         for c, (changes, last) in changelogs.items():
             count = len(changes)
             c.position = last + 1
+            if task.standby:
+                high = self._reader.high_watermark(c.topic, c.partition)
+                c.end = max(c.end, c.position, high or 0)
             c.restored += count
             task.restored += count
             self._records_read[task.task_id] += count
-            if self._listener is not None:
+            if self._listener is not None and not task.standby:
                 self._listener.on_batch_restored(task.task_id, c.topic, last, count)
 
     def _end(self, end: PartitionEnd) -> None:
@@ -486,6 +561,18 @@ class Restorer:
         task, changelog = entry
         changelog.position = max(changelog.position, end.offset)
         high = self._reader.high_watermark(end.topic, end.partition)
+        if task.standby:
+            changelog.end = max(changelog.position, high or 0)
+            changelog.done = True  # reached the end once; a standby reads on regardless
+            if not task.caught_up and all(c.done for c in task.changelogs):
+                task.caught_up = True
+                _log.info(
+                    "task %s: standby caught up after %d records in %.1f s",
+                    task.task_id,
+                    task.restored,
+                    time.monotonic() - task.started,
+                )
+            return
         if high is not None and high > end.offset:
             if changelog.open_transaction_since is None:
                 changelog.open_transaction_since = time.monotonic()
@@ -536,6 +623,7 @@ class Restorer:
 
     def _complete(self, task: _Task) -> None:
         del self._tasks[task.task_id]
+        self._last_restore[task.task_id] = (task.restored, time.monotonic() - task.started)
         if task.partitions:
             self._forget_partitions(task)
             self._reader.unassign(self._to_unassign)
@@ -551,15 +639,16 @@ class Restorer:
     def _log_progress(self) -> None:
         now = time.monotonic()
         for task in self._tasks.values():
+            catching_up = task.state is RestoreState.STANDBY and not task.caught_up
             if (
-                task.state is RestoreState.RESTORING
-                and now - task.last_log >= self._progress_interval
-            ):
+                task.state is RestoreState.RESTORING or catching_up
+            ) and now - task.last_log >= self._progress_interval:
                 task.last_log = now
                 p = _progress(task, now)
                 _log.info(
-                    "task %s: restored %d records, about %d remaining, %.0f records/s",
+                    "task %s: %s %d records, about %d remaining, %.0f records/s",
                     task.task_id,
+                    "standby applied" if task.standby else "restored",
                     p.restored,
                     p.remaining,
                     p.rate,
@@ -578,6 +667,8 @@ def _progress(task: _Task, now: float) -> RestoreProgress:
         remaining=task.remaining() if started else 0,
         rate=task.restored / elapsed if started and elapsed > 0 else 0.0,
         state=task.state,
+        standby=task.standby,
+        caught_up=task.caught_up,
     )
 
 

@@ -1,0 +1,53 @@
+"""Reading a small compacted topic from its beginning and then following it, outside any group.
+
+The worker follows `<application_id>-metadata` with it: every instance's latest status. Nothing
+is committed; each worker reads the topic from the start when it starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from processor.errors import BrokerError
+
+__all__ = ["TopicTail"]
+
+
+class TopicTail:
+    """Follows every partition of `topic` from its beginning; `poll()` never blocks long."""
+
+    def __init__(self, settings: Mapping[str, Any], topic: str, partitions: int) -> None:
+        self.topic = topic
+        self._consumer = Consumer(
+            {
+                **settings,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "enable.partition.eof": False,
+                # Status updates are small and should be seen soon.
+                "fetch.wait.max.ms": 100,
+            }
+        )
+        self._consumer.assign(
+            [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)]
+        )
+
+    def poll(
+        self, max_records: int = 500, timeout: float = 0.0
+    ) -> list[tuple[bytes | None, bytes | None]]:
+        """(key, value) of the records that arrived since the last call, in offset order per
+        partition; a value of None is a tombstone."""
+        records: list[tuple[bytes | None, bytes | None]] = []
+        for message in self._consumer.consume(max_records, timeout):
+            error = message.error()
+            if error is None:
+                records.append((message.key(), message.value()))
+            elif error.fatal() or error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise BrokerError(f"reading topic {self.topic!r} failed: {error.str()}")
+        return records
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -1,0 +1,169 @@
+"""Prometheus metrics of one worker, served over HTTP at `/metrics`.
+
+The main loop publishes a `WorkerSnapshot` about once a second (`WorkerMetrics.publish`); a
+scrape renders the latest snapshot. Nothing on the per-record path touches Prometheus: the
+counters are the task's own and are read when the snapshot is taken.
+
+| metric | labels | meaning |
+| --- | --- | --- |
+| processor_worker_info | instance, state | 1, with the worker's lifecycle state |
+| processor_records_processed_total | task | input records processed by the active task here |
+| processor_tasks | kind (active, restoring, standby) | tasks of each kind here |
+| processor_restore_records_total | task, kind (active, standby) | changelog records applied |
+| processor_restore_remaining_records | task, kind | records left to read (standby: its lag) |
+| processor_restore_rate_records_per_second | task, kind | since the restore began |
+| processor_standby_lag_records | task | how far a standby is behind its changelogs |
+| processor_task_restored_before_start_records | task | records read before the task last started |
+| processor_rebalances_total | | group generations accepted |
+| processor_commits_total | | commits |
+| processor_state_dirs_deleted_total | | task directories the state cleaner deleted |
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from processor.errors import ConfigError
+
+__all__ = ["RestoreSample", "WorkerMetrics", "WorkerSnapshot"]
+
+
+@dataclass(frozen=True)
+class RestoreSample:
+    task: str
+    standby: bool
+    records: int  # applied by this restorer so far, over all its restores of the task
+    remaining: int
+    rate: float
+
+
+@dataclass(frozen=True)
+class WorkerSnapshot:
+    instance: str = ""
+    state: str = "created"
+    processed: dict[str, int] = field(default_factory=dict)
+    active: int = 0
+    restoring: int = 0
+    standby: int = 0
+    restores: tuple[RestoreSample, ...] = ()
+    restore_totals: dict[str, int] = field(default_factory=dict)  # task -> records ever applied
+    restored_before_start: dict[str, int] = field(default_factory=dict)
+    rebalances: int = 0
+    commits: int = 0
+    state_dirs_deleted: int = 0
+
+
+class _SnapshotCollector(Collector):
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        s = self._metrics.snapshot
+        info = GaugeMetricFamily(
+            "processor_worker_info",
+            "The worker, with its lifecycle state",
+            labels=["instance", "state"],
+        )
+        info.add_metric([s.instance, s.state], 1)
+        yield info
+        processed = CounterMetricFamily(
+            "processor_records_processed",
+            "Input records processed by an active task",
+            labels=["task"],
+        )
+        for task, count in sorted(s.processed.items()):
+            processed.add_metric([task], count)
+        yield processed
+        tasks = GaugeMetricFamily("processor_tasks", "Tasks here by kind", labels=["kind"])
+        tasks.add_metric(["active"], s.active)
+        tasks.add_metric(["restoring"], s.restoring)
+        tasks.add_metric(["standby"], s.standby)
+        yield tasks
+        restored = CounterMetricFamily(
+            "processor_restore_records",
+            "Changelog records applied to a task's stores, restoring or as a standby",
+            labels=["task"],
+        )
+        for task, count in sorted(s.restore_totals.items()):
+            restored.add_metric([task], count)
+        yield restored
+        remaining = GaugeMetricFamily(
+            "processor_restore_remaining_records",
+            "Changelog records left to read (a standby: its lag)",
+            labels=["task", "kind"],
+        )
+        rate = GaugeMetricFamily(
+            "processor_restore_rate_records_per_second",
+            "Changelog records applied per second since the restore began",
+            labels=["task", "kind"],
+        )
+        lag = GaugeMetricFamily(
+            "processor_standby_lag_records",
+            "Changelog records a standby is behind",
+            labels=["task"],
+        )
+        for sample in s.restores:
+            kind = "standby" if sample.standby else "active"
+            remaining.add_metric([sample.task, kind], sample.remaining)
+            rate.add_metric([sample.task, kind], sample.rate)
+            if sample.standby:
+                lag.add_metric([sample.task], sample.remaining)
+        yield remaining
+        yield rate
+        yield lag
+        before = GaugeMetricFamily(
+            "processor_task_restored_before_start_records",
+            "Changelog records the last restore read before the task started processing here",
+            labels=["task"],
+        )
+        for task, count in sorted(s.restored_before_start.items()):
+            before.add_metric([task], count)
+        yield before
+        yield CounterMetricFamily(
+            "processor_rebalances", "Group generations this worker accepted", value=s.rebalances
+        )
+        yield CounterMetricFamily("processor_commits", "Commits", value=s.commits)
+        yield CounterMetricFamily(
+            "processor_state_dirs_deleted",
+            "Task state directories deleted after state_cleanup_delay_ms unused",
+            value=s.state_dirs_deleted,
+        )
+
+
+class WorkerMetrics:
+    """A registry of its own (several workers may share a process in tests)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.snapshot = WorkerSnapshot()
+        self.registry.register(_SnapshotCollector(self))
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def publish(self, snapshot: WorkerSnapshot) -> None:
+        self.snapshot = snapshot  # one reference swap: a scrape sees one whole snapshot
+
+    def serve(self, host: str, port: int) -> int:
+        """Serve `/metrics` on host:port (0: any free port); returns the port."""
+        try:
+            server, thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as e:
+            raise ConfigError(
+                "http_port",
+                f"cannot serve HTTP on {host}:{port}: {e.strerror or e}; choose another port",
+            ) from e
+        self._server, self._thread = server, thread
+        return int(server.server_port)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

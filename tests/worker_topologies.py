@@ -44,3 +44,14 @@ collecting = Topology("collecting")
     .to_stream()
     .to(SINK, value_serde=serdes.JsonSerde())
 )
+
+# Counts records per key, without re-keying (one sub-topology, the store "counts" in each task);
+# every update written to the sink as (key, count).
+keyed_counting = Topology("keyed_counting")
+(
+    keyed_counting.stream(SOURCE, key_serde=serdes.StringSerde(), value_serde=serdes.StringSerde())
+    .group_by_key()
+    .count(name="counts")
+    .to_stream()
+    .to(SINK, value_serde=serdes.IntSerde())
+)

@@ -116,3 +116,21 @@ class OutputProducer:
         except KafkaException as e:
             error = e.args[0]
             raise BrokerError(f"{what} failed: {error}", fatal=bool(error.fatal())) from e
+
+
+def fence_transactional_id(
+    settings: Mapping[str, Any], transactional_id: str, timeout: float
+) -> None:
+    """Abort the transaction `transactional_id` left open, and fence any producer still using
+    it, by initialising transactions under that id once (what the id's next incarnation would
+    do). Until then read_committed readers of every partition that transaction wrote wait for
+    its timeout; after it they read on at once."""
+    producer = Producer({**settings, "transactional.id": transactional_id})
+    try:
+        producer.init_transactions(timeout)
+    except KafkaException as e:
+        raise BrokerError(
+            f"fencing transactional id {transactional_id!r} failed: {e.args[0]}"
+        ) from e
+    finally:
+        producer.flush(0)

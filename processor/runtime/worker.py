@@ -44,7 +44,7 @@ from processor.errors import BrokerError, DuplicateInstanceError, ProcessorError
 from processor.kafka.admin import Admin
 from processor.kafka.changelog_reader import ChangelogReader
 from processor.kafka.consumer import GroupConsumer, Message, is_fatal, is_partition_eof
-from processor.kafka.producer import Headers, OutputProducer
+from processor.kafka.producer import Headers, OutputProducer, fence_transactional_id
 from processor.kafka.settings import settings_for
 from processor.kafka.topic_tail import TopicTail
 from processor.metrics import RestoreSample, WorkerMetrics, WorkerSnapshot
@@ -397,7 +397,7 @@ class Worker:
             "client.id": self.instance_id,
         }
         if cfg.exactly_once:
-            settings["transactional.id"] = f"{cfg.application_id}-{self.instance_id}"
+            settings["transactional.id"] = self._transactional_id(self.instance_id)
             # A killed worker's open transaction blocks read_committed readers of the partitions
             # it wrote until the broker aborts it; Kafka Streams shortens this to 10 s as well.
             settings.setdefault("transaction.timeout.ms", 10000)
@@ -630,6 +630,7 @@ class Worker:
         members = membership.instances
         self._members = list(members)
         self._rebalances += 1
+        previous = self.assignment
         self.assignment = self._assign(members)
         self._joiners = []
         self._prewarm = frozenset()
@@ -648,6 +649,8 @@ class Worker:
             mine = []
             standbys = set()
         assert self._tasks is not None
+        if previous is not None and self.config.exactly_once:
+            self._fence_departed(previous, members, mine)
         to_pause = self._tasks.create(mine)
         self._tasks.set_standbys(standbys)
         self._consumer.assign(self._tasks.all_partitions())
@@ -662,6 +665,40 @@ class Worker:
         )
         self._transition(WorkerState.RUNNING)
         self._publish_status(InstancePhase.RUNNING, members)
+
+    def _fence_departed(self, previous: Assignment, members: list[str], mine: list[TaskId]) -> None:
+        """Abort the open transactions of instances that left while owning tasks this worker
+        takes over. Otherwise the promoted tasks' changelogs (and their outputs, for
+        read_committed readers) stay blocked until the broker times those transactions out."""
+        departed = sorted(previous.instances - set(members))
+        for instance in departed:
+            if not any(previous.active.get(t) == instance for t in mine):
+                continue
+            started = time.monotonic()
+            transactional_id = self._transactional_id(instance)
+            try:
+                fence_transactional_id(
+                    {
+                        "bootstrap.servers": self.config.bootstrap_servers,
+                        **settings_for("producer", self.config.kafka),
+                        "client.id": f"{self.instance_id}-fencing",
+                    },
+                    transactional_id,
+                    timeout=10.0,
+                )
+            except BrokerError as e:
+                log.warning("worker %s: %s; its transaction times out instead", self.instance_id, e)
+                continue
+            log.info(
+                "worker %s: fenced departed instance %s (transactional id %s) in %.2fs",
+                self.instance_id,
+                instance,
+                transactional_id,
+                time.monotonic() - started,
+            )
+
+    def _transactional_id(self, instance: str) -> str:
+        return f"{self.config.application_id}-{instance}"
 
     def _publish_status(self, phase: InstancePhase, members: list[str]) -> None:
         """Tell the application (and people) what this instance runs and how far behind its

@@ -556,7 +556,7 @@ class Restorer:
 
     def _end(self, end: PartitionEnd) -> None:
         entry = self._partitions.get((end.topic, end.partition))
-        if entry is None or entry[1].done:
+        if entry is None or (entry[1].done and not entry[0].standby):
             return
         task, changelog = entry
         changelog.position = max(changelog.position, end.offset)

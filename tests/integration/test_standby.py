@@ -1,0 +1,177 @@
+"""Standby replicas on a real broker: a killed worker's tasks are promoted where their standbys
+are warm and read only the changelog tail; a 4th worker warms up before it takes tasks."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.failover import (
+    FAST,
+    SESSION_TIMEOUT_S,
+    KeyedLoad,
+    kill_and_watch,
+    last_assignment,
+    metrics,
+    produce_keys,
+    standby_lags,
+)
+from tests.integration.test_state_faults import Latest, count_of
+from tests.integration.workers import WorkerProcess
+
+TOPOLOGY = "tests.worker_topologies:keyed_counting"
+
+
+@pytest.fixture
+def started(
+    kafka_bootstrap: str, topics: dict[str, str], tmp_path: Path
+) -> Iterator[dict[str, WorkerProcess]]:
+    workers: dict[str, WorkerProcess] = {}
+    yield workers
+    for worker in workers.values():
+        worker.stop_quietly()
+
+
+def start(
+    workers: dict[str, WorkerProcess],
+    bootstrap: str,
+    topics: dict[str, str],
+    tmp_path: Path,
+    instance: str,
+    *extra: str,
+) -> WorkerProcess:
+    worker = WorkerProcess(
+        TOPOLOGY,
+        bootstrap=bootstrap,
+        instance_id=instance,
+        state_dir=tmp_path / "state" / instance,
+        log_dir=tmp_path,
+        env=topics,
+        extra_args=[*FAST, "--http-port", "0", *extra],
+    )
+    workers[instance] = worker
+    return worker
+
+
+def wait_until(condition: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def read_all(output: Latest, expected: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while output.total < expected:
+        assert time.monotonic() < deadline, f"{output.total} of {expected} outputs"
+        output.poll(0.5)
+
+
+def standbys_caught_up(workers: dict[str, WorkerProcess], expected: int) -> bool:
+    lags: dict[str, float] = {}
+    for worker in workers.values():
+        lags.update({f"{worker.instance_id}/{t}": v for t, v in standby_lags(worker).items()})
+    return len(lags) >= expected and all(v == 0 for v in lags.values())
+
+
+def test_a_killed_workers_tasks_are_promoted_where_their_standbys_are_warm(
+    kafka_bootstrap: str,
+    topics: dict[str, str],
+    tmp_path: Path,
+    started: dict[str, WorkerProcess],
+) -> None:
+    keys = 1_000_000
+    eos = ["--processing-guarantee", "exactly_once", "--num-standby-replicas", "1"]
+    for instance in ("w0", "w1", "w2"):
+        start(started, kafka_bootstrap, topics, tmp_path, instance, *eos)
+    truth = produce_keys(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], keys)
+    output = Latest(kafka_bootstrap, topics["TEST_SINK_TOPIC"])
+    t0 = time.monotonic()
+    read_all(output, keys, timeout=300)
+    print(f"{keys} keys counted by 3 workers in {time.monotonic() - t0:.1f}s")
+    # Every worker holds standbys for the tasks that land on it after any one failure.
+    wait_until(lambda: standbys_caught_up(started, 6), 60, "standbys to catch up")
+
+    rng = random.Random(3)
+    more = [f"k{rng.randrange(keys)}" for _ in range(60_000)]
+    load = KeyedLoad(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], more, rate=10_000)
+    load.start()
+    time.sleep(2.0)
+    result = kill_and_watch(started, "w1", timeout=60)
+    load.join(60)
+    truth.update(load.produced)
+
+    print(
+        f"failover: tasks resumed after {sorted(result.resumed_after_s.items())}; "
+        f"moved {result.moved}; records read {result.read_on_start}"
+    )
+    for task in result.victim_tasks:
+        owner = result.moved[task]
+        assert task in result.before[owner].standby, f"{task} was not a standby on {owner}"
+    for task, owner in result.moved.items():
+        assert task in result.before[owner].standby, f"moved task {task} was cold on {owner}"
+    assert result.replayed <= keys // 100, f"promotion read {result.replayed} changelog records"
+    slowest = max(result.resumed_after_s.values())
+    assert slowest <= SESSION_TIMEOUT_S + 5, f"a task processed again only after {slowest:.1f}s"
+
+    read_all(output, sum(truth.values()), timeout=120)
+    output.poll(1.0)
+    output.close()
+    duplicated = [pair for pair, n in output.pairs.items() if n > 1]
+    assert not duplicated, f"{len(duplicated)} duplicated outputs, e.g. {duplicated[:3]}"
+    assert output.total == sum(truth.values())
+    assert {k: count_of(v) for k, v in output.latest.items()} == truth
+
+
+def test_a_fourth_worker_warms_up_before_it_takes_tasks(
+    kafka_bootstrap: str,
+    topics: dict[str, str],
+    tmp_path: Path,
+    started: dict[str, WorkerProcess],
+) -> None:
+    keys, recovery_lag = 200_000, 2_000
+    settings = ["--num-standby-replicas", "1", "--acceptable-recovery-lag", str(recovery_lag)]
+    for instance in ("w0", "w1", "w2"):
+        start(started, kafka_bootstrap, topics, tmp_path, instance, *settings)
+    truth = produce_keys(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], keys)
+    output = Latest(kafka_bootstrap, topics["TEST_SINK_TOPIC"])
+    read_all(output, keys, timeout=120)
+    before = {i: last_assignment(w) for i, w in started.items()}
+
+    rng = random.Random(4)
+    more = [f"k{rng.randrange(keys)}" for _ in range(40_000)]
+    load = KeyedLoad(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], more, rate=8_000)
+    load.start()
+    time.sleep(1.0)
+    offsets = {i: len(w.log()) for i, w in started.items()}
+    joiner = start(started, kafka_bootstrap, topics, tmp_path, "w3", *settings)
+    joiner.wait_for_log(r"warmed up in [\d.]+s", 60)
+    for instance, worker in started.items():
+        worker.wait_for_log(
+            r"members \[w0, w1, w2, w3\]; active tasks", 30, after=offsets.get(instance, 0)
+        )
+    load.join(60)
+    truth.update(load.produced)
+
+    moved: dict[str, str] = {}
+    for instance, worker in started.items():
+        held = last_assignment(worker, offsets.get(instance, 0))
+        assert held is not None
+        previous = before.get(instance)
+        moved.update({t: instance for t in held.active - (previous.active if previous else set())})
+    assert moved, "a 4th worker takes some tasks"
+    for task, owner in moved.items():
+        worker = started[owner]
+        read = metrics(worker)["processor_task_restored_before_start_records"]
+        records = read[(("task", task),)]
+        assert records <= recovery_lag, f"{task} read {records} records on {owner} before it ran"
+
+    read_all(output, sum(truth.values()), timeout=120)
+    output.close()
+    counts = {k: count_of(v) for k, v in output.latest.items()}
+    missing = {k: n for k, n in truth.items() if counts.get(k, 0) < n}
+    assert not missing, f"{len(missing)} keys short, e.g. {list(missing.items())[:3]}"

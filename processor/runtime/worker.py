@@ -284,7 +284,10 @@ class Worker:
             except BrokerError as e:
                 log.warning("worker %s: %s; joining without warm-up", self.instance_id, e)
                 return
-            members = sorted({m.client_id for m in snapshot.members} - {self.instance_id})
+            in_group = {m.client_id for m in snapshot.members}
+            if self.instance_id in in_group:
+                return  # a static member restarted within the session timeout: it keeps its tasks
+            members = sorted(in_group)
             if not members:
                 return
             current = self._assign(members)

@@ -426,3 +426,79 @@ def test_a_failed_write_surfaces_on_the_main_thread(
     assert isinstance(failure.value.__cause__, OSError)
     with pytest.raises(RestoreError):  # and stays failed
         restorer.raise_if_failed()
+
+
+def _wait_for(condition: Callable[[], bool], restorer: Restorer, what: str) -> None:
+    deadline = time.monotonic() + 20
+    while not condition():
+        restorer.raise_if_failed()
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {restorer.progress()}"
+        time.sleep(0.02)
+
+
+def test_a_standby_follows_its_changelog_and_a_promotion_reads_only_the_tail(
+    kafka_bootstrap: str,
+    unique_name: str,
+    backend_factory: BackendFactory,
+    restorer_factory: RestorerFactory,
+) -> None:
+    topic = f"{unique_name}-changelog"
+    create_topic(kafka_bootstrap, topic, 1, config=COMPACTED)
+    first = _records("first", 2000, keys=300)
+    produce(kafka_bootstrap, topic, first, partition=0)
+    listener = Calls()
+    restorer = restorer_factory(listener=listener)
+    backend = backend_factory()
+
+    restorer.add(TASK, backend, {STORE: topic}, standby=True)
+    _wait_for(lambda: restorer.progress()[TASK].caught_up, restorer, "the standby to catch up")
+    more = _records("more", 500, keys=400)
+    produce(kafka_bootstrap, topic, more, partition=0)
+    total = len(first) + len(more)
+    _wait_for(lambda: restorer.records_read(TASK) == total, restorer, "the standby to follow")
+    _wait_for(lambda: restorer.progress()[TASK].remaining == 0, restorer, "its lag to be 0")
+
+    assert restorer.completed() == [], "a standby never completes"
+    progress = restorer.progress()[TASK]
+    assert (progress.state, progress.standby) == (RestoreState.STANDBY, True)
+    assert listener.calls == [], "listeners hear about restores, not standby updates"
+
+    tail = _records("tail", 40, keys=30)
+    with restorer._lock:  # hold the thread off, so that the tail is left for the promotion
+        produce(kafka_bootstrap, topic, tail, partition=0)
+        restorer.promote(TASK)
+    _wait_completed(restorer, TASK)
+
+    assert restorer.last_restore(TASK) is not None
+    assert restorer.last_restore(TASK)[0] == len(tail)  # type: ignore[index]
+    assert restorer.records_read(TASK) == total + len(tail)
+    assert _content(backend) == _latest(tail, _latest(more, _latest(first)))
+    assert backend.offsets() == {topic: total + len(tail) - 1}
+
+
+def test_a_standby_under_read_committed_is_not_left_behind_by_commit_markers(
+    kafka_bootstrap: str, unique_name: str, restorer_factory: RestorerFactory
+) -> None:
+    topic = f"{unique_name}-changelog"
+    create_topic(kafka_bootstrap, topic, 1, config=COMPACTED)
+    producer = _transactional_producer(kafka_bootstrap, unique_name)
+    backend = InMemoryBackend([STORE])
+    restorer = restorer_factory(read_committed=True)
+    restorer.add(TASK, backend, {STORE: topic}, standby=True)
+    committed: Records = []
+    for round_ in range(3):
+        records = _records(f"r{round_}", 10, keys=4)
+        producer.begin_transaction()
+        for key, value in records:
+            producer.produce(topic, value, key, partition=0)
+        producer.commit_transaction(30)
+        committed += records
+        expected = len(committed)
+
+        def applied_without_lag(expected: int = expected) -> bool:
+            return restorer.records_read(TASK) == expected and (
+                restorer.progress()[TASK].remaining == 0
+            )
+
+        _wait_for(applied_without_lag, restorer, f"the standby to apply round {round_}")
+    assert _content(backend) == _latest(committed)

@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from tests.integration.workers import PARTITIONS, REPO, WorkerProcess
+from tests.kafka_group_generation import group_generation
 from tests.kafka_helpers import create_topic, produce
 
 SESSION_TIMEOUT_MS = 6000
@@ -315,6 +316,8 @@ def test_a_static_member_restarted_within_the_session_timeout_keeps_its_tasks_qu
     first = produce_batch(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], "a", 50)
     output.read_until(lambda o: set(o.payloads()) >= first, 60)
     owners = output.owner_by_partition("a")
+    group = topics["PROCESSOR_APPLICATION_ID"]
+    generation = group_generation(kafka_bootstrap, group)
 
     s[1].kill()
     restarted = start(workers, kafka_bootstrap, topics, tmp_path, "s1", *static)
@@ -325,3 +328,4 @@ def test_a_static_member_restarted_within_the_session_timeout_keeps_its_tasks_qu
     assert output.owner_by_partition("b") == owners
     # The survivor never rebalanced: it accepted one membership snapshot, at the start.
     assert s[0].log().count("; active tasks") == 1, s[0].log()[-3000:]
+    assert group_generation(kafka_bootstrap, group) == generation, "the group rebalanced"

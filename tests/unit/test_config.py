@@ -49,6 +49,11 @@ def test_defaults() -> None:
     assert cfg.static_membership is False
     assert cfg.assignment_balance_factor == 1.0
     assert cfg.consume_batch_size == 1000
+    assert cfg.num_standby_replicas == 0
+    assert cfg.acceptable_recovery_lag == 10_000
+    assert cfg.max_warmup_time_ms == 300_000
+    assert cfg.state_cleanup_delay_ms == 600_000
+    assert (cfg.http_host, cfg.http_port) == ("127.0.0.1", None)
     assert dict(cfg.kafka) == {}
 
 
@@ -64,6 +69,12 @@ def test_every_setting_can_come_from_the_environment() -> None:
             "PROCESSOR_STATIC_MEMBERSHIP": "true",
             "PROCESSOR_ASSIGNMENT_BALANCE_FACTOR": "1.5",
             "PROCESSOR_CONSUME_BATCH_SIZE": "10",
+            "PROCESSOR_NUM_STANDBY_REPLICAS": "2",
+            "PROCESSOR_ACCEPTABLE_RECOVERY_LAG": "500",
+            "PROCESSOR_MAX_WARMUP_TIME_MS": "60000",
+            "PROCESSOR_STATE_CLEANUP_DELAY_MS": "1000",
+            "PROCESSOR_HTTP_HOST": "0.0.0.0",
+            "PROCESSOR_HTTP_PORT": "9100",
         }
     )
     assert cfg.bootstrap_servers == "a:1,b:2"
@@ -76,6 +87,11 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert cfg.static_membership is True
     assert cfg.assignment_balance_factor == 1.5
     assert cfg.consume_batch_size == 10
+    assert cfg.num_standby_replicas == 2
+    assert cfg.acceptable_recovery_lag == 500
+    assert cfg.max_warmup_time_ms == 60_000
+    assert cfg.state_cleanup_delay_ms == 1000
+    assert (cfg.http_host, cfg.http_port) == ("0.0.0.0", 9100)
 
 
 def test_flags_override_the_environment() -> None:
@@ -219,6 +235,8 @@ def test_blank_bootstrap_servers_count_as_missing() -> None:
         ("consume_batch_size", "lots"),
         ("assignment_balance_factor", "high"),
         ("static_membership", "maybe"),
+        ("num_standby_replicas", "one"),
+        ("http_port", "80.5"),
     ],
 )
 def test_a_value_of_the_wrong_type_names_the_setting_and_value(setting: str, text: str) -> None:
@@ -242,6 +260,12 @@ def test_a_wrong_type_from_the_environment_names_the_setting() -> None:
         ("consume_batch_size", "0"),
         ("assignment_balance_factor", "0.9"),
         ("assignment_balance_factor", "nan"),
+        ("num_standby_replicas", "-1"),
+        ("acceptable_recovery_lag", "-1"),
+        ("max_warmup_time_ms", "-1"),
+        ("state_cleanup_delay_ms", "-1"),
+        ("http_port", "65536"),
+        ("http_port", "-1"),
     ],
 )
 def test_out_of_range_numbers_name_the_setting(setting: str, text: str) -> None:

@@ -1,6 +1,7 @@
 """Topologies the integration tests run in worker processes. Topic names come from the
 environment, so each test uses its own topics."""
 
+import logging
 import os
 
 from processor import Topology, serdes
@@ -45,8 +46,24 @@ collecting = Topology("collecting")
     .to(SINK, value_serde=serdes.JsonSerde())
 )
 
+
+class LoggingRestoreListener:
+    """Logs every restore call, for tests to read in the worker's log."""
+
+    def on_restore_start(self, task_id: object, topic: str, start: int, end: int) -> None:
+        logging.getLogger("test.listener").info(
+            "restore start %s %s %d %d", task_id, topic, start, end
+        )
+
+    def on_batch_restored(self, task_id: object, topic: str, last_offset: int, count: int) -> None:
+        logging.getLogger("test.listener").info("restore batch %s %d", task_id, count)
+
+    def on_restore_end(self, task_id: object, topic: str, total: int) -> None:
+        logging.getLogger("test.listener").info("restore end %s %s %d", task_id, topic, total)
+
+
 # Counts records per key, without re-keying (one sub-topology, the store "counts" in each task);
-# every update written to the sink as (key, count).
+# every update written to the sink as (key, count). Restores are logged by a listener.
 keyed_counting = Topology("keyed_counting")
 (
     keyed_counting.stream(SOURCE, key_serde=serdes.StringSerde(), value_serde=serdes.StringSerde())
@@ -55,3 +72,4 @@ keyed_counting = Topology("keyed_counting")
     .to_stream()
     .to(SINK, value_serde=serdes.IntSerde())
 )
+keyed_counting.on_restore(LoggingRestoreListener())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from processor.dsl.stream import Stream
 from processor.dsl.table import Table
@@ -26,6 +26,10 @@ def _check_name(what: str, name: str) -> None:
         )
 
 
+if TYPE_CHECKING:
+    from processor.state.restore import RestoreListener
+
+
 class Topology:
     """A named graph of sources, operators and sinks.
 
@@ -45,6 +49,15 @@ class Topology:
         self.name = name
         self._graph = LogicalGraph()
         self._counter = 0
+        self.restore_listener: RestoreListener | None = None
+
+    def on_restore(self, listener: RestoreListener | None) -> None:
+        """Call `listener` (a `processor.RestoreListener`) as workers running this topology
+        restore a task's store before it processes: `on_restore_start`, `on_batch_restored`
+        for each batch written, `on_restore_end`, per changelog. The calls come from the
+        worker's restorer thread; an exception raised in one stops the worker with that error.
+        Standby updates are not restores and are not reported (see the /metrics instead)."""
+        self.restore_listener = listener
 
     def _name_node(self, kind: str, name: str | None) -> str:
         if name is not None:

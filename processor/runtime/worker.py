@@ -365,7 +365,7 @@ class Worker:
             group_id=f"{cfg.application_id}-restore-{self.instance_id}",
             read_committed=cfg.exactly_once,
         )
-        return Restorer(reader, wipe_callback=wipe)
+        return Restorer(reader, wipe_callback=wipe, listener=self.topology.restore_listener)
 
     def _consumer_settings(self, common: dict[str, str]) -> dict[str, Any]:
         cfg = self.config

@@ -141,6 +141,7 @@ class FailoverResult:
     resumed_after_s: dict[str, float]  # task -> seconds from SIGKILL to processing again
     read_on_start: dict[str, int]  # task -> changelog records read before it processed again
     moved: dict[str, str] = field(default_factory=dict)  # task -> new owner
+    log_offsets: dict[str, int] = field(default_factory=dict)  # survivors' logs at the kill
 
     @property
     def replayed(self) -> int:
@@ -184,4 +185,6 @@ def kill_and_watch(
         for task in held.active
         if task not in survivors_before[owner].active
     }
-    return FailoverResult(victim, victim_tasks, survivors_before, after, resumed, read, moved)
+    return FailoverResult(
+        victim, victim_tasks, survivors_before, after, resumed, read, moved, offsets
+    )

@@ -4,6 +4,7 @@ are warm and read only the changelog tail; a 4th worker warms up before it takes
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,6 +116,11 @@ def test_a_killed_workers_tasks_are_promoted_where_their_standbys_are_warm(
     for task, owner in result.moved.items():
         assert task in result.before[owner].standby, f"moved task {task} was cold on {owner}"
     assert result.replayed <= keys // 100, f"promotion read {result.replayed} changelog records"
+    for task, owner in result.moved.items():
+        log = started[owner].log()[result.log_offsets[owner] :]
+        assert re.search(rf"restore end {task} \S+ {result.read_on_start[task]}\b", log), (
+            f"the topology's restore listener did not hear of {task}'s promotion on {owner}"
+        )
     slowest = max(result.resumed_after_s.values())
     assert slowest <= SESSION_TIMEOUT_S + 5, f"a task processed again only after {slowest:.1f}s"
 
@@ -175,3 +181,83 @@ def test_a_fourth_worker_warms_up_before_it_takes_tasks(
     counts = {k: count_of(v) for k, v in output.latest.items()}
     missing = {k: n for k, n in truth.items() if counts.get(k, 0) < n}
     assert not missing, f"{len(missing)} keys short, e.g. {list(missing.items())[:3]}"
+
+
+def test_a_worker_stopped_with_sigterm_hands_its_tasks_to_their_standbys(
+    kafka_bootstrap: str,
+    topics: dict[str, str],
+    tmp_path: Path,
+    started: dict[str, WorkerProcess],
+) -> None:
+    keys = 50_000
+    for instance in ("w0", "w1", "w2"):
+        start(started, kafka_bootstrap, topics, tmp_path, instance, "--num-standby-replicas", "1")
+    truth = produce_keys(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], keys)
+    output = Latest(kafka_bootstrap, topics["TEST_SINK_TOPIC"])
+    read_all(output, keys, timeout=120)
+    wait_until(lambda: standbys_caught_up(started, 6), 60, "standbys to catch up")
+    leaving = last_assignment(started["w2"])
+    assert leaving is not None and leaving.active
+    offsets = {i: len(w.log()) for i, w in started.items()}
+
+    assert started["w2"].terminate() == 0
+    new_owners: dict[str, str] = {}
+    for instance in ("w0", "w1"):
+        worker = started[instance]
+        worker.wait_for_log(r"members \[w0, w1\]; active tasks", 30, after=offsets[instance])
+        held = last_assignment(worker, offsets[instance])
+        assert held is not None
+        new_owners.update(dict.fromkeys(held.active, instance))
+    for task in leaving.active:
+        owner = new_owners[task]
+        match = started[owner].wait_for_log(
+            rf"task {task}: state restored in [\d.]+s \((\d+) changelog records read\)",
+            30,
+            after=offsets[owner],
+        )
+        assert int(match.group(1)) == 0, f"{task} was not up to date on {owner}"
+        assert f"task {task}: promoted from standby" in started[owner].log()[offsets[owner] :]
+
+    more = [f"k{i}" for i in range(0, keys, 7)]
+    load = KeyedLoad(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], more, rate=float("inf"))
+    load.start()
+    load.join(60)
+    truth.update(load.produced)
+    read_all(output, sum(truth.values()), timeout=120)
+    output.close()
+    counts = {k: count_of(v) for k, v in output.latest.items()}
+    assert {k: counts.get(k, 0) for k in truth} == dict(truth), "a clean handover counts exactly"
+
+
+def test_directories_of_tasks_no_longer_held_are_deleted_after_the_cleanup_delay(
+    kafka_bootstrap: str,
+    topics: dict[str, str],
+    tmp_path: Path,
+    started: dict[str, WorkerProcess],
+) -> None:
+    delay_s = 3.0
+    cleanup = ["--state-cleanup-delay-ms", str(int(delay_s * 1000))]
+    first = start(started, kafka_bootstrap, topics, tmp_path, "w0", *cleanup)
+    first.wait_for_log(r"members \[w0\]; active tasks \[0_0, 0_1, 0_2, 0_3, 0_4, 0_5\]", 60)
+    produce_keys(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], 5_000)
+    app_dir = tmp_path / "state" / "w0" / topics["PROCESSOR_APPLICATION_ID"]
+    wait_until(lambda: len(list(app_dir.glob("0_*"))) == 6, 30, "six task directories")
+
+    offset = len(first.log())
+    start(started, kafka_bootstrap, topics, tmp_path, "w1", *cleanup)
+    first.wait_for_log(r"members \[w0, w1\]; active tasks", 60, after=offset)
+    rebalanced = time.monotonic()
+    held = last_assignment(first, offset)
+    assert held is not None and len(held.active) == 3 and not held.standby
+    gone = {f"0_{p}" for p in range(6)} - held.active
+
+    present = {d.name for d in app_dir.glob("0_*")}
+    assert time.monotonic() - rebalanced < delay_s
+    assert present == held.active | gone, "nothing is deleted before the delay"
+    wait_until(
+        lambda: {d.name for d in app_dir.glob("0_*")} == held.active,
+        delay_s + 10,
+        f"directories of {sorted(gone)} to be deleted",
+    )
+    assert time.monotonic() - rebalanced >= delay_s
+    assert metrics(first)["processor_state_dirs_deleted_total"][()] == len(gone)

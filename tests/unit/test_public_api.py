@@ -14,6 +14,7 @@ def test_top_level_all_is_exactly_the_documented_surface() -> None:
         "GroupedStream",
         "ProcessorContext",
         "ProcessorError",
+        "RestoreListener",
         "Stream",
         "Table",
         "Topology",

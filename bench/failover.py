@@ -148,10 +148,11 @@ class TimedOutput(Latest):
         tasks: set[int] = set()
         for message in messages:
             assert message.error() is None, message.error()
-            raw = message.key()
+            raw, value = message.key(), message.value()
+            assert raw is not None and value is not None
             key = raw.decode()
-            self.pairs[(key, message.value())] += 1
-            self.latest[key] = message.value()
+            self.pairs[(key, value)] += 1
+            self.latest[key] = value
             self.total += 1
             tasks.add(task_of(raw))
         if self.recording:

@@ -68,6 +68,10 @@ def main() -> int:
                     "topologies.wordcount",
                     "--workers",
                     "2",
+                    "--num-standby-replicas",
+                    "1",
+                    "--http-port",
+                    "0",
                     "--bootstrap-servers",
                     bootstrap,
                     "--state-dir",
@@ -78,7 +82,8 @@ def main() -> int:
                 stderr=subprocess.STDOUT,
             )
         print(
-            f"started 2 workers: processor run topologies.wordcount --workers 2 (log: {log_path})"
+            "started 2 workers: processor run topologies.wordcount --workers 2 "
+            f"--num-standby-replicas 1 --http-port 0 (log: {log_path})"
         )
         stop = threading.Event()
         feeder = threading.Thread(target=feed, args=(bootstrap, stop), daemon=True)

@@ -336,3 +336,20 @@ def test_dockerfile_runs_unprivileged_with_a_state_volume() -> None:
     assert users, "the image runs as root"
     assert users[-1].split(":")[0] not in {"root", "0"}, "the image runs as root"
     assert _exec_form(instructions, "VOLUME") == [STATE_DIR]
+
+
+def test_prometheus_scrapes_the_port_every_worker_serves_metrics_on() -> None:
+    compose = _load_compose()
+    environment = _service(compose, "worker")["environment"]
+    assert environment.get("PROCESSOR_HTTP_HOST") == "0.0.0.0", "reachable from other containers"
+    port = int(environment["PROCESSOR_HTTP_PORT"])
+    prometheus = _service(compose, "prometheus")
+    mount = next(
+        v for v in prometheus["volumes"] if v.endswith(":/etc/prometheus/prometheus.yml:ro")
+    )
+    config_path = REPO / mount.split(":")[0]
+    assert yaml is not None
+    config = yaml.safe_load(config_path.read_text())
+    (job,) = config["scrape_configs"]
+    (discovery,) = job["dns_sd_configs"]
+    assert discovery["names"] == ["worker"] and discovery["port"] == port

@@ -10,20 +10,28 @@ happens. A thread reads the sink (read_committed) all along and notes when each 
 arrive (task = source partition of the key).
 
 1. Failover, exactly-once, with `--num-standby-replicas 1` and with 0: 3 workers; SIGKILL one
-   (`kill_and_watch`). Failover = seconds from the SIGKILL until every task has logged
-   "state restored ..., processing" on a survivor; replay = changelog records the moved tasks
-   read before they processed again (from the same log lines).
+   (`kill_and_watch`). Failover = seconds from the SIGKILL until the bench sees every task's
+   "state restored ..., processing" line on a survivor; replay = changelog records the moved
+   tasks read before they processed again (from the same lines). Also from the survivors' logs
+   (timestamps): when the rebalance began (their revoke; the session timeout is 6 s), when the
+   last survivor accepted the new assignment, how long the moved tasks' restore took; and from
+   the reader, the longest interval without output from a moved task.
 2. Scale-out, at-least-once, 1 standby: 3 workers, then a 4th starts. Warm-up = what the joiner
-   logs ("warmed up in X s"); pause = the longest interval, from the joiner's start until 2 s
-   after every task processes again on the 4-member assignment, in which no output arrived from
-   any task, against the same figure over the 10 s of steady state before the join; per-task
-   gap = the longest interval without output from one task; max read = the largest
-   `processor_task_restored_before_start_records` (/metrics) of a task that moved.
+   logs ("warmed up in X s"). Pause, measured three ways over the window from the joiner's start
+   until 2 s after every task processes again on the 4-member assignment: the longest stop of
+   one task in the worker logs (its old owner's revoke to "processing" on its new owner); the
+   longest interval without output from one task (reader), also over the warm-up alone and over
+   the 10 s of steady state before the join; the longest interval without output from any task
+   (reader). Max read = the largest `processor_task_restored_before_start_records` (/metrics)
+   of a task that moved (acceptable_recovery_lag is 10,000).
 
 Every run checks every count: exactly-once runs must match what was produced with no duplicated
 output; the at-least-once run must have no key short. A wrong run raises; nothing is reported.
 
     .venv/bin/python -m bench.failover [--runs 3] [--keys 1000000] [--rate 10000]
+        [--scenario all|failover|scale-out]
+
+BENCH_KEEP=1 keeps each run's worker logs, state and output arrival times (arrivals.txt).
 
 It starts its own broker (`LocalBroker`) unless PROCESSOR_TEST_BOOTSTRAP names one.
 """
@@ -45,6 +53,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
 
@@ -72,7 +81,13 @@ STEADY_S = 10.0  # steady state measured before the 4th worker starts
 AFTER_S = 2.0  # the pause window ends this long after every task processes again
 LOAD_LIMIT_S = 150.0  # the steady load is stopped by the bench; this is its longest possible run
 RECOVERY_LAG = 10_000  # acceptable_recovery_lag (the default), for the scale-out check
+KEEP = bool(os.environ.get("BENCH_KEEP"))  # keep every run's worker logs and state
 WARMED = re.compile(r"warmed up in ([\d.]+)s")
+# Worker log lines (processor/runtime): a revoke stops every active task of the worker; the
+# assignment line; a task processing again (the line `_STARTED` matches, with the restore time).
+REVOKED = re.compile(r"worker \S+: running -> waiting_for_members")
+ASSIGNED = re.compile(r"members \[([^\]]*)\]; active tasks \[([^\]]*)\]")
+RESTORED = re.compile(r"task (\d+_\d+): state restored in ([\d.]+)s \(\d+ changelog records read\)")
 
 
 class BenchFailure(AssertionError):
@@ -119,6 +134,42 @@ def longest_gap(times: Sequence[float], start: float, end: float) -> float:
     """The longest interval within [start, end] containing none of `times`."""
     points = [start, *sorted(t for t in times if start < t < end), end]
     return max(b - a for a, b in pairwise(points))
+
+
+def logged_at(log: str, position: int) -> float:
+    """Wall-clock time of the log line holding `position` (the `%(asctime)s` that starts it)."""
+    start = log.rfind("\n", 0, position) + 1
+    stamp = datetime.strptime(log[start : start + 23], "%Y-%m-%d %H:%M:%S,%f")
+    return stamp.timestamp()
+
+
+@dataclass
+class Handover:
+    """One rebalance, from the worker logs after given offsets (wall-clock times)."""
+
+    revoked: dict[str, float]  # instance -> when it stopped its active tasks
+    assigned: dict[str, float]  # instance -> when it accepted an assignment of `members` members
+    started: dict[str, tuple[str, float, float]]  # task -> (owner, processing since, restore s)
+
+
+def handover(workers: dict[str, WorkerProcess], offsets: dict[str, int], members: int) -> Handover:
+    result = Handover({}, {}, {})
+    for instance, worker in workers.items():
+        log, offset = worker.log(), offsets.get(instance, 0)
+        revoke = REVOKED.search(log, offset)
+        if revoke is not None:
+            result.revoked[instance] = logged_at(log, revoke.start())
+        for assignment in ASSIGNED.finditer(log, offset):
+            if len(list(filter(None, assignment.group(1).split(", ")))) != members:
+                continue
+            result.assigned[instance] = logged_at(log, assignment.start())
+            active = set(filter(None, assignment.group(2).split(", ")))
+            for line in RESTORED.finditer(log, assignment.end()):
+                task = line.group(1)
+                if task in active and task not in result.started:
+                    result.started[task] = (instance, logged_at(log, line.start()), float(line[2]))
+            break
+    return result
 
 
 class TimedOutput(Latest):
@@ -175,6 +226,15 @@ class TimedOutput(Latest):
         if self._thread.is_alive():
             self._thread.join(10)
         super().close()
+
+
+def dump_arrivals(output: TimedOutput, workdir: Path) -> None:
+    """With BENCH_KEEP: when each task's outputs arrived (wall clock), to compare with logs."""
+    offset = time.time() - time.monotonic()
+    with open(workdir / "arrivals.txt", "w") as f:
+        for task, times in output.arrivals.items():
+            for t in times:
+                f.write(f"{datetime.fromtimestamp(t + offset).isoformat()} 0_{task}\n")
 
 
 class Cluster:
@@ -238,8 +298,8 @@ def application(bootstrap: str, kind: str, extra: list[str]) -> Iterator[tuple[C
         for future in admin.delete_topics(topics, operation_timeout=30).values():
             with contextlib.suppress(Exception):
                 future.result(30)
-        if failed:
-            progress(f"run failed; worker logs and state kept in {workdir}")
+        if failed or KEEP:
+            progress(f"{'run failed; ' if failed else ''}worker logs and state kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -331,9 +391,12 @@ def verify(output: TimedOutput, truth: Counter[str], exactly_once: bool) -> int:
 
 @dataclass
 class FailoverRun:
-    failover_s: float  # SIGKILL until every task processes again
+    failover_s: float  # SIGKILL until every task processes again (seen in the logs by the bench)
     replayed: int  # changelog records the moved tasks read before processing again
     moved: dict[str, str]
+    rebalance_s: float  # SIGKILL until the first survivor stopped its tasks for the rebalance
+    assigned_s: float  # SIGKILL until the last survivor accepted the 2-member assignment
+    restore_s: float  # the longest restore of a moved task, as its new owner logs it
     output_gap_s: float  # longest interval without output from a moved task
     standby_promoted: bool  # every victim task became active where it was a standby
 
@@ -349,37 +412,53 @@ def failover_run(bootstrap: str, keys: int, rate: float, standbys: int, run: int
             output.recording = True
             time.sleep(3.0)
             progress(f"  {rate:,.0f} records/s flowing; SIGKILL {VICTIM}")
-            killed = time.monotonic()
+            survivors = {i: w for i, w in cluster.workers.items() if i != VICTIM}
+            killed, killed_wall = time.monotonic(), time.time()
             result = kill_and_watch(cluster.workers, VICTIM, timeout=FAILOVER_TIMEOUT_S)
-            resumed = killed + max(result.resumed_after_s.values())
+            failover_s = max(result.resumed_after_s.values())
             time.sleep(AFTER_S + 1)
             cluster.check_alive(except_=VICTIM)
             truth.update(load.stop())
+            logs = handover(survivors, result.log_offsets, members=2)
             gap = max(
-                longest_gap(output.arrivals[int(t.split("_")[1])], killed, resumed + AFTER_S)
+                longest_gap(
+                    output.arrivals[int(t.split("_")[1])], killed, killed + failover_s + AFTER_S
+                )
                 for t in result.moved
             )
+            run_result = FailoverRun(
+                failover_s=failover_s,
+                replayed=result.replayed,
+                moved=result.moved,
+                rebalance_s=min(logs.revoked.values()) - killed_wall,
+                assigned_s=max(logs.assigned.values()) - killed_wall,
+                restore_s=max(logs.started[t][2] for t in result.moved),
+                output_gap_s=gap,
+                standby_promoted=all(
+                    t in result.before[result.moved[t]].standby for t in result.victim_tasks
+                ),
+            )
             progress(
-                f"  every task processing again after {max(result.resumed_after_s.values()):.1f}s;"
-                f" moved {result.moved}; read {result.read_on_start}; verifying counts"
+                f"  every task processing again after {failover_s:.1f}s; moved {result.moved}; "
+                f"read {result.read_on_start}; verifying counts"
             )
             verify(output, truth, exactly_once=True)
+            if KEEP:
+                dump_arrivals(output, cluster.workdir)
         finally:
             output.close()
-    promoted = all(t in result.before[result.moved[t]].standby for t in result.victim_tasks)
-    return FailoverRun(
-        max(result.resumed_after_s.values()), result.replayed, result.moved, gap, promoted
-    )
+    return run_result
 
 
 @dataclass
 class ScaleOutRun:
     warmup_s: float  # logged by the joiner
-    rebalance_s: float  # from seeing the joiner's "warmed up" until every task processes again
-    pause_s: float  # longest interval with no output at all, around the join
-    steady_pause_s: float  # the same over STEADY_S of steady state before the join
+    task_pause_s: float  # longest stop of one task: old owner's revoke to processing (logs)
     task_gap_s: float  # longest interval without output from one task, around the join
-    steady_task_gap_s: float
+    warmup_task_gap_s: float  # the same, only while the joiner warms up
+    steady_task_gap_s: float  # the same over STEADY_S of steady state before the join
+    pause_s: float  # longest interval with no output at all, around the join
+    steady_pause_s: float
     max_read: int  # most changelog records a moved task read before it started
     moved: dict[str, str] = field(default_factory=dict)
     over_counted: int = 0
@@ -392,6 +471,7 @@ def scale_out_run(bootstrap: str, keys: int, rate: float, run: int) -> ScaleOutR
         try:
             truth = load_store(cluster, output, keys, 1, first=False)
             before = {i: last_assignment(w) for i, w in cluster.workers.items()}
+            owner_before = {t: i for i, h in before.items() if h is not None for t in h.active}
             load = SteadyLoad(bootstrap, cluster.env["TEST_SOURCE_TOPIC"], keys, rate, 100 + run)
             load.start()
             time.sleep(2.0)
@@ -408,13 +488,12 @@ def scale_out_run(bootstrap: str, keys: int, rate: float, run: int) -> ScaleOutR
                 return WARMED.search(joiner.log()) is not None
 
             wait_until(warmed, 600, "w3 to warm up")
-            seen_warm = time.monotonic()
             match = WARMED.search(joiner.log())
             assert match is not None
             warmup_s = float(match.group(1))
+            warm_end = logged_at(joiner.log(), match.start()) - time.time() + time.monotonic()
             progress(f"  w3 warmed up in {warmup_s:.1f}s (its log); joining")
-            resumed: dict[str, float] = {}
-            after: dict[str, set[str]] = {}
+            seen: dict[str, float] = {}  # task -> when the bench saw it processing again
 
             def settled() -> bool:
                 cluster.check_alive()
@@ -422,22 +501,21 @@ def scale_out_run(bootstrap: str, keys: int, rate: float, run: int) -> ScaleOutR
                     held = last_assignment(worker, offsets.get(instance, 0))
                     if held is None or len(held.members) < 4:
                         continue
-                    after[instance] = held.active
                     for m in _STARTED.finditer(worker.log(), offsets.get(instance, 0)):
                         if m.group(1) in held.active:
-                            resumed.setdefault(m.group(1), time.monotonic())
-                return len(after) == 4 and len(resumed) == PARTITIONS
+                            seen.setdefault(m.group(1), time.monotonic())
+                return len(seen) == PARTITIONS
 
             wait_until(settled, 120, "every task to process again on 4 workers")
-            done = max(resumed.values())
+            done = max(seen.values())
             time.sleep(AFTER_S + 1)
             truth.update(load.stop())
-            moved: dict[str, str] = {}
-            for instance, active in after.items():
-                previous = before.get(instance)
-                moved.update(
-                    {t: instance for t in active - (previous.active if previous else set())}
-                )
+            logs = handover(cluster.workers, offsets, members=4)
+            moved = {
+                task: owner
+                for task, (owner, _, _) in logs.started.items()
+                if owner_before.get(task) != owner
+            }
             reads = [
                 int(
                     metrics(cluster.workers[owner])["processor_task_restored_before_start_records"][
@@ -446,24 +524,34 @@ def scale_out_run(bootstrap: str, keys: int, rate: float, run: int) -> ScaleOutR
                 )
                 for task, owner in moved.items()
             ]
+            pauses = {
+                task: since - logs.revoked[owner_before[task]]
+                for task, (_, since, _) in logs.started.items()
+            }
             everything = [t for times in output.arrivals.values() for t in times]
             window = (joined, done + AFTER_S)
             steady = (joined - STEADY_S, joined)
             result = ScaleOutRun(
                 warmup_s=warmup_s,
-                rebalance_s=done - seen_warm,
+                task_pause_s=max(pauses.values()),
+                task_gap_s=max(longest_gap(a, *window) for a in output.arrivals.values()),
+                warmup_task_gap_s=max(
+                    longest_gap(a, joined, warm_end) for a in output.arrivals.values()
+                ),
+                steady_task_gap_s=max(longest_gap(a, *steady) for a in output.arrivals.values()),
                 pause_s=longest_gap(everything, *window),
                 steady_pause_s=longest_gap(everything, *steady),
-                task_gap_s=max(longest_gap(a, *window) for a in output.arrivals.values()),
-                steady_task_gap_s=max(longest_gap(a, *steady) for a in output.arrivals.values()),
                 max_read=max(reads, default=0),
                 moved=moved,
             )
             progress(
-                f"  every task processing on 4 workers {done - seen_warm:.1f}s after the "
-                f"warm-up; moved {moved}, read {reads}; verifying counts"
+                f"  every task processing on 4 workers; moved {moved}, read {reads}; "
+                f"task pauses (logs) { {t: round(p, 2) for t, p in sorted(pauses.items())} }; "
+                "verifying counts"
             )
             result.over_counted = verify(output, truth, exactly_once=False)
+            if KEEP:
+                dump_arrivals(output, cluster.workdir)
         finally:
             output.close()
     return result
@@ -478,6 +566,44 @@ def spread(values: Sequence[float], fmt: str = "{:.1f}") -> str:
 
 def records(values: Sequence[float]) -> str:
     return spread(values, "{:,.0f}")
+
+
+def failover_rows(runs: dict[int, list[FailoverRun]]) -> list[str]:
+    rows = []
+    for standbys, done in runs.items():
+        promoted = sum(r.standby_promoted for r in done)
+        moved = statistics.median(len(r.moved) for r in done)
+        rows.append(
+            f"| failover (SIGKILL 1 of 3 workers), exactly-once, {standbys} standby | "
+            f"{spread([r.failover_s for r in done])} | {records([r.replayed for r in done])} | "
+            f"rebalance starts {spread([r.rebalance_s for r in done])} s after the kill, "
+            f"last survivor assigned at {spread([r.assigned_s for r in done])} s; "
+            f"moved tasks ({moved:.0f}) restored in {spread([r.restore_s for r in done])} s; "
+            f"longest gap in a moved task's output {spread([r.output_gap_s for r in done])} s"
+            + (f"; promoted from standby in {promoted} of {len(done)} runs" if standbys else "")
+            + " |"
+        )
+    return rows
+
+
+def scale_out_rows(scale: list[ScaleOutRun]) -> list[str]:
+    over = sum(s.over_counted for s in scale)
+    return [
+        "| scale-out 3 -> 4 workers, at-least-once, 1 standby: longest stop of one task "
+        f"(worker logs) | {spread([s.task_pause_s for s in scale], '{:.2f}')} | "
+        f"{records([s.max_read for s in scale])} (most read by one moved task) | "
+        "from its old owner's revoke to processing on its new owner |",
+        "| scale-out 3 -> 4: longest gap in one task's output (sink reader) | "
+        f"{spread([s.task_gap_s for s in scale], '{:.2f}')} | | steady state "
+        f"{spread([s.steady_task_gap_s for s in scale], '{:.2f}')} s; while the joiner warmed "
+        f"up {spread([s.warmup_task_gap_s for s in scale], '{:.2f}')} s |",
+        "| scale-out 3 -> 4: longest time with no output from any task (sink reader) | "
+        f"{spread([s.pause_s for s in scale], '{:.2f}')} | | steady state "
+        f"{spread([s.steady_pause_s for s in scale], '{:.2f}')} s; "
+        f"{over} keys over-counted in all runs |",
+        "| scale-out 3 -> 4: joiner warm-up, the others processing meanwhile | "
+        f"{spread([s.warmup_s for s in scale])} | | as the joiner logs it |",
+    ]
 
 
 def main() -> None:
@@ -497,57 +623,35 @@ def main() -> None:
             f"records/s, {args.runs} runs per scenario, broker {bootstrap}"
         )
         if args.scenario in ("all", "failover"):
-            for standbys in (1, 0):
-                runs: list[FailoverRun] = []
+            failovers: dict[int, list[FailoverRun]] = {1: [], 0: []}
+            for standbys, runs in failovers.items():
                 for run in range(args.runs):
                     progress(f"failover, {standbys} standby, run {run + 1} of {args.runs}")
-                    runs.append(failover_run(bootstrap, args.keys, args.rate, standbys, run))
-                    r = runs[-1]
+                    r = failover_run(bootstrap, args.keys, args.rate, standbys, run)
+                    runs.append(r)
                     progress(
-                        f"  failover {r.failover_s:.1f}s, {r.replayed:,} changelog records "
-                        f"replayed, moved-task output gap {r.output_gap_s:.1f}s: counts exact"
+                        f"  failover {r.failover_s:.1f}s (rebalance from {r.rebalance_s:.1f}s, "
+                        f"assigned by {r.assigned_s:.1f}s, restore {r.restore_s:.1f}s), "
+                        f"{r.replayed:,} changelog records replayed, moved-task output gap "
+                        f"{r.output_gap_s:.1f}s: counts exact"
                     )
-                promoted = sum(r.standby_promoted for r in runs)
-                moved = statistics.median(len(r.moved) for r in runs)
-                rows.append(
-                    f"| failover (SIGKILL 1 of 3), exactly-once, {standbys} standby | "
-                    f"{spread([r.failover_s for r in runs])} | "
-                    f"{records([r.replayed for r in runs])} | "
-                    f"{moved:.0f} tasks moved; longest gap in a moved task's output "
-                    f"{spread([r.output_gap_s for r in runs])} s"
-                    + (
-                        f"; promoted from standby in {promoted} of {len(runs)} runs"
-                        if standbys
-                        else ""
-                    )
-                    + " |"
-                )
+            rows += failover_rows(failovers)
         if args.scenario in ("all", "scale-out"):
             scale: list[ScaleOutRun] = []
             for run in range(args.runs):
                 progress(f"scale-out 3 -> 4, run {run + 1} of {args.runs}")
-                scale.append(scale_out_run(bootstrap, args.keys, args.rate, run))
-                s = scale[-1]
+                s = scale_out_run(bootstrap, args.keys, args.rate, run)
+                scale.append(s)
                 progress(
-                    f"  warm-up {s.warmup_s:.1f}s, pause {s.pause_s:.2f}s (steady "
-                    f"{s.steady_pause_s:.2f}s), task gap {s.task_gap_s:.2f}s (steady "
-                    f"{s.steady_task_gap_s:.2f}s), max read {s.max_read:,}, "
-                    f"{s.over_counted} keys over-counted: no key short"
+                    f"  warm-up {s.warmup_s:.1f}s; longest task stop {s.task_pause_s:.2f}s; "
+                    f"task output gap {s.task_gap_s:.2f}s (steady {s.steady_task_gap_s:.2f}s, "
+                    f"during the warm-up {s.warmup_task_gap_s:.2f}s); "
+                    f"no output at all {s.pause_s:.2f}s (steady {s.steady_pause_s:.2f}s); "
+                    f"max read {s.max_read:,}; {s.over_counted} keys over-counted, none short"
                 )
-            over = sum(s.over_counted for s in scale)
-            rows += [
-                f"| scale-out 3 -> 4, at-least-once, 1 standby: no output from any task | "
-                f"{spread([s.pause_s for s in scale], '{:.2f}')} | "
-                f"{records([s.max_read for s in scale])} (most read by one moved task) | "
-                f"steady state {spread([s.steady_pause_s for s in scale], '{:.2f}')} s; "
-                f"rebalance {spread([s.rebalance_s for s in scale])} s; "
-                f"{over} keys over-counted in all runs |",
-                f"| scale-out 3 -> 4: longest gap in one task's output | "
-                f"{spread([s.task_gap_s for s in scale], '{:.2f}')} | | "
-                f"steady state {spread([s.steady_task_gap_s for s in scale], '{:.2f}')} s |",
-                f"| scale-out 3 -> 4: joiner warm-up (others keep processing) | "
-                f"{spread([s.warmup_s for s in scale])} | | as logged by the joiner |",
-            ]
+                if s.max_read > RECOVERY_LAG:
+                    progress(f"  NOTE: a moved task read more than {RECOVERY_LAG:,} records")
+            rows += scale_out_rows(scale)
     progress(f"done in {(time.monotonic() - started) / 60:.1f} min")
     print(
         f"\n{args.keys:,} keys, {args.rate:,.0f} records/s steady load, median [min-max] of "

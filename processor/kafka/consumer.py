@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from processor.errors import BrokerError
 
@@ -67,21 +67,44 @@ class GroupConsumer:
         return cast(list[Message], self._consumer.consume(max_records, timeout))
 
     def assign(self, partitions: Sequence[Partition]) -> None:
+        """Consume exactly `partitions` (none: stop consuming), each from its committed offset."""
         self._consumer.assign([TopicPartition(t, p) for t, p in partitions])
+
+    def add(
+        self,
+        partitions: Sequence[Partition],
+        consuming: Sequence[Partition],
+        *,
+        timeout: float = 30.0,
+    ) -> None:
+        """Start consuming `partitions` too, each from its committed offset (the earliest when it
+        has none); `consuming` (the partitions assigned now) go on from where the worker is.
+
+        Tasks whose state was restoring join this way rather than by `resume()` of paused
+        partitions: librdkafka resumed fetching a paused partition only at its next periodic
+        check, up to a second later. The eager protocol allows no incremental assignment, so
+        this is one whole `assign()` with an explicit offset for every partition."""
+        if not partitions:
+            return
+        try:
+            current = self._consumer.position([TopicPartition(t, p) for t, p in consuming])
+            unread = [TopicPartition(t, p) for t, p in partitions]
+            unread += [tp for tp in current if tp.offset < 0]
+            committed = self._consumer.committed(unread, timeout) if unread else []
+            self._consumer.assign(
+                [tp for tp in current if tp.offset >= 0]
+                + [
+                    TopicPartition(
+                        tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                    )
+                    for tp in committed
+                ]
+            )
+        except KafkaException as e:
+            raise BrokerError(f"assigning partitions {list(partitions)} failed: {e.args[0]}") from e
 
     def unassign(self) -> None:
         self._consumer.unassign()
-
-    def pause(self, partitions: Sequence[Partition]) -> None:
-        self._consumer.pause([TopicPartition(t, p) for t, p in partitions])
-
-    def resume(self, partitions: Sequence[Partition]) -> None:
-        self._consumer.resume([TopicPartition(t, p) for t, p in partitions])
-
-    def seek(self, partition: Partition, offset: int) -> None:
-        """Read `partition` from `offset` next."""
-        topic, number = partition
-        self._consumer.seek(TopicPartition(topic, number, offset))
 
     def commit(self, offsets: Mapping[Partition, int]) -> None:
         """Commit `offsets` (the next offset to read per partition) as this group member; the

@@ -3,8 +3,8 @@ they process, routing records to them, closing them on a revoke; and the standby
 keeps warm for tasks that may land here.
 
 A stateful task opens its RocksDB under `<state_dir>/<application_id>/<task_id>/` and is handed
-to the restorer with its source partitions paused; when the restorer has brought every store to
-its changelog's end, the task starts processing on the state it has. Stateless tasks start at
+to the restorer; its source partitions are consumed only once the restorer has brought every
+store to its changelog's end, and the task processes on the state it has. Stateless tasks start at
 once. A standby is the same directory handed to the restorer as a standby: it follows the
 changelogs until the task becomes active here (promotion: only the tail is read) or is no
 longer wanted here (its directory stays, for the state cleaner to delete after a delay).
@@ -65,10 +65,10 @@ class TaskManager:
     def is_stateful(self, task_id: TaskId) -> bool:
         return self._subtopologies[task_id.subtopology].stateful
 
-    def create(self, task_ids: list[TaskId]) -> list[Partition]:
-        """Create the active tasks; returns the source partitions to pause while their state
-        restores. A task held here as a standby is promoted: it reads only the changelog tail."""
-        to_pause: list[Partition] = []
+    def create(self, task_ids: list[TaskId]) -> None:
+        """Create the active tasks: stateless ones run at once, stateful ones restore first
+        (`poll_restored()` says when they run). A task held here as a standby is promoted: it
+        reads only the changelog tail."""
         for task_id in task_ids:
             sub = self._subtopologies[task_id.subtopology]
             task = StreamTask(task_id, sub, self._emitter)
@@ -86,8 +86,6 @@ class TaskManager:
             else:
                 self._backends[task_id] = self._open(task_id)
                 self._restorer.add(task_id, self._backends[task_id], sub.changelog_topics)
-            to_pause.extend(task.partitions)
-        return to_pause
 
     def set_standbys(self, wanted: set[TaskId]) -> None:
         """Keep standbys for exactly `wanted` (stateful tasks not active here): start the new
@@ -140,11 +138,11 @@ class TaskManager:
     def all_partitions(self) -> list[Partition]:
         return [p for task in self.tasks.values() for p in task.partitions]
 
+    def running_partitions(self) -> list[Partition]:
+        return [p for task in self.running() for p in task.partitions]
+
     def running(self) -> list[StreamTask]:
         return [t for t in self.tasks.values() if t.state is TaskState.RUNNING]
-
-    def restoring_partitions(self) -> set[Partition]:
-        return {p for task_id in self._restoring for p in self.tasks[task_id].partitions}
 
     @property
     def restoring(self) -> list[TaskId]:

@@ -43,7 +43,7 @@ from processor.dsl.topology import Topology
 from processor.errors import BrokerError, DuplicateInstanceError, ProcessorError
 from processor.kafka.admin import Admin
 from processor.kafka.changelog_reader import ChangelogReader
-from processor.kafka.consumer import GroupConsumer, Message, is_fatal, is_partition_eof
+from processor.kafka.consumer import GroupConsumer, is_fatal, is_partition_eof
 from processor.kafka.producer import Headers, OutputProducer, fence_transactional_id
 from processor.kafka.settings import settings_for
 from processor.kafka.topic_tail import TopicTail
@@ -418,14 +418,14 @@ class Worker:
             self._housekeeping(now)
         if self._snapshot_pending and time.monotonic() >= self._next_snapshot_at:
             self._try_accept_snapshot()
+        consuming = self._tasks.running_partitions()
         restored = self._tasks.poll_restored()
         if restored:
-            self._consumer.resume(restored)
+            self._consumer.add(restored, consuming)
         messages = self._consumer.consume(self.config.consume_batch_size, _CONSUME_TIMEOUT_S)
         if messages:
             self._committer.before_output()
         tasks = self._tasks.by_partition
-        rewound: set[tuple[str, int]] = set()
         for message in messages:
             error = message.error()
             if error is not None:
@@ -433,7 +433,8 @@ class Worker:
                 continue
             task = tasks.get((message.topic(), message.partition()))
             if task is None:
-                self._not_processable(message, rewound)
+                # Fetched before a rebalance took the partition away; its new owner reads it
+                # from the committed offset.
                 continue
             task.process(message)
         try:
@@ -525,17 +526,6 @@ class Worker:
                 state_dirs_deleted=self._cleaner.deleted if self._cleaner is not None else 0,
             )
         )
-
-    def _not_processable(self, message: Message, rewound: set[tuple[str, int]]) -> None:
-        """A record for no running task. Its partition was taken away by a rebalance (its new
-        owner reads it from the committed offset), or its task is still restoring: then rewind
-        to the first such record of the batch, so that it is read again once the task runs."""
-        assert self._consumer is not None and self._tasks is not None
-        partition = (message.topic(), message.partition())
-        if partition not in rewound and partition in self._tasks.restoring_partitions():
-            rewound.add(partition)
-            self._consumer.seek(partition, message.offset())
-            self._consumer.pause([partition])
 
     def _after_failed_commit(self, error: BrokerError) -> None:
         """A commit that did not happen: stop when the client cannot go on; otherwise at-least-once
@@ -654,11 +644,10 @@ class Worker:
         assert self._tasks is not None
         if previous is not None and self.config.exactly_once:
             self._fence_departed(previous, members, mine)
-        to_pause = self._tasks.create(mine)
+        self._tasks.create(mine)
         self._tasks.set_standbys(standbys)
-        self._consumer.assign(self._tasks.all_partitions())
-        if to_pause:
-            self._consumer.pause(to_pause)
+        # Tasks that restore first join the assignment when they are ready (`_run_once`).
+        self._consumer.assign(self._tasks.running_partitions())
         log.info(
             "worker %s: members [%s]; active tasks [%s]; standby tasks [%s]",
             self.instance_id,

@@ -295,7 +295,11 @@ class Worker:
             moving = warmup.moving_tasks(current, future, self._tasks.is_stateful)
             if not moving:
                 return
-            self._tasks.set_standbys(set(warmup.held_by(future, self.instance_id)))
+            # Only what it will own: its standbys restore after it has joined, without
+            # holding up the tasks that wait for it.
+            self._tasks.set_standbys(
+                {t for t, owner in moving.items() if owner == self.instance_id}
+            )
             self._poll_metadata()
             self._publish_status(InstancePhase.WARMING_UP, members)
             waiting = warmup.not_caught_up(moving, self._lag_of, cfg.acceptable_recovery_lag)

@@ -175,6 +175,23 @@ def test_a_fourth_worker_warms_up_before_it_takes_tasks(
         read = metrics(worker)["processor_task_restored_before_start_records"]
         records = read[(("task", task),)]
         assert records <= recovery_lag, f"{task} read {records} records on {owner} before it ran"
+    # A task that moved away from a worker that keeps it as a standby stays warm there: the
+    # standby starts from the state the active task left.
+    demoted = {
+        (instance, task)
+        for instance, held in before.items()
+        if held is not None
+        for task in held.active
+        if task in (last_assignment(started[instance], offsets[instance]) or held).standby
+    }
+    assert demoted, "with these instance ids the join demotes a task to a standby"
+    for instance, task in demoted:
+        behind = started[instance].wait_for_log(
+            rf"task {task}: standby following .* about (\d+) records behind",
+            30,
+            after=offsets[instance],
+        )
+        assert int(behind.group(1)) <= recovery_lag, f"demoted {task} went cold on {instance}"
 
     read_all(output, sum(truth.values()), timeout=120)
     output.close()

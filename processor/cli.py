@@ -1,4 +1,4 @@
-"""The `processor` command: `run` a topology as a worker, `describe` it."""
+"""The `processor` command: `run` a topology as a worker, `describe` it, `query` its stores."""
 
 from __future__ import annotations
 
@@ -57,7 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--max-warmup-time-ms", dest="max_warmup_time_ms")
     run.add_argument("--state-cleanup-delay-ms", dest="state_cleanup_delay_ms")
     run.add_argument("--http-host", dest="http_host")
-    run.add_argument("--http-port", dest="http_port", help="serve /metrics here (0: any free port)")
+    run.add_argument(
+        "--http-port",
+        dest="http_port",
+        help="serve the query API and /metrics here (default 0: any free port; off: none)",
+    )
+    run.add_argument(
+        "--http-token", dest="http_token", help="require 'Authorization: Bearer TOKEN'"
+    )
     run.add_argument(
         "--kafka", action="append", default=[], metavar="KEY=VALUE", help="a librdkafka setting"
     )
@@ -68,6 +75,39 @@ def _parser() -> argparse.ArgumentParser:
         "describe", help="print a topology's sources, operators and sinks"
     )
     describe.add_argument("topology", metavar="MODULE[:ATTR]")
+
+    query = commands.add_parser(
+        "query",
+        allow_abbrev=False,
+        help="read a store of a running application through a worker's query API",
+        description="Print KEY's value in STORE as JSON (exit 1 when absent), or without KEY "
+        'every entry of STORE in key order, one {"key": ..., "value": ...} JSON line each. '
+        "APP_OR_URL is a worker's URL (http://HOST:PORT) or an application id, whose workers "
+        "are found on the <application_id>-metadata topic. Errors exit with 2.",
+    )
+    query.add_argument("target", metavar="APP_OR_URL")
+    query.add_argument("store", metavar="STORE")
+    query.add_argument("key", metavar="KEY", nargs="?")
+    query.add_argument(
+        "--bootstrap-servers",
+        dest="bootstrap_servers",
+        default=os.environ.get("PROCESSOR_BOOTSTRAP_SERVERS"),
+        help="to find a worker of an application id (default: $PROCESSOR_BOOTSTRAP_SERVERS)",
+    )
+    query.add_argument(
+        "--token",
+        default=os.environ.get("PROCESSOR_HTTP_TOKEN"),
+        help="the workers' --http-token (default: $PROCESSOR_HTTP_TOKEN)",
+    )
+    query.add_argument(
+        "--stale", action="store_true", help="answer from a standby copy when the active is down"
+    )
+    query.add_argument("--prefix", help="only keys starting with PREFIX (without KEY)")
+    query.add_argument(
+        "--limit", type=int, metavar="N", help="print at most N entries (without KEY)"
+    )
+    query.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    query.add_argument("--log-level", default=os.environ.get("PROCESSOR_LOG_LEVEL", "WARNING"))
     return parser
 
 
@@ -100,6 +140,66 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+def _query(args: argparse.Namespace) -> int:
+    """`processor query`: 0 with the answer on stdout; 1 when KEY is absent; 2 on any error,
+    with one line on stderr."""
+    import json
+
+    from processor.query.client import QueryClient, QueryNotFoundError
+
+    def fail(message: str) -> int:
+        print(f"processor query: {message}", file=sys.stderr)
+        return 2
+
+    if args.key is not None and (args.prefix is not None or args.limit is not None):
+        return fail("--prefix and --limit list entries: give them without KEY")
+    if args.limit is not None and args.limit < 1:
+        return fail(f"--limit must be at least 1, got {args.limit}")
+    if args.timeout <= 0:
+        return fail(f"--timeout must be positive, got {args.timeout:g}")
+    token = args.token or None
+    try:
+        if args.target.startswith(("http://", "https://")):
+            client = QueryClient(args.target, token=token, timeout=args.timeout)
+        elif not args.bootstrap_servers:
+            return fail(
+                f"{args.target!r} is not a worker URL (http://HOST:PORT); to find a worker of "
+                f"application {args.target!r} give --bootstrap-servers or set "
+                "PROCESSOR_BOOTSTRAP_SERVERS"
+            )
+        else:
+            client = QueryClient.for_application(
+                args.bootstrap_servers, args.target, token=token, timeout=args.timeout
+            )
+        with client:
+            if args.key is not None:
+                try:
+                    value = client.get(args.store, args.key, stale=args.stale)
+                except QueryNotFoundError as e:
+                    if args.store not in {s["name"] for s in client.stores()}:
+                        return fail(str(e.detail or e))
+                    print(f"processor query: {e.detail or e}", file=sys.stderr)
+                    return 1
+                print(json.dumps(value, ensure_ascii=False))
+                return 0
+            page_size = min(args.limit or 1000, 1000)
+            entries = client.entries(
+                args.store, prefix=args.prefix, stale=args.stale, page_size=page_size
+            )
+            for printed, (key, value) in enumerate(entries, start=1):
+                print(json.dumps({"key": key, "value": value}, ensure_ascii=False))
+                if printed == args.limit:
+                    break
+            return 0
+    except ProcessorError as e:
+        return fail(str(e))
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, and keep Python from complaining
+        # when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
 def _without_options(argv: list[str], options: set[str]) -> list[str]:
     """Drop `--opt value` and `--opt=value` for each of `options`."""
     result: list[str] = []
@@ -128,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "describe":
             print(load_topology(args.topology).describe())
             return 0
+        if args.command == "query":
+            return _query(args)
         return _run(args, argv)
     except ConfigError as e:
         print(f"processor: configuration error: {e}", file=sys.stderr)

@@ -17,7 +17,8 @@
 | max_warmup_time_ms | --max-warmup-time-ms | PROCESSOR_MAX_WARMUP_TIME_MS | 300000 |
 | state_cleanup_delay_ms | --state-cleanup-delay-ms | PROCESSOR_STATE_CLEANUP_DELAY_MS | 600000 |
 | http_host | --http-host | PROCESSOR_HTTP_HOST | 127.0.0.1 |
-| http_port | --http-port | PROCESSOR_HTTP_PORT | none (no HTTP server); 0 = any free port |
+| http_port | --http-port | PROCESSOR_HTTP_PORT | 0 (any free port); empty: no HTTP server |
+| http_token | --http-token | PROCESSOR_HTTP_TOKEN | none (no authentication) |
 | kafka (librdkafka settings) | --kafka KEY=VALUE | PROCESSOR_KAFKA_<KEY> (`_` for `.`) | none |
 """
 
@@ -79,9 +80,12 @@ class WorkerConfig:
     # A task directory neither active nor standby here is deleted after this long (Kafka
     # Streams' state.cleanup.delay.ms): a task that comes back sooner finds its state warm.
     state_cleanup_delay_ms: int = 600_000
-    # Prometheus /metrics is served on http_host:http_port; None: no HTTP server.
+    # The query API and /metrics are served on http_host:http_port (0: any free port, published
+    # on the metadata topic; None: no HTTP server). With http_token every request needs
+    # `Authorization: Bearer <token>`.
     http_host: str = "127.0.0.1"
-    http_port: int | None = None
+    http_port: int | None = 0
+    http_token: str | None = None
     kafka: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -118,6 +122,10 @@ class WorkerConfig:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be 0 or more, got {getattr(self, name)}")
+        if self.http_token is not None and (
+            not self.http_token.strip() or any(c.isspace() for c in self.http_token)
+        ):
+            raise ConfigError("http_token", "must be non-empty and contain no whitespace")
         if self.http_port is not None and not 0 <= self.http_port <= 65535:
             raise ConfigError(
                 "http_port",
@@ -251,6 +259,10 @@ def load(
     ):
         if setting in raw and raw[setting].strip():
             kwargs[setting] = _parse_number(setting, raw[setting], kind)
+    if "http_port" in raw and raw["http_port"].strip().lower() in ("", "off", "none"):
+        kwargs["http_port"] = None
+    if raw.get("http_token"):
+        kwargs["http_token"] = raw["http_token"]
     if "http_host" in raw:
         kwargs["http_host"] = raw["http_host"]
     if "static_membership" in raw:

@@ -69,9 +69,13 @@ def produce(
     *,
     partition: int | None = None,
     timeout: float = 30.0,
+    partitioner: str = "consistent_random",
 ) -> None:
-    """Produce (key, value) pairs with acks=all and wait until every one is acknowledged."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    """Produce (key, value) pairs with acks=all and wait until every one is acknowledged.
+    `partitioner`: librdkafka's (its default, CRC32; `murmur2_random` is Kafka Java's)."""
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "partitioner": partitioner}
+    )
     errors: list[str] = []
 
     def on_delivery(error: object, message: object) -> None:

@@ -2,7 +2,7 @@
 
 Each child gets its own state dir (`<state_dir>/worker-<i>`) and, when an instance id is
 configured, the id `<id>-<i>`; with an HTTP port P, child i serves on P + i (0: each any free
-port). SIGTERM/SIGINT are passed to every child; the supervisor exits
+port; none: none). SIGTERM/SIGINT are passed to every child; the supervisor exits
 with the first non-zero exit code of its children, and stops the others when one fails.
 """
 
@@ -29,8 +29,10 @@ def child_arguments(
     args = [*base, "--state-dir", str(state_dir / f"worker-{index}")]
     if instance_id is not None:
         args += ["--instance-id", f"{instance_id}-{index}"]
-    if http_port is not None:
-        args += ["--http-port", str(http_port + index if http_port else 0)]
+    args += [
+        "--http-port",
+        "off" if http_port is None else str(http_port + index if http_port else 0),
+    ]
     return args
 
 

@@ -14,14 +14,16 @@ Active tasks are closed at every revoke; standbys live on across rebalances.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from processor.runtime.task import Partition, StreamTask, TaskState
 from processor.runtime.task_id import TaskId
 from processor.state.backend import TaskStateBackend
-from processor.state.restore import RestoreProgress, Restorer
+from processor.state.restore import RestoreProgress, Restorer, RestoreState
 from processor.state.rocksdb import open_or_wipe, open_rocksdb, wipe
 from processor.state.task_stores import TaskStores
 from processor.topology.processors import Emitter
@@ -54,6 +56,10 @@ class TaskManager:
         self._backends: dict[TaskId, TaskStateBackend] = {}
         self._restoring: set[TaskId] = set()
         self._restore_started: dict[TaskId, float] = {}
+        # Held while a backend opens or closes here and while a query reads one (from the HTTP
+        # thread). Never held while calling the restorer, whose thread takes it in the wipe
+        # callback while holding its own lock.
+        self._open_lock = threading.RLock()
         # Per active task: changelog records its last restore read before it started processing.
         self.restored_before_start: dict[TaskId, int] = {}
 
@@ -84,7 +90,8 @@ class TaskManager:
                 self.standbys.discard(task_id)
                 self._restorer.promote(task_id)
             else:
-                self._backends[task_id] = self._open(task_id)
+                with self._open_lock:
+                    self._backends[task_id] = self._open(task_id)
                 self._restorer.add(task_id, self._backends[task_id], sub.changelog_topics)
 
     def set_standbys(self, wanted: set[TaskId]) -> None:
@@ -95,15 +102,18 @@ class TaskManager:
         if dropped:
             assert self._restorer is not None
             self._restorer.remove(dropped)
-            for task_id in dropped:
-                self._backends.pop(task_id).close()
-            self.standbys -= dropped
+            with self._open_lock:
+                for task_id in dropped:
+                    self._backends.pop(task_id).close()
+                self.standbys -= dropped
         for task_id in sorted(wanted - self.standbys):
             assert self._restorer is not None
             sub = self._subtopologies[task_id.subtopology]
-            self._backends[task_id] = self._open(task_id)
+            with self._open_lock:
+                self._backends[task_id] = self._open(task_id)
             self._restorer.add(task_id, self._backends[task_id], sub.changelog_topics, standby=True)
-            self.standbys.add(task_id)
+            with self._open_lock:
+                self.standbys.add(task_id)
 
     def standby_progress(self) -> dict[TaskId, RestoreProgress]:
         """Where each standby stands (missing: not yet started reading)."""
@@ -123,6 +133,22 @@ class TaskManager:
     def raise_if_restore_failed(self) -> None:
         if self._restorer is not None:
             self._restorer.raise_if_failed()
+
+    def read(
+        self, task_id: TaskId, read: Callable[[TaskStateBackend], Any], *, standby: bool
+    ) -> tuple[Any, str, int] | None:
+        """`read(backend)` on this worker's copy of `task_id` (any thread): the running active
+        task's committed state, or a standby's; (result, role, lag) or None: no such copy."""
+        progress = self.restore_progress().get(task_id) if standby else None
+        with self._open_lock:
+            task = self.tasks.get(task_id)
+            if task is not None and task.state is TaskState.RUNNING and task.stores is not None:
+                return read(task.stores.backend), "active", 0
+            if standby and task_id in self.standbys and task_id in self._backends:
+                started = progress is not None and progress.state is not RestoreState.PENDING
+                lag = progress.remaining if progress is not None and started else -1
+                return read(self._backends[task_id]), "standby", lag
+        return None
 
     def held(self) -> set[TaskId]:
         """Task ids whose state directory is in use here (active or standby)."""
@@ -159,12 +185,14 @@ class TaskManager:
             if task_id not in self._restoring or task is None:
                 continue
             self._restoring.discard(task_id)
-            backend = self._backends.pop(task_id)
+            with self._open_lock:
+                backend = self._backends.pop(task_id)
             sub = self._subtopologies[task_id.subtopology]
             stores = TaskStores(
                 backend, sub.stores, sub.changelog_topics, max_dirty_per_store=self._max_dirty
             )
-            self._start(task, stores)
+            with self._open_lock:
+                self._start(task, stores)
             to_resume.extend(task.partitions)
             seconds = time.monotonic() - self._restore_started.pop(task_id, time.monotonic())
             last = self._restorer.last_restore(task_id)
@@ -192,13 +220,14 @@ class TaskManager:
         committed). Standbys go on."""
         if self._restorer is not None and self._restoring:
             self._restorer.remove(self._restoring)
-        for task_id in self._restoring:
-            self._backends.pop(task_id).close()
-        self._restoring = set()
-        for task in self.tasks.values():
-            task.close()
-        self.tasks = {}
-        self.by_partition = {}
+        with self._open_lock:
+            for task_id in self._restoring:
+                self._backends.pop(task_id).close()
+            self._restoring = set()
+            for task in self.tasks.values():
+                task.close()
+            self.tasks = {}
+            self.by_partition = {}
 
     def shutdown(self) -> None:
         self.close_active()
@@ -211,11 +240,12 @@ class TaskManager:
     def _wipe_for_restorer(self, task_id: TaskId, reason: str) -> TaskStateBackend:
         """The stored changelog offset of `task_id` is outside its changelog: start afresh."""
         log.warning("task %s: wiping local state and restoring from scratch: %s", task_id, reason)
-        old = self._backends[task_id]
-        old.close()
-        path = self.task_dir(task_id)
-        wipe(path)
-        sub = self._subtopologies[task_id.subtopology]
-        fresh = open_rocksdb(path, [s.name for s in sub.stores])
-        self._backends[task_id] = fresh
-        return fresh
+        with self._open_lock:
+            old = self._backends[task_id]
+            old.close()
+            path = self.task_dir(task_id)
+            wipe(path)
+            sub = self._subtopologies[task_id.subtopology]
+            fresh = open_rocksdb(path, [s.name for s in sub.stores])
+            self._backends[task_id] = fresh
+            return fresh

@@ -48,12 +48,15 @@ from processor.kafka.producer import Headers, OutputProducer, fence_transactiona
 from processor.kafka.settings import settings_for
 from processor.kafka.topic_tail import TopicTail
 from processor.metrics import RestoreSample, WorkerMetrics, WorkerSnapshot
+from processor.query.server import QueryServer, build_app
+from processor.query.source import StoreInfo
 from processor.runtime import warmup
 from processor.runtime.assignment import Assignment, assign_with_standbys
 from processor.runtime.commit import Committer
 from processor.runtime.instance import StateDirLock, resolve_instance_id
 from processor.runtime.internal_topics import prepare_topics
 from processor.runtime.membership import DuplicateWatch, stable_membership
+from processor.runtime.query_source import WorkerQuerySource
 from processor.runtime.status import InstancePhase, InstanceStatus, StatusBoard
 from processor.runtime.task import StreamTask
 from processor.runtime.task_id import TaskId
@@ -136,6 +139,8 @@ class Worker:
         self._committer: Committer | None = None
         self.metrics = WorkerMetrics()
         self.http_port: int | None = None
+        self.endpoint: str | None = None
+        self._http: QueryServer | None = None
         self._status_producer: OutputProducer | None = None
         self._metadata: TopicTail | None = None
         self.board = StatusBoard()
@@ -234,13 +239,7 @@ class Worker:
         )
         self._cleaner = StateCleaner(cfg.app_state_dir, cfg.state_cleanup_delay_ms / 1000)
         if cfg.http_port is not None:
-            self.http_port = self.metrics.serve(cfg.http_host, cfg.http_port)
-            log.info(
-                "worker %s: serving /metrics on http://%s:%d",
-                self.instance_id,
-                cfg.http_host,
-                self.http_port,
-            )
+            self._start_http(cfg)
         self._status_producer = OutputProducer(
             {
                 **common,
@@ -269,6 +268,31 @@ class Worker:
             on_lost=self._on_lost,
         )
         self._transition(WorkerState.WAITING_FOR_MEMBERS)
+
+    def _start_http(self, cfg: WorkerConfig) -> None:
+        stores: dict[str, StoreInfo] = {}
+        for sub in self._subtopologies.values():
+            partitions = sum(1 for t in self._all_tasks if t.subtopology == sub.id)
+            for spec in sub.stores:
+                stores[spec.name] = StoreInfo(spec, sub.id, partitions)
+        app = build_app(
+            WorkerQuerySource(self, stores), token=cfg.http_token, registry=self.metrics.registry
+        )
+        self._http = QueryServer(app, cfg.http_host, cfg.http_port or 0)
+        self.http_port = self._http.port
+        host = cfg.http_host if cfg.http_host not in ("0.0.0.0", "::", "") else socket.getfqdn()
+        self.endpoint = f"http://{host}:{self.http_port}"
+        log.info(
+            "worker %s: serving the query API and /metrics on http://%s:%d (endpoint %s)",
+            self.instance_id,
+            cfg.http_host,
+            self.http_port,
+            self.endpoint,
+        )
+
+    @property
+    def task_manager(self) -> TaskManager | None:
+        return self._tasks
 
     def _warm_up(self) -> None:
         """Restore the tasks this worker will hold before joining a running group; see the
@@ -711,11 +735,7 @@ class Worker:
             phase=phase,
             host=socket.gethostname(),
             pid=os.getpid(),
-            endpoint=(
-                f"http://{self.config.http_host}:{self.http_port}"
-                if self.http_port is not None
-                else None
-            ),
+            endpoint=self.endpoint,
             members=tuple(members),
             active_tasks=tuple(str(t) for t in sorted(tasks.tasks)),
             standby_tasks=tuple(str(t) for t in sorted(tasks.standbys)),
@@ -767,7 +787,9 @@ class Worker:
         if self._metadata is not None:
             self._metadata.close()
             self._metadata = None
-        self.metrics.close()
+        if self._http is not None:
+            self._http.close()
+            self._http = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None

@@ -37,7 +37,7 @@ _ASSIGNMENT = re.compile(
 _STARTED = re.compile(
     r"task (\d+_\d+): state restored in [\d.]+s \((\d+) changelog records read\), processing"
 )
-_METRICS_PORT = re.compile(r"serving /metrics on http://127\.0\.0\.1:(\d+)")
+_METRICS_PORT = re.compile(r"serving the query API and /metrics on http://127\.0\.0\.1:(\d+)")
 
 
 def _tasks(listing: str) -> set[str]:

@@ -53,7 +53,7 @@ def test_defaults() -> None:
     assert cfg.acceptable_recovery_lag == 10_000
     assert cfg.max_warmup_time_ms == 300_000
     assert cfg.state_cleanup_delay_ms == 600_000
-    assert (cfg.http_host, cfg.http_port) == ("127.0.0.1", None)
+    assert (cfg.http_host, cfg.http_port, cfg.http_token) == ("127.0.0.1", 0, None)
     assert dict(cfg.kafka) == {}
 
 

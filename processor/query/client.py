@@ -1,0 +1,365 @@
+"""A client for the query API every worker serves (`processor.query.server`).
+
+Any worker answers for every key: it forwards a request to the instance holding the key's task,
+so a client talks to one worker only. Keys are given as text, the way the API takes them (see
+`GET /v1/stores`: the text itself for a string store, an integer for an int store, a JSON
+document for a JSON store); values come back as the API shows them (JSON for a JSON store,
+text otherwise).
+
+```python
+with QueryClient("http://127.0.0.1:8080", token=None) as client:
+    client.get("counts", "alice")                # the value; KeyError when absent
+    for key, value in client.entries("counts", prefix="a"):
+        ...
+```
+
+`QueryClient.for_application(bootstrap_servers, application_id)` finds a worker from the
+endpoints instances publish on `<application_id>-metadata`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from processor.errors import BrokerError, ProcessorError
+
+__all__ = ["QueryClient", "QueryError", "QueryNotFoundError"]
+
+# The server takes at most this many keys in one POST /v1/stores/{store}/keys and this many
+# entries in one page (processor.query.server.MAX_KEYS and MAX_LIMIT).
+MAX_KEYS_PER_REQUEST = 10_000
+MAX_PAGE_SIZE = 10_000
+# Seconds to wait for an instance found on the metadata topic to answer.
+_PROBE_TIMEOUT = 3.0
+
+
+class QueryError(ProcessorError):
+    """A query failed: the worker answered with an error status (`status`, the server's
+    `detail`), or could not be reached or understood (`status` is None)."""
+
+    def __init__(
+        self, message: str, *, url: str, status: int | None = None, detail: Any = None
+    ) -> None:
+        self.url = url
+        self.status = status
+        self.detail = detail
+        super().__init__(message)
+
+
+class QueryNotFoundError(QueryError, KeyError):
+    """404: the key (or the store) does not exist. A `KeyError` as well as a `QueryError`."""
+
+    def __str__(self) -> str:
+        # KeyError would show the message quoted, as it shows a missing key.
+        return str(self.args[0]) if self.args else ""
+
+
+def _quote_segment(text: str) -> str:
+    """`text` as one path segment. Dots are escaped too: httpx would resolve a key of `.` or
+    `..` as a relative path segment; the server decodes `%2E` back to a dot."""
+    return quote(text, safe="").replace(".", "%2E")
+
+
+def _describe_detail(detail: Any) -> str:
+    """The server's `detail` as one line: a message, or FastAPI's list of validation errors."""
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                where = ".".join(str(p) for p in item.get("loc", ()))
+                parts.append(f"{where}: {item.get('msg', item)}" if where else str(item))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return str(detail)
+
+
+class QueryClient:
+    """A synchronous client of one worker's query API. Not thread-safe beyond what
+    `httpx.Client` is; use one per thread, or share it for simple calls."""
+
+    def __init__(self, url: str, *, token: str | None = None, timeout: float = 10.0) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise QueryError(f"worker URL {url!r} must start with http:// or https://", url=url)
+        self.url = url.rstrip("/")
+        headers = {"accept": "application/json"}
+        if token:
+            headers["authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    # -- finding a worker ----------------------------------------------------------------------
+
+    @classmethod
+    def for_application(
+        cls,
+        bootstrap_servers: str,
+        application_id: str,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        wait: float = 5.0,
+    ) -> QueryClient:
+        """A client of a running worker of `application_id`, found on the compacted topic
+        `<application_id>-metadata` where every instance publishes its status and endpoint.
+
+        Reads the topic from its beginning for up to `wait` seconds. Among the instances that
+        are running and have an endpoint, the most recently updated one that answers is chosen
+        (a killed worker's last status still says running). Raises `QueryError`, naming the
+        topic, when there is none, and `BrokerError` when the cluster cannot be reached."""
+        # Imported here: confluent_kafka is only needed to find a worker, not to query one.
+        from processor.kafka.admin import Admin
+        from processor.kafka.topic_tail import TopicTail
+        from processor.runtime.status import InstancePhase, StatusBoard
+
+        topic = f"{application_id}-metadata"
+        # librdkafka's own log lines would only repeat, on stderr, the error raised here.
+        settings = {"bootstrap.servers": bootstrap_servers, "log_level": "0"}
+        try:
+            partitions = Admin(settings, timeout=max(wait, 1.0)).partition_counts([topic])[topic]
+        except BrokerError as e:
+            raise BrokerError(
+                f"cannot find a worker of application {application_id!r}: reading topic "
+                f"{topic!r} from {bootstrap_servers} failed: {e}"
+            ) from e
+        if partitions is None:
+            raise QueryError(
+                f"topic {topic!r} does not exist on {bootstrap_servers}: no worker of "
+                f"application {application_id!r} has run there (check the application id)",
+                url=bootstrap_servers,
+            )
+        board = StatusBoard()
+
+        def candidates() -> list[str]:
+            running = [
+                s
+                for s in board.statuses.values()
+                if s.phase is InstancePhase.RUNNING and s.endpoint
+            ]
+            running.sort(key=lambda s: s.updated_ms, reverse=True)
+            return [s.endpoint for s in running if s.endpoint]
+
+        tail = TopicTail(
+            {
+                **settings,
+                "group.id": f"{application_id}-query-{uuid.uuid4().hex[:12]}",
+                "client.id": f"{application_id}-query",
+            },
+            topic,
+            partitions,
+        )
+        try:
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                # Once there is a candidate, read on until the topic goes quiet, so that a
+                # later status of the same instance (stopped, moved) is seen too.
+                quiet = 0.2 if candidates() else 0.5
+                records = tail.poll(timeout=min(quiet, max(0.0, deadline - time.monotonic())))
+                for key, value in records:
+                    board.apply(key, value)
+                if not records and candidates():
+                    break
+        finally:
+            tail.close()
+        endpoints = candidates()
+        if not endpoints:
+            known = ", ".join(
+                f"{s.instance_id} ({s.phase.value}, endpoint {s.endpoint or 'none'})"
+                for s in sorted(board.statuses.values(), key=lambda s: s.instance_id)
+            )
+            raise QueryError(
+                f"no running instance of application {application_id!r} has published a query "
+                f"endpoint on topic {topic!r} (read for {wait:g}s; instances: {known or 'none'}); "
+                "start a worker with an --http-port, or pass a worker's URL",
+                url=bootstrap_servers,
+            )
+        problems: list[str] = []
+        for endpoint in endpoints:
+            client = cls(endpoint, token=token, timeout=timeout)
+            try:
+                # A killed worker's endpoint may not even refuse: do not wait long for it.
+                client._request("GET", "/v1/stores", timeout=min(timeout, _PROBE_TIMEOUT))
+            except QueryError as e:
+                client.close()
+                if e.status is not None:
+                    raise  # reachable, but refused: a wrong token, say
+                problems.append(str(e))
+                continue
+            return client
+        raise QueryError(
+            f"no instance of application {application_id!r} published on topic {topic!r} "
+            f"answers: {'; '.join(problems)}",
+            url=bootstrap_servers,
+        )
+
+    # -- requests --------------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """The JSON answer of `method path`; raises QueryNotFoundError on 404, QueryError on
+        any other error status, a transport failure or an answer that is not JSON."""
+        url = self.url + path
+        try:
+            response = self._http.request(
+                method,
+                path,
+                params=params,
+                json=json,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.HTTPError as e:
+            raise QueryError(
+                f"{method} {url} failed: {type(e).__name__}: {e or 'no answer'}", url=url
+            ) from e
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = None
+        if response.status_code == 200 and answer is not None:
+            return answer
+        if response.status_code == 200:
+            raise QueryError(
+                f"{method} {url} answered 200 with a body that is not JSON: "
+                f"{response.text[:200]!r}",
+                url=url,
+                status=200,
+            )
+        detail = answer.get("detail") if isinstance(answer, dict) else None
+        shown = _describe_detail(detail) if detail is not None else response.text[:200]
+        message = f"{method} {url} answered {response.status_code}: {shown}"
+        if response.status_code == 404:
+            raise QueryNotFoundError(message, url=url, status=404, detail=detail)
+        raise QueryError(message, url=url, status=response.status_code, detail=detail)
+
+    def _store_path(self, store: str) -> str:
+        return f"/v1/stores/{_quote_segment(store)}"
+
+    def stores(self) -> list[dict[str, Any]]:
+        """The application's stores: name, partitions, key_format and value_format."""
+        stores: list[dict[str, Any]] = self._request("GET", "/v1/stores")["stores"]
+        return stores
+
+    def get_entry(self, store: str, key: str, *, stale: bool = False) -> dict[str, Any]:
+        """The whole answer for one key: key, value, partition, task, answered_by, role, stale,
+        lag. Raises KeyError (a `QueryNotFoundError`) when the key or the store is absent."""
+        params = {"stale": "true"} if stale else None
+        entry: dict[str, Any] = self._request(
+            "GET", f"{self._store_path(store)}/keys/{_quote_segment(key)}", params=params
+        )
+        return entry
+
+    def get(self, store: str, key: str, *, stale: bool = False) -> Any:
+        """The value of `key` in `store`; raises KeyError when it is absent."""
+        return self.get_entry(store, key, stale=stale)["value"]
+
+    def get_many(self, store: str, keys: Iterable[str], *, stale: bool = False) -> dict[str, Any]:
+        """The values of the keys that are present, by key as given (absent keys are left
+        out). Sent in batches of at most 10,000 keys."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, Any] = {}
+        path = f"{self._store_path(store)}/keys"
+        for start in range(0, len(wanted), MAX_KEYS_PER_REQUEST):
+            batch = wanted[start : start + MAX_KEYS_PER_REQUEST]
+            results = self._request("POST", path, json={"keys": batch, "stale": stale})["results"]
+            if len(results) != len(batch):
+                raise QueryError(
+                    f"POST {self.url}{path} answered {len(results)} results for {len(batch)} keys",
+                    url=self.url + path,
+                    status=200,
+                )
+            for key, result in zip(batch, results, strict=True):
+                if result.get("found"):
+                    found[key] = result.get("value")
+        return found
+
+    def entries(
+        self,
+        store: str,
+        *,
+        prefix: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        stale: bool = False,
+        page_size: int = 1000,
+    ) -> Iterator[tuple[Any, Any]]:
+        """(key, value) of every entry of `store` in key order (the order of the serialized
+        keys), with keys from `start` (inclusive) to `end` (exclusive) and starting with
+        `prefix`, fetched `page_size` at a time, lazily."""
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be 1-{MAX_PAGE_SIZE}, got {page_size}")
+        path = f"{self._store_path(store)}/entries"
+        params: dict[str, Any] = {"limit": page_size}
+        if prefix is not None:
+            params["prefix"] = prefix
+        if start is not None:
+            params["from"] = start
+        if end is not None:
+            params["to"] = end
+        if stale:
+            params["stale"] = "true"
+        after: str | None = None
+        while True:
+            page = self._request(
+                "GET", path, params={**params, "after": after} if after is not None else params
+            )
+            for entry in page["entries"]:
+                yield entry["key"], entry["value"]
+            cursor = page.get("next")
+            if cursor is None:
+                return
+            if after is not None and cursor <= after:
+                raise QueryError(
+                    f"GET {self.url}{path} did not advance: cursor {cursor!r} after {after!r}",
+                    url=self.url + path,
+                    status=200,
+                )
+            after = cursor
+
+    def metadata(self) -> dict[str, Any]:
+        """Instances, their endpoints and their active and standby tasks."""
+        answer: dict[str, Any] = self._request("GET", "/v1/metadata")
+        return answer
+
+    def key_metadata(self, store: str, key: str) -> dict[str, Any]:
+        """Where `key` lives: partition, task, active instance and its endpoint, standbys."""
+        answer: dict[str, Any] = self._request(
+            "GET", f"/v1/metadata/stores/{_quote_segment(store)}/keys/{_quote_segment(key)}"
+        )
+        return answer
+
+    def lag(self) -> dict[str, Any]:
+        """Changelog records behind, per task held by the worker asked."""
+        answer: dict[str, Any] = self._request("GET", "/v1/lag")
+        return answer
+
+    # -- lifetime ----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> QueryClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"QueryClient({self.url!r})"

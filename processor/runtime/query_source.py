@@ -1,0 +1,87 @@
+"""The worker's side of the query API (`processor.query.source.QuerySource`): its stores, the
+current assignment, the endpoints instances publish on the metadata topic, and reads of the
+copies this worker holds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from processor.query.source import LocalRead, Owners, StoreInfo
+from processor.runtime.task_id import TaskId
+from processor.state.backend import TaskStateBackend
+
+if TYPE_CHECKING:
+    from processor.runtime.worker import Worker
+
+
+class WorkerQuerySource:
+    def __init__(self, worker: Worker, stores: Mapping[str, StoreInfo]) -> None:
+        self._worker = worker
+        self._stores = dict(stores)
+
+    @property
+    def instance_id(self) -> str:
+        return self._worker.instance_id
+
+    def stores(self) -> Mapping[str, StoreInfo]:
+        return self._stores
+
+    def owners(self, task: TaskId) -> Owners:
+        assignment = self._worker.assignment
+        if assignment is None:
+            return Owners(None, ())
+        standbys = tuple(sorted(i for i, held in assignment.standby.items() if task in held))
+        return Owners(assignment.active.get(task), standbys)
+
+    def endpoint(self, instance: str) -> str | None:
+        if instance == self._worker.instance_id:
+            return self._worker.endpoint
+        status = self._worker.board.statuses.get(instance)
+        return status.endpoint if status is not None else None
+
+    def instances(self) -> dict[str, dict[str, Any]]:
+        assignment = self._worker.assignment
+        members = sorted(assignment.instances) if assignment is not None else []
+        result: dict[str, dict[str, Any]] = {}
+        for instance in members:
+            assert assignment is not None
+            status = self._worker.board.statuses.get(instance)
+            result[instance] = {
+                "endpoint": self.endpoint(instance),
+                "active_tasks": sorted(str(t) for t in assignment.tasks_of(instance)),
+                "standby_tasks": sorted(
+                    str(t) for t in assignment.standby.get(instance, frozenset())
+                ),
+                "status_updated_ms": status.updated_ms if status is not None else None,
+            }
+        return result
+
+    def read_local(
+        self, task: TaskId, read: Callable[[TaskStateBackend], Any], *, standby: bool
+    ) -> LocalRead | None:
+        tasks = self._worker.task_manager
+        if tasks is None:
+            return None
+        found = tasks.read(task, read, standby=standby)
+        if found is None:
+            return None
+        value, role, lag = found
+        return LocalRead(value, role, lag)
+
+    def lags(self) -> dict[str, dict[str, Any]]:
+        tasks = self._worker.task_manager
+        if tasks is None:
+            return {}
+        result: dict[str, dict[str, Any]] = {
+            str(t): {"role": "active", "state": task.state.value, "lag": 0}
+            for t, task in tasks.tasks.items()
+        }
+        for t, progress in tasks.restore_progress().items():
+            role = "standby" if progress.standby else "active"
+            result[str(t)] = {
+                "role": role,
+                "state": progress.state.value,
+                "lag": progress.remaining,
+            }
+        return result

@@ -188,8 +188,13 @@ def test_exactly_once_counts_are_exact_after_repeated_sigkills(
 
     # The stores agree: read every task's RocksDB on its final owner, after the workers are
     # killed (exactly-once keeps only committed data locally, so a kill loses nothing).
-    time.sleep(1.0)
-    owners = cluster.final_owners()
+    # A worker restarted within the session timeout takes no tasks until its dead predecessor
+    # expires, so wait until every task has an owner again.
+    deadline = time.monotonic() + 30
+    while len(owners := cluster.final_owners()) < 2 * PARTITIONS:
+        assert time.monotonic() < deadline, f"tasks without an owner: {sorted(owners)}"
+        time.sleep(0.2)
+    time.sleep(1.0)  # the owners' first commit after restoring
     cluster.stop_all()
     stored: dict[str, int] = {}
     for task, instance in owners.items():

@@ -3,11 +3,12 @@ moved tasks read before they run again.
 
 Every run uses fresh topics (6 partitions) and a fresh application of worker processes
 (`processor run tests.worker_topologies:keyed_counting`, counting records per key in RocksDB),
-with the scenario code of `tests/integration/failover.py` (`FAST`: 6 s session timeout, 200 ms
-commit interval). The store is first loaded with one record for each of `--keys` keys; then a
-steady load of random existing keys flows at `--rate` records/s while the measured event
-happens. A thread reads the sink (read_committed) all along and notes when each task's outputs
-arrive (task = source partition of the key).
+with the scenario code of `tests/integration/failover.py` and the `FAST` settings of
+`tests/integration/workers.py` (6 s session timeout, 200 ms commit interval). The store is first
+loaded with one record for each of `--keys` keys; then a steady load of random existing keys
+flows at `--rate` records/s while the measured event happens. A thread reads the sink
+(read_committed) all along and notes when each task's outputs arrive (task = source partition
+of the key).
 
 1. Failover, exactly-once, with `--num-standby-replicas 1` and with 0: 3 workers; SIGKILL one
    (`kill_and_watch`). Failover = seconds from the SIGKILL until the bench sees every task's
@@ -59,10 +60,9 @@ from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from processor.testing.broker import LocalBroker
+from bench.stateful_count import broker
 from tests.integration.failover import (
     _STARTED,
-    FAST,
     KeyedLoad,
     kill_and_watch,
     last_assignment,
@@ -71,7 +71,7 @@ from tests.integration.failover import (
     standby_lags,
 )
 from tests.integration.test_state_faults import Latest, count_of
-from tests.integration.workers import PARTITIONS, WorkerProcess
+from tests.integration.workers import PARTITIONS, WorkerProcess, start_worker
 from tests.kafka_helpers import consume, create_topic
 
 TOPOLOGY = "tests.worker_topologies:keyed_counting"
@@ -96,16 +96,6 @@ class BenchFailure(AssertionError):
 
 def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-@contextlib.contextmanager
-def broker() -> Iterator[str]:
-    external = os.environ.get("PROCESSOR_TEST_BOOTSTRAP")
-    if external:
-        yield external
-        return
-    with LocalBroker() as local:
-        yield local.bootstrap_servers
 
 
 def task_of(key: bytes) -> int:
@@ -245,14 +235,13 @@ class Cluster:
         self.workers: dict[str, WorkerProcess] = {}
 
     def start(self, instance: str) -> WorkerProcess:
-        worker = WorkerProcess(
+        worker = start_worker(
             TOPOLOGY,
             bootstrap=self.bootstrap,
-            instance_id=instance,
-            state_dir=self.workdir / "state" / instance,
-            log_dir=self.workdir,
             env=self.env,
-            extra_args=[*FAST, "--http-port", "0", *self.extra],
+            workdir=self.workdir,
+            instance=instance,
+            extra=self.extra,
         )
         self.workers[instance] = worker
         return worker

@@ -1,4 +1,5 @@
-"""Prometheus metrics of one worker, served over HTTP at `/metrics`.
+"""Prometheus metrics of one worker, served at `/metrics` by the worker's HTTP server
+(`processor.query.server` mounts `WorkerMetrics.registry`).
 
 The main loop publishes a `WorkerSnapshot` about once a second (`WorkerMetrics.publish`); a
 scrape renders the latest snapshot. Nothing on the per-record path touches Prometheus: the
@@ -21,16 +22,12 @@ counters are the task's own and are read when the snapshot is taken.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-from processor.errors import ConfigError
 
 __all__ = ["RestoreSample", "WorkerMetrics", "WorkerSnapshot"]
 
@@ -144,26 +141,6 @@ class WorkerMetrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.snapshot = WorkerSnapshot()
         self.registry.register(_SnapshotCollector(self))
-        self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
 
     def publish(self, snapshot: WorkerSnapshot) -> None:
         self.snapshot = snapshot  # one reference swap: a scrape sees one whole snapshot
-
-    def serve(self, host: str, port: int) -> int:
-        """Serve `/metrics` on host:port (0: any free port); returns the port."""
-        try:
-            server, thread = start_http_server(port, addr=host, registry=self.registry)
-        except OSError as e:
-            raise ConfigError(
-                "http_port",
-                f"cannot serve HTTP on {host}:{port}: {e.strerror or e}; choose another port",
-            ) from e
-        self._server, self._thread = server, thread
-        return int(server.server_port)
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None

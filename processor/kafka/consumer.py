@@ -122,10 +122,6 @@ class GroupConsumer:
     def group_metadata(self) -> Any:
         return self._consumer.consumer_group_metadata()
 
-    def committed(self, partitions: Sequence[Partition], timeout: float) -> dict[Partition, int]:
-        result = self._consumer.committed([TopicPartition(t, p) for t, p in partitions], timeout)
-        return {(tp.topic, tp.partition): tp.offset for tp in result}
-
     def close(self) -> None:
         self._consumer.close()
 

@@ -387,24 +387,18 @@ def build_app(
             low = max(low, resume) if low is not None else resume
         all_tasks = [TaskId(info.subtopology, p) for p in range(info.partitions)]
         if scope == "local" or FORWARDED in request.headers:
-            wanted = sorted({TaskId.parse(t) for t in tasks.split(",")}) if tasks else all_tasks
-            return _local_entries(info, store, wanted, low, high, limit, stale)
+            wanted = tasks_of_store(info, store, tasks) if tasks else all_tasks
+            merged, where = _local_raw(info, store, wanted, low, high, limit, stale)
+            return _page(info, merged, limit, where)
         return _fan_out(info, store, all_tasks, low, high, limit, stale)
 
-    def _local_entries(
-        info: StoreInfo,
-        store: str,
-        wanted: list[TaskId],
-        low: bytes | None,
-        high: bytes | None,
-        limit: int,
-        stale: bool,
-    ) -> dict[str, Any]:
+    def tasks_of_store(info: StoreInfo, store: str, listing: str) -> list[TaskId]:
+        """The distinct tasks of a `tasks` parameter ("0_1,0_4"), each one of the store's."""
+        wanted = sorted({TaskId.parse(t) for t in listing.split(",")})
         for task in wanted:
             if task.subtopology != info.subtopology or not 0 <= task.partition < info.partitions:
                 raise HTTPException(400, f"task {task} holds no part of store {store!r}")
-        merged, where = _local_raw(info, store, wanted, low, high, limit, stale)
-        return _page(info, merged, limit, where)
+        return wanted
 
     def _fan_out(
         info: StoreInfo,
@@ -482,11 +476,9 @@ def build_app(
                 raise _Unavailable(str(e.detail)) from None
             return answer
         params: dict[str, Any] = {
-            "scope": "local",
             "tasks": ",".join(map(str, tasks)),
             "limit": limit,
             "stale": stale,
-            "raw": "1",
         }
         if low is not None:
             params["low"] = low.hex()
@@ -546,14 +538,10 @@ def build_app(
     ) -> dict[str, Any]:
         """The part of one instance in a fan-out, as hex bytes (internal)."""
         info = store_info(store)
-        wanted = sorted({TaskId.parse(t) for t in tasks.split(",")})
-        for task in wanted:
-            if task.subtopology != info.subtopology or not 0 <= task.partition < info.partitions:
-                raise HTTPException(400, f"task {task} holds no part of store {store!r}")
         entries_, where = _local_raw(
             info,
             store,
-            wanted,
+            tasks_of_store(info, store, tasks),
             bytes.fromhex(low) if low is not None else None,
             bytes.fromhex(high) if high is not None else None,
             limit,

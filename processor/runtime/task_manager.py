@@ -139,7 +139,8 @@ class TaskManager:
     ) -> tuple[Any, str, int] | None:
         """`read(backend)` on this worker's copy of `task_id` (any thread): the running active
         task's committed state, or a standby's; (result, role, lag) or None: no such copy."""
-        progress = self.restore_progress().get(task_id) if standby else None
+        restorer = self._restorer
+        progress = restorer.progress_of(task_id) if standby and restorer is not None else None
         with self._open_lock:
             task = self.tasks.get(task_id)
             if task is not None and task.state is TaskState.RUNNING and task.stores is not None:
@@ -161,9 +162,6 @@ class TaskManager:
         )
         return backend
 
-    def all_partitions(self) -> list[Partition]:
-        return [p for task in self.tasks.values() for p in task.partitions]
-
     def running_partitions(self) -> list[Partition]:
         return [p for task in self.running() for p in task.partitions]
 
@@ -175,7 +173,7 @@ class TaskManager:
         return sorted(self._restoring)
 
     def poll_restored(self) -> list[Partition]:
-        """Start the tasks whose restore finished; returns their partitions to resume."""
+        """Start the tasks whose restore finished; returns their partitions, to consume."""
         if self._restorer is None:
             return []
         self._restorer.raise_if_failed()

@@ -11,12 +11,12 @@ is up.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 
 from processor.runtime.assignment import Assignment
 from processor.runtime.task_id import TaskId
 
-__all__ = ["held_by", "moving_tasks", "not_caught_up", "stateful_only", "to_prewarm"]
+__all__ = ["held_by", "moving_tasks", "not_caught_up", "to_prewarm"]
 
 
 def held_by(assignment: Assignment, instance: str) -> frozenset[TaskId]:
@@ -53,7 +53,3 @@ def not_caught_up(
         if behind is None or behind > acceptable_recovery_lag:
             waiting.append(task)
     return waiting
-
-
-def stateful_only(tasks: Iterable[TaskId], is_stateful: Callable[[TaskId], bool]) -> set[TaskId]:
-    return {t for t in tasks if is_stateful(t)}

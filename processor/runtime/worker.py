@@ -446,9 +446,10 @@ class Worker:
             self._housekeeping(now)
         if self._snapshot_pending and time.monotonic() >= self._next_snapshot_at:
             self._try_accept_snapshot()
-        consuming = self._tasks.running_partitions()
         restored = self._tasks.poll_restored()
         if restored:
+            joining = set(restored)
+            consuming = [p for p in self._tasks.running_partitions() if p not in joining]
             self._consumer.add(restored, consuming)
         messages = self._consumer.consume(self.config.consume_batch_size, _CONSUME_TIMEOUT_S)
         if messages:

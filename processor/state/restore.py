@@ -288,12 +288,6 @@ class Restorer:
             _log.info("task %s: promoted from standby; reading the changelog tail", task_id)
             self._lock.notify_all()
 
-    def backend(self, task_id: TaskId) -> TaskStateBackend | None:
-        """The backend the restorer writes for `task_id` (after a wipe: the new one)."""
-        with self._lock:
-            task = self._tasks.get(task_id)
-            return task.backend if task is not None else None
-
     def last_restore(self, task_id: TaskId) -> tuple[int, float] | None:
         """(records read, seconds) of `task_id`'s last completed restore, if there was one."""
         with self._lock:
@@ -328,6 +322,12 @@ class Restorer:
         now = time.monotonic()
         with self._lock:
             return {task_id: _progress(task, now) for task_id, task in self._tasks.items()}
+
+    def progress_of(self, task_id: TaskId) -> RestoreProgress | None:
+        """`progress()` of one task (None: not added, or completed)."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+            return _progress(task, time.monotonic()) if task is not None else None
 
     def records_read(self, task_id: TaskId) -> int:
         """Changelog records applied to `task_id`'s stores by this restorer, over all its

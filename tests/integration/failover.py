@@ -21,23 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.workers import WorkerProcess
 
-FAST = [
-    "--kafka",
-    "session.timeout.ms=6000",
-    "--kafka",
-    "heartbeat.interval.ms=500",
-    "--commit-interval-ms",
-    "200",
-]
-SESSION_TIMEOUT_S = 6.0
-
 _ASSIGNMENT = re.compile(
     r"members \[([^\]]*)\]; active tasks \[([^\]]*)\]; standby tasks \[([^\]]*)\]"
 )
 _STARTED = re.compile(
     r"task (\d+_\d+): state restored in [\d.]+s \((\d+) changelog records read\), processing"
 )
-_METRICS_PORT = re.compile(r"serving the query API and /metrics on http://127\.0\.0\.1:(\d+)")
 
 
 def _tasks(listing: str) -> set[str]:
@@ -63,8 +52,7 @@ def last_assignment(worker: WorkerProcess, after: int = 0) -> Held | None:
 
 def metrics(worker: WorkerProcess) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """The worker's /metrics: sample name -> labels -> value."""
-    port = int(_METRICS_PORT.search(worker.log()).group(1))  # type: ignore[union-attr]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+    with urllib.request.urlopen(f"{worker.url()}/metrics", timeout=5) as response:
         text = response.read().decode()
     result: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
     for family in text_string_to_metric_families(text):

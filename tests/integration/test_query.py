@@ -4,7 +4,6 @@ answer, marked stale."""
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -14,12 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.failover import FAST, SESSION_TIMEOUT_S, last_assignment, standby_lags
-from tests.integration.workers import WorkerProcess
+from tests.integration.failover import last_assignment, standby_lags
+from tests.integration.workers import SESSION_TIMEOUT_S, WorkerProcess, start_worker
 from tests.kafka_helpers import produce
 
 TOPOLOGY = "tests.worker_topologies:keyed_counting"
-_URL = re.compile(r"serving the query API and /metrics on (http://127\.0\.0\.1:\d+)")
 STORE = "counts"
 
 
@@ -29,10 +27,6 @@ def started(tmp_path: Path) -> Iterator[dict[str, WorkerProcess]]:
     yield workers
     for worker in workers.values():
         worker.stop_quietly()
-
-
-def url_of(worker: WorkerProcess) -> str:
-    return worker.wait_for_log(_URL.pattern, 60).group(1)
 
 
 def get_many(url: str, keys: list[str], **params: Any) -> list[dict[str, Any]]:
@@ -84,26 +78,32 @@ def wait_until(condition: Any, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
+def start_three(
+    started: dict[str, WorkerProcess], bootstrap: str, topics: dict[str, str], tmp_path: Path
+) -> None:
+    """Workers w0, w1 and w2, each task with one standby."""
+    for instance in ("w0", "w1", "w2"):
+        started[instance] = start_worker(
+            TOPOLOGY,
+            bootstrap=bootstrap,
+            env=topics,
+            workdir=tmp_path,
+            instance=instance,
+            extra=["--num-standby-replicas", "1"],
+        )
+
+
 def test_every_worker_answers_every_key_and_the_whole_store_once(
     kafka_bootstrap: str, topics: dict[str, str], tmp_path: Path, started: dict[str, WorkerProcess]
 ) -> None:
     keys = 100_000
-    for instance in ("w0", "w1", "w2"):
-        started[instance] = WorkerProcess(
-            TOPOLOGY,
-            bootstrap=kafka_bootstrap,
-            instance_id=instance,
-            state_dir=tmp_path / "state" / instance,
-            log_dir=tmp_path,
-            env=topics,
-            extra_args=[*FAST, "--http-port", "0", "--num-standby-replicas", "1"],
-        )
+    start_three(started, kafka_bootstrap, topics, tmp_path)
     # Key k<i> is counted (i % 3) + 1 times.
     records = [(f"k{i}", b"x") for i in range(keys) for _ in range(i % 3 + 1)]
     # Keyed like Kafka's Java producer, which the query API's routing assumes.
     produce(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], records, partitioner="murmur2_random")
     truth = Counter(key for key, _ in records)
-    urls = {instance: url_of(worker) for instance, worker in started.items()}
+    urls = {instance: worker.url() for instance, worker in started.items()}
     names = sorted(truth)
 
     def settled() -> bool:
@@ -142,23 +142,14 @@ def test_during_a_failover_standbys_answer_marked_stale_then_the_new_active_does
     kafka_bootstrap: str, topics: dict[str, str], tmp_path: Path, started: dict[str, WorkerProcess]
 ) -> None:
     keys = 20_000
-    for instance in ("w0", "w1", "w2"):
-        started[instance] = WorkerProcess(
-            TOPOLOGY,
-            bootstrap=kafka_bootstrap,
-            instance_id=instance,
-            state_dir=tmp_path / "state" / instance,
-            log_dir=tmp_path,
-            env=topics,
-            extra_args=[*FAST, "--http-port", "0", "--num-standby-replicas", "1"],
-        )
+    start_three(started, kafka_bootstrap, topics, tmp_path)
     produce(
         kafka_bootstrap,
         topics["TEST_SOURCE_TOPIC"],
         [(f"k{i}", b"x") for i in range(keys)],
         partitioner="murmur2_random",
     )
-    urls = {instance: url_of(worker) for instance, worker in started.items()}
+    urls = {instance: worker.url() for instance, worker in started.items()}
     names = [f"k{i}" for i in range(keys)]
     wait_until(
         lambda: all(r["found"] for r in try_get_many(urls["w0"], names) or [{"found": False}]),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,19 +23,18 @@ from schemathesis import GenerationMode
 
 from processor.cli import main
 from processor.query.client import QueryClient, QueryError
+from processor.query.server import MAX_REQUEST_HEAD_BYTES
 from processor.runtime.status import InstancePhase, InstanceStatus
-from tests.integration.failover import FAST
-from tests.integration.workers import WorkerProcess
+from tests.integration.workers import WorkerProcess, start_worker
 from tests.kafka_helpers import create_topic, produce
 
 TOPOLOGY = "tests.worker_topologies:keyed_counting"
 KEYS = 60
 STORE = "counts"
 TOKEN = "fuzz-secret"
-_SERVING = re.compile(r"serving the query API and /metrics on (http://127\.0\.0\.1:\d+)")
 # uvicorn (h11) drops the connection, with no response, when a request's head arrives in parts
 # adding up to more than this; only oversized invalid requests come near it.
-_MAX_HEAD = 16 * 1024
+_MAX_HEAD = MAX_REQUEST_HEAD_BYTES
 
 
 def _status(instance: str, phase: InstancePhase, endpoint: str) -> bytes:
@@ -71,17 +69,11 @@ def _start(
     *extra: str,
 ) -> str:
     """Start a worker serving the query API on a free port; returns its URL."""
-    worker = WorkerProcess(
-        TOPOLOGY,
-        bootstrap=bootstrap,
-        instance_id=instance,
-        state_dir=tmp_path / "state" / instance,
-        log_dir=tmp_path,
-        env=topics,
-        extra_args=[*FAST, "--http-port", "0", *extra],
+    worker = start_worker(
+        TOPOLOGY, bootstrap=bootstrap, env=topics, workdir=tmp_path, instance=instance, extra=extra
     )
     workers.append(worker)
-    return worker.wait_for_log(_SERVING.pattern, timeout=30).group(1)
+    return worker.url(timeout=30)
 
 
 def _wait_for(what: str, timeout: float, attempt: Callable[[], bool]) -> None:

@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 
 from tests.integration.failover import (
-    FAST,
-    SESSION_TIMEOUT_S,
     KeyedLoad,
     kill_and_watch,
     last_assignment,
@@ -22,7 +20,7 @@ from tests.integration.failover import (
     standby_lags,
 )
 from tests.integration.test_state_faults import Latest, count_of
-from tests.integration.workers import WorkerProcess
+from tests.integration.workers import SESSION_TIMEOUT_S, WorkerProcess, start_worker
 
 TOPOLOGY = "tests.worker_topologies:keyed_counting"
 
@@ -45,14 +43,8 @@ def start(
     instance: str,
     *extra: str,
 ) -> WorkerProcess:
-    worker = WorkerProcess(
-        TOPOLOGY,
-        bootstrap=bootstrap,
-        instance_id=instance,
-        state_dir=tmp_path / "state" / instance,
-        log_dir=tmp_path,
-        env=topics,
-        extra_args=[*FAST, "--http-port", "0", *extra],
+    worker = start_worker(
+        TOPOLOGY, bootstrap=bootstrap, env=topics, workdir=tmp_path, instance=instance, extra=extra
     )
     workers[instance] = worker
     return worker

@@ -18,17 +18,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from processor.state.rocksdb import open_rocksdb
-from tests.integration.workers import PARTITIONS, WorkerProcess
+from tests.integration.workers import FAST, PARTITIONS, WorkerProcess
 from tests.kafka_helpers import produce
-
-FAST = [
-    "--kafka",
-    "session.timeout.ms=6000",
-    "--kafka",
-    "heartbeat.interval.ms=500",
-    "--commit-interval-ms",
-    "200",
-]
 
 
 class Latest:

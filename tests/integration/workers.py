@@ -8,11 +8,24 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 # Every worker test reads a 6-partition source and writes a 6-partition sink.
 PARTITIONS = 6
+# Fast failure detection and frequent commits, for the fault tests.
+FAST = [
+    "--kafka",
+    "session.timeout.ms=6000",
+    "--kafka",
+    "heartbeat.interval.ms=500",
+    "--commit-interval-ms",
+    "200",
+]
+SESSION_TIMEOUT_S = 6.0
+# The line a worker logs once its query API and /metrics listen.
+SERVING = re.compile(r"serving the query API and /metrics on (http://127\.0\.0\.1:\d+)")
 
 
 class WorkerProcess:
@@ -57,6 +70,10 @@ class WorkerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def url(self, timeout: float = 60.0) -> str:
+        """Where the worker serves its query API and /metrics."""
+        return self.wait_for_log(SERVING.pattern, timeout).group(1)
+
     def wait_for_log(self, pattern: str, timeout: float, *, after: int = 0) -> re.Match[str]:
         """Wait until the log (from character `after`) matches `pattern`."""
         deadline = time.monotonic() + timeout
@@ -97,3 +114,25 @@ class WorkerProcess:
             self.process.kill()
             self.process.wait(10)
         self._log.close()
+
+
+def start_worker(
+    topology: str,
+    *,
+    bootstrap: str,
+    env: dict[str, str],
+    workdir: Path,
+    instance: str,
+    extra: Sequence[str] = (),
+) -> WorkerProcess:
+    """A worker with the `FAST` settings and its query API on a free port, its state under
+    `workdir/state/<instance>` and its log in `workdir`."""
+    return WorkerProcess(
+        topology,
+        bootstrap=bootstrap,
+        instance_id=instance,
+        state_dir=workdir / "state" / instance,
+        log_dir=workdir,
+        env=env,
+        extra_args=[*FAST, "--http-port", "0", *extra],
+    )

@@ -1,15 +1,51 @@
-"""`processor.metrics`: a worker's snapshot served as Prometheus text over HTTP."""
+"""`processor.metrics`: a worker's snapshot served as Prometheus text over HTTP, at `/metrics`
+of the worker's HTTP server."""
 
 from __future__ import annotations
 
 import socket
 import urllib.request
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from processor.errors import ConfigError
 from processor.metrics import RestoreSample, WorkerMetrics, WorkerSnapshot
+from processor.query.server import QueryServer, build_app
+from processor.query.source import Owners, StoreInfo
+from processor.runtime.task_id import TaskId
+
+
+class NoStores:
+    """A worker with nothing to query: only its metrics matter here."""
+
+    instance_id = "w1"
+
+    def stores(self) -> Mapping[str, StoreInfo]:
+        return {}
+
+    def owners(self, task: TaskId) -> Owners:
+        return Owners(None, ())
+
+    def endpoint(self, instance: str) -> str | None:
+        return None
+
+    def instances(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+    def read_local(self, task: TaskId, read: Any, *, standby: bool) -> None:
+        return None
+
+    def lags(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+
+def _serve(metrics: WorkerMetrics, port: int = 0) -> QueryServer:
+    return QueryServer(
+        build_app(NoStores(), token=None, registry=metrics.registry), "127.0.0.1", port
+    )
 
 
 def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -24,7 +60,7 @@ def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def test_the_latest_snapshot_is_served() -> None:
     metrics = WorkerMetrics()
-    port = metrics.serve("127.0.0.1", 0)
+    server = _serve(metrics)
     try:
         metrics.publish(
             WorkerSnapshot(
@@ -41,9 +77,9 @@ def test_the_latest_snapshot_is_served() -> None:
                 state_dirs_deleted=2,
             )
         )
-        samples = _scrape(port)
+        samples = _scrape(server.port)
     finally:
-        metrics.close()
+        server.close()
 
     assert samples[("processor_worker_info", (("instance", "w1"), ("state", "running")))] == 1
     assert samples[("processor_records_processed_total", (("task", "0_1"),))] == 42
@@ -65,4 +101,4 @@ def test_a_port_in_use_is_a_config_error_naming_the_setting() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=rf"http_port.*127\.0\.0\.1:{port}"):
-            WorkerMetrics().serve("127.0.0.1", port)
+            _serve(WorkerMetrics(), port)

@@ -88,10 +88,11 @@ class Cluster:
         return self.state_dir(instance_id) / self.env["PROCESSOR_APPLICATION_ID"] / task
 
     def final_owners(self) -> dict[str, str]:
-        """Task -> instance, from each live worker's last accepted assignment."""
+        """Task -> instance, from each live worker's last accepted assignment (a worker that has
+        accepted none yet owns nothing)."""
         owners: dict[str, str] = {}
         for instance, worker in self.workers.items():
-            lines = re.findall(r"; active tasks \[([^\]]*)\]", worker.log())
+            lines = re.findall(r"; active tasks \[([^\]]*)\]", worker.log()) or [""]
             for task in filter(None, lines[-1].split(", ")):
                 owners[task] = instance
         return owners

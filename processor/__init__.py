@@ -5,17 +5,22 @@ Declare a `Topology` in a module, run it with `processor run MODULE`.
 
 from processor import serdes
 from processor.dsl import GroupedStream, Stream, Table, Topology
-from processor.errors import ProcessorError
+from processor.errors import ProcessorError, TransientError
 from processor.state.restore import RestoreListener
 from processor.topology.context import ProcessorContext
+from processor.topology.handling import ErrorHandler
+from processor.topology.retry import Retry
 
 __all__ = [
+    "ErrorHandler",
     "GroupedStream",
     "ProcessorContext",
     "ProcessorError",
     "RestoreListener",
+    "Retry",
     "Stream",
     "Table",
     "Topology",
+    "TransientError",
     "serdes",
 ]

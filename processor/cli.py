@@ -65,6 +65,29 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--http-token", dest="http_token", help="require 'Authorization: Bearer TOKEN'"
     )
+    for stage in ("deserialization", "processing", "production"):
+        run.add_argument(
+            f"--{stage}-error-handler",
+            dest=f"{stage}_error_handler",
+            help="fail (default), skip or dead_letter",
+        )
+    run.add_argument(
+        "--dead-letter-topic",
+        dest="dead_letter_topic",
+        help="default: <application_id>-dead-letters",
+    )
+    run.add_argument(
+        "--processing-retry-attempts",
+        dest="processing_retry_attempts",
+        help="retries of a user function raising TransientError (default 3)",
+    )
+    run.add_argument("--processing-retry-backoff-ms", dest="processing_retry_backoff_ms")
+    run.add_argument("--processing-retry-max-backoff-ms", dest="processing_retry_max_backoff_ms")
+    run.add_argument(
+        "--startup-timeout-ms",
+        dest="startup_timeout_ms",
+        help="how long startup checks wait for the broker before failing (default 30000)",
+    )
     run.add_argument(
         "--kafka", action="append", default=[], metavar="KEY=VALUE", help="a librdkafka setting"
     )
@@ -112,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from processor.runtime import preflight
     from processor.runtime.worker import Worker
 
     topology = load_topology(args.topology)
@@ -122,7 +146,10 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     )
     if args.workers < 1:
         raise ConfigError("workers", f"must be at least 1, got {args.workers}")
+    # librdkafka's objections before anything starts (no network; the worker checks again).
+    preflight.check_settings(cfg)
     if args.workers > 1:
+        preflight.check_cluster(cfg)  # one line here, not one per child and a supervisor's
         from processor.runtime.supervisor import child_arguments, supervise
 
         base = _without_options(

@@ -19,12 +19,21 @@
 | http_host | --http-host | PROCESSOR_HTTP_HOST | 127.0.0.1 |
 | http_port | --http-port | PROCESSOR_HTTP_PORT | 0 (any free port); empty: no HTTP server |
 | http_token | --http-token | PROCESSOR_HTTP_TOKEN | none (no authentication) |
+| deserialization_error_handler | --deserialization-error-handler | PROCESSOR_DESER... | fail |
+| processing_error_handler | --processing-error-handler | PROCESSOR_PROCESSING_ERR... | fail |
+| production_error_handler | --production-error-handler | PROCESSOR_PRODUCTION_ERR... | fail |
+| dead_letter_topic | --dead-letter-topic | PROCESSOR_DEAD_LETTER_TOPIC | `<app id>-dead-letters` |
+| processing_retry_attempts | --processing-retry-attempts | PROCESSOR_PROCESSING_RE... | 3 |
+| processing_retry_backoff_ms | --processing-retry-backoff-ms | PROCESSOR_PROCESSING_RE... | 100 |
+| processing_retry_max_backoff_ms | --processing-retry-max-backoff-ms | PROCESSOR_PROC... | 1000 |
+| startup_timeout_ms | --startup-timeout-ms | PROCESSOR_STARTUP_TIMEOUT_MS | 30000 |
 | kafka (librdkafka settings) | --kafka KEY=VALUE | PROCESSOR_KAFKA_<KEY> (`_` for `.`) | none |
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -32,6 +41,7 @@ from enum import Enum
 from pathlib import Path
 
 from processor.errors import ConfigError
+from processor.topology.handling import ErrorHandler
 
 
 class ProcessingGuarantee(Enum):
@@ -51,6 +61,26 @@ RESERVED_KAFKA_SETTINGS = {
     "isolation.level": "processing_guarantee",
     "bootstrap.servers": "bootstrap_servers",
 }
+
+
+# The security protocols librdkafka accepts as a `PROTOCOL://` prefix of a bootstrap address.
+_BOOTSTRAP_PROTOCOLS = ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl")
+_ADDRESS = re.compile(r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
+
+
+def _bootstrap_problem(servers: str) -> str | None:
+    """What makes `servers` no list of `HOST[:PORT]` librdkafka can use, or None."""
+    example = "give HOST:PORT pairs separated by commas, e.g. broker1:9092,broker2:9092"
+    for entry in filter(None, (e.strip() for e in servers.split(","))):
+        scheme, sep, address = entry.rpartition("://")
+        if sep and scheme.lower() not in _BOOTSTRAP_PROTOCOLS:
+            return f"{entry!r} is not HOST:PORT; write it without {scheme}://, as {address!r}"
+        if address.count(":") > 1 and not address.startswith("["):
+            continue  # a bare IPv6 address: librdkafka's to judge
+        match = _ADDRESS.fullmatch(address)
+        if not match or not 0 < int(match["port"] or 9092) < 65536:
+            return f"{entry!r} is not HOST:PORT; {example}"
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +116,25 @@ class WorkerConfig:
     http_host: str = "127.0.0.1"
     http_port: int | None = 0
     http_token: str | None = None
+    # What happens to a record that cannot be deserialized (or lacks a key a keyed operator
+    # needs), whose user function raises, or whose output the broker refuses: fail (stop, the
+    # offset uncommitted), skip (log line + metric) or dead_letter (to `dead_letter_topic`,
+    # default `<application_id>-dead-letters`, with headers naming the error and the origin).
+    deserialization_error_handler: ErrorHandler = ErrorHandler.FAIL
+    processing_error_handler: ErrorHandler = ErrorHandler.FAIL
+    production_error_handler: ErrorHandler = ErrorHandler.FAIL
+    dead_letter_topic: str | None = None
+    # A user function raising processor.TransientError is called again this many times,
+    # waiting backoff_ms, doubling up to max_backoff_ms, before the processing handler sees it.
+    processing_retry_attempts: int = 3
+    processing_retry_backoff_ms: int = 100
+    processing_retry_max_backoff_ms: int = 1000
+    # Startup checks (processor.runtime.preflight) wait this long for a broker to answer, and
+    # under exactly_once for the first transaction to initialise, then fail naming the cause.
+    # 30 s like Quix Streams' request_timeout and the Java clients' request.timeout.ms: a broker
+    # started alongside the workers (docker compose) is up by then, and a wrong address shows
+    # within half a minute instead of hanging.
+    startup_timeout_ms: int = 30_000
     kafka: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -93,6 +142,13 @@ class WorkerConfig:
             raise ConfigError(
                 "bootstrap_servers",
                 "is missing; pass --bootstrap-servers HOST:PORT or set PROCESSOR_BOOTSTRAP_SERVERS",
+            )
+        bootstrap_problem = _bootstrap_problem(self.bootstrap_servers)
+        if bootstrap_problem:
+            raise ConfigError("bootstrap_servers", bootstrap_problem)
+        if self.startup_timeout_ms <= 0:
+            raise ConfigError(
+                "startup_timeout_ms", f"must be positive, got {self.startup_timeout_ms}"
             )
         if not self.application_id or not all(
             (c.isascii() and c.isalnum()) or c in "._-" for c in self.application_id
@@ -119,9 +175,23 @@ class WorkerConfig:
             "acceptable_recovery_lag",
             "max_warmup_time_ms",
             "state_cleanup_delay_ms",
+            "processing_retry_attempts",
+            "processing_retry_backoff_ms",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be 0 or more, got {getattr(self, name)}")
+        if self.processing_retry_max_backoff_ms < self.processing_retry_backoff_ms:
+            raise ConfigError(
+                "processing_retry_max_backoff_ms",
+                f"must be at least processing_retry_backoff_ms ({self.processing_retry_backoff_ms})"
+                f", got {self.processing_retry_max_backoff_ms}",
+            )
+        if self.dead_letter_topic is not None and not _is_topic_name(self.dead_letter_topic):
+            raise ConfigError(
+                "dead_letter_topic",
+                f"{self.dead_letter_topic!r} is not a valid topic name (1-249 of ASCII letters, "
+                "digits, '.', '_' and '-')",
+            )
         if self.http_token is not None and (
             not self.http_token.strip() or any(c.isspace() for c in self.http_token)
         ):
@@ -155,6 +225,11 @@ class WorkerConfig:
         return f"{self.application_id}-coordination"
 
     @property
+    def dead_letters(self) -> str:
+        """The dead-letter topic."""
+        return self.dead_letter_topic or f"{self.application_id}-dead-letters"
+
+    @property
     def metadata_topic(self) -> str:
         return f"{self.application_id}-metadata"
 
@@ -169,6 +244,14 @@ KAFKA_ENV_PREFIX = "PROCESSOR_KAFKA_"
 # `PROCESSOR_*` variables read elsewhere: the CLI's log level, the test broker's jar cache and
 # the test suite's broker address. They are neither settings nor librdkafka settings.
 OTHER_ENVIRONMENT = {"PROCESSOR_LOG_LEVEL", "PROCESSOR_KAFKA_CACHE", "PROCESSOR_TEST_BOOTSTRAP"}
+
+
+def _is_topic_name(name: str) -> bool:
+    return (
+        0 < len(name) < 250
+        and name not in (".", "..")
+        and all((c.isascii() and c.isalnum()) or c in "._-" for c in name)
+    )
 
 
 def _parse_bool(setting: str, text: str) -> bool:
@@ -256,7 +339,13 @@ def load(
         ("max_warmup_time_ms", int),
         ("state_cleanup_delay_ms", int),
         ("http_port", int),
+        ("startup_timeout_ms", int),
+        ("processing_retry_attempts", int),
+        ("processing_retry_backoff_ms", int),
+        ("processing_retry_max_backoff_ms", int),
     ):
+        if setting == "http_port" and raw.get(setting, "").strip().lower() in ("off", "none"):
+            continue  # no HTTP server, set below
         if setting in raw and raw[setting].strip():
             kwargs[setting] = _parse_number(setting, raw[setting], kind)
     if "http_port" in raw and raw["http_port"].strip().lower() in ("", "off", "none"):
@@ -265,6 +354,18 @@ def load(
         kwargs["http_token"] = raw["http_token"]
     if "http_host" in raw:
         kwargs["http_host"] = raw["http_host"]
+    for setting in (
+        "deserialization_error_handler",
+        "processing_error_handler",
+        "production_error_handler",
+    ):
+        if raw.get(setting, "").strip():
+            try:
+                kwargs[setting] = ErrorHandler.parse(raw[setting])
+            except ValueError as e:
+                raise ConfigError(setting, str(e)) from None
+    if raw.get("dead_letter_topic", "").strip():
+        kwargs["dead_letter_topic"] = raw["dead_letter_topic"].strip()
     if "static_membership" in raw:
         kwargs["static_membership"] = _parse_bool("static_membership", raw["static_membership"])
     return WorkerConfig(**kwargs)  # type: ignore[arg-type]

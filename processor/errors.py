@@ -10,7 +10,10 @@ ProcessorError
 ├── TopicError                  a topic is missing or is not what we need (names the topic)
 ├── BrokerError                 the broker cannot be reached or refused a request
 ├── RecordError                 one record could not be processed (names topic, partition, offset)
+│   ├── DeserializationError    its key or value cannot be read, or it lacks a key it needs
 │   └── ProductionError         a record could not be produced (names the target topic)
+├── RecordRejectedError         the producer refused an output at once (too large, no topic)
+├── TransientError              raised by user code: retry this call (see `processor.Retry`)
 └── StateError                  a task's local state cannot be used (closed, unreadable, in use)
     ├── StoreCorruptedError     a task's state directory cannot be opened (names it and the cause)
     ├── StoreLockedError        another process or backend holds a task's state directory open
@@ -103,6 +106,27 @@ class RecordError(ProcessorError):
         self.offset = offset
         self.problem = problem
         super().__init__(f"record {topic}[{partition}]@{offset}: {problem}")
+
+
+class DeserializationError(RecordError):
+    """A record's key or value cannot be deserialized, or a keyed operator got a null key."""
+
+
+class RecordRejectedError(ProcessorError):
+    """The producer refused one output record when it was handed over (larger than the
+    producer's message.max.bytes, topic unknown to the cluster)."""
+
+    def __init__(self, target_topic: str, problem: str) -> None:
+        self.target_topic = target_topic
+        self.problem = problem
+        super().__init__(f"producing to {target_topic!r} failed: {problem}")
+
+
+class TransientError(ProcessorError):
+    """Raise it (or a subclass) from a user function to have the call retried with backoff
+    (`processing_retry_*` settings, or the operator's `retry=Retry(...)`) before the
+    processing error handler sees the error. Chain the real cause: `raise TransientError(
+    "lookup timed out") from e`."""
 
 
 class ProductionError(RecordError):

@@ -9,6 +9,7 @@ counters are the task's own and are read when the snapshot is taken.
 | --- | --- | --- |
 | processor_worker_info | instance, state | 1, with the worker's lifecycle state |
 | processor_records_processed_total | task | input records processed by the active task here |
+| processor_records_total | outcome, reason | input records by committed outcome (see below) |
 | processor_tasks | kind (active, restoring, standby) | tasks of each kind here |
 | processor_restore_records_total | task, kind (active, standby) | changelog records applied |
 | processor_restore_remaining_records | task, kind | records left to read (standby: its lag) |
@@ -18,6 +19,11 @@ counters are the task's own and are read when the snapshot is taken.
 | processor_rebalances_total | | group generations accepted |
 | processor_commits_total | | commits |
 | processor_state_dirs_deleted_total | | task directories the state cleaner deleted |
+
+`processor_records_total` counts every input record once its outcome is committed: `output`
+(it wrote to a sink or a store), `filtered` (the topology dropped it), `skipped` or
+`dead_lettered` (by an error handler; `reason` names the stage that failed: deserialization,
+processing or production).
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ class WorkerSnapshot:
     rebalances: int = 0
     commits: int = 0
     state_dirs_deleted: int = 0
+    # (outcome, reason) -> input records whose outcome is committed
+    outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class _SnapshotCollector(Collector):
@@ -78,6 +86,15 @@ class _SnapshotCollector(Collector):
         for task, count in sorted(s.processed.items()):
             processed.add_metric([task], count)
         yield processed
+        outcomes = CounterMetricFamily(
+            "processor_records",
+            "Input records by committed outcome (output, filtered, skipped, dead_lettered) and "
+            "reason (the stage that failed: deserialization, processing, production)",
+            labels=["outcome", "reason"],
+        )
+        for (outcome, reason), count in sorted(s.outcomes.items()):
+            outcomes.add_metric([outcome, reason], count)
+        yield outcomes
         tasks = GaugeMetricFamily("processor_tasks", "Tasks here by kind", labels=["kind"])
         tasks.add_metric(["active"], s.active)
         tasks.add_metric(["restoring"], s.restoring)

@@ -23,6 +23,7 @@ class ConsumedRecord:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
 def _admin(bootstrap: str) -> AdminClient:
@@ -96,7 +97,12 @@ def produce(
 
 
 def consume(
-    bootstrap: str, topic: str, count: int, *, timeout: float = 30.0
+    bootstrap: str,
+    topic: str,
+    count: int,
+    *,
+    timeout: float = 30.0,
+    read_committed: bool = False,
 ) -> list[ConsumedRecord]:
     """Read `count` records of `topic` from the start of every partition, without a group."""
     consumer = Consumer(
@@ -105,6 +111,7 @@ def consume(
             "group.id": "kafka-helpers-unused",
             "enable.auto.commit": False,
             "enable.partition.eof": False,
+            "isolation.level": "read_committed" if read_committed else "read_uncommitted",
         }
     )
     try:
@@ -129,6 +136,7 @@ def consume(
                     offset=offset,
                     key=message.key(),
                     value=message.value(),
+                    headers=tuple(message.headers() or ()),
                 )
             )
         if len(records) < count:

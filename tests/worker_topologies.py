@@ -3,8 +3,9 @@ environment, so each test uses its own topics."""
 
 import logging
 import os
+from collections import Counter
 
-from processor import Topology, serdes
+from processor import Topology, TransientError, serdes
 
 SOURCE = os.environ.get("TEST_SOURCE_TOPIC", "test-source")
 SECOND_SOURCE = os.environ.get("TEST_SECOND_SOURCE_TOPIC", "test-source-2")
@@ -73,3 +74,39 @@ keyed_counting = Topology("keyed_counting")
     .to(SINK, value_serde=serdes.IntSerde())
 )
 keyed_counting.on_restore(LoggingRestoreListener())
+
+
+# Keeps records whose JSON value is an object with an integer "n" not divisible by 3, and counts
+# them per key. A value that is not JSON fails to deserialize; JSON that is not such an object
+# makes the filter raise; a record without a key reaches the count without the key it needs.
+validating = Topology("validating")
+(
+    validating.stream(SOURCE, key_serde=serdes.StringSerde(), value_serde=serdes.JsonSerde())
+    .filter(lambda _key, value: value["n"] % 3 != 0, name="n-not-divisible-by-3")
+    .group_by_key()
+    .count(name="counts")
+    .to_stream()
+    .to(SINK, value_serde=serdes.IntSerde())
+)
+
+# A user function that fails: keys ending in "t" raise TransientError on the first two calls
+# for a record (then succeed), keys ending in "x" always raise ValueError.
+_calls: Counter[tuple[str, str]] = Counter()
+
+
+def _flaky(key: str, value: str) -> tuple[str, str]:
+    if key.endswith("x"):
+        raise ValueError(f"cannot handle key {key!r}")
+    if key.endswith("t"):
+        _calls[(key, value)] += 1
+        if _calls[(key, value)] <= 2:
+            raise TransientError(f"lookup for {key!r} timed out")
+    return key, value.upper()
+
+
+flaky = Topology("flaky")
+(
+    flaky.stream(SOURCE, key_serde=serdes.StringSerde(), value_serde=serdes.StringSerde())
+    .map(_flaky, name="lookup")
+    .to(SINK)
+)

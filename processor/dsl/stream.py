@@ -1,7 +1,11 @@
 """`Stream`: a sequence of keyed records, transformed by chaining operators.
 
 Functions receive `(key, value)` like Kafka Streams' operators, except `map_values` and
-`flat_map_values`, which receive the value alone.
+`flat_map_values`, which receive the value alone. A function that raises
+`processor.TransientError` is called again with backoff (the `processing_retry_*` settings, or
+the operator's own `retry=Retry(...)`, which may also name other exception types to retry);
+other exceptions, and transient ones once the retries are used up, go to the
+processing_error_handler.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from processor.errors import TopologyError
 from processor.serdes import Serde
 from processor.topology.graph import OperatorKind, OperatorNode, SinkNode, SourceNode
+from processor.topology.retry import Retry
 
 if TYPE_CHECKING:
     from processor.dsl.table import GroupedStream
@@ -51,10 +56,11 @@ class Stream:
         function: Callable[..., Any] | None,
         name: str | None,
         parents: tuple[str, ...] | None = None,
+        retry: Retry | None = None,
     ) -> Stream:
         node_name = self._topology._name_node(kind.value, name)
         self._topology._graph.add(
-            OperatorNode(node_name, kind, parents or (self._node,), function=function)
+            OperatorNode(node_name, kind, parents or (self._node,), function=function, retry=retry)
         )
         changes_keys = kind in (OperatorKind.MAP, OperatorKind.FLAT_MAP)
         return Stream(
@@ -65,39 +71,71 @@ class Stream:
             key_changed=self.key_changed or changes_keys,
         )
 
-    def filter(self, predicate: Callable[[Any, Any], bool], *, name: str | None = None) -> Stream:
+    def filter(
+        self,
+        predicate: Callable[[Any, Any], bool],
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
+    ) -> Stream:
         """Keep the records for which `predicate(key, value)` is true."""
-        return self._then(OperatorKind.FILTER, predicate, name)
+        return self._then(OperatorKind.FILTER, predicate, name, retry=retry)
 
     def filter_not(
-        self, predicate: Callable[[Any, Any], bool], *, name: str | None = None
+        self,
+        predicate: Callable[[Any, Any], bool],
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
     ) -> Stream:
         """Drop the records for which `predicate(key, value)` is true."""
-        return self._then(OperatorKind.FILTER_NOT, predicate, name)
+        return self._then(OperatorKind.FILTER_NOT, predicate, name, retry=retry)
 
-    def map(self, mapper: Callable[[Any, Any], KeyValue], *, name: str | None = None) -> Stream:
+    def map(
+        self,
+        mapper: Callable[[Any, Any], KeyValue],
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
+    ) -> Stream:
         """Replace each record by `mapper(key, value) -> (new_key, new_value)`."""
-        return self._then(OperatorKind.MAP, mapper, name)
+        return self._then(OperatorKind.MAP, mapper, name, retry=retry)
 
-    def map_values(self, mapper: Callable[[Any], Any], *, name: str | None = None) -> Stream:
+    def map_values(
+        self, mapper: Callable[[Any], Any], *, name: str | None = None, retry: Retry | None = None
+    ) -> Stream:
         """Replace each value by `mapper(value)`; the key stays."""
-        return self._then(OperatorKind.MAP_VALUES, mapper, name)
+        return self._then(OperatorKind.MAP_VALUES, mapper, name, retry=retry)
 
     def flat_map(
-        self, mapper: Callable[[Any, Any], Iterable[KeyValue]], *, name: str | None = None
+        self,
+        mapper: Callable[[Any, Any], Iterable[KeyValue]],
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
     ) -> Stream:
         """Replace each record by the `(key, value)` pairs that `mapper(key, value)` yields."""
-        return self._then(OperatorKind.FLAT_MAP, mapper, name)
+        return self._then(OperatorKind.FLAT_MAP, mapper, name, retry=retry)
 
     def flat_map_values(
-        self, mapper: Callable[[Any], Iterable[Any]], *, name: str | None = None
+        self,
+        mapper: Callable[[Any], Iterable[Any]],
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
     ) -> Stream:
         """Replace each record by one record per value `mapper(value)` yields, with the same key."""
-        return self._then(OperatorKind.FLAT_MAP_VALUES, mapper, name)
+        return self._then(OperatorKind.FLAT_MAP_VALUES, mapper, name, retry=retry)
 
-    def peek(self, action: Callable[[Any, Any], None], *, name: str | None = None) -> Stream:
+    def peek(
+        self,
+        action: Callable[[Any, Any], None],
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
+    ) -> Stream:
         """Call `action(key, value)` for each record and pass the record on unchanged."""
-        return self._then(OperatorKind.PEEK, action, name)
+        return self._then(OperatorKind.PEEK, action, name, retry=retry)
 
     def merge(self, other: Stream, *, name: str | None = None) -> Stream:
         """One stream holding the records of both; their sources become one sub-topology."""
@@ -219,6 +257,7 @@ class Stream:
         key_serde: Serde[Any] | None = None,
         value_serde: Serde[Any] | None = None,
         name: str | None = None,
+        retry: Retry | None = None,
     ) -> Stream:
         """Call `function(context, key, value)` for each record: `context.store(name)` gives the
         declared `stores`, `context.forward(key, value)` emits downstream (zero or more times),
@@ -232,6 +271,7 @@ class Stream:
                 (self._node,),
                 function=function,
                 stores=tuple(stores),
+                retry=retry,
             )
         )
         return Stream(

@@ -15,7 +15,17 @@ from processor.topology.graph import (
     SourceNode,
     StoreSpec,
 )
+from processor.topology.handling import ErrorHandler
 from processor.topology.subtopology import SubTopology, build_subtopologies
+
+
+def _handler(topic: str, handler: ErrorHandler | str | None) -> ErrorHandler | None:
+    if handler is None or isinstance(handler, ErrorHandler):
+        return handler
+    try:
+        return ErrorHandler.parse(handler)
+    except ValueError as e:
+        raise TopologyError(f"source {topic!r}: on_deserialization_error {e}") from None
 
 
 def _check_name(what: str, name: str) -> None:
@@ -73,14 +83,18 @@ class Topology:
         key_serde: Serde[Any] | None = None,
         value_serde: Serde[Any] | None = None,
         name: str | None = None,
+        on_deserialization_error: ErrorHandler | str | None = None,
     ) -> Stream:
-        """The records of `topic`; keys and values are bytes unless serdes are given."""
+        """The records of `topic`; keys and values are bytes unless serdes are given.
+        `on_deserialization_error` (fail, skip or dead_letter) overrides the application's
+        deserialization_error_handler for this topic."""
         if any(s.topic == topic for s in self._graph.sources()):
             raise TopologyError(f"topic {topic!r} is already a source of this topology")
+        handler = _handler(topic, on_deserialization_error)
         node_name = self._name_node("source", name)
         key = key_serde or BytesSerde()
         value = value_serde or BytesSerde()
-        self._graph.add(SourceNode(node_name, topic, key, value))
+        self._graph.add(SourceNode(node_name, topic, key, value, on_deserialization_error=handler))
         return Stream(self, node_name, key, value)
 
     def table(
@@ -90,10 +104,17 @@ class Topology:
         key_serde: Serde[Any] | None = None,
         value_serde: Serde[Any] | None = None,
         name: str | None = None,
+        on_deserialization_error: ErrorHandler | str | None = None,
     ) -> Table:
         """`topic` as a table: the latest value per key, kept in a store named `name` (default:
-        the topic's name); a record with a null value deletes its key."""
-        source = self.stream(topic, key_serde=key_serde, value_serde=value_serde)
+        the topic's name); a record with a null value deletes its key, and one with a null key
+        goes to the deserialization error handler."""
+        source = self.stream(
+            topic,
+            key_serde=key_serde,
+            value_serde=value_serde,
+            on_deserialization_error=on_deserialization_error,
+        )
         store = name or topic
         self.add_store(store, key_serde=source.key_serde, value_serde=source.value_serde)
         node_name = self._name_node(OperatorKind.MATERIALIZE.value, None)

@@ -15,6 +15,12 @@ last commit:
      at all);
   4. only then checkpoint the stores, so local state never holds uncommitted data and a crash
      never forces a wipe. If the transaction fails, the caches are dropped instead.
+
+An output record the broker refuses goes to the production error handler. Under at-least-once
+the handler runs after the flush, before the offsets are committed (a dead-letter record is
+delivered first). Under exactly-once the refusal dooms the transaction: it is aborted, the
+refused record's input is remembered, and when the tasks have rewound and read that input
+again it goes to the handler instead of being processed, inside the new transaction.
 """
 
 from __future__ import annotations
@@ -23,10 +29,18 @@ import logging
 import time
 from collections.abc import Iterable
 
-from processor.errors import BrokerError
+from processor.errors import BrokerError, RecordRejectedError
 from processor.kafka.consumer import GroupConsumer
-from processor.kafka.producer import OutputProducer
-from processor.runtime.task import Partition, StreamTask
+from processor.kafka.producer import DeliveryFailure, OutputProducer
+from processor.runtime.task import Partition, StreamTask, TaskOptions
+from processor.topology.handling import (
+    ErrorHandler,
+    ErrorStage,
+    Outcome,
+    RecordFailure,
+    handle_failure,
+)
+from processor.topology.record import Emitter
 
 log = logging.getLogger("processor.commit")
 
@@ -35,11 +49,21 @@ _TIMEOUT_S = 30.0
 
 class Committer:
     def __init__(
-        self, producer: OutputProducer, consumer: GroupConsumer, *, exactly_once: bool
+        self,
+        producer: OutputProducer,
+        consumer: GroupConsumer,
+        *,
+        exactly_once: bool,
+        options: TaskOptions | None = None,
+        emitter: Emitter | None = None,
     ) -> None:
         self._producer = producer
         self._consumer = consumer
         self._exactly_once = exactly_once
+        self._options = options or TaskOptions()
+        self._accounting = self._options.accounting
+        # Dead-letter records of refused outputs go out through the worker, like sink records.
+        self._emitter = emitter
         self._in_transaction = False
         self._next_commit_at = 0.0
         self.commits = 0
@@ -82,7 +106,10 @@ class Committer:
                     task.stores.drop()
                 elif not self._exactly_once:
                     task.restore_offsets({p: o for p, o in offsets.items() if p in task.partitions})
+            if self._exactly_once:
+                self._accounting.drop_pending()
             raise
+        self._accounting.commit()
         self.commits += 1
 
     def _flush_stores(self, tasks: list[StreamTask]) -> int:
@@ -124,7 +151,7 @@ class Committer:
                 f"{remaining} output records were not acknowledged within {_TIMEOUT_S:.0f}s; "
                 "their input offsets stay uncommitted"
             )
-        self._raise_delivery_failures()
+        self._handle_refused_outputs(tasks)
         self._checkpoint(tasks)
         self._consumer.commit(offsets)
 
@@ -141,22 +168,94 @@ class Committer:
                 )
             self._producer.commit_transaction(_TIMEOUT_S)
         except BrokerError:
+            self._remember_refused_outputs(tasks)
             self.abandon()
             raise
         self._in_transaction = False
-        self._raise_delivery_failures()
+        self._raise_refused(self._producer.take_failures())
         self._checkpoint(tasks)
 
-    def _raise_delivery_failures(self) -> None:
-        failures = self._producer.failures
-        if failures:
-            first = failures[0]
+    def _handle_refused_outputs(self, tasks: list[StreamTask]) -> None:
+        """At-least-once, after the flush: hand each refused output to the production error
+        handler (a dead-letter record is flushed before the offsets are committed)."""
+        failures = self._producer.take_failures()
+        if not failures:
+            return
+        self._raise_refused(failures, handled=self._handles_refusals(failures))
+        assert self._emitter is not None
+        retracted: set[tuple[str, int, int]] = set()
+        for failure in failures:
+            assert failure.origin is not None
+            refusal = self._refusal(failure, tasks)
+            record = (failure.key, failure.value, failure.timestamp, failure.headers)
+            handle_failure(self._options.handling, refusal, record, self._emitter, self._accounting)
+            if failure.origin not in retracted:
+                retracted.add(failure.origin)
+                self._accounting.retract(Outcome.OUTPUT)
+        if self._producer.flush(_TIMEOUT_S):
             raise BrokerError(
-                f"the broker refused {len(failures)} output records, first to topic "
-                f"{first.topic!r} partition {first.partition}: {first.reason}; their input "
-                "offsets were not committed, so a restart after the fix reprocesses them",
-                fatal=True,
+                "dead-letter records were not acknowledged within "
+                f"{_TIMEOUT_S:.0f}s; their input offsets stay uncommitted"
             )
+        self._raise_refused(self._producer.take_failures())
+
+    def _remember_refused_outputs(self, tasks: list[StreamTask]) -> None:
+        """Exactly-once, the transaction failed: when outputs were refused, remember their
+        inputs, which go to the production error handler when the tasks read them again."""
+        failures = self._producer.take_failures()
+        if not failures:
+            return
+        self._raise_refused(failures, handled=self._handles_refusals(failures))
+        for failure in failures:
+            assert failure.origin is not None
+            record = (failure.key, failure.value, failure.timestamp, failure.headers)
+            self._options.unproducible[failure.origin] = (self._refusal(failure, tasks), record)
+        log.warning(
+            "the broker refused %d output records; the transaction is aborted and their inputs "
+            "go to the production error handler when read again",
+            len(failures),
+        )
+
+    def _handles_refusals(self, failures: list[DeliveryFailure]) -> bool:
+        """Whether the production error handler takes `failures`: not when it is `fail`, and
+        not for records without an input (changelog records, dead-letter records)."""
+        return self._options.handling.production is not ErrorHandler.FAIL and all(
+            f.origin is not None and f.topic != self._options.handling.dead_letter_topic
+            for f in failures
+        )
+
+    @staticmethod
+    def _refusal(failure: DeliveryFailure, tasks: list[StreamTask]) -> RecordFailure:
+        assert failure.origin is not None
+        topic, partition, offset = failure.origin
+        task = next((str(t.id) for t in tasks if (topic, partition) in t.partitions), "?")
+        return RecordFailure(
+            ErrorStage.PRODUCTION,
+            RecordRejectedError(failure.topic, failure.reason),
+            topic,
+            partition,
+            offset,
+            task,
+            target_topic=failure.topic,
+        )
+
+    @staticmethod
+    def _raise_refused(failures: list[DeliveryFailure], *, handled: bool = False) -> None:
+        if not failures or handled:
+            return
+        first = failures[0]
+        origin = (
+            f" (from input record {first.origin[0]}[{first.origin[1]}]@{first.origin[2]})"
+            if first.origin is not None
+            else ""
+        )
+        raise BrokerError(
+            f"the broker refused {len(failures)} output records, first to topic "
+            f"{first.topic!r} partition {first.partition}{origin}: {first.reason}; their input "
+            "offsets were not committed, so a restart after the fix reprocesses them "
+            "(production_error_handler=skip or dead_letter handles refused sink records)",
+            fatal=True,
+        )
 
     def abandon(self) -> None:
         """Forget uncommitted work: under exactly-once abort the open transaction."""
@@ -166,9 +265,10 @@ class Committer:
             except BrokerError as e:
                 log.warning("aborting the transaction failed: %s", e)
             self._in_transaction = False
+        self._accounting.drop_pending()
 
     def close(self) -> None:
         if self._in_transaction:
             self.abandon()
         self._producer.flush(_TIMEOUT_S)
-        self._raise_delivery_failures()
+        self._raise_refused(self._producer.take_failures())

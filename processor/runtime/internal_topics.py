@@ -81,10 +81,15 @@ def internal_topic_specs(
 
 
 def prepare_topics(
-    admin: Admin, config: WorkerConfig, subtopologies: list[SubTopology]
+    admin: Admin,
+    config: WorkerConfig,
+    subtopologies: list[SubTopology],
+    *,
+    dead_letter_topic: str | None = None,
 ) -> dict[int, int]:
-    """Validate sources and sinks, create or check internal topics; returns the partition count
-    (= task count) per sub-topology."""
+    """Validate sources and sinks, create or check internal topics, create `dead_letter_topic`
+    when missing (one partition: dead letters are few, and read in order); returns the
+    partition count (= task count) per sub-topology."""
     sources = sorted({t for s in subtopologies for t in s.external_source_topics})
     sinks = sorted({t for s in subtopologies for t in s.external_sink_topics})
     counts = admin.partition_counts(sources + sinks)
@@ -103,6 +108,12 @@ def prepare_topics(
     existing = admin.partition_counts([s.name for s in specs])
     admin.create_topics([s for s in specs if existing[s.name] is None])
     _check_internal(admin, [s for s in specs if existing[s.name] is not None], existing)
+    if dead_letter_topic is not None and admin.partition_counts([dead_letter_topic])[
+        dead_letter_topic
+    ] is None:
+        admin.create_topics(
+            [TopicSpec(dead_letter_topic, 1, replication, {"cleanup.policy": "delete"})]
+        )
     return plan.tasks
 
 

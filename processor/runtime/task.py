@@ -12,22 +12,45 @@ CREATED --> RESTORING --> RUNNING --> CLOSED
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import Enum
 
-from processor.errors import ProcessorError, RecordError
+from processor.errors import ProcessorError
 from processor.kafka.consumer import Message
 from processor.runtime.task_id import TaskId
 from processor.state.task_stores import TaskStores
-from processor.topology.processors import (
-    Emitter,
-    OperatorError,
-    RecordContext,
-    SourceProcessor,
-    instantiate,
+from processor.topology.handling import (
+    RECORD_ERRORS,
+    Accounting,
+    ErrorHandling,
+    Outcome,
+    RecordBytes,
+    RecordFailure,
+    failure_of,
+    handle_failure,
 )
+from processor.topology.processors import Emitter, RecordContext, SourceProcessor, instantiate
+from processor.topology.retry import Retry
 from processor.topology.subtopology import SubTopology
 
 Partition = tuple[str, int]
+# (topic, partition, offset) of an input record
+RecordPosition = tuple[str, int, int]
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """What every task of a worker shares: how failed records are handled and counted, the
+    retry of transient user errors, and the records whose outputs could not be produced."""
+
+    handling: ErrorHandling = field(default_factory=ErrorHandling)
+    accounting: Accounting = field(default_factory=Accounting)
+    retry: Retry | None = None
+    # Records whose outputs the broker refused in a transaction that was then aborted: they go
+    # straight to the production error handler when read again.
+    unproducible: dict[RecordPosition, tuple[RecordFailure, RecordBytes]] = field(
+        default_factory=dict
+    )
 
 
 class TaskState(Enum):
@@ -46,7 +69,13 @@ _TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 
 
 class StreamTask:
-    def __init__(self, task_id: TaskId, subtopology: SubTopology, emitter: Emitter) -> None:
+    def __init__(
+        self,
+        task_id: TaskId,
+        subtopology: SubTopology,
+        emitter: Emitter,
+        options: TaskOptions | None = None,
+    ) -> None:
         self.id = task_id
         self.state = TaskState.CREATED
         self.subtopology = subtopology
@@ -59,6 +88,11 @@ class StreamTask:
         self._sources: dict[str, SourceProcessor] = {}
         self._next_offsets: dict[Partition, int] = {}
         self.processed = 0
+        options = options or TaskOptions()
+        self._handling = options.handling
+        self._accounting = options.accounting
+        self._retry = options.retry
+        self._unproducible = options.unproducible
 
     def start(self, stores: TaskStores | None) -> None:
         """Build the processors over `stores` (restored, for a stateful task) and run."""
@@ -70,6 +104,7 @@ class StreamTask:
             self._emitter,
             stores.stores if stores is not None else None,
             str(self.id),
+            self._retry,
         )
 
     def transition(self, target: TaskState) -> None:
@@ -87,12 +122,30 @@ class StreamTask:
         context.offset = offset
         context.timestamp = message.timestamp()[1]
         context.headers = message.headers()
+        effects = context.effects
         try:
-            self._sources[topic].process_bytes(message.key(), message.value())
-        except OperatorError as e:
-            raise RecordError(topic, self.id.partition, offset, f"task {self.id}: {e}") from e
+            if self._unproducible and (topic, self.id.partition, offset) in self._unproducible:
+                failure, output = self._unproducible.pop((topic, self.id.partition, offset))
+                handle_failure(self._handling, failure, output, self._emitter, self._accounting)
+            else:
+                self._sources[topic].process_bytes(message.key(), message.value())
+                self._accounting.count(
+                    Outcome.OUTPUT if context.effects != effects else Outcome.FILTERED
+                )
+        except RECORD_ERRORS as e:
+            self._fail(failure_of(e, topic, self.id.partition, offset, str(self.id)), message)
         self._next_offsets[(topic, self.id.partition)] = offset + 1
         self.processed += 1
+
+    def _fail(self, failure: RecordFailure, message: Message) -> None:
+        """Hand `message` to its stage's handler; raises (stopping the worker) under `fail`."""
+        handle_failure(
+            self._handling,
+            failure,
+            (message.key(), message.value(), message.timestamp()[1], message.headers()),
+            self._emitter,
+            self._accounting,
+        )
 
     def take_offsets(self) -> dict[Partition, int]:
         """The next offset to read per partition advanced since the last call."""

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from processor.runtime.task import Partition, StreamTask, TaskState
+from processor.runtime.task import Partition, StreamTask, TaskOptions, TaskState
 from processor.runtime.task_id import TaskId
 from processor.state.backend import TaskStateBackend
 from processor.state.restore import RestoreProgress, Restorer, RestoreState
@@ -41,9 +41,11 @@ class TaskManager:
         restorer_factory: Callable[[Callable[[TaskId, str], TaskStateBackend]], Restorer],
         *,
         max_dirty_per_store: int,
+        task_options: TaskOptions | None = None,
     ) -> None:
         self._subtopologies = subtopologies
         self._emitter = emitter
+        self._task_options = task_options or TaskOptions()
         self._state_dir = app_state_dir
         self._max_dirty = max_dirty_per_store
         self._restorer: Restorer | None = None
@@ -77,7 +79,7 @@ class TaskManager:
         reads only the changelog tail."""
         for task_id in task_ids:
             sub = self._subtopologies[task_id.subtopology]
-            task = StreamTask(task_id, sub, self._emitter)
+            task = StreamTask(task_id, sub, self._emitter, self._task_options)
             self.tasks[task_id] = task
             if not sub.stateful:
                 self._start(task, None)

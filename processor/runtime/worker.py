@@ -43,7 +43,7 @@ from processor.dsl.topology import Topology
 from processor.errors import BrokerError, DuplicateInstanceError, ProcessorError
 from processor.kafka.admin import Admin
 from processor.kafka.changelog_reader import ChangelogReader
-from processor.kafka.consumer import GroupConsumer, is_fatal, is_partition_eof
+from processor.kafka.consumer import GroupConsumer, Message, is_fatal, is_partition_eof
 from processor.kafka.producer import Headers, OutputProducer, fence_transactional_id
 from processor.kafka.settings import settings_for
 from processor.kafka.topic_tail import TopicTail
@@ -58,12 +58,21 @@ from processor.runtime.internal_topics import prepare_topics
 from processor.runtime.membership import DuplicateWatch, stable_membership
 from processor.runtime.query_source import WorkerQuerySource
 from processor.runtime.status import InstancePhase, InstanceStatus, StatusBoard
-from processor.runtime.task import StreamTask
+from processor.runtime.task import RecordPosition, StreamTask, TaskOptions
 from processor.runtime.task_id import TaskId
 from processor.runtime.task_manager import TaskManager
 from processor.state.backend import TaskStateBackend
 from processor.state.cleanup import StateCleaner
 from processor.state.restore import Restorer, RestoreState
+from processor.topology.graph import SourceNode
+from processor.topology.handling import (
+    Accounting,
+    ErrorHandler,
+    ErrorHandling,
+    RecordBytes,
+    RecordFailure,
+)
+from processor.topology.retry import Retry
 from processor.topology.subtopology import SubTopology
 
 log = logging.getLogger("processor.worker")
@@ -152,6 +161,30 @@ class Worker:
         self._next_housekeeping = 0.0
         self._next_status = 0.0
         self._next_cleanup = 0.0
+        # Where every input record ended (output, filtered, skipped, dead-lettered), committed.
+        self.accounting = Accounting()
+        self._unproducible: dict[RecordPosition, tuple[RecordFailure, RecordBytes]] = {}
+        self.handling = self._error_handling()
+        # The record being processed, named as the origin of what it outputs when the
+        # production error handler needs to know (a refused output is handled as its input).
+        self._track_origins = config.production_error_handler is not ErrorHandler.FAIL
+        self._current: Message | None = None
+
+    def _error_handling(self) -> ErrorHandling:
+        cfg = self.config
+        overrides = {
+            node.topic: node.on_deserialization_error
+            for sub in self._subtopologies.values()
+            for node in sub.nodes
+            if isinstance(node, SourceNode) and node.on_deserialization_error is not None
+        }
+        return ErrorHandling(
+            deserialization=cfg.deserialization_error_handler,
+            processing=cfg.processing_error_handler,
+            production=cfg.production_error_handler,
+            dead_letter_topic=cfg.dead_letters,
+            source_overrides=overrides,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -208,7 +241,12 @@ class Worker:
         self.instance_id = resolve_instance_id(cfg.instance_id, cfg.app_state_dir)
         common = {"bootstrap.servers": cfg.bootstrap_servers}
         self._admin = Admin({**common, **settings_for("admin", cfg.kafka)})
-        partition_counts = prepare_topics(self._admin, cfg, list(self._subtopologies.values()))
+        partition_counts = prepare_topics(
+            self._admin,
+            cfg,
+            list(self._subtopologies.values()),
+            dead_letter_topic=cfg.dead_letters if self.handling.uses_dead_letters else None,
+        )
         self._all_tasks = sorted(
             TaskId(sub_id, p) for sub_id, count in partition_counts.items() for p in range(count)
         )
@@ -228,7 +266,23 @@ class Worker:
         self._producer.tracked_topics.update(
             topic for sub in self._subtopologies.values() for topic in sub.changelog_topics.values()
         )
-        self._committer = Committer(self._producer, self._consumer, exactly_once=cfg.exactly_once)
+        options = TaskOptions(
+            handling=self.handling,
+            accounting=self.accounting,
+            retry=Retry(
+                cfg.processing_retry_attempts,
+                cfg.processing_retry_backoff_ms,
+                cfg.processing_retry_max_backoff_ms,
+            ),
+            unproducible=self._unproducible,
+        )
+        self._committer = Committer(
+            self._producer,
+            self._consumer,
+            exactly_once=cfg.exactly_once,
+            options=options,
+            emitter=self,
+        )
         self._committer.start()
         self._tasks = TaskManager(
             self._subtopologies,
@@ -236,6 +290,7 @@ class Worker:
             cfg.app_state_dir,
             self._make_restorer,
             max_dirty_per_store=cfg.store_cache_size,
+            task_options=options,
         )
         self._cleaner = StateCleaner(cfg.app_state_dir, cfg.state_cleanup_delay_ms / 1000)
         if cfg.http_port is not None:
@@ -465,7 +520,9 @@ class Worker:
                 # Fetched before a rebalance took the partition away; its new owner reads it
                 # from the committed offset.
                 continue
+            self._current = message
             task.process(message)
+        self._current = None
         try:
             if self._tasks.needs_commit():
                 self._committer.commit(self._tasks.running())
@@ -553,6 +610,10 @@ class Worker:
                 rebalances=self._rebalances,
                 commits=self._committer.commits if self._committer is not None else 0,
                 state_dirs_deleted=self._cleaner.deleted if self._cleaner is not None else 0,
+                outcomes={
+                    (outcome.value, reason): n
+                    for (outcome, reason), n in self.accounting.committed.items()
+                },
             )
         )
 
@@ -591,7 +652,12 @@ class Worker:
         headers: Headers | None,
     ) -> None:
         assert self._producer is not None
-        self._producer.produce(topic, key, value, timestamp, headers)
+        current = self._current
+        if self._track_origins and current is not None:
+            origin = (current.topic(), current.partition(), current.offset())
+            self._producer.produce(topic, key, value, timestamp, headers, origin=origin)
+        else:
+            self._producer.produce(topic, key, value, timestamp, headers)
 
     @property
     def tasks(self) -> dict[TaskId, StreamTask]:

@@ -13,6 +13,19 @@ a repartition topic are fed to the sub-topology reading it before `pipe` returns
 >>> driver.pipe("lines", None, "hello")
 >>> driver.read("out")
 [(None, 'HELLO')]
+
+Records that fail go to the error handlers a worker would use (`fail` unless given), and
+`driver.accounting` counts every input's outcome:
+
+>>> from processor.topology.handling import ErrorHandler, Outcome
+>>> topology = Topology("parse")
+>>> topology.stream("lines", value_serde=serdes.JsonSerde()).to("out")
+>>> driver = TopologyTestDriver(topology, deserialization_error_handler=ErrorHandler.DEAD_LETTER)
+>>> driver.pipe_bytes("lines", None, b"{not json")
+>>> [r.value for r in driver.read_records("parse-dead-letters")]
+[b'{not json']
+>>> driver.accounting.totals()[Outcome.DEAD_LETTERED]
+1
 """
 
 from __future__ import annotations
@@ -22,19 +35,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from processor.dsl.topology import Topology
-from processor.errors import RecordError, TopologyError
+from processor.errors import TopologyError
 from processor.serdes import Serde
 from processor.state.memory import InMemoryBackend
 from processor.state.task_stores import TaskStores
 from processor.state.typed import KeyValueStore
-from processor.topology.graph import SinkNode
-from processor.topology.processors import (
-    Headers,
-    OperatorError,
-    RecordContext,
-    SourceProcessor,
-    instantiate,
+from processor.topology.graph import SinkNode, SourceNode
+from processor.topology.handling import (
+    RECORD_ERRORS,
+    Accounting,
+    ErrorHandler,
+    ErrorHandling,
+    Outcome,
+    failure_of,
+    handle_failure,
 )
+from processor.topology.processors import Headers, RecordContext, SourceProcessor, instantiate
+from processor.topology.retry import Retry
 
 
 @dataclass(frozen=True)
@@ -71,11 +88,35 @@ class TopologyTestDriver:
     """Runs `topology` in memory, as application `application_id` (default: its name)."""
 
     def __init__(
-        self, topology: Topology, *, start_time_ms: int = 0, application_id: str | None = None
+        self,
+        topology: Topology,
+        *,
+        start_time_ms: int = 0,
+        application_id: str | None = None,
+        deserialization_error_handler: ErrorHandler = ErrorHandler.FAIL,
+        processing_error_handler: ErrorHandler = ErrorHandler.FAIL,
+        dead_letter_topic: str | None = None,
+        retry: Retry | None = None,
     ) -> None:
+        """`retry` applies to user functions raising transient errors, as a worker's
+        `processing_retry_*` settings do; by default the driver does not retry (nor wait)."""
         self._topology = topology
         self._now_ms = start_time_ms
         subtopologies = topology.subtopologies(application_id)
+        self.accounting = Accounting()
+        self._handling = ErrorHandling(
+            deserialization=deserialization_error_handler,
+            processing=processing_error_handler,
+            dead_letter_topic=dead_letter_topic
+            or f"{application_id or topology.name}-dead-letters",
+            source_overrides={
+                node.topic: node.on_deserialization_error
+                for sub in subtopologies
+                for node in sub.nodes
+                if isinstance(node, SourceNode) and node.on_deserialization_error is not None
+            },
+        )
+        self._task_of_topic = {t: f"{sub.id}_0" for sub in subtopologies for t in sub.source_topics}
         internal = {
             t
             for sub in subtopologies
@@ -105,7 +146,7 @@ class TopologyTestDriver:
                     changelog = sub.changelog_topics[spec.name]
                     self._serdes[changelog] = (spec.key_serde, spec.value_serde)
             self._sources.update(
-                instantiate(sub, self._context, self._collector, stores, f"{sub.id}_0")
+                instantiate(sub, self._context, self._collector, stores, f"{sub.id}_0", retry)
             )
             for node in sub.nodes:
                 if isinstance(node, SinkNode):
@@ -166,10 +207,15 @@ class TopologyTestDriver:
         self._offsets[topic] = offset + 1
         c = self._context
         c.topic, c.offset, c.timestamp, c.headers = topic, offset, timestamp, headers
+        effects = c.effects
         try:
             source.process_bytes(key, value)
-        except OperatorError as e:
-            raise RecordError(topic, 0, offset, str(e)) from e
+        except RECORD_ERRORS as e:
+            failure = failure_of(e, topic, 0, offset, self._task_of_topic[topic])
+            record = (key, value, timestamp, headers)
+            handle_failure(self._handling, failure, record, self._collector, self.accounting)
+            return
+        self.accounting.count(Outcome.OUTPUT if c.effects != effects else Outcome.FILTERED)
 
     def _commit(self) -> None:
         for task_stores in self._task_stores:
@@ -179,6 +225,7 @@ class TopologyTestDriver:
 
             task_stores.flush(write_changelog)
             task_stores.checkpoint({})
+        self.accounting.commit()
 
     def _source(self, topic: str) -> SourceProcessor:
         source = self._sources.get(topic)

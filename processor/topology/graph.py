@@ -13,6 +13,8 @@ from typing import Any
 
 from processor.errors import TopologyError
 from processor.serdes import Serde
+from processor.topology.handling import ErrorHandler
+from processor.topology.retry import Retry
 
 
 class OperatorKind(Enum):
@@ -56,6 +58,8 @@ class SourceNode:
     # Internal topics (repartition) are named `<application_id>-<topic>` once the application
     # id is known; see `processor.topology.subtopology.build_subtopologies`.
     internal: bool = False
+    # Overrides the application's deserialization_error_handler for this source.
+    on_deserialization_error: ErrorHandler | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class OperatorNode:
     stores: tuple[str, ...] = ()
     # AGGREGATE: makes the first aggregate of a key; None means the first value is it (reduce).
     initializer: Callable[[], Any] | None = None
+    # Overrides the application's retry of transient errors raised by `function`.
+    retry: Retry | None = None
 
 
 @dataclass(frozen=True)

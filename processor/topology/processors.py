@@ -7,10 +7,10 @@ leaves at a `SinkProcessor` as bytes handed to the emitter.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from processor.errors import RecordError
+from processor.errors import DeserializationError, RecordRejectedError
 from processor.serdes import Serde
 from processor.topology.context import ProcessorContext, Store
 from processor.topology.graph import (
@@ -21,14 +21,24 @@ from processor.topology.graph import (
     SourceNode,
     parents_of,
 )
-from processor.topology.record import Emitter, Headers, OperatorError, RecordContext
+from processor.topology.record import (
+    Emitter,
+    Headers,
+    NullKeyError,
+    OperatorError,
+    RecordContext,
+    SinkRejectedError,
+)
+from processor.topology.retry import Retry, retrying
 from processor.topology.subtopology import SubTopology
 
 __all__ = [
     "Emitter",
     "Headers",
+    "NullKeyError",
     "OperatorError",
     "RecordContext",
+    "SinkRejectedError",
     "SourceProcessor",
     "instantiate",
 ]
@@ -69,9 +79,9 @@ class SourceProcessor(Processor):
             raise self._undecodable("value", self.value_serde, e) from e
         self.forward(k, v)
 
-    def _undecodable(self, part: str, serde: Serde[Any], error: Exception) -> RecordError:
+    def _undecodable(self, part: str, serde: Serde[Any], error: Exception) -> DeserializationError:
         c = self.context
-        return RecordError(
+        return DeserializationError(
             c.topic,
             c.partition,
             c.offset,
@@ -206,7 +216,7 @@ class AggregateProcessor(Processor):
     """Folds each record into its key's aggregate and forwards (key, new aggregate). Records
     with a null key or value are skipped, as in Kafka Streams."""
 
-    __slots__ = ("aggregator", "initializer", "store")
+    __slots__ = ("aggregator", "context", "initializer", "store")
 
     def __init__(
         self,
@@ -214,14 +224,18 @@ class AggregateProcessor(Processor):
         store: Store,
         initializer: Callable[[], Any] | None,
         aggregator: Callable[[Any, Any, Any], Any],
+        context: RecordContext,
     ) -> None:
         super().__init__(name)
         self.store = store
         self.initializer = initializer
         self.aggregator = aggregator
+        self.context = context
 
     def process(self, key: Any, value: Any) -> None:
-        if key is None or value is None:
+        if key is None:
+            raise NullKeyError(self.name)
+        if value is None:
             return
         current = self.store.get(key)
         try:
@@ -235,22 +249,25 @@ class AggregateProcessor(Processor):
             self.store.put(key, new)
         except Exception as e:
             raise OperatorError(self.name, e) from e
+        self.context.effects += 1
         self.forward(key, new)
 
 
 class MaterializeProcessor(Processor):
     """Keeps the latest value per key (a null value deletes the key) and passes records on."""
 
-    __slots__ = ("store",)
+    __slots__ = ("context", "store")
 
-    def __init__(self, name: str, store: Store) -> None:
+    def __init__(self, name: str, store: Store, context: RecordContext) -> None:
         super().__init__(name)
         self.store = store
+        self.context = context
 
     def process(self, key: Any, value: Any) -> None:
         if key is None:
-            return
+            raise NullKeyError(self.name)
         self.store.put(key, value)
+        self.context.effects += 1
         self.forward(key, value)
 
 
@@ -269,15 +286,44 @@ class ProcessProcessor(Processor):
     ) -> None:
         super().__init__(name)
         self.function = function
-        self.context = ProcessorContext(record, stores, self.forward, task_id)
+        counted = {name: _CountingStore(store, record) for name, store in stores.items()}
+        self.context = ProcessorContext(record, counted, self.forward, task_id)
 
     def process(self, key: Any, value: Any) -> None:
         try:
             self.function(self.context, key, value)
-        except OperatorError:
-            raise
+        except (OperatorError, NullKeyError, SinkRejectedError):
+            raise  # from operators downstream, through context.forward()
         except Exception as e:
             raise OperatorError(self.name, e) from e
+
+
+class _CountingStore:
+    """A store given to a `process` function: its writes count as the record's output."""
+
+    __slots__ = ("_record", "_store", "name")
+
+    def __init__(self, store: Store, record: RecordContext) -> None:
+        self._store = store
+        self._record = record
+        self.name = store.name
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._store.get(key, default)
+
+    def put(self, key: Any, value: Any) -> None:
+        self._store.put(key, value)
+        self._record.effects += 1
+
+    def delete(self, key: Any) -> None:
+        self._store.delete(key)
+        self._record.effects += 1
+
+    def range(self, start: Any = None, end: Any = None) -> Iterator[tuple[Any, Any]]:
+        return self._store.range(start, end)
+
+    def all(self) -> Iterator[tuple[Any, Any]]:
+        return self._store.all()
 
 
 class SinkProcessor(Processor):
@@ -313,7 +359,11 @@ class SinkProcessor(Processor):
                 ),
             ) from e
         c = self.context
-        self.emitter.emit(self.topic, key_bytes, value_bytes, c.timestamp, c.headers)
+        try:
+            self.emitter.emit(self.topic, key_bytes, value_bytes, c.timestamp, c.headers)
+        except RecordRejectedError as e:
+            raise SinkRejectedError(self.name, e) from e
+        c.effects += 1
 
 
 def _make(
@@ -322,6 +372,7 @@ def _make(
     emitter: Emitter,
     stores: Mapping[str, Store],
     task_id: str,
+    retry: Retry | None,
 ) -> Processor:
     if isinstance(node, SourceNode):
         return SourceProcessor(node, context)
@@ -329,15 +380,18 @@ def _make(
         return SinkProcessor(node, context, emitter)
     assert isinstance(node, OperatorNode)
     kind, fn = node.kind, node.function
+    policy = node.retry or retry
+    if fn is not None and policy is not None:
+        fn = retrying(fn, policy, node.name, context)
     if kind is OperatorKind.SPLIT:
         return SplitProcessor(node.name, node.predicates)
     if kind in (OperatorKind.MERGE, OperatorKind.BRANCH, OperatorKind.TO_STREAM):
         return PassThroughProcessor(node.name)
     if kind is OperatorKind.MATERIALIZE:
-        return MaterializeProcessor(node.name, stores[node.stores[0]])
+        return MaterializeProcessor(node.name, stores[node.stores[0]], context)
     if kind is OperatorKind.AGGREGATE:
         assert fn is not None, f"aggregate {node.name} has no aggregator"
-        return AggregateProcessor(node.name, stores[node.stores[0]], node.initializer, fn)
+        return AggregateProcessor(node.name, stores[node.stores[0]], node.initializer, fn, context)
     if kind is OperatorKind.PROCESS:
         assert fn is not None, f"process {node.name} has no function"
         given = {name: stores[name] for name in node.stores}
@@ -363,15 +417,18 @@ def instantiate(
     emitter: Emitter,
     stores: Mapping[str, Store] | None = None,
     task_id: str = "",
+    retry: Retry | None = None,
 ) -> dict[str, SourceProcessor]:
     """Build one task's processors over its `stores` (by name); returns the entry point for
-    each source topic."""
+    each source topic. `retry` applies to transient errors of user functions whose operator
+    has no retry of its own."""
     available = stores or {}
     missing = [s.name for s in subtopology.stores if s.name not in available]
     if missing:
         raise ValueError(f"sub-topology {subtopology.id} needs stores {missing}")
     built = {
-        node.name: _make(node, context, emitter, available, task_id) for node in subtopology.nodes
+        node.name: _make(node, context, emitter, available, task_id, retry)
+        for node in subtopology.nodes
     }
     for node in subtopology.nodes:
         child = built[node.name]

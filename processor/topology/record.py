@@ -19,6 +19,9 @@ class RecordContext:
     offset: int = -1
     timestamp: int = 0
     headers: Headers | None = field(default=None)
+    # Sink writes and store writes so far: a record that changes it produced output, one that
+    # does not was filtered out by the topology.
+    effects: int = 0
 
 
 class Emitter(Protocol):
@@ -41,3 +44,24 @@ class OperatorError(ProcessorError):
         self.node = node
         self.cause = cause
         super().__init__(f"operator {node!r} raised {type(cause).__name__}: {cause}")
+
+
+class NullKeyError(ProcessorError):
+    """A record without a key reached an operator that keeps state per key; the task hands it
+    to the deserialization error handler (the record, not the code, is at fault)."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        super().__init__(
+            f"operator {node!r} keeps state per key and the record has a null key; give the "
+            "records keys, or set the key with map() or group_by() before this operator"
+        )
+
+
+class SinkRejectedError(ProcessorError):
+    """The producer refused what sink `node` wrote (`cause` names the topic and why)."""
+
+    def __init__(self, node: str, cause: ProcessorError) -> None:
+        self.node = node
+        self.cause = cause
+        super().__init__(f"sink {node!r}: {cause}")

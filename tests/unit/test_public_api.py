@@ -11,13 +11,16 @@ import processor
 
 def test_top_level_all_is_exactly_the_documented_surface() -> None:
     assert sorted(processor.__all__) == [
+        "ErrorHandler",
         "GroupedStream",
         "ProcessorContext",
         "ProcessorError",
         "RestoreListener",
+        "Retry",
         "Stream",
         "Table",
         "Topology",
+        "TransientError",
         "serdes",
     ]
 

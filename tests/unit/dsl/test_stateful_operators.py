@@ -13,6 +13,7 @@ import processor.testing.driver
 from processor import ProcessorContext, Topology, serdes
 from processor.errors import RecordError, TopologyError
 from processor.testing import TopologyTestDriver
+from processor.topology.handling import ErrorHandler, Outcome
 
 STR = serdes.StringSerde()
 INT = serdes.IntSerde()
@@ -25,9 +26,12 @@ def _text_topology(name: str = "agg") -> tuple[Topology, Any]:
 
 
 def _run(
-    topology: Topology, records: list[tuple[Any, Any]], topic: str = "in"
+    topology: Topology,
+    records: list[tuple[Any, Any]],
+    topic: str = "in",
+    on_bad_record: ErrorHandler = ErrorHandler.FAIL,
 ) -> TopologyTestDriver:
-    driver = TopologyTestDriver(topology)
+    driver = TopologyTestDriver(topology, deserialization_error_handler=on_bad_record)
     for key, value in records:
         driver.pipe(topic, key, value)
     return driver
@@ -53,23 +57,43 @@ def test_count_counts_per_key_and_emits_every_update() -> None:
     assert dict(driver.store("counts").all()) == {"a": 3, "b": 1}
 
 
-def test_count_skips_records_with_a_null_key_or_value() -> None:
+def test_count_filters_null_values_and_hands_null_keys_to_the_deserialization_handler() -> None:
     topology, text = _text_topology()
     text.group_by_key().count(name="counts").to_stream().to("out")
-    driver = _run(topology, [(None, "x"), ("a", None), ("a", "x"), (None, None), ("a", "")])
+    driver = _run(
+        topology,
+        [(None, "x"), ("a", None), ("a", "x"), (None, None), ("a", "")],
+        on_bad_record=ErrorHandler.SKIP,
+    )
     # an empty string is a value, not a null
     assert driver.read("out") == [("a", 1), ("a", 2)]
     assert list(driver.store("counts").all()) == [("a", 2)]
     # the skipped records changed nothing, so their commits wrote nothing
     assert driver.read("agg-counts-changelog") == [("a", 1), ("a", 2)]
+    assert driver.accounting.committed == {
+        (Outcome.SKIPPED, "deserialization"): 2,
+        (Outcome.FILTERED, ""): 1,
+        (Outcome.OUTPUT, ""): 2,
+    }
 
 
-def test_count_skips_records_whose_new_key_is_null() -> None:
+def test_a_null_key_stops_a_count_by_default_naming_the_record() -> None:
+    topology, text = _text_topology()
+    text.group_by_key().count(name="counts").to_stream().to("out")
+    driver = _run(topology, [("a", "x")])
+    with pytest.raises(RecordError) as raised:
+        driver.pipe("in", None, "y")
+    assert raised.value.topic == "in" and raised.value.offset == 1
+    assert "null key" in str(raised.value)
+    assert "deserialization_error_handler" in str(raised.value)
+
+
+def test_count_hands_records_whose_new_key_is_null_to_the_handler() -> None:
     topology, text = _text_topology()
     text.group_by(lambda k, v: v or None, name="by-value").count(name="counts").to_stream().to(
         "out"
     )
-    driver = _run(topology, [("1", "x"), ("2", ""), ("3", "x")])
+    driver = _run(topology, [("1", "x"), ("2", ""), ("3", "x")], on_bad_record=ErrorHandler.SKIP)
     assert driver.read("out") == [("x", 1), ("x", 2)]
 
 
@@ -388,10 +412,12 @@ def test_table_keeps_the_latest_value_per_key_and_a_null_value_deletes() -> None
     ]
 
 
-def test_table_skips_records_with_a_null_key() -> None:
+def test_table_hands_records_with_a_null_key_to_the_handler() -> None:
     topology = Topology("app")
     topology.table("users", key_serde=STR, value_serde=STR).to_stream().to("out")
-    driver = _run(topology, [(None, "x"), ("u", "y")], topic="users")
+    driver = _run(
+        topology, [(None, "x"), ("u", "y")], topic="users", on_bad_record=ErrorHandler.SKIP
+    )
     assert driver.read("out") == [("u", "y")]
     assert list(driver.store("users").all()) == [("u", "y")]
 

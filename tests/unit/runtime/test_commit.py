@@ -38,6 +38,10 @@ class FakeProducer:
         self.acknowledged[(topic, partition)] = self._next_offset
         self._next_offset += 1
 
+    def take_failures(self) -> list[DeliveryFailure]:
+        failures, self.failures = self.failures, []
+        return failures
+
     def poll(self) -> None:
         pass
 

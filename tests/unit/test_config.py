@@ -17,6 +17,7 @@ from processor.config import (
     unknown_environment_settings,
 )
 from processor.errors import ConfigError
+from processor.topology.handling import ErrorHandler
 
 BOOTSTRAP = {"PROCESSOR_BOOTSTRAP_SERVERS": "env-host:9092"}
 
@@ -350,3 +351,49 @@ def test_known_variables_are_not_reported() -> None:
         "PROCESSOR_KAFKA_CACHE": "/tmp",
     }
     assert unknown_environment_settings(environ) == []
+
+
+def test_error_handlers_default_to_fail_and_dead_letters_to_an_application_topic() -> None:
+    config = _load()
+    assert config.deserialization_error_handler is ErrorHandler.FAIL
+    assert config.processing_error_handler is ErrorHandler.FAIL
+    assert config.production_error_handler is ErrorHandler.FAIL
+    assert config.dead_letters == "my-app-dead-letters"
+    assert (config.processing_retry_attempts, config.processing_retry_backoff_ms) == (3, 100)
+
+
+def test_error_handlers_and_the_dead_letter_topic_can_be_set() -> None:
+    config = _load(
+        flags={"processing_error_handler": "dead_letter", "dead_letter_topic": "bad-stuff"},
+        environ={**BOOTSTRAP, "PROCESSOR_DESERIALIZATION_ERROR_HANDLER": "skip"},
+    )
+    assert config.deserialization_error_handler is ErrorHandler.SKIP
+    assert config.processing_error_handler is ErrorHandler.DEAD_LETTER
+    assert config.dead_letters == "bad-stuff"
+
+
+def test_an_unknown_error_handler_names_the_setting_and_the_choices() -> None:
+    with pytest.raises(ConfigError) as raised:
+        _load(flags={"production_error_handler": "ignore"})
+    assert raised.value.setting == "production_error_handler"
+    assert "one of fail, skip, dead_letter" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("flags", "setting"),
+    [
+        ({"dead_letter_topic": "bad topic"}, "dead_letter_topic"),
+        ({"processing_retry_attempts": "-1"}, "processing_retry_attempts"),
+        ({"processing_retry_backoff_ms": "x"}, "processing_retry_backoff_ms"),
+        (
+            {"processing_retry_backoff_ms": "500", "processing_retry_max_backoff_ms": "100"},
+            "processing_retry_max_backoff_ms",
+        ),
+    ],
+)
+def test_bad_dead_letter_and_retry_settings_name_the_setting(
+    flags: dict[str, str], setting: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        _load(flags=flags)
+    assert raised.value.setting == setting

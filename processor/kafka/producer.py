@@ -11,13 +11,29 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from processor.errors import BrokerError, RecordRejectedError
 
 Headers = list[tuple[str, bytes | None]]
 # (topic, partition, offset) of the input record an output came from
 Origin = tuple[str, int, int]
+# Delivery errors that are about the record itself (its size, its topic, the right to write
+# there): sending it again fails again. Other failures (timeouts, records purged when a
+# transaction aborts) say nothing about the record.
+_RECORD_REFUSED = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.POLICY_VIOLATION,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError._UNKNOWN_PARTITION,
+        KafkaError.INVALID_TIMESTAMP,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +49,9 @@ class DeliveryFailure:
     timestamp: int = 0
     headers: Headers | None = None
     origin: Origin | None = None
+    # The broker refused this record for what it is (see _RECORD_REFUSED), rather than failing
+    # it along with others.
+    refused: bool = False
 
 
 class OutputProducer:
@@ -44,6 +63,10 @@ class OutputProducer:
         # `tracked_topics` (changelogs: a checkpoint stores how far each store is).
         self.tracked_topics: set[str] = set()
         self.acknowledged: dict[tuple[str, int], int] = {}
+        # The largest record batch each topic accepts (its max.message.bytes), where known: a
+        # record that cannot fit is refused here, at once, rather than by the broker later,
+        # which under exactly-once would doom the whole transaction.
+        self.topic_limits: dict[str, int] = {}
 
     def _on_delivery(self, error: Any, message: Any) -> None:
         if error is not None:
@@ -74,6 +97,7 @@ class OutputProducer:
                 timestamp if timestamp is not None else 0,
                 message.headers(),
                 origin,
+                error.code() in _RECORD_REFUSED,
             )
         )
 
@@ -94,6 +118,15 @@ class OutputProducer:
 
         Raises RecordRejectedError when the producer refuses the record at once (larger than
         message.max.bytes, or a topic the cluster does not have)."""
+        limit = self.topic_limits.get(topic)
+        if limit is not None:
+            size = _batch_size(key, value, headers)
+            if size > limit:
+                raise RecordRejectedError(
+                    topic,
+                    f"the record needs about {size} bytes and the topic's max.message.bytes is "
+                    f"{limit}",
+                )
         extra: dict[str, Any] = {}
         if headers:
             extra["headers"] = headers
@@ -108,9 +141,12 @@ class OutputProducer:
                 self._producer.poll(0.05)
             except KafkaException as e:
                 error = e.args[0]
-                if error.fatal():
-                    raise BrokerError(f"producing to {topic!r} failed: {error}", fatal=True) from e
-                raise RecordRejectedError(topic, str(error.str())) from e
+                if error.code() in _RECORD_REFUSED:
+                    raise RecordRejectedError(topic, str(error.str())) from e
+                # Not about this record: a transaction that must be aborted, a fenced producer.
+                raise BrokerError(
+                    f"producing to {topic!r} failed: {error.str()}", fatal=error.fatal()
+                ) from e
 
     def take_failures(self) -> list[DeliveryFailure]:
         failures, self.failures = self.failures, []
@@ -157,6 +193,18 @@ class OutputProducer:
         except KafkaException as e:
             error = e.args[0]
             raise BrokerError(f"{what} failed: {error}", fatal=bool(error.fatal())) from e
+
+
+# What a record batch holding one record costs besides the key, value and headers: the batch
+# header (61 bytes) and the record's own varints and attributes, rounded up.
+_BATCH_OVERHEAD = 100
+
+
+def _batch_size(key: bytes | None, value: bytes | None, headers: Headers | None) -> int:
+    size = _BATCH_OVERHEAD + len(key or b"") + len(value or b"")
+    for name, header_value in headers or ():
+        size += len(name) + len(header_value or b"") + 10
+    return size
 
 
 def fence_transactional_id(

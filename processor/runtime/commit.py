@@ -174,6 +174,12 @@ class Committer:
         self._in_transaction = False
         self._raise_refused(self._producer.take_failures())
         self._checkpoint(tasks)
+        self._forget_handled_refusals(offsets)
+
+    def _forget_handled_refusals(self, offsets: dict[Partition, int]) -> None:
+        unproducible = self._options.unproducible
+        for position in [p for p in unproducible if offsets.get(p[:2], -1) > p[2]]:
+            del unproducible[position]
 
     def _handle_refused_outputs(self, tasks: list[StreamTask]) -> None:
         """At-least-once, after the flush: hand each refused output to the production error
@@ -202,25 +208,28 @@ class Committer:
     def _remember_refused_outputs(self, tasks: list[StreamTask]) -> None:
         """Exactly-once, the transaction failed: when outputs were refused, remember their
         inputs, which go to the production error handler when the tasks read them again."""
-        failures = self._producer.take_failures()
-        if not failures:
-            return
-        self._raise_refused(failures, handled=self._handles_refusals(failures))
-        for failure in failures:
+        refused = [f for f in self._producer.take_failures() if f.refused]
+        if not refused:
+            return  # records failed with the transaction: they are sent again after the rewind
+        self._raise_refused(refused, handled=self._handles_refusals(refused))
+        for failure in refused:
             assert failure.origin is not None
             record = (failure.key, failure.value, failure.timestamp, failure.headers)
             self._options.unproducible[failure.origin] = (self._refusal(failure, tasks), record)
         log.warning(
             "the broker refused %d output records; the transaction is aborted and their inputs "
             "go to the production error handler when read again",
-            len(failures),
+            len(refused),
         )
 
     def _handles_refusals(self, failures: list[DeliveryFailure]) -> bool:
         """Whether the production error handler takes `failures`: not when it is `fail`, and
-        not for records without an input (changelog records, dead-letter records)."""
+        not for records without an input (changelog records, dead-letter records), nor for
+        failures that are not about the record (a delivery timeout)."""
         return self._options.handling.production is not ErrorHandler.FAIL and all(
-            f.origin is not None and f.topic != self._options.handling.dead_letter_topic
+            f.refused
+            and f.origin is not None
+            and f.topic != self._options.handling.dead_letter_topic
             for f in failures
         )
 
@@ -256,6 +265,18 @@ class Committer:
             "(production_error_handler=skip or dead_letter handles refused sink records)",
             fatal=True,
         )
+
+    def fail(self, tasks: Iterable[StreamTask]) -> None:
+        """Processing hit a broker error (a transaction that must be aborted): forget everything
+        since the last commit, as a failed commit does; the worker then rewinds its tasks."""
+        task_list = list(tasks)
+        if self._exactly_once:
+            self._remember_refused_outputs(task_list)
+        self.abandon()
+        for task in task_list:
+            task.take_offsets()
+            if self._exactly_once and task.stores is not None:
+                task.stores.drop()
 
     def abandon(self) -> None:
         """Forget uncommitted work: under exactly-once abort the open transaction."""

@@ -125,7 +125,8 @@ class StreamTask:
         effects = context.effects
         try:
             if self._unproducible and (topic, self.id.partition, offset) in self._unproducible:
-                failure, output = self._unproducible.pop((topic, self.id.partition, offset))
+                # Kept until the commit that covers it: the transaction may abort again.
+                failure, output = self._unproducible[(topic, self.id.partition, offset)]
                 handle_failure(self._handling, failure, output, self._emitter, self._accounting)
             else:
                 self._sources[topic].process_bytes(message.key(), message.value())

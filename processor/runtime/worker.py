@@ -259,6 +259,7 @@ class Worker:
             cfg.processing_guarantee.value,
         )
         self._producer = OutputProducer(self._producer_settings(common))
+        self._producer.topic_limits.update(self._record_size_limits())
         consumer_settings = self._consumer_settings(common)
         self._consumer = GroupConsumer(consumer_settings)
         session_timeout_s = int(consumer_settings.get("session.timeout.ms", 45000)) / 1000
@@ -323,6 +324,26 @@ class Worker:
             on_lost=self._on_lost,
         )
         self._transition(WorkerState.WAITING_FOR_MEMBERS)
+
+    def _record_size_limits(self) -> dict[str, int]:
+        """max.message.bytes of the topics sinks and the dead-letter handler write."""
+        assert self._admin is not None
+        topics = sorted(
+            {t for sub in self._subtopologies.values() for t in sub.external_sink_topics}
+            | ({self.config.dead_letters} if self.handling.uses_dead_letters else set())
+        )
+        limits: dict[str, int] = {}
+        for topic in topics:
+            try:
+                config = self._admin.topic_configs([topic])[topic]
+            except BrokerError as e:
+                # A topic created a moment ago may not be describable yet: the broker checks.
+                log.info("worker %s: %s; the broker checks its record sizes", self.instance_id, e)
+                continue
+            value = config.get("max.message.bytes", "")
+            if value.isdigit():
+                limits[topic] = int(value)
+        return limits
 
     def _start_http(self, cfg: WorkerConfig) -> None:
         stores: dict[str, StoreInfo] = {}
@@ -521,7 +542,12 @@ class Worker:
                 # from the committed offset.
                 continue
             self._current = message
-            task.process(message)
+            try:
+                task.process(message)
+            except BrokerError as e:
+                self._current = None
+                self._after_failed_processing(e)
+                return
         self._current = None
         try:
             if self._tasks.needs_commit():
@@ -617,6 +643,27 @@ class Worker:
             )
         )
 
+    def _after_failed_processing(self, error: BrokerError) -> None:
+        """Producing an output failed for a reason that is not the record's (under exactly-once:
+        the transaction must be aborted): drop what was done since the last commit and rewind."""
+        if error.fatal:
+            raise error
+        assert self._committer is not None and self._tasks is not None
+        log.warning("worker %s: %s; processing again from the last commit", self.instance_id, error)
+        self._committer.fail(self._tasks.running())
+        self._rewind()
+
+    def _rewind(self) -> None:
+        """Drop the active tasks and take them again from the last committed offsets."""
+        assert self._consumer is not None
+        if self._tasks is None or not self._tasks.tasks:
+            return
+        log.warning("worker %s: rewinding tasks to the last committed offsets", self.instance_id)
+        self._drop_tasks()
+        self._consumer.unassign()
+        self._snapshot_pending = True
+        self._transition(WorkerState.WAITING_FOR_MEMBERS)
+
     def _after_failed_commit(self, error: BrokerError) -> None:
         """A commit that did not happen: stop when the client cannot go on; otherwise at-least-once
         keeps the offsets for the next commit, and exactly-once (whose transaction was aborted)
@@ -624,15 +671,8 @@ class Worker:
         if error.fatal:
             raise error
         log.warning("worker %s: commit failed, will retry: %s", self.instance_id, error)
-        if self.config.exactly_once and self._tasks is not None and self._tasks.tasks:
-            assert self._consumer is not None
-            log.warning(
-                "worker %s: rewinding tasks to the last committed offsets", self.instance_id
-            )
-            self._drop_tasks()
-            self._consumer.unassign()
-            self._snapshot_pending = True
-            self._transition(WorkerState.WAITING_FOR_MEMBERS)
+        if self.config.exactly_once:
+            self._rewind()
 
     def _handle_consume_error(self, error: Any) -> None:
         if is_partition_eof(error):

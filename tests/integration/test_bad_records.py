@@ -15,6 +15,13 @@ from pathlib import Path
 import fastavro
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ResourceType,
+)
 
 from processor.topology.handling import (
     HEADER_MESSAGE,
@@ -22,6 +29,7 @@ from processor.topology.handling import (
     HEADER_OPERATOR,
     HEADER_PARTITION,
     HEADER_STAGE,
+    HEADER_TARGET_TOPIC,
     HEADER_TASK,
     HEADER_TIME,
     HEADER_TOPIC,
@@ -29,7 +37,7 @@ from processor.topology.handling import (
 )
 from tests.integration.failover import metrics
 from tests.integration.workers import WorkerProcess, start_worker
-from tests.kafka_helpers import ConsumedRecord, consume, produce
+from tests.kafka_helpers import ConsumedRecord, consume, create_topic, produce
 
 pytestmark = pytest.mark.integration
 
@@ -297,3 +305,103 @@ def test_bad_records_are_counted_where_every_worker_can_see_them(
     source = topics["TEST_SOURCE_TOPIC"]
     assert f"skipping record {source}[0]@1" in log
     assert f"skipping record {source}[0]@3" in log
+
+
+def _limit_record_size(bootstrap: str, topic: str, max_bytes: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource(
+        ResourceType.TOPIC,
+        topic,
+        incremental_configs=[
+            ConfigEntry(
+                "max.message.bytes",
+                str(max_bytes),
+                incremental_operation=AlterConfigOpType.SET,
+            )
+        ],
+    )
+    for future in admin.incremental_alter_configs([resource]).values():
+        future.result(30)
+
+
+def _run_refusals(
+    bootstrap: str,
+    topics: dict[str, str],
+    tmp_path: Path,
+    guarantee: str,
+    records: list[tuple[bytes, bytes]],
+    *,
+    limit_after_start: bool,
+) -> None:
+    """Runs `tagging` into a sink whose records may be at most 1,000 bytes (a limit set before
+    the worker starts, so it refuses the larger outputs at once, or after, so that the broker
+    refuses them after the fact); the refused ones must be dead-lettered with their origin."""
+    sink = f"{topics['TEST_SINK_TOPIC']}-small"
+    create_topic(bootstrap, sink, 6)
+    if not limit_after_start:
+        _limit_record_size(bootstrap, sink, 1000)
+    large = sum(1 for _, value in records if len(value) > 1000)
+    app = topics["PROCESSOR_APPLICATION_ID"]
+    worker = start_worker(
+        "tests.worker_topologies:tagging",
+        bootstrap=bootstrap,
+        env={**topics, "TEST_SINK_TOPIC": sink},
+        workdir=tmp_path,
+        instance="w1",
+        extra=[
+            "--processing-guarantee",
+            guarantee,
+            "--production-error-handler",
+            "dead_letter",
+            # The broker refuses whole batches: keep small records out of a large one's.
+            "--kafka",
+            "producer.batch.size=900",
+        ],
+    )
+    try:
+        worker.url()
+        if limit_after_start:
+            _limit_record_size(bootstrap, sink, 1000)
+        produce(bootstrap, topics["TEST_SOURCE_TOPIC"], records)
+        outputs = consume(bootstrap, sink, len(records) - large, read_committed=True)
+        dead = consume(bootstrap, f"{app}-dead-letters", large, read_committed=True)
+        outcomes = _wait_for_outcomes(worker, len(records))
+        log = worker.log()
+    finally:
+        worker.stop_quietly()
+    assert sorted(r.key for r in outputs) == sorted(k for k, v in records if len(v) <= 1000)
+    assert sorted(r.key for r in dead) == sorted(k for k, v in records if len(v) > 1000)
+    assert outcomes == {
+        ("output", ""): len(records) - large,
+        ("dead_lettered", "production"): large,
+    }
+    source = {r.key: r for r in consume(bootstrap, topics["TEST_SOURCE_TOPIC"], len(records))}
+    for record in dead:
+        headers = dict(record.headers)
+        assert headers[HEADER_STAGE] == b"production"
+        assert headers[HEADER_TARGET_TOPIC] == sink.encode()
+        assert b"large" in (headers[HEADER_MESSAGE] or b"") or b"max.message.bytes" in (
+            headers[HEADER_MESSAGE] or b""
+        )
+        origin = source[record.key]
+        assert headers[HEADER_PARTITION] == str(origin.partition).encode()
+        assert headers[HEADER_OFFSET] == str(origin.offset).encode()
+    assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_outputs_too_large_for_their_topic_are_dead_lettered_at_once(
+    kafka_bootstrap: str, topics: dict[str, str], tmp_path: Path, guarantee: str
+) -> None:
+    rng = random.Random(3)
+    records = [(f"k{i}".encode(), rng.choice([b"s" * 10, b"L" * 1500])) for i in range(300)]
+    _run_refusals(kafka_bootstrap, topics, tmp_path, guarantee, records, limit_after_start=False)
+
+
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_outputs_the_broker_refuses_later_are_dead_lettered_with_their_origin(
+    kafka_bootstrap: str, topics: dict[str, str], tmp_path: Path, guarantee: str
+) -> None:
+    """The limit changes while the worker runs: the broker refuses the outputs it produces."""
+    records = [(f"k{i}".encode(), b"L" * 1500 if i % 40 == 7 else b"s" * 10) for i in range(240)]
+    _run_refusals(kafka_bootstrap, topics, tmp_path, guarantee, records, limit_after_start=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from processor.errors import DeserializationError, RecordRejectedError
+from processor.errors import DeserializationError, RecordRejectedError, TransientError
 from processor.serdes import Serde
 from processor.topology.context import ProcessorContext, Store
 from processor.topology.graph import (
@@ -29,7 +29,7 @@ from processor.topology.record import (
     RecordContext,
     SinkRejectedError,
 )
-from processor.topology.retry import Retry, retrying
+from processor.topology.retry import Retry, call_again, retrying
 from processor.topology.subtopology import SubTopology
 
 __all__ = [
@@ -60,24 +60,47 @@ class Processor:
 
 
 class SourceProcessor(Processor):
-    __slots__ = ("context", "key_serde", "value_serde")
+    """Deserializes a record and sends it on. A serde that raises `TransientError` (a schema
+    registry that cannot be reached) is retried per `retry`, then the error stops the worker:
+    the record is not at fault, so no error handler may skip or dead-letter it."""
 
-    def __init__(self, node: SourceNode, context: RecordContext) -> None:
+    __slots__ = ("context", "key_serde", "retry", "value_serde")
+
+    def __init__(self, node: SourceNode, context: RecordContext, retry: Retry | None) -> None:
         super().__init__(node.name)
         self.key_serde = node.key_serde
         self.value_serde = node.value_serde
         self.context = context
+        self.retry = retry
 
     def process_bytes(self, key: bytes | None, value: bytes | None) -> None:
         try:
             k = self.key_serde.deserialize(key)
+        except TransientError as e:
+            k = self._deserialize_again("key", self.key_serde, key, e)
         except Exception as e:
             raise self._undecodable("key", self.key_serde, e) from e
         try:
             v = self.value_serde.deserialize(value)
+        except TransientError as e:
+            v = self._deserialize_again("value", self.value_serde, value, e)
         except Exception as e:
             raise self._undecodable("value", self.value_serde, e) from e
         self.forward(k, v)
+
+    def _deserialize_again(
+        self, part: str, serde: Serde[Any], data: bytes | None, error: TransientError
+    ) -> Any:
+        if self.retry is None or not isinstance(error, self.retry.on):
+            raise error
+        try:
+            return call_again(
+                serde.deserialize, (data,), error, self.retry, self.name, self.context
+            )
+        except TransientError:
+            raise
+        except Exception as e:
+            raise self._undecodable(part, serde, e) from e
 
     def _undecodable(self, part: str, serde: Serde[Any], error: Exception) -> DeserializationError:
         c = self.context
@@ -375,7 +398,7 @@ def _make(
     retry: Retry | None,
 ) -> Processor:
     if isinstance(node, SourceNode):
-        return SourceProcessor(node, context)
+        return SourceProcessor(node, context, retry)
     if isinstance(node, SinkNode):
         return SinkProcessor(node, context, emitter)
     assert isinstance(node, OperatorNode)

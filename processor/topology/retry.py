@@ -58,27 +58,41 @@ def retrying(
         return function
 
     def call(*args: Any) -> Any:
-        retry = 0
-        while True:
-            try:
-                return function(*args)
-            except policy.on as e:
-                retry += 1
-                if retry > policy.attempts:
-                    raise
-                delay = policy.delay_ms(retry)
-                log.warning(
-                    "operator %r raised %s on record %s[%d]@%d: %s; retry %d of %d in %d ms",
-                    operator,
-                    type(e).__name__,
-                    record.topic,
-                    record.partition,
-                    record.offset,
-                    e,
-                    retry,
-                    policy.attempts,
-                    delay,
-                )
-                time.sleep(delay / 1000)
+        try:
+            return function(*args)
+        except policy.on as e:
+            return call_again(function, args, e, policy, operator, record)
 
     return call
+
+
+def call_again(
+    function: Callable[..., Any],
+    args: tuple[Any, ...],
+    error: BaseException,
+    policy: Retry,
+    operator: str,
+    record: RecordContext,
+) -> Any:
+    """`function(*args)` raised `error`, one of `policy.on`: wait and call it again, up to
+    `policy.attempts` times; raises the last error when it never succeeds."""
+    for retry in range(1, policy.attempts + 1):
+        delay = policy.delay_ms(retry)
+        log.warning(
+            "operator %r raised %s on record %s[%d]@%d: %s; retry %d of %d in %d ms",
+            operator,
+            type(error).__name__,
+            record.topic,
+            record.partition,
+            record.offset,
+            error,
+            retry,
+            policy.attempts,
+            delay,
+        )
+        time.sleep(delay / 1000)
+        try:
+            return function(*args)
+        except policy.on as e:
+            error = e
+    raise error

@@ -45,7 +45,23 @@ def test_star_import_gives_exactly_all() -> None:
 @pytest.mark.parametrize(
     ("module_name", "expected"),
     [
-        ("processor.serdes", {"BytesSerde", "IntSerde", "JsonSerde", "Serde", "StringSerde"}),
+        (
+            "processor.serdes",
+            {
+                "AvroDecodeError",
+                "AvroEncodeError",
+                "AvroError",
+                "AvroSchemaError",
+                "AvroSerde",
+                "BytesSerde",
+                "ConfluentAvroSerde",
+                "IntSerde",
+                "JsonSerde",
+                "Serde",
+                "StringSerde",
+                "topic_subject",
+            },
+        ),
         ("processor.testing", {"OutputRecord", "TopologyTestDriver"}),
     ],
 )

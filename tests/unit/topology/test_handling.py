@@ -300,3 +300,48 @@ def test_the_handler_per_stage_and_whether_dead_letters_are_needed() -> None:
 @pytest.mark.parametrize("text", ["dead_letter", "DEAD-LETTER", " skip ", "Fail"])
 def test_handler_names_parse_leniently(text: str) -> None:
     assert ErrorHandler.parse(text).value == text.strip().lower().replace("-", "_")
+
+
+class _FlakySerde:
+    """Deserializes UTF-8 but first raises TransientError `failures` times, as a serde whose
+    schema registry cannot be reached would."""
+
+    name = "flaky"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    def serialize(self, value: str | None) -> bytes | None:
+        return None if value is None else value.encode()
+
+    def deserialize(self, data: bytes | None) -> str | None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise TransientError("schema registry at http://127.0.0.1:1 cannot be reached")
+        return None if data is None else data.decode()
+
+
+def _unreachable_registry_topology(failures: int) -> Topology:
+    topology = Topology("checks")
+    topology.stream("in", value_serde=_FlakySerde(failures)).to("out", value_serde=STR)
+    return topology
+
+
+def test_a_serde_that_cannot_reach_its_registry_is_retried() -> None:
+    driver = TopologyTestDriver(
+        _unreachable_registry_topology(2), retry=Retry(attempts=2, backoff_ms=0)
+    )
+    driver.pipe_bytes("in", None, b"a")
+    assert driver.read("out") == [(None, "a")]
+
+
+def test_a_registry_that_stays_unreachable_stops_processing_instead_of_dead_lettering() -> None:
+    """The record is not at fault: no handler may skip or dead-letter it."""
+    driver = TopologyTestDriver(
+        _unreachable_registry_topology(10),
+        deserialization_error_handler=ErrorHandler.DEAD_LETTER,
+        retry=Retry(attempts=2, backoff_ms=0),
+    )
+    with pytest.raises(TransientError, match="cannot be reached"):
+        driver.pipe_bytes("in", None, b"a")
+    assert driver.read_records(DLQ) == []

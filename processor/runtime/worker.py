@@ -56,6 +56,7 @@ from processor.runtime.commit import Committer
 from processor.runtime.instance import StateDirLock, resolve_instance_id
 from processor.runtime.internal_topics import prepare_topics
 from processor.runtime.membership import DuplicateWatch, stable_membership
+from processor.runtime.preflight import preflight
 from processor.runtime.query_source import WorkerQuerySource
 from processor.runtime.status import InstancePhase, InstanceStatus, StatusBoard
 from processor.runtime.task import RecordPosition, StreamTask, TaskOptions
@@ -237,6 +238,7 @@ class Worker:
     def _start(self) -> None:
         self._transition(WorkerState.STARTING)
         cfg = self.config
+        preflight(cfg)  # configuration mistakes fail here, one line each
         self._lock = StateDirLock(cfg.app_state_dir)
         self.instance_id = resolve_instance_id(cfg.instance_id, cfg.app_state_dir)
         common = {"bootstrap.servers": cfg.bootstrap_servers}

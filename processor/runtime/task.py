@@ -23,7 +23,6 @@ from processor.topology.handling import (
     RECORD_ERRORS,
     Accounting,
     ErrorHandling,
-    Outcome,
     RecordBytes,
     RecordFailure,
     failure_of,
@@ -130,9 +129,10 @@ class StreamTask:
                 handle_failure(self._handling, failure, output, self._emitter, self._accounting)
             else:
                 self._sources[topic].process_bytes(message.key(), message.value())
-                self._accounting.count(
-                    Outcome.OUTPUT if context.effects != effects else Outcome.FILTERED
-                )
+                if context.effects != effects:
+                    self._accounting.pending_output += 1
+                else:
+                    self._accounting.pending_filtered += 1
         except RECORD_ERRORS as e:
             self._fail(failure_of(e, topic, self.id.partition, offset, str(self.id)), message)
         self._next_offsets[(topic, self.id.partition)] = offset + 1

@@ -178,30 +178,47 @@ class Accounting:
     """How many input records ended in each outcome, by reason (the failing stage, or "" for
     output and filtered).
 
-    Counts are `pending` until the commit that makes their outcome final, then `committed`: a
+    Counts are pending until the commit that makes their outcome final, then `committed`: a
     transaction that aborts (and whose records are processed again) drops its pending counts,
-    so under exactly-once each input record is counted once."""
+    so under exactly-once each input record is counted once. Output and filtered records, one
+    per record processed, are plain integers (`pending_output`, `pending_filtered`) that the
+    task increments itself; the rare rest goes through `count`."""
+
+    __slots__ = ("committed", "pending", "pending_filtered", "pending_output")
 
     def __init__(self) -> None:
+        self.pending_output = 0
+        self.pending_filtered = 0
         self.pending: Counter[tuple[Outcome, str]] = Counter()
         self.committed: Counter[tuple[Outcome, str]] = Counter()
 
     def count(self, outcome: Outcome, reason: str = "") -> None:
-        self.pending[(outcome, reason)] += 1
+        if outcome is Outcome.OUTPUT:
+            self.pending_output += 1
+        elif outcome is Outcome.FILTERED:
+            self.pending_filtered += 1
+        else:
+            self.pending[(outcome, reason)] += 1
 
     def retract(self, outcome: Outcome) -> None:
         """Take back one input counted as `outcome` (`OUTPUT`: an output it caused could not be
         produced after all, and it is counted again as skipped or dead-lettered)."""
-        for counts in (self.pending, self.committed):
-            if counts[(outcome, "")] > 0:
-                counts[(outcome, "")] -= 1
-                return
+        if outcome is Outcome.OUTPUT and self.pending_output > 0:
+            self.pending_output -= 1
+        elif outcome is Outcome.FILTERED and self.pending_filtered > 0:
+            self.pending_filtered -= 1
+        elif self.committed[(outcome, "")] > 0:
+            self.committed[(outcome, "")] -= 1
 
     def commit(self) -> None:
+        self.pending[(Outcome.OUTPUT, "")] += self.pending_output
+        self.pending[(Outcome.FILTERED, "")] += self.pending_filtered
         self.committed.update(self.pending)
-        self.pending.clear()
+        self.committed = +self.committed  # no zero entries
+        self.drop_pending()
 
     def drop_pending(self) -> None:
+        self.pending_output = self.pending_filtered = 0
         self.pending.clear()
 
     def totals(self) -> dict[Outcome, int]:

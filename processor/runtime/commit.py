@@ -64,6 +64,8 @@ class Committer:
         self._accounting = self._options.accounting
         # Dead-letter records of refused outputs go out through the worker, like sink records.
         self._emitter = emitter
+        # The tasks of the last commit: they name the task of a refused record's input.
+        self._last_tasks: list[StreamTask] = []
         self._in_transaction = False
         self._next_commit_at = 0.0
         self.commits = 0
@@ -92,6 +94,7 @@ class Committer:
         this commit is visible: at-least-once keeps the offsets for the next try, exactly-once
         aborts and drops the caches."""
         task_list = list(tasks)
+        self._last_tasks = task_list
         offsets: dict[Partition, int] = {}
         for task in task_list:
             offsets.update(task.take_offsets())
@@ -205,13 +208,21 @@ class Committer:
             )
         self._raise_refused(self._producer.take_failures())
 
-    def _remember_refused_outputs(self, tasks: list[StreamTask]) -> None:
+    def _remember_refused_outputs(
+        self, tasks: list[StreamTask], *, raise_unhandled: bool = True
+    ) -> None:
         """Exactly-once, the transaction failed: when outputs were refused, remember their
-        inputs, which go to the production error handler when the tasks read them again."""
+        inputs, which go to the production error handler when the tasks read them again.
+        Records that failed only because the transaction did are sent again after the rewind.
+        Refusals no handler takes raise, or with `raise_unhandled=False` are left for the
+        rewound tasks to meet again."""
         refused = [f for f in self._producer.take_failures() if f.refused]
         if not refused:
-            return  # records failed with the transaction: they are sent again after the rewind
-        self._raise_refused(refused, handled=self._handles_refusals(refused))
+            return
+        if not self._handles_refusals(refused):
+            if raise_unhandled:
+                self._raise_refused(refused)
+            return
         for failure in refused:
             assert failure.origin is not None
             record = (failure.key, failure.value, failure.timestamp, failure.headers)
@@ -270,6 +281,7 @@ class Committer:
         """Processing hit a broker error (a transaction that must be aborted): forget everything
         since the last commit, as a failed commit does; the worker then rewinds its tasks."""
         task_list = list(tasks)
+        self._last_tasks = task_list
         if self._exactly_once:
             self._remember_refused_outputs(task_list)
         self.abandon()
@@ -286,6 +298,10 @@ class Committer:
             except BrokerError as e:
                 log.warning("aborting the transaction failed: %s", e)
             self._in_transaction = False
+            # The abort purged what was still queued: serve those delivery reports now, so they
+            # are not taken for failures of the next transaction.
+            self._producer.flush(_TIMEOUT_S)
+            self._remember_refused_outputs(self._last_tasks, raise_unhandled=False)
         self._accounting.drop_pending()
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ A broker's lifecycle (anything else raises `BrokerError`):
 ```
 CREATED --start()--> RUNNING --stop() / kill()--> STOPPED --start()--> RUNNING ...
 CREATED, STOPPED --close()--> CLOSED            (close() on RUNNING stops first)
+CREATED, STOPPED, RUNNING --restart()--> RUNNING (on the same ports; RUNNING is killed first)
 ```
 
 `stop()` and `kill()` on a broker that is not running do nothing, so finalizers can call them
@@ -403,6 +404,49 @@ class LocalBroker:
         self._send(signal.SIGKILL)
         self._reap()
         self._move(BrokerState.STOPPED)
+
+    def restart(self, *, port_timeout: float = 30.0) -> LocalBroker:
+        """Start the broker again on its directory and on the same client and controller
+        ports, so clients keep their bootstrap address; wait until it answers; return self.
+        A running broker is killed first (SIGKILL: a crash and a restart).
+
+        Where `start()` moves to other free ports when one was taken meanwhile, `restart()`
+        waits up to `port_timeout` seconds for its own ports to be free again (a client's
+        connection may hold one as its local port for a moment). Raises `BrokerError` like
+        `start()`, the broker staying STOPPED.
+        """
+        self.kill()
+        if BrokerState.RUNNING not in _TRANSITIONS[self._state]:
+            self._move(BrokerState.RUNNING)  # raises, naming the illegal transition
+        began = time.monotonic()
+        lib_dir = self._lib_dir if self._lib_dir is not None else fetch_broker()
+        java = _java()
+        while True:
+            self._write_config()
+            self._format_storage(java, lib_dir)
+            log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+            try:
+                self._launch(java, lib_dir)
+                self._await_ready(began + self.startup_timeout, log_start)
+            except _PortTaken:
+                self._reap()
+                if time.monotonic() - began >= port_timeout:
+                    raise BrokerError(
+                        f"Kafka broker could not listen again on 127.0.0.1:{self._port} or "
+                        f":{self._controller_port} within {port_timeout:.0f}s: address in use; "
+                        f"broker.log ends:\n{self._log_tail(log_start)}"
+                    ) from None
+                time.sleep(0.5)
+                continue
+            except BaseException:
+                self._send(signal.SIGKILL)
+                self._reap()
+                raise
+            break
+        self.startup_seconds = time.monotonic() - began
+        self._move(BrokerState.RUNNING)
+        _LIVE.add(self)
+        return self
 
     def close(self) -> None:
         """Stop the broker if running; remove its directory if it was a temporary one."""

@@ -1,0 +1,1452 @@
+"""Side-by-side benchmark on one local broker: this project against a raw confluent-kafka loop,
+Quix Streams, Faust (faust-streaming) and Kafka Streams, on the same generated input.
+
+    .venv/bin/python -m bench.compare [--records 2000000] [--keys 100000] [--runs 3]
+        [--contenders raw,ours,quix,faust,kafka-streams]
+        [--workloads stateless,count-alos,count-eos,restore,failover] [--workers 1,2]
+
+Workloads (6 partitions; key ``k<n>`` for n < --keys, value the record's sequence number):
+
+- ``stateless``: keep the records whose number is not divisible by 4, double the number;
+  at-least-once. Checked: every expected output (key and value) arrived, nothing else did,
+  and the checksum of the distinct outputs matches.
+- ``count-alos``, ``count-eos``: count per key, each update written out; at-least-once and
+  exactly-once. Checked: every key's last count equals the truth (under at-least-once with two
+  workers a key may be over-counted after a rebalance: none may be short, the over-counted
+  keys are reported). Every run also reads 2 s past the end, so late extra outputs are caught.
+- ``restore``: each contender's count application first counts --restore-keys distinct keys
+  (not timed), leaving a changelog of that many records; every run then starts it with an
+  empty state directory and one new record per partition, timed until the outputs of all six
+  are read: changelog records / seconds, process start and group join included. Ours also gets
+  the in-process figure of `bench/restore.py` (changelog to RocksDB, nothing else).
+- ``failover``: ours through `bench/failover.py` (SIGKILL 1 of 3 workers, exactly-once, with
+  and without a standby); the other contenders are not measured (see the table's reasons).
+
+Each contender runs as separate OS processes (``--workers 2``: two processes in one group; ours
+uses ``processor run --workers 2``) with a fresh output topic and application id; a run is
+timed from the first process start until the last expected output is read (read_committed).
+Every figure is the median of --runs runs, with min and max; a wrong run fails its cell (and
+its remaining runs are skipped). While a run goes, the application's committed input offsets
+are watched: all input committed with outputs still missing 30 s later fails the run, and a
+run that after a minute projects past --timeout is stopped and its cell shows the approximate
+rate, unchecked ("too slow"). Under at-least-once with two workers, duplicated outputs and
+over-counted keys are allowed (a rebalance may replay records) and reported in the cell.
+
+Quix Streams, Faust and matplotlib are installed into `.cache/bench-contenders` (a venv of its
+own, created when missing); Kafka Streams is built with Maven into `.cache/bench-kafka-streams`.
+Results go to bench/results/compare.json, bench/results/compare.png and the section of
+bench/RESULTS.md between the `compare` markers. It starts its own broker (`LocalBroker`)
+unless PROCESSOR_TEST_BOOTSTRAP names one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import confluent_kafka
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from bench.stateful_count import broker
+from processor.testing.broker import KAFKA_VERSION
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+RESULTS_DIR = BENCH / "results"
+RESULTS_MD = BENCH / "RESULTS.md"
+JSON_PATH = RESULTS_DIR / "compare.json"
+START_MARK, END_MARK = "<!-- compare:start -->", "<!-- compare:end -->"
+PARTITIONS = 6
+SEED = 20261125
+SETTLE_S = 2.0  # reading on after the last expected output, to catch late extra outputs
+STOP_TIMEOUT_S = 40.0
+ALL_COMMITTED_GRACE_S = 30.0  # all input committed and no output for this long: outputs missing
+PREPARE_TIMEOUT_S = 900.0  # counting the keys to restore: slow contenders get to finish it
+
+CONTENDERS_VENV = ROOT / ".cache" / "bench-contenders"
+CONTENDERS_REQUIREMENTS = ["quixstreams==3.28.1", "faust-streaming==0.15.3", "matplotlib==3.11.2"]
+KS_PROJECT = BENCH / "contenders" / "kafka-streams"
+KS_BUILD = ROOT / ".cache" / "bench-kafka-streams"
+
+ALL_CONTENDERS = ["raw", "ours", "quix", "faust", "kafka-streams"]
+LABELS = {
+    "raw": "raw confluent-kafka loop",
+    "ours": "processor (ours)",
+    "quix": "Quix Streams",
+    "faust": "Faust",
+    "kafka-streams": "Kafka Streams",
+}
+THROUGHPUT_WORKLOADS = {  # name: (program workload, guarantee, description)
+    "stateless": ("stateless", "at_least_once", "stateless filter + map, at-least-once"),
+    "count-alos": ("count", "at_least_once", "count per key, at-least-once"),
+    "count-eos": ("count", "exactly_once", "count per key, exactly-once"),
+}
+ALL_WORKLOADS = [*THROUGHPUT_WORKLOADS, "restore", "failover"]
+
+
+class RunFailed(Exception):
+    """A run went wrong (a process died, a wrong or missing output, a timeout)."""
+
+
+class TooSlow(RunFailed):
+    """A run was stopped because it would not finish within the timeout."""
+
+    def __init__(self, message: str, rate: float) -> None:
+        super().__init__(message)
+        self.rate = rate
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- setting up the contenders ----------------------------------------------------------------
+
+
+def contenders_python() -> Path:
+    """The contenders' venv (Quix Streams, Faust, matplotlib), created or completed if needed."""
+    python = CONTENDERS_VENV / "bin" / "python"
+    marker = CONTENDERS_VENV / ".installed"
+    wanted = "\n".join(CONTENDERS_REQUIREMENTS) + "\n"
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
+        return python
+    progress(f"installing {', '.join(CONTENDERS_REQUIREMENTS)} into {CONTENDERS_VENV}")
+    if not python.exists():
+        base = getattr(sys, "_base_executable", sys.executable)
+        subprocess.run([base, "-m", "venv", str(CONTENDERS_VENV)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", *CONTENDERS_REQUIREMENTS], check=True
+    )
+    marker.write_text(wanted)
+    return python
+
+
+def kafka_streams_classpath() -> str:
+    """Build bench/contenders/kafka-streams with Maven once (again when its sources change)."""
+    sources = [KS_PROJECT / "pom.xml", *sorted(KS_PROJECT.glob("src/**/*.java"))]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
+    marker = KS_BUILD / ".built"
+    if not (marker.exists() and marker.read_text() == digest):
+        progress(f"building the Kafka Streams contender with Maven into {KS_BUILD}")
+        shutil.rmtree(KS_BUILD, ignore_errors=True)
+        subprocess.run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "-f",
+                str(KS_PROJECT / "pom.xml"),
+                f"-Dbench.out={KS_BUILD}",
+                "compile",
+                "dependency:copy-dependencies",
+            ],
+            check=True,
+        )
+        marker.write_text(digest)
+    return f"{KS_BUILD / 'classes'}:{KS_BUILD / 'lib'}/*"
+
+
+# --- contenders -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Job:
+    """What one run starts: each command is one OS process (one worker, or ours' supervisor)."""
+
+    commands: list[list[str]]
+    env: dict[str, str]
+
+
+class Contender:
+    name = ""
+    count_format = "text"  # how the count workload writes a count: "text" or "long" (8 bytes)
+    restore_changelog_marker = "changelog"  # a changelog topic name holds the app id and this
+
+    def unsupported(self, workload: str, workers: int) -> str | None:
+        """Why this contender cannot run the workload, or None."""
+        return None
+
+    def job(
+        self,
+        bootstrap: str,
+        source: str,
+        sink: str,
+        app_id: str,
+        workload: str,
+        guarantee: str,
+        state_dir: Path,
+        workers: int,
+    ) -> Job:
+        raise NotImplementedError
+
+    def notes(self, workload: str) -> str:
+        return ""
+
+
+def base_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROCESSOR_")}
+    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class PythonContender(Contender):
+    module = ""
+
+    def python(self) -> str:
+        return str(contenders_python())
+
+    def job(
+        self,
+        bootstrap: str,
+        source: str,
+        sink: str,
+        app_id: str,
+        workload: str,
+        guarantee: str,
+        state_dir: Path,
+        workers: int,
+    ) -> Job:
+        commands = [
+            [
+                self.python(),
+                "-m",
+                self.module,
+                "--bootstrap",
+                bootstrap,
+                "--input",
+                source,
+                "--output",
+                sink,
+                "--app-id",
+                app_id,
+                "--workload",
+                workload,
+                "--guarantee",
+                guarantee,
+                "--state-dir",
+                str(state_dir / f"worker-{index}"),
+                "--worker-index",
+                str(index),
+                "--workers",
+                str(workers),
+            ]
+            for index in range(workers)
+        ]
+        return Job(commands, base_env())
+
+
+class RawLoop(PythonContender):
+    name = "raw"
+    module = "bench.contenders.raw_loop"
+    count_format = "long"
+
+    def python(self) -> str:
+        return sys.executable  # the project's venv: same confluent-kafka as ours
+
+    def unsupported(self, workload: str, workers: int) -> str | None:
+        if workload in ("restore", "failover"):
+            return "keeps counts in memory: no changelog, nothing to restore or fail over"
+        return None
+
+    def notes(self, workload: str) -> str:
+        return (
+            "the ceiling: counts in a dict (no store, no changelog), partitions split by "
+            "index among the workers (no rebalancing)"
+        )
+
+
+class Quix(PythonContender):
+    name = "quix"
+    module = "bench.contenders.quix_app"
+
+
+class Faust(PythonContender):
+    name = "faust"
+    module = "bench.contenders.faust_app"
+
+
+class Ours(Contender):
+    name = "ours"
+    count_format = "long"
+
+    def job(
+        self,
+        bootstrap: str,
+        source: str,
+        sink: str,
+        app_id: str,
+        workload: str,
+        guarantee: str,
+        state_dir: Path,
+        workers: int,
+    ) -> Job:
+        env = base_env()
+        env.update(BENCH_INPUT=source, BENCH_OUTPUT=sink, BENCH_WORKLOAD=workload)
+        command = [
+            sys.executable,
+            "-m",
+            "processor.cli",
+            "run",
+            "bench.contenders.ours_topology",
+            "--bootstrap-servers",
+            bootstrap,
+            "--application-id",
+            app_id,
+            "--state-dir",
+            str(state_dir),
+            "--processing-guarantee",
+            guarantee,
+            "--commit-interval-ms",
+            "1000",
+            # The default (HTTP server on any free port): `--http-port off` is refused by
+            # processor/config.py (parsed as a number before "off" is looked at).
+            "--http-port",
+            "0",
+            "--workers",
+            str(workers),
+            "--log-level",
+            os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        ]
+        return Job([command], env)
+
+
+class KafkaStreams(Contender):
+    name = "kafka-streams"
+    count_format = "long"
+
+    def job(
+        self,
+        bootstrap: str,
+        source: str,
+        sink: str,
+        app_id: str,
+        workload: str,
+        guarantee: str,
+        state_dir: Path,
+        workers: int,
+    ) -> Job:
+        classpath = kafka_streams_classpath()
+        commands = [
+            [
+                "java",
+                "-Xmx1g",
+                "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+                "-cp",
+                classpath,
+                "bench.StreamsBench",
+                bootstrap,
+                source,
+                sink,
+                app_id,
+                workload,
+                guarantee,
+                str(state_dir / f"worker-{index}"),
+            ]
+            for index in range(workers)
+        ]
+        return Job(commands, base_env())
+
+    def notes(self, workload: str) -> str:
+        return "record cache on (its default): a count update per key per commit, not per record"
+
+
+CONTENDERS: dict[str, Contender] = {
+    c.name: c for c in (RawLoop(), Ours(), Quix(), Faust(), KafkaStreams())
+}
+
+
+# --- input and output -------------------------------------------------------------------------
+
+
+def admin(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap})
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> None:
+    client = admin(bootstrap)  # referenced until its futures are done
+    for future in client.create_topics([NewTopic(topic, partitions, 1)]).values():
+        future.result(30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until every partition has its leader
+        meta = client.list_topics(topic, timeout=10).topics.get(topic)
+        if (
+            meta
+            and len(meta.partitions) == partitions
+            and not meta.error
+            and all(p.leader >= 0 for p in meta.partitions.values())
+        ):
+            return
+        time.sleep(0.1)
+    raise RunFailed(f"topic {topic} has no leaders after 30 s")
+
+
+def delete_topics_of(bootstrap: str, *names: str, containing: str | None = None) -> None:
+    """Delete `names` and every topic whose name contains `containing` (a run's app id)."""
+    client = admin(bootstrap)
+    topics = set(names)
+    if containing:
+        topics |= {t for t in client.list_topics(timeout=10).topics if containing in t}
+    if topics:
+        for future in client.delete_topics(sorted(topics)).values():
+            with contextlib.suppress(Exception):
+                future.result(30)
+
+
+def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes, int | None]]) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1 << 20})
+    for key, value, partition in records:
+        while True:
+            try:
+                if partition is None:
+                    producer.produce(topic, value, key)
+                else:
+                    producer.produce(topic, value, key, partition)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(120):
+        raise RunFailed("producing the input did not finish")
+
+
+def checksum(key: bytes, value: bytes) -> int:
+    return zlib.crc32(value, zlib.crc32(key + b"\0"))
+
+
+@dataclasses.dataclass
+class Input:
+    topic: str
+    records: int
+    keys: list[bytes]  # the key of record i
+    truth: Counter[bytes]  # records per key
+    stateless_expected: int  # outputs of the stateless workload
+    stateless_checksum: int  # sum of checksum(key, value) over them
+
+
+def make_input(bootstrap: str, records: int, keys: int) -> Input:
+    rng = random.Random(SEED)
+    key_of = [b"k%d" % rng.randrange(keys) for _ in range(records)]
+    topic = f"bench-input-{records}-{keys}-{uuid.uuid4().hex[:6]}"
+    create_topic(bootstrap, topic)
+    started = time.monotonic()
+    produce(bootstrap, topic, [(k, b"%d" % i, None) for i, k in enumerate(key_of)])
+    progress(
+        f"input: {records:,} records over {len(set(key_of)):,} keys in {topic} "
+        f"({time.monotonic() - started:.1f} s to produce)"
+    )
+    expected = 0
+    total = 0
+    for i, key in enumerate(key_of):
+        if i % 4:
+            expected += 1
+            total += checksum(key, b"%d" % (2 * i))
+    return Input(topic, records, key_of, Counter(key_of), expected, total)
+
+
+class Reader:
+    """Reads a sink (read_committed) from given offsets, checking each output as it comes."""
+
+    def __init__(self, bootstrap: str, topic: str, start: dict[int, int] | None = None) -> None:
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bench-reader-{uuid.uuid4().hex[:8]}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "fetch.max.bytes": 64 << 20,
+                "max.partition.fetch.bytes": 8 << 20,
+            }
+        )
+        offsets = start or {}
+        self.consumer.assign(
+            [TopicPartition(topic, p, offsets.get(p, 0)) for p in range(PARTITIONS)]
+        )
+        self.read = 0
+
+    def batch(self, timeout: float = 0.2) -> list[Any]:
+        messages = self.consumer.consume(20000, timeout)
+        for message in messages:
+            if message.error():
+                raise RunFailed(f"reading the output: {message.error()}")
+        self.read += len(messages)
+        return messages
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class Check:
+    """The correctness check of one workload; `take` sees every output, in order."""
+
+    expected = 0
+    done = 0
+
+    def take(self, messages: list[Any]) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> dict[str, Any]:
+        """Raise RunFailed when the outputs are wrong; return what to report."""
+        raise NotImplementedError
+
+
+class StatelessCheck(Check):
+    def __init__(self, data: Input, tolerate_duplicates: bool) -> None:
+        self.keys = data.keys
+        self.expected = data.stateless_expected
+        self.wanted_checksum = data.stateless_checksum
+        self.seen = bytearray(data.records)
+        self.duplicates = 0
+        self.checksum = 0
+        self.tolerate = tolerate_duplicates
+
+    def take(self, messages: list[Any]) -> None:
+        keys, seen = self.keys, self.seen
+        for message in messages:
+            value, key = message.value(), message.key()
+            try:
+                doubled = int(value)
+            except (TypeError, ValueError):
+                raise RunFailed(f"output value {value!r} is not a number") from None
+            number = doubled >> 1
+            if doubled & 1 or not 0 <= number < len(keys) or number % 4 == 0:
+                raise RunFailed(f"unexpected output {key!r}={value!r}")
+            if keys[number] != key:
+                raise RunFailed(f"output {value!r} has key {key!r}, not {keys[number]!r}")
+            if seen[number]:
+                self.duplicates += 1
+            else:
+                seen[number] = 1
+                self.done += 1
+                self.checksum += checksum(key, value)
+
+    def finish(self) -> dict[str, Any]:
+        if self.done != self.expected:
+            raise RunFailed(f"{self.done:,} of {self.expected:,} expected outputs")
+        if self.checksum != self.wanted_checksum:
+            raise RunFailed("the checksum of the outputs is wrong")
+        if self.duplicates and not self.tolerate:
+            raise RunFailed(f"{self.duplicates:,} duplicated outputs")
+        return {"outputs": self.done + self.duplicates, "duplicates": self.duplicates}
+
+
+class CountCheck(Check):
+    def __init__(self, truth: Counter[bytes], count_format: str, tolerate_over: bool) -> None:
+        self.truth = truth
+        self.expected = len(truth)
+        self.latest: dict[bytes, int] = {}
+        self.long = count_format == "long"
+        self.tolerate = tolerate_over
+
+    def take(self, messages: list[Any]) -> None:
+        truth, latest = self.truth, self.latest
+        unpack = struct.Struct(">q").unpack
+        for message in messages:
+            key, value = message.key(), message.value()
+            try:
+                count = unpack(value)[0] if self.long else int(value)
+            except (TypeError, ValueError, struct.error):
+                raise RunFailed(f"output count {value!r} of {key!r} is not a count") from None
+            want = truth.get(key)
+            if want is None:
+                raise RunFailed(f"output for unknown key {key!r}")
+            before = latest.get(key, 0)
+            if count >= want > before:
+                self.done += 1
+            latest[key] = count
+
+    def finish(self) -> dict[str, Any]:
+        short = [k for k, n in self.truth.items() if self.latest.get(k, 0) < n]
+        over = [k for k, n in self.truth.items() if self.latest.get(k, 0) > n]
+        if short:
+            raise RunFailed(
+                f"{len(short):,} keys short, e.g. {short[0]!r}: "
+                f"{self.latest.get(short[0], 0)} of {self.truth[short[0]]}"
+            )
+        if over and not self.tolerate:
+            raise RunFailed(
+                f"{len(over):,} keys over-counted, e.g. {over[0]!r}: "
+                f"{self.latest[over[0]]} for {self.truth[over[0]]}"
+            )
+        return {"over_counted_keys": len(over)}
+
+
+# --- one run ----------------------------------------------------------------------------------
+
+
+class Processes:
+    """The OS processes of one run, each in its own session (so a worker's children stop too)."""
+
+    def __init__(self, job: Job, logdir: Path) -> None:
+        self.logs: list[Path] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
+        for index, command in enumerate(job.commands):
+            log = logdir / f"worker-{index}.log"
+            self.logs.append(log)
+            with open(log, "ab") as out:
+                self.procs.append(
+                    subprocess.Popen(
+                        command,
+                        cwd=ROOT,
+                        env=job.env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                )
+
+    def check(self) -> None:
+        for index, proc in enumerate(self.procs):
+            if proc.poll() is not None:
+                raise RunFailed(
+                    f"worker {index} exited with {proc.returncode}: {self.error_line(index)}"
+                )
+
+    def lines(self, index: int) -> list[str]:
+        """The worker's log lines, without colour codes, timestamps, pids and table pipes."""
+        lines = []
+        for line in self.logs[index].read_text(errors="replace").splitlines():
+            line = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", line)
+            line = re.sub(r"^(\[[^\]]*\]\s*)+", "", line.strip()).lstrip(": ")  # [date] [pid]
+            if line:
+                lines.append(line.replace("|", "/")[:240])
+        return lines
+
+    def error_line(self, index: int) -> str:
+        lines = self.lines(index)
+        for line in reversed(lines):  # a traceback's last line first: "SomeError: message"
+            if re.match(r"[\w.]*(Error|Exception|Exit)\b.*:", line):
+                return line
+        for line in reversed(lines):
+            if re.search(r"error|exception|refused|unsupported", line, re.IGNORECASE):
+                return line
+        return lines[-1] if lines else "(no output)"
+
+    def last_line(self) -> str:
+        for index in range(len(self.logs)):
+            lines = self.lines(index)
+            if lines:
+                return lines[-1]
+        return "(none)"
+
+    def tail(self, lines: int = 25) -> str:
+        parts = []
+        for log in self.logs:
+            text = log.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {log.name}\n" + "\n".join(text))
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        for proc in self.procs:  # anything a worker left in its session
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+class Committed:
+    """How many input records the application's group has committed: the run's progress."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+        self.partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+
+    def records(self) -> int:
+        try:
+            offsets = self.consumer.committed(self.partitions, timeout=5)
+        except confluent_kafka.KafkaException:
+            return 0
+        return sum(max(0, tp.offset) for tp in offsets)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def run_once(
+    *,
+    bootstrap: str,
+    contender: Contender,
+    source: str,
+    sink: str,
+    app_id: str,
+    workload: str,
+    guarantee: str,
+    workers: int,
+    check: Check,
+    state_dir: Path,
+    logdir: Path,
+    timeout: float,
+    label: str,
+    records: int = 0,
+    start_offsets: dict[int, int] | None = None,
+) -> tuple[float, dict[str, Any]]:
+    """Start the contender, read until `check` has every expected output, check, stop; return
+    the seconds from the start until the last expected output was read, and what the check
+    reports.
+
+    With `records` (the input's size), the group's committed input offsets are watched: a run
+    projected past `timeout` after a minute is stopped as too slow, and one that has committed
+    all its input but still lacks outputs ALL_COMMITTED_GRACE_S later fails."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    job = contender.job(bootstrap, source, sink, app_id, workload, guarantee, state_dir, workers)
+    reader = Reader(bootstrap, sink, start_offsets)
+    committed = Committed(bootstrap, app_id, source)
+    tty = sys.stderr.isatty()
+    procs: Processes | None = None
+    try:
+        started = time.monotonic()
+        procs = Processes(job, logdir)
+        next_report = started + 5
+        next_look = started + 2
+        all_committed_at: float | None = None  # when the group had committed all the input
+        done_then = 0
+        while check.done < check.expected:
+            procs.check()
+            check.take(reader.batch())
+            now = time.monotonic()
+            elapsed = now - started
+            if elapsed > timeout:
+                raise RunFailed(
+                    f"did not finish in {timeout:.0f} s ({check.done:,} of "
+                    f"{check.expected:,} outputs final); last log line: {procs.last_line()}"
+                )
+            if records and now >= next_look:  # the group's progress, every 2 s
+                next_look = now + 2
+                committed_records = committed.records()
+                if committed_records < records or check.done != done_then:
+                    all_committed_at, done_then = None, check.done
+                elif all_committed_at is None:
+                    all_committed_at = now
+                elif now - all_committed_at > ALL_COMMITTED_GRACE_S:
+                    raise RunFailed(
+                        f"all input committed, yet {check.done:,} of {check.expected:,} "
+                        f"outputs final and none more for {ALL_COMMITTED_GRACE_S:.0f} s"
+                    )
+                if (
+                    elapsed > 60
+                    and committed_records
+                    and elapsed * records / committed_records > timeout * 1.2
+                ):
+                    raise TooSlow(
+                        f"stopped: would not finish in {timeout:.0f} s; {committed_records:,} "
+                        f"of {records:,} input records committed after {elapsed:.0f} s",
+                        committed_records / elapsed,
+                    )
+            if now < next_report:
+                continue
+            next_report = now + (2 if tty else 10)
+            line = (
+                f"  {label}: {reader.read:,} outputs read, {check.done:,} of "
+                f"{check.expected:,} final ({100 * check.done / check.expected:.0f}%)"
+            )
+            if records:
+                line += f", input committed {100 * committed.records() / records:.0f}%"
+            line += f", {elapsed:.0f} s"
+            print(("\r\033[K" + line) if tty else line, end="" if tty else "\n", file=sys.stderr)
+        seconds = time.monotonic() - started
+        if tty:
+            print("\r\033[K", end="", file=sys.stderr)
+        settle = time.monotonic() + SETTLE_S
+        while time.monotonic() < settle:
+            check.take(reader.batch(0.1))
+        details = check.finish()
+        details["outputs_read"] = reader.read
+        return seconds, details
+    except RunFailed as failure:
+        if tty:
+            print(file=sys.stderr)
+        if procs is not None:
+            progress(f"  {label} FAILED: {failure}\n{procs.tail()}")
+        raise
+    finally:
+        reader.close()
+        committed.close()
+        if procs is not None:
+            procs.stop()
+
+
+# --- workloads --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Cell:
+    workload: str
+    workers: int
+    contender: str
+    status: str  # ok, n/a, failed, too slow
+    rates: list[float] = dataclasses.field(default_factory=list)
+    seconds: list[float] = dataclasses.field(default_factory=list)
+    reason: str = ""
+    notes: str = ""
+    details: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    unit: str = "records/s"
+    approx_rate: float = 0.0  # too slow: committed input records per second when stopped
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, bootstrap: str, workdir: Path) -> None:
+        self.args = args
+        self.bootstrap = bootstrap
+        self.workdir = workdir
+        self.cells: list[Cell] = []
+        self._input: Input | None = None
+
+    def data(self) -> Input:
+        if self._input is None:
+            self._input = make_input(self.bootstrap, self.args.records, self.args.keys)
+        return self._input
+
+    def fresh(self, what: str) -> tuple[str, Path, Path]:
+        suffix = uuid.uuid4().hex[:6]
+        app_id = f"cmp-{what}-{suffix}"
+        state = self.workdir / app_id / "state"
+        logs = self.workdir / app_id / "logs"
+        state.mkdir(parents=True)
+        logs.mkdir(parents=True)
+        return app_id, state, logs
+
+    def throughput(self, name: str, contender: Contender, workers: int) -> Cell:
+        program_workload, guarantee, _ = THROUGHPUT_WORKLOADS[name]
+        cell = Cell(name, workers, contender.name, "ok", notes=contender.notes(program_workload))
+        reason = contender.unsupported(name, workers)
+        if reason:
+            cell.status, cell.reason = "n/a", reason
+            return cell
+        data = self.data()
+        tolerate = guarantee == "at_least_once" and workers > 1
+        for run in range(self.args.runs):
+            label = f"{contender.name} {name} x{workers} run {run + 1}/{self.args.runs}"
+            app_id, state, logs = self.fresh(f"{contender.name}-{name}-{workers}")
+            sink = f"{app_id}-out"
+            create_topic(self.bootstrap, sink)
+            check: Check = (
+                StatelessCheck(data, tolerate)
+                if program_workload == "stateless"
+                else CountCheck(data.truth, contender.count_format, tolerate)
+            )
+            try:
+                seconds, details = run_once(
+                    bootstrap=self.bootstrap,
+                    contender=contender,
+                    source=data.topic,
+                    sink=sink,
+                    app_id=app_id,
+                    workload=program_workload,
+                    guarantee=guarantee,
+                    workers=workers,
+                    check=check,
+                    state_dir=state,
+                    logdir=logs,
+                    timeout=self.args.timeout,
+                    label=label,
+                    records=data.records,
+                )
+            except TooSlow as slow:
+                cell.status, cell.reason, cell.approx_rate = "too slow", str(slow), slow.rate
+                return cell
+            except RunFailed as failure:
+                cell.status, cell.reason = "failed", str(failure)
+                return cell
+            finally:
+                self.cleanup(app_id, sink)
+            rate = data.records / seconds
+            cell.rates.append(rate)
+            cell.seconds.append(seconds)
+            cell.details.append(details)
+            extra = ", ".join(f"{k} {v:,}" for k, v in details.items() if v)
+            progress(f"{label}: {rate:,.0f} records/s in {seconds:.1f} s; correct ({extra})")
+        return cell
+
+    def cleanup(self, app_id: str, *topics: str) -> None:
+        delete_topics_of(self.bootstrap, *topics, containing=app_id)
+        if not self.args.keep:
+            shutil.rmtree(self.workdir / app_id, ignore_errors=True)
+
+    def restore(self, contender: Contender) -> Cell:
+        keys = self.args.restore_keys
+        cell = Cell("restore", 1, contender.name, "ok")
+        reason = contender.unsupported("restore", 1)
+        if reason:
+            cell.status, cell.reason = "n/a", reason
+            return cell
+        app_id, state, logs = self.fresh(f"{contender.name}-restore")
+        source, sink = f"{app_id}-in", f"{app_id}-out"
+        phase = "while counting the keys to restore"
+        try:
+            create_topic(self.bootstrap, source)
+            create_topic(self.bootstrap, sink)
+            produce(self.bootstrap, source, [(b"r%d" % i, b"%d" % i, None) for i in range(keys)])
+            progress(f"{contender.name} restore: counting {keys:,} distinct keys (not timed)")
+            truth = Counter({b"r%d" % i: 1 for i in range(keys)})
+            prepare = run_once(
+                bootstrap=self.bootstrap,
+                contender=contender,
+                source=source,
+                sink=sink,
+                app_id=app_id,
+                workload="count",
+                guarantee="at_least_once",
+                workers=1,
+                check=CountCheck(truth, contender.count_format, tolerate_over=False),
+                state_dir=state / "prepare",
+                logdir=logs,
+                label=f"{contender.name} restore: prepare",
+                records=keys,
+                timeout=max(self.args.timeout, PREPARE_TIMEOUT_S),
+            )
+            progress(f"{contender.name} restore: counted in {prepare[0]:.1f} s")
+            phase = "while restoring"
+            changelog = self.changelog_records(app_id, contender)
+            if changelog < keys:
+                raise RunFailed(f"the changelog has {changelog:,} records, fewer than {keys:,}")
+            progress(f"{contender.name} restore: changelog holds {changelog:,} records")
+            for run in range(self.args.runs):
+                label = f"{contender.name} restore run {run + 1}/{self.args.runs}"
+                self.wait_group_empty(app_id, label)
+                markers = [(b"marker-%d-%d" % (run, p), b"0", p) for p in range(PARTITIONS)]
+                start = self.end_offsets(sink)
+                produce(self.bootstrap, source, markers)
+                seconds, _ = run_once(
+                    bootstrap=self.bootstrap,
+                    contender=contender,
+                    source=source,
+                    sink=sink,
+                    app_id=app_id,
+                    workload="count",
+                    guarantee="at_least_once",
+                    workers=1,
+                    check=CountCheck(
+                        Counter({k: 1 for k, _, _ in markers}),
+                        contender.count_format,
+                        tolerate_over=False,
+                    ),
+                    state_dir=state / f"run-{run}",  # empty: everything comes from the changelog
+                    logdir=logs,
+                    timeout=self.args.restore_timeout,
+                    label=label,
+                    start_offsets=start,
+                )
+                rate = changelog / seconds
+                cell.rates.append(rate)
+                cell.seconds.append(seconds)
+                cell.details.append({"changelog_records": changelog})
+                progress(
+                    f"{label}: {changelog:,} changelog records, processing again after "
+                    f"{seconds:.1f} s: {rate:,.0f} records/s"
+                )
+        except RunFailed as failure:
+            cell.status, cell.reason = "failed", f"{phase}: {failure}"
+        finally:
+            self.cleanup(app_id, source, sink)
+        return cell
+
+    def wait_group_empty(self, group: str, label: str) -> None:
+        """Wait (untimed) until the previous run's members have left the group or expired, so
+        that a restart is not timed waiting for a session timeout (Kafka Streams does not leave
+        the group when it closes; its session timeout is 45 s)."""
+        client = admin(self.bootstrap)
+        deadline = time.monotonic() + 120
+        waited = time.monotonic()
+        while time.monotonic() < deadline:
+            description = client.describe_consumer_groups([group])[group].result(10)
+            if not description.members:
+                break
+            time.sleep(0.5)
+        else:
+            raise RunFailed(f"the group {group} still has members after 120 s")
+        if time.monotonic() - waited > 1:
+            progress(f"{label}: waited {time.monotonic() - waited:.0f} s for the group to empty")
+
+    def changelog_records(self, app_id: str, contender: Contender) -> int:
+        client = admin(self.bootstrap)
+        topics = [
+            t
+            for t in client.list_topics(timeout=10).topics
+            if app_id in t and contender.restore_changelog_marker in t
+        ]
+        if not topics:
+            raise RunFailed(f"no changelog topic of {app_id} found")
+        return sum(sum(self.end_offsets(t).values()) for t in topics)
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "bench-offsets"})
+        try:
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+            return {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in meta.partitions
+            }
+        finally:
+            consumer.close()
+
+    def restore_in_process(self) -> Cell:
+        """Ours: bench/restore.py's changelog-to-RocksDB figure (no worker, no group join)."""
+        from bench import restore as restore_bench
+        from processor.state.rocksdb import open_rocksdb
+
+        keys = self.args.restore_keys
+        cell = Cell("restore-store", 1, "ours", "ok")
+        topic = f"bench-restore-{uuid.uuid4().hex[:8]}-changelog"
+        restore_bench.fill_changelog(self.bootstrap, topic, keys)
+        try:
+            for run in range(self.args.runs):
+                path = self.workdir / f"restore-store-{run}"
+                rate = restore_bench.restore(
+                    self.bootstrap,
+                    topic,
+                    20_000,
+                    open_rocksdb(path, [restore_bench.STORE]),
+                    keys,
+                )
+                shutil.rmtree(path, ignore_errors=True)
+                cell.rates.append(rate)
+                progress(f"ours restore, in process, run {run + 1}/{self.args.runs}: {rate:,.0f}/s")
+        finally:
+            delete_topics_of(self.bootstrap, topic)
+        return cell
+
+    def failover(self, contender: Contender, standbys: int) -> Cell:
+        name = f"failover-{standbys}sb"
+        cell = Cell(name, 3, contender.name, "ok", unit="s")
+        if contender.name == "raw":
+            cell.status, cell.reason = "n/a", "no state to fail over"
+        elif contender.name == "quix" and standbys:
+            cell.status, cell.reason = "n/a", "Quix Streams has no standby replicas"
+        elif contender.name != "ours":
+            cell.status = "n/a"
+            cell.reason = (
+                "not measured: bench/failover.py's scenario reads ours' worker logs; a "
+                "contender-neutral one is not written yet"
+            )
+        if cell.status != "ok":
+            return cell
+        from bench import failover as failover_bench
+
+        for run in range(self.args.runs):
+            try:
+                r = failover_bench.failover_run(
+                    self.bootstrap, self.args.failover_keys, self.args.failover_rate, standbys, run
+                )
+            except AssertionError as failure:
+                cell.status, cell.reason = "failed", str(failure)
+                return cell
+            cell.seconds.append(r.failover_s)
+            cell.details.append({"replayed": r.replayed, "output_gap_s": r.output_gap_s})
+            progress(
+                f"ours failover, {standbys} standby, run {run + 1}/{self.args.runs}: "
+                f"{r.failover_s:.1f} s, {r.replayed:,} changelog records replayed"
+            )
+        return cell
+
+
+# --- report -----------------------------------------------------------------------------------
+
+
+def command_output(command: Sequence[str]) -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return (done.stdout + done.stderr).strip()
+
+
+def machine() -> dict[str, str]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.0f} GB"
+    os_name = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip('"')
+    return {
+        "cpus": str(os.cpu_count()),
+        "cpu": cpu or platform.processor(),
+        "memory": memory,
+        "os": os_name or platform.platform(),
+    }
+
+
+def versions(contenders: Sequence[str]) -> dict[str, str]:
+    found = {
+        "python": platform.python_version(),
+        "confluent-kafka (ours, raw loop)": f"{importlib.metadata.version('confluent-kafka')} "
+        f"(librdkafka {confluent_kafka.libversion()[0]})",
+        "Apache Kafka broker": KAFKA_VERSION,
+    }
+    if {"quix", "faust"} & set(contenders):
+        script = (
+            "import importlib.metadata as m, confluent_kafka as c, platform;"
+            "print(platform.python_version());"
+            "print(m.version('quixstreams'), m.version('faust-streaming'), m.version('aiokafka'),"
+            " m.version('confluent-kafka'), c.libversion()[0])"
+        )
+        out = command_output([str(contenders_python()), "-c", script]).split()
+        if len(out) == 6:
+            found["python (contenders' venv)"] = out[0]
+            found["quixstreams"] = f"{out[1]} (confluent-kafka {out[4]}, librdkafka {out[5]})"
+            found["faust-streaming"] = f"{out[2]} (aiokafka {out[3]})"
+    if "kafka-streams" in contenders:
+        jars = sorted((KS_BUILD / "lib").glob("kafka-streams-*.jar"))
+        java = command_output(["java", "-version"]).splitlines()
+        found["Kafka Streams"] = (jars[0].stem.removeprefix("kafka-streams-") if jars else "?") + (
+            f" ({java[0]})" if java else ""
+        )
+    return found
+
+
+def spread(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
+    return (
+        f"{fmt.format(statistics.median(values))} "
+        f"[{fmt.format(min(values))}-{fmt.format(max(values))}]"
+    )
+
+
+def cell_text(cell: Cell | None) -> str:
+    if cell is None:
+        return "not run"
+    if cell.status == "n/a":
+        return f"n/a: {cell.reason}"
+    if cell.status == "failed":
+        return f"failed: {cell.reason}"
+    if cell.status == "too slow":
+        return f"~{cell.approx_rate:,.0f}, unchecked ({cell.reason})"
+    if cell.unit == "s":
+        replayed = [d["replayed"] for d in cell.details]
+        return f"{spread(cell.seconds, '{:.1f}')} s, {spread(replayed)} replayed"
+    text = spread(cell.rates)
+    over = sum(d.get("over_counted_keys", 0) for d in cell.details)
+    dups = sum(d.get("duplicates", 0) for d in cell.details)
+    if over:
+        text += f" ({over:,} keys over-counted in all runs, none short)"
+    if dups:
+        text += f" ({dups:,} duplicated outputs in all runs)"
+    return text
+
+
+ROW_TITLES = {
+    **{name: desc for name, (_, _, desc) in THROUGHPUT_WORKLOADS.items()},
+    "restore": "restore {keys} keys, end to end (changelog records/s)",
+    "restore-store": "restore {keys} keys, changelog to store only (records/s)",
+    "failover-1sb": "failover, 1 standby: seconds, records replayed",
+    "failover-0sb": "failover, no standby: seconds, records replayed",
+}
+
+
+def row_title(cell: Cell, meta: dict[str, Any]) -> str:
+    title = ROW_TITLES[cell.workload].format(keys=f"{meta['restore_keys']:,}")
+    if cell.workload in THROUGHPUT_WORKLOADS:
+        title += f", {cell.workers} worker{'s' if cell.workers > 1 else ''}"
+    return title
+
+
+def ratio_lines(cells: list[Cell]) -> list[str]:
+    def median(workload: str, workers: int, contender: str) -> float | None:
+        for c in cells:
+            if (c.workload, c.workers, c.contender) == (workload, workers, contender):
+                return statistics.median(c.rates) if c.status == "ok" and c.rates else None
+        return None
+
+    lines = []
+
+    def ratio(text: str, a: float | None, b: float | None, target: float) -> None:
+        if a is None or b is None:
+            lines.append(f"- {text}: not measured")
+            return
+        verdict = "met" if a / b >= target else "NOT met"
+        lines.append(f"- {text}: {a / b:.2f} (target ≥ {target:g}: {verdict})")
+
+    for workers in (1, 2):
+        for workload in ("count-alos", "count-eos"):
+            if median(workload, workers, "ours") is None:
+                continue
+            desc = f"{THROUGHPUT_WORKLOADS[workload][2]}, {workers} worker{'s' * (workers > 1)}"
+            ours = median(workload, workers, "ours")
+            ratio(f"ours / Quix Streams, {desc}", ours, median(workload, workers, "quix"), 2)
+            ratio(f"ours / raw loop, {desc}", ours, median(workload, workers, "raw"), 0.6)
+        ratio(
+            f"ours exactly-once / at-least-once, count, {workers} worker{'s' * (workers > 1)}",
+            median("count-eos", workers, "ours"),
+            median("count-alos", workers, "ours"),
+            0.8,
+        )
+    for workload, desc in (("restore", "end to end"), ("restore-store", "store only")):
+        value = median(workload, 1, "ours")
+        if value is not None:
+            verdict = "met" if value >= 300_000 else "NOT met"
+            lines.append(
+                f"- ours restore, {desc}: {value:,.0f} records/s (target ≥ 300,000: {verdict})"
+            )
+    return lines
+
+
+def markdown(meta: dict[str, Any], cells: list[Cell]) -> str:
+    contenders = [c for c in ALL_CONTENDERS if c in meta["contenders"]]
+    m = meta["machine"]
+    out = [
+        START_MARK,
+        "## Side by side (`bench/compare.py`)",
+        "",
+        f"Generated by `{meta['command']}` on {meta['date']}. Machine: {m['cpus']} vCPU "
+        f"({m['cpu']}), {m['memory']} RAM, {m['os']}; one Kafka broker on the same machine, "
+        "shared by the contenders, the input producer and the output reader.",
+        "",
+        "Versions: " + "; ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".",
+        "",
+        f"Input: {meta['records']:,} records over {meta['keys']:,} keys, {PARTITIONS} partitions "
+        "(key `k<n>`, value the record's sequence number as text), produced once and read by "
+        "every run. Each cell: median [min-max] of "
+        f"{meta['runs']} run{'s' if meta['runs'] > 1 else ''}, records per second from the first "
+        "process start until the last "
+        "expected output was read (read_committed), group join and start-up included. Commit "
+        "interval 1 s for every contender and both guarantees. Every run is checked "
+        "(stateless: every expected output, nothing else, checksum; count: every key's final "
+        "count); a failed check fails the cell.",
+        "",
+        "| workload | " + " | ".join(LABELS[c] for c in contenders) + " |",
+        "| --- |" + " --- |" * len(contenders),
+    ]
+    rows: dict[tuple[str, int], dict[str, Cell]] = {}
+    for cell in cells:
+        rows.setdefault((cell.workload, cell.workers), {})[cell.contender] = cell
+    for (_workload, _workers), by_contender in rows.items():
+        first = next(iter(by_contender.values()))
+        out.append(
+            f"| {row_title(first, meta)} | "
+            + " | ".join(
+                cell_text(by_contender.get(c))
+                if c in by_contender or _workload != "restore-store"
+                else "(ours only)"
+                for c in contenders
+            )
+            + " |"
+        )
+    out += ["", "Targets (issue 6):", "", *ratio_lines(cells), "", "Notes:", ""]
+    notes = {
+        "raw": "raw loop: " + RawLoop().notes("count") + "; it is the ceiling for one Python "
+        "process, not a stream processor",
+        "ours": "ours: `processor run bench.contenders.ours_topology`; count = "
+        "`group_by_key().count()`, RocksDB store with changelog, an output per update",
+        "quix": "Quix Streams: `Application` + `StreamingDataFrame`; count = stateful `apply` "
+        "(RocksDB State with changelog), an output per update",
+        "faust": "Faust: an agent; count = `Table` (rocksdb store via rocksdict, changelog), "
+        "`send` per update",
+        "kafka-streams": "Kafka Streams: `groupByKey().count()`, RocksDB, one stream thread per "
+        "process; " + KafkaStreams().notes("count"),
+    }
+    out += [f"- {notes[c]}." for c in contenders]
+    out += [
+        "- restore: the contender's count application counted the keys once (not timed); each "
+        "run starts it on an empty state directory with one new record per partition and is "
+        "timed until all six outputs are read, so process start, group join and the first "
+        "commit are included. `changelog to store only` is `bench/restore.py`'s in-process "
+        "figure for ours.",
+        "- `~N, unchecked (stopped: ...)`: the run was stopped after a minute because it would "
+        f"not finish within {meta.get('timeout', 300):.0f} s; N is the input records the "
+        "application had committed per second by then (`--timeout` gives it longer).",
+        "- Kafka Streams does not leave its group on close: before each restore run the bench "
+        "waits (untimed) until the previous member's session expired.",
+        "- failover: `bench/failover.py` (3 workers, SIGKILL one, exactly-once, 6 s session "
+        f"timeout), {meta['failover_keys']:,} keys, {meta['failover_rate']:,.0f} records/s; "
+        "seconds from the kill until every task processes again.",
+        "",
+        "![compare](results/compare.png)",
+        END_MARK,
+    ]
+    return "\n".join(out) + "\n"
+
+
+def write_markdown(text: str) -> None:
+    current = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
+    if START_MARK in current and END_MARK in current:
+        before, rest = current.split(START_MARK, 1)
+        after = rest.split(END_MARK, 1)[1]
+        RESULTS_MD.write_text(before + text.rstrip("\n") + after)
+    else:
+        RESULTS_MD.write_text(current.rstrip("\n") + "\n\n" + text)
+
+
+def chart(json_path: Path, png_path: Path) -> None:
+    python = contenders_python()
+    done = subprocess.run(
+        [str(python), str(BENCH / "contenders" / "chart.py"), str(json_path), str(png_path)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode:
+        progress(f"the chart failed: {done.stderr.strip()[-500:]}")
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--records", type=int, default=2_000_000)
+    parser.add_argument("--keys", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--contenders", type=csv, default=ALL_CONTENDERS)
+    parser.add_argument("--workloads", type=csv, default=ALL_WORKLOADS)
+    parser.add_argument("--workers", type=lambda v: [int(x) for x in csv(v)], default=[1, 2])
+    parser.add_argument("--restore-keys", type=int, default=1_000_000)
+    parser.add_argument(
+        "--restore-timeout", type=float, default=180, help="seconds per restore run"
+    )
+    parser.add_argument("--failover-keys", type=int, default=1_000_000)
+    parser.add_argument("--failover-rate", type=float, default=10_000)
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300,
+        help="seconds per run; a run whose committed input projects past it after a minute is "
+        "stopped and reported as too slow, with its approximate rate",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep state dirs and worker logs")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only rewrite RESULTS.md's section and the PNG from bench/results/compare.json",
+    )
+    args = parser.parse_args()
+    if args.report_only:
+        write_report()
+        return
+    for name in args.contenders:
+        if name not in CONTENDERS:
+            parser.error(f"unknown contender {name}; choose from {', '.join(ALL_CONTENDERS)}")
+    for name in args.workloads:
+        if name not in ALL_WORKLOADS:
+            parser.error(f"unknown workload {name}; choose from {', '.join(ALL_WORKLOADS)}")
+
+    started = time.monotonic()
+    # Set up every contender first, so a missing tool fails before anything is measured.
+    if {"quix", "faust"} & set(args.contenders):
+        contenders_python()
+    if "kafka-streams" in args.contenders:
+        kafka_streams_classpath()
+    meta: dict[str, Any] = {
+        "command": " ".join(["python -m bench.compare", *sys.argv[1:]]),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "versions": versions(args.contenders),
+        "records": args.records,
+        "keys": args.keys,
+        "runs": args.runs,
+        "contenders": args.contenders,
+        "workloads": args.workloads,
+        "workers": args.workers,
+        "restore_keys": args.restore_keys,
+        "failover_keys": args.failover_keys,
+        "failover_rate": args.failover_rate,
+        "timeout": args.timeout,
+    }
+    workdir = Path(tempfile.mkdtemp(prefix="bench-compare-"))
+    cells: list[Cell] = []
+    try:
+        with broker() as bootstrap:
+            progress(f"broker {bootstrap}; work dir {workdir}")
+            bench = Bench(args, bootstrap, workdir)
+            order = [c for c in ALL_CONTENDERS if c in args.contenders]
+            for workload in [w for w in THROUGHPUT_WORKLOADS if w in args.workloads]:
+                for workers in args.workers:
+                    for name in order:
+                        cells.append(bench.throughput(workload, CONTENDERS[name], workers))
+                        report(cells[-1])
+            if "restore" in args.workloads:
+                for name in order:
+                    cells.append(bench.restore(CONTENDERS[name]))
+                    report(cells[-1])
+                if "ours" in order:
+                    cells.append(bench.restore_in_process())
+                    report(cells[-1])
+            if "failover" in args.workloads:
+                for standbys in (1, 0):
+                    for name in order:
+                        cells.append(bench.failover(CONTENDERS[name], standbys))
+                        report(cells[-1])
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    meta["minutes"] = round((time.monotonic() - started) / 60, 1)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    JSON_PATH.write_text(
+        json.dumps(
+            {
+                "meta": meta,
+                "cells": [dataclasses.asdict(c) for c in cells],
+                "labels": LABELS,
+                "titles": {f"{c.workload}/{c.workers}": row_title(c, meta) for c in cells},
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    write_report()
+    progress(f"done in {meta['minutes']} min")
+
+
+def write_report() -> None:
+    """RESULTS.md's section and the PNG from bench/results/compare.json."""
+    saved = json.loads(JSON_PATH.read_text())
+    cells = [Cell(**c) for c in saved["cells"]]
+    write_markdown(markdown(saved["meta"], cells))
+    chart(JSON_PATH, RESULTS_DIR / "compare.png")
+    progress(
+        f"wrote {RESULTS_MD.relative_to(ROOT)} (section), {JSON_PATH.relative_to(ROOT)}, "
+        f"{(RESULTS_DIR / 'compare.png').relative_to(ROOT)}"
+    )
+
+
+def report(cell: Cell) -> None:
+    progress(f"== {cell.contender} {cell.workload} x{cell.workers}: {cell_text(cell)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""The contenders of `python -m bench.compare`, one small program each.
+
+Every contender reads the same input (key: UTF-8 text such as ``k123``; value: the record's
+sequence number as decimal text) and does one of two workloads:
+
+- ``stateless``: keep the records whose number is not divisible by 4, and write them with the
+  number doubled (decimal text) under the same key;
+- ``count``: count the records per key and write each updated count under the key.
+
+`raw_loop`, `quix_app` and `faust_app` take the same arguments (see `common_arguments`);
+`ours_topology` is a topology for `processor run`; `kafka-streams/` is a Maven project.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def common_arguments(description: str) -> argparse.Namespace:
+    """The arguments every Python contender takes, so the harness starts them alike."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--input", required=True)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--app-id", required=True, help="consumer group / application id")
+    parser.add_argument("--workload", choices=["stateless", "count"], required=True)
+    parser.add_argument(
+        "--guarantee", choices=["at_least_once", "exactly_once"], default="at_least_once"
+    )
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--worker-index", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--commit-interval", type=float, default=1.0, help="seconds")
+    parser.add_argument("--standbys", type=int, default=0, help="standby replicas, if any")
+    return parser.parse_args()

@@ -1,0 +1,105 @@
+package bench;
+
+import java.time.Duration;
+import java.util.Properties;
+import java.util.concurrent.CountDownLatch;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.Serdes;
+import org.apache.kafka.streams.KafkaStreams;
+import org.apache.kafka.streams.StreamsBuilder;
+import org.apache.kafka.streams.StreamsConfig;
+import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler;
+import org.apache.kafka.streams.kstream.Consumed;
+import org.apache.kafka.streams.kstream.KStream;
+import org.apache.kafka.streams.kstream.Materialized;
+import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.processor.StateRestoreListener;
+
+/**
+ * The Kafka Streams contender of bench/compare.py.
+ *
+ * <p>Arguments: BOOTSTRAP INPUT OUTPUT APP_ID WORKLOAD GUARANTEE STATE_DIR [STANDBYS], where
+ * WORKLOAD is "stateless" (keep values not divisible by 4, double them) or "count" (count per
+ * key in a RocksDB store with a changelog, every update to OUTPUT as an 8-byte long) and
+ * GUARANTEE is at_least_once or exactly_once. One stream thread per process; commit interval
+ * 1 s under both guarantees, as for the other contenders. Restores are printed to stdout.
+ */
+public final class StreamsBench {
+    public static void main(String[] args) throws InterruptedException {
+        if (args.length < 7) {
+            System.err.println(
+                    "usage: BOOTSTRAP INPUT OUTPUT APP_ID stateless|count GUARANTEE STATE_DIR"
+                            + " [STANDBYS]");
+            System.exit(2);
+        }
+        String input = args[1];
+        String output = args[2];
+        String workload = args[4];
+
+        Properties props = new Properties();
+        props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, args[0]);
+        props.put(StreamsConfig.APPLICATION_ID_CONFIG, args[3]);
+        props.put(
+                StreamsConfig.PROCESSING_GUARANTEE_CONFIG,
+                args[5].equals("exactly_once")
+                        ? StreamsConfig.EXACTLY_ONCE_V2
+                        : StreamsConfig.AT_LEAST_ONCE);
+        props.put(StreamsConfig.STATE_DIR_CONFIG, args[6]);
+        props.put(StreamsConfig.NUM_STANDBY_REPLICAS_CONFIG, args.length > 7 ? args[7] : "0");
+        props.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 1);
+        props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 1000);
+        props.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
+
+        StreamsBuilder builder = new StreamsBuilder();
+        KStream<String, String> source =
+                builder.stream(input, Consumed.with(Serdes.String(), Serdes.String()));
+        if (workload.equals("stateless")) {
+            source.filter((key, value) -> Long.parseLong(value) % 4 != 0)
+                    .mapValues(value -> Long.toString(Long.parseLong(value) * 2))
+                    .to(output, Produced.with(Serdes.String(), Serdes.String()));
+        } else if (workload.equals("count")) {
+            source.groupByKey()
+                    .count(Materialized.as("counts"))
+                    .toStream()
+                    .to(output, Produced.with(Serdes.String(), Serdes.Long()));
+        } else {
+            System.err.println("unknown workload " + workload);
+            System.exit(2);
+        }
+
+        KafkaStreams streams = new KafkaStreams(builder.build(), props);
+        CountDownLatch stopped = new CountDownLatch(1);
+        int[] exitCode = {0};
+        streams.setGlobalStateRestoreListener(new StateRestoreListener() {
+            @Override
+            public void onRestoreStart(TopicPartition partition, String store, long start, long end) {
+                System.out.printf("restore start %s %d records%n", partition, end - start);
+            }
+
+            @Override
+            public void onBatchRestored(
+                    TopicPartition partition, String store, long batchEnd, long records) {}
+
+            @Override
+            public void onRestoreEnd(TopicPartition partition, String store, long records) {
+                System.out.printf("restore end %s %d records%n", partition, records);
+            }
+        });
+        streams.setStateListener((now, before) -> {
+            System.out.printf("state %s -> %s%n", before, now);
+            if (now == KafkaStreams.State.NOT_RUNNING || now == KafkaStreams.State.ERROR) {
+                stopped.countDown();
+            }
+        });
+        streams.setUncaughtExceptionHandler(exception -> {
+            exception.printStackTrace();
+            exitCode[0] = 1;
+            return StreamsUncaughtExceptionHandler.StreamThreadExceptionResponse.SHUTDOWN_CLIENT;
+        });
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> streams.close(Duration.ofSeconds(30))));
+        streams.start();
+        stopped.await();
+        System.exit(exitCode[0]);
+    }
+}

@@ -1,0 +1,124 @@
+"""The ceiling for one Python process: confluent-kafka's batch consume, the work in a plain loop,
+produce, and a commit every `--commit-interval` seconds.
+
+At-least-once: flush the producer, then commit the consumed offsets. Exactly-once: one
+transaction per commit interval, the input offsets sent with it (`send_offsets_to_transaction`).
+Counts live in a dict: no store, no changelog, nothing to restore, so they would be lost on a
+restart. The partitions are split among `--workers` processes by index (`assign`, no group
+rebalancing), since a partition moved by a rebalance would lose its counts.
+"""
+
+from __future__ import annotations
+
+import signal
+import struct
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from bench.contenders import common_arguments
+
+BATCH = 1000
+
+
+def main() -> None:
+    args = common_arguments(__doc__.splitlines()[0])
+    exactly_once = args.guarantee == "exactly_once"
+    consumer = Consumer(
+        {
+            "bootstrap.servers": args.bootstrap,
+            "group.id": args.app_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    producer_config: dict[str, Any] = {"bootstrap.servers": args.bootstrap, "linger.ms": 5}
+    if exactly_once:
+        producer_config["transactional.id"] = f"{args.app_id}-{args.worker_index}"
+    producer = Producer(producer_config)
+
+    partitions = len(consumer.list_topics(args.input, timeout=30).topics[args.input].partitions)
+    mine = [
+        TopicPartition(args.input, p)
+        for p in range(partitions)
+        if p % args.workers == args.worker_index
+    ]
+    committed = consumer.committed(mine, timeout=30)
+    consumer.assign(committed)  # OFFSET_INVALID (none committed) starts from auto.offset.reset
+
+    stop = False
+
+    def on_term(_signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+
+    if exactly_once:
+        producer.init_transactions(30)
+        producer.begin_transaction()
+    output = args.output
+    produce = producer.produce
+    counts: dict[bytes, int] = {}
+    pack = struct.Struct(">q").pack
+    stateless = args.workload == "stateless"
+    consumed = False
+    next_commit = time.monotonic() + args.commit_interval
+    while True:
+        messages = consumer.consume(BATCH, 0.1)
+        for message in messages:
+            if message.error():
+                raise KafkaException(message.error())
+            key = message.key()
+            partition = message.partition()
+            if stateless:
+                number = int(message.value())
+                if number % 4:
+                    value = b"%d" % (number * 2)
+                else:
+                    continue
+            else:
+                count = counts.get(key, 0) + 1
+                counts[key] = count
+                value = pack(count)
+            while True:
+                try:
+                    produce(output, value, key, partition)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+        consumed = consumed or bool(messages)
+        producer.poll(0)
+        if stop or time.monotonic() >= next_commit:
+            if consumed:
+                commit(consumer, producer, exactly_once)
+                consumed = False
+            next_commit = time.monotonic() + args.commit_interval
+            if stop:
+                break
+    if exactly_once:
+        producer.abort_transaction(10)
+    consumer.close()
+
+
+def commit(consumer: Consumer, producer: Producer, exactly_once: bool) -> None:
+    if exactly_once:
+        positions = consumer.position(consumer.assignment())
+        producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 30)
+        producer.commit_transaction(30)
+        producer.begin_transaction()
+        return
+    if producer.flush(30):
+        raise RuntimeError("producer did not flush")
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as error:
+        if error.args[0].code() != KafkaError._NO_OFFSET:
+            raise
+
+
+if __name__ == "__main__":
+    main()

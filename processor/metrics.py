@@ -19,6 +19,10 @@ counters are the task's own and are read when the snapshot is taken.
 | processor_rebalances_total | | group generations accepted |
 | processor_commits_total | | commits |
 | processor_state_dirs_deleted_total | | task directories the state cleaner deleted |
+| processor_broker_reachable | | 1, or 0 while the broker does not take this worker's commits |
+| processor_broker_unreachable_seconds | | how long it has not (0 when reachable) |
+| processor_broker_errors_total | | commits and producer initialisations the broker did not take |
+| processor_producer_replacements_total | | producers replaced (failed transaction or fatal state) |
 
 `processor_records_total` counts every input record once its outcome is committed: `output`
 (it wrote to a sink or a store), `filtered` (the topology dropped it), `skipped` or
@@ -61,6 +65,10 @@ class WorkerSnapshot:
     rebalances: int = 0
     commits: int = 0
     state_dirs_deleted: int = 0
+    broker_reachable: bool = True
+    broker_unreachable_seconds: float = 0.0
+    broker_errors: int = 0
+    producer_replacements: int = 0
     # (outcome, reason) -> input records whose outcome is committed
     outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -148,6 +156,26 @@ class _SnapshotCollector(Collector):
             "processor_state_dirs_deleted",
             "Task state directories deleted after state_cleanup_delay_ms unused",
             value=s.state_dirs_deleted,
+        )
+        yield GaugeMetricFamily(
+            "processor_broker_reachable",
+            "1, or 0 while the broker does not take this worker's commits",
+            value=1 if s.broker_reachable else 0,
+        )
+        yield GaugeMetricFamily(
+            "processor_broker_unreachable_seconds",
+            "How long the broker has not taken this worker's commits (0 when it does)",
+            value=s.broker_unreachable_seconds,
+        )
+        yield CounterMetricFamily(
+            "processor_broker_errors",
+            "Commits and producer initialisations the broker did not take",
+            value=s.broker_errors,
+        )
+        yield CounterMetricFamily(
+            "processor_producer_replacements",
+            "Producers replaced: after a failed transaction, or in a fatal state (fenced)",
+            value=s.producer_replacements,
         )
 
 

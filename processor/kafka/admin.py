@@ -11,6 +11,9 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, Resourc
 
 from processor.errors import BrokerError
 
+# How long the metadata request sent before a group description may take.
+_PROBE_TIMEOUT_S = 5.0
+
 
 @dataclass(frozen=True)
 class GroupMember:
@@ -38,7 +41,8 @@ class TopicSpec:
 
 class Admin:
     def __init__(self, settings: Mapping[str, str], timeout: float = 10.0) -> None:
-        self._client = AdminClient(dict(settings))
+        self._settings: dict[str, str | int | float | bool] = dict(settings)
+        self._client = AdminClient(self._settings)
         self._timeout = timeout
 
     def broker_count(self) -> int:
@@ -92,10 +96,26 @@ class Admin:
                 raise BrokerError(f"cannot create topic {name!r}: {e.args[0]}") from e
 
     def describe_group(self, group_id: str) -> GroupSnapshot:
+        """The group as its coordinator describes it now.
+
+        librdkafka mishandles a group request whose connection is down when it is sent: the
+        request never completes and the client stays wedged, or the process aborts on an
+        assertion (confluentinc/librdkafka#4605; seen here across a broker restart). So the
+        request goes out only right after a metadata request has been answered, never while
+        the broker is away, and after any failure the next try uses a new client, whose
+        connections are all new."""
+        try:
+            self._client.list_topics(timeout=_PROBE_TIMEOUT_S)
+        except KafkaException as e:
+            self._client = AdminClient(self._settings)
+            raise BrokerError(
+                f"cannot describe group {group_id!r}: the broker does not answer: {e.args[0]}"
+            ) from e
         futures = self._client.describe_consumer_groups([group_id], request_timeout=self._timeout)
         try:
             description = futures[group_id].result()
         except KafkaException as e:
+            self._client = AdminClient(self._settings)
             raise BrokerError(f"cannot describe group {group_id!r}: {e.args[0]}") from e
         members = tuple(
             GroupMember(m.member_id, m.client_id, m.group_instance_id) for m in description.members

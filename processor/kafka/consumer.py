@@ -3,6 +3,7 @@ worker assigns itself. The only module that touches `confluent_kafka.Consumer`."
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
@@ -33,6 +34,8 @@ class GroupConsumer:
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self._consumer = Consumer(dict(settings))
+        # A commit still waiting for the group coordinator after commit() gave up on it.
+        self._pending_commit: threading.Thread | None = None
 
     def subscribe(
         self,
@@ -106,23 +109,54 @@ class GroupConsumer:
     def unassign(self) -> None:
         self._consumer.unassign()
 
-    def commit(self, offsets: Mapping[Partition, int]) -> None:
+    def commit(self, offsets: Mapping[Partition, int], timeout: float = 30.0) -> None:
         """Commit `offsets` (the next offset to read per partition) as this group member; the
-        broker refuses it when the member has been fenced out of the group."""
+        broker refuses it when the member has been fenced out of the group.
+
+        Waits at most `timeout` seconds: librdkafka's synchronous commit has no timeout and
+        waits for the group coordinator as long as the broker is away. A commit given up on
+        goes on by itself (committing offsets the worker has processed, or failing); the next
+        call first waits for it, so at most one is outstanding."""
         if not offsets:
             return
-        try:
-            self._consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                asynchronous=False,
+        pending = self._pending_commit
+        if pending is not None:
+            pending.join(timeout)
+            if pending.is_alive():
+                raise BrokerError(
+                    f"committing offsets failed: an earlier commit has been waiting for the "
+                    f"group coordinator for more than {timeout:.0f}s"
+                )
+            self._pending_commit = None
+        failure: list[KafkaException] = []
+
+        def commit() -> None:
+            try:
+                self._consumer.commit(
+                    offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                    asynchronous=False,
+                )
+            except KafkaException as e:
+                failure.append(e)
+
+        thread = threading.Thread(target=commit, name="processor-commit", daemon=True)
+        thread.start()
+        thread.join(timeout)
+        if thread.is_alive():
+            self._pending_commit = thread
+            raise BrokerError(
+                f"committing offsets failed: the group coordinator did not answer within "
+                f"{timeout:.0f}s"
             )
-        except KafkaException as e:
-            raise BrokerError(f"committing offsets failed: {e.args[0]}") from e
+        if failure:
+            raise BrokerError(f"committing offsets failed: {failure[0].args[0]}") from failure[0]
 
     def group_metadata(self) -> Any:
         return self._consumer.consumer_group_metadata()
 
     def close(self) -> None:
+        if self._pending_commit is not None:
+            self._pending_commit.join(10.0)  # do not close the client under it
         self._consumer.close()
 
 

@@ -6,6 +6,7 @@ The only module touching `confluent_kafka.Producer`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -16,6 +17,9 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 from processor.errors import BrokerError, RecordRejectedError
 
 Headers = list[tuple[str, bytes | None]]
+# How much longer than its own timeout send_offsets_to_transaction() may take before the client
+# is given up on.
+_HANG_GRACE_S = 5.0
 # (topic, partition, offset) of the input record an output came from
 Origin = tuple[str, int, int]
 # Delivery errors that are about the record itself (its size, its topic, the right to write
@@ -56,7 +60,10 @@ class DeliveryFailure:
 
 class OutputProducer:
     def __init__(self, settings: Mapping[str, Any]) -> None:
-        self._producer = Producer({**settings, "on_delivery": self._on_delivery})
+        self._settings = {**settings, "on_delivery": self._on_delivery}
+        self._producer = Producer(self._settings)
+        # Replaced clients a thread is still blocked in: never destroyed under it.
+        self._stuck: list[Producer] = []
         self.failures: list[DeliveryFailure] = []
         self.queue_full_waits = 0
         # Offset of the last record the broker acknowledged, per (topic, partition) in
@@ -172,19 +179,59 @@ class OutputProducer:
         partitions: Sequence[TopicPartition] = [
             TopicPartition(t, p, o) for (t, p), o in offsets.items()
         ]
-        self._call(
-            "adding offsets to the transaction",
-            self._producer.send_offsets_to_transaction,
-            partitions,
-            group_metadata,
-            timeout,
-        )
+        # librdkafka may never return from this call, whatever its timeout, when the transaction
+        # fails while it runs (confluentinc/librdkafka#5456, seen after a broker outage): it
+        # runs on a thread, and a call that outlives its timeout puts the client out of use.
+        client = self._producer
+        outcome: list[BaseException | None] = []
+
+        def call() -> None:
+            try:
+                self._call(
+                    "adding offsets to the transaction",
+                    client.send_offsets_to_transaction,
+                    partitions,
+                    group_metadata,
+                    timeout,
+                )
+            except BaseException as e:
+                outcome.append(e)
+            else:
+                outcome.append(None)
+
+        thread = threading.Thread(target=call, name="processor-send-offsets", daemon=True)
+        thread.start()
+        thread.join(timeout + _HANG_GRACE_S)
+        if not outcome:
+            self._stuck.append(client)
+            raise BrokerError(
+                f"adding offsets to the transaction did not return within {timeout:.0f}s "
+                "(confluentinc/librdkafka#5456); the producer is out of use",
+                fatal=True,
+            )
+        if outcome[0] is not None:
+            raise outcome[0]
 
     def commit_transaction(self, timeout: float) -> None:
         self._call("committing the transaction", self._producer.commit_transaction, timeout)
 
     def abort_transaction(self, timeout: float) -> None:
         self._call("aborting the transaction", self._producer.abort_transaction, timeout)
+
+    def replace(self) -> None:
+        """Swap the client for a new one with the same settings: for a client in a fatal state,
+        or whose transaction must be aborted. What the old one still held is purged and its
+        delivery reports served (as `failures`, none of them `refused`); a transactional one
+        must then `init_transactions()`, which bumps the producer epoch, aborts the old client's
+        open transaction and fences it."""
+        old, self._producer = self._producer, Producer(self._settings)
+        if old in self._stuck:
+            return  # a thread is still inside it
+        try:
+            old.purge()
+            old.poll(0)
+        except (KafkaException, RuntimeError):
+            pass  # a client in a fatal state may refuse even that; it is dropped anyway
 
     @staticmethod
     def _call(what: str, method: Any, *args: Any) -> None:

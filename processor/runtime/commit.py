@@ -21,6 +21,26 @@ the handler runs after the flush, before the offsets are committed (a dead-lette
 delivered first). Under exactly-once the refusal dooms the transaction: it is aborted, the
 refused record's input is remembered, and when the tasks have rewound and read that input
 again it goes to the handler instead of being processed, inside the new transaction.
+
+Failed transactions and broker outages. A commit the broker does not take raises a non-fatal
+`BrokerError`. At-least-once keeps the offsets for the next commit (the producer holds the
+records meanwhile, up to its `message.timeout.ms`). Exactly-once drops the caches and the worker
+rewinds its tasks to the last committed offsets; the transaction is aborted not by the producer
+that ran it but by a new one with the same transactional id, whose `init_transactions()` bumps
+the producer epoch, aborts the open transaction at its coordinator and fences the old producer.
+librdkafka's own abort is not reliable across an outage: with the broker away it completes
+locally without the epoch bump the records it purged require (the next transaction then fails on
+their sequence numbers, and its `send_offsets_to_transaction` may never return), and once the
+coordinator has timed the transaction out it fails fatally. A producer in a fatal state (fenced)
+is replaced the same way, and so, after a commit that waited more than `_SLOW_COMMIT_S` for the
+broker, is a producer that lived through an outage: such a producer's next
+`send_offsets_to_transaction` was seen never to return (confluentinc/librdkafka#5456; the
+producer gives up on that call after its timeout). The new producer's initialisation is tried
+again at every loop until the broker answers; no transaction begins before.
+
+`BrokerWatch` logs a WARNING when the broker stops taking requests (again every 10 s, naming for
+how long) and an INFO when it takes them again; after `OUTAGE_LIMIT_S` the error is fatal and
+the worker stops.
 """
 
 from __future__ import annotations
@@ -45,6 +65,89 @@ from processor.topology.record import Emitter
 log = logging.getLogger("processor.commit")
 
 _TIMEOUT_S = 30.0
+# Adding the offsets is one request to each coordinator (librdkafka itself gives up on a
+# transactional request after 10 s).
+_SEND_OFFSETS_TIMEOUT_S = 10.0
+# A commit that took longer waited for a broker that was away or stalled.
+_SLOW_COMMIT_S = 5.0
+# One try at initialising a replaced producer while the broker may be away; the worker's loop
+# goes on between tries.
+_INIT_TRY_S = 2.0
+_INIT_INTERVAL_S = 1.0
+OUTAGE_LIMIT_S = 300.0
+"""How long the broker may not take this worker's requests before the worker gives up."""
+_WARNING_INTERVAL_S = 10.0
+# Producers found fenced (fatal) this many times within OUTAGE_LIMIT_S: another producer keeps
+# using the transactional id.
+_MAX_FENCED = 5
+
+
+class BrokerWatch:
+    """Whether the broker takes this worker's commits (and transactional initialisations), for
+    its logs and metrics: a WARNING when a request fails, repeated every `_WARNING_INTERVAL_S`
+    while they go on failing, an INFO when one succeeds again."""
+
+    def __init__(self, limit_s: float = OUTAGE_LIMIT_S) -> None:
+        self.limit_s = limit_s
+        self.errors = 0
+        """Requests the broker did not take, ever."""
+        self._since: float | None = None
+        self._failures = 0
+        self._next_warning = 0.0
+
+    @property
+    def reachable(self) -> bool:
+        return self._since is None
+
+    def unreachable_for(self) -> float:
+        """Seconds since the first failed request of the current outage was sent (0: none)."""
+        return 0.0 if self._since is None else time.monotonic() - self._since
+
+    def failed(self, began: float, what: str, error: BrokerError) -> None:
+        """`what`, sent at `began`, failed with `error`. Raises a fatal `BrokerError` once the
+        broker has taken no request for longer than `limit_s`."""
+        now = time.monotonic()
+        self.errors += 1
+        self._failures += 1
+        if self._since is None:
+            self._next_warning = now
+        self._since = began if self._since is None else min(self._since, began)
+        down = now - self._since
+        if down > self.limit_s:
+            raise BrokerError(
+                f"the broker has taken no request for {down:.0f}s, longer than "
+                f"{self.limit_s:.0f}s; giving up ({what} failed: {error})",
+                fatal=True,
+            ) from error
+        if now >= self._next_warning:
+            self._next_warning = now + _WARNING_INTERVAL_S
+            log.warning(
+                "broker unreachable for %.1fs (%d failed requests): %s failed: %s; retrying "
+                "for up to %.0fs more",
+                down,
+                self._failures,
+                what,
+                error,
+                self.limit_s - down,
+            )
+
+    def waited(self, seconds: float, what: str) -> None:
+        """`what` succeeded, but only after `seconds` (the broker was away meanwhile)."""
+        log.warning(
+            "broker unreachable or stalled for up to %.1fs: %s waited that long for it",
+            seconds,
+            what,
+        )
+
+    def answered(self) -> None:
+        if self._since is not None:
+            log.info(
+                "broker reachable again after %.1fs (%d failed requests meanwhile)",
+                time.monotonic() - self._since,
+                self._failures,
+            )
+            self._since = None
+            self._failures = 0
 
 
 class Committer:
@@ -69,6 +172,13 @@ class Committer:
         self._in_transaction = False
         self._next_commit_at = 0.0
         self.commits = 0
+        self.broker = BrokerWatch()
+        self.producer_replacements = 0
+        self._fenced_at: list[float] = []
+        # Exactly-once: the producer was replaced and its init_transactions() has not succeeded
+        # yet; no transaction begins before it has.
+        self._init_pending = False
+        self._next_init_at = 0.0
 
     def start(self) -> None:
         if self._exactly_once:
@@ -76,14 +186,25 @@ class Committer:
         self._next_commit_at = time.monotonic()
 
     def before_output(self) -> None:
-        """Call before producing anything: under exactly-once it opens the transaction."""
+        """Call before producing anything: under exactly-once it opens the transaction (first
+        waiting, within `OUTAGE_LIMIT_S`, until a replaced producer is initialised)."""
         if self._exactly_once and not self._in_transaction:
-            self._producer.begin_transaction()
+            self._initialise(blocking=True)
+            try:
+                self._producer.begin_transaction()
+            except BrokerError as e:
+                if not e.fatal:
+                    raise
+                self._replace(f"beginning a transaction failed: {e}", fenced=e)
+                self._initialise(blocking=True)
+                self._producer.begin_transaction()
             self._in_transaction = True
 
     def maybe_commit(self, tasks: Iterable[StreamTask], interval_ms: int) -> None:
         self._producer.poll()
         now = time.monotonic()
+        if self._init_pending and now >= self._next_init_at:
+            self._initialise(blocking=False)
         if now < self._next_commit_at:
             return
         self._next_commit_at = now + interval_ms / 1000
@@ -92,18 +213,22 @@ class Committer:
     def commit(self, tasks: Iterable[StreamTask]) -> None:
         """Commit everything the (running) tasks processed so far. On a BrokerError nothing of
         this commit is visible: at-least-once keeps the offsets for the next try, exactly-once
-        aborts and drops the caches."""
+        abandons the transaction and drops the caches (the tasks must rewind)."""
         task_list = list(tasks)
         self._last_tasks = task_list
         offsets: dict[Partition, int] = {}
         for task in task_list:
             offsets.update(task.take_offsets())
+        began = time.monotonic()
+        replacements = self.producer_replacements
         try:
             if self._exactly_once:
-                self._commit_transaction(task_list, offsets)
+                self._commit_transaction(task_list, offsets, began)
             else:
                 self._commit_at_least_once(task_list, offsets)
-        except BrokerError:
+        except BrokerError as e:
+            if not e.fatal and not self._exactly_once:
+                self.broker.failed(began, "a commit", e)
             for task in task_list:
                 if self._exactly_once and task.stores is not None:
                     task.stores.drop()
@@ -111,7 +236,21 @@ class Committer:
                     task.restore_offsets({p: o for p, o in offsets.items() if p in task.partitions})
             if self._exactly_once:
                 self._accounting.drop_pending()
+            if e.fatal and self.producer_replacements > replacements:
+                # The producer was in a fatal state (fenced) and has been replaced: the tasks
+                # rewind, as after any failed transaction.
+                raise BrokerError(f"{e}; the producer was replaced") from e
             raise
+        if offsets:
+            self.broker.answered()
+        took = time.monotonic() - began
+        if took > _SLOW_COMMIT_S:
+            self.broker.waited(took, "a commit")
+            if self._exactly_once:
+                self._replace(
+                    f"it lived through {took:.1f}s without the broker, after which its next "
+                    "transaction may hang (confluentinc/librdkafka#5456)"
+                )
         self._accounting.commit()
         self.commits += 1
 
@@ -158,7 +297,9 @@ class Committer:
         self._checkpoint(tasks)
         self._consumer.commit(offsets)
 
-    def _commit_transaction(self, tasks: list[StreamTask], offsets: dict[Partition, int]) -> None:
+    def _commit_transaction(
+        self, tasks: list[StreamTask], offsets: dict[Partition, int], began: float
+    ) -> None:
         if not self._in_transaction:
             if not offsets:
                 return
@@ -167,12 +308,14 @@ class Committer:
             self._flush_stores(tasks)
             if offsets:
                 self._producer.send_offsets_to_transaction(
-                    offsets, self._consumer.group_metadata(), _TIMEOUT_S
+                    offsets, self._consumer.group_metadata(), _SEND_OFFSETS_TIMEOUT_S
                 )
             self._producer.commit_transaction(_TIMEOUT_S)
-        except BrokerError:
+        except BrokerError as e:
+            if not e.fatal:
+                self.broker.failed(began, "a commit", e)
             self._remember_refused_outputs(tasks)
-            self.abandon()
+            self.abandon(e)
             raise
         self._in_transaction = False
         self._raise_refused(self._producer.take_failures())
@@ -264,6 +407,14 @@ class Committer:
         if not failures or handled:
             return
         first = failures[0]
+        if not any(f.refused for f in failures):
+            raise BrokerError(
+                f"{len(failures)} output records were not delivered, first to topic "
+                f"{first.topic!r} partition {first.partition}: {first.reason}; the broker did "
+                "not take them within the producer's message.timeout.ms; their input offsets "
+                "were not committed, so a restart reprocesses them",
+                fatal=True,
+            )
         origin = (
             f" (from input record {first.origin[0]}[{first.origin[1]}]@{first.origin[2]})"
             if first.origin is not None
@@ -277,32 +428,79 @@ class Committer:
             fatal=True,
         )
 
-    def fail(self, tasks: Iterable[StreamTask]) -> None:
-        """Processing hit a broker error (a transaction that must be aborted): forget everything
-        since the last commit, as a failed commit does; the worker then rewinds its tasks."""
+    def fail(self, tasks: Iterable[StreamTask], error: BrokerError | None = None) -> None:
+        """Processing hit a broker error (a transaction that must be aborted, or, fatal, a
+        fenced producer): forget everything since the last commit, as a failed commit does;
+        the worker then rewinds its tasks."""
         task_list = list(tasks)
         self._last_tasks = task_list
         if self._exactly_once:
             self._remember_refused_outputs(task_list)
-        self.abandon()
+        self.abandon(error)
         for task in task_list:
             task.take_offsets()
             if self._exactly_once and task.stores is not None:
                 task.stores.drop()
 
-    def abandon(self) -> None:
-        """Forget uncommitted work: under exactly-once abort the open transaction."""
+    def abandon(self, error: BrokerError | None = None) -> None:
+        """Forget uncommitted work: under exactly-once, replace the producer; its successor
+        aborts the open transaction (see the module docstring). `error`: why, when it is one."""
         if self._exactly_once and self._in_transaction:
-            try:
-                self._producer.abort_transaction(_TIMEOUT_S)
-            except BrokerError as e:
-                log.warning("aborting the transaction failed: %s", e)
             self._in_transaction = False
-            # The abort purged what was still queued: serve those delivery reports now, so they
-            # are not taken for failures of the next transaction.
-            self._producer.flush(_TIMEOUT_S)
+            # replace() served the delivery reports of what the old producer still held, so
+            # they are not taken for failures of the next transaction.
+            self._replace(
+                f"the transaction failed: {error}" if error else "the transaction is abandoned",
+                fenced=error if error is not None and error.fatal else None,
+            )
             self._remember_refused_outputs(self._last_tasks, raise_unhandled=False)
         self._accounting.drop_pending()
+
+    def _replace(self, reason: str, *, fenced: BrokerError | None = None) -> None:
+        now = time.monotonic()
+        if fenced is not None:
+            self._fenced_at = [t for t in self._fenced_at if now - t < OUTAGE_LIMIT_S]
+            if len(self._fenced_at) >= _MAX_FENCED:
+                raise BrokerError(
+                    f"the producer was fenced {len(self._fenced_at) + 1} times within "
+                    f"{OUTAGE_LIMIT_S:.0f}s ({fenced}); is another worker using this "
+                    "instance id?",
+                    fatal=True,
+                ) from fenced
+            self._fenced_at.append(now)
+        log.warning(
+            "replacing the producer (%s): a new one with the same transactional id aborts the "
+            "open transaction and fences the old one once the broker answers",
+            reason,
+        )
+        self._producer.replace()
+        self.producer_replacements += 1
+        self._init_pending = True
+        self._next_init_at = 0.0
+
+    def _initialise(self, *, blocking: bool) -> None:
+        """Initialise a replaced producer's transactions: one try, or (`blocking`) until that
+        works; raises a fatal `BrokerError` after `OUTAGE_LIMIT_S` without the broker."""
+        while self._init_pending:
+            began = time.monotonic()
+            try:
+                self._producer.init_transactions(_INIT_TRY_S)
+            except BrokerError as e:
+                if e.fatal:
+                    self._replace(f"initialising transactions failed: {e}", fenced=e)
+                else:
+                    self.broker.failed(began, "initialising the new producer's transactions", e)
+                self._next_init_at = time.monotonic() + _INIT_INTERVAL_S
+                if not blocking:
+                    return
+                time.sleep(max(0.0, began + 0.5 - time.monotonic()))
+                continue
+            self._init_pending = False
+            log.info(
+                "the new producer is initialised in %.2fs; transactions go on",
+                time.monotonic() - began,
+            )
+            self.broker.answered()
 
     def close(self) -> None:
         if self._in_transaction:

@@ -528,7 +528,11 @@ class Worker:
         if restored:
             joining = set(restored)
             consuming = [p for p in self._tasks.running_partitions() if p not in joining]
-            self._consumer.add(restored, consuming)
+            try:
+                self._consumer.add(restored, consuming)
+            except BrokerError as e:  # their committed offsets could not be read
+                self._after_failed_processing(e)
+                return
         messages = self._consumer.consume(self.config.consume_batch_size, _CONSUME_TIMEOUT_S)
         if messages:
             self._committer.before_output()
@@ -642,17 +646,30 @@ class Worker:
                     (outcome.value, reason): n
                     for (outcome, reason), n in self.accounting.committed.items()
                 },
+                **self._broker_metrics(),
             )
         )
 
+    def _broker_metrics(self) -> dict[str, Any]:
+        committer = self._committer
+        if committer is None:
+            return {}
+        return {
+            "broker_reachable": committer.broker.reachable,
+            "broker_unreachable_seconds": committer.broker.unreachable_for(),
+            "broker_errors": committer.broker.errors,
+            "producer_replacements": committer.producer_replacements,
+        }
+
     def _after_failed_processing(self, error: BrokerError) -> None:
         """Producing an output failed for a reason that is not the record's (under exactly-once:
-        the transaction must be aborted): drop what was done since the last commit and rewind."""
-        if error.fatal:
+        the transaction must be aborted): drop what was done since the last commit and rewind.
+        Under exactly-once a producer in a fatal state (fenced) is replaced, not fatal."""
+        if error.fatal and not self.config.exactly_once:
             raise error
         assert self._committer is not None and self._tasks is not None
         log.warning("worker %s: %s; processing again from the last commit", self.instance_id, error)
-        self._committer.fail(self._tasks.running())
+        self._committer.fail(self._tasks.running(), error)
         self._rewind()
 
     def _rewind(self) -> None:

@@ -23,6 +23,9 @@ batch like a restore, so that the task can later start (`promote()`) by reading 
 PENDING --(offsets read)--> STANDBY --(promote)--> PENDING (a restore as above, from its checkpoint)
 ```
 
+A PENDING task whose changelog offsets cannot be read (the broker is unreachable) stays PENDING
+and is tried again every `retry_interval` seconds; the reads themselves wait for the broker.
+
 `remove()` drops a task in any state. A checkpoint that cannot belong to the changelog as it is
 now (stored offset at or beyond the changelog's end, or before its start) makes the task wipe
 its state through `wipe_callback` and restore from the beginning.
@@ -46,7 +49,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
-from processor.errors import ProcessorError, RecordError, StateError
+from processor.errors import BrokerError, ProcessorError, RecordError, StateError
 from processor.kafka.changelog_reader import ChangelogBatch, PartitionEnd
 from processor.runtime.task_id import TaskId
 from processor.state.backend import Change, TaskStateBackend
@@ -200,6 +203,8 @@ class Restorer:
     - `end_offset_grace` (10 s): how long a changelog's stable end is given to catch up with a
       checkpoint beyond it (before the task is wiped) or with its high watermark (before the
       restore completes without the open transaction); see the module docstring.
+    - `retry_interval` (1 s): between tries to read the offsets of a task's changelogs, while
+      the broker does not answer.
     """
 
     def __init__(
@@ -213,6 +218,7 @@ class Restorer:
         request_timeout: float = 10.0,
         progress_interval: float = 5.0,
         end_offset_grace: float = 10.0,
+        retry_interval: float = 1.0,
     ) -> None:
         self._reader = reader
         self._wipe = wipe_callback
@@ -222,6 +228,7 @@ class Restorer:
         self._request_timeout = request_timeout
         self._progress_interval = progress_interval
         self._end_offset_grace = end_offset_grace
+        self._retry_interval = retry_interval
         # Everything below is guarded by _lock; the restorer thread holds it whenever it touches
         # a backend, so remove() returning means the thread is done with those backends.
         self._lock = threading.Condition()
@@ -369,6 +376,12 @@ class Restorer:
                         self._start(task)
                     except RestoreError:
                         raise
+                    except BrokerError as e:
+                        if e.fatal:
+                            raise RestoreError(task.task_id, str(e)) from e
+                        _log.warning("task %s: %s; trying again", task.task_id, e)
+                        with self._lock:
+                            task.retry_at = time.monotonic() + self._retry_interval
                     except Exception as e:
                         raise RestoreError(task.task_id, f"{type(e).__name__}: {e}") from e
                 with self._lock:

@@ -10,7 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from processor.errors import DeserializationError, RecordRejectedError, TransientError
+from processor.errors import (
+    BrokerError,
+    DeserializationError,
+    RecordRejectedError,
+    TransientError,
+)
 from processor.serdes import Serde
 from processor.topology.context import ProcessorContext, Store
 from processor.topology.graph import (
@@ -315,7 +320,7 @@ class ProcessProcessor(Processor):
     def process(self, key: Any, value: Any) -> None:
         try:
             self.function(self.context, key, value)
-        except (OperatorError, NullKeyError, SinkRejectedError):
+        except (OperatorError, NullKeyError, SinkRejectedError, BrokerError):
             raise  # from operators downstream, through context.forward()
         except Exception as e:
             raise OperatorError(self.name, e) from e

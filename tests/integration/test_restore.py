@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from processor.errors import BrokerError
 from processor.kafka.changelog_reader import ChangelogReader
 from processor.runtime.task_id import TaskId
 from processor.state.backend import Change, TaskStateBackend
@@ -168,6 +169,43 @@ def test_restores_its_own_partition_then_only_the_tail(
     restorer.add(TASK, backend, {STORE: topic})
     _wait_completed(restorer, TASK)
     assert restorer.records_read(TASK) == len(mine) + len(tail)
+
+
+class Unreachable(ChangelogReader):
+    """A reader for which the broker does not answer the first `failures` offset requests."""
+
+    failures = 2
+
+    def watermarks(self, topic: str, partition: int, timeout: float) -> tuple[int, int]:
+        if self.failures:
+            self.failures -= 1
+            raise BrokerError(f"reading the offsets of changelog {topic}[{partition}] timed out")
+        return super().watermarks(topic, partition, timeout)
+
+
+def test_a_restore_waits_for_the_broker_to_answer(
+    kafka_bootstrap: str, unique_name: str, backend_factory: BackendFactory
+) -> None:
+    topic = f"{unique_name}-changelog"
+    create_topic(kafka_bootstrap, topic, 1, config=COMPACTED)
+    records = _records("p0", 100, keys=20)
+    produce(kafka_bootstrap, topic, records, partition=0)
+    reader = Unreachable(
+        {"bootstrap.servers": kafka_bootstrap}, group_id=unique_name, read_committed=False
+    )
+    restorer = Restorer(reader, wipe_callback=_never_wipe, retry_interval=0.05)
+    try:
+        backend = backend_factory()
+        restorer.add(TASK, backend, {STORE: topic})
+        _wait_completed(restorer, TASK)
+        assert reader.failures == 0
+        assert _content(backend) == _latest(records)
+    finally:
+        restorer.close()
+
+
+def _never_wipe(task_id: TaskId, reason: str) -> TaskStateBackend:
+    raise AssertionError(f"unexpected wipe of task {task_id}: {reason}")
 
 
 def test_a_task_with_two_changelogs_completes_when_both_end(

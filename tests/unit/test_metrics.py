@@ -102,3 +102,26 @@ def test_a_port_in_use_is_a_config_error_naming_the_setting() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=rf"http_port.*127\.0\.0\.1:{port}"):
             _serve(WorkerMetrics(), port)
+
+
+def test_a_broker_outage_shows_in_the_metrics() -> None:
+    metrics = WorkerMetrics()
+    server = _serve(metrics)
+    try:
+        metrics.publish(
+            WorkerSnapshot(
+                instance="w1",
+                broker_reachable=False,
+                broker_unreachable_seconds=12.5,
+                broker_errors=3,
+                producer_replacements=1,
+            )
+        )
+        samples = _scrape(server.port)
+    finally:
+        server.close()
+
+    assert samples[("processor_broker_reachable", ())] == 0
+    assert samples[("processor_broker_unreachable_seconds", ())] == 12.5
+    assert samples[("processor_broker_errors_total", ())] == 3
+    assert samples[("processor_producer_replacements_total", ())] == 1

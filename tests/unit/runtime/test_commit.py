@@ -1,8 +1,10 @@
 """The commit protocol, step by step, against recording fakes of the producer and consumer:
-the order of the steps, and what each kind of failure leaves behind."""
+the order of the steps, and what each kind of failure leaves behind (a broker outage
+included)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +13,8 @@ import pytest
 from processor import Topology, serdes
 from processor.errors import BrokerError
 from processor.kafka.producer import DeliveryFailure
-from processor.runtime.commit import Committer
+from processor.runtime import commit as commit_module
+from processor.runtime.commit import BrokerWatch, Committer
 from processor.runtime.task import StreamTask
 from processor.runtime.task_id import TaskId
 from processor.state.memory import InMemoryBackend
@@ -28,6 +31,11 @@ class FakeProducer:
         self.produced: list[tuple[str, bytes | None, bytes | None, int]] = []
         self.unacknowledged_on_flush = 0
         self.fail_commit: BrokerError | None = None
+        # raised by the next init_transactions() calls, in order
+        self.fail_init: list[BrokerError] = []
+        # delivery reports the old client serves when it is replaced
+        self.failures_on_replace: list[DeliveryFailure] = []
+        self.commit_seconds = 0.0
         self._next_offset = 0
 
     def produce(
@@ -51,6 +59,13 @@ class FakeProducer:
 
     def init_transactions(self, timeout: float) -> None:
         self.calls.append("init_transactions")
+        if self.fail_init:
+            raise self.fail_init.pop(0)
+
+    def replace(self) -> None:
+        self.calls.append("replace")
+        self.failures.extend(self.failures_on_replace)
+        self.failures_on_replace = []
 
     def begin_transaction(self) -> None:
         self.calls.append("begin")
@@ -59,6 +74,7 @@ class FakeProducer:
         self.calls.append(f"send_offsets {dict(offsets)}")
 
     def commit_transaction(self, timeout: float) -> None:
+        time.sleep(self.commit_seconds)
         if self.fail_commit is not None:
             raise self.fail_commit
         self.calls.append("commit_transaction")
@@ -209,7 +225,8 @@ def test_exactly_once_checkpoints_only_after_the_transaction_committed() -> None
     assert stored(backend) == {b"a": (1).to_bytes(8, "big"), b"b": (1).to_bytes(8, "big")}
 
 
-def test_a_failed_transaction_aborts_and_drops_the_caches() -> None:
+def exactly_once() -> tuple[list[str], FakeProducer, Committer, StreamTask, InMemoryBackend]:
+    """A committer and a counting task that has committed one record (key "a")."""
     calls: list[str] = []
     producer = FakeProducer(calls)
     committer = Committer(producer, FakeConsumer(calls), exactly_once=True)  # type: ignore[arg-type]
@@ -218,14 +235,139 @@ def test_a_failed_transaction_aborts_and_drops_the_caches() -> None:
     committer.before_output()
     feed(task, "a")
     committer.commit([task])
+    return calls, producer, committer, task, backend
+
+
+def test_a_failed_transaction_replaces_the_producer_and_drops_the_caches() -> None:
+    calls, producer, committer, task, backend = exactly_once()
     committer.before_output()
     feed(task, "a", "c", first_offset=1)
     producer.fail_commit = BrokerError("committing the transaction failed: INVALID_PRODUCER_EPOCH")
-    with pytest.raises(BrokerError):
+    # what the old client still held fails when it is replaced: not the records' fault
+    producer.failures_on_replace = [DeliveryFailure("out", 2, "Local: Purged in queue")]
+    with pytest.raises(BrokerError) as excinfo:
         committer.commit([task])
-    assert calls[-2:] == ["abort", "flush"]  # the flush serves the purged records' reports
+    assert not excinfo.value.fatal, "the worker rewinds its tasks"
+    assert calls[-1] == "replace"
+    assert committer.producer_replacements == 1
+    assert producer.failures == [], "taken, so not blamed on the next transaction"
     # local state is the last committed state: the aborted updates are gone from the stores
     assert stored(backend) == {b"a": (1).to_bytes(8, "big")}
     assert task.stores is not None
     assert task.stores.stores["counts"].get("a") == 1
     assert task.stores.stores["counts"].get("c") is None
+
+    # The new producer's init_transactions() aborts the transaction (bumping the epoch) before
+    # the next one begins.
+    producer.fail_commit = None
+    calls.clear()
+    committer.before_output()
+    assert calls == ["init_transactions", "begin"]
+
+
+def test_while_the_broker_is_away_no_transaction_begins_before_the_new_producer_is_ready() -> None:
+    calls, producer, committer, task, _ = exactly_once()
+    committer.before_output()
+    feed(task, "b", first_offset=1)
+    producer.fail_commit = BrokerError("adding offsets to the transaction failed: _TIMED_OUT")
+    producer.fail_init = [BrokerError("initialising transactions failed: _TIMED_OUT")] * 3
+    with pytest.raises(BrokerError) as excinfo:
+        committer.commit([task])
+    assert not excinfo.value.fatal
+    assert not committer.broker.reachable
+    assert committer.broker.unreachable_for() > 0
+
+    committer.maybe_commit([], 1000)  # the loop goes on: one try to initialise, no wait
+    assert calls[-1] == "init_transactions"
+    assert committer.broker.errors == 2, "the commit, and one initialisation"
+
+    producer.fail_commit = None
+    calls.clear()
+    committer.before_output()  # waits until the broker answers
+    assert calls == ["init_transactions", "init_transactions", "init_transactions", "begin"]
+    assert committer.broker.reachable
+    assert committer.broker.errors == 4
+    feed(task, "b", first_offset=1)
+    committer.commit([task])
+    assert calls[-1] == "commit_transaction"
+
+
+def test_a_commit_that_waited_for_the_broker_replaces_the_producer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls, producer, committer, task, backend = exactly_once()
+    monkeypatch.setattr(commit_module, "_SLOW_COMMIT_S", 0.05)
+    committer.before_output()
+    feed(task, "b", first_offset=1)
+    producer.commit_seconds = 0.1  # the broker was away meanwhile
+    committer.commit([task])
+    assert calls[-2:] == ["commit_transaction", "replace"]
+    assert stored(backend)[b"b"] == (1).to_bytes(8, "big"), "committed all the same"
+
+    calls.clear()
+    producer.commit_seconds = 0.0
+    committer.before_output()
+    assert calls == ["init_transactions", "begin"]
+
+
+def test_a_fenced_producer_is_replaced_and_the_tasks_rewind() -> None:
+    calls, producer, committer, task, _ = exactly_once()
+    committer.before_output()
+    feed(task, "b", first_offset=1)
+    producer.fail_commit = BrokerError("committing the transaction failed: _FENCED", fatal=True)
+    with pytest.raises(BrokerError, match="the producer was replaced") as excinfo:
+        committer.commit([task])
+    assert not excinfo.value.fatal
+    assert calls[-1] == "replace"
+    assert committer.broker.reachable, "the broker answered: it fenced the producer"
+
+
+def test_a_producer_fenced_again_and_again_stops_the_worker() -> None:
+    _, producer, committer, task, _ = exactly_once()
+    producer.fail_commit = BrokerError("committing the transaction failed: _FENCED", fatal=True)
+    for offset in range(1, 6):
+        committer.before_output()
+        feed(task, "b", first_offset=offset)
+        with pytest.raises(BrokerError) as excinfo:
+            committer.commit([task])
+        assert not excinfo.value.fatal
+    committer.before_output()
+    feed(task, "b", first_offset=6)
+    with pytest.raises(BrokerError, match="another worker using this instance id") as excinfo:
+        committer.commit([task])
+    assert excinfo.value.fatal
+
+
+def test_a_broker_error_while_processing_replaces_the_producer() -> None:
+    calls, _, committer, task, backend = exactly_once()
+    committer.before_output()
+    feed(task, "a", first_offset=1)
+    # produce() raised: the transaction failed (e.g. across an outage) and must be aborted
+    committer.fail([task], BrokerError("producing to 'out' failed: Local: Erroneous state"))
+    assert calls[-1] == "replace"
+    assert task.take_offsets() == {}
+    assert stored(backend) == {b"a": (1).to_bytes(8, "big")}
+
+
+def test_the_broker_watch_says_when_the_broker_is_back_and_gives_up_after_its_limit() -> None:
+    watch = BrokerWatch(limit_s=60.0)
+    watch.failed(time.monotonic() - 5.0, "a commit", BrokerError("_TIMED_OUT"))
+    assert not watch.reachable and watch.unreachable_for() >= 5.0
+    watch.answered()
+    assert watch.reachable and watch.unreachable_for() == 0.0 and watch.errors == 1
+    with pytest.raises(BrokerError, match="taken no request for 61s") as excinfo:
+        watch.failed(time.monotonic() - 61.0, "a commit", BrokerError("_TIMED_OUT"))
+    assert excinfo.value.fatal
+
+
+def test_at_least_once_records_lost_in_an_outage_stop_the_worker() -> None:
+    calls: list[str] = []
+    producer = FakeProducer(calls)
+    committer = Committer(producer, FakeConsumer(calls), exactly_once=False)  # type: ignore[arg-type]
+    task, _ = counting_task(producer)
+    feed(task, "a")
+    producer.failures.append(DeliveryFailure("out", 0, "Local: Message timed out"))
+    with pytest.raises(BrokerError, match=r"message\.timeout\.ms") as excinfo:
+        committer.commit([task])
+    assert excinfo.value.fatal
+    assert not any(c.startswith("commit_offsets") for c in calls)

@@ -1,0 +1,61 @@
+"""`GroupConsumer.commit` waits a bounded time for the group coordinator: librdkafka's own
+synchronous commit waits as long as the broker is away."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from processor.errors import BrokerError
+from processor.kafka.consumer import GroupConsumer
+
+
+class StalledClient:
+    """Stands in for the confluent_kafka consumer: commits wait until `answer` is set."""
+
+    def __init__(self) -> None:
+        self.answer = threading.Event()
+        self.committed: list[Any] = []
+
+    def commit(self, offsets: Any, asynchronous: bool) -> None:
+        assert not asynchronous
+        self.answer.wait(10)
+        self.committed.append(offsets)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def stalled() -> Iterator[tuple[GroupConsumer, StalledClient]]:
+    # A real client that never connects (nothing listens on port 1); its commits are faked.
+    consumer = GroupConsumer({"bootstrap.servers": "127.0.0.1:1", "group.id": "unused"})
+    real = consumer._consumer
+    client = StalledClient()
+    consumer._consumer = client
+    yield consumer, client
+    client.answer.set()
+    consumer.close()
+    real.close()
+
+
+def test_a_commit_the_coordinator_does_not_answer_fails_after_its_timeout(
+    stalled: tuple[GroupConsumer, StalledClient],
+) -> None:
+    consumer, client = stalled
+    with pytest.raises(BrokerError, match="did not answer within") as excinfo:
+        consumer.commit({("in", 0): 5}, timeout=0.2)
+    assert not excinfo.value.fatal
+    with pytest.raises(BrokerError, match="an earlier commit has been waiting"):
+        consumer.commit({("in", 0): 7}, timeout=0.2)
+    assert client.committed == []
+
+    client.answer.set()  # the broker is back: the earlier commit goes through first
+    consumer.commit({("in", 0): 9}, timeout=5)
+    assert [[(tp.partition, tp.offset) for tp in c] for c in client.committed] == [
+        [(0, 5)],
+        [(0, 9)],
+    ]

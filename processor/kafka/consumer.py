@@ -36,6 +36,9 @@ class GroupConsumer:
         self._consumer = Consumer(dict(settings))
         # A commit still waiting for the group coordinator after commit() gave up on it.
         self._pending_commit: threading.Thread | None = None
+        # Inside the revoke callback a commit runs on the calling thread, as librdkafka expects
+        # of a commit made while the rebalance waits for the callback.
+        self._in_rebalance_callback = False
 
     def subscribe(
         self,
@@ -52,7 +55,11 @@ class GroupConsumer:
             on_assign()
 
         def revoked(consumer: Any, partitions: list[TopicPartition]) -> None:
-            on_revoke()
+            self._in_rebalance_callback = True
+            try:
+                on_revoke()
+            finally:
+                self._in_rebalance_callback = False
             consumer.unassign()
 
         def lost(consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -116,8 +123,17 @@ class GroupConsumer:
         Waits at most `timeout` seconds: librdkafka's synchronous commit has no timeout and
         waits for the group coordinator as long as the broker is away. A commit given up on
         goes on by itself (committing offsets the worker has processed, or failing); the next
-        call first waits for it, so at most one is outstanding."""
+        call first waits for it, so at most one is outstanding. Inside the revoke callback the
+        commit is made on the calling thread, as before the bound was added: a rebalance waits
+        for that callback anyway."""
         if not offsets:
+            return
+        partitions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        if self._in_rebalance_callback:
+            try:
+                self._consumer.commit(offsets=partitions, asynchronous=False)
+            except KafkaException as e:
+                raise BrokerError(f"committing offsets failed: {e.args[0]}") from e
             return
         pending = self._pending_commit
         if pending is not None:
@@ -132,10 +148,7 @@ class GroupConsumer:
 
         def commit() -> None:
             try:
-                self._consumer.commit(
-                    offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                    asynchronous=False,
-                )
+                self._consumer.commit(offsets=partitions, asynchronous=False)
             except KafkaException as e:
                 failure.append(e)
 

@@ -824,6 +824,12 @@ class Bench:
         self.cells: list[Cell] = []
         self._input: Input | None = None
 
+    def skipped(self, contender: str, workload: str) -> str:
+        """The reason `--skip contender:workload` gives, or ""."""
+        if f"{contender}:{workload}" in self.args.skip:
+            return f"not run this time (--skip): {self.args.skip_reason}"
+        return ""
+
     def data(self) -> Input:
         if self._input is None:
             self._input = make_input(self.bootstrap, self.args.records, self.args.keys)
@@ -898,7 +904,7 @@ class Bench:
     def restore(self, contender: Contender) -> Cell:
         keys = self.args.restore_keys
         cell = Cell("restore", 1, contender.name, "ok")
-        reason = contender.unsupported("restore", 1)
+        reason = contender.unsupported("restore", 1) or self.skipped(contender.name, "restore")
         if reason:
             cell.status, cell.reason = "n/a", reason
             return cell
@@ -1349,6 +1355,13 @@ def main() -> None:
         "stopped and reported as too slow, with its approximate rate",
     )
     parser.add_argument("--keep", action="store_true", help="keep state dirs and worker logs")
+    parser.add_argument(
+        "--skip",
+        type=csv,
+        default=[],
+        help="contender:workload cells not to run (restore only), e.g. faust:restore",
+    )
+    parser.add_argument("--skip-reason", default="", help="why, for the table (with --skip)")
     parser.add_argument(
         "--report-only",
         action="store_true",

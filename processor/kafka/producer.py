@@ -127,21 +127,29 @@ class OutputProducer:
         message.max.bytes, or a topic the cluster does not have)."""
         limit = self.topic_limits.get(topic)
         if limit is not None:
-            size = _batch_size(key, value, headers)
+            size = _BATCH_OVERHEAD + len(key or b"") + len(value or b"")
+            if headers:
+                size += _headers_size(headers)
             if size > limit:
                 raise RecordRejectedError(
                     topic,
                     f"the record needs about {size} bytes and the topic's max.message.bytes is "
                     f"{limit}",
                 )
-        extra: dict[str, Any] = {}
-        if headers:
-            extra["headers"] = headers
-        if origin is not None:
-            extra["on_delivery"] = partial(self._on_delivery_from, origin)
+        # Keyword arguments only when needed: building them costs on every record.
+        extra: dict[str, Any] | None = None
+        if headers or origin is not None:
+            extra = {"headers": headers}
+            if origin is not None:
+                extra["on_delivery"] = partial(self._on_delivery_from, origin)
         while True:
             try:
-                self._producer.produce(topic, value, key, partition, timestamp=timestamp, **extra)
+                if extra is None:
+                    self._producer.produce(topic, value, key, partition, timestamp=timestamp)
+                else:
+                    self._producer.produce(
+                        topic, value, key, partition, timestamp=timestamp, **extra
+                    )
                 return
             except BufferError:
                 self.queue_full_waits += 1
@@ -247,11 +255,8 @@ class OutputProducer:
 _BATCH_OVERHEAD = 100
 
 
-def _batch_size(key: bytes | None, value: bytes | None, headers: Headers | None) -> int:
-    size = _BATCH_OVERHEAD + len(key or b"") + len(value or b"")
-    for name, header_value in headers or ():
-        size += len(name) + len(header_value or b"") + 10
-    return size
+def _headers_size(headers: Headers) -> int:
+    return sum(len(name) + len(value or b"") + 10 for name, value in headers)
 
 
 def fence_transactional_id(

@@ -65,7 +65,6 @@ from processor.runtime.task_manager import TaskManager
 from processor.state.backend import TaskStateBackend
 from processor.state.cleanup import StateCleaner
 from processor.state.restore import Restorer, RestoreState
-from processor.topology.graph import SourceNode
 from processor.topology.handling import (
     Accounting,
     ErrorHandler,
@@ -74,7 +73,7 @@ from processor.topology.handling import (
     RecordFailure,
 )
 from processor.topology.retry import Retry
-from processor.topology.subtopology import SubTopology
+from processor.topology.subtopology import SubTopology, deserialization_overrides
 
 log = logging.getLogger("processor.worker")
 
@@ -173,18 +172,12 @@ class Worker:
 
     def _error_handling(self) -> ErrorHandling:
         cfg = self.config
-        overrides = {
-            node.topic: node.on_deserialization_error
-            for sub in self._subtopologies.values()
-            for node in sub.nodes
-            if isinstance(node, SourceNode) and node.on_deserialization_error is not None
-        }
         return ErrorHandling(
             deserialization=cfg.deserialization_error_handler,
             processing=cfg.processing_error_handler,
             production=cfg.production_error_handler,
             dead_letter_topic=cfg.dead_letters,
-            source_overrides=overrides,
+            source_overrides=deserialization_overrides(self._subtopologies.values()),
         )
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from processor.serdes import Serde
 from processor.state.memory import InMemoryBackend
 from processor.state.task_stores import TaskStores
 from processor.state.typed import KeyValueStore
-from processor.topology.graph import SinkNode, SourceNode
+from processor.topology.graph import SinkNode
 from processor.topology.handling import (
     RECORD_ERRORS,
     Accounting,
@@ -52,6 +52,7 @@ from processor.topology.handling import (
 )
 from processor.topology.processors import Headers, RecordContext, SourceProcessor, instantiate
 from processor.topology.retry import Retry
+from processor.topology.subtopology import deserialization_overrides
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,7 @@ class TopologyTestDriver:
             processing=processing_error_handler,
             dead_letter_topic=dead_letter_topic
             or f"{application_id or topology.name}-dead-letters",
-            source_overrides={
-                node.topic: node.on_deserialization_error
-                for sub in subtopologies
-                for node in sub.nodes
-                if isinstance(node, SourceNode) and node.on_deserialization_error is not None
-            },
+            source_overrides=deserialization_overrides(subtopologies),
         )
         self._task_of_topic = {t: f"{sub.id}_0" for sub in subtopologies for t in sub.source_topics}
         internal = {

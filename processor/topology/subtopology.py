@@ -8,6 +8,7 @@ task id, is stable as long as the declaration order is.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from processor.topology.graph import (
@@ -19,6 +20,7 @@ from processor.topology.graph import (
     StoreSpec,
     parents_of,
 )
+from processor.topology.handling import ErrorHandler
 
 
 def internal_topic_name(application_id: str, suffix: str) -> str:
@@ -71,6 +73,16 @@ class SubTopology:
     @property
     def stateful(self) -> bool:
         return bool(self.stores)
+
+
+def deserialization_overrides(subtopologies: Iterable[SubTopology]) -> dict[str, ErrorHandler]:
+    """The deserialization handler each source topic was given in the topology, where it was."""
+    return {
+        node.topic: node.on_deserialization_error
+        for sub in subtopologies
+        for node in sub.nodes
+        if isinstance(node, SourceNode) and node.on_deserialization_error is not None
+    }
 
 
 def _resolve(node: Node, application_id: str) -> Node:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import re
-import struct
 import threading
 import time
 from collections import Counter
@@ -18,10 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from processor.testing.broker import LocalBroker
 from tests.integration.failover import last_assignment, metrics
+from tests.integration.test_state_faults import Latest, count_of
 from tests.integration.workers import PARTITIONS, SESSION_TIMEOUT_S, WorkerProcess, start_worker
 from tests.kafka_helpers import create_topic
 
@@ -97,43 +97,9 @@ class SteadyLoad:
             self.errors.append("records left unacknowledged")
 
 
-class Output:
-    """Reads the sink (read_committed) through the outage: every (key, count) and the latest
-    count per key. Transient client errors (the broker is down) are skipped."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": "unused",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            }
-        )
-        self._consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-        self.pairs: Counter[tuple[str, int]] = Counter()
-        self.latest: dict[str, int] = {}
-        self.total = 0
-
-    def poll(self, seconds: float = 0.2) -> None:
-        for message in self._consumer.consume(5000, seconds):
-            error = message.error()
-            if error is not None:
-                assert not error.fatal(), error
-                continue
-            key = message.key().decode()
-            count: int = struct.unpack(">q", message.value())[0]
-            self.pairs[(key, count)] += 1
-            self.latest[key] = count
-            self.total += 1
-
-    def close(self) -> None:
-        self._consumer.close()
-
-
 def run_outage(
     broker: LocalBroker, tmp_path: Path, unique_name: str, guarantee: str
-) -> tuple[Counter[str], Output, list[WorkerProcess]]:
+) -> tuple[Counter[str], Latest, list[WorkerProcess]]:
     """Two workers count; the broker is SIGKILLed mid-stream, kept down for `DOWNTIME_S` and
     restarted while the load goes on. Returns the truth, the output read until it is complete
     (or a deadline) and the workers."""
@@ -157,7 +123,7 @@ def run_outage(
         )
         for instance in ("w0", "w1")
     ]
-    output: Output | None = None
+    output: Latest | None = None
     try:
         deadline = time.monotonic() + 60
         while not all(
@@ -172,7 +138,7 @@ def run_outage(
         values = [f"k{rng.randrange(KEYS)}" for _ in range(RECORDS)]
         truth = Counter(values)
         load = SteadyLoad(bootstrap, source, values, LOAD_SECONDS)
-        output = Output(bootstrap, sink)
+        output = Latest(bootstrap, sink, decode=count_of, tolerate_client_errors=True)
         load.start()
         began = time.monotonic()
         while time.monotonic() - began < KILL_AFTER_S:

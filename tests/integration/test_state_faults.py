@@ -11,8 +11,9 @@ import shutil
 import struct
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -23,9 +24,18 @@ from tests.kafka_helpers import produce
 
 
 class Latest:
-    """Reads a sink topic (read_committed) and keeps every (key, value) and the latest per key."""
+    """Reads a sink topic (read_committed) and keeps every (key, value) and the latest per key,
+    values as `decode` makes them. With `tolerate_client_errors`, non-fatal client errors (the
+    broker is down) are skipped instead of failing the test."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        decode: Callable[[bytes], Any] = bytes,
+        tolerate_client_errors: bool = False,
+    ) -> None:
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -35,16 +45,22 @@ class Latest:
             }
         )
         self._consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-        self.pairs: Counter[tuple[str, bytes]] = Counter()
-        self.latest: dict[str, bytes] = {}
+        self._decode = decode
+        self._tolerate_client_errors = tolerate_client_errors
+        self.pairs: Counter[tuple[str, Any]] = Counter()
+        self.latest: dict[str, Any] = {}
         self.total = 0
 
     def poll(self, seconds: float = 0.2) -> None:
         for message in self._consumer.consume(5000, seconds):
-            assert message.error() is None, message.error()
+            error = message.error()
+            if error is not None:
+                assert self._tolerate_client_errors and not error.fatal(), error
+                continue
             key = message.key().decode()
-            self.pairs[(key, message.value())] += 1
-            self.latest[key] = message.value()
+            value = self._decode(message.value())
+            self.pairs[(key, value)] += 1
+            self.latest[key] = value
             self.total += 1
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ The only module touching `confluent_kafka.Producer`.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -39,6 +40,10 @@ _RECORD_REFUSED = frozenset(
     }
 )
 
+_TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+# Slices in which commit_transaction() first flushes, looking for failures between them.
+_FLUSH_SLICE_S = 0.05
+
 
 @dataclass(frozen=True)
 class DeliveryFailure:
@@ -56,6 +61,8 @@ class DeliveryFailure:
     # The broker refused this record for what it is (see _RECORD_REFUSED), rather than failing
     # it along with others.
     refused: bool = False
+    # Refused for its size: the topic's max.message.bytes may have changed since it was read.
+    too_large: bool = False
 
 
 class OutputProducer:
@@ -105,6 +112,7 @@ class OutputProducer:
                 message.headers(),
                 origin,
                 error.code() in _RECORD_REFUSED,
+                error.code() in _TOO_LARGE,
             )
         )
 
@@ -221,7 +229,23 @@ class OutputProducer:
             raise outcome[0]
 
     def commit_transaction(self, timeout: float) -> None:
-        self._call("committing the transaction", self._producer.commit_transaction, timeout)
+        """Flush, then commit. A delivery failure dooms the transaction; but when librdkafka's
+        commit starts before it hears of the failure, it waits out its whole timeout for the
+        records it will no longer send. Flushing first, and stopping at the first failure, lets
+        the commit return the transaction's error at once."""
+        deadline = time.monotonic() + timeout
+        failures = len(self.failures)
+        while (
+            self._producer.flush(_FLUSH_SLICE_S)
+            and len(self.failures) == failures
+            and time.monotonic() < deadline
+        ):
+            pass
+        self._call(
+            "committing the transaction",
+            self._producer.commit_transaction,
+            max(deadline - time.monotonic(), _FLUSH_SLICE_S),
+        )
 
     def abort_transaction(self, timeout: float) -> None:
         self._call("aborting the transaction", self._producer.abort_transaction, timeout)

@@ -179,6 +179,9 @@ class Committer:
         # yet; no transaction begins before it has.
         self._init_pending = False
         self._next_init_at = 0.0
+        # Topics the broker refused a record of for its size since the worker last read their
+        # max.message.bytes: the limit changed, and should be read again.
+        self.stale_limits: set[str] = set()
 
     def start(self) -> None:
         if self._exactly_once:
@@ -312,9 +315,9 @@ class Committer:
                 )
             self._producer.commit_transaction(_TIMEOUT_S)
         except BrokerError as e:
-            if not e.fatal:
+            # A refused record dooms the transaction but says nothing about the broker's health.
+            if not self._remember_refused_outputs(tasks) and not e.fatal:
                 self.broker.failed(began, "a commit", e)
-            self._remember_refused_outputs(tasks)
             self.abandon(e)
             raise
         self._in_transaction = False
@@ -333,6 +336,7 @@ class Committer:
         failures = self._producer.take_failures()
         if not failures:
             return
+        self.stale_limits.update(f.topic for f in failures if f.too_large)
         self._raise_refused(failures, handled=self._handles_refusals(failures))
         assert self._emitter is not None
         retracted: set[tuple[str, int, int]] = set()
@@ -353,19 +357,20 @@ class Committer:
 
     def _remember_refused_outputs(
         self, tasks: list[StreamTask], *, raise_unhandled: bool = True
-    ) -> None:
+    ) -> bool:
         """Exactly-once, the transaction failed: when outputs were refused, remember their
         inputs, which go to the production error handler when the tasks read them again.
         Records that failed only because the transaction did are sent again after the rewind.
         Refusals no handler takes raise, or with `raise_unhandled=False` are left for the
-        rewound tasks to meet again."""
+        rewound tasks to meet again. Returns whether outputs were refused."""
         refused = [f for f in self._producer.take_failures() if f.refused]
         if not refused:
-            return
+            return False
+        self.stale_limits.update(f.topic for f in refused if f.too_large)
         if not self._handles_refusals(refused):
             if raise_unhandled:
                 self._raise_refused(refused)
-            return
+            return True
         for failure in refused:
             assert failure.origin is not None
             record = (failure.key, failure.value, failure.timestamp, failure.headers)
@@ -375,6 +380,7 @@ class Committer:
             "go to the production error handler when read again",
             len(refused),
         )
+        return True
 
     def _handles_refusals(self, failures: list[DeliveryFailure]) -> bool:
         """Whether the production error handler takes `failures`: not when it is `fail`, and

@@ -108,9 +108,10 @@ def prepare_topics(
     existing = admin.partition_counts([s.name for s in specs])
     admin.create_topics([s for s in specs if existing[s.name] is None])
     _check_internal(admin, [s for s in specs if existing[s.name] is not None], existing)
-    if dead_letter_topic is not None and admin.partition_counts([dead_letter_topic])[
-        dead_letter_topic
-    ] is None:
+    if (
+        dead_letter_topic is not None
+        and admin.partition_counts([dead_letter_topic])[dead_letter_topic] is None
+    ):
         admin.create_topics(
             [TopicSpec(dead_letter_topic, 1, replication, {"cleanup.policy": "delete"})]
         )

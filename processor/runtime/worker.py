@@ -320,13 +320,29 @@ class Worker:
         )
         self._transition(WorkerState.WAITING_FOR_MEMBERS)
 
-    def _record_size_limits(self) -> dict[str, int]:
-        """max.message.bytes of the topics sinks and the dead-letter handler write."""
-        assert self._admin is not None
-        topics = sorted(
-            {t for sub in self._subtopologies.values() for t in sub.external_sink_topics}
-            | ({self.config.dead_letters} if self.handling.uses_dead_letters else set())
+    def _reread_record_size_limits(self) -> None:
+        """The broker refused records for their size: a topic's limit was lowered since it was
+        read. With the new limit, the rest of the too-large records are refused at once (under
+        exactly-once: without dooming another transaction each)."""
+        assert self._committer is not None and self._producer is not None
+        topics, self._committer.stale_limits = self._committer.stale_limits, set()
+        limits = self._record_size_limits(sorted(topics))
+        log.warning(
+            "worker %s: the broker refused records for their size; max.message.bytes is now %s",
+            self.instance_id,
+            ", ".join(f"{limit} for {topic!r}" for topic, limit in limits.items()) or "unknown",
         )
+        self._producer.topic_limits.update(limits)
+
+    def _record_size_limits(self, topics: list[str] | None = None) -> dict[str, int]:
+        """max.message.bytes of `topics`, by default of those sinks and the dead-letter handler
+        write."""
+        assert self._admin is not None
+        if topics is None:
+            topics = sorted(
+                {t for sub in self._subtopologies.values() for t in sub.external_sink_topics}
+                | ({self.config.dead_letters} if self.handling.uses_dead_letters else set())
+            )
         limits: dict[str, int] = {}
         for topic in topics:
             try:
@@ -555,6 +571,8 @@ class Worker:
                 self._committer.maybe_commit(self._tasks.running(), self.config.commit_interval_ms)
         except BrokerError as e:
             self._after_failed_commit(e)
+        if self._committer.stale_limits:
+            self._reread_record_size_limits()
 
     def _housekeeping(self, now: float) -> None:
         """Once a second: follow the metadata topic, pre-warm for joiners, publish status and

@@ -386,6 +386,9 @@ def _run_refusals(
         origin = source[record.key]
         assert headers[HEADER_PARTITION] == str(origin.partition).encode()
         assert headers[HEADER_OFFSET] == str(origin.offset).encode()
+    if limit_after_start:
+        # The worker learns the new limit from the first refusal and refuses the rest at once.
+        assert f"max.message.bytes is now 1000 for '{sink}'" in log
     assert "Traceback" not in log
 
 

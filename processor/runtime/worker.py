@@ -254,7 +254,7 @@ class Worker:
             cfg.processing_guarantee.value,
         )
         self._producer = OutputProducer(self._producer_settings(common))
-        self._producer.topic_limits.update(self._record_size_limits())
+        self._producer.topic_limits.update(self._record_size_limits(self._output_topics()))
         consumer_settings = self._consumer_settings(common)
         self._consumer = GroupConsumer(consumer_settings)
         session_timeout_s = int(consumer_settings.get("session.timeout.ms", 45000)) / 1000
@@ -334,15 +334,16 @@ class Worker:
         )
         self._producer.topic_limits.update(limits)
 
-    def _record_size_limits(self, topics: list[str] | None = None) -> dict[str, int]:
-        """max.message.bytes of `topics`, by default of those sinks and the dead-letter handler
-        write."""
+    def _output_topics(self) -> list[str]:
+        """The topics sinks and the dead-letter handler write."""
+        return sorted(
+            {t for sub in self._subtopologies.values() for t in sub.external_sink_topics}
+            | ({self.config.dead_letters} if self.handling.uses_dead_letters else set())
+        )
+
+    def _record_size_limits(self, topics: list[str]) -> dict[str, int]:
+        """max.message.bytes of `topics`, where the broker can tell."""
         assert self._admin is not None
-        if topics is None:
-            topics = sorted(
-                {t for sub in self._subtopologies.values() for t in sub.external_sink_topics}
-                | ({self.config.dead_letters} if self.handling.uses_dead_letters else set())
-            )
         limits: dict[str, int] = {}
         for topic in topics:
             try:

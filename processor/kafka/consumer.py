@@ -39,6 +39,10 @@ class GroupConsumer:
         # Inside the revoke callback a commit runs on the calling thread, as librdkafka expects
         # of a commit made while the rebalance waits for the callback.
         self._in_rebalance_callback = False
+        # The offsets `add()` last assigned explicitly. librdkafka's position() reads as invalid
+        # after an assign() until a record of that partition is consumed, and the committed
+        # offset can lag what the worker already processed (at-least-once commits on a timer).
+        self._started_at: dict[Partition, int] = {}
 
     def subscribe(
         self,
@@ -60,10 +64,12 @@ class GroupConsumer:
                 on_revoke()
             finally:
                 self._in_rebalance_callback = False
+            self._started_at.clear()
             consumer.unassign()
 
         def lost(consumer: Any, partitions: list[TopicPartition]) -> None:
             on_lost()
+            self._started_at.clear()
             consumer.unassign()
 
         self._consumer.subscribe([topic], on_assign=assigned, on_revoke=revoked, on_lost=lost)
@@ -78,6 +84,7 @@ class GroupConsumer:
 
     def assign(self, partitions: Sequence[Partition]) -> None:
         """Consume exactly `partitions` (none: stop consuming), each from its committed offset."""
+        self._started_at.clear()
         self._consumer.assign([TopicPartition(t, p) for t, p in partitions])
 
     def add(
@@ -93,27 +100,35 @@ class GroupConsumer:
         Tasks whose state was restoring join this way rather than by `resume()` of paused
         partitions: librdkafka resumed fetching a paused partition only at its next periodic
         check, up to a second later. The eager protocol allows no incremental assignment, so
-        this is one whole `assign()` with an explicit offset for every partition."""
+        this is one whole `assign()` with an explicit offset for every partition.
+
+        Where the worker is: the position of the last record consumed; for a partition nothing
+        was consumed from since an earlier `add()`, the offset that call started it at; only
+        otherwise the committed offset. Going back to the committed offset of a partition whose
+        records were processed but not yet committed would process them twice."""
         if not partitions:
             return
         try:
-            current = self._consumer.position([TopicPartition(t, p) for t, p in consuming])
-            unread = [TopicPartition(t, p) for t, p in partitions]
-            unread += [tp for tp in current if tp.offset < 0]
-            committed = self._consumer.committed(unread, timeout) if unread else []
-            self._consumer.assign(
-                [tp for tp in current if tp.offset >= 0]
-                + [
-                    TopicPartition(
-                        tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-                    )
-                    for tp in committed
-                ]
-            )
+            positions = self._consumer.position([TopicPartition(t, p) for t, p in consuming])
+            resume: dict[Partition, int] = {}
+            for tp in positions:
+                partition = (tp.topic, tp.partition)
+                if tp.offset >= 0:
+                    resume[partition] = tp.offset
+                elif partition in self._started_at:
+                    resume[partition] = self._started_at[partition]
+            unread = [
+                TopicPartition(t, p) for t, p in [*partitions, *consuming] if (t, p) not in resume
+            ]
+            for tp in self._consumer.committed(unread, timeout) if unread else []:
+                resume[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self._consumer.assign([TopicPartition(t, p, o) for (t, p), o in resume.items()])
+            self._started_at = resume
         except KafkaException as e:
             raise BrokerError(f"assigning partitions {list(partitions)} failed: {e.args[0]}") from e
 
     def unassign(self) -> None:
+        self._started_at.clear()
         self._consumer.unassign()
 
     def commit(self, offsets: Mapping[Partition, int], timeout: float = 30.0) -> None:

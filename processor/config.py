@@ -96,8 +96,9 @@ class WorkerConfig:
     static_membership: bool = False
     assignment_balance_factor: float = 1.0
     consume_batch_size: int = 1000
-    # Changed keys a store's write-back cache holds before it forces a commit: bounds memory,
-    # while a hot key updated many times in one interval still costs one changelog record.
+    # Changed keys a store's write-back cache holds before it forces a commit, and recently read
+    # ones it keeps for reads (as many again): bounds memory, while a hot key updated many times
+    # in one interval still costs one changelog record.
     store_cache_size: int = 50_000
     # Warm copies of each stateful task on other workers, so that a failover reads only the
     # changelog tail. 0 like Kafka Streams; 1 when failover must not wait for a full restore.

@@ -7,7 +7,14 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from processor.errors import BrokerError
 
@@ -126,6 +133,27 @@ class GroupConsumer:
             self._started_at = resume
         except KafkaException as e:
             raise BrokerError(f"assigning partitions {list(partitions)} failed: {e.args[0]}") from e
+
+    def end_offsets(self, partitions: Sequence[Partition], timeout: float) -> dict[Partition, int]:
+        """The offset the next record of each partition will get (its high watermark), in one
+        request per broker."""
+        if not partitions:
+            return {}
+        latest = [TopicPartition(t, p, OFFSET_END) for t, p in partitions]
+        try:
+            found = self._consumer.offsets_for_times(latest, timeout)
+        except KafkaException as e:
+            raise BrokerError(
+                f"reading the end offsets of {list(partitions)} failed: {e.args[0]}"
+            ) from e
+        ends: dict[Partition, int] = {}
+        for tp in found:
+            if tp.error is not None or tp.offset < 0:
+                raise BrokerError(
+                    f"reading the end offset of {tp.topic}[{tp.partition}] failed: {tp.error}"
+                )
+            ends[(tp.topic, tp.partition)] = tp.offset
+        return ends
 
     def unassign(self) -> None:
         self._started_at.clear()

@@ -68,6 +68,8 @@ _TIMEOUT_S = 30.0
 # Adding the offsets is one request to each coordinator (librdkafka itself gives up on a
 # transactional request after 10 s).
 _SEND_OFFSETS_TIMEOUT_S = 10.0
+# Reading how far the changelogs got, for a checkpoint (which can go on without it).
+_END_OFFSETS_TIMEOUT_S = 5.0
 # A commit that took longer waited for a broker that was away or stalled.
 _SLOW_COMMIT_S = 5.0
 # One try at initialising a replaced producer while the broker may be away; the worker's loop
@@ -274,17 +276,35 @@ class Committer:
         return count
 
     def _checkpoint(self, tasks: list[StreamTask]) -> None:
-        acknowledged = self._producer.acknowledged
-        for task in tasks:
+        """Write what the stores flushed to their backends, with how far each changelog got.
+
+        Called once the broker has every changelog record, so each changelog's end offset is
+        at least one past this task's last record. When it cannot be read, the data is written
+        with the previous offsets: a later restore then reads some records again, which
+        converges on the same state."""
+        pending = [t for t in tasks if t.stores is not None and t.stores.needs_checkpoint]
+        if not pending:
+            return
+        changelogs = [
+            (topic, task.id.partition)
+            for task in pending
+            if task.stores is not None
+            for topic in task.stores.changelogs.values()
+        ]
+        try:
+            ends = self._consumer.end_offsets(changelogs, _END_OFFSETS_TIMEOUT_S)
+        except BrokerError as e:
+            log.info("checkpointing without new changelog offsets: %s", e)
+            ends = {}
+        for task in pending:
             stores = task.stores
-            if stores is None:
-                continue
+            assert stores is not None
             partition = task.id.partition
             stores.checkpoint(
                 {
-                    topic: acknowledged[(topic, partition)]
+                    topic: ends[(topic, partition)] - 1
                     for topic in stores.changelogs.values()
-                    if (topic, partition) in acknowledged
+                    if (topic, partition) in ends
                 }
             )
 

@@ -40,14 +40,14 @@ class TaskManager:
         app_state_dir: Path,
         restorer_factory: Callable[[Callable[[TaskId, str], TaskStateBackend]], Restorer],
         *,
-        max_dirty_per_store: int,
+        cache_size_per_store: int,
         task_options: TaskOptions | None = None,
     ) -> None:
         self._subtopologies = subtopologies
         self._emitter = emitter
         self._task_options = task_options or TaskOptions()
         self._state_dir = app_state_dir
-        self._max_dirty = max_dirty_per_store
+        self._cache_size = cache_size_per_store
         self._restorer: Restorer | None = None
         if any(s.stateful for s in subtopologies.values()):
             self._restorer = restorer_factory(self._wipe_for_restorer)
@@ -189,7 +189,7 @@ class TaskManager:
                 backend = self._backends.pop(task_id)
             sub = self._subtopologies[task_id.subtopology]
             stores = TaskStores(
-                backend, sub.stores, sub.changelog_topics, max_dirty_per_store=self._max_dirty
+                backend, sub.stores, sub.changelog_topics, cache_size_per_store=self._cache_size
             )
             with self._open_lock:
                 self._start(task, stores)

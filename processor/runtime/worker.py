@@ -259,9 +259,6 @@ class Worker:
         self._consumer = GroupConsumer(consumer_settings)
         session_timeout_s = int(consumer_settings.get("session.timeout.ms", 45000)) / 1000
         self._duplicates = DuplicateWatch(self.instance_id, session_timeout_s + 5.0)
-        self._producer.tracked_topics.update(
-            topic for sub in self._subtopologies.values() for topic in sub.changelog_topics.values()
-        )
         options = TaskOptions(
             handling=self.handling,
             accounting=self.accounting,
@@ -285,7 +282,7 @@ class Worker:
             self,
             cfg.app_state_dir,
             self._make_restorer,
-            max_dirty_per_store=cfg.store_cache_size,
+            cache_size_per_store=cfg.store_cache_size,
             task_options=options,
         )
         self._cleaner = StateCleaner(cfg.app_state_dir, cfg.state_cleanup_delay_ms / 1000)

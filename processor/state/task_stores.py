@@ -28,12 +28,19 @@ class TaskStores:
         specs: tuple[StoreSpec, ...],
         changelogs: Mapping[str, str],
         *,
-        max_dirty_per_store: int,
+        cache_size_per_store: int,
     ) -> None:
         self.backend = backend
         self.changelogs = dict(changelogs)
         self._caches = {
-            spec.name: StoreCache(backend, spec.name, max_dirty=max_dirty_per_store)
+            # As many entries kept for reads as may be changed: a task whose keys fit is served
+            # from memory, not RocksDB.
+            spec.name: StoreCache(
+                backend,
+                spec.name,
+                max_dirty=cache_size_per_store,
+                max_cached=cache_size_per_store,
+            )
             for spec in specs
         }
         self.stores: dict[str, KeyValueStore[Any, Any]] = {
@@ -47,6 +54,11 @@ class TaskStores:
     def needs_flush(self) -> bool:
         """A cache is full: commit early rather than let it grow."""
         return any(cache.is_full for cache in self._caches.values())
+
+    @property
+    def needs_checkpoint(self) -> bool:
+        """Changes were flushed to the changelog that the backend does not have yet."""
+        return bool(self._unwritten)
 
     def flush(self, write_changelog: ChangelogWriter) -> int:
         """Send every dirty entry, once, to its store's changelog; returns how many."""

@@ -133,7 +133,7 @@ class TopologyTestDriver:
                     InMemoryBackend([s.name for s in sub.stores]),
                     sub.stores,
                     sub.changelog_topics,
-                    max_dirty_per_store=1_000_000,
+                    cache_size_per_store=1_000_000,
                 )
                 self._task_stores.append(task_stores)
                 self._stores.update(task_stores.stores)

@@ -27,7 +27,8 @@ class FakeProducer:
     def __init__(self, calls: list[str]) -> None:
         self.calls = calls
         self.failures: list[DeliveryFailure] = []
-        self.acknowledged: dict[tuple[str, int], int] = {}
+        # the next offset of every partition written to (a single log for all of them)
+        self.ends: dict[tuple[str, int], int] = {}
         self.produced: list[tuple[str, bytes | None, bytes | None, int]] = []
         self.unacknowledged_on_flush = 0
         self.fail_commit: BrokerError | None = None
@@ -43,8 +44,8 @@ class FakeProducer:
     ) -> None:
         self.calls.append(f"produce {topic}")
         self.produced.append((topic, key, value, partition))
-        self.acknowledged[(topic, partition)] = self._next_offset
         self._next_offset += 1
+        self.ends[(topic, partition)] = self._next_offset
 
     def take_failures(self) -> list[DeliveryFailure]:
         failures, self.failures = self.failures, []
@@ -84,8 +85,12 @@ class FakeProducer:
 
 
 class FakeConsumer:
-    def __init__(self, calls: list[str]) -> None:
+    def __init__(self, calls: list[str], producer: FakeProducer) -> None:
         self.calls = calls
+        self.producer = producer
+
+    def end_offsets(self, partitions: Any, timeout: float) -> dict[tuple[str, int], int]:
+        return {p: self.producer.ends[p] for p in partitions if p in self.producer.ends}
 
     def commit(self, offsets: Any) -> None:
         self.calls.append(f"commit_offsets {dict(offsets)}")
@@ -133,7 +138,7 @@ def counting_task(producer: FakeProducer) -> tuple[StreamTask, InMemoryBackend]:
     topology.stream("in", key_serde=serdes.StringSerde()).group_by_key().count(name="counts")
     [sub] = topology.subtopologies()
     backend = InMemoryBackend(["counts"])
-    stores = TaskStores(backend, sub.stores, sub.changelog_topics, max_dirty_per_store=100)
+    stores = TaskStores(backend, sub.stores, sub.changelog_topics, cache_size_per_store=100)
 
     class Emitter:
         def emit(self, *args: Any) -> None:
@@ -156,7 +161,7 @@ def stored(backend: InMemoryBackend) -> dict[bytes, bytes]:
 def test_at_least_once_steps_in_order() -> None:
     calls: list[str] = []
     producer = FakeProducer(calls)
-    committer = Committer(producer, FakeConsumer(calls), exactly_once=False)  # type: ignore[arg-type]
+    committer = Committer(producer, FakeConsumer(calls, producer), exactly_once=False)  # type: ignore[arg-type]
     task, backend = counting_task(producer)
     feed(task, "a", "a", "b")
     committer.commit([task])
@@ -175,7 +180,7 @@ def test_at_least_once_steps_in_order() -> None:
 def test_at_least_once_unacknowledged_outputs_commit_nothing_and_retry_later() -> None:
     calls: list[str] = []
     producer = FakeProducer(calls)
-    committer = Committer(producer, FakeConsumer(calls), exactly_once=False)  # type: ignore[arg-type]
+    committer = Committer(producer, FakeConsumer(calls, producer), exactly_once=False)  # type: ignore[arg-type]
     task, backend = counting_task(producer)
     feed(task, "a")
     producer.unacknowledged_on_flush = 1
@@ -195,7 +200,7 @@ def test_at_least_once_unacknowledged_outputs_commit_nothing_and_retry_later() -
 def test_refused_records_stop_the_worker_before_offsets_are_committed() -> None:
     calls: list[str] = []
     producer = FakeProducer(calls)
-    committer = Committer(producer, FakeConsumer(calls), exactly_once=False)  # type: ignore[arg-type]
+    committer = Committer(producer, FakeConsumer(calls, producer), exactly_once=False)  # type: ignore[arg-type]
     task, _ = counting_task(producer)
     feed(task, "a")
     producer.failures.append(DeliveryFailure("out", 0, "MSG_SIZE_TOO_LARGE"))
@@ -208,7 +213,7 @@ def test_refused_records_stop_the_worker_before_offsets_are_committed() -> None:
 def test_exactly_once_checkpoints_only_after_the_transaction_committed() -> None:
     calls: list[str] = []
     producer = FakeProducer(calls)
-    committer = Committer(producer, FakeConsumer(calls), exactly_once=True)  # type: ignore[arg-type]
+    committer = Committer(producer, FakeConsumer(calls, producer), exactly_once=True)  # type: ignore[arg-type]
     committer.start()
     task, backend = counting_task(producer)
     committer.before_output()
@@ -229,7 +234,7 @@ def exactly_once() -> tuple[list[str], FakeProducer, Committer, StreamTask, InMe
     """A committer and a counting task that has committed one record (key "a")."""
     calls: list[str] = []
     producer = FakeProducer(calls)
-    committer = Committer(producer, FakeConsumer(calls), exactly_once=True)  # type: ignore[arg-type]
+    committer = Committer(producer, FakeConsumer(calls, producer), exactly_once=True)  # type: ignore[arg-type]
     committer.start()
     task, backend = counting_task(producer)
     committer.before_output()
@@ -363,7 +368,7 @@ def test_the_broker_watch_says_when_the_broker_is_back_and_gives_up_after_its_li
 def test_at_least_once_records_lost_in_an_outage_stop_the_worker() -> None:
     calls: list[str] = []
     producer = FakeProducer(calls)
-    committer = Committer(producer, FakeConsumer(calls), exactly_once=False)  # type: ignore[arg-type]
+    committer = Committer(producer, FakeConsumer(calls, producer), exactly_once=False)  # type: ignore[arg-type]
     task, _ = counting_task(producer)
     feed(task, "a")
     producer.failures.append(DeliveryFailure("out", 0, "Local: Message timed out"))

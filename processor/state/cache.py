@@ -29,6 +29,8 @@ from processor.state.backend import Change, TaskStateBackend
 
 DEFAULT_MAX_DIRTY = 10_000
 DEFAULT_MAX_CACHED = 10_000
+# Marks a key a dict does not have (None is a cached absence).
+_ABSENT: bytes | None = b"\x00absent"
 
 
 class StoreCache:
@@ -100,20 +102,22 @@ class StoreCache:
 
     def get(self, key: bytes) -> bytes | None:
         """The value of `key` as this task sees it (uncommitted writes included), or None."""
-        if key in self._dirty:
+        value = self._dirty.get(key, _ABSENT)
+        if value is not _ABSENT:
             self.hits += 1
-            return self._dirty[key]
-        if key in self._clean:
+            return value
+        value = self._clean.get(key, _ABSENT)
+        if value is not _ABSENT:
             self.hits += 1
             self._clean.move_to_end(key)
-            return self._clean[key]
+            return value
         if key in self._unwritten:
             self.hits += 1
             return self._unwritten[key]
         self.misses += 1
-        value = self._backend.get(self._store, key)
-        self._cache_clean(key, value)
-        return value
+        data = self._backend.get(self._store, key)
+        self._cache_clean(key, data)
+        return data
 
     def put(self, key: bytes, value: bytes) -> None:
         self._set_dirty(key, value)
@@ -156,8 +160,13 @@ class StoreCache:
             new_keys.sort()
             self._unwritten_keys.extend(new_keys)
             self._unwritten_keys.sort()  # two sorted runs: a linear merge
-        for key, value in changes:
-            self._cache_clean(key, value)
+        if self._max_cached:
+            # Dirty keys were taken out of the read cache (`_set_dirty`): they go in last, as
+            # the most recently used.
+            clean = self._clean
+            clean.update(changes)
+            while len(clean) > self._max_cached:
+                clean.popitem(last=False)
         return changes
 
     def mark_written(self) -> None:

@@ -21,6 +21,11 @@ D = TypeVar("D")
 """The type of a default returned for a missing key."""
 
 
+_NO_KEY = object()
+# Key types whose serialized form cannot change while the object lives.
+_IMMUTABLE_KEY_TYPES = frozenset({str, bytes, int})
+
+
 class KeyValueStore(Generic[K, V]):
     """A task's view of one store: what it has committed plus what it wrote since.
 
@@ -48,6 +53,10 @@ class KeyValueStore(Generic[K, V]):
         self._cache = cache
         self._key_serde = key_serde
         self._value_serde = value_serde
+        # The last key serialized, when immutable: an aggregation reads and then writes the
+        # same key, and serializing it once is a measurable part of a record's cost.
+        self._last_key: object = _NO_KEY
+        self._last_key_bytes = b""
 
     @overload
     def get(self, key: K, default: None = None) -> V | None: ...
@@ -95,9 +104,13 @@ class KeyValueStore(Generic[K, V]):
         return self._cache.get(self._key(key)) is not None
 
     def _key(self, key: K) -> bytes:
+        if key is self._last_key:
+            return self._last_key_bytes
         data = self._key_serde.serialize(key)
         if data is None:
             raise ValueError(f"store {self.name!r}: keys cannot be None")
+        if type(key) in _IMMUTABLE_KEY_TYPES:
+            self._last_key, self._last_key_bytes = key, data
         return data
 
     def _value(self, data: bytes) -> V:

@@ -50,16 +50,22 @@ __all__ = [
 
 
 class Processor:
-    __slots__ = ("children", "name")
+    __slots__ = ("children", "forward", "name")
+
+    # Sends (key, value) on to the children. Once a task's processors are wired, a processor
+    # with one child calls that child directly, past any pass-through nodes (`_shortcut`): a
+    # Python call per hop is a good part of what a record costs.
+    forward: Callable[[Any, Any], None]
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.children: list[Processor] = []
+        self.forward = self._forward_to_children
 
     def process(self, key: Any, value: Any) -> None:
         raise NotImplementedError
 
-    def forward(self, key: Any, value: Any) -> None:
+    def _forward_to_children(self, key: Any, value: Any) -> None:
         for child in self.children:
             child.process(key, value)
 
@@ -467,9 +473,20 @@ def instantiate(
                 parent.branches[node.branch_index] = child
             else:
                 parent.children.append(child)
+    for node in reversed(subtopology.nodes):  # children before their parents
+        _shortcut(built[node.name])
     return {
         node.topic: processor
         for node in subtopology.nodes
         if isinstance(node, SourceNode)
         and isinstance(processor := built[node.name], SourceProcessor)
     }
+
+
+def _shortcut(processor: Processor) -> None:
+    """Let a processor with one child call it directly; a pass-through child is skipped (its
+    own `forward` is already resolved, children being wired before their parents)."""
+    if len(processor.children) != 1:
+        return
+    [child] = processor.children
+    processor.forward = child.forward if type(child) is PassThroughProcessor else child.process

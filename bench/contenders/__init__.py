@@ -32,4 +32,19 @@ def common_arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--commit-interval", type=float, default=1.0, help="seconds")
     parser.add_argument("--standbys", type=int, default=0, help="standby replicas, if any")
+    # librdkafka settings for the contender's consumer and producer (used by quix_app, for the
+    # failover workload's session and transaction timeouts).
+    parser.add_argument("--consumer-setting", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--producer-setting", action="append", default=[], metavar="KEY=VALUE")
     return parser.parse_args()
+
+
+def settings(pairs: list[str]) -> dict[str, str]:
+    """`KEY=VALUE` arguments as a dict (librdkafka takes every value as text)."""
+    parsed = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise SystemExit(f"not KEY=VALUE: {pair}")
+        parsed[key] = value
+    return parsed

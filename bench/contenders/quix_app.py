@@ -12,7 +12,7 @@ from typing import Any
 
 from quixstreams import Application  # type: ignore[import-not-found, unused-ignore]
 
-from bench.contenders import common_arguments
+from bench.contenders import common_arguments, settings
 
 
 def main() -> None:
@@ -27,6 +27,8 @@ def main() -> None:
         if args.guarantee == "exactly_once"
         else "at-least-once",
         loglevel=logging.WARNING,
+        consumer_extra_config=settings(args.consumer_setting),
+        producer_extra_config=settings(args.producer_setting),
     )
     source = app.topic(
         args.input, key_deserializer="str", value_deserializer="str", key_serializer="str"

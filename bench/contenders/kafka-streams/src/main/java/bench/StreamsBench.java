@@ -19,18 +19,22 @@ import org.apache.kafka.streams.processor.StateRestoreListener;
 /**
  * The Kafka Streams contender of bench/compare.py.
  *
- * <p>Arguments: BOOTSTRAP INPUT OUTPUT APP_ID WORKLOAD GUARANTEE STATE_DIR [STANDBYS], where
+ * <p>Arguments: BOOTSTRAP INPUT OUTPUT APP_ID WORKLOAD GUARANTEE STATE_DIR [STANDBYS
+ * [KEY=VALUE...]], where
  * WORKLOAD is "stateless" (keep values not divisible by 4, double them) or "count" (count per
  * key in a RocksDB store with a changelog, every update to OUTPUT as an 8-byte long) and
  * GUARANTEE is at_least_once or exactly_once. One stream thread per process; commit interval
- * 1 s under both guarantees, as for the other contenders. Restores are printed to stdout.
+ * 1 s under both guarantees, as for the other contenders. Each KEY=VALUE after STANDBYS is put
+ * into the Streams properties last, so it overrides the settings above (the failover workload
+ * sets the session timeout, commit interval and cache size this way). Restores are printed to
+ * stdout.
  */
 public final class StreamsBench {
     public static void main(String[] args) throws InterruptedException {
         if (args.length < 7) {
             System.err.println(
                     "usage: BOOTSTRAP INPUT OUTPUT APP_ID stateless|count GUARANTEE STATE_DIR"
-                            + " [STANDBYS]");
+                            + " [STANDBYS [KEY=VALUE...]]");
             System.exit(2);
         }
         String input = args[1];
@@ -50,6 +54,14 @@ public final class StreamsBench {
         props.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, 1);
         props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 1000);
         props.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
+        for (int i = 8; i < args.length; i++) {
+            int equals = args[i].indexOf('=');
+            if (equals <= 0) {
+                System.err.println("not KEY=VALUE: " + args[i]);
+                System.exit(2);
+            }
+            props.put(args[i].substring(0, equals), args[i].substring(equals + 1));
+        }
 
         StreamsBuilder builder = new StreamsBuilder();
         KStream<String, String> source =

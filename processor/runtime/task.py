@@ -86,6 +86,8 @@ class StreamTask:
         self._context = RecordContext(partition=task_id.partition)
         self._sources: dict[str, SourceProcessor] = {}
         self._next_offsets: dict[Partition, int] = {}
+        # The (topic, partition) of each source topic, built once rather than per record.
+        self._partition_of: dict[str, Partition] = {p[0]: p for p in self.partitions}
         self.processed = 0
         options = options or TaskOptions()
         self._handling = options.handling
@@ -135,7 +137,7 @@ class StreamTask:
                     self._accounting.pending_filtered += 1
         except RECORD_ERRORS as e:
             self._fail(failure_of(e, topic, self.id.partition, offset, str(self.id)), message)
-        self._next_offsets[(topic, self.id.partition)] = offset + 1
+        self._next_offsets[self._partition_of[topic]] = offset + 1
         self.processed += 1
 
     def _fail(self, failure: RecordFailure, message: Message) -> None:

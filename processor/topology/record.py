@@ -10,7 +10,7 @@ from processor.errors import ProcessorError
 Headers = list[tuple[str, bytes | None]]
 
 
-@dataclass
+@dataclass(slots=True)  # read and written several times per record
 class RecordContext:
     """Where the record being processed came from; one per task, updated for every record."""
 

@@ -40,7 +40,12 @@ class GroupConsumer:
     eager protocol the worker revokes everything and recomputes everything."""
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
-        self._consumer = Consumer(dict(settings))
+        self._settings = dict(settings)
+        self._consumer = Consumer(self._settings)
+        # Asks for end offsets (`end_offsets`); created on first use. Not the group consumer:
+        # its requests would queue on the broker connection behind a fetch waiting up to
+        # fetch.wait.max.ms for data, which made every exactly-once commit wait too.
+        self._offsets_client: Consumer | None = None
         # A commit still waiting for the group coordinator after commit() gave up on it.
         self._pending_commit: threading.Thread | None = None
         # Inside the revoke callback a commit runs on the calling thread, as librdkafka expects
@@ -141,7 +146,9 @@ class GroupConsumer:
             return {}
         latest = [TopicPartition(t, p, OFFSET_END) for t, p in partitions]
         try:
-            found = self._consumer.offsets_for_times(latest, timeout)
+            if self._offsets_client is None:
+                self._offsets_client = Consumer(self._settings)
+            found = self._offsets_client.offsets_for_times(latest, timeout)
         except KafkaException as e:
             raise BrokerError(
                 f"reading the end offsets of {list(partitions)} failed: {e.args[0]}"
@@ -213,6 +220,8 @@ class GroupConsumer:
     def close(self) -> None:
         if self._pending_commit is not None:
             self._pending_commit.join(10.0)  # do not close the client under it
+        if self._offsets_client is not None:
+            self._offsets_client.close()
         self._consumer.close()
 
 

@@ -43,8 +43,8 @@ def main() -> None:
                     await sink.send(key=key, value=b"%d" % (number * 2))
 
     else:
-        # Keys as the stream gives them (raw bytes): with the default JSON key serializer the
-        # changelog could not be read back on recovery.
+        # Key and value types declared: without them recovery could not read the changelog back
+        # ("Error in recovery unexpected character, expected a JSON value").
         counts = app.Table("counts", default=int, partitions=6, key_type=bytes, value_type=int)
 
         @app.agent(source)

@@ -372,7 +372,31 @@ class Ours(Contender):
     ) -> Job:
         env = base_env()
         env.update(BENCH_INPUT=source, BENCH_OUTPUT=sink, BENCH_WORKLOAD=workload)
-        command = [
+        command = self._command(
+            bootstrap,
+            app_id,
+            state_dir,
+            guarantee,
+            commit_interval_ms=1000,
+            log_level=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+            extra=["--workers", str(workers)],
+        )
+        return Job([command], env)
+
+    @staticmethod
+    def _command(
+        bootstrap: str,
+        app_id: str,
+        state_dir: Path,
+        guarantee: str,
+        *,
+        commit_interval_ms: int,
+        log_level: str,
+        extra: list[str],
+    ) -> list[str]:
+        """`processor run` of bench/contenders/ours_topology.py. The HTTP server runs on any
+        free port (the default), as it would in production."""
+        return [
             sys.executable,
             "-m",
             "processor.cli",
@@ -387,17 +411,13 @@ class Ours(Contender):
             "--processing-guarantee",
             guarantee,
             "--commit-interval-ms",
-            "1000",
-            # The default (HTTP server on any free port): `--http-port off` is refused by
-            # processor/config.py (parsed as a number before "off" is looked at).
+            str(commit_interval_ms),
             "--http-port",
             "0",
-            "--workers",
-            str(workers),
             "--log-level",
-            os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+            log_level,
+            *extra,
         ]
-        return Job([command], env)
 
     def failover_job(
         self, bootstrap: str, source: str, sink: str, app_id: str, state_dir: Path, standbys: int
@@ -406,30 +426,16 @@ class Ours(Contender):
         env.update(BENCH_INPUT=source, BENCH_OUTPUT=sink, BENCH_WORKLOAD="count")
         kafka = [a for k, v in FAILOVER_KAFKA.items() for a in ("--kafka", f"{k}={v}")]
         commands = [
-            [
-                sys.executable,
-                "-m",
-                "processor.cli",
-                "run",
-                "bench.contenders.ours_topology",
-                "--bootstrap-servers",
+            self._command(
                 bootstrap,
-                "--application-id",
                 app_id,
-                "--state-dir",
-                str(state_dir / f"worker-{index}"),
-                "--processing-guarantee",
+                state_dir / f"worker-{index}",
                 "exactly_once",
-                "--commit-interval-ms",
-                str(FAILOVER_COMMIT_MS),
-                "--num-standby-replicas",
-                str(standbys),
-                *kafka,  # its transaction timeout is 10 s already
-                "--http-port",
-                "0",
-                "--log-level",
-                "INFO",  # for the "state restored" lines that `replayed` reads
-            ]
+                commit_interval_ms=FAILOVER_COMMIT_MS,
+                log_level="INFO",  # for the "state restored" lines that `replayed` reads
+                # its transaction timeout is 10 s already
+                extra=["--num-standby-replicas", str(standbys), *kafka],
+            )
             for index in range(FAILOVER_WORKERS)
         ]
         return Job(commands, env)

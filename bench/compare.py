@@ -608,6 +608,18 @@ def make_input(bootstrap: str, records: int, keys: int) -> Input:
     return Input(topic, records, key_of, Counter(key_of), expected, total)
 
 
+_LONG = struct.Struct(">q")
+
+
+def decode_count(key: bytes, value: bytes, long: bool) -> int:
+    """A count output's value: an 8-byte big-endian long, or decimal text (`long=False`)."""
+    try:
+        count: int = _LONG.unpack(value)[0] if long else int(value)
+    except (TypeError, ValueError, struct.error):
+        raise RunFailed(f"output count {value!r} of {key!r} is not a count") from None
+    return count
+
+
 class Reader:
     """Reads a sink (read_committed) from given offsets, checking each output as it comes."""
 
@@ -704,13 +716,9 @@ class CountCheck(Check):
 
     def take(self, messages: list[Any]) -> None:
         truth, latest = self.truth, self.latest
-        unpack = struct.Struct(">q").unpack
         for message in messages:
             key, value = message.key(), message.value()
-            try:
-                count = unpack(value)[0] if self.long else int(value)
-            except (TypeError, ValueError, struct.error):
-                raise RunFailed(f"output count {value!r} of {key!r} is not a count") from None
+            count = decode_count(key, value, self.long)
             want = truth.get(key)
             if want is None:
                 raise RunFailed(f"output for unknown key {key!r}")
@@ -1431,13 +1439,9 @@ class FailoverWatch:
 
     def take(self, messages: list[Any]) -> None:
         received = time.time()
-        unpack = struct.Struct(">q").unpack
         for message in messages:
             key, value = message.key(), message.value()
-            try:
-                count = unpack(value)[0] if self.long else int(value)
-            except (TypeError, ValueError, struct.error):
-                raise RunFailed(f"output count {value!r} of {key!r} is not a count") from None
+            count = decode_count(key, value, self.long)
             if key.startswith(b"r"):
                 if count != 1 or key in self.prepared:
                     raise RunFailed(f"{key!r} counted {count} times; it was produced once")

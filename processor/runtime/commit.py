@@ -282,24 +282,24 @@ class Committer:
         at least one past this task's last record. When it cannot be read, the data is written
         with the previous offsets: a later restore then reads some records again, which
         converges on the same state."""
-        pending = [t for t in tasks if t.stores is not None and t.stores.needs_checkpoint]
+        pending = [
+            (task.id.partition, stores)
+            for task in tasks
+            if (stores := task.stores) is not None and stores.needs_checkpoint
+        ]
         if not pending:
             return
         changelogs = [
-            (topic, task.id.partition)
-            for task in pending
-            if task.stores is not None
-            for topic in task.stores.changelogs.values()
+            (topic, partition)
+            for partition, stores in pending
+            for topic in stores.changelogs.values()
         ]
         try:
             ends = self._consumer.end_offsets(changelogs, _END_OFFSETS_TIMEOUT_S)
         except BrokerError as e:
             log.info("checkpointing without new changelog offsets: %s", e)
             ends = {}
-        for task in pending:
-            stores = task.stores
-            assert stores is not None
-            partition = task.id.partition
+        for partition, stores in pending:
             stores.checkpoint(
                 {
                     topic: ends[(topic, partition)] - 1

@@ -72,12 +72,6 @@ class StringSerde(_NullPassing[str]):
     def deserialize(self, data: bytes | None) -> str | None:
         return None if data is None else data.decode("utf-8")
 
-    def _to_bytes(self, value: str) -> bytes:
-        return value.encode("utf-8")
-
-    def _from_bytes(self, data: bytes) -> str:
-        return data.decode("utf-8")
-
 
 _INT = struct.Struct(">q")  # Kafka's LongSerializer layout
 _pack_int, _unpack_int = _INT.pack, _INT.unpack
@@ -95,17 +89,9 @@ class IntSerde(_NullPassing[int]):
     def deserialize(self, data: bytes | None) -> int | None:
         if data is None:
             return None
-        if len(data) != 8:
-            raise ValueError(f"an int is 8 bytes, got {len(data)}")
+        if len(data) != _INT.size:
+            raise ValueError(f"an int is {_INT.size} bytes, got {len(data)}")
         value: int = _unpack_int(data)[0]
-        return value
-
-    def _to_bytes(self, value: int) -> bytes:
-        return _pack_int(value)
-
-    def _from_bytes(self, data: bytes) -> int:
-        value = self.deserialize(data)
-        assert value is not None
         return value
 
 

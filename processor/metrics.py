@@ -23,6 +23,9 @@ counters are the task's own and are read when the snapshot is taken.
 | processor_broker_unreachable_seconds | | how long it has not (0 when reachable) |
 | processor_broker_errors_total | | commits and producer initialisations the broker did not take |
 | processor_producer_replacements_total | | producers replaced (failed transaction or fatal state) |
+| processor_group_foreign_members | | group members that are no worker of this application |
+| processor_group_outvoted_members | | workers whose fingerprint differs from the majority's |
+| processor_worker_outvoted | | 1 while this worker differs from the majority and waits |
 
 `processor_records_total` counts every input record once its outcome is committed: `output`
 (it wrote to a sink or a store), `filtered` (the topology dropped it), `skipped` or
@@ -71,6 +74,11 @@ class WorkerSnapshot:
     producer_replacements: int = 0
     # (outcome, reason) -> input records whose outcome is committed
     outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
+    # The last group generation seen: members that are no worker of this application, workers
+    # outvoted for computing a different assignment, and whether this worker is one of them.
+    foreign_members: int = 0
+    outvoted_members: int = 0
+    outvoted: bool = False
 
 
 class _SnapshotCollector(Collector):
@@ -176,6 +184,22 @@ class _SnapshotCollector(Collector):
             "processor_producer_replacements",
             "Producers replaced: after a failed transaction, or in a fatal state (fenced)",
             value=s.producer_replacements,
+        )
+        yield GaugeMetricFamily(
+            "processor_group_foreign_members",
+            "Members of the application's group that are no worker of it (they own nothing)",
+            value=s.foreign_members,
+        )
+        yield GaugeMetricFamily(
+            "processor_group_outvoted_members",
+            "Workers in the group whose topology, partition counts or assignment settings differ "
+            "from the majority's (they own nothing)",
+            value=s.outvoted_members,
+        )
+        yield GaugeMetricFamily(
+            "processor_worker_outvoted",
+            "1 while this worker differs from the majority of the group and waits, owning nothing",
+            value=1 if s.outvoted else 0,
         )
 
 

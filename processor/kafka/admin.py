@@ -20,6 +20,7 @@ class GroupMember:
     member_id: str
     client_id: str
     group_instance_id: str | None
+    host: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,8 @@ class Admin:
             self._client = AdminClient(self._settings)
             raise BrokerError(f"cannot describe group {group_id!r}: {e.args[0]}") from e
         members = tuple(
-            GroupMember(m.member_id, m.client_id, m.group_instance_id) for m in description.members
+            GroupMember(m.member_id, m.client_id, m.group_instance_id, m.host or "")
+            for m in description.members
         )
         state = description.state
         return GroupSnapshot(state == ConsumerGroupState.STABLE, str(state.name), members)

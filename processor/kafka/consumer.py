@@ -55,6 +55,7 @@ class GroupConsumer:
         # after an assign() until a record of that partition is consumed, and the committed
         # offset can lag what the worker already processed (at-least-once commits on a timer).
         self._started_at: dict[Partition, int] = {}
+        self._subscription: Callable[[], None] | None = None
 
     def subscribe(
         self,
@@ -84,7 +85,25 @@ class GroupConsumer:
             self._started_at.clear()
             consumer.unassign()
 
-        self._consumer.subscribe([topic], on_assign=assigned, on_revoke=revoked, on_lost=lost)
+        def subscribe() -> None:
+            self._consumer.subscribe([topic], on_assign=assigned, on_revoke=revoked, on_lost=lost)
+
+        self._subscription = subscribe
+        subscribe()
+
+    def rejoin(self, client_id: str) -> None:
+        """Leave the group and join it again as a new member with `client_id` (what the group
+        shows other members of this one changed). Closing runs the revoke callback."""
+        if self._subscription is None:
+            raise RuntimeError("rejoin() before subscribe()")
+        if self._pending_commit is not None:
+            self._pending_commit.join(10.0)  # do not close the client under it
+            self._pending_commit = None
+        self._consumer.close()
+        self._started_at.clear()
+        self._settings["client.id"] = client_id
+        self._consumer = Consumer(self._settings)
+        self._subscription()
 
     @property
     def member_id(self) -> str | None:

@@ -9,24 +9,52 @@ before the group has expired its dead predecessor (that takes `session.timeout.m
 duplicate is not an error at once. Every worker counts the instance once; the workers carrying
 it take no tasks until the old member expires. Only a duplicate that outlives the session
 timeout means two live workers share an id (`DuplicateWatch`).
+
+Only workers of this application with the same fingerprint take part (`membership_of`): a
+consumer that is not a worker joining the group (a console consumer started for debugging) owns
+nothing, and workers that would compute a different assignment (another topology version, other
+settings, a stale partition count) never own a task another worker owns.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from processor.errors import DuplicateInstanceError
-from processor.kafka.admin import GroupSnapshot
+from processor.kafka.admin import GroupMember, GroupSnapshot
+from processor.runtime.identity import Fingerprint, WorkerIdentity, parse_client_id
+
+
+@dataclass(frozen=True)
+class Stranger:
+    """A group member that is not a worker of this application (its client id says so)."""
+
+    member_id: str
+    client_id: str
+    host: str
 
 
 @dataclass(frozen=True)
 class Membership:
-    """The generation: its instance ids (sorted, each once) and the member ids of every
-    instance id that more than one member carries."""
+    """The generation as this worker sees it.
+
+    `instances`: the workers that take part in the assignment, sorted, each once: those whose
+    protocol and fingerprint (`processor.runtime.identity`) are the majority's. `duplicated`:
+    the member ids of every instance id that more than one worker member carries. `strangers`:
+    members that are no worker. `outvoted`: workers whose fingerprint is not the majority's, by
+    instance id; they own nothing. `majority`: the identity every taking part shares (the first
+    such worker's), None when no worker is in the group."""
 
     instances: list[str]
     duplicated: dict[str, list[str]]
+    strangers: tuple[Stranger, ...] = ()
+    outvoted: dict[str, WorkerIdentity] = field(default_factory=dict)
+    majority: WorkerIdentity | None = None
+
+    def takes_part(self, identity: WorkerIdentity) -> bool:
+        return self.majority is not None and identity.agreement == self.majority.agreement
 
 
 def stable_membership(snapshot: GroupSnapshot, own_member_id: str | None) -> Membership | None:
@@ -35,15 +63,52 @@ def stable_membership(snapshot: GroupSnapshot, own_member_id: str | None) -> Mem
         return None
     if own_member_id not in {m.member_id for m in snapshot.members}:
         return None
+    return membership_of(snapshot.members)
+
+
+def membership_of(members: Iterable[GroupMember]) -> Membership:
+    """Who takes part: the workers sharing the fingerprint most instance ids carry; on a tie, the
+    fingerprint of the lowest instance id among the tied. Every member computes this from the
+    same member list, so all agree on it, whichever side of a disagreement they are on."""
+    strangers: list[Stranger] = []
+    workers: list[tuple[GroupMember, WorkerIdentity]] = []
+    for member in members:
+        identity = parse_client_id(member.client_id)
+        if identity is None:
+            strangers.append(Stranger(member.member_id, member.client_id, member.host))
+        else:
+            workers.append((member, identity))
+    by_agreement: dict[tuple[int, Fingerprint], set[str]] = defaultdict(set)
+    for _, identity in workers:
+        by_agreement[identity.agreement].add(identity.instance_id)
+    if not by_agreement:
+        return Membership([], {}, tuple(sorted(strangers, key=_stranger_order)))
+    winner = min(by_agreement, key=lambda a: (-len(by_agreement[a]), min(by_agreement[a]), a))
     members_by_instance: dict[str, list[str]] = defaultdict(list)
-    for member in snapshot.members:
-        members_by_instance[member.client_id].append(member.member_id)
+    for member, identity in workers:
+        members_by_instance[identity.instance_id].append(member.member_id)
     duplicated = {
         instance: sorted(member_ids)
         for instance, member_ids in members_by_instance.items()
         if len(member_ids) > 1
     }
-    return Membership(sorted(members_by_instance), duplicated)
+    majority = min((i for _, i in workers if i.agreement == winner), key=lambda i: i.instance_id)
+    outvoted = {
+        identity.instance_id: identity
+        for _, identity in sorted(workers, key=lambda w: (w[1].instance_id, w[1].agreement))
+        if identity.agreement != winner and identity.instance_id not in by_agreement[winner]
+    }
+    return Membership(
+        sorted(by_agreement[winner]),
+        duplicated,
+        tuple(sorted(strangers, key=_stranger_order)),
+        outvoted,
+        majority,
+    )
+
+
+def _stranger_order(stranger: Stranger) -> tuple[str, str]:
+    return (stranger.client_id, stranger.member_id)
 
 
 class DuplicateWatch:

@@ -40,8 +40,14 @@ from typing import Any
 
 from processor.config import WorkerConfig
 from processor.dsl.topology import Topology
-from processor.errors import BrokerError, DuplicateInstanceError, ProcessorError
-from processor.kafka.admin import Admin
+from processor.errors import (
+    BrokerError,
+    CoPartitioningError,
+    DuplicateInstanceError,
+    ProcessorError,
+    TopicError,
+)
+from processor.kafka.admin import Admin, GroupMember
 from processor.kafka.changelog_reader import ChangelogReader
 from processor.kafka.consumer import GroupConsumer, Message, is_fatal, is_partition_eof
 from processor.kafka.producer import Headers, OutputProducer, fence_transactional_id
@@ -53,9 +59,15 @@ from processor.query.source import StoreInfo
 from processor.runtime import warmup
 from processor.runtime.assignment import Assignment, assign_with_standbys
 from processor.runtime.commit import Committer
+from processor.runtime.identity import WorkerIdentity, fingerprint_of
 from processor.runtime.instance import StateDirLock, resolve_instance_id
 from processor.runtime.internal_topics import prepare_topics
-from processor.runtime.membership import DuplicateWatch, stable_membership
+from processor.runtime.membership import (
+    DuplicateWatch,
+    Membership,
+    membership_of,
+    stable_membership,
+)
 from processor.runtime.preflight import preflight
 from processor.runtime.query_source import WorkerQuerySource
 from processor.runtime.status import InstancePhase, InstanceStatus, StatusBoard
@@ -122,6 +134,9 @@ _CLEANUP_INTERVAL_S = 5.0
 # A joiner that has not republished its status for this long is no longer pre-warmed for.
 _JOINER_MAX_SILENCE_MS = 30_000
 _WARMUP_POLL_S = 0.5
+# How often the source topics' partition counts are read again: a topic that gained partitions
+# changes the task list, and with it the fingerprint every worker must agree on.
+_PARTITION_CHECK_INTERVAL_S = 10.0
 _WARMUP_LOG_INTERVAL_S = 5.0
 
 
@@ -136,6 +151,14 @@ class Worker:
             s.id: s for s in topology.subtopologies(config.application_id)
         }
         self._all_tasks: list[TaskId] = []
+        # What this worker tells the group about itself in its client id (see identity.py).
+        self._identity: WorkerIdentity | None = None
+        self._source_counts: dict[str, int | None] = {}
+        self._next_partition_check = 0.0
+        self._unusable_counts: dict[str, int | None] = {}
+        self._strangers_seen: set[tuple[str, str]] = set()
+        self._outvoted_by: WorkerIdentity | None = None
+        self._membership = Membership([], {})
         self._tasks: TaskManager | None = None
         self._duplicates: DuplicateWatch | None = None
         self._stop_requested = False
@@ -236,15 +259,8 @@ class Worker:
         self.instance_id = resolve_instance_id(cfg.instance_id, cfg.app_state_dir)
         common = {"bootstrap.servers": cfg.bootstrap_servers}
         self._admin = Admin({**common, **settings_for("admin", cfg.kafka)})
-        partition_counts = prepare_topics(
-            self._admin,
-            cfg,
-            list(self._subtopologies.values()),
-            dead_letter_topic=cfg.dead_letters if self.handling.uses_dead_letters else None,
-        )
-        self._all_tasks = sorted(
-            TaskId(sub_id, p) for sub_id, count in partition_counts.items() for p in range(count)
-        )
+        self._source_counts = self._read_source_counts()
+        self._prepare_tasks()
         log.info(
             "worker %s: application %s, %d sub-topologies, %d tasks, %s",
             self.instance_id,
@@ -316,6 +332,94 @@ class Worker:
             on_lost=self._on_lost,
         )
         self._transition(WorkerState.WAITING_FOR_MEMBERS)
+
+    def _read_source_counts(self) -> dict[str, int | None]:
+        assert self._admin is not None
+        sources = sorted(
+            {t for s in self._subtopologies.values() for t in s.external_source_topics}
+        )
+        return self._admin.partition_counts(sources)
+
+    def _prepare_tasks(self) -> None:
+        """Create or check the topics, derive the task list and this worker's identity from the
+        partition counts. Raises TopicError or CoPartitioningError when they do not fit."""
+        assert self._admin is not None
+        cfg = self.config
+        partition_counts = prepare_topics(
+            self._admin,
+            cfg,
+            list(self._subtopologies.values()),
+            dead_letter_topic=cfg.dead_letters if self.handling.uses_dead_letters else None,
+        )
+        self._all_tasks = sorted(
+            TaskId(sub_id, p) for sub_id, count in partition_counts.items() for p in range(count)
+        )
+        fingerprint = fingerprint_of(
+            self._subtopologies.values(),
+            partition_counts,
+            num_standby_replicas=cfg.num_standby_replicas,
+            balance_factor=cfg.assignment_balance_factor,
+        )
+        self._identity = WorkerIdentity(self.instance_id, fingerprint)
+
+    def _check_source_partitions(self) -> None:
+        """A source topic that gained partitions has new tasks: take them (rejoining the group
+        with the new fingerprint, so that workers that have not noticed yet take no part rather
+        than compute another assignment), or say why the application cannot."""
+        try:
+            counts = self._read_source_counts()
+        except BrokerError as e:
+            log.warning("worker %s: %s (retrying)", self.instance_id, e)
+            return
+        if counts == self._source_counts or counts == self._unusable_counts:
+            return
+        change = ", ".join(
+            f"{topic!r} {self._source_counts.get(topic)} -> {n}"
+            for topic, n in sorted(counts.items())
+            if self._source_counts.get(topic) != n
+        )
+        previous_identity, previous_tasks = self._identity, self._all_tasks
+        try:
+            self._prepare_tasks()
+        except (TopicError, CoPartitioningError) as e:
+            self._identity, self._all_tasks = previous_identity, previous_tasks
+            self._unusable_counts = counts
+            log.error(
+                "worker %s: the partition counts of source topics changed (%s), and this "
+                "application cannot follow: %s. It goes on with the tasks it had; keyed state "
+                "and repartitioned streams stay correct only with the old counts (give the new "
+                "partitions to a new application id, or move back to the old count)",
+                self.instance_id,
+                change,
+                e,
+            )
+            return
+        except BrokerError as e:
+            self._identity, self._all_tasks = previous_identity, previous_tasks
+            log.warning("worker %s: %s (retrying)", self.instance_id, e)
+            return
+        self._source_counts = counts
+        self._unusable_counts = {}
+        assert self._identity is not None
+        log.warning(
+            "worker %s: the partition counts of source topics changed (%s): %d tasks now; "
+            "rejoining the group with fingerprint %s",
+            self.instance_id,
+            change,
+            len(self._all_tasks),
+            self._identity.fingerprint,
+        )
+        self._rejoin()
+
+    def _rejoin(self) -> None:
+        """Commit, give up every task and join the group again under the current identity."""
+        assert self._consumer is not None and self._identity is not None
+        self._on_revoke()
+        self._snapshot_pending = False
+        self.assignment = None
+        self._consumer.rejoin(self._identity.client_id())
+        if self.state is WorkerState.RUNNING:
+            self._transition(WorkerState.WAITING_FOR_MEMBERS)
 
     def _reread_record_size_limits(self) -> None:
         """The broker refused records for their size: a topic's limit was lowered since it was
@@ -393,12 +497,13 @@ class Worker:
             except BrokerError as e:
                 log.warning("worker %s: %s; joining without warm-up", self.instance_id, e)
                 return
-            in_group = {m.client_id for m in snapshot.members}
-            if self.instance_id in in_group:
+            assert self._identity is not None
+            membership = membership_of(snapshot.members)
+            if self.instance_id in membership.instances or self.instance_id in membership.outvoted:
                 return  # a static member restarted within the session timeout: it keeps its tasks
-            members = sorted(in_group)
-            if not members:
-                return
+            members = membership.instances
+            if not members or not membership.takes_part(self._identity):
+                return  # nobody computes what this worker would: nothing to warm up for
             current = self._assign(members)
             future = self._assign([*members, self.instance_id])
             moving = warmup.moving_tasks(current, future, self._tasks.is_stateful)
@@ -482,13 +587,15 @@ class Worker:
 
     def _consumer_settings(self, common: dict[str, str]) -> dict[str, Any]:
         cfg = self.config
+        assert self._identity is not None
         settings: dict[str, Any] = {
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
             **common,
             **settings_for("consumer", cfg.kafka),
             "group.id": cfg.application_id,
-            "client.id": self.instance_id,
+            # Tells every member who this is and what it computes the assignment from.
+            "client.id": self._identity.client_id(),
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "partition.assignment.strategy": "range",
@@ -585,6 +692,9 @@ class Worker:
         if self.state is WorkerState.RUNNING and now >= self._next_status:
             self._publish_status(InstancePhase.RUNNING, self._members)
             self._next_status = now + (_STATUS_BUSY_INTERVAL_S if busy else _STATUS_IDLE_INTERVAL_S)
+        if now >= self._next_partition_check:
+            self._next_partition_check = now + _PARTITION_CHECK_INTERVAL_S
+            self._check_source_partitions()
         if self._cleaner is not None and self.assignment is not None and now >= self._next_cleanup:
             self._next_cleanup = now + _CLEANUP_INTERVAL_S
             self._cleaner.sweep({str(t) for t in self._tasks.held()})
@@ -648,6 +758,9 @@ class Worker:
                 ),
                 restore_totals={str(t): n for t, n in tasks.records_restored().items()},
                 restored_before_start={str(t): n for t, n in tasks.restored_before_start.items()},
+                foreign_members=len(self._membership.strangers),
+                outvoted_members=len(self._membership.outvoted),
+                outvoted=self._outvoted_by is not None,
                 rebalances=self._rebalances,
                 commits=self._committer.commits if self._committer is not None else 0,
                 state_dirs_deleted=self._cleaner.deleted if self._cleaner is not None else 0,
@@ -779,13 +892,25 @@ class Worker:
             self._next_snapshot_at = time.monotonic() + 1.0
             return
         membership = stable_membership(snapshot, self._consumer.member_id)
-        if membership is None:
+        if membership is None or not self._is_own_view(snapshot.members):
             self._next_snapshot_at = time.monotonic() + _SNAPSHOT_RETRY_S
             return
         self._snapshot_pending = False
+        self._rebalances += 1
+        self._membership = membership
+        self._report_strangers(membership)
+        assert self._identity is not None
+        if not membership.takes_part(self._identity):
+            self._wait_outvoted(membership)
+            return
+        if self._outvoted_by is not None:
+            log.warning(
+                "worker %s: the group agrees with this worker again; taking part",
+                self.instance_id,
+            )
+            self._outvoted_by = None
         members = membership.instances
         self._members = list(members)
-        self._rebalances += 1
         previous = self.assignment
         self.assignment = self._assign(members)
         self._joiners = []
@@ -820,6 +945,62 @@ class Worker:
         )
         self._transition(WorkerState.RUNNING)
         self._publish_status(InstancePhase.RUNNING, members)
+
+    def _is_own_view(self, members: tuple[GroupMember, ...]) -> bool:
+        """Whether the snapshot shows this member with the client id it joined with (a
+        coordinator still loading has been seen to describe members without their client ids)."""
+        assert self._consumer is not None and self._identity is not None
+        own = [m for m in members if m.member_id == self._consumer.member_id]
+        return bool(own) and own[0].client_id == self._identity.client_id()
+
+    def _report_strangers(self, membership: Membership) -> None:
+        for stranger in membership.strangers:
+            seen = (stranger.client_id, stranger.host)
+            if seen in self._strangers_seen:
+                continue
+            self._strangers_seen.add(seen)
+            log.warning(
+                "worker %s: group member %r (client id %r, host %s) is not a worker of this "
+                "application; it gets no tasks. A consumer that joins the group %r (a console "
+                "consumer, a tool) only slows rebalances down: give it a group id of its own",
+                self.instance_id,
+                stranger.member_id,
+                stranger.client_id,
+                stranger.host or "unknown",
+                self.config.application_id,
+            )
+
+    def _wait_outvoted(self, membership: Membership) -> None:
+        """This worker computes the assignment from other inputs than most of the group: own
+        nothing (so no task is ever owned twice) and wait for the group to agree."""
+        assert self._identity is not None and self._tasks is not None
+        majority = membership.majority
+        assert majority is not None
+        self.assignment = None
+        self._members = []
+        self._tasks.create([])
+        self._tasks.set_standbys(set())
+        assert self._consumer is not None
+        self._consumer.assign([])
+        if self._outvoted_by != majority:
+            self._outvoted_by = majority
+            log.error(
+                "worker %s runs a different %s (fingerprint %s, protocol %d) than %s "
+                "(fingerprint %s, protocol %d): it takes no tasks and waits until the group "
+                "agrees. Start it with the same topology and settings as the others, or "
+                "upgrade as the README's 'Rolling upgrades' says (a new application id, or "
+                "stop every worker first)",
+                self.instance_id,
+                " and ".join(majority.fingerprint.differences(self._identity.fingerprint))
+                or "assignment protocol",
+                self._identity.fingerprint,
+                self._identity.protocol,
+                ", ".join(membership.instances),
+                majority.fingerprint,
+                majority.protocol,
+            )
+        if self.state is WorkerState.RUNNING:
+            self._transition(WorkerState.WAITING_FOR_MEMBERS)
 
     def _fence_departed(self, previous: Assignment, members: list[str], mine: list[TaskId]) -> None:
         """Abort the open transactions of instances that left while owning tasks this worker

@@ -1,0 +1,132 @@
+"""Who a group member is, told by the group itself: the member's client id.
+
+Every worker computes the assignment itself from the group's members, so every member must be
+a worker of this application, and every worker must compute from the same inputs. Both travel in
+the group consumer's `client.id`, which the group coordinator shows every member (the metadata
+topic, which anyone may write, is not trusted for this):
+
+```
+processor~<protocol>~<topology>.<partitions>.<settings>~<instance id>
+```
+
+- `protocol` is `ASSIGNMENT_PROTOCOL`, raised whenever the assignment function changes;
+- the fingerprint has three parts, so that a worker can say *what* differs: the topology's shape
+  as tasks see it (sub-topologies, their source topics, stores and repartition topics), the task
+  count per sub-topology (from the source topics' partition counts), and the settings the
+  assignment reads (`num_standby_replicas`, `assignment_balance_factor`);
+- a member whose client id does not parse (a console consumer, a tool, a worker of a version
+  before this scheme) is a *stranger*: it owns nothing.
+
+Pure: no client imports; `processor.runtime.membership` applies it to a group snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from processor.topology.subtopology import SubTopology
+
+__all__ = [
+    "ASSIGNMENT_PROTOCOL",
+    "Fingerprint",
+    "WorkerIdentity",
+    "fingerprint_of",
+    "parse_client_id",
+]
+
+ASSIGNMENT_PROTOCOL = 1
+_PREFIX = "processor"
+_SEPARATOR = "~"
+_PART_LENGTH = 8  # hex digits per part: 32 bits, plenty to tell versions of one application apart
+
+
+@dataclass(frozen=True, order=True)
+class Fingerprint:
+    """What the assignment depends on, hashed per part."""
+
+    topology: str
+    partitions: str
+    settings: str
+
+    def __str__(self) -> str:
+        return f"{self.topology}.{self.partitions}.{self.settings}"
+
+    @classmethod
+    def parse(cls, text: str) -> Fingerprint | None:
+        parts = text.split(".")
+        if len(parts) != 3 or not all(_is_hex(p) for p in parts):
+            return None
+        return cls(*parts)
+
+    def differences(self, other: Fingerprint) -> list[str]:
+        """What `other` has different from this, in words a user acts on."""
+        found = []
+        if self.topology != other.topology:
+            found.append("topology (sub-topologies, source topics or stores)")
+        if self.partitions != other.partitions:
+            found.append("partition counts of the source topics")
+        if self.settings != other.settings:
+            found.append("assignment settings (num_standby_replicas, assignment_balance_factor)")
+        return found
+
+
+@dataclass(frozen=True)
+class WorkerIdentity:
+    instance_id: str
+    fingerprint: Fingerprint
+    protocol: int = ASSIGNMENT_PROTOCOL
+
+    def client_id(self) -> str:
+        return _SEPARATOR.join(
+            (_PREFIX, str(self.protocol), str(self.fingerprint), self.instance_id)
+        )
+
+    @property
+    def agreement(self) -> tuple[int, Fingerprint]:
+        """Members agree when this is equal."""
+        return (self.protocol, self.fingerprint)
+
+
+def parse_client_id(client_id: str) -> WorkerIdentity | None:
+    """The worker a group member's client id names, or None for any other client."""
+    parts = client_id.split(_SEPARATOR, 3)
+    if len(parts) != 4 or parts[0] != _PREFIX or not parts[1].isdigit() or not parts[3]:
+        return None
+    fingerprint = Fingerprint.parse(parts[2])
+    if fingerprint is None:
+        return None
+    return WorkerIdentity(parts[3], fingerprint, int(parts[1]))
+
+
+def fingerprint_of(
+    subtopologies: Iterable[SubTopology],
+    task_counts: Mapping[int, int],
+    *,
+    num_standby_replicas: int,
+    balance_factor: float,
+) -> Fingerprint:
+    subs = sorted(subtopologies, key=lambda s: s.id)
+    shape = [
+        {
+            "id": s.id,
+            "sources": sorted(s.source_topics),
+            "stores": sorted(spec.name for spec in s.stores),
+            "repartition": sorted(s.repartition_sink_topics),
+        }
+        for s in subs
+    ]
+    counts = sorted((int(sub), int(n)) for sub, n in task_counts.items())
+    settings = {"num_standby_replicas": num_standby_replicas, "balance_factor": balance_factor}
+    return Fingerprint(_digest(shape), _digest(counts), _digest(settings))
+
+
+def _digest(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:_PART_LENGTH]
+
+
+def _is_hex(text: str) -> bool:
+    return len(text) == _PART_LENGTH and all(c in "0123456789abcdef" for c in text)

@@ -3,6 +3,7 @@ environment, so each test uses its own topics."""
 
 import logging
 import os
+import time
 from collections import Counter
 
 from processor import Topology, TransientError, serdes
@@ -109,4 +110,26 @@ flaky = Topology("flaky")
     flaky.stream(SOURCE, key_serde=serdes.StringSerde(), value_serde=serdes.StringSerde())
     .map(_flaky, name="lookup")
     .to(SINK)
+)
+
+# `counting`, except that instance z0 stands still for TEST_STALL_S seconds in its user function
+# when it sees the value "stall" (a slow call, a long GC pause): long enough to be replaced.
+STALL_S = float(os.environ.get("TEST_STALL_S", "0"))
+
+
+def _value_or_stall(_key: str, value: str) -> str:
+    if value == "stall" and INSTANCE == b"z0":
+        time.sleep(STALL_S)
+    return value
+
+
+stalling_counting = Topology("stalling-counting")
+(
+    stalling_counting.stream(
+        SOURCE, key_serde=serdes.StringSerde(), value_serde=serdes.StringSerde()
+    )
+    .group_by(_value_or_stall, name="by-value")
+    .count(name="counts")
+    .to_stream()
+    .to(SINK, value_serde=serdes.IntSerde())
 )

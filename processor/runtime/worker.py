@@ -70,6 +70,7 @@ from processor.runtime.membership import (
 )
 from processor.runtime.preflight import preflight
 from processor.runtime.query_source import WorkerQuerySource
+from processor.runtime.stall import StallWatch
 from processor.runtime.status import InstancePhase, InstanceStatus, StatusBoard
 from processor.runtime.task import RecordPosition, StreamTask, TaskOptions
 from processor.runtime.task_id import TaskId
@@ -159,6 +160,7 @@ class Worker:
         self._strangers_seen: set[tuple[str, str]] = set()
         self._outvoted_by: WorkerIdentity | None = None
         self._membership = Membership([], {})
+        self._stalls = StallWatch(45.0)
         self._tasks: TaskManager | None = None
         self._duplicates: DuplicateWatch | None = None
         self._stop_requested = False
@@ -275,6 +277,8 @@ class Worker:
         self._consumer = GroupConsumer(consumer_settings)
         session_timeout_s = int(consumer_settings.get("session.timeout.ms", 45000)) / 1000
         self._duplicates = DuplicateWatch(self.instance_id, session_timeout_s + 5.0)
+        max_poll_interval_s = int(consumer_settings.get("max.poll.interval.ms", 300000)) / 1000
+        self._stalls = StallWatch(min(session_timeout_s, max_poll_interval_s))
         options = TaskOptions(
             handling=self.handling,
             accounting=self.accounting,
@@ -647,7 +651,9 @@ class Worker:
             except BrokerError as e:  # their committed offsets could not be read
                 self._after_failed_processing(e)
                 return
+        self._stalls.tick()
         messages = self._consumer.consume(self.config.consume_batch_size, _CONSUME_TIMEOUT_S)
+        self._stalls.tick()
         if messages:
             self._committer.before_output()
         tasks = self._tasks.by_partition
@@ -669,6 +675,12 @@ class Worker:
                 self._after_failed_processing(e)
                 return
         self._current = None
+        self._stalls.tick()
+        if self._stalls.suspect:
+            if not self._tasks.tasks:
+                self._stalls.clear()  # nothing to write
+            elif not self._still_a_member():
+                return
         try:
             if self._tasks.needs_commit():
                 self._committer.commit(self._tasks.running())
@@ -678,6 +690,38 @@ class Worker:
             self._after_failed_commit(e)
         if self._committer.stale_limits:
             self._reread_record_size_limits()
+
+    def _still_a_member(self) -> bool:
+        """After a stall: whether the group still has this member, asked before anything more
+        is written. When it has not, drop the uncommitted work (the tasks' new owner has it);
+        the consumer learns it is out at its next poll and rejoins."""
+        assert self._admin is not None and self._consumer is not None
+        stalled_s = self._stalls.stalled_s
+        try:
+            snapshot = self._admin.describe_group(self.config.application_id)
+        except BrokerError as e:
+            log.warning(
+                "worker %s: stood still for %.1fs and cannot ask the group whether it is still a "
+                "member (%s); holding its commit",
+                self.instance_id,
+                stalled_s,
+                e,
+            )
+            return False
+        own = self._consumer.member_id
+        if any(m.member_id == own for m in snapshot.members):
+            self._stalls.clear()
+            return True
+        self._stalls.clear()
+        log.warning(
+            "worker %s: stood still for %.1fs and is no longer a member of the group (its tasks "
+            "have moved); dropping its uncommitted work instead of writing stale state",
+            self.instance_id,
+            stalled_s,
+        )
+        self._on_lost()
+        self._consumer.unassign()
+        return False
 
     def _housekeeping(self, now: float) -> None:
         """Once a second: follow the metadata topic, pre-warm for joiners, publish status and

@@ -1,0 +1,45 @@
+"""Noticing that this worker stood still long enough to have been replaced.
+
+A worker that stalls (SIGSTOP, a long GC pause, a slow user function) past its session timeout
+or `max.poll.interval.ms` is removed from the group, and its tasks go to another worker, which
+restores them and writes newer values to their changelogs. When the stalled worker wakes, it
+may not have heard yet that it is out: under at-least-once nothing on the broker stops it from
+writing its stale, uncommitted store updates over its successor's (under exactly-once its
+transactional id is fenced). A later restore would then lose what the successor counted.
+
+So the main loop marks the time at each step (`tick`). A gap longer than a third of the session
+timeout (a heartbeat may have been due just before the stall began, so a shorter stall than the
+timeout can already expire the session) makes the next commit ask the group coordinator first
+whether this member is still in the group; if not, the commit is dropped and the tasks with it.
+A stall that falls between that question and the changelog writes themselves (a few
+milliseconds per commit) is not caught; README's reliability section says so.
+"""
+
+from __future__ import annotations
+
+import time
+
+__all__ = ["StallWatch"]
+
+
+class StallWatch:
+    def __init__(self, session_timeout_s: float) -> None:
+        self.threshold_s = session_timeout_s / 3
+        self._last = time.monotonic()
+        self.stalled_s = 0.0
+        """The longest gap between ticks since `clear()`; 0 when none was over the threshold."""
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        gap = now - self._last
+        self._last = now
+        if gap > self.threshold_s and gap > self.stalled_s:
+            self.stalled_s = gap
+
+    @property
+    def suspect(self) -> bool:
+        """Whether this worker may have been replaced since the last `clear()`."""
+        return self.stalled_s > 0.0
+
+    def clear(self) -> None:
+        self.stalled_s = 0.0

@@ -23,11 +23,17 @@ counters are the task's own and are read when the snapshot is taken.
 | processor_broker_unreachable_seconds | | how long it has not (0 when reachable) |
 | processor_broker_errors_total | | commits and producer initialisations the broker did not take |
 | processor_producer_replacements_total | | producers replaced (failed transaction or fatal state) |
+| processor_metadata_records_ignored_total | reason | records of `<app>-metadata` ignored (below) |
 
 `processor_records_total` counts every input record once its outcome is committed: `output`
 (it wrote to a sink or a store), `filtered` (the topology dropped it), `skipped` or
 `dead_lettered` (by an error handler; `reason` names the stage that failed: deserialization,
 processing or production).
+
+`processor_metadata_records_ignored_total` counts the records of the metadata topic that are not
+a status this worker believes, by `reason` (`processor.runtime.status_fields.IgnoredReason`):
+too_large, not_json, invalid, key_mismatch, clock_ahead, unsigned, bad_signature. A record read
+again after a restart counts again.
 """
 
 from __future__ import annotations
@@ -71,6 +77,8 @@ class WorkerSnapshot:
     producer_replacements: int = 0
     # (outcome, reason) -> input records whose outcome is committed
     outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
+    # reason -> records of the metadata topic ignored
+    metadata_ignored: dict[str, int] = field(default_factory=dict)
 
 
 class _SnapshotCollector(Collector):
@@ -177,6 +185,15 @@ class _SnapshotCollector(Collector):
             "Producers replaced: after a failed transaction, or in a fatal state (fenced)",
             value=s.producer_replacements,
         )
+        ignored = CounterMetricFamily(
+            "processor_metadata_records_ignored",
+            "Records of the metadata topic ignored: not a valid status, or not signed with the "
+            "HTTP token (reason)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(s.metadata_ignored.items()):
+            ignored.add_metric([reason], count)
+        yield ignored
 
 
 class WorkerMetrics:

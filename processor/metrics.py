@@ -26,11 +26,17 @@ counters are the task's own and are read when the snapshot is taken.
 | processor_group_foreign_members | | group members that are no worker of this application |
 | processor_group_outvoted_members | | workers whose fingerprint differs from the majority's |
 | processor_worker_outvoted | | 1 while this worker differs from the majority and waits |
+| processor_metadata_records_ignored_total | reason | records of `<app>-metadata` ignored (below) |
 
 `processor_records_total` counts every input record once its outcome is committed: `output`
 (it wrote to a sink or a store), `filtered` (the topology dropped it), `skipped` or
 `dead_lettered` (by an error handler; `reason` names the stage that failed: deserialization,
 processing or production).
+
+`processor_metadata_records_ignored_total` counts the records of the metadata topic that are not
+a status this worker believes, by `reason` (`processor.runtime.status_fields.IgnoredReason`):
+too_large, not_json, invalid, key_mismatch, clock_ahead, unsigned, bad_signature. A record read
+again after a restart counts again.
 """
 
 from __future__ import annotations
@@ -79,6 +85,8 @@ class WorkerSnapshot:
     foreign_members: int = 0
     outvoted_members: int = 0
     outvoted: bool = False
+    # reason -> records of the metadata topic ignored
+    metadata_ignored: dict[str, int] = field(default_factory=dict)
 
 
 class _SnapshotCollector(Collector):
@@ -201,6 +209,15 @@ class _SnapshotCollector(Collector):
             "1 while this worker differs from the majority of the group and waits, owning nothing",
             value=1 if s.outvoted else 0,
         )
+        ignored = CounterMetricFamily(
+            "processor_metadata_records_ignored",
+            "Records of the metadata topic ignored: not a valid status, or not signed with the "
+            "HTTP token (reason)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(s.metadata_ignored.items()):
+            ignored.add_metric([reason], count)
+        yield ignored
 
 
 class WorkerMetrics:

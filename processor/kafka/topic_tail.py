@@ -7,13 +7,31 @@ is committed; each worker reads the topic from the start when it starts.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from processor.errors import BrokerError
 
-__all__ = ["TopicTail"]
+__all__ = ["TailRecord", "TopicTail"]
+
+
+@dataclass(frozen=True, slots=True)
+class TailRecord:
+    """One record of the followed topic; a value of None is a tombstone."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def origin(self) -> str:
+        """Where it was read, for log lines: `topic[partition]@offset`."""
+        return f"{self.topic}[{self.partition}]@{self.offset}"
 
 
 class TopicTail:
@@ -35,16 +53,23 @@ class TopicTail:
             [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)]
         )
 
-    def poll(
-        self, max_records: int = 500, timeout: float = 0.0
-    ) -> list[tuple[bytes | None, bytes | None]]:
-        """(key, value) of the records that arrived since the last call, in offset order per
-        partition; a value of None is a tombstone."""
-        records: list[tuple[bytes | None, bytes | None]] = []
-        for message in self._consumer.consume(max_records, timeout):
+    def poll(self, max_records: int = 500, timeout: float = 0.0) -> list[TailRecord]:
+        """The records that arrived since the last call, in offset order per partition."""
+        records: list[TailRecord] = []
+        messages: list[Any] = self._consumer.consume(max_records, timeout)
+        for message in messages:
             error = message.error()
             if error is None:
-                records.append((message.key(), message.value()))
+                records.append(
+                    TailRecord(
+                        message.key(),
+                        message.value(),
+                        tuple(message.headers() or ()),
+                        self.topic,
+                        message.partition(),
+                        message.offset(),
+                    )
+                )
             elif error.fatal() or error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise BrokerError(f"reading topic {self.topic!r} failed: {error.str()}")
         return records

@@ -19,6 +19,7 @@ endpoints instances publish on `<application_id>-metadata`.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -111,12 +112,15 @@ class QueryClient:
 
         Reads the topic from its beginning for up to `wait` seconds. Among the instances that
         are running and have an endpoint, the most recently updated one that answers is chosen
-        (a killed worker's last status still says running). Raises `QueryError`, naming the
-        topic, when there is none, and `BrokerError` when the cluster cannot be reached."""
+        (a killed worker's last status still says running). With a `token`, only statuses signed
+        with it count (workers sign theirs when they have one), so the token is never sent to
+        an endpoint someone else published. Raises `QueryError`, naming the topic, when there
+        is none, and `BrokerError` when the cluster cannot be reached."""
         # Imported here: confluent_kafka is only needed to find a worker, not to query one.
         from processor.kafka.admin import Admin
         from processor.kafka.topic_tail import TopicTail
-        from processor.runtime.status import InstancePhase, StatusBoard
+        from processor.runtime.status import IgnoredReason, InstancePhase, StatusBoard
+        from processor.runtime.status_signing import StatusSigner
 
         topic = f"{application_id}-metadata"
         # librdkafka's own log lines would only repeat, on stderr, the error raised here.
@@ -134,7 +138,10 @@ class QueryClient:
                 f"application {application_id!r} has run there (check the application id)",
                 url=bootstrap_servers,
             )
-        board = StatusBoard()
+        board = StatusBoard(
+            signer=StatusSigner(token, application_id) if token else None,
+            log_level=logging.DEBUG,  # the error below says what was ignored
+        )
 
         def candidates() -> list[str]:
             running = [
@@ -161,8 +168,8 @@ class QueryClient:
                 # later status of the same instance (stopped, moved) is seen too.
                 quiet = 0.2 if candidates() else 0.5
                 records = tail.poll(timeout=min(quiet, max(0.0, deadline - time.monotonic())))
-                for key, value in records:
-                    board.apply(key, value)
+                for record in records:
+                    board.apply(record.key, record.value, record.headers, origin=record.origin)
                 if not records and candidates():
                     break
         finally:
@@ -173,10 +180,17 @@ class QueryClient:
                 f"{s.instance_id} ({s.phase.value}, endpoint {s.endpoint or 'none'})"
                 for s in sorted(board.statuses.values(), key=lambda s: s.instance_id)
             )
+            unsigned = board.ignored[IgnoredReason.UNSIGNED]
+            unsigned += board.ignored[IgnoredReason.BAD_SIGNATURE]
+            unbelieved = (
+                f"; {unsigned} statuses not signed with the token given: check it"
+                if unsigned
+                else ""
+            )
             raise QueryError(
                 f"no running instance of application {application_id!r} has published a query "
-                f"endpoint on topic {topic!r} (read for {wait:g}s; instances: {known or 'none'}); "
-                "start a worker with an --http-port, or pass a worker's URL",
+                f"endpoint on topic {topic!r} (read for {wait:g}s; instances: {known or 'none'}"
+                f"{unbelieved}); start a worker with an --http-port, or pass a worker's URL",
                 url=bootstrap_servers,
             )
         problems: list[str] = []

@@ -1,6 +1,6 @@
 """The worker's side of the query API (`processor.query.source.QuerySource`): its stores, the
-current assignment, the endpoints instances publish on the metadata topic, and reads of the
-copies this worker holds."""
+current assignment, the endpoints the current members publish on the metadata topic, and reads
+of the copies this worker holds."""
 
 from __future__ import annotations
 
@@ -35,8 +35,13 @@ class WorkerQuerySource:
         return Owners(assignment.active.get(task), standbys)
 
     def endpoint(self, instance: str) -> str | None:
+        """Where `instance` serves queries: only a current member of the group has one here,
+        whatever a status on the metadata topic claims for another."""
         if instance == self._worker.instance_id:
             return self._worker.endpoint
+        assignment = self._worker.assignment
+        if assignment is None or instance not in assignment.instances:
+            return None
         status = self._worker.board.statuses.get(instance)
         return status.endpoint if status is not None else None
 

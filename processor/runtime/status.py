@@ -4,17 +4,62 @@ One record per instance (key: its instance id), the latest winning (the topic is
 Workers read every instance's status: a joining worker announces itself there before it joins
 the group, so that the others pre-warm the tasks they will gain, and they report back how far
 behind those warm copies are (`lags`), which the joiner waits on.
+
+Anyone who can write the topic can put anything there, and a record stays until compaction
+removes it, so every worker reads it again at every start: nothing read there may stop a
+worker. `StatusBoard.apply` takes a status only when every field validates
+(`processor.runtime.status_fields`), and otherwise ignores the record, counts it and logs it
+(once per instance id), never raising. Reading is bounded: a value over `MAX_STATUS_BYTES` is
+refused unread, JSON nested deeper than the parser's recursion limit is refused by the parser,
+and the fields are checked one level deep. With an HTTP token, statuses are signed
+(`processor.runtime.status_signing`) and an unsigned or wrongly signed one is ignored as well,
+checked before the value is parsed.
+
+Freshness is judged by the reader's clocks, not the sender's: an instance counts as a joiner
+while its announcement was *received* recently (monotonic clock), and a status dated more than
+`MAX_CLOCK_AHEAD_MS` ahead of the reader's wall clock is refused, so no status can make itself a
+joiner forever.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
+from processor.runtime import status_fields as fields
+from processor.runtime.status_fields import (
+    MAX_NAME_CHARS,
+    MAX_STATUS_BYTES,
+    IgnoredReason,
+    InvalidStatusError,
+)
+from processor.runtime.status_signing import SIGNATURE_HEADER, StatusSigner
 from processor.runtime.task_id import TaskId
 
-__all__ = ["InstancePhase", "InstanceStatus", "StatusBoard"]
+__all__ = [
+    "MAX_CLOCK_AHEAD_MS",
+    "MAX_STATUS_BYTES",
+    "IgnoredReason",
+    "InstancePhase",
+    "InstanceStatus",
+    "InvalidStatusError",
+    "StatusBoard",
+    "read_status",
+]
+
+log = logging.getLogger("processor.status")
+
+# Hosts' clocks agree within seconds under NTP; five minutes leaves room for a badly set one
+# without letting a status pass for fresh for long.
+MAX_CLOCK_AHEAD_MS = 5 * 60 * 1000
+# Ignored records are logged once per instance id, for this many ids; then only counted.
+_MAX_WARNED = 1_000
 
 
 class InstancePhase(Enum):
@@ -47,53 +92,176 @@ class InstanceStatus:
 
     @classmethod
     def from_json(cls, raw: bytes) -> InstanceStatus:
-        data = json.loads(raw)
+        """The status `raw` holds; raises `InvalidStatusError` saying what is wrong. Fields this
+        version does not know are ignored (a newer version may add some); a missing field takes
+        its default, except `instance_id`."""
+        fields.check_size(raw)
+        try:
+            data = json.loads(raw.decode())
+        except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+            raise InvalidStatusError(IgnoredReason.NOT_JSON, f"not JSON: {e}"[:200]) from None
+        if not isinstance(data, dict):
+            raise fields.invalid(f"a status is an object, not {fields.kind(data)}")
         return cls(
-            instance_id=str(data["instance_id"]),
-            phase=InstancePhase(data.get("phase", "running")),
-            host=str(data.get("host", "")),
-            pid=int(data.get("pid", 0)),
-            endpoint=data.get("endpoint"),
-            members=tuple(data.get("members", ())),
-            active_tasks=tuple(data.get("active_tasks", ())),
-            standby_tasks=tuple(data.get("standby_tasks", ())),
-            restoring_tasks=tuple(data.get("restoring_tasks", ())),
-            lags={str(k): int(v) for k, v in data.get("lags", {}).items()},
-            warming_for=tuple(data.get("warming_for", ())),
-            updated_ms=int(data.get("updated_ms", 0)),
+            instance_id=fields.instance_name(data.get("instance_id"), "instance_id"),
+            phase=_phase(data.get("phase", InstancePhase.RUNNING.value)),
+            host=fields.text(data.get("host", ""), "host", 255),
+            pid=fields.integer(data.get("pid", 0), "pid"),
+            endpoint=fields.endpoint(data.get("endpoint")),
+            members=fields.names(data.get("members", []), "members"),
+            active_tasks=fields.task_ids(data.get("active_tasks", []), "active_tasks"),
+            standby_tasks=fields.task_ids(data.get("standby_tasks", []), "standby_tasks"),
+            restoring_tasks=fields.task_ids(data.get("restoring_tasks", []), "restoring_tasks"),
+            lags=fields.lags(data.get("lags", {})),
+            warming_for=fields.names(data.get("warming_for", []), "warming_for"),
+            updated_ms=fields.integer(data.get("updated_ms", 0), "updated_ms"),
         )
 
     def lag_of(self, task: TaskId) -> int | None:
         return self.lags.get(str(task))
 
 
+def _phase(value: object) -> InstancePhase:
+    phase = fields.text(value, "phase", 20)
+    try:
+        return InstancePhase(phase)
+    except ValueError:
+        known = ", ".join(p.value for p in InstancePhase)
+        raise fields.invalid(f"phase {phase!r} is not one of {known}") from None
+
+
+def read_status(
+    key: bytes,
+    value: bytes,
+    headers: Sequence[tuple[str, bytes | None]],
+    *,
+    signer: StatusSigner | None,
+    now_ms: int,
+) -> InstanceStatus:
+    """The status one record of the metadata topic carries, authenticated (with a `signer`)
+    and validated; raises `InvalidStatusError`. Its size and signature are checked before its
+    value is parsed; `now_ms` is the reader's wall clock."""
+    fields.check_size(value)
+    _verify(key, value, headers, signer)
+    status = InstanceStatus.from_json(value)
+    if status.instance_id.encode() != key:
+        raise InvalidStatusError(
+            IgnoredReason.KEY_MISMATCH,
+            f"it is the status of {status.instance_id[:100]!r}, under another key",
+        )
+    if status.updated_ms > now_ms + MAX_CLOCK_AHEAD_MS:
+        raise InvalidStatusError(
+            IgnoredReason.CLOCK_AHEAD,
+            f"updated_ms {status.updated_ms} is {status.updated_ms - now_ms} ms ahead of this "
+            f"clock (at most {MAX_CLOCK_AHEAD_MS} allowed)",
+        )
+    return status
+
+
+def _verify(
+    key: bytes,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]],
+    signer: StatusSigner | None,
+) -> None:
+    """Raises `InvalidStatusError` unless the record is signed by `signer` (when there is one)."""
+    if signer is None:
+        return
+    signature = next((v for k, v in headers if k == SIGNATURE_HEADER), None)
+    if signature is None:
+        raise InvalidStatusError(
+            IgnoredReason.UNSIGNED, f"no {SIGNATURE_HEADER} header, and an HTTP token is set"
+        )
+    if not signer.verifies(key, value, signature):
+        raise InvalidStatusError(
+            IgnoredReason.BAD_SIGNATURE,
+            f"its {SIGNATURE_HEADER} header does not verify with the HTTP token",
+        )
+
+
 class StatusBoard:
-    """The latest status of every instance, from the records of the metadata topic."""
+    """The latest valid status of every instance, from the records of the metadata topic.
 
-    def __init__(self) -> None:
+    `signer`: accept only statuses it signed (given when an HTTP token is set). `clock`:
+    monotonic seconds, to note when each status was received (tests pass their own).
+    `log_level`: of the line an ignored record is logged with (a client that sums them up in
+    its own error passes DEBUG)."""
+
+    def __init__(
+        self,
+        *,
+        signer: StatusSigner | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        log_level: int = logging.WARNING,
+    ) -> None:
         self.statuses: dict[str, InstanceStatus] = {}
-        self.malformed = 0
+        self.ignored: Counter[IgnoredReason] = Counter()
+        self._signer = signer
+        self._clock = clock
+        self._received: dict[str, float] = {}
+        self._warned: set[str | None] = set()
+        self._log_level = log_level
 
-    def apply(self, key: bytes | None, value: bytes | None) -> None:
-        if key is None:
-            return
-        instance = key.decode(errors="replace")
-        if value is None:
-            self.statuses.pop(instance, None)
-            return
+    def apply(
+        self,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes | None]] = (),
+        *,
+        origin: str = "the metadata topic",
+    ) -> None:
+        """Take one record (`origin`: where it was read, for the log): a status replaces the
+        instance's previous one, a tombstone removes it. A record that does not validate is
+        ignored, and the previous status stays. Never raises."""
         try:
-            self.statuses[instance] = InstanceStatus.from_json(value)
-        except (ValueError, KeyError, TypeError):
-            # Written by another version, or by hand: not worth stopping a worker for.
-            self.malformed += 1
+            if key is None:
+                raise fields.invalid("it has no key (a status is keyed by its instance id)")
+            if len(key) > 4 * MAX_NAME_CHARS:  # UTF-8 takes at most 4 bytes a character
+                raise InvalidStatusError(IgnoredReason.TOO_LARGE, f"a key of {len(key)} bytes")
+            instance = key.decode(errors="replace")
+            if value is None:
+                _verify(key, value, headers, self._signer)
+                self.statuses.pop(instance, None)
+                self._received.pop(instance, None)
+                return
+            now_ms = int(time.time() * 1000)
+            status = read_status(key, value, headers, signer=self._signer, now_ms=now_ms)
+        except InvalidStatusError as e:
+            self._ignore(key, e, origin)
+            return
+        self.statuses[instance] = status
+        self._received[instance] = self._clock()
+
+    def _ignore(self, key: bytes | None, error: InvalidStatusError, origin: str) -> None:
+        self.ignored[error.reason] += 1
+        instance = None if key is None else key[:200].decode(errors="replace")
+        if instance in self._warned or len(self._warned) >= _MAX_WARNED:
+            return
+        self._warned.add(instance)
+        log.log(
+            self._log_level,
+            "ignored the status %r on %s (%s): %s; more from it are only counted "
+            "(processor_metadata_records_ignored_total)%s",
+            instance,
+            origin,
+            error.reason.value,
+            error.problem,
+            f", nor any from more than {_MAX_WARNED} instance ids"
+            if len(self._warned) == _MAX_WARNED
+            else "",
+        )
 
     def joiners(self, members: set[str], now_ms: int, max_age_ms: int) -> list[str]:
-        """Instances announcing they are warming up to join, not yet members, heard from
-        within `max_age_ms`."""
+        """Instances announcing they are warming up to join, not yet members: their status was
+        received here within `max_age_ms` (monotonic clock) and is not dated older than that
+        (`now_ms`, the wall clock), so that an announcement read again from the topic's
+        beginning after a restart is not taken for a new one."""
+        received_after = self._clock() - max_age_ms / 1000
         return sorted(
             s.instance_id
             for s in self.statuses.values()
             if s.phase is InstancePhase.WARMING_UP
             and s.instance_id not in members
+            and self._received.get(s.instance_id, -math.inf) >= received_after
             and now_ms - s.updated_ms <= max_age_ms
         )

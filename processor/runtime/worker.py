@@ -71,7 +71,8 @@ from processor.runtime.membership import (
 from processor.runtime.preflight import preflight
 from processor.runtime.query_source import WorkerQuerySource
 from processor.runtime.stall import StallWatch
-from processor.runtime.status import InstancePhase, InstanceStatus, StatusBoard
+from processor.runtime.status import IgnoredReason, InstancePhase, InstanceStatus, StatusBoard
+from processor.runtime.status_signing import SIGNATURE_HEADER, StatusSigner
 from processor.runtime.task import RecordPosition, StreamTask, TaskOptions
 from processor.runtime.task_id import TaskId
 from processor.runtime.task_manager import TaskManager
@@ -177,7 +178,12 @@ class Worker:
         self._http: QueryServer | None = None
         self._status_producer: OutputProducer | None = None
         self._metadata: TopicTail | None = None
-        self.board = StatusBoard()
+        # With a token, statuses are signed, and only signed ones are believed: an endpoint
+        # that forwarded queries (and the token) go to cannot be forged.
+        self._status_signer = (
+            StatusSigner(config.http_token, config.application_id) if config.http_token else None
+        )
+        self.board = StatusBoard(signer=self._status_signer)
         self._cleaner: StateCleaner | None = None
         self._members: list[str] = []
         self._joiners: list[str] = []
@@ -474,6 +480,8 @@ class Worker:
         self._http = QueryServer(app, cfg.http_host, cfg.http_port or 0)
         self.http_port = self._http.port
         host = cfg.http_host if cfg.http_host not in ("0.0.0.0", "::", "") else socket.getfqdn()
+        if ":" in host and not host.startswith("["):  # IPv6: bracketed in a URL
+            host = f"[{host}]"
         self.endpoint = f"http://{host}:{self.http_port}"
         log.info(
             "worker %s: serving the query API and /metrics on http://%s:%d (endpoint %s)",
@@ -747,8 +755,8 @@ class Worker:
     def _poll_metadata(self) -> None:
         assert self._metadata is not None
         try:
-            for key, value in self._metadata.poll():
-                self.board.apply(key, value)
+            for record in self._metadata.poll():
+                self.board.apply(record.key, record.value, record.headers, origin=record.origin)
         except BrokerError as e:
             log.warning("worker %s: %s (retrying)", self.instance_id, e)
 
@@ -808,6 +816,7 @@ class Worker:
                 rebalances=self._rebalances,
                 commits=self._committer.commits if self._committer is not None else 0,
                 state_dirs_deleted=self._cleaner.deleted if self._cleaner is not None else 0,
+                metadata_ignored={r.value: self.board.ignored[r] for r in IgnoredReason},
                 outcomes={
                     (outcome.value, reason): n
                     for (outcome, reason), n in self.accounting.committed.items()
@@ -1104,9 +1113,12 @@ class Worker:
             warming_for=tuple(self._joiners),
             updated_ms=now_ms,
         )
-        self._status_producer.produce(
-            self.config.metadata_topic, self.instance_id.encode(), status.to_json(), now_ms, None
+        key, value = self.instance_id.encode(), status.to_json()
+        signer = self._status_signer
+        headers: Headers | None = (
+            None if signer is None else [(SIGNATURE_HEADER, signer.sign(key, value))]
         )
+        self._status_producer.produce(self.config.metadata_topic, key, value, now_ms, headers)
         self._status_producer.poll()
 
     # -- shutdown --------------------------------------------------------------------------

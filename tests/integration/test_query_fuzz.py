@@ -261,8 +261,11 @@ def test_processor_query_with_an_application_id(
             capsys.readouterr().out == '{"key": "k0", "value": "1"}\n{"key": "k1", "value": "1"}\n'
         )
         monkeypatch.setenv("PROCESSOR_BOOTSTRAP_SERVERS", kafka_bootstrap)
-        assert main(["query", application, STORE, "k3", "--token", "wrong"]) == 2
+        assert main(["query", url, STORE, "k3", "--token", "wrong"]) == 2
         assert "answered 401: missing or wrong bearer token" in capsys.readouterr().err
+        # Found on the metadata topic, a worker is believed only with the token it signs with.
+        assert main(["query", application, STORE, "k3", "--token", "wrong"]) == 2
+        assert "not signed with the token given: check it" in capsys.readouterr().err
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)

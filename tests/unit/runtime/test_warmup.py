@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from processor.runtime import warmup
 from processor.runtime.assignment import assign_with_standbys
-from processor.runtime.status import InstancePhase, InstanceStatus, StatusBoard
+from processor.runtime.status import IgnoredReason, InstancePhase, InstanceStatus, StatusBoard
 from processor.runtime.task_id import TaskId
 
 members = st.lists(
@@ -95,5 +95,5 @@ def test_the_board_knows_joiners_by_their_recent_announcements() -> None:
     board.apply(b"gone", None)
 
     assert board.joiners({"w0", "w1"}, now_ms=1100, max_age_ms=500) == ["j1"]
-    assert board.malformed == 1
+    assert board.ignored == {IgnoredReason.NOT_JSON: 1}
     assert "gone" not in board.statuses

@@ -13,8 +13,10 @@ ProcessorError
 │   ├── DeserializationError    its key or value cannot be read, or it lacks a key it needs
 │   └── ProductionError         a record could not be produced (names the target topic)
 ├── RecordRejectedError         the producer refused an output at once (too large, no topic)
+│   └── ChangelogRecordTooLargeError  a store update does not fit its changelog (names both)
 ├── TransientError              raised by user code: retry this call (see `processor.Retry`)
 └── StateError                  a task's local state cannot be used (closed, unreadable, in use)
+    ├── StoredValueError        a store holds a value its value serde cannot read (names both)
     ├── StoreCorruptedError     a task's state directory cannot be opened (names it and the cause)
     ├── StoreLockedError        another process or backend holds a task's state directory open
     └── RestoreError            restoring from a changelog failed (names the task; defined in
@@ -28,6 +30,9 @@ what to do. The context is also kept as attributes for code that handles the err
 from __future__ import annotations
 
 from pathlib import Path
+
+# A key quoted in a message is cut after this many characters.
+_MAX_KEY_CHARS = 100
 
 
 class ProcessorError(Exception):
@@ -122,6 +127,30 @@ class RecordRejectedError(ProcessorError):
         super().__init__(f"producing to {target_topic!r} failed: {problem}")
 
 
+class ChangelogRecordTooLargeError(RecordRejectedError):
+    """A store update whose changelog record (key and value) is larger than the changelog topic
+    takes: the store refuses it when it is written, so it never reaches the commit."""
+
+    def __init__(
+        self, store: str, changelog: str, key_size: int, value_size: int, limit: int
+    ) -> None:
+        self.store = store
+        self.key_size = key_size
+        self.value_size = value_size
+        self.limit = limit
+        self.target_topic = changelog
+        self.problem = (
+            f"store {store!r}: an update with key {key_size} bytes, value {value_size} bytes "
+            f"does not fit its changelog {changelog!r}, which takes at most {limit} bytes of key "
+            "and value (the topic's max.message.bytes or the producer's message.max.bytes, "
+            "whichever is smaller, less the record's overhead); the update is not applied. To "
+            "keep such values, raise the topic's max.message.bytes and the producer's "
+            "(--kafka producer.message.max.bytes=N)"
+        )
+        # Not RecordRejectedError's "producing to ... failed": nothing was produced.
+        ProcessorError.__init__(self, self.problem)
+
+
 class TransientError(ProcessorError):
     """Raise it (or a subclass) from a user function to have the call retried with backoff
     (`processing_retry_*` settings, or the operator's `retry=Retry(...)`) before the
@@ -143,6 +172,25 @@ class ProductionError(RecordError):
 
 class StateError(ProcessorError):
     """A task's local state cannot be used."""
+
+
+class StoredValueError(StateError):
+    """A value a store holds cannot be read by the store's value serde: the serde changed since
+    the value was written (a new deploy), or the value was written by something else."""
+
+    def __init__(self, store: str, serde: str, key: object, cause: Exception) -> None:
+        self.store = store
+        self.serde = serde
+        self.key = key
+        self.cause = cause
+        shown = repr(key)
+        if len(shown) > _MAX_KEY_CHARS:
+            shown = shown[:_MAX_KEY_CHARS] + "..."
+        super().__init__(
+            f"store {store!r} holds a value for key {shown} that its {serde} value serde cannot "
+            f"read ({type(cause).__name__}: {cause}); was the store's serde changed since the "
+            "value was written? Give the store a serde that still reads the old values"
+        )
 
 
 class StoreCorruptedError(StateError):

@@ -133,3 +133,17 @@ stalling_counting = Topology("stalling-counting")
     .to_stream()
     .to(SINK, value_serde=serdes.IntSerde())
 )
+
+# The latest value per key (table "latest", over the source), and how many values each key has
+# had (store "counts"), every count written to the sink as (key, count).
+latest = Topology("latest")
+(
+    latest.table(
+        SOURCE, key_serde=serdes.StringSerde(), value_serde=serdes.StringSerde(), name="latest"
+    )
+    .to_stream()
+    .group_by_key()
+    .count(name="counts")
+    .to_stream()
+    .to(SINK, value_serde=serdes.IntSerde())
+)

@@ -76,6 +76,8 @@ _SLOW_COMMIT_S = 5.0
 # goes on between tries.
 _INIT_TRY_S = 2.0
 _INIT_INTERVAL_S = 1.0
+# Changelog topics are `<application_id>-<store>-changelog`.
+_CHANGELOG_SUFFIX = "-changelog"
 OUTAGE_LIMIT_S = 300.0
 """How long the broker may not take this worker's requests before the worker gives up."""
 _WARNING_INTERVAL_S = 10.0
@@ -446,11 +448,19 @@ class Committer:
             if first.origin is not None
             else ""
         )
+        hint = "production_error_handler=skip or dead_letter handles refused sink records"
+        if first.too_large and first.origin is None and first.topic.endswith(_CHANGELOG_SUFFIX):
+            # Stores refuse updates too large for their changelogs as they are written: this
+            # changelog's limit was lowered since the worker read it.
+            hint = (
+                "the changelog's max.message.bytes was lowered since this worker read it; a "
+                "restart reads it again, and store updates over it then go to the production "
+                "error handler"
+            )
         raise BrokerError(
             f"the broker refused {len(failures)} output records, first to topic "
             f"{first.topic!r} partition {first.partition}{origin}: {first.reason}; their input "
-            "offsets were not committed, so a restart after the fix reprocesses them "
-            "(production_error_handler=skip or dead_letter handles refused sink records)",
+            f"offsets were not committed, so a restart after the fix reprocesses them ({hint})",
             fatal=True,
         )
 

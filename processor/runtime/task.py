@@ -12,6 +12,7 @@ CREATED --> RESTORING --> RUNNING --> CLOSED
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -19,6 +20,7 @@ from processor.errors import ProcessorError
 from processor.kafka.consumer import Message
 from processor.runtime.task_id import TaskId
 from processor.state.task_stores import TaskStores
+from processor.state.typed import NO_LIMIT
 from processor.topology.handling import (
     RECORD_ERRORS,
     Accounting,
@@ -40,11 +42,16 @@ RecordPosition = tuple[str, int, int]
 @dataclass(frozen=True)
 class TaskOptions:
     """What every task of a worker shares: how failed records are handled and counted, the
-    retry of transient user errors, and the records whose outputs could not be produced."""
+    retry of transient user errors, the records whose outputs could not be produced, and how
+    large a store update may be."""
 
     handling: ErrorHandling = field(default_factory=ErrorHandling)
     accounting: Accounting = field(default_factory=Accounting)
     retry: Retry | None = None
+    # Per changelog topic, the most key + value bytes one of its records may hold
+    # (`processor.kafka.producer.max_record_bytes`): a store refuses a larger update when it is
+    # written. A changelog not named here has no limit.
+    changelog_limits: Mapping[str, int] = field(default_factory=dict)
     # Records whose outputs the broker refused in a transaction that was then aborted: they go
     # straight to the production error handler when read again.
     unproducible: dict[RecordPosition, tuple[RecordFailure, RecordBytes]] = field(
@@ -94,11 +101,16 @@ class StreamTask:
         self._accounting = options.accounting
         self._retry = options.retry
         self._unproducible = options.unproducible
+        self._changelog_limits = options.changelog_limits
 
     def start(self, stores: TaskStores | None) -> None:
         """Build the processors over `stores` (restored, for a stateful task) and run."""
         self.transition(TaskState.RUNNING)
         self.stores = stores
+        if stores is not None:
+            for name, store in stores.stores.items():
+                changelog = stores.changelogs[name]
+                store.limit_changelog(changelog, self._changelog_limits.get(changelog, NO_LIMIT))
         self._sources = instantiate(
             self.subtopology,
             self._context,

@@ -50,7 +50,13 @@ from processor.errors import (
 from processor.kafka.admin import Admin, GroupMember
 from processor.kafka.changelog_reader import ChangelogReader
 from processor.kafka.consumer import GroupConsumer, Message, is_fatal, is_partition_eof
-from processor.kafka.producer import Headers, OutputProducer, fence_transactional_id
+from processor.kafka.producer import (
+    Headers,
+    OutputProducer,
+    fence_transactional_id,
+    max_record_bytes,
+    producer_max_bytes,
+)
 from processor.kafka.settings import settings_for
 from processor.kafka.topic_tail import TopicTail
 from processor.metrics import RestoreSample, WorkerMetrics, WorkerSnapshot
@@ -277,8 +283,10 @@ class Worker:
             len(self._all_tasks),
             cfg.processing_guarantee.value,
         )
-        self._producer = OutputProducer(self._producer_settings(common))
+        producer_settings = self._producer_settings(common)
+        self._producer = OutputProducer(producer_settings)
         self._producer.topic_limits.update(self._record_size_limits(self._output_topics()))
+        changelog_limits = self._changelog_limits(producer_max_bytes(producer_settings))
         consumer_settings = self._consumer_settings(common)
         self._consumer = GroupConsumer(consumer_settings)
         session_timeout_s = int(consumer_settings.get("session.timeout.ms", 45000)) / 1000
@@ -294,6 +302,7 @@ class Worker:
                 cfg.processing_retry_max_backoff_ms,
             ),
             unproducible=self._unproducible,
+            changelog_limits=changelog_limits,
         )
         self._committer = Committer(
             self._producer,
@@ -451,6 +460,26 @@ class Worker:
             {t for sub in self._subtopologies.values() for t in sub.external_sink_topics}
             | ({self.config.dead_letters} if self.handling.uses_dead_letters else set())
         )
+
+    def _changelog_limits(self, producer_max: int) -> dict[str, int]:
+        """The most key + value bytes a record of each changelog may hold: the smaller of its
+        max.message.bytes and the producer's message.max.bytes, less a record's overhead. A store
+        update over it goes to the production error handler when the store is written. (When
+        the broker refuses a changelog record after all, its limit was lowered since: the commit
+        cannot be completed, the worker stops, and its restart reads the new limit here.)"""
+        topics = sorted(
+            {t for sub in self._subtopologies.values() for t in sub.changelog_topics.values()}
+        )
+        known = self._record_size_limits(topics)
+        limits = {t: max_record_bytes(known.get(t), producer_max) for t in topics}
+        if limits:
+            log.info(
+                "worker %s: store updates over %s bytes of key and value do not fit their "
+                "changelogs and go to the production error handler",
+                self.instance_id,
+                " or ".join(str(n) for n in sorted(set(limits.values()))),
+            )
+        return limits
 
     def _record_size_limits(self, topics: list[str]) -> dict[str, int]:
         """max.message.bytes of `topics`, where the broker can tell."""

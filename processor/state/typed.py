@@ -3,13 +3,21 @@
 Keys are ordered by their serialized bytes, as in Kafka Streams, not by their Python values:
 with `StringSerde` that is UTF-8 byte order, and with `IntSerde` (signed big-endian) negative
 numbers come after positive ones.
+
+Every write is a changelog record at the next commit, so a store given its changelog's limit
+(`limit_changelog`) refuses, when it is written, a value whose key and value bytes would not fit:
+the store stays equal to its changelog, and the error reaches the production error handler of
+the record being processed instead of failing the commit. A stored value its serde cannot read
+raises `StoredValueError`.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Generic, TypeVar, cast, overload
 
+from processor.errors import ChangelogRecordTooLargeError, StoredValueError, TransientError
 from processor.serdes._serde import Serde
 from processor.state.cache import StoreCache
 
@@ -20,6 +28,9 @@ V = TypeVar("V")
 D = TypeVar("D")
 """The type of a default returned for a missing key."""
 
+
+NO_LIMIT = sys.maxsize
+"""The changelog limit of a store that was given none: every write fits."""
 
 _NO_KEY = object()
 # Key types whose serialized form cannot change while the object lives.
@@ -57,6 +68,22 @@ class KeyValueStore(Generic[K, V]):
         # same key, and serializing it once is a measurable part of a record's cost.
         self._last_key: object = _NO_KEY
         self._last_key_bytes = b""
+        # The most key + value bytes a write may have (`limit_changelog`): one int compared per
+        # put, nothing looked up.
+        self._max_record_bytes = NO_LIMIT
+        self._changelog = ""
+
+    def limit_changelog(self, changelog: str, max_record_bytes: int) -> None:
+        """Refuse, with `ChangelogRecordTooLargeError`, a put whose key and value together are
+        larger than `max_record_bytes`: what one record of topic `changelog` may hold. Deletes
+        (tombstones) always fit."""
+        self._changelog = changelog
+        self._max_record_bytes = max_record_bytes
+
+    @property
+    def max_record_bytes(self) -> int:
+        """The most key + value bytes a put may have (`NO_LIMIT` unless limited)."""
+        return self._max_record_bytes
 
     @overload
     def get(self, key: K, default: None = None) -> V | None: ...
@@ -66,15 +93,21 @@ class KeyValueStore(Generic[K, V]):
     def get(self, key: K, default: D | None = None) -> V | D | None:
         """The value of `key`, or `default` when the store has none."""
         data = self._cache.get(self._key(key))
-        return default if data is None else self._value(data)
+        return default if data is None else self._value(data, key)
 
     def put(self, key: K, value: V | None) -> None:
-        """Set the value of `key`; None deletes it."""
+        """Set the value of `key`; None deletes it. Raises `ChangelogRecordTooLargeError`, and
+        changes nothing, when the key and value do not fit one changelog record."""
         data = self._value_serde.serialize(value) if value is not None else None
         if data is None:
             self._cache.delete(self._key(key))
-        else:
-            self._cache.put(self._key(key), data)
+            return
+        key_bytes = self._key(key)
+        if len(key_bytes) + len(data) > self._max_record_bytes:
+            raise ChangelogRecordTooLargeError(
+                self.name, self._changelog, len(key_bytes), len(data), self._max_record_bytes
+            )
+        self._cache.put(key_bytes, data)
 
     def delete(self, key: K) -> None:
         self._cache.delete(self._key(key))
@@ -113,14 +146,20 @@ class KeyValueStore(Generic[K, V]):
             self._last_key, self._last_key_bytes = key, data
         return data
 
-    def _value(self, data: bytes) -> V:
-        # The serde maps only None to None and stored values are never None.
-        return cast(V, self._value_serde.deserialize(data))
+    def _value(self, data: bytes, key: object) -> V:
+        try:
+            # The serde maps only None to None and stored values are never None.
+            return cast(V, self._value_serde.deserialize(data))
+        except TransientError:
+            raise  # the serde's registry is away: nothing is wrong with the value
+        except Exception as e:
+            raise StoredValueError(self.name, self._value_serde.name, key, e) from e
 
     def _typed(self, entries: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[K, V]]:
         key_serde = self._key_serde
-        for key, value in entries:
-            yield cast(K, key_serde.deserialize(key)), self._value(value)
+        for key_bytes, value in entries:
+            key = cast(K, key_serde.deserialize(key_bytes))
+            yield key, self._value(value, key)
 
     def __repr__(self) -> str:
         return f"KeyValueStore({self.name!r})"

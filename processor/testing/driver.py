@@ -36,6 +36,7 @@ from typing import Any
 
 from processor.dsl.topology import Topology
 from processor.errors import TopologyError
+from processor.kafka.producer import DEFAULT_MESSAGE_MAX_BYTES, max_record_bytes
 from processor.serdes import Serde
 from processor.state.memory import InMemoryBackend
 from processor.state.task_stores import TaskStores
@@ -53,6 +54,10 @@ from processor.topology.handling import (
 from processor.topology.processors import Headers, RecordContext, SourceProcessor, instantiate
 from processor.topology.retry import Retry
 from processor.topology.subtopology import deserialization_overrides
+
+DEFAULT_MAX_CHANGELOG_RECORD_BYTES = max_record_bytes(None, DEFAULT_MESSAGE_MAX_BYTES)
+"""The most key + value bytes a store update may have in the driver by default: as much as a
+worker with librdkafka's default message.max.bytes lets a changelog record hold."""
 
 
 @dataclass(frozen=True)
@@ -96,11 +101,17 @@ class TopologyTestDriver:
         application_id: str | None = None,
         deserialization_error_handler: ErrorHandler = ErrorHandler.FAIL,
         processing_error_handler: ErrorHandler = ErrorHandler.FAIL,
+        production_error_handler: ErrorHandler = ErrorHandler.FAIL,
         dead_letter_topic: str | None = None,
         retry: Retry | None = None,
+        max_changelog_record_bytes: int = DEFAULT_MAX_CHANGELOG_RECORD_BYTES,
     ) -> None:
         """`retry` applies to user functions raising transient errors, as a worker's
-        `processing_retry_*` settings do; by default the driver does not retry (nor wait)."""
+        `processing_retry_*` settings do; by default the driver does not retry (nor wait).
+        A store update whose key and value are together larger than
+        `max_changelog_record_bytes` goes to the production error handler, as in a worker
+        whose changelogs take that much (by default: what librdkafka's default
+        message.max.bytes allows)."""
         self._topology = topology
         self._now_ms = start_time_ms
         subtopologies = topology.subtopologies(application_id)
@@ -108,6 +119,7 @@ class TopologyTestDriver:
         self._handling = ErrorHandling(
             deserialization=deserialization_error_handler,
             processing=processing_error_handler,
+            production=production_error_handler,
             dead_letter_topic=dead_letter_topic
             or f"{application_id or topology.name}-dead-letters",
             source_overrides=deserialization_overrides(subtopologies),
@@ -136,6 +148,8 @@ class TopologyTestDriver:
                     cache_size_per_store=1_000_000,
                 )
                 self._task_stores.append(task_stores)
+                for name, store in task_stores.stores.items():
+                    store.limit_changelog(task_stores.changelogs[name], max_changelog_record_bytes)
                 self._stores.update(task_stores.stores)
                 stores = task_stores.stores
                 for spec in sub.stores:

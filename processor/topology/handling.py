@@ -1,8 +1,9 @@
 """What happens to a record that cannot be processed, and where every input record ends up.
 
 A record fails at one of three stages: its bytes cannot be deserialized (or it lacks a key a
-keyed operator needs), a user function raises, or an output it caused cannot be produced. For
-each stage the application picks a handler:
+keyed operator needs), a user function raises (or an aggregate it updates cannot be read), or an
+output it caused cannot be produced (a sink's record, or a store update too large for its
+changelog). For each stage the application picks a handler:
 
 - `fail` (the default): the worker stops with one message naming the record's topic, partition
   and offset; its offset is not committed, so a restart after the fix reads it again;
@@ -24,7 +25,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from processor.errors import DeserializationError, RecordError, RecordRejectedError
+from processor.errors import (
+    ChangelogRecordTooLargeError,
+    DeserializationError,
+    RecordError,
+    RecordRejectedError,
+)
 from processor.topology.record import (
     Emitter,
     Headers,
@@ -128,7 +134,13 @@ class RecordFailure:
 
 
 # What a record's trip through the processors may raise that a handler deals with.
-RECORD_ERRORS = (DeserializationError, NullKeyError, SinkRejectedError, OperatorError)
+RECORD_ERRORS = (
+    DeserializationError,
+    NullKeyError,
+    SinkRejectedError,
+    ChangelogRecordTooLargeError,
+    OperatorError,
+)
 
 
 def failure_of(
@@ -142,6 +154,17 @@ def failure_of(
         target = rejected.target_topic if isinstance(rejected, RecordRejectedError) else None
         return RecordFailure(
             ErrorStage.PRODUCTION, rejected, topic, partition, offset, task, error.node, target
+        )
+    if isinstance(error, ChangelogRecordTooLargeError):
+        # Refused by the store when written: neither the store nor its changelog has it.
+        return RecordFailure(
+            ErrorStage.PRODUCTION,
+            error,
+            topic,
+            partition,
+            offset,
+            task,
+            target_topic=error.target_topic,
         )
     assert isinstance(error, OperatorError), error
     return RecordFailure(

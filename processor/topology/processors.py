@@ -12,8 +12,10 @@ from typing import Any
 
 from processor.errors import (
     BrokerError,
+    ChangelogRecordTooLargeError,
     DeserializationError,
     RecordRejectedError,
+    StoredValueError,
     TransientError,
 )
 from processor.serdes import Serde
@@ -271,7 +273,12 @@ class AggregateProcessor(Processor):
             raise NullKeyError(self.name)
         if value is None:
             return
-        current = self.store.get(key)
+        try:
+            current = self.store.get(key)
+        except StoredValueError as e:
+            # An aggregate its serde cannot read (the serde changed): the processing error
+            # handler's; under skip the stored value stays, and so does the error.
+            raise OperatorError(self.name, e) from e
         try:
             if current is None:
                 initial = value if self.initializer is None else self.initializer()
@@ -281,6 +288,8 @@ class AggregateProcessor(Processor):
             # Inside the try: an aggregate the store's value serde cannot write is this
             # operator's error too, and must reach the task as one (with the record's position).
             self.store.put(key, new)
+        except ChangelogRecordTooLargeError:
+            raise  # the production error handler's, like an output the broker refuses
         except Exception as e:
             raise OperatorError(self.name, e) from e
         self.context.effects += 1
@@ -288,7 +297,8 @@ class AggregateProcessor(Processor):
 
 
 class MaterializeProcessor(Processor):
-    """Keeps the latest value per key (a null value deletes the key) and passes records on."""
+    """Keeps the latest value per key (a null value deletes the key) and passes records on. A
+    value too large for the store's changelog is not kept and not passed on."""
 
     __slots__ = ("context", "store")
 
@@ -328,6 +338,8 @@ class ProcessProcessor(Processor):
             self.function(self.context, key, value)
         except (OperatorError, NullKeyError, SinkRejectedError, BrokerError):
             raise  # from operators downstream, through context.forward()
+        except ChangelogRecordTooLargeError:
+            raise  # a store update too large (its own, or downstream): production's
         except Exception as e:
             raise OperatorError(self.name, e) from e
 

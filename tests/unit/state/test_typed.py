@@ -10,10 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import processor.state.typed
+from processor.errors import ChangelogRecordTooLargeError, StoredValueError, TransientError
 from processor.serdes import BytesSerde, IntSerde, JsonSerde, StringSerde
 from processor.state.cache import StoreCache
 from processor.state.memory import InMemoryBackend
-from processor.state.typed import KeyValueStore, _prefix_end
+from processor.state.typed import NO_LIMIT, KeyValueStore, _prefix_end
 
 
 def make_store(key_serde: Any = None, value_serde: Any = None) -> KeyValueStore[Any, Any]:
@@ -140,3 +141,39 @@ def test_none_keys_are_refused() -> None:
     store = make_store()
     with pytest.raises(ValueError, match="None"):
         store.put(None, 1)
+
+
+def test_a_put_over_the_changelog_limit_is_refused_and_changes_nothing() -> None:
+    store = make_store(value_serde=BytesSerde())
+    assert store.max_record_bytes == NO_LIMIT
+    store.limit_changelog("app-s-changelog", 10)
+    store.put("k", b"x" * 9)  # 1 + 9 bytes: fits
+    with pytest.raises(ChangelogRecordTooLargeError) as raised:
+        store.put("k", b"y" * 10)
+    error = raised.value
+    assert (error.store, error.target_topic) == ("s", "app-s-changelog")
+    assert (error.key_size, error.value_size, error.limit) == (1, 10, 10)
+    assert store.get("k") == b"x" * 9
+    store.put("k" * 50, None)  # a delete always fits
+    store.delete("k" * 50)
+
+
+def test_a_value_the_serde_cannot_read_names_the_store_and_key() -> None:
+    cache = StoreCache(InMemoryBackend(["s"]), "s")
+    KeyValueStore(cache, StringSerde(), StringSerde()).put("k", "text")
+    store: KeyValueStore[str, int] = KeyValueStore(cache, StringSerde(), IntSerde())
+    with pytest.raises(StoredValueError, match=r"store 's' holds a value for key 'k'.* int "):
+        store.get("k")
+    with pytest.raises(StoredValueError):
+        list(store.all())
+
+
+def test_a_transient_serde_error_is_not_blamed_on_the_stored_value() -> None:
+    class Unreachable(StringSerde):
+        def deserialize(self, data: bytes | None) -> str | None:
+            raise TransientError("registry unreachable")
+
+    cache = StoreCache(InMemoryBackend(["s"]), "s")
+    KeyValueStore(cache, StringSerde(), StringSerde()).put("k", "text")
+    with pytest.raises(TransientError):
+        KeyValueStore(cache, StringSerde(), Unreachable()).get("k")

@@ -5,18 +5,61 @@ of the copies this worker holds."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from processor.query.source import LocalRead, Owners, StoreInfo
 from processor.runtime.task_id import TaskId
 from processor.state.backend import TaskStateBackend
 
 if TYPE_CHECKING:
-    from processor.runtime.worker import Worker
+    from processor.runtime.assignment import Assignment
+    from processor.runtime.rebalance import Rebalancer
+    from processor.runtime.status import StatusBoard
+    from processor.runtime.status_publisher import StatusPublisher
+    from processor.runtime.task_manager import TaskManager
+
+
+class WorkerView(Protocol):
+    """What the query API reads of a running worker."""
+
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def endpoint(self) -> str | None: ...
+    @property
+    def assignment(self) -> Assignment | None: ...
+    @property
+    def board(self) -> StatusBoard: ...
+    @property
+    def task_manager(self) -> TaskManager | None: ...
+
+
+class RuntimeView:
+    """A `WorkerView` over a worker's collaborators (the HTTP thread reads through it)."""
+
+    def __init__(
+        self, instance_id: str, rebalancer: Rebalancer, status: StatusPublisher, tasks: TaskManager
+    ) -> None:
+        self.instance_id = instance_id
+        self._rebalancer = rebalancer
+        self._status = status
+        self.task_manager = tasks
+
+    @property
+    def endpoint(self) -> str | None:
+        return self._status.endpoint
+
+    @property
+    def assignment(self) -> Assignment | None:
+        return self._rebalancer.assignment
+
+    @property
+    def board(self) -> StatusBoard:
+        return self._status.board
 
 
 class WorkerQuerySource:
-    def __init__(self, worker: Worker, stores: Mapping[str, StoreInfo]) -> None:
+    def __init__(self, worker: WorkerView, stores: Mapping[str, StoreInfo]) -> None:
         self._worker = worker
         self._stores = dict(stores)
 

@@ -82,6 +82,7 @@ class _Collector:
         value: bytes | None,
         timestamp: int,
         headers: Headers | None,
+        origin: RecordContext | None = None,
     ) -> None:
         record = OutputRecord(topic, key, value, timestamp, headers)
         if topic in self._internal_topics:

@@ -406,7 +406,7 @@ class SinkProcessor(Processor):
             ) from e
         c = self.context
         try:
-            self.emitter.emit(self.topic, key_bytes, value_bytes, c.timestamp, c.headers)
+            self.emitter.emit(self.topic, key_bytes, value_bytes, c.timestamp, c.headers, c)
         except RecordRejectedError as e:
             raise SinkRejectedError(self.name, e) from e
         c.effects += 1

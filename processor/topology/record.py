@@ -25,7 +25,8 @@ class RecordContext:
 
 
 class Emitter(Protocol):
-    """Receives each record a sink writes."""
+    """Receives each record a sink writes. `origin` is the context of the input record being
+    processed (a sink passes it; records without an input, such as dead letters, do not)."""
 
     def emit(
         self,
@@ -34,6 +35,7 @@ class Emitter(Protocol):
         value: bytes | None,
         timestamp: int,
         headers: Headers | None,
+        origin: RecordContext | None = None,
     ) -> None: ...
 
 

@@ -14,7 +14,8 @@ from processor import Topology, serdes
 from processor.errors import BrokerError
 from processor.kafka.producer import DeliveryFailure
 from processor.runtime import commit as commit_module
-from processor.runtime.commit import BrokerWatch, Committer
+from processor.runtime.broker_watch import BrokerWatch
+from processor.runtime.commit import Committer, make_committer
 from processor.runtime.task import StreamTask
 from processor.runtime.task_id import TaskId
 from processor.state.memory import InMemoryBackend
@@ -161,7 +162,7 @@ def stored(backend: InMemoryBackend) -> dict[bytes, bytes]:
 def test_at_least_once_steps_in_order() -> None:
     calls: list[str] = []
     producer = FakeProducer(calls)
-    committer = Committer(producer, FakeConsumer(calls, producer), exactly_once=False)  # type: ignore[arg-type]
+    committer = make_committer(producer, FakeConsumer(calls, producer), exactly_once=False)  # type: ignore[arg-type]
     task, backend = counting_task(producer)
     feed(task, "a", "a", "b")
     committer.commit([task])
@@ -180,7 +181,7 @@ def test_at_least_once_steps_in_order() -> None:
 def test_at_least_once_unacknowledged_outputs_commit_nothing_and_retry_later() -> None:
     calls: list[str] = []
     producer = FakeProducer(calls)
-    committer = Committer(producer, FakeConsumer(calls, producer), exactly_once=False)  # type: ignore[arg-type]
+    committer = make_committer(producer, FakeConsumer(calls, producer), exactly_once=False)  # type: ignore[arg-type]
     task, backend = counting_task(producer)
     feed(task, "a")
     producer.unacknowledged_on_flush = 1
@@ -200,7 +201,7 @@ def test_at_least_once_unacknowledged_outputs_commit_nothing_and_retry_later() -
 def test_refused_records_stop_the_worker_before_offsets_are_committed() -> None:
     calls: list[str] = []
     producer = FakeProducer(calls)
-    committer = Committer(producer, FakeConsumer(calls, producer), exactly_once=False)  # type: ignore[arg-type]
+    committer = make_committer(producer, FakeConsumer(calls, producer), exactly_once=False)  # type: ignore[arg-type]
     task, _ = counting_task(producer)
     feed(task, "a")
     producer.failures.append(DeliveryFailure("out", 0, "MSG_SIZE_TOO_LARGE"))
@@ -213,7 +214,7 @@ def test_refused_records_stop_the_worker_before_offsets_are_committed() -> None:
 def test_exactly_once_checkpoints_only_after_the_transaction_committed() -> None:
     calls: list[str] = []
     producer = FakeProducer(calls)
-    committer = Committer(producer, FakeConsumer(calls, producer), exactly_once=True)  # type: ignore[arg-type]
+    committer = make_committer(producer, FakeConsumer(calls, producer), exactly_once=True)  # type: ignore[arg-type]
     committer.start()
     task, backend = counting_task(producer)
     committer.before_output()
@@ -234,7 +235,7 @@ def exactly_once() -> tuple[list[str], FakeProducer, Committer, StreamTask, InMe
     """A committer and a counting task that has committed one record (key "a")."""
     calls: list[str] = []
     producer = FakeProducer(calls)
-    committer = Committer(producer, FakeConsumer(calls, producer), exactly_once=True)  # type: ignore[arg-type]
+    committer = make_committer(producer, FakeConsumer(calls, producer), exactly_once=True)  # type: ignore[arg-type]
     committer.start()
     task, backend = counting_task(producer)
     committer.before_output()
@@ -301,7 +302,7 @@ def test_a_commit_that_waited_for_the_broker_replaces_the_producer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls, producer, committer, task, backend = exactly_once()
-    monkeypatch.setattr(commit_module, "_SLOW_COMMIT_S", 0.05)
+    monkeypatch.setattr(commit_module, "SLOW_COMMIT_S", 0.05)
     committer.before_output()
     feed(task, "b", first_offset=1)
     producer.commit_seconds = 0.1  # the broker was away meanwhile
@@ -368,7 +369,7 @@ def test_the_broker_watch_says_when_the_broker_is_back_and_gives_up_after_its_li
 def test_at_least_once_records_lost_in_an_outage_stop_the_worker() -> None:
     calls: list[str] = []
     producer = FakeProducer(calls)
-    committer = Committer(producer, FakeConsumer(calls, producer), exactly_once=False)  # type: ignore[arg-type]
+    committer = make_committer(producer, FakeConsumer(calls, producer), exactly_once=False)  # type: ignore[arg-type]
     task, _ = counting_task(producer)
     feed(task, "a")
     producer.failures.append(DeliveryFailure("out", 0, "Local: Message timed out"))

@@ -1,0 +1,380 @@
+"""Rebalancing: from the group's members to the tasks this worker runs.
+
+The group consumer's callbacks arrive inside `consume()`. On revoke the tasks are committed and
+dropped (standbys go on); on lost they are dropped uncommitted; on assign the worker waits for a
+snapshot of the generation it just joined. Then two named steps:
+
+1. `accept_snapshot()`: the group is Stable and shows this member with its own client id; who
+   takes part is decided from every member's client id (`processor.runtime.membership`):
+   strangers and outvoted workers own nothing;
+2. `apply_assignment()`: every worker computes the same assignment from the members taking part;
+   this one creates its active tasks (restoring first where stateful), sets its standbys, fences
+   the transactions of departed owners it takes over (exactly-once) and `assign()`s the source
+   partitions of its running tasks.
+
+Between rebalances it pre-warms, as standbys, what announced joiners will give this worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from processor.config import WorkerConfig
+from processor.errors import BrokerError
+from processor.kafka.admin import Admin, GroupMember
+from processor.kafka.consumer import GroupConsumer
+from processor.kafka.producer import fence_transactional_id
+from processor.runtime import warmup
+from processor.runtime.assignment import Assignment, assign_with_standbys
+from processor.runtime.clients import fencing_settings, transactional_id
+from processor.runtime.commit import Committer
+from processor.runtime.identity import WorkerIdentity
+from processor.runtime.membership import DuplicateWatch, Membership, stable_membership
+from processor.runtime.status import InstancePhase
+from processor.runtime.status_publisher import GroupView, StatusPublisher
+from processor.runtime.task_id import TaskId
+from processor.runtime.task_manager import TaskManager
+from processor.runtime.task_plan import TaskPlan
+from processor.state.restore import RestoreState
+
+__all__ = ["Rebalancer"]
+
+log = logging.getLogger("processor.worker")
+
+_SNAPSHOT_RETRY_S = 0.1
+_SNAPSHOT_ERROR_RETRY_S = 1.0
+
+
+class Rebalancer:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        plan: TaskPlan,
+        admin: Admin,
+        consumer: GroupConsumer,
+        committer: Committer,
+        tasks: TaskManager,
+        status: StatusPublisher,
+        *,
+        session_timeout_s: float,
+    ) -> None:
+        self._config = config
+        self._plan = plan
+        self._instance_id = plan.identity.instance_id
+        self._admin = admin
+        self._consumer = consumer
+        self._committer = committer
+        self._tasks = tasks
+        self._status = status
+        self._duplicates = DuplicateWatch(self._instance_id, session_timeout_s + 5.0)
+        self.assignment: Assignment | None = None
+        self.members: list[str] = []
+        self.joiners: list[str] = []
+        self._prewarm: frozenset[TaskId] = frozenset()
+        self._membership = Membership([], {})
+        self._outvoted_by: WorkerIdentity | None = None
+        self._strangers_seen: set[tuple[str, str]] = set()
+        self._rebalances = 0
+        self._snapshot_pending = False
+        self._next_snapshot_at = 0.0
+
+    @property
+    def settled(self) -> bool:
+        """Whether this worker runs the assignment of the current generation."""
+        return not self._snapshot_pending and self.assignment is not None
+
+    def group_view(self) -> GroupView:
+        return GroupView(
+            rebalances=self._rebalances,
+            foreign_members=len(self._membership.strangers),
+            outvoted_members=len(self._membership.outvoted),
+            outvoted=self._outvoted_by is not None,
+        )
+
+    def assign(self, members: list[str]) -> Assignment:
+        return assign_with_standbys(
+            members,
+            self._plan.tasks,
+            num_standby_replicas=self._config.num_standby_replicas,
+            balance_factor=self._config.assignment_balance_factor,
+        )
+
+    # -- group consumer callbacks ----------------------------------------------------------
+
+    def subscribe(self) -> None:
+        self._consumer.subscribe(
+            self._config.coordination_topic,
+            on_assign=self.on_assign,
+            on_revoke=self.on_revoke,
+            on_lost=self.on_lost,
+        )
+
+    def on_assign(self) -> None:
+        self._snapshot_pending = True
+        self._next_snapshot_at = 0.0
+
+    def on_revoke(self) -> None:
+        self._snapshot_pending = False
+        if self._tasks.tasks:
+            try:
+                self._committer.commit(self._tasks.running())
+            except BrokerError as e:
+                if e.fatal:
+                    raise
+                # The next owner reprocesses from the last committed offsets.
+                log.warning("worker %s: commit on revoke failed: %s", self._instance_id, e)
+                self._committer.abandon()
+        self._tasks.close_active()
+
+    def on_lost(self) -> None:
+        log.warning(
+            "worker %s: lost its group membership; dropping tasks uncommitted", self._instance_id
+        )
+        self._snapshot_pending = False
+        self._committer.abandon()
+        self._tasks.close_active()
+
+    def rewind(self) -> None:
+        """Drop the active tasks and take them again from the last committed offsets."""
+        if not self._tasks.tasks:
+            return
+        log.warning("worker %s: rewinding tasks to the last committed offsets", self._instance_id)
+        self._tasks.close_active()
+        self._consumer.unassign()
+        self._snapshot_pending = True
+
+    def rejoin(self) -> None:
+        """Commit, give up every task and join the group again under the plan's identity."""
+        self.on_revoke()
+        self.assignment = None
+        self._consumer.rejoin(self._plan.identity.client_id())
+
+    def still_a_member(self, stalled_s: float) -> bool | None:
+        """After a stall: whether the group still has this member, asked before anything more
+        is written (None: the group could not be asked). When it has not, drop the uncommitted
+        work (the tasks' new owner has it); the consumer learns it is out at its next poll and
+        rejoins."""
+        try:
+            snapshot = self._admin.describe_group(self._config.application_id)
+        except BrokerError as e:
+            log.warning(
+                "worker %s: stood still for %.1fs and cannot ask the group whether it is still a "
+                "member (%s); holding its commit",
+                self._instance_id,
+                stalled_s,
+                e,
+            )
+            return None
+        if any(m.member_id == self._consumer.member_id for m in snapshot.members):
+            return True
+        log.warning(
+            "worker %s: stood still for %.1fs and is no longer a member of the group (its tasks "
+            "have moved); dropping its uncommitted work instead of writing stale state",
+            self._instance_id,
+            stalled_s,
+        )
+        self.on_lost()
+        self._consumer.unassign()
+        return False
+
+    # -- a new generation ------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """Take the pending generation once its snapshot is there."""
+        self._duplicates.check(time.monotonic())
+        if not self._snapshot_pending or time.monotonic() < self._next_snapshot_at:
+            return
+        membership = self.accept_snapshot()
+        if membership is None:
+            return
+        if membership.takes_part(self._plan.identity):
+            self.apply_assignment(membership)
+        else:
+            self._wait_outvoted(membership)
+
+    def accept_snapshot(self) -> Membership | None:
+        """The membership of the generation this worker just joined, or None (try again soon)."""
+        try:
+            snapshot = self._admin.describe_group(self._config.application_id)
+        except BrokerError as e:
+            log.warning("worker %s: %s (retrying)", self._instance_id, e)
+            self._next_snapshot_at = time.monotonic() + _SNAPSHOT_ERROR_RETRY_S
+            return None
+        membership = stable_membership(snapshot, self._consumer.member_id)
+        if membership is None or not self._is_own_view(snapshot.members):
+            self._next_snapshot_at = time.monotonic() + _SNAPSHOT_RETRY_S
+            return None
+        self._snapshot_pending = False
+        self._rebalances += 1
+        self._membership = membership
+        self._report_strangers(membership)
+        return membership
+
+    def apply_assignment(self, membership: Membership) -> None:
+        if self._outvoted_by is not None:
+            log.warning(
+                "worker %s: the group agrees with this worker again; taking part",
+                self._instance_id,
+            )
+            self._outvoted_by = None
+        members = membership.instances
+        self.members = list(members)
+        previous = self.assignment
+        self.assignment = self.assign(members)
+        self.joiners = []
+        self._prewarm = frozenset()
+        mine = sorted(self.assignment.tasks_of(self._instance_id))
+        standbys = self._standbys_wanted()
+        if self._duplicates.observe(membership, time.monotonic()):
+            log.warning(
+                "worker %s: group members %s both carry this instance id; taking no tasks until "
+                "the older one expires (a worker restarted within the session timeout) or, if "
+                "both stay for %.0fs, stopping: two live workers must not share an instance id",
+                self._instance_id,
+                ", ".join(membership.duplicated[self._instance_id]),
+                self._duplicates.grace_s,
+            )
+            mine = []
+            standbys = set()
+        if previous is not None and self._config.exactly_once:
+            self._fence_departed(previous, members, mine)
+        self._tasks.create(mine)
+        self._tasks.set_standbys(standbys)
+        # Tasks that restore first join the assignment when they are ready (the worker's loop).
+        self._consumer.assign(self._tasks.running_partitions())
+        log.info(
+            "worker %s: members [%s]; active tasks [%s]; standby tasks [%s]",
+            self._instance_id,
+            ", ".join(members),
+            ", ".join(str(t) for t in mine),
+            ", ".join(str(t) for t in sorted(self._tasks.standbys)),
+        )
+
+    def _is_own_view(self, members: tuple[GroupMember, ...]) -> bool:
+        """Whether the snapshot shows this member with the client id it joined with (a
+        coordinator still loading has been seen to describe members without their client ids)."""
+        own = [m for m in members if m.member_id == self._consumer.member_id]
+        return bool(own) and own[0].client_id == self._plan.identity.client_id()
+
+    def _report_strangers(self, membership: Membership) -> None:
+        for stranger in membership.strangers:
+            seen = (stranger.client_id, stranger.host)
+            if seen in self._strangers_seen:
+                continue
+            self._strangers_seen.add(seen)
+            log.warning(
+                "worker %s: group member %r (client id %r, host %s) is not a worker of this "
+                "application; it gets no tasks. A consumer that joins the group %r (a console "
+                "consumer, a tool) only slows rebalances down: give it a group id of its own",
+                self._instance_id,
+                stranger.member_id,
+                stranger.client_id,
+                stranger.host or "unknown",
+                self._config.application_id,
+            )
+
+    def _wait_outvoted(self, membership: Membership) -> None:
+        """This worker computes the assignment from other inputs than most of the group: own
+        nothing (so no task is ever owned twice) and wait for the group to agree."""
+        identity = self._plan.identity
+        majority = membership.majority
+        assert majority is not None  # a worker that does not take part means another one does
+        self.assignment = None
+        self.members = []
+        self._tasks.create([])
+        self._tasks.set_standbys(set())
+        self._consumer.assign([])
+        if self._outvoted_by == majority:
+            return
+        self._outvoted_by = majority
+        log.error(
+            "worker %s runs a different %s (fingerprint %s, protocol %d) than %s (fingerprint %s, "
+            "protocol %d): it takes no tasks and waits until the group agrees. Start it with the "
+            "same topology and settings as the others, or upgrade as the README's 'Rolling "
+            "upgrades' says (a new application id, or stop every worker first)",
+            self._instance_id,
+            " and ".join(majority.fingerprint.differences(identity.fingerprint))
+            or "assignment protocol",
+            identity.fingerprint,
+            identity.protocol,
+            ", ".join(membership.instances),
+            majority.fingerprint,
+            majority.protocol,
+        )
+
+    def _fence_departed(self, previous: Assignment, members: list[str], mine: list[TaskId]) -> None:
+        """Abort the open transactions of instances that left while owning tasks this worker
+        takes over. Otherwise the promoted tasks' changelogs (and their outputs, for
+        read_committed readers) stay blocked until the broker times those transactions out."""
+        for instance in sorted(previous.instances - set(members)):
+            if not any(previous.active.get(t) == instance for t in mine):
+                continue
+            started = time.monotonic()
+            fenced_id = transactional_id(self._config, instance)
+            try:
+                fence_transactional_id(
+                    fencing_settings(self._config, self._instance_id), fenced_id, timeout=10.0
+                )
+            except BrokerError as e:
+                log.warning(
+                    "worker %s: %s; its transaction times out instead", self._instance_id, e
+                )
+                continue
+            log.info(
+                "worker %s: fenced departed instance %s (transactional id %s) in %.2fs",
+                self._instance_id,
+                instance,
+                fenced_id,
+                time.monotonic() - started,
+            )
+
+    # -- joiners ---------------------------------------------------------------------------
+
+    def update_prewarm(self) -> bool:
+        """Pre-warm, as standbys, the tasks this worker will gain when the announced joiners
+        join; drop pre-warmed copies nobody needs any more. True when the joiners changed."""
+        if not self.settled or self.assignment is None:
+            return False
+        joiners = self._status.joiners(self.members)
+        if joiners == self.joiners:
+            return False
+        self.joiners = joiners
+        prewarm: frozenset[TaskId] = frozenset()
+        if joiners:
+            future = self.assign([*self.members, *joiners])
+            prewarm = warmup.to_prewarm(self._instance_id, self.assignment, future)
+            log.info(
+                "worker %s: instances [%s] are warming up to join; pre-warming tasks [%s]",
+                self._instance_id,
+                ", ".join(joiners),
+                ", ".join(str(t) for t in sorted(prewarm)),
+            )
+        self._prewarm = prewarm
+        self._tasks.set_standbys(self._standbys_wanted())
+        return True
+
+    def _standbys_wanted(self) -> set[TaskId]:
+        assigned = (
+            self.assignment.standby.get(self._instance_id, frozenset())
+            if self.assignment is not None
+            else frozenset()
+        )
+        return set(assigned | self._prewarm)
+
+    def publish_status(self) -> None:
+        self._status.publish(InstancePhase.RUNNING, self.members, self.joiners)
+
+    @property
+    def rebalances(self) -> int:
+        """Generations accepted so far."""
+        return self._rebalances
+
+    def lag_of(self, instance: str, task: TaskId) -> int | None:
+        """How far `instance`'s copy of `task` is behind its changelogs, as far as known here."""
+        if instance != self._instance_id:
+            return self._status.lag_reported(instance, task)
+        progress = self._tasks.standby_progress().get(task)
+        if progress is None or progress.state is not RestoreState.STANDBY:
+            return None
+        return progress.remaining

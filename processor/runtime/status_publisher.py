@@ -1,0 +1,172 @@
+"""What a worker tells others about itself, and learns of them: its status on the metadata
+topic (`processor.runtime.status`), the board of every instance's latest status, and the
+Prometheus snapshot `/metrics` serves.
+
+With an HTTP token, statuses are signed and only signed ones are believed (`status_signing`):
+an endpoint that forwarded queries, and with them the token, go to cannot be forged.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from processor.config import WorkerConfig
+from processor.errors import BrokerError
+from processor.kafka.producer import Headers, OutputProducer
+from processor.kafka.topic_tail import TopicTail
+from processor.metrics import RestoreSample, WorkerMetrics, WorkerSnapshot
+from processor.runtime.clients import metadata_reader_settings, status_producer_settings
+from processor.runtime.status import IgnoredReason, InstancePhase, InstanceStatus, StatusBoard
+from processor.runtime.status_signing import SIGNATURE_HEADER, StatusSigner
+from processor.runtime.task_id import TaskId
+from processor.runtime.task_manager import TaskManager
+from processor.state.restore import RestoreState
+from processor.topology.handling import Accounting
+
+__all__ = ["GroupView", "StatusPublisher"]
+
+log = logging.getLogger("processor.worker")
+
+# A joiner that has not republished its status for this long is no longer pre-warmed for.
+_JOINER_MAX_SILENCE_MS = 30_000
+
+
+@dataclass(frozen=True)
+class GroupView:
+    """What the metrics say of the group, as the last accepted generation showed it."""
+
+    rebalances: int = 0
+    foreign_members: int = 0
+    outvoted_members: int = 0
+    outvoted: bool = False
+
+
+class StatusPublisher:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        instance_id: str,
+        tasks: TaskManager,
+        accounting: Accounting,
+        metrics: WorkerMetrics,
+    ) -> None:
+        self._config = config
+        self._instance_id = instance_id
+        self._tasks = tasks
+        self._accounting = accounting
+        self._metrics = metrics
+        self._signer = (
+            StatusSigner(config.http_token, config.application_id) if config.http_token else None
+        )
+        self.board = StatusBoard(signer=self._signer)
+        self._producer = OutputProducer(status_producer_settings(config, instance_id))
+        self._tail = TopicTail(
+            metadata_reader_settings(config, instance_id), config.metadata_topic, partitions=1
+        )
+        self.endpoint: str | None = None
+
+    # -- the metadata topic ------------------------------------------------------------------
+
+    def follow(self) -> None:
+        """Read the statuses published since the last call."""
+        try:
+            for record in self._tail.poll():
+                self.board.apply(record.key, record.value, record.headers, origin=record.origin)
+        except BrokerError as e:
+            log.warning("worker %s: %s (retrying)", self._instance_id, e)
+
+    def joiners(self, members: list[str]) -> list[str]:
+        """Instances announcing they warm up to join, not yet members."""
+        return self.board.joiners(set(members), int(time.time() * 1000), _JOINER_MAX_SILENCE_MS)
+
+    def lag_reported(self, instance: str, task: TaskId) -> int | None:
+        """How far `instance` reports its copy of `task` is behind, when it reports it for
+        this worker's warm-up."""
+        status = self.board.statuses.get(instance)
+        if status is None or self._instance_id not in status.warming_for:
+            return None  # it has not heard of this joiner yet
+        return status.lag_of(task)
+
+    def publish(
+        self, phase: InstancePhase, members: list[str], warming_for: list[str] | None = None
+    ) -> None:
+        """Tell the application (and people) what this instance runs and how far behind its
+        copies are."""
+        tasks = self._tasks
+        lags = {str(t): 0 for t in tasks.tasks if t not in tasks.restoring}
+        for task_id, progress in tasks.restore_progress().items():
+            if progress.state is not RestoreState.PENDING:
+                lags[str(task_id)] = progress.remaining
+        now_ms = int(time.time() * 1000)
+        status = InstanceStatus(
+            instance_id=self._instance_id,
+            phase=phase,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            endpoint=self.endpoint,
+            members=tuple(members),
+            active_tasks=tuple(str(t) for t in sorted(tasks.tasks)),
+            standby_tasks=tuple(str(t) for t in sorted(tasks.standbys)),
+            restoring_tasks=tuple(str(t) for t in tasks.restoring),
+            lags=lags,
+            warming_for=tuple(warming_for or ()),
+            updated_ms=now_ms,
+        )
+        key, value = self._instance_id.encode(), status.to_json()
+        headers: Headers | None = (
+            None if self._signer is None else [(SIGNATURE_HEADER, self._signer.sign(key, value))]
+        )
+        self._producer.produce(self._config.metadata_topic, key, value, now_ms, headers)
+        self._producer.poll()
+
+    # -- /metrics ------------------------------------------------------------------------------
+
+    def refresh_metrics(
+        self,
+        state: str,
+        group: GroupView,
+        *,
+        commits: int,
+        state_dirs_deleted: int,
+        broker: Mapping[str, Any],
+    ) -> None:
+        tasks = self._tasks
+        progress = tasks.restore_progress()
+        self._metrics.publish(
+            WorkerSnapshot(
+                instance=self._instance_id,
+                state=state,
+                processed={str(t): task.processed for t, task in tasks.tasks.items()},
+                active=len(tasks.tasks),
+                restoring=len(tasks.restoring),
+                standby=len(tasks.standbys),
+                restores=tuple(
+                    RestoreSample(str(t), p.standby, p.restored, p.remaining, p.rate)
+                    for t, p in sorted(progress.items())
+                ),
+                restore_totals={str(t): n for t, n in tasks.records_restored().items()},
+                restored_before_start={str(t): n for t, n in tasks.restored_before_start.items()},
+                foreign_members=group.foreign_members,
+                outvoted_members=group.outvoted_members,
+                outvoted=group.outvoted,
+                rebalances=group.rebalances,
+                commits=commits,
+                state_dirs_deleted=state_dirs_deleted,
+                metadata_ignored={r.value: self.board.ignored[r] for r in IgnoredReason},
+                outcomes={
+                    (outcome.value, reason): n
+                    for (outcome, reason), n in self._accounting.committed.items()
+                },
+                **broker,
+            )
+        )
+
+    def close(self) -> None:
+        self._producer.flush(5.0)
+        self._tail.close()

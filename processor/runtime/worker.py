@@ -468,7 +468,9 @@ class Worker:
         """The worker's state says whether it runs the group's current generation."""
         if self.state in (WorkerState.RUNNING, WorkerState.WAITING_FOR_MEMBERS):
             settled = parts.rebalancer.settled
-            self._transition(WorkerState.RUNNING if settled else WorkerState.WAITING_FOR_MEMBERS)
+            target = WorkerState.RUNNING if settled else WorkerState.WAITING_FOR_MEMBERS
+            if target is not self.state:
+                self._transition(target)
 
     def _housekeeping(self, parts: Collaborators, now: float) -> None:
         """Once a second: follow the metadata topic, pre-warm for joiners, publish status and

@@ -31,11 +31,8 @@ from __future__ import annotations
 
 import logging
 import signal
-import socket
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
 from enum import Enum
 from types import FrameType
 from typing import Any
@@ -43,44 +40,14 @@ from typing import Any
 from processor.config import WorkerConfig
 from processor.dsl.topology import Topology
 from processor.errors import BrokerError, DuplicateInstanceError, ProcessorError
-from processor.kafka.admin import Admin
-from processor.kafka.changelog_reader import ChangelogReader
-from processor.kafka.consumer import GroupConsumer, is_fatal, is_partition_eof
-from processor.kafka.producer import OutputProducer, producer_max_bytes
+from processor.kafka.consumer import is_fatal, is_partition_eof
 from processor.metrics import WorkerMetrics
-from processor.query.server import QueryServer, build_app
-from processor.query.source import StoreInfo
-from processor.runtime.clients import (
-    admin_settings,
-    consumer_settings,
-    producer_settings,
-    restore_consumer_settings,
-)
-from processor.runtime.commit import Committer, make_committer
+from processor.runtime.assembly import Collaborators, WorkerParts, assemble
 from processor.runtime.instance import StateDirLock, resolve_instance_id
 from processor.runtime.joining import POLL_INTERVAL_S, WarmUp
-from processor.runtime.output import Output
 from processor.runtime.preflight import preflight
-from processor.runtime.query_source import RuntimeView, WorkerQuerySource
-from processor.runtime.rebalance import Rebalancer
-from processor.runtime.stall import StallWatch
 from processor.runtime.status import InstancePhase
-from processor.runtime.status_publisher import StatusPublisher
-from processor.runtime.task import RecordPosition, TaskOptions
-from processor.runtime.task_id import TaskId
-from processor.runtime.task_manager import TaskManager
-from processor.runtime.task_plan import TaskPlan
-from processor.state.backend import TaskStateBackend
-from processor.state.cleanup import StateCleaner
-from processor.state.restore import Restorer
-from processor.topology.handling import (
-    Accounting,
-    ErrorHandler,
-    ErrorHandling,
-    RecordBytes,
-    RecordFailure,
-)
-from processor.topology.retry import Retry
+from processor.topology.handling import Accounting, ErrorHandling
 from processor.topology.subtopology import SubTopology, deserialization_overrides
 
 log = logging.getLogger("processor.worker")
@@ -131,22 +98,6 @@ _CLEANUP_INTERVAL_S = 5.0
 _PARTITION_CHECK_INTERVAL_S = 10.0
 
 
-@dataclass(frozen=True)
-class Collaborators:
-    """Everything a started worker runs with, built once by `Worker._start`."""
-
-    plan: TaskPlan
-    admin: Admin
-    output: Output
-    consumer: GroupConsumer
-    committer: Committer
-    tasks: TaskManager
-    status: StatusPublisher
-    rebalancer: Rebalancer
-    cleaner: StateCleaner
-    stalls: StallWatch
-
-
 class Worker:
     def __init__(self, topology: Topology, config: WorkerConfig) -> None:
         self.topology = topology
@@ -170,6 +121,7 @@ class Worker:
         )
         self._stop_requested = False
         self._resources = ExitStack()
+        self._on_failure = ExitStack()
         self._next_housekeeping = 0.0
         self._next_status = 0.0
         self._next_cleanup = 0.0
@@ -204,7 +156,6 @@ class Worker:
 
     def run(self) -> None:
         """Start, process until asked to stop, shut down cleanly. Raises on a fatal error."""
-        # Closing the resources after a failure leaves the group without committing anything.
         with self._resources:
             try:
                 parts = self._start()
@@ -219,155 +170,33 @@ class Worker:
                 # leaving at once would let it carry on alone and hide the mistake.
                 self.state = WorkerState.FAILED
                 time.sleep(_DUPLICATE_LINGER_S)
+                self._on_failure.close()
                 raise
             except BaseException:
                 self.state = WorkerState.FAILED
+                self._on_failure.close()  # leave the group without committing anything more
                 raise
         self._transition(WorkerState.STOPPED)
 
     def _start(self) -> Collaborators:
-        """Build every collaborator; each registers how it is closed after a failure."""
+        """Build every collaborator (assembly.py)."""
         self._transition(WorkerState.STARTING)
         cfg = self.config
         preflight(cfg)  # configuration mistakes fail here, one line each
         self._resources.callback(StateDirLock(cfg.app_state_dir).release)
         self.instance_id = resolve_instance_id(cfg.instance_id, cfg.app_state_dir)
-        admin = Admin(admin_settings(cfg))
-        plan = TaskPlan(
-            admin,
-            cfg,
-            self._subtopologies,
+        made = WorkerParts(
+            topology=self.topology,
+            config=cfg,
             instance_id=self.instance_id,
-            dead_letter_topic=cfg.dead_letters if self.handling.uses_dead_letters else None,
-        )
-        log.info(
-            "worker %s: application %s, %d sub-topologies, %d tasks, %s",
-            self.instance_id,
-            cfg.application_id,
-            len(self._subtopologies),
-            len(plan.tasks),
-            cfg.processing_guarantee.value,
-        )
-        output_settings = producer_settings(cfg, self.instance_id)
-        output = Output(
-            OutputProducer(output_settings),
-            admin,
-            instance_id=self.instance_id,
-            # A refused output is handled as its input: name the input of every output then.
-            track_origins=cfg.production_error_handler is not ErrorHandler.FAIL,
-        )
-        output.limit_records(self._output_topics())
-        group_settings = consumer_settings(cfg, self.instance_id, plan.identity.client_id())
-        consumer = GroupConsumer(group_settings)
-        options = self._task_options(
-            output.changelog_limits(self._changelog_topics(), producer_max_bytes(output_settings))
-        )
-        committer = make_committer(
-            output.producer,
-            consumer,
-            exactly_once=cfg.exactly_once,
-            options=options,
-            emitter=output,
-        )
-        self._resources.callback(self._close_quietly, consumer, committer)
-        committer.start()
-        tasks = TaskManager(
-            self._subtopologies,
-            output,
-            cfg.app_state_dir,
-            self._make_restorer,
-            cache_size_per_store=cfg.store_cache_size,
-            task_options=options,
-        )
-        self._resources.callback(tasks.shutdown)
-        status = StatusPublisher(cfg, self.instance_id, tasks, self.accounting, self.metrics)
-        self._resources.callback(status.close)
-        session_timeout_s = int(group_settings.get("session.timeout.ms", 45000)) / 1000
-        max_poll_interval_s = int(group_settings.get("max.poll.interval.ms", 300000)) / 1000
-        rebalancer = Rebalancer(
-            cfg,
-            plan,
-            admin,
-            consumer,
-            committer,
-            tasks,
-            status,
-            session_timeout_s=session_timeout_s,
-        )
-        if cfg.http_port is not None:
-            self._start_http(plan, RuntimeView(self.instance_id, rebalancer, status, tasks))
-            status.endpoint = self.endpoint
-        return Collaborators(
-            plan=plan,
-            admin=admin,
-            output=output,
-            consumer=consumer,
-            committer=committer,
-            tasks=tasks,
-            status=status,
-            rebalancer=rebalancer,
-            cleaner=StateCleaner(cfg.app_state_dir, cfg.state_cleanup_delay_ms / 1000),
-            stalls=StallWatch(min(session_timeout_s, max_poll_interval_s)),
-        )
-
-    def _task_options(self, changelog_limits: dict[str, int]) -> TaskOptions:
-        cfg = self.config
-        unproducible: dict[RecordPosition, tuple[RecordFailure, RecordBytes]] = {}
-        return TaskOptions(
+            subtopologies=self._subtopologies,
             handling=self.handling,
             accounting=self.accounting,
-            retry=Retry(
-                cfg.processing_retry_attempts,
-                cfg.processing_retry_backoff_ms,
-                cfg.processing_retry_max_backoff_ms,
-            ),
-            unproducible=unproducible,
-            changelog_limits=changelog_limits,
+            metrics=self.metrics,
         )
-
-    def _output_topics(self) -> list[str]:
-        """The topics sinks and the dead-letter handler write."""
-        return sorted(
-            {t for sub in self._subtopologies.values() for t in sub.external_sink_topics}
-            | ({self.config.dead_letters} if self.handling.uses_dead_letters else set())
-        )
-
-    def _changelog_topics(self) -> set[str]:
-        return {t for sub in self._subtopologies.values() for t in sub.changelog_topics.values()}
-
-    def _make_restorer(self, wipe: Callable[[TaskId, str], TaskStateBackend]) -> Restorer:
-        cfg = self.config
-        reader = ChangelogReader(
-            restore_consumer_settings(cfg, self.instance_id),
-            group_id=f"{cfg.application_id}-restore-{self.instance_id}",
-            read_committed=cfg.exactly_once,
-        )
-        return Restorer(reader, wipe_callback=wipe, listener=self.topology.restore_listener)
-
-    def _start_http(self, plan: TaskPlan, view: RuntimeView) -> None:
-        cfg = self.config
-        stores = {
-            spec.name: StoreInfo(spec, sub.id, plan.task_count(sub.id))
-            for sub in self._subtopologies.values()
-            for spec in sub.stores
-        }
-        app = build_app(
-            WorkerQuerySource(view, stores), token=cfg.http_token, registry=self.metrics.registry
-        )
-        server = QueryServer(app, cfg.http_host, cfg.http_port or 0)
-        self._resources.callback(server.close)
-        self.http_port = server.port
-        host = cfg.http_host if cfg.http_host not in ("0.0.0.0", "::", "") else socket.getfqdn()
-        if ":" in host and not host.startswith("["):  # IPv6: bracketed in a URL
-            host = f"[{host}]"
-        self.endpoint = f"http://{host}:{self.http_port}"
-        log.info(
-            "worker %s: serving the query API and /metrics on http://%s:%d (endpoint %s)",
-            self.instance_id,
-            cfg.http_host,
-            self.http_port,
-            self.endpoint,
-        )
+        parts = assemble(made, self._resources, self._on_failure)
+        self.endpoint, self.http_port = parts.endpoint, parts.http_port
+        return parts
 
     def _join(self, parts: Collaborators) -> None:
         """Warm up when joining a running application, then join the group."""
@@ -550,13 +379,3 @@ class Worker:
         # close() leaves the group; the revoke callback it triggers finds nothing left to commit.
         parts.consumer.close()
         parts.committer.close()
-
-    def _close_quietly(self, consumer: GroupConsumer, committer: Committer) -> None:
-        """After a failure: leave the group without committing anything more."""
-        if self.state is not WorkerState.FAILED:
-            return  # shut down cleanly by `_shutdown`
-        committer.abandon()
-        try:
-            consumer.close()
-        except Exception as e:  # closing after a failure must not hide the failure
-            log.warning("worker %s: closing the consumer failed: %s", self.instance_id, e)

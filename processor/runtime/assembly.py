@@ -1,0 +1,244 @@
+"""Building a worker's collaborators, once, at startup.
+
+`assemble()` checks and creates the topics, makes the Kafka clients, the tasks, the status
+publisher, the rebalancer and (when configured) the HTTP server, and returns them as one frozen
+`Collaborators`: nothing is built later, so nothing is missing while the worker runs. Each
+collaborator registers how it is closed on one of two stacks: `resources` (closed whenever the
+worker ends) and `on_failure` (closed first, and only after a failure: leave the group without
+committing anything more).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from processor.config import WorkerConfig
+from processor.dsl.topology import Topology
+from processor.runtime.task_id import TaskId
+from processor.kafka.admin import Admin
+from processor.kafka.changelog_reader import ChangelogReader
+from processor.kafka.consumer import GroupConsumer
+from processor.kafka.producer import OutputProducer, producer_max_bytes
+from processor.metrics import WorkerMetrics
+from processor.query.server import QueryServer, build_app
+from processor.query.source import StoreInfo
+from processor.runtime.clients import (
+    admin_settings,
+    consumer_settings,
+    producer_settings,
+    restore_consumer_settings,
+)
+from processor.runtime.commit import Committer, make_committer
+from processor.runtime.output import Output
+from processor.runtime.query_source import RuntimeView, WorkerQuerySource
+from processor.runtime.rebalance import Rebalancer
+from processor.runtime.stall import StallWatch
+from processor.runtime.status_publisher import StatusPublisher
+from processor.runtime.task import RecordPosition, TaskOptions
+from processor.runtime.task_manager import TaskManager
+from processor.runtime.task_plan import TaskPlan
+from processor.state.backend import TaskStateBackend
+from processor.state.cleanup import StateCleaner
+from processor.state.restore import Restorer
+from processor.topology.handling import (
+    Accounting,
+    ErrorHandler,
+    ErrorHandling,
+    RecordBytes,
+    RecordFailure,
+)
+from processor.topology.retry import Retry
+from processor.topology.subtopology import SubTopology
+
+__all__ = ["Collaborators", "assemble"]
+
+log = logging.getLogger("processor.worker")
+
+
+@dataclass(frozen=True)
+class Collaborators:
+    """Everything a started worker runs with."""
+
+    plan: TaskPlan
+    admin: Admin
+    output: Output
+    consumer: GroupConsumer
+    committer: Committer
+    tasks: TaskManager
+    status: StatusPublisher
+    rebalancer: Rebalancer
+    cleaner: StateCleaner
+    stalls: StallWatch
+    endpoint: str | None
+    """Where this worker serves the query API, as others reach it (None: no HTTP server)."""
+    http_port: int | None
+
+
+@dataclass(frozen=True)
+class WorkerParts:
+    """What the worker makes before its collaborators and shares with them."""
+
+    topology: Topology
+    config: WorkerConfig
+    instance_id: str
+    subtopologies: dict[int, SubTopology]
+    handling: ErrorHandling
+    accounting: Accounting
+    metrics: WorkerMetrics
+
+
+def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) -> Collaborators:
+    cfg, instance_id = parts.config, parts.instance_id
+    admin = Admin(admin_settings(cfg))
+    plan = TaskPlan(
+        admin,
+        cfg,
+        parts.subtopologies,
+        instance_id=instance_id,
+        dead_letter_topic=cfg.dead_letters if parts.handling.uses_dead_letters else None,
+    )
+    log.info(
+        "worker %s: application %s, %d sub-topologies, %d tasks, %s",
+        instance_id,
+        cfg.application_id,
+        len(parts.subtopologies),
+        len(plan.tasks),
+        cfg.processing_guarantee.value,
+    )
+    output_settings = producer_settings(cfg, instance_id)
+    output = Output(
+        OutputProducer(output_settings),
+        admin,
+        instance_id=instance_id,
+        # A refused output is handled as its input: name the input of every output then.
+        track_origins=cfg.production_error_handler is not ErrorHandler.FAIL,
+    )
+    output.limit_records(_output_topics(parts))
+    group_settings = consumer_settings(cfg, instance_id, plan.identity.client_id())
+    consumer = GroupConsumer(group_settings)
+    on_failure.callback(_close_quietly, consumer, instance_id)
+    changelogs = {t for sub in parts.subtopologies.values() for t in sub.changelog_topics.values()}
+    options = _task_options(
+        parts, output.changelog_limits(changelogs, producer_max_bytes(output_settings))
+    )
+    committer = make_committer(
+        output.producer, consumer, exactly_once=cfg.exactly_once, options=options, emitter=output
+    )
+    on_failure.callback(committer.abandon)
+    committer.start()
+    tasks = TaskManager(
+        parts.subtopologies,
+        output,
+        cfg.app_state_dir,
+        _restorer_factory(parts),
+        cache_size_per_store=cfg.store_cache_size,
+        task_options=options,
+    )
+    resources.callback(tasks.shutdown)
+    # After a failure the active tasks go uncommitted, before the consumer's revoke callback
+    # could commit them.
+    on_failure.callback(tasks.close_active)
+    status = StatusPublisher(cfg, instance_id, tasks, parts.accounting, parts.metrics)
+    resources.callback(status.close)
+    session_timeout_s = int(group_settings.get("session.timeout.ms", 45000)) / 1000
+    max_poll_interval_s = int(group_settings.get("max.poll.interval.ms", 300000)) / 1000
+    rebalancer = Rebalancer(
+        cfg, plan, admin, consumer, committer, tasks, status, session_timeout_s=session_timeout_s
+    )
+    server = None
+    if cfg.http_port is not None:
+        view = RuntimeView(instance_id, rebalancer, status, tasks)
+        server = _serve(parts, plan, view)
+        resources.callback(server.close)
+        status.endpoint = _endpoint(cfg, server.port)
+        log.info(
+            "worker %s: serving the query API and /metrics on http://%s:%d (endpoint %s)",
+            instance_id,
+            cfg.http_host,
+            server.port,
+            status.endpoint,
+        )
+    return Collaborators(
+        plan=plan,
+        admin=admin,
+        output=output,
+        consumer=consumer,
+        committer=committer,
+        tasks=tasks,
+        status=status,
+        rebalancer=rebalancer,
+        cleaner=StateCleaner(cfg.app_state_dir, cfg.state_cleanup_delay_ms / 1000),
+        stalls=StallWatch(min(session_timeout_s, max_poll_interval_s)),
+        endpoint=status.endpoint,
+        http_port=server.port if server is not None else None,
+    )
+
+
+def _task_options(parts: WorkerParts, changelog_limits: dict[str, int]) -> TaskOptions:
+    cfg = parts.config
+    unproducible: dict[RecordPosition, tuple[RecordFailure, RecordBytes]] = {}
+    return TaskOptions(
+        handling=parts.handling,
+        accounting=parts.accounting,
+        retry=Retry(
+            cfg.processing_retry_attempts,
+            cfg.processing_retry_backoff_ms,
+            cfg.processing_retry_max_backoff_ms,
+        ),
+        unproducible=unproducible,
+        changelog_limits=changelog_limits,
+    )
+
+
+def _output_topics(parts: WorkerParts) -> list[str]:
+    """The topics sinks and the dead-letter handler write."""
+    dead_letters = {parts.config.dead_letters} if parts.handling.uses_dead_letters else set()
+    sinks = {t for sub in parts.subtopologies.values() for t in sub.external_sink_topics}
+    return sorted(sinks | dead_letters)
+
+
+def _restorer_factory(
+    parts: WorkerParts,
+) -> Callable[[Callable[[TaskId, str], TaskStateBackend]], Restorer]:
+    cfg = parts.config
+
+    def make(wipe: Callable[[TaskId, str], TaskStateBackend]) -> Restorer:
+        reader = ChangelogReader(
+            restore_consumer_settings(cfg, parts.instance_id),
+            group_id=f"{cfg.application_id}-restore-{parts.instance_id}",
+            read_committed=cfg.exactly_once,
+        )
+        return Restorer(reader, wipe_callback=wipe, listener=parts.topology.restore_listener)
+
+    return make
+
+
+def _serve(parts: WorkerParts, plan: TaskPlan, view: RuntimeView) -> QueryServer:
+    cfg = parts.config
+    stores = {
+        spec.name: StoreInfo(spec, sub.id, plan.task_count(sub.id))
+        for sub in parts.subtopologies.values()
+        for spec in sub.stores
+    }
+    app = build_app(
+        WorkerQuerySource(view, stores), token=cfg.http_token, registry=parts.metrics.registry
+    )
+    return QueryServer(app, cfg.http_host, cfg.http_port or 0)
+
+
+def _endpoint(cfg: WorkerConfig, port: int) -> str:
+    host = cfg.http_host if cfg.http_host not in ("0.0.0.0", "::", "") else socket.getfqdn()
+    if ":" in host and not host.startswith("["):  # IPv6: bracketed in a URL
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _close_quietly(consumer: GroupConsumer, instance_id: str) -> None:
+    try:
+        consumer.close()
+    except Exception as e:  # closing after a failure must not hide the failure
+        log.warning("worker %s: closing the consumer failed: %s", instance_id, e)

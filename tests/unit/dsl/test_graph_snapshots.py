@@ -4,6 +4,7 @@ Every example topology (`topologies/`, the integration tests' `tests/worker_topo
 benchmark topologies) and one topology using every operator is built from its source, fresh, and
 compared with the recording: `describe()`, and every field of every node of every sub-topology
 and of the logical graph. Functions are compared by presence only; the driver tests run them.
+Declarations the DSL refuses are recorded too: the error, word for word, and what is left.
 
 After a deliberate change to what the DSL builds, record again with
 `python -m tests.unit.dsl.test_graph_snapshots` from the repository root, and review the diff.
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from processor import ErrorHandler, ProcessorContext, Retry, Topology, serdes
+from processor.errors import TopologyError
 from processor.topology.graph import Node, StoreSpec
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -193,13 +195,101 @@ def snapshot(topology: Topology) -> dict[str, Any]:
     }
 
 
+# --- the errors the DSL raises, word for word, and what a refused declaration leaves behind --
+
+NAME_RULE = (
+    "must be non-empty and use only letters, digits, '.', '_' and '-' (it becomes part of topic"
+    " names)"
+)
+
+
+def always(_key: Any, _value: Any) -> bool:
+    return True
+
+
+def _two_of_a_kind(declare: Callable[[], object]) -> None:
+    declare()
+    declare()
+
+
+REFUSALS: list[tuple[str, Callable[[Topology], object], str]] = [
+    ("topology name", lambda _t: Topology("has space"), f"topology name 'has space' {NAME_RULE}"),
+    ("store name", lambda t: t.add_store(""), f"store name '' {NAME_RULE}"),
+    (
+        "source topic twice",
+        lambda t: t.stream("in"),
+        "topic 'in' is already a source of this topology",
+    ),
+    (
+        "handler",
+        lambda t: t.stream("other", on_deserialization_error="ignore"),
+        "source 'other': on_deserialization_error 'ignore' is not one of fail, skip, dead_letter",
+    ),
+    (
+        "table handler",
+        lambda t: t.table("other", on_deserialization_error="ignore"),
+        "source 'other': on_deserialization_error 'ignore' is not one of fail, skip, dead_letter",
+    ),
+    (
+        "merge",
+        lambda t: t.stream("other").merge(Topology("elsewhere").stream("in")),
+        "merge() needs two streams of the same Topology",
+    ),
+    (
+        "split default",
+        lambda t: t.stream("other").split({"a": always}, default="a"),
+        "split(): default branch 'a' is also a named branch",
+    ),
+    ("split none", lambda t: t.stream("other").split({}), "split() needs at least one branch"),
+    (
+        "node name",
+        lambda t: t.stream("other", name="x").filter(always, name="x"),
+        "two nodes are named 'x'; node names must be unique",
+    ),
+    (
+        "store twice",
+        lambda t: _two_of_a_kind(lambda: t.add_store("s")),
+        "two stores are named 's'; store names must be unique",
+    ),
+    (
+        "undeclared store",
+        lambda t: t.stream("other").process(lambda c, k, v: None, stores=["nope"]),
+        "node 'process-3' uses store 'nope', which is not declared; declare it with"
+        " Topology.add_store()",
+    ),
+    (
+        "count store name",
+        lambda t: t.stream("other").map(lambda k, v: (v, k)).group_by_key().count(name="a b"),
+        f"store name 'a b' {NAME_RULE}",
+    ),
+    ("table store name", lambda t: t.table("other", name="a/b"), f"store name 'a/b' {NAME_RULE}"),
+]
+
+
+def refusal(declare: Callable[[Topology], object]) -> dict[str, Any]:
+    """The error `declare` raises on a topology holding one source and one sink, and the graph
+    it leaves behind, with the name the next generated node gets."""
+    topology = Topology("app")
+    topology.stream("in").to("out")
+    with pytest.raises(TopologyError) as refused:
+        declare(topology)
+    after = snapshot(topology)["graph"]
+    return {"error": str(refused.value), "after": after, "next": topology.stream("x").node_name}
+
+
 def _recorded() -> dict[str, Any]:
     recorded: dict[str, Any] = json.loads(SNAPSHOTS.read_text())
     return recorded
 
 
+def _recordings() -> dict[str, Any]:
+    built = {name: snapshot(topology) for name, topology in built_topologies()}
+    refused = {f"refusal:{name}": refusal(declare) for name, declare, _ in REFUSALS}
+    return built | refused
+
+
 def test_every_topology_has_a_recording_and_every_recording_a_topology() -> None:
-    assert sorted(name for name, _ in built_topologies()) == sorted(_recorded())
+    assert sorted(_recordings()) == sorted(_recorded())
 
 
 @pytest.mark.parametrize(("name", "topology"), list(built_topologies()))
@@ -207,8 +297,17 @@ def test_the_dsl_builds_the_recorded_graph(name: str, topology: Topology) -> Non
     assert snapshot(topology) == _recorded()[name]
 
 
+@pytest.mark.parametrize(("name", "declare", "message"), REFUSALS)
+def test_a_refused_declaration_says_why_word_for_word(
+    name: str, declare: Callable[[Topology], object], message: str
+) -> None:
+    refused = refusal(declare)
+    assert refused["error"] == message
+    assert refused == _recorded()[f"refusal:{name}"]
+
+
 def _record(write: Callable[[str], object]) -> None:
-    write(json.dumps({n: snapshot(t) for n, t in built_topologies()}, indent=1) + "\n")
+    write(json.dumps(_recordings(), indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from typing import Any
 
 from processor.dsl.topology import Topology
 from processor.errors import TopologyError
-from processor.kafka.producer import DEFAULT_MESSAGE_MAX_BYTES, max_record_bytes
+from processor.kafka.record_size import DEFAULT_MESSAGE_MAX_BYTES, max_record_bytes
 from processor.serdes import Serde
 from processor.state.memory import InMemoryBackend
 from processor.state.task_stores import TaskStores

@@ -34,7 +34,7 @@ counters are the task's own and are read when the snapshot is taken.
 processing or production).
 
 `processor_metadata_records_ignored_total` counts the records of the metadata topic that are not
-a status this worker believes, by `reason` (`processor.runtime.status_fields.IgnoredReason`):
+a status this worker believes, by `reason` (`processor.status.fields.IgnoredReason`):
 too_large, not_json, invalid, key_mismatch, clock_ahead, unsigned, bad_signature. A record read
 again after a restart counts again.
 """

@@ -21,7 +21,8 @@ from typing import Any, NamedTuple
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from processor.errors import BrokerError, RecordError, TopicError
-from processor.state.restore_protocols import ChangelogBatch, Partition, PartitionEnd
+from processor.ids import Partition
+from processor.state.restore_protocols import ChangelogBatch, PartitionEnd
 
 __all__ = [
     "BULK_READ_SETTINGS",

@@ -50,9 +50,10 @@ import time
 from collections.abc import Iterable
 
 from processor.errors import BrokerError, RecordRejectedError
+from processor.ids import Partition
 from processor.kafka.consumer import GroupConsumer
 from processor.kafka.producer import DeliveryFailure, OutputProducer
-from processor.runtime.task import Partition, StreamTask, TaskOptions
+from processor.runtime.task import StreamTask, TaskOptions
 from processor.topology.handling import (
     ErrorHandler,
     ErrorStage,

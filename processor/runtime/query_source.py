@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from processor.ids import TaskId
 from processor.query.source import LocalRead, Owners, StoreInfo
-from processor.runtime.task_id import TaskId
 from processor.state.backend import TaskStateBackend
 
 if TYPE_CHECKING:

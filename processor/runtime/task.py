@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from processor.errors import ProcessorError
+from processor.ids import Partition, TaskId
 from processor.kafka.consumer import Message
-from processor.runtime.task_id import TaskId
 from processor.state.task_stores import TaskStores
 from processor.state.typed import NO_LIMIT
 from processor.topology.handling import (
@@ -34,7 +34,6 @@ from processor.topology.processors import Emitter, RecordContext, SourceProcesso
 from processor.topology.retry import Retry
 from processor.topology.subtopology import SubTopology
 
-Partition = tuple[str, int]
 # (topic, partition, offset) of an input record
 RecordPosition = tuple[str, int, int]
 

@@ -47,6 +47,7 @@ from processor.errors import (
     ProcessorError,
     TopicError,
 )
+from processor.ids import TaskId
 from processor.kafka.admin import Admin, GroupMember
 from processor.kafka.changelog_reader import ChangelogReader
 from processor.kafka.consumer import GroupConsumer, Message, is_fatal, is_partition_eof
@@ -77,14 +78,13 @@ from processor.runtime.membership import (
 from processor.runtime.preflight import preflight
 from processor.runtime.query_source import WorkerQuerySource
 from processor.runtime.stall import StallWatch
-from processor.runtime.status import IgnoredReason, InstancePhase, InstanceStatus, StatusBoard
-from processor.runtime.status_signing import SIGNATURE_HEADER, StatusSigner
 from processor.runtime.task import RecordPosition, StreamTask, TaskOptions
-from processor.runtime.task_id import TaskId
 from processor.runtime.task_manager import TaskManager
 from processor.state.backend import TaskStateBackend
 from processor.state.cleanup import StateCleaner
 from processor.state.restore import Restorer, RestoreState
+from processor.status.record import IgnoredReason, InstancePhase, InstanceStatus, StatusBoard
+from processor.status.signing import SIGNATURE_HEADER, StatusSigner
 from processor.topology.handling import (
     Accounting,
     ErrorHandler,

@@ -49,7 +49,7 @@ import time
 from collections.abc import Iterable, Mapping
 
 from processor.errors import ProcessorError
-from processor.runtime.task_id import TaskId
+from processor.ids import TaskId
 from processor.state.backend import TaskStateBackend
 from processor.state.restore_protocols import ChangelogSource, RestoreListener
 from processor.state.restore_task import RestoreProgress, RestoreState, TaskRestore

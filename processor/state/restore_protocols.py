@@ -13,11 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
-from processor.runtime.task_id import TaskId
+from processor.ids import Partition, TaskId
 
 __all__ = ["ChangelogBatch", "ChangelogSource", "Partition", "PartitionEnd", "RestoreListener"]
-
-Partition = tuple[str, int]
 
 
 class ChangelogBatch(NamedTuple):

@@ -45,9 +45,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from processor.errors import ProcessorError
-from processor.runtime.task_id import TaskId
+from processor.ids import Partition, TaskId
 from processor.state.backend import TaskStateBackend
-from processor.state.restore_protocols import Partition
 
 __all__ = [
     "TRANSITIONS",

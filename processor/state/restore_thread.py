@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from processor.errors import BrokerError, RecordError, StateError
-from processor.runtime.task_id import TaskId
+from processor.ids import TaskId
 from processor.state.backend import Change, TaskStateBackend
 from processor.state.restore_protocols import (
     ChangelogBatch,

@@ -12,11 +12,11 @@ import pytest
 
 from processor import Topology, serdes
 from processor.errors import BrokerError
+from processor.ids import TaskId
 from processor.kafka.producer import DeliveryFailure
 from processor.runtime import commit as commit_module
 from processor.runtime.commit import BrokerWatch, Committer
 from processor.runtime.task import StreamTask
-from processor.runtime.task_id import TaskId
 from processor.state.memory import InMemoryBackend
 from processor.state.task_stores import TaskStores
 

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from processor.errors import ProcessorError
-from processor.runtime.task_id import TaskId
+from processor.ids import TaskId
 from processor.state import restore, restore_task
 from processor.state.memory import InMemoryBackend
 from processor.state.restore_task import (

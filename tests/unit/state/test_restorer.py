@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 import pytest
 
 from processor.errors import BrokerError, ProcessorError
-from processor.runtime.task_id import TaskId
+from processor.ids import Partition, TaskId
 from processor.state.backend import TaskStateBackend
 from processor.state.memory import InMemoryBackend
 from processor.state.restore import Restorer, RestoreState
-from processor.state.restore_protocols import ChangelogBatch, Partition, PartitionEnd
+from processor.state.restore_protocols import ChangelogBatch, PartitionEnd
 
 TASK = TaskId(0, 0)
 STORE = "counts"

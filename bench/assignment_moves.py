@@ -20,8 +20,8 @@ import random
 import statistics
 import time
 
+from processor.ids import TaskId
 from processor.runtime.assignment import assign, moved_tasks
-from processor.runtime.task_id import TaskId
 
 BALANCE_FACTORS = (1.0, 1.25)
 TASK_COUNTS = (6, 12, 32, 64, 256)

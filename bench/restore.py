@@ -25,8 +25,8 @@ from pathlib import Path
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from processor.ids import TaskId
 from processor.kafka.changelog_reader import ChangelogReader, PartitionEnd
-from processor.runtime.task_id import TaskId
 from processor.state.backend import TaskStateBackend
 from processor.state.memory import InMemoryBackend
 from processor.state.restore import Restorer

@@ -21,8 +21,8 @@ import random
 import statistics
 import time
 
+from processor.ids import TaskId
 from processor.runtime.assignment import assign_with_standbys, standby_counts
-from processor.runtime.task_id import TaskId
 
 REPLICAS = (1, 2)
 TASK_COUNTS = (6, 12, 32, 64, 256)

@@ -6,7 +6,7 @@ Declare a `Topology` in a module, run it with `processor run MODULE`.
 from processor import serdes
 from processor.dsl import GroupedStream, Stream, Table, Topology
 from processor.errors import ProcessorError, TransientError
-from processor.state.restore import RestoreListener
+from processor.state.restore_protocols import RestoreListener
 from processor.topology.context import ProcessorContext
 from processor.topology.handling import ErrorHandler
 from processor.topology.retry import Retry

@@ -34,7 +34,7 @@ counters are the task's own and are read when the snapshot is taken.
 processing or production).
 
 `processor_metadata_records_ignored_total` counts the records of the metadata topic that are not
-a status this worker believes, by `reason` (`processor.runtime.status_fields.IgnoredReason`):
+a status this worker believes, by `reason` (`processor.status.fields.IgnoredReason`):
 too_large, not_json, invalid, key_mismatch, clock_ahead, unsigned, bad_signature. A record read
 again after a restart counts again.
 """
@@ -95,6 +95,13 @@ class _SnapshotCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         s = self._metrics.snapshot
+        yield from self._records(s)
+        yield from self._tasks(s)
+        yield from self._worker(s)
+        yield from self._group(s)
+
+    def _records(self, s: WorkerSnapshot) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        """The worker and its input records."""
         info = GaugeMetricFamily(
             "processor_worker_info",
             "The worker, with its lifecycle state",
@@ -119,6 +126,9 @@ class _SnapshotCollector(Collector):
         for (outcome, reason), count in sorted(s.outcomes.items()):
             outcomes.add_metric([outcome, reason], count)
         yield outcomes
+
+    def _tasks(self, s: WorkerSnapshot) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        """Tasks, restores and standbys."""
         tasks = GaugeMetricFamily("processor_tasks", "Tasks here by kind", labels=["kind"])
         tasks.add_metric(["active"], s.active)
         tasks.add_metric(["restoring"], s.restoring)
@@ -164,6 +174,9 @@ class _SnapshotCollector(Collector):
         for task, count in sorted(s.restored_before_start.items()):
             before.add_metric([task], count)
         yield before
+
+    def _worker(self, s: WorkerSnapshot) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        """Rebalances, commits, state cleanup and the broker."""
         yield CounterMetricFamily(
             "processor_rebalances", "Group generations this worker accepted", value=s.rebalances
         )
@@ -193,6 +206,9 @@ class _SnapshotCollector(Collector):
             "Producers replaced: after a failed transaction, or in a fatal state (fenced)",
             value=s.producer_replacements,
         )
+
+    def _group(self, s: WorkerSnapshot) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        """The group's members, and the metadata topic."""
         yield GaugeMetricFamily(
             "processor_group_foreign_members",
             "Members of the application's group that are no worker of it (they own nothing)",

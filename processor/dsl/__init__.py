@@ -1,7 +1,10 @@
-"""What users write: a `Topology`, the `Stream`s and `Table`s in it."""
+"""What users write: a `Topology`, the `Stream`s and `Table`s in it.
 
-from processor.dsl.stream import Stream
-from processor.dsl.table import GroupedStream, Table
+Modules, each importing only those before it: `builder` (the `GraphBuilder` that adds to the
+logical graph), `stream` (`Stream`, `GroupedStream`, `Table`), `topology` (`Topology`).
+"""
+
+from processor.dsl.stream import GroupedStream, Stream, Table
 from processor.dsl.topology import Topology
 
 __all__ = ["GroupedStream", "Stream", "Table", "Topology"]

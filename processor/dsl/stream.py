@@ -1,4 +1,15 @@
-"""`Stream`: a sequence of keyed records, transformed by chaining operators.
+"""`Stream`, `GroupedStream` and `Table`: what a topology's declarations chain on.
+
+The three refer to each other (a stream groups, a group aggregates into a table, a table's
+updates are a stream), so they share this module. Each holds the `GraphBuilder` of its topology
+and declares through it.
+
+They are generic in the types of their keys and values, `Stream[K, V]`, so that a type checker
+follows the records through the chain: `Topology.stream` takes the types from its serdes,
+`map_values(fn)` gives `Stream[K, <what fn returns>]`, `count()` a `Table[K, int]`. A key or a
+value can also be None (a null key, a tombstone), as in Kafka Streams. The serdes a stream
+carries are those `to()` and a repartition topic use unless given others; operators that change
+types (`map`, `map_values`, ...) keep them, which is why they are typed `Serde[Any]`.
 
 Functions receive `(key, value)` like Kafka Streams' operators, except `map_values` and
 `flat_map_values`, which receive the value alone. A function that raises
@@ -11,34 +22,35 @@ processing_error_handler.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, TypeVar
 
+from processor.dsl.builder import GraphBuilder, Predicate
 from processor.errors import TopologyError
-from processor.serdes import Serde
-from processor.topology.graph import OperatorKind, OperatorNode, SinkNode, SourceNode
+from processor.serdes import IntSerde, Serde
+from processor.topology.context import ProcessorContext
+from processor.topology.graph import OperatorKind
 from processor.topology.retry import Retry
 
-if TYPE_CHECKING:
-    from processor.dsl.table import GroupedStream
-    from processor.dsl.topology import Topology
-    from processor.topology.context import ProcessorContext
+K = TypeVar("K")  # the type of a stream's, group's or table's keys
+V = TypeVar("V")  # the type of its values
+K2 = TypeVar("K2")  # the type of the keys an operator makes
+V2 = TypeVar("V2")  # the type of the values an operator makes
+A = TypeVar("A")  # the type of an aggregate
 
-KeyValue = tuple[Any, Any]
 
-
-class Stream:
+class Stream(Generic[K, V]):
     """A stream of records inside a `Topology`; create one with `Topology.stream`."""
 
     def __init__(
         self,
-        topology: Topology,
+        builder: GraphBuilder,
         node: str,
         key_serde: Serde[Any],
         value_serde: Serde[Any],
         *,
         key_changed: bool = False,
     ) -> None:
-        self._topology = topology
+        self._builder = builder
         self._node = node
         self.key_serde = key_serde
         self.value_serde = value_serde
@@ -53,144 +65,121 @@ class Stream:
     def _then(
         self,
         kind: OperatorKind,
-        function: Callable[..., Any] | None,
+        function: Callable[..., Any],
         name: str | None,
-        parents: tuple[str, ...] | None = None,
-        retry: Retry | None = None,
-    ) -> Stream:
-        node_name = self._topology._name_node(kind.value, name)
-        self._topology._graph.add(
-            OperatorNode(node_name, kind, parents or (self._node,), function=function, retry=retry)
+        retry: Retry | None,
+        *,
+        changes_keys: bool = False,
+    ) -> Stream[Any, Any]:
+        node = self._builder.add_operator(
+            kind, (self._node,), name=name, function=function, retry=retry
         )
-        changes_keys = kind in (OperatorKind.MAP, OperatorKind.FLAT_MAP)
+        return self._at(node, key_changed=self.key_changed or changes_keys)
+
+    def _at(self, node: str, *, key_changed: bool) -> Stream[Any, Any]:
+        """A stream of this topology at `node`, with this stream's serdes."""
         return Stream(
-            self._topology,
-            node_name,
-            self.key_serde,
-            self.value_serde,
-            key_changed=self.key_changed or changes_keys,
+            self._builder, node, self.key_serde, self.value_serde, key_changed=key_changed
         )
 
     def filter(
         self,
-        predicate: Callable[[Any, Any], bool],
+        predicate: Callable[[K, V], bool],
         *,
         name: str | None = None,
         retry: Retry | None = None,
-    ) -> Stream:
+    ) -> Stream[K, V]:
         """Keep the records for which `predicate(key, value)` is true."""
-        return self._then(OperatorKind.FILTER, predicate, name, retry=retry)
+        return self._then(OperatorKind.FILTER, predicate, name, retry)
 
     def filter_not(
         self,
-        predicate: Callable[[Any, Any], bool],
+        predicate: Callable[[K, V], bool],
         *,
         name: str | None = None,
         retry: Retry | None = None,
-    ) -> Stream:
+    ) -> Stream[K, V]:
         """Drop the records for which `predicate(key, value)` is true."""
-        return self._then(OperatorKind.FILTER_NOT, predicate, name, retry=retry)
+        return self._then(OperatorKind.FILTER_NOT, predicate, name, retry)
 
     def map(
         self,
-        mapper: Callable[[Any, Any], KeyValue],
+        mapper: Callable[[K, V], tuple[K2, V2]],
         *,
         name: str | None = None,
         retry: Retry | None = None,
-    ) -> Stream:
+    ) -> Stream[K2, V2]:
         """Replace each record by `mapper(key, value) -> (new_key, new_value)`."""
-        return self._then(OperatorKind.MAP, mapper, name, retry=retry)
+        return self._then(OperatorKind.MAP, mapper, name, retry, changes_keys=True)
 
     def map_values(
-        self, mapper: Callable[[Any], Any], *, name: str | None = None, retry: Retry | None = None
-    ) -> Stream:
+        self, mapper: Callable[[V], V2], *, name: str | None = None, retry: Retry | None = None
+    ) -> Stream[K, V2]:
         """Replace each value by `mapper(value)`; the key stays."""
-        return self._then(OperatorKind.MAP_VALUES, mapper, name, retry=retry)
+        return self._then(OperatorKind.MAP_VALUES, mapper, name, retry)
 
     def flat_map(
         self,
-        mapper: Callable[[Any, Any], Iterable[KeyValue]],
+        mapper: Callable[[K, V], Iterable[tuple[K2, V2]]],
         *,
         name: str | None = None,
         retry: Retry | None = None,
-    ) -> Stream:
+    ) -> Stream[K2, V2]:
         """Replace each record by the `(key, value)` pairs that `mapper(key, value)` yields."""
-        return self._then(OperatorKind.FLAT_MAP, mapper, name, retry=retry)
+        return self._then(OperatorKind.FLAT_MAP, mapper, name, retry, changes_keys=True)
 
     def flat_map_values(
         self,
-        mapper: Callable[[Any], Iterable[Any]],
+        mapper: Callable[[V], Iterable[V2]],
         *,
         name: str | None = None,
         retry: Retry | None = None,
-    ) -> Stream:
+    ) -> Stream[K, V2]:
         """Replace each record by one record per value `mapper(value)` yields, with the same key."""
-        return self._then(OperatorKind.FLAT_MAP_VALUES, mapper, name, retry=retry)
+        return self._then(OperatorKind.FLAT_MAP_VALUES, mapper, name, retry)
 
     def peek(
         self,
-        action: Callable[[Any, Any], None],
+        action: Callable[[K, V], None],
         *,
         name: str | None = None,
         retry: Retry | None = None,
-    ) -> Stream:
+    ) -> Stream[K, V]:
         """Call `action(key, value)` for each record and pass the record on unchanged."""
-        return self._then(OperatorKind.PEEK, action, name, retry=retry)
+        return self._then(OperatorKind.PEEK, action, name, retry)
 
-    def merge(self, other: Stream, *, name: str | None = None) -> Stream:
+    def merge(self, other: Stream[K, V], *, name: str | None = None) -> Stream[K, V]:
         """One stream holding the records of both; their sources become one sub-topology."""
-        if other._topology is not self._topology:
+        if other._builder is not self._builder:
             raise TopologyError("merge() needs two streams of the same Topology")
-        merged = self._then(OperatorKind.MERGE, None, name, parents=(self._node, other._node))
-        merged.key_changed = self.key_changed or other.key_changed
-        return merged
+        node = self._builder.add_operator(OperatorKind.MERGE, (self._node, other._node), name=name)
+        return self._at(node, key_changed=self.key_changed or other.key_changed)
 
     def split(
         self,
-        branches: Mapping[str, Callable[[Any, Any], bool]],
+        branches: Mapping[str, Callable[[K, V], bool]],
         *,
         default: str | None = None,
         name: str | None = None,
-    ) -> dict[str, Stream]:
+    ) -> dict[str, Stream[K, V]]:
         """Route each record to the first branch whose predicate `(key, value)` is true.
 
         Returns one stream per branch name; with `default`, records no predicate accepts go to a
         stream of that name, otherwise they are dropped.
         """
-        names = list(branches)
+        predicates: dict[str, Predicate | None] = dict(branches)
         if default is not None:
             if default in branches:
                 raise TopologyError(f"split(): default branch {default!r} is also a named branch")
-            names.append(default)
-        if not names:
+            predicates[default] = None
+        if not predicates:
             raise TopologyError("split() needs at least one branch")
-        predicates: list[Callable[[Any, Any], bool] | None] = list(branches.values())
-        if default is not None:
-            predicates.append(None)
-        split_name = self._topology._name_node(OperatorKind.SPLIT.value, name)
-        self._topology._graph.add(
-            OperatorNode(
-                split_name, OperatorKind.SPLIT, (self._node,), predicates=tuple(predicates)
-            )
-        )
-        result: dict[str, Stream] = {}
-        for index, branch_name in enumerate(names):
-            node_name = self._topology._name_node(
-                OperatorKind.BRANCH.value, f"{split_name}-{branch_name}"
-            )
-            self._topology._graph.add(
-                OperatorNode(node_name, OperatorKind.BRANCH, (split_name,), branch_index=index)
-            )
-            result[branch_name] = Stream(
-                self._topology,
-                node_name,
-                self.key_serde,
-                self.value_serde,
-                key_changed=self.key_changed,
-            )
-        return result
+        nodes = self._builder.add_split(self._node, predicates, name=name)
+        return {
+            branch: self._at(node, key_changed=self.key_changed) for branch, node in nodes.items()
+        }
 
-    def branch(self, *predicates: Callable[[Any, Any], bool]) -> list[Stream]:
+    def branch(self, *predicates: Callable[[K, V], bool]) -> list[Stream[K, V]]:
         """Kafka Streams' classic form of `split`: one stream per predicate, first match wins,
         records no predicate accepts are dropped."""
         named = {str(i): p for i, p in enumerate(predicates)}
@@ -198,85 +187,68 @@ class Stream:
 
     def group_by(
         self,
-        key_fn: Callable[[Any, Any], Any],
+        key_fn: Callable[[K, V], K2],
         *,
-        key_serde: Serde[Any] | None = None,
-        value_serde: Serde[Any] | None = None,
+        key_serde: Serde[K2] | None = None,
+        value_serde: Serde[V] | None = None,
         name: str | None = None,
-    ) -> GroupedStream:
+    ) -> GroupedStream[K2, V]:
         """Group records by `key_fn(key, value)`. Records go through the repartition topic
         `<application_id>-<name>-repartition`, so that each new key lands in one task."""
-        base = self._topology._name_node("group_by", name)
-        keyed = self._then(OperatorKind.MAP, lambda k, v: (key_fn(k, v), v), f"{base}-key")
-        keyed.key_serde = key_serde or self.key_serde
-        keyed.value_serde = value_serde or self.value_serde
-        return keyed._repartition(base)
+        base = self._builder.name("group_by", name)
+        keyed = self._builder.add_operator(
+            OperatorKind.MAP,
+            (self._node,),
+            name=f"{base}-key",
+            function=lambda k, v: (key_fn(k, v), v),
+        )
+        key = key_serde or self.key_serde
+        value = value_serde or self.value_serde
+        source = self._builder.add_repartition(keyed, base, key, value)
+        return GroupedStream(self._builder, source, key, value)
 
     def group_by_key(
         self,
         *,
-        key_serde: Serde[Any] | None = None,
-        value_serde: Serde[Any] | None = None,
+        key_serde: Serde[K] | None = None,
+        value_serde: Serde[V] | None = None,
         name: str | None = None,
-    ) -> GroupedStream:
+    ) -> GroupedStream[K, V]:
         """Group records by their key; repartitions only when an operator may have changed keys
         (`map`, `flat_map`, `process`) since the source."""
-        from processor.dsl.table import GroupedStream
-
-        grouped = Stream(
-            self._topology,
-            self._node,
-            key_serde or self.key_serde,
-            value_serde or self.value_serde,
-            key_changed=self.key_changed,
-        )
-        if grouped.key_changed:
-            return grouped._repartition(self._topology._name_node("group_by_key", name))
-        return GroupedStream(self._topology, self._node, grouped.key_serde, grouped.value_serde)
-
-    def _repartition(self, base: str) -> GroupedStream:
-        from processor.dsl.table import GroupedStream
-
-        topic = f"{base}-repartition"
-        graph = self._topology._graph
-        graph.add(
-            SinkNode(
-                f"{base}-sink", topic, self._node, self.key_serde, self.value_serde, internal=True
-            )
-        )
-        graph.add(
-            SourceNode(f"{base}-source", topic, self.key_serde, self.value_serde, internal=True)
-        )
-        return GroupedStream(self._topology, f"{base}-source", self.key_serde, self.value_serde)
+        key = key_serde or self.key_serde
+        value = value_serde or self.value_serde
+        if not self.key_changed:
+            return GroupedStream(self._builder, self._node, key, value)
+        base = self._builder.name("group_by_key", name)
+        source = self._builder.add_repartition(self._node, base, key, value)
+        return GroupedStream(self._builder, source, key, value)
 
     def process(
         self,
-        function: Callable[[ProcessorContext, Any, Any], None],
+        function: Callable[[ProcessorContext, K, V], None],
         *,
         stores: Sequence[str] = (),
         key_serde: Serde[Any] | None = None,
         value_serde: Serde[Any] | None = None,
         name: str | None = None,
         retry: Retry | None = None,
-    ) -> Stream:
+    ) -> Stream[Any, Any]:
         """Call `function(context, key, value)` for each record: `context.store(name)` gives the
         declared `stores`, `context.forward(key, value)` emits downstream (zero or more times),
         and `context.topic`, `.partition`, `.offset`, `.timestamp`, `.headers` describe the
-        record. The stream it returns carries what was forwarded."""
-        node_name = self._topology._name_node(OperatorKind.PROCESS.value, name)
-        self._topology._graph.add(
-            OperatorNode(
-                node_name,
-                OperatorKind.PROCESS,
-                (self._node,),
-                function=function,
-                stores=tuple(stores),
-                retry=retry,
-            )
+        record. The stream it returns carries what was forwarded, of types no checker knows."""
+        node = self._builder.add_operator(
+            OperatorKind.PROCESS,
+            (self._node,),
+            name=name,
+            function=function,
+            stores=stores,
+            retry=retry,
         )
         return Stream(
-            self._topology,
-            node_name,
+            self._builder,
+            node,
             key_serde or self.key_serde,
             value_serde or self.value_serde,
             key_changed=True,
@@ -286,18 +258,91 @@ class Stream:
         self,
         topic: str,
         *,
-        key_serde: Serde[Any] | None = None,
-        value_serde: Serde[Any] | None = None,
+        key_serde: Serde[K] | None = None,
+        value_serde: Serde[V] | None = None,
         name: str | None = None,
     ) -> None:
         """Write every record to `topic`, with this stream's serdes unless others are given."""
-        node_name = self._topology._name_node("sink", name)
-        self._topology._graph.add(
-            SinkNode(
-                node_name,
-                topic,
-                self._node,
-                key_serde or self.key_serde,
-                value_serde or self.value_serde,
-            )
+        self._builder.add_sink(
+            topic,
+            self._node,
+            key_serde or self.key_serde,
+            value_serde or self.value_serde,
+            name=name,
         )
+
+
+class GroupedStream(Generic[K, V]):
+    """Records grouped by key; every aggregation keeps one value per key in a store."""
+
+    def __init__(
+        self, builder: GraphBuilder, node: str, key_serde: Serde[Any], value_serde: Serde[Any]
+    ) -> None:
+        self._builder = builder
+        self._node = node
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+
+    def count(self, *, name: str | None = None) -> Table[K, int]:
+        """The number of records per key (records with a null key or value are not counted)."""
+        return self._aggregate("count", name, lambda: 0, lambda _k, _v, n: n + 1, IntSerde())
+
+    def reduce(self, reducer: Callable[[V, V], V], *, name: str | None = None) -> Table[K, V]:
+        """Per key, the first value, then `reducer(aggregate, value)` for each later value."""
+        return self._aggregate(
+            "reduce", name, None, lambda _k, value, agg: reducer(agg, value), self.value_serde
+        )
+
+    def aggregate(
+        self,
+        initializer: Callable[[], A],
+        aggregator: Callable[[K, V, A], A],
+        *,
+        value_serde: Serde[A],
+        name: str | None = None,
+    ) -> Table[K, A]:
+        """Per key, `aggregator(key, value, aggregate)` starting from `initializer()`; the
+        aggregate is stored with `value_serde`."""
+        return self._aggregate("aggregate", name, initializer, aggregator, value_serde)
+
+    def _aggregate(
+        self,
+        label: str,
+        name: str | None,
+        initializer: Callable[[], Any] | None,
+        aggregator: Callable[[Any, Any, Any], Any],
+        value_serde: Serde[Any],
+    ) -> Table[Any, Any]:
+        node, store = self._builder.add_aggregate(
+            self._node,
+            label=label,
+            name=name,
+            initializer=initializer,
+            aggregator=aggregator,
+            key_serde=self.key_serde,
+            value_serde=value_serde,
+        )
+        return Table(self._builder, node, self.key_serde, value_serde, store)
+
+
+class Table(Generic[K, V]):
+    """The latest value per key. Every update flows on to `to_stream()` as (key, new value)."""
+
+    def __init__(
+        self,
+        builder: GraphBuilder,
+        node: str,
+        key_serde: Serde[Any],
+        value_serde: Serde[Any],
+        store: str,
+    ) -> None:
+        self._builder = builder
+        self._node = node
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self.store_name = store
+
+    def to_stream(self, *, name: str | None = None) -> Stream[K, V]:
+        """The table's updates as a stream of (key, new value) records."""
+        node = self._builder.add_operator(OperatorKind.TO_STREAM, (self._node,), name=name)
+        return Stream(self._builder, node, self.key_serde, self.value_serde)

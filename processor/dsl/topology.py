@@ -2,42 +2,23 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from processor.dsl.stream import Stream
-from processor.dsl.table import Table
-from processor.errors import TopologyError
+from processor.dsl.builder import GraphBuilder, check_name
+from processor.dsl.stream import Stream, Table
 from processor.serdes import BytesSerde, Serde
-from processor.topology.graph import (
-    LogicalGraph,
-    OperatorKind,
-    OperatorNode,
-    SourceNode,
-    StoreSpec,
-)
+from processor.topology.describe import describe
+from processor.topology.graph import LogicalGraph, OperatorKind
 from processor.topology.handling import ErrorHandler
 from processor.topology.subtopology import SubTopology, build_subtopologies
 
-
-def _handler(topic: str, handler: ErrorHandler | str | None) -> ErrorHandler | None:
-    if handler is None or isinstance(handler, ErrorHandler):
-        return handler
-    try:
-        return ErrorHandler.parse(handler)
-    except ValueError as e:
-        raise TopologyError(f"source {topic!r}: on_deserialization_error {e}") from None
-
-
-def _check_name(what: str, name: str) -> None:
-    if not name or not all((c.isascii() and c.isalnum()) or c in "._-" for c in name):
-        raise TopologyError(
-            f"{what} name {name!r} must be non-empty and use only letters, digits, '.', '_'"
-            " and '-' (it becomes part of topic names)"
-        )
-
-
 if TYPE_CHECKING:
     from processor.state.restore import RestoreListener
+
+K = TypeVar("K")  # the type of a source's keys, from its key serde (bytes without one)
+V = TypeVar("V")  # the type of its values, from its value serde (bytes without one)
+
+Handler = ErrorHandler | str | None
 
 
 class Topology:
@@ -55,10 +36,9 @@ class Topology:
     """
 
     def __init__(self, name: str) -> None:
-        _check_name("topology", name)
+        check_name("topology", name)
         self.name = name
-        self._graph = LogicalGraph()
-        self._counter = 0
+        self._builder = GraphBuilder()
         self.restore_listener: RestoreListener | None = None
 
     def on_restore(self, listener: RestoreListener | None) -> None:
@@ -69,13 +49,47 @@ class Topology:
         Standby updates are not restores and are not reported (see the /metrics instead)."""
         self.restore_listener = listener
 
-    def _name_node(self, kind: str, name: str | None) -> str:
-        if name is not None:
-            return name
-        node_name = f"{kind}-{self._counter}"
-        self._counter += 1
-        return node_name
-
+    # Without a serde, keys and values are bytes: one overload per serde given or not.
+    @overload
+    def stream(
+        self,
+        topic: str,
+        *,
+        key_serde: None = None,
+        value_serde: None = None,
+        name: str | None = None,
+        on_deserialization_error: Handler = None,
+    ) -> Stream[bytes, bytes]: ...
+    @overload
+    def stream(
+        self,
+        topic: str,
+        *,
+        key_serde: Serde[K],
+        value_serde: None = None,
+        name: str | None = None,
+        on_deserialization_error: Handler = None,
+    ) -> Stream[K, bytes]: ...
+    @overload
+    def stream(
+        self,
+        topic: str,
+        *,
+        key_serde: None = None,
+        value_serde: Serde[V],
+        name: str | None = None,
+        on_deserialization_error: Handler = None,
+    ) -> Stream[bytes, V]: ...
+    @overload
+    def stream(
+        self,
+        topic: str,
+        *,
+        key_serde: Serde[K],
+        value_serde: Serde[V],
+        name: str | None = None,
+        on_deserialization_error: Handler = None,
+    ) -> Stream[K, V]: ...
     def stream(
         self,
         topic: str,
@@ -83,20 +97,58 @@ class Topology:
         key_serde: Serde[Any] | None = None,
         value_serde: Serde[Any] | None = None,
         name: str | None = None,
-        on_deserialization_error: ErrorHandler | str | None = None,
-    ) -> Stream:
+        on_deserialization_error: Handler = None,
+    ) -> Stream[Any, Any]:
         """The records of `topic`; keys and values are bytes unless serdes are given.
         `on_deserialization_error` (fail, skip or dead_letter) overrides the application's
         deserialization_error_handler for this topic."""
-        if any(s.topic == topic for s in self._graph.sources()):
-            raise TopologyError(f"topic {topic!r} is already a source of this topology")
-        handler = _handler(topic, on_deserialization_error)
-        node_name = self._name_node("source", name)
         key = key_serde or BytesSerde()
         value = value_serde or BytesSerde()
-        self._graph.add(SourceNode(node_name, topic, key, value, on_deserialization_error=handler))
-        return Stream(self, node_name, key, value)
+        node = self._builder.add_source(
+            topic, key, value, name=name, on_deserialization_error=on_deserialization_error
+        )
+        return Stream(self._builder, node, key, value)
 
+    @overload
+    def table(
+        self,
+        topic: str,
+        *,
+        key_serde: None = None,
+        value_serde: None = None,
+        name: str | None = None,
+        on_deserialization_error: Handler = None,
+    ) -> Table[bytes, bytes]: ...
+    @overload
+    def table(
+        self,
+        topic: str,
+        *,
+        key_serde: Serde[K],
+        value_serde: None = None,
+        name: str | None = None,
+        on_deserialization_error: Handler = None,
+    ) -> Table[K, bytes]: ...
+    @overload
+    def table(
+        self,
+        topic: str,
+        *,
+        key_serde: None = None,
+        value_serde: Serde[V],
+        name: str | None = None,
+        on_deserialization_error: Handler = None,
+    ) -> Table[bytes, V]: ...
+    @overload
+    def table(
+        self,
+        topic: str,
+        *,
+        key_serde: Serde[K],
+        value_serde: Serde[V],
+        name: str | None = None,
+        on_deserialization_error: Handler = None,
+    ) -> Table[K, V]: ...
     def table(
         self,
         topic: str,
@@ -104,8 +156,8 @@ class Topology:
         key_serde: Serde[Any] | None = None,
         value_serde: Serde[Any] | None = None,
         name: str | None = None,
-        on_deserialization_error: ErrorHandler | str | None = None,
-    ) -> Table:
+        on_deserialization_error: Handler = None,
+    ) -> Table[Any, Any]:
         """`topic` as a table: the latest value per key, kept in a store named `name` (default:
         the topic's name); a record with a null value deletes its key, and one with a null key
         goes to the deserialization error handler."""
@@ -115,13 +167,13 @@ class Topology:
             value_serde=value_serde,
             on_deserialization_error=on_deserialization_error,
         )
-        store = name or topic
-        self.add_store(store, key_serde=source.key_serde, value_serde=source.value_serde)
-        node_name = self._name_node(OperatorKind.MATERIALIZE.value, None)
-        self._graph.add(
-            OperatorNode(node_name, OperatorKind.MATERIALIZE, (source.node_name,), stores=(store,))
+        store = self.add_store(
+            name or topic, key_serde=source.key_serde, value_serde=source.value_serde
         )
-        return Table(self, node_name, source.key_serde, source.value_serde, store)
+        node = self._builder.add_operator(
+            OperatorKind.MATERIALIZE, (source.node_name,), stores=(store,)
+        )
+        return Table(self._builder, node, source.key_serde, source.value_serde, store)
 
     def add_store(
         self,
@@ -132,22 +184,16 @@ class Topology:
     ) -> str:
         """Declare a key-value store for `Stream.process`; returns its name. Its changelog topic
         is `<application_id>-<name>-changelog`."""
-        _check_name("store", name)
-        self._graph.add_store(
-            StoreSpec(name, key_serde or BytesSerde(), value_serde or BytesSerde())
-        )
-        return name
+        return self._builder.add_store(name, key_serde or BytesSerde(), value_serde or BytesSerde())
 
     @property
     def graph(self) -> LogicalGraph:
-        return self._graph
+        return self._builder.graph
 
     def subtopologies(self, application_id: str | None = None) -> list[SubTopology]:
         """The sub-topologies, with internal topics named for `application_id` (default: the
         topology's name)."""
-        return build_subtopologies(self._graph, application_id or self.name)
+        return build_subtopologies(self._builder.graph, application_id or self.name)
 
     def describe(self) -> str:
-        from processor.topology.describe import describe
-
         return describe(self.name, self.subtopologies())

@@ -7,7 +7,9 @@ than derived from the high watermark: under read_committed the last offsets of a
 transaction markers, which are never delivered, so "position reached the high watermark" would
 wait forever where the end-of-partition event arrives.
 
-The only module that touches `confluent_kafka.Consumer` for changelogs.
+The only module that touches `confluent_kafka.Consumer` for changelogs. It implements
+`processor.state.restore_protocols.ChangelogSource`, whose items (`ChangelogBatch`,
+`PartitionEnd`) are defined there, free of Kafka imports, and re-exported here.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any, NamedTuple
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from processor.errors import BrokerError, RecordError, TopicError
+from processor.ids import Partition
+from processor.state.restore_protocols import ChangelogBatch, PartitionEnd
 
 __all__ = [
     "BULK_READ_SETTINGS",
@@ -30,8 +34,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-Partition = tuple[str, int]
-
 
 class ChangelogRecord(NamedTuple):
     """One changelog record; `value` None is a tombstone (the key was deleted)."""
@@ -41,25 +43,6 @@ class ChangelogRecord(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes | None
-
-
-class ChangelogBatch(NamedTuple):
-    """Consecutive records of one partition: their (key, value) pairs in offset order (value
-    None: a tombstone) and the offset of the last one."""
-
-    topic: str
-    partition: int
-    last_offset: int
-    changes: list[tuple[bytes, bytes | None]]
-
-
-class PartitionEnd(NamedTuple):
-    """The reader reached the end of `topic[partition]`; `offset` is the next offset to read
-    (the high watermark, or the last stable offset under read_committed)."""
-
-    topic: str
-    partition: int
-    offset: int
 
 
 BULK_READ_SETTINGS: dict[str, Any] = {

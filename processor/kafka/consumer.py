@@ -17,8 +17,7 @@ from confluent_kafka import (
 )
 
 from processor.errors import BrokerError
-
-Partition = tuple[str, int]
+from processor.ids import Partition
 
 
 class Message(Protocol):

@@ -17,6 +17,12 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from processor.errors import BrokerError, RecordRejectedError
 
+# Re-exported: the worker asks this module for the limits of what it produces.
+from processor.kafka.record_size import DEFAULT_MESSAGE_MAX_BYTES as DEFAULT_MESSAGE_MAX_BYTES
+from processor.kafka.record_size import RECORD_OVERHEAD as RECORD_OVERHEAD
+from processor.kafka.record_size import max_record_bytes as max_record_bytes
+from processor.kafka.record_size import producer_max_bytes as producer_max_bytes
+
 Headers = list[tuple[str, bytes | None]]
 # How much longer than its own timeout send_offsets_to_transaction() may take before the client
 # is given up on.
@@ -266,34 +272,6 @@ class OutputProducer:
         except KafkaException as e:
             error = e.args[0]
             raise BrokerError(f"{what} failed: {error}", fatal=bool(error.fatal())) from e
-
-
-RECORD_OVERHEAD = 100
-"""What a record batch holding one record costs besides the key, value and headers. The broker
-compares the batch with the topic's max.message.bytes: a 61-byte batch header (base offset and
-timestamps, lengths, CRC, producer id and epoch) and the record's own varints and attributes,
-at most 19 bytes (length, key and value lengths of up to 5 bytes each; attributes, timestamp
-and offset deltas, header count of 1 byte each in a batch's first record); 72 bytes in all were
-measured for a 3-byte key and a 100 kB value. librdkafka counts 36 bytes for the record against
-its message.max.bytes. Rounded up to 100: wider varints than we counted (a timestamp delta for a
-record behind another in its batch) still fit, and being refused 20 bytes early costs nothing."""
-
-DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
-"""librdkafka's default `message.max.bytes`: the largest record the producer sends."""
-
-
-def producer_max_bytes(settings: Mapping[str, Any]) -> int:
-    """The `message.max.bytes` of a producer with `settings` (librdkafka's default if unset)."""
-    return int(settings.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
-
-
-def max_record_bytes(topic_max_bytes: int | None, producer_max_bytes: int) -> int:
-    """The most key + value bytes one record without headers may have, for the producer (its
-    `message.max.bytes`) and the topic (its `max.message.bytes`, None when unknown) to take it."""
-    limit = producer_max_bytes
-    if topic_max_bytes is not None:
-        limit = min(limit, topic_max_bytes)
-    return max(limit - RECORD_OVERHEAD, 0)
 
 
 def _headers_size(headers: Headers) -> int:

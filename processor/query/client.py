@@ -119,8 +119,8 @@ class QueryClient:
         # Imported here: confluent_kafka is only needed to find a worker, not to query one.
         from processor.kafka.admin import Admin
         from processor.kafka.topic_tail import TopicTail
-        from processor.runtime.status import IgnoredReason, InstancePhase, StatusBoard
-        from processor.runtime.status_signing import StatusSigner
+        from processor.status.record import IgnoredReason, InstancePhase, StatusBoard
+        from processor.status.signing import StatusSigner
 
         topic = f"{application_id}-metadata"
         # librdkafka's own log lines would only repeat, on stderr, the error raised here.

@@ -37,10 +37,10 @@ from prometheus_client import CollectorRegistry, make_asgi_app
 from pydantic import BaseModel, Field
 
 from processor.errors import ConfigError
+from processor.ids import TaskId
 from processor.query.partitioner import partition_for
 from processor.query.render import KeyFormatError, format_name, parse_key, render
 from processor.query.source import QuerySource, StoreInfo
-from processor.runtime.task_id import TaskId
 from processor.state.backend import TaskStateBackend
 
 __all__ = ["QueryServer", "build_app"]

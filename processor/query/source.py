@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from processor.runtime.task_id import TaskId
+from processor.ids import TaskId
 from processor.state.backend import TaskStateBackend
 from processor.topology.graph import StoreSpec
 

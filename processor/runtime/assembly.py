@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from processor.config import WorkerConfig
 from processor.dsl.topology import Topology
-from processor.runtime.task_id import TaskId
+from processor.ids import TaskId
 from processor.kafka.admin import Admin
 from processor.kafka.changelog_reader import ChangelogReader
 from processor.kafka.consumer import GroupConsumer

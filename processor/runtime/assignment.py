@@ -47,7 +47,7 @@ from fractions import Fraction
 from types import MappingProxyType
 
 from processor.errors import ConfigError
-from processor.runtime.task_id import TaskId
+from processor.ids import TaskId
 
 __all__ = [
     "Assignment",

@@ -47,11 +47,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
 from processor.errors import BrokerError
+from processor.ids import Partition
 from processor.kafka.consumer import GroupConsumer
 from processor.kafka.producer import OutputProducer
 from processor.runtime.broker_watch import BrokerWatch
 from processor.runtime.refusals import Refusals, raise_refused
-from processor.runtime.task import Partition, StreamTask, TaskOptions
+from processor.runtime.task import StreamTask, TaskOptions
 from processor.topology.record import Emitter
 
 __all__ = ["AtLeastOnceCommitter", "Committer", "make_committer"]

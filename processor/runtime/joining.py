@@ -16,10 +16,10 @@ from processor.kafka.admin import Admin
 from processor.runtime import warmup
 from processor.runtime.membership import membership_of
 from processor.runtime.rebalance import Rebalancer
-from processor.runtime.status import InstancePhase
 from processor.runtime.status_publisher import StatusPublisher
 from processor.runtime.task_manager import TaskManager
 from processor.runtime.task_plan import TaskPlan
+from processor.status.record import InstancePhase
 
 __all__ = ["WarmUp"]
 

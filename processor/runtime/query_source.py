@@ -7,16 +7,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from processor.ids import TaskId
 from processor.query.source import LocalRead, Owners, StoreInfo
-from processor.runtime.task_id import TaskId
 from processor.state.backend import TaskStateBackend
 
 if TYPE_CHECKING:
     from processor.runtime.assignment import Assignment
     from processor.runtime.rebalance import Rebalancer
-    from processor.runtime.status import StatusBoard
     from processor.runtime.status_publisher import StatusPublisher
     from processor.runtime.task_manager import TaskManager
+    from processor.status.record import StatusBoard
 
 
 class WorkerView(Protocol):

@@ -22,6 +22,7 @@ import time
 
 from processor.config import WorkerConfig
 from processor.errors import BrokerError
+from processor.ids import TaskId
 from processor.kafka.admin import Admin, GroupMember
 from processor.kafka.consumer import GroupConsumer
 from processor.kafka.producer import fence_transactional_id
@@ -31,12 +32,11 @@ from processor.runtime.clients import fencing_settings, transactional_id
 from processor.runtime.commit import Committer
 from processor.runtime.identity import WorkerIdentity
 from processor.runtime.membership import DuplicateWatch, Membership, stable_membership
-from processor.runtime.status import InstancePhase
 from processor.runtime.status_publisher import GroupView, StatusPublisher
-from processor.runtime.task_id import TaskId
 from processor.runtime.task_manager import TaskManager
 from processor.runtime.task_plan import TaskPlan
 from processor.state.restore import RestoreState
+from processor.status.record import InstancePhase
 
 __all__ = ["Rebalancer"]
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 
 from processor.errors import BrokerError, RecordRejectedError
+from processor.ids import Partition
 from processor.kafka.producer import DeliveryFailure, OutputProducer
-from processor.runtime.task import Partition, StreamTask, TaskOptions
+from processor.runtime.task import StreamTask, TaskOptions
 from processor.topology.handling import (
     ErrorHandler,
     ErrorStage,

@@ -1,5 +1,5 @@
 """What a worker tells others about itself, and learns of them: its status on the metadata
-topic (`processor.runtime.status`), the board of every instance's latest status, and the
+topic (`processor.status.record`), the board of every instance's latest status, and the
 Prometheus snapshot `/metrics` serves.
 
 With an HTTP token, statuses are signed and only signed ones are believed (`status_signing`):
@@ -18,15 +18,15 @@ from typing import Any
 
 from processor.config import WorkerConfig
 from processor.errors import BrokerError
+from processor.ids import TaskId
 from processor.kafka.producer import Headers, OutputProducer
 from processor.kafka.topic_tail import TopicTail
 from processor.metrics import RestoreSample, WorkerMetrics, WorkerSnapshot
 from processor.runtime.clients import metadata_reader_settings, status_producer_settings
-from processor.runtime.status import IgnoredReason, InstancePhase, InstanceStatus, StatusBoard
-from processor.runtime.status_signing import SIGNATURE_HEADER, StatusSigner
-from processor.runtime.task_id import TaskId
 from processor.runtime.task_manager import TaskManager
 from processor.state.restore import RestoreState
+from processor.status.record import IgnoredReason, InstancePhase, InstanceStatus, StatusBoard
+from processor.status.signing import SIGNATURE_HEADER, StatusSigner
 from processor.topology.handling import Accounting
 
 __all__ = ["GroupView", "StatusPublisher"]

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from processor.errors import ProcessorError
+from processor.ids import Partition, TaskId
 from processor.kafka.consumer import Message
-from processor.runtime.task_id import TaskId
 from processor.state.task_stores import TaskStores
 from processor.state.typed import NO_LIMIT
 from processor.topology.handling import (
@@ -34,7 +34,6 @@ from processor.topology.processors import Emitter, RecordContext, SourceProcesso
 from processor.topology.retry import Retry
 from processor.topology.subtopology import SubTopology
 
-Partition = tuple[str, int]
 # (topic, partition, offset) of an input record
 RecordPosition = tuple[str, int, int]
 
@@ -135,18 +134,15 @@ class StreamTask:
         context.offset = offset
         context.timestamp = message.timestamp()[1]
         context.headers = message.headers()
-        effects = context.effects
         try:
             if self._unproducible and (topic, self.id.partition, offset) in self._unproducible:
                 # Kept until the commit that covers it: the transaction may abort again.
                 failure, output = self._unproducible[(topic, self.id.partition, offset)]
                 handle_failure(self._handling, failure, output, self._emitter, self._accounting)
+            elif self._sources[topic].process_bytes(message.key(), message.value()):
+                self._accounting.pending_output += 1  # reached a sink or a store
             else:
-                self._sources[topic].process_bytes(message.key(), message.value())
-                if context.effects != effects:
-                    self._accounting.pending_output += 1
-                else:
-                    self._accounting.pending_filtered += 1
+                self._accounting.pending_filtered += 1
         except RECORD_ERRORS as e:
             self._fail(failure_of(e, topic, self.id.partition, offset, str(self.id)), message)
         self._next_offsets[self._partition_of[topic]] = offset + 1

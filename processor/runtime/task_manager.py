@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from processor.runtime.task import Partition, StreamTask, TaskOptions, TaskState
-from processor.runtime.task_id import TaskId
+from processor.ids import Partition, TaskId
+from processor.runtime.task import StreamTask, TaskOptions, TaskState
 from processor.state.backend import TaskStateBackend
 from processor.state.restore import RestoreProgress, Restorer, RestoreState
 from processor.state.rocksdb import open_or_wipe, open_rocksdb, wipe

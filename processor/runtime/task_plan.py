@@ -15,10 +15,10 @@ from collections.abc import Mapping
 
 from processor.config import WorkerConfig
 from processor.errors import BrokerError, CoPartitioningError, TopicError
+from processor.ids import TaskId
 from processor.kafka.admin import Admin
 from processor.runtime.identity import WorkerIdentity, fingerprint_of
 from processor.runtime.internal_topics import prepare_topics
-from processor.runtime.task_id import TaskId
 from processor.topology.subtopology import SubTopology
 
 __all__ = ["TaskPlan"]

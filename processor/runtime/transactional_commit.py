@@ -16,10 +16,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from processor.errors import BrokerError
+from processor.ids import Partition
 from processor.runtime.broker_watch import OUTAGE_LIMIT_S
 from processor.runtime.commit import TIMEOUT_S, Committer
 from processor.runtime.refusals import raise_refused
-from processor.runtime.task import Partition, StreamTask
+from processor.runtime.task import StreamTask
 
 __all__ = ["TransactionalCommitter"]
 

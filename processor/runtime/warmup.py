@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from processor.ids import TaskId
 from processor.runtime.assignment import Assignment
-from processor.runtime.task_id import TaskId
 
 __all__ = ["held_by", "moving_tasks", "not_caught_up", "to_prewarm"]
 

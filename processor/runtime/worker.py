@@ -46,7 +46,7 @@ from processor.runtime.assembly import Collaborators, WorkerParts, assemble
 from processor.runtime.instance import StateDirLock, resolve_instance_id
 from processor.runtime.joining import POLL_INTERVAL_S, WarmUp
 from processor.runtime.preflight import preflight
-from processor.runtime.status import InstancePhase
+from processor.status.record import InstancePhase
 from processor.topology.handling import Accounting, ErrorHandling
 from processor.topology.subtopology import SubTopology, deserialization_overrides
 

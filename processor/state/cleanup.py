@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 
 from processor.errors import ProcessorError
-from processor.runtime.task_id import TaskId
+from processor.ids import TaskId
 
 __all__ = [
     "DEFAULT_STATE_CLEANUP_DELAY_S",

@@ -36,7 +36,7 @@ from typing import Any
 
 from processor.dsl.topology import Topology
 from processor.errors import TopologyError
-from processor.kafka.producer import DEFAULT_MESSAGE_MAX_BYTES, max_record_bytes
+from processor.kafka.record_size import DEFAULT_MESSAGE_MAX_BYTES, max_record_bytes
 from processor.serdes import Serde
 from processor.state.memory import InMemoryBackend
 from processor.state.task_stores import TaskStores
@@ -218,15 +218,14 @@ class TopologyTestDriver:
         self._offsets[topic] = offset + 1
         c = self._context
         c.topic, c.offset, c.timestamp, c.headers = topic, offset, timestamp, headers
-        effects = c.effects
         try:
-            source.process_bytes(key, value)
+            reached = source.process_bytes(key, value)
         except RECORD_ERRORS as e:
             failure = failure_of(e, topic, 0, offset, self._task_of_topic[topic])
             record = (key, value, timestamp, headers)
             handle_failure(self._handling, failure, record, self._collector, self.accounting)
             return
-        self.accounting.count(Outcome.OUTPUT if c.effects != effects else Outcome.FILTERED)
+        self.accounting.count(Outcome.OUTPUT if reached else Outcome.FILTERED)
 
     def _commit(self) -> None:
         for task_stores in self._task_stores:

@@ -19,9 +19,6 @@ class RecordContext:
     offset: int = -1
     timestamp: int = 0
     headers: Headers | None = field(default=None)
-    # Sink writes and store writes so far: a record that changes it produced output, one that
-    # does not was filtered out by the topology.
-    effects: int = 0
 
 
 class Emitter(Protocol):

@@ -49,23 +49,6 @@ class Retry:
         return int(min(self.max_backoff_ms, self.backoff_ms * 2 ** min(retry - 1, 62)))
 
 
-def retrying(
-    function: Callable[..., Any], policy: Retry, operator: str, record: RecordContext
-) -> Callable[..., Any]:
-    """`function`, called again per `policy` when it raises a transient error; the last error
-    is raised when the retries are used up."""
-    if policy.attempts == 0:
-        return function
-
-    def call(*args: Any) -> Any:
-        try:
-            return function(*args)
-        except policy.on as e:
-            return call_again(function, args, e, policy, operator, record)
-
-    return call
-
-
 def call_again(
     function: Callable[..., Any],
     args: tuple[Any, ...],

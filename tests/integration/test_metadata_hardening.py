@@ -18,8 +18,8 @@ import pytest
 from confluent_kafka import Producer
 
 from processor.query.client import QueryClient, QueryError
-from processor.runtime.status import InstancePhase, InstanceStatus
-from processor.runtime.status_signing import SIGNATURE_HEADER, StatusSigner
+from processor.status.record import InstancePhase, InstanceStatus
+from processor.status.signing import SIGNATURE_HEADER, StatusSigner
 from tests.integration.workers import WorkerProcess, start_worker
 from tests.kafka_helpers import produce
 

@@ -24,7 +24,7 @@ from schemathesis import GenerationMode
 from processor.cli import main
 from processor.query.client import QueryClient, QueryError
 from processor.query.server import MAX_REQUEST_HEAD_BYTES
-from processor.runtime.status import InstancePhase, InstanceStatus
+from processor.status.record import InstancePhase, InstanceStatus
 from tests.integration.workers import WorkerProcess, start_worker
 from tests.kafka_helpers import create_topic, produce
 

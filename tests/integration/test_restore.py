@@ -14,8 +14,8 @@ from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from processor.errors import BrokerError
+from processor.ids import TaskId
 from processor.kafka.changelog_reader import ChangelogReader
-from processor.runtime.task_id import TaskId
 from processor.state.backend import Change, TaskStateBackend
 from processor.state.memory import InMemoryBackend
 from processor.state.restore import RestoreError, Restorer, RestoreState

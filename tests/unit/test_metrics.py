@@ -12,10 +12,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from processor.errors import ConfigError
+from processor.ids import TaskId
 from processor.metrics import RestoreSample, WorkerMetrics, WorkerSnapshot
 from processor.query.server import QueryServer, build_app
 from processor.query.source import Owners, StoreInfo
-from processor.runtime.task_id import TaskId
 
 
 class NoStores:

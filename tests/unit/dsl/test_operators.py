@@ -163,9 +163,12 @@ def test_peek_sees_every_record_and_passes_it_on_unchanged() -> None:
 def test_peek_runs_before_downstream_operators() -> None:
     topology, text = _text_topology()
     events: list[str] = []
-    text.peek(lambda k, v: events.append(f"peek {v}")).map_values(
-        lambda v: events.append(f"map {v}") or v
-    ).to("out")
+
+    def mapped(value: str) -> str:
+        events.append(f"map {value}")
+        return value
+
+    text.peek(lambda k, v: events.append(f"peek {v}")).map_values(mapped).to("out")
     _run(topology, [("a", "1")])
     assert events == ["peek 1", "map 1"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from processor.kafka.producer import (
+from processor.kafka.record_size import (
     DEFAULT_MESSAGE_MAX_BYTES,
     RECORD_OVERHEAD,
     max_record_bytes,

@@ -13,12 +13,12 @@ import pytest
 
 from processor.cli import main
 from processor.errors import ProcessorError
+from processor.ids import TaskId
 from processor.query import client as client_module
 from processor.query.client import QueryClient, QueryError, QueryNotFoundError
 from processor.query.partitioner import partition_for
 from processor.query.server import MAX_KEY_CHARS, QueryServer, build_app
 from processor.query.source import LocalRead, Owners, StoreInfo
-from processor.runtime.task_id import TaskId
 from processor.serdes import IntSerde, JsonSerde, Serde, StringSerde
 from processor.state.backend import TaskStateBackend
 from processor.state.memory import InMemoryBackend

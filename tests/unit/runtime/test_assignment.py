@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor.errors import ConfigError
+from processor.ids import TaskId
 from processor.runtime.assignment import Assignment, assign, capacity, moved_tasks
-from processor.runtime.task_id import TaskId
 
 CORE = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

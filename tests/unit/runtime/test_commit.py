@@ -12,12 +12,12 @@ import pytest
 
 from processor import Topology, serdes
 from processor.errors import BrokerError
+from processor.ids import TaskId
 from processor.kafka.producer import DeliveryFailure
 from processor.runtime import commit as commit_module
 from processor.runtime.broker_watch import BrokerWatch
 from processor.runtime.commit import Committer, make_committer
 from processor.runtime.task import StreamTask
-from processor.runtime.task_id import TaskId
 from processor.state.memory import InMemoryBackend
 from processor.state.task_stores import TaskStores
 

@@ -20,13 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor.errors import ConfigError
+from processor.ids import TaskId
 from processor.runtime.assignment import (
     Assignment,
     assign,
     assign_with_standbys,
     standby_counts,
 )
-from processor.runtime.task_id import TaskId
 
 CORE = settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

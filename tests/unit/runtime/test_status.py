@@ -1,4 +1,4 @@
-"""Statuses read from `<app>-metadata` (`processor.runtime.status`): whatever a record holds, the
+"""Statuses read from `<app>-metadata` (`processor.status.record`): whatever a record holds, the
 board takes it or ignores it (counted, logged once per instance id), and never raises; freshness
 is judged by the reader's clocks; with a token only signed statuses are believed; forwarded
 queries go to members only (`processor.runtime.query_source`)."""
@@ -16,10 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
+from processor.ids import TaskId
 from processor.metrics import WorkerMetrics, WorkerSnapshot
 from processor.runtime.assignment import Assignment
 from processor.runtime.query_source import WorkerQuerySource
-from processor.runtime.status import (
+from processor.status.record import (
     MAX_CLOCK_AHEAD_MS,
     MAX_STATUS_BYTES,
     IgnoredReason,
@@ -27,8 +28,7 @@ from processor.runtime.status import (
     InstanceStatus,
     StatusBoard,
 )
-from processor.runtime.status_signing import SIGNATURE_HEADER, StatusSigner
-from processor.runtime.task_id import TaskId
+from processor.status.signing import SIGNATURE_HEADER, StatusSigner
 
 FIELDS = [
     "instance_id",

@@ -1,15 +1,15 @@
 """Warm-up before joining (`processor.runtime.warmup`) and the status records instances exchange
-(`processor.runtime.status`)."""
+(`processor.status.record`)."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from processor.ids import TaskId
 from processor.runtime import warmup
 from processor.runtime.assignment import assign_with_standbys
-from processor.runtime.status import IgnoredReason, InstancePhase, InstanceStatus, StatusBoard
-from processor.runtime.task_id import TaskId
+from processor.status.record import IgnoredReason, InstancePhase, InstanceStatus, StatusBoard
 
 members = st.lists(
     st.sampled_from([f"w{i}" for i in range(8)]), min_size=1, max_size=6, unique=True

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from processor.runtime.task_id import TaskId
+from processor.ids import TaskId
 from processor.state.cleanup import (
     DEFAULT_STATE_CLEANUP_DELAY_S,
     StateCleaner,

@@ -1,5 +1,5 @@
 """Checks of the fields of a status read from `<application_id>-metadata`
-(`processor.runtime.status`), and the error they raise.
+(`processor.status.record`), and the error they raise.
 
 Each check takes one parsed JSON value and looks one level deep, no further: a value nested
 where the format has no nesting is refused for its type, never walked. Every limit below is far

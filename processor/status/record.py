@@ -8,11 +8,11 @@ behind those warm copies are (`lags`), which the joiner waits on.
 Anyone who can write the topic can put anything there, and a record stays until compaction
 removes it, so every worker reads it again at every start: nothing read there may stop a
 worker. `StatusBoard.apply` takes a status only when every field validates
-(`processor.runtime.status_fields`), and otherwise ignores the record, counts it and logs it
+(`processor.status.fields`), and otherwise ignores the record, counts it and logs it
 (once per instance id), never raising. Reading is bounded: a value over `MAX_STATUS_BYTES` is
 refused unread, JSON nested deeper than the parser's recursion limit is refused by the parser,
 and the fields are checked one level deep. With an HTTP token, statuses are signed
-(`processor.runtime.status_signing`) and an unsigned or wrongly signed one is ignored as well,
+(`processor.status.signing`) and an unsigned or wrongly signed one is ignored as well,
 checked before the value is parsed.
 
 Freshness is judged by the reader's clocks, not the sender's: an instance counts as a joiner
@@ -32,15 +32,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 
-from processor.runtime import status_fields as fields
-from processor.runtime.status_fields import (
+from processor.ids import TaskId
+from processor.status import fields
+from processor.status.fields import (
     MAX_NAME_CHARS,
     MAX_STATUS_BYTES,
     IgnoredReason,
     InvalidStatusError,
 )
-from processor.runtime.status_signing import SIGNATURE_HEADER, StatusSigner
-from processor.runtime.task_id import TaskId
+from processor.status.signing import SIGNATURE_HEADER, StatusSigner
 
 __all__ = [
     "MAX_CLOCK_AHEAD_MS",

@@ -1,0 +1,186 @@
+"""`GraphBuilder`: the one object that adds to a topology's logical graph.
+
+A `Topology` makes one builder; every `Stream`, `GroupedStream` and `Table` of that topology
+holds it and declares its operators through it. Nothing else touches the graph while it is
+being declared.
+
+The builder names the nodes it is not given names for, `<kind>-<n>` with one counter per
+topology, so names (and the sub-topology numbering, which follows declaration order) stay the
+same as long as the declarations do. It checks the names users choose, and it knows the shape of
+a repartition: a sink writing the internal topic `<base>-repartition` and a source reading it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from processor.errors import TopologyError
+from processor.serdes import Serde
+from processor.topology.graph import (
+    LogicalGraph,
+    OperatorKind,
+    OperatorNode,
+    SinkNode,
+    SourceNode,
+    StoreSpec,
+)
+from processor.topology.handling import ErrorHandler
+from processor.topology.retry import Retry
+
+Predicate = Callable[[Any, Any], bool]
+
+
+def check_name(what: str, name: str) -> None:
+    """Refuse a topology or store name that cannot be part of a topic name."""
+    if not name or not all((c.isascii() and c.isalnum()) or c in "._-" for c in name):
+        raise TopologyError(
+            f"{what} name {name!r} must be non-empty and use only letters, digits, '.', '_'"
+            " and '-' (it becomes part of topic names)"
+        )
+
+
+def _handler(topic: str, handler: ErrorHandler | str | None) -> ErrorHandler | None:
+    if handler is None or isinstance(handler, ErrorHandler):
+        return handler
+    try:
+        return ErrorHandler.parse(handler)
+    except ValueError as e:
+        raise TopologyError(f"source {topic!r}: on_deserialization_error {e}") from None
+
+
+class GraphBuilder:
+    """Adds sources, operators, stores, sinks and repartition topics to one `LogicalGraph`.
+
+    Every `add_*` method returns the name of the node it added, for the next declaration to read
+    from. A declaration the graph refuses raises `TopologyError`; what was added before the
+    refused node stays, and so do the generated names it used.
+    """
+
+    def __init__(self) -> None:
+        self._graph = LogicalGraph()
+        self._counter = 0
+
+    @property
+    def graph(self) -> LogicalGraph:
+        return self._graph
+
+    def name(self, kind: str, name: str | None) -> str:
+        """`name` when the user gave one, otherwise the next generated name for `kind`."""
+        if name is not None:
+            return name
+        generated = f"{kind}-{self._counter}"
+        self._counter += 1
+        return generated
+
+    def add_store(self, name: str, key_serde: Serde[Any], value_serde: Serde[Any]) -> str:
+        check_name("store", name)
+        self._graph.add_store(StoreSpec(name, key_serde, value_serde))
+        return name
+
+    def add_source(
+        self,
+        topic: str,
+        key_serde: Serde[Any],
+        value_serde: Serde[Any],
+        *,
+        name: str | None,
+        on_deserialization_error: ErrorHandler | str | None,
+    ) -> str:
+        if any(s.topic == topic for s in self._graph.sources()):
+            raise TopologyError(f"topic {topic!r} is already a source of this topology")
+        handler = _handler(topic, on_deserialization_error)
+        node = self.name("source", name)
+        self._graph.add(
+            SourceNode(node, topic, key_serde, value_serde, on_deserialization_error=handler)
+        )
+        return node
+
+    def add_operator(
+        self,
+        kind: OperatorKind,
+        parents: Sequence[str],
+        *,
+        name: str | None = None,
+        function: Callable[..., Any] | None = None,
+        stores: Sequence[str] = (),
+        retry: Retry | None = None,
+    ) -> str:
+        """An operator of `kind` reading `parents`, named `name` or `<kind>-<n>`."""
+        node = self.name(kind.value, name)
+        self._graph.add(
+            OperatorNode(
+                node, kind, tuple(parents), function=function, stores=tuple(stores), retry=retry
+            )
+        )
+        return node
+
+    def add_split(
+        self, parent: str, branches: dict[str, Predicate | None], *, name: str | None
+    ) -> dict[str, str]:
+        """A SPLIT node and one BRANCH node per entry of `branches` (a None predicate takes what
+        no other accepts), named `<split>-<branch>`; returns branch name -> node name."""
+        split = self.name(OperatorKind.SPLIT.value, name)
+        self._graph.add(
+            OperatorNode(split, OperatorKind.SPLIT, (parent,), predicates=tuple(branches.values()))
+        )
+        nodes: dict[str, str] = {}
+        for index, branch in enumerate(branches):
+            node = self.name(OperatorKind.BRANCH.value, f"{split}-{branch}")
+            self._graph.add(OperatorNode(node, OperatorKind.BRANCH, (split,), branch_index=index))
+            nodes[branch] = node
+        return nodes
+
+    def add_aggregate(
+        self,
+        parent: str,
+        *,
+        label: str,
+        name: str | None,
+        initializer: Callable[[], Any] | None,
+        aggregator: Callable[[Any, Any, Any], Any],
+        key_serde: Serde[Any],
+        value_serde: Serde[Any],
+    ) -> tuple[str, str]:
+        """An AGGREGATE node, named `name` or `<label>-<n>`, and its store, named `name` or
+        `<node>-store`; returns (node, store)."""
+        node = self.name(label, name)
+        store = self.add_store(name or f"{node}-store", key_serde, value_serde)
+        self._graph.add(
+            OperatorNode(
+                node,
+                OperatorKind.AGGREGATE,
+                (parent,),
+                function=aggregator,
+                stores=(store,),
+                initializer=initializer,
+            )
+        )
+        return node, store
+
+    def add_sink(
+        self,
+        topic: str,
+        parent: str,
+        key_serde: Serde[Any],
+        value_serde: Serde[Any],
+        *,
+        name: str | None,
+    ) -> str:
+        node = self.name("sink", name)
+        self._graph.add(SinkNode(node, topic, parent, key_serde, value_serde))
+        return node
+
+    def add_repartition(
+        self, parent: str, base: str, key_serde: Serde[Any], value_serde: Serde[Any]
+    ) -> str:
+        """Route `parent`'s records through the repartition topic
+        `<application_id>-<base>-repartition` (sink `<base>-sink`), so that each key lands in
+        the partition its hash picks; returns the node reading them back, `<base>-source`."""
+        topic = f"{base}-repartition"
+        self._graph.add(
+            SinkNode(f"{base}-sink", topic, parent, key_serde, value_serde, internal=True)
+        )
+        source = f"{base}-source"
+        self._graph.add(SourceNode(source, topic, key_serde, value_serde, internal=True))
+        return source

@@ -1,0 +1,268 @@
+"""`processor.state.restore.Restorer` over an in-memory changelog source: standbys, and their
+promotion to a restore of the same task that reads only the tail. (Restores on a real broker:
+tests/integration/test_restore.py.)"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+import pytest
+
+from processor.errors import BrokerError, ProcessorError
+from processor.ids import Partition, TaskId
+from processor.state.backend import TaskStateBackend
+from processor.state.memory import InMemoryBackend
+from processor.state.restore import Restorer, RestoreState
+from processor.state.restore_protocols import ChangelogBatch, PartitionEnd
+
+TASK = TaskId(0, 0)
+STORE = "counts"
+TOPIC = "app-counts-changelog"
+Records = list[tuple[bytes, bytes | None]]
+
+
+class MemoryChangelogs:
+    """A `ChangelogSource` over lists of records. Like the Kafka reader it reports the end of
+    an assigned partition once each time it gets there. `hold()` stops deliveries."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._logs: dict[Partition, Records] = defaultdict(list)
+        self._positions: dict[Partition, int] = {}
+        self._at_end: set[Partition] = set()
+        self._held = False
+        self.assigned: list[dict[Partition, int]] = []  # every assign() call
+        self.unreachable = False  # watermarks() fails as when the broker does not answer
+
+    def append(self, records: Records, partition: int = 0) -> None:
+        with self._lock:
+            self._logs[(TOPIC, partition)].extend(records)
+
+    def hold(self, held: bool = True) -> None:
+        with self._lock:
+            self._held = held
+
+    def watermarks(self, topic: str, partition: int, timeout: float) -> tuple[int, int]:
+        if self.unreachable:
+            raise BrokerError("the broker does not answer")
+        with self._lock:
+            return 0, len(self._logs[(topic, partition)])
+
+    def high_watermark(self, topic: str, partition: int) -> int | None:
+        with self._lock:
+            return len(self._logs[(topic, partition)])
+
+    def assign(self, start_offsets: Mapping[Partition, int]) -> None:
+        with self._lock:
+            self.assigned.append(dict(start_offsets))
+            self._positions.update(start_offsets)
+            self._at_end -= set(start_offsets)
+
+    def unassign(self, partitions: Iterable[Partition]) -> None:
+        with self._lock:
+            for p in partitions:
+                self._positions.pop(p, None)
+
+    def consume_batches(
+        self, max_records: int, timeout: float
+    ) -> list[ChangelogBatch | PartitionEnd]:
+        items: list[ChangelogBatch | PartitionEnd] = []
+        with self._lock:
+            for (topic, partition), position in [] if self._held else self._positions.items():
+                log = self._logs[(topic, partition)]
+                if position < len(log):
+                    changes = log[position : position + max_records]
+                    last = position + len(changes) - 1
+                    items.append(ChangelogBatch(topic, partition, last, changes))
+                    self._positions[(topic, partition)] = last + 1
+                    self._at_end.discard((topic, partition))
+                elif (topic, partition) not in self._at_end:
+                    items.append(PartitionEnd(topic, partition, position))
+                    self._at_end.add((topic, partition))
+        if not items:
+            time.sleep(timeout)
+        return items
+
+    def close(self) -> None:
+        pass
+
+
+class Calls:
+    """A `RestoreListener` that records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, ...]] = []
+
+    def on_restore_start(self, task_id: TaskId, topic: str, start: int, end: int) -> None:
+        self.calls.append(("start", task_id, topic, start, end))
+
+    def on_batch_restored(self, task_id: TaskId, topic: str, last_offset: int, count: int) -> None:
+        self.calls.append(("batch", task_id, topic, last_offset, count))
+
+    def on_restore_end(self, task_id: TaskId, topic: str, total: int) -> None:
+        self.calls.append(("end", task_id, topic, total))
+
+
+def _records(prefix: str, count: int) -> Records:
+    return [(f"key-{i % 7}".encode(), f"{prefix}-{i}".encode()) for i in range(count)]
+
+
+def _never_wipe(task_id: TaskId, reason: str) -> TaskStateBackend:
+    raise AssertionError(f"unexpected wipe of task {task_id}: {reason}")
+
+
+@pytest.fixture
+def changelogs() -> MemoryChangelogs:
+    return MemoryChangelogs()
+
+
+@pytest.fixture
+def listener() -> Calls:
+    return Calls()
+
+
+@pytest.fixture
+def restorer(changelogs: MemoryChangelogs, listener: Calls) -> Iterator[Restorer]:
+    restorer = Restorer(
+        changelogs,
+        wipe_callback=_never_wipe,
+        listener=listener,
+        batch_size=25,
+        poll_timeout=0.002,
+        retry_interval=0.01,
+    )
+    yield restorer
+    restorer.close()
+
+
+def _wait_for(condition: Callable[[], bool], restorer: Restorer, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        restorer.raise_if_failed()
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {restorer.progress()}"
+        time.sleep(0.002)
+
+
+def _caught_up_standby(
+    restorer: Restorer, changelogs: MemoryChangelogs, backend: TaskStateBackend, count: int
+) -> None:
+    changelogs.append(_records("first", count))
+    restorer.add(TASK, backend, {STORE: TOPIC}, standby=True)
+    _wait_for(lambda: restorer.records_read(TASK) == count, restorer, "the standby to apply")
+    _wait_for(lambda: restorer.progress()[TASK].caught_up, restorer, "the standby to catch up")
+
+
+def test_a_promoted_standby_restores_only_the_tail_as_the_same_task(
+    restorer: Restorer,
+    changelogs: MemoryChangelogs,
+    listener: Calls,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = InMemoryBackend([STORE])
+    _caught_up_standby(restorer, changelogs, backend, 100)
+    standby = restorer.progress()[TASK]
+    assert (standby.state, standby.standby, standby.restored) == (RestoreState.STANDBY, True, 100)
+    assert listener.calls == [], "listeners hear about restores, not standby updates"
+
+    changelogs.hold()
+    changelogs.append(_records("tail", 30))
+    with caplog.at_level(logging.INFO, logger="processor.state.restore"):
+        restorer.promote(TASK)
+    assert "promoted from standby (100 records applied)" in caplog.text
+    promoted = restorer.progress_of(TASK)
+    assert promoted is not None
+    assert promoted.state in (RestoreState.PENDING, RestoreState.RESTORING)
+    assert (promoted.standby, promoted.caught_up, promoted.restored) == (False, False, 0)
+    changelogs.hold(False)
+    _wait_for(lambda: TASK in restorer.completed(), restorer, "the promoted task to complete")
+
+    assert restorer.last_restore(TASK) is not None
+    assert restorer.last_restore(TASK)[0] == 30  # type: ignore[index]
+    assert restorer.records_read(TASK) == 130
+    assert changelogs.assigned == [{(TOPIC, 0): 0}, {(TOPIC, 0): 100}], "read from the checkpoint"
+    assert listener.calls == [
+        ("start", TASK, TOPIC, 100, 130),
+        ("batch", TASK, TOPIC, 124, 25),
+        ("batch", TASK, TOPIC, 129, 5),
+        ("end", TASK, TOPIC, 30),
+    ]
+    assert backend.offsets() == {TOPIC: 129}
+    assert dict(backend.range(STORE)) == dict(_records("first", 100) + _records("tail", 30))
+    assert restorer.progress() == {}
+
+
+def test_a_standby_promoted_at_the_end_completes_without_reading(
+    restorer: Restorer, changelogs: MemoryChangelogs, listener: Calls
+) -> None:
+    _caught_up_standby(restorer, changelogs, InMemoryBackend([STORE]), 10)
+    _wait_for(lambda: restorer.progress()[TASK].remaining == 0, restorer, "no lag")
+    restorer.promote(TASK)
+    _wait_for(lambda: TASK in restorer.completed(), restorer, "the promoted task to complete")
+    assert restorer.last_restore(TASK) == (0, pytest.approx(0, abs=5))
+    assert listener.calls == [("start", TASK, TOPIC, 10, 10), ("end", TASK, TOPIC, 0)]
+
+
+def test_a_standby_promoted_before_it_started_is_restored(
+    restorer: Restorer, changelogs: MemoryChangelogs, listener: Calls
+) -> None:
+    changelogs.unreachable = True
+    changelogs.append(_records("first", 12))
+    backend = InMemoryBackend([STORE])
+    restorer.add(TASK, backend, {STORE: TOPIC}, standby=True)
+    time.sleep(0.05)  # a few tries to read its offsets
+    assert restorer.progress()[TASK].state is RestoreState.PENDING
+
+    restorer.promote(TASK)
+    assert restorer.progress()[TASK].standby is False
+    changelogs.unreachable = False
+    _wait_for(lambda: TASK in restorer.completed(), restorer, "the promoted task to complete")
+
+    assert restorer.last_restore(TASK)[0] == 12  # type: ignore[index]
+    assert listener.calls[0] == ("start", TASK, TOPIC, 0, 12)
+    assert listener.calls[-1] == ("end", TASK, TOPIC, 12)
+    assert backend.offsets() == {TOPIC: 11}
+
+
+def test_only_a_standby_held_here_can_be_promoted(
+    restorer: Restorer, changelogs: MemoryChangelogs
+) -> None:
+    with pytest.raises(ProcessorError, match="not a standby here"):
+        restorer.promote(TASK)
+    changelogs.hold()
+    changelogs.append(_records("first", 5))
+    restorer.add(TASK, InMemoryBackend([STORE]), {STORE: TOPIC})
+    with pytest.raises(ProcessorError, match="not a standby here"):
+        restorer.promote(TASK)
+    restorer.remove([TASK])
+
+    changelogs.hold(False)
+    restorer.add(TASK, InMemoryBackend([STORE]), {STORE: TOPIC}, standby=True)
+    _wait_for(lambda: restorer.progress()[TASK].caught_up, restorer, "the standby to catch up")
+    restorer.promote(TASK)
+    with pytest.raises(ProcessorError, match="not a standby here"):
+        restorer.promote(TASK)
+
+
+def test_a_promoted_standby_removed_mid_restore_is_forgotten(
+    restorer: Restorer, changelogs: MemoryChangelogs
+) -> None:
+    _caught_up_standby(restorer, changelogs, InMemoryBackend([STORE]), 20)
+    changelogs.hold()
+    changelogs.append(_records("tail", 50))
+    restorer.promote(TASK)
+    _wait_for(
+        lambda: restorer.progress()[TASK].state is RestoreState.RESTORING,
+        restorer,
+        "the restore to begin",
+    )
+    restorer.remove([TASK])
+    changelogs.hold(False)
+    time.sleep(0.05)
+    assert restorer.progress() == {}
+    assert restorer.completed() == []
+    assert restorer.records_read(TASK) == 20
+    restorer.raise_if_failed()

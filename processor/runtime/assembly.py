@@ -149,19 +149,12 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
     rebalancer = Rebalancer(
         cfg, plan, admin, consumer, committer, tasks, status, session_timeout_s=session_timeout_s
     )
-    server = None
+    endpoint, http_port = None, None
     if cfg.http_port is not None:
-        view = RuntimeView(instance_id, rebalancer, status, tasks)
-        server = _serve(parts, plan, view)
+        server = _serve(parts, plan, RuntimeView(instance_id, rebalancer, status, tasks))
         resources.callback(server.close)
-        status.endpoint = _endpoint(cfg, server.port)
-        log.info(
-            "worker %s: serving the query API and /metrics on http://%s:%d (endpoint %s)",
-            instance_id,
-            cfg.http_host,
-            server.port,
-            status.endpoint,
-        )
+        endpoint, http_port = _endpoint(cfg, server.port), server.port
+        status.endpoint = endpoint
     return Collaborators(
         plan=plan,
         admin=admin,
@@ -173,8 +166,8 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
         rebalancer=rebalancer,
         cleaner=StateCleaner(cfg.app_state_dir, cfg.state_cleanup_delay_ms / 1000),
         stalls=StallWatch(min(session_timeout_s, max_poll_interval_s)),
-        endpoint=status.endpoint,
-        http_port=server.port if server is not None else None,
+        endpoint=endpoint,
+        http_port=http_port,
     )
 
 
@@ -227,7 +220,15 @@ def _serve(parts: WorkerParts, plan: TaskPlan, view: RuntimeView) -> QueryServer
     app = build_app(
         WorkerQuerySource(view, stores), token=cfg.http_token, registry=parts.metrics.registry
     )
-    return QueryServer(app, cfg.http_host, cfg.http_port or 0)
+    server = QueryServer(app, cfg.http_host, cfg.http_port or 0)
+    log.info(
+        "worker %s: serving the query API and /metrics on http://%s:%d (endpoint %s)",
+        parts.instance_id,
+        cfg.http_host,
+        server.port,
+        _endpoint(cfg, server.port),
+    )
+    return server
 
 
 def _endpoint(cfg: WorkerConfig, port: int) -> str:

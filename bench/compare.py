@@ -120,8 +120,12 @@ KS_PROJECT = BENCH / "contenders" / "kafka-streams"
 KS_BUILD = ROOT / ".cache" / "bench-kafka-streams"
 
 ALL_CONTENDERS = ["raw", "ours", "quix", "faust", "kafka-streams"]
+# Run only when named: this project at another commit, checked out at $BENCH_BEFORE (e.g. with
+# `git worktree add /tmp/before <commit>`), for a before/after comparison in one run.
+OPTIONAL_CONTENDERS = ["ours-before"]
 LABELS = {
     "raw": "raw confluent-kafka loop",
+    "ours-before": "processor before ($BENCH_BEFORE)",
     "ours": "processor (ours)",
     "quix": "Quix Streams",
     "faust": "Faust",
@@ -206,6 +210,7 @@ class Job:
 
     commands: list[list[str]]
     env: dict[str, str]
+    cwd: Path = ROOT
 
 
 class Contender:
@@ -512,9 +517,24 @@ class KafkaStreams(Contender):
 OURS_RESTORED = re.compile(r"state restored in [\d.]+s \((\d+) changelog records read\)")
 KS_RESTORED = re.compile(r"^restore end \S+ (\d+) records$", re.MULTILINE)
 
+
+class OursBefore(Ours):
+    """This project as checked out at $BENCH_BEFORE, run the same way as `ours`."""
+
+    name = "ours-before"
+
+    def job(self, *args: Any, **kwargs: Any) -> Job:
+        job = super().job(*args, **kwargs)
+        before = Path(os.environ["BENCH_BEFORE"])
+        job.env["PYTHONPATH"] = str(before)
+        job.cwd = before  # `python -m` puts the working directory first on sys.path
+        return job
+
+
 CONTENDERS: dict[str, Contender] = {
-    c.name: c for c in (RawLoop(), Ours(), Quix(), Faust(), KafkaStreams())
+    c.name: c for c in (RawLoop(), OursBefore(), Ours(), Quix(), Faust(), KafkaStreams())
 }
+ORDER = ["raw", "ours-before", "ours", "quix", "faust", "kafka-streams"]
 
 
 # --- input and output -------------------------------------------------------------------------
@@ -760,7 +780,7 @@ class Processes:
                 self.procs.append(
                     subprocess.Popen(
                         command,
-                        cwd=ROOT,
+                        cwd=job.cwd,
                         env=job.env,
                         stdout=out,
                         stderr=subprocess.STDOUT,
@@ -1620,7 +1640,7 @@ def ratio_lines(cells: list[Cell]) -> list[str]:
 
 
 def markdown(meta: dict[str, Any], cells: list[Cell]) -> str:
-    contenders = [c for c in ALL_CONTENDERS if c in meta["contenders"]]
+    contenders = [c for c in ORDER if c in meta["contenders"]]
     m = meta["machine"]
     out = [
         START_MARK,
@@ -1778,7 +1798,10 @@ def main() -> None:
         return
     for name in args.contenders:
         if name not in CONTENDERS:
-            parser.error(f"unknown contender {name}; choose from {', '.join(ALL_CONTENDERS)}")
+            choices = ", ".join([*ALL_CONTENDERS, *OPTIONAL_CONTENDERS])
+            parser.error(f"unknown contender {name}; choose from {choices}")
+        if name == "ours-before" and not os.environ.get("BENCH_BEFORE"):
+            parser.error("ours-before runs the checkout at $BENCH_BEFORE: set it")
     for name in args.workloads:
         if name not in ALL_WORKLOADS:
             parser.error(f"unknown workload {name}; choose from {', '.join(ALL_WORKLOADS)}")
@@ -1811,7 +1834,7 @@ def main() -> None:
         with broker() as bootstrap:
             progress(f"broker {bootstrap}; work dir {workdir}")
             bench = Bench(args, bootstrap, workdir)
-            order = [c for c in ALL_CONTENDERS if c in args.contenders]
+            order = [c for c in ORDER if c in args.contenders]
             for workload in [w for w in THROUGHPUT_WORKLOADS if w in args.workloads]:
                 for workers in args.workers:
                     for name in order:

@@ -48,6 +48,7 @@ from processor.kafka.producer import Headers, OutputProducer, fence_transactiona
 from processor.kafka.settings import settings_for
 from processor.kafka.topic_tail import TopicTail
 from processor.metrics import RestoreSample, WorkerMetrics, WorkerSnapshot
+from processor.query.limits import QueryLimits
 from processor.query.server import QueryServer, build_app
 from processor.query.source import StoreInfo
 from processor.runtime import warmup
@@ -361,7 +362,10 @@ class Worker:
             for spec in sub.stores:
                 stores[spec.name] = StoreInfo(spec, sub.id, partitions)
         app = build_app(
-            WorkerQuerySource(self, stores), token=cfg.http_token, registry=self.metrics.registry
+            WorkerQuerySource(self, stores),
+            token=cfg.http_token,
+            registry=self.metrics.registry,
+            limits=QueryLimits.from_config(cfg),
         )
         self._http = QueryServer(app, cfg.http_host, cfg.http_port or 0)
         self.http_port = self._http.port

@@ -65,6 +65,21 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--http-token", dest="http_token", help="require 'Authorization: Bearer TOKEN'"
     )
+    run.add_argument(
+        "--query-timeout-ms",
+        dest="query_timeout_ms",
+        help="time one query may take, its forwards included (default 5000)",
+    )
+    run.add_argument(
+        "--query-max-requests",
+        dest="query_max_requests",
+        help="reads of store contents served at once; more get 503 (default 8)",
+    )
+    run.add_argument(
+        "--query-max-forwards",
+        dest="query_max_forwards",
+        help="queries forwarded to other workers at once; more get 503 (default 4)",
+    )
     for stage in ("deserialization", "processing", "production"):
         run.add_argument(
             f"--{stage}-error-handler",

@@ -19,6 +19,9 @@
 | http_host | --http-host | PROCESSOR_HTTP_HOST | 127.0.0.1 |
 | http_port | --http-port | PROCESSOR_HTTP_PORT | 0 (any free port); empty: no HTTP server |
 | http_token | --http-token | PROCESSOR_HTTP_TOKEN | none (no authentication) |
+| query_timeout_ms | --query-timeout-ms | PROCESSOR_QUERY_TIMEOUT_MS | 5000 |
+| query_max_requests | --query-max-requests | PROCESSOR_QUERY_MAX_REQUESTS | 8 |
+| query_max_forwards | --query-max-forwards | PROCESSOR_QUERY_MAX_FORWARDS | 4 |
 | deserialization_error_handler | --deserialization-error-handler | PROCESSOR_DESER... | fail |
 | processing_error_handler | --processing-error-handler | PROCESSOR_PROCESSING_ERR... | fail |
 | production_error_handler | --production-error-handler | PROCESSOR_PRODUCTION_ERR... | fail |
@@ -117,6 +120,20 @@ class WorkerConfig:
     http_host: str = "127.0.0.1"
     http_port: int | None = 0
     http_token: str | None = None
+    # Bounds on the query API (processor.query.limits); a request over one is refused at once
+    # with 503 and Retry-After. The time one query may take, every forward it makes included:
+    # under QueryClient's 10 s timeout, so that a client hears why, and far above what a
+    # 10,000-key forward takes (tens of milliseconds).
+    query_timeout_ms: int = 5000
+    # Reads of store contents served at once. A worker is one Python process: more reads at
+    # once do not finish sooner, they only make every other request (/metrics, the listing,
+    # the event loop itself) wait longer for the interpreter; well under the 40 threads the
+    # HTTP server runs handlers on, so that metadata and lag always find one.
+    query_max_requests: int = 8
+    # Forwards to other instances in flight at once: half the reads, so that a hung instance
+    # (each forward to it waits out its deadline) holds at most half of them; at most half of
+    # these wait on any one instance.
+    query_max_forwards: int = 4
     # What happens to a record that cannot be deserialized (or lacks a key a keyed operator
     # needs), whose user function raises, or whose output the broker refuses: fail (stop, the
     # offset uncommitted), skip (log line + metric) or dead_letter (to `dead_letter_topic`,
@@ -171,6 +188,9 @@ class WorkerConfig:
             raise ConfigError(
                 "consume_batch_size", f"must be positive, got {self.consume_batch_size}"
             )
+        for name in ("query_timeout_ms", "query_max_requests", "query_max_forwards"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(name, f"must be positive, got {getattr(self, name)}")
         for name in (
             "num_standby_replicas",
             "acceptable_recovery_lag",
@@ -340,6 +360,9 @@ def load(
         ("max_warmup_time_ms", int),
         ("state_cleanup_delay_ms", int),
         ("http_port", int),
+        ("query_timeout_ms", int),
+        ("query_max_requests", int),
+        ("query_max_forwards", int),
         ("startup_timeout_ms", int),
         ("processing_retry_attempts", int),
         ("processing_retry_backoff_ms", int),

@@ -34,7 +34,7 @@ from processor.errors import BrokerError, ProcessorError
 __all__ = ["QueryClient", "QueryError", "QueryNotFoundError"]
 
 # The server takes at most this many keys in one POST /v1/stores/{store}/keys and this many
-# entries in one page (processor.query.server.MAX_KEYS and MAX_LIMIT).
+# entries in one page (processor.query.limits.MAX_KEYS, processor.query.server.MAX_LIMIT).
 MAX_KEYS_PER_REQUEST = 10_000
 MAX_PAGE_SIZE = 10_000
 # Seconds to wait for an instance found on the metadata topic to answer.
@@ -43,14 +43,23 @@ _PROBE_TIMEOUT = 3.0
 
 class QueryError(ProcessorError):
     """A query failed: the worker answered with an error status (`status`, the server's
-    `detail`), or could not be reached or understood (`status` is None)."""
+    `detail`), or could not be reached or understood (`status` is None). `retry_after` is the
+    seconds the worker asked to wait before trying again (503: busy, or no copy could answer
+    right now), None when it did not say. The client itself never retries."""
 
     def __init__(
-        self, message: str, *, url: str, status: int | None = None, detail: Any = None
+        self,
+        message: str,
+        *,
+        url: str,
+        status: int | None = None,
+        detail: Any = None,
+        retry_after: float | None = None,
     ) -> None:
         self.url = url
         self.status = status
         self.detail = detail
+        self.retry_after = retry_after
         super().__init__(message)
 
 
@@ -66,6 +75,14 @@ def _quote_segment(text: str) -> str:
     """`text` as one path segment. Dots are escaped too: httpx would resolve a key of `.` or
     `..` as a relative path segment; the server decodes `%2E` back to a dot."""
     return quote(text, safe="").replace(".", "%2E")
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """A Retry-After header in seconds (the form the workers send); None for anything else."""
+    try:
+        return float(retry_after) if retry_after is not None else None
+    except ValueError:
+        return None
 
 
 def _describe_detail(detail: Any) -> str:
@@ -256,7 +273,13 @@ class QueryClient:
         message = f"{method} {url} answered {response.status_code}: {shown}"
         if response.status_code == 404:
             raise QueryNotFoundError(message, url=url, status=404, detail=detail)
-        raise QueryError(message, url=url, status=response.status_code, detail=detail)
+        raise QueryError(
+            message,
+            url=url,
+            status=response.status_code,
+            detail=detail,
+            retry_after=_seconds(response.headers.get("retry-after")),
+        )
 
     def _store_path(self, store: str) -> str:
         return f"/v1/stores/{_quote_segment(store)}"

@@ -15,42 +15,53 @@ task is moving) a standby answers instead, locally when this worker holds one, a
 says it is stale and how many changelog records it is behind. `prefer_local=true` reads a local
 copy first even when the active one could answer.
 
+Bounds. One request makes at most one forward per instance and step, all within one deadline,
+and a worker serves a bounded number of reads and forwards at once; a request over a bound is
+refused at once with 503 (413 for too many keys), a `Retry-After` header and a JSON body naming
+the limit (`processor.query.limits`).
+
 Security. With a token configured every endpoint, `/metrics` and the OpenAPI document
 included, requires `Authorization: Bearer <token>`. Bad requests get a 4xx with a message.
 """
 
 from __future__ import annotations
 
-import heapq
+import json
 import logging
-import secrets
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any
 
-import httpx
 import uvicorn
 from fastapi import Body, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry, make_asgi_app
 from pydantic import BaseModel, Field
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from processor.errors import ConfigError
 from processor.ids import TaskId
+from processor.query.forwarding import FORWARDED, Forwarder, Unavailable
+from processor.query.guard import Guard
+from processor.query.limits import (
+    MAX_KEYS,
+    RETRY_UNAVAILABLE_S,
+    Deadline,
+    Gate,
+    Overloaded,
+    QueryLimits,
+)
 from processor.query.partitioner import partition_for
+from processor.query.reads import StoreReads
 from processor.query.render import KeyFormatError, format_name, parse_key, render
 from processor.query.source import QuerySource, StoreInfo
-from processor.state.backend import TaskStateBackend
 
 __all__ = ["QueryServer", "build_app"]
 
 log = logging.getLogger("processor.query")
 
-FORWARDED = "x-processor-forwarded"
-MAX_KEYS = 10_000
 MAX_LIMIT = 10_000
-MAX_BODY_BYTES = 1_000_000
 # A request line and headers must fit uvicorn's limit for an incomplete request head; these
 # bounds keep the longest valid URL (three keys of 4-byte characters, percent-encoded, and a
 # cursor) within it.
@@ -58,57 +69,71 @@ MAX_KEY_CHARS = 1024
 MAX_CURSOR_CHARS = 2 * 4 * MAX_KEY_CHARS
 MAX_TASKS_CHARS = 10_000
 MAX_REQUEST_HEAD_BYTES = 128 * 1024
-_FORWARD_TIMEOUT = httpx.Timeout(10.0, connect=1.0)
+
+
+# What reads answer besides 200 (processor.query.limits), for the OpenAPI document.
+_BOUNDED: dict[int | str, dict[str, Any]] = {
+    503: {
+        "description": "over a bound (`limit` names it), or no copy can answer now; "
+        "retry after the Retry-After header's seconds"
+    }
+}
 
 
 class KeysRequest(BaseModel):
+    # The key cap is checked by the handler, so that it is a 413 naming the limit.
     keys: list[Annotated[str, Field(max_length=MAX_KEY_CHARS)]] = Field(
-        max_length=MAX_KEYS, description="keys as text (see /v1/stores)"
+        description=f"keys as text (see /v1/stores), at most {MAX_KEYS}"
     )
     stale: bool = False
 
 
-class _Unavailable(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
 def build_app(
-    source: QuerySource, *, token: str | None, registry: CollectorRegistry | None = None
+    source: QuerySource,
+    *,
+    token: str | None,
+    registry: CollectorRegistry | None = None,
+    limits: QueryLimits | None = None,
 ) -> FastAPI:
+    limits = limits or QueryLimits()
     app = FastAPI(
         title="processor queryable state",
         version="1",
         description=(__doc__ or "").split("\n\n", 1)[1],
     )
-    client = httpx.Client(timeout=_FORWARD_TIMEOUT)
-    auth_headers = {"authorization": f"Bearer {token}"} if token else {}
+    forwarder = Forwarder(
+        instance_id=source.instance_id,
+        endpoint=source.endpoint,
+        token=token,
+        max_forwards=limits.max_forwards,
+    )
+    reads = StoreReads(source, forwarder)
+    app.add_middleware(
+        Guard,
+        token=token,
+        gate=Gate(
+            limits.max_requests, setting="query_max_requests", what="reads of store contents"
+        ),
+    )
 
-    @app.middleware("http")
-    async def guard(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if token is not None:
-            given = request.headers.get("authorization", "")
-            if not secrets.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                return JSONResponse(
-                    {
-                        "detail": "missing or wrong bearer token: "
-                        "send 'Authorization: Bearer <token>'"
-                    },
-                    status_code=401,
-                    headers={"www-authenticate": "Bearer"},
-                )
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse(
-                {"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413
-            )
-        return await call_next(request)
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, e: Overloaded) -> Response:
+        return e.response()
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, e: Unavailable) -> Response:
+        return JSONResponse(
+            {"detail": e.message, "retry_after_s": RETRY_UNAVAILABLE_S},
+            status_code=503,
+            headers={"retry-after": str(RETRY_UNAVAILABLE_S)},
+        )
 
     if registry is not None:
-        app.mount("/metrics", make_asgi_app(registry))
+        metrics = make_asgi_app(registry)
+        # At /metrics itself, not only under the mount: a scrape of /metrics was a redirect to
+        # /metrics/ first, two requests where one does.
+        app.router.routes.append(Route("/metrics", _Asgi(metrics), include_in_schema=False))
+        app.mount("/metrics", metrics)
 
     if token is not None:
         plain_openapi = app.openapi
@@ -138,91 +163,9 @@ def build_app(
     def task_of(info: StoreInfo, key: bytes) -> TaskId:
         return TaskId(info.subtopology, partition_for(key, info.partitions))
 
-    def forward(instance: str, path: str, params: dict[str, Any], body: Any = None) -> Any:
-        """One hop to `instance`; raises _Unavailable when it cannot answer."""
-        endpoint = source.endpoint(instance)
-        if endpoint is None:
-            raise _Unavailable(f"instance {instance} has published no endpoint")
-        headers = {**auth_headers, FORWARDED: source.instance_id}
-        try:
-            if body is None:
-                response = client.get(endpoint + path, params=params, headers=headers)
-            else:
-                response = client.post(endpoint + path, params=params, json=body, headers=headers)
-        except httpx.HTTPError as e:
-            raise _Unavailable(f"instance {instance} at {endpoint} is unreachable: {e}") from e
-        if response.status_code == 404:
-            raise HTTPException(404, response.json().get("detail", "not found"))
-        if response.status_code != 200:
-            raise _Unavailable(
-                f"instance {instance} answered {response.status_code}: {response.text[:200]}"
-            )
-        return response.json()
-
-    def read(
-        task: TaskId,
-        reader: Callable[[TaskStateBackend], Any],
-        *,
-        stale: bool,
-        prefer_local: bool,
-        forwarded: bool,
-        remote: Callable[[str, bool], tuple[Any, dict[str, Any]]],
-    ) -> tuple[Any, dict[str, Any]]:
-        """Read `task` where it should be read; returns (result, where: answered_by, role,
-        stale, lag). `remote(instance, stale)` asks another instance for the same read."""
-        me = source.instance_id
-        owners = source.owners(task)
-
-        def local(standby: bool) -> tuple[Any, dict[str, Any]] | None:
-            copy = source.read_local(task, reader, standby=standby)
-            if copy is None:
-                return None
-            where = {
-                "answered_by": me,
-                "role": copy.role,
-                "stale": copy.role != "active",
-                "lag": copy.lag,
-            }
-            return copy.value, where
-
-        if forwarded or (prefer_local and stale):
-            found = local(stale)
-            if found is not None or forwarded:
-                if found is None:
-                    raise _Unavailable(f"instance {me} holds no readable copy of task {task}")
-                return found
-        problems: list[str] = []
-        if owners.active == me:
-            found = local(False)
-            if found is not None:
-                return found
-            problems.append(f"task {task} is not running here yet (restoring)")
-        elif owners.active is not None:
-            try:
-                return remote(owners.active, False)
-            except _Unavailable as e:
-                problems.append(e.message)
-        else:
-            problems.append(f"task {task} has no owner right now (a rebalance is under way)")
-        if stale:
-            found = local(True)
-            if found is not None:
-                return found
-            for holder in owners.standbys:
-                if holder == me:
-                    continue
-                try:
-                    return remote(holder, True)
-                except _Unavailable as e:
-                    problems.append(e.message)
-        hint = "" if stale else "; retry, or pass stale=true to read a standby copy"
-        raise _Unavailable("; ".join(problems) + hint)
-
-    def unavailable(e: _Unavailable) -> HTTPException:
-        return HTTPException(503, e.message)
-
     @app.get("/v1/stores", summary="The stores of this application")
-    def stores() -> dict[str, Any]:
+    async def stores() -> dict[str, Any]:
+        # async: an in-memory listing needs no thread, so it answers however busy the threads are
         return {
             "instance": source.instance_id,
             "stores": [
@@ -236,123 +179,74 @@ def build_app(
             ],
         }
 
-    def get_one(
-        info: StoreInfo,
-        store: str,
-        text: str,
-        key: bytes,
-        *,
-        stale: bool,
-        prefer_local: bool,
-        forwarded: bool,
-    ) -> dict[str, Any]:
-        task = task_of(info, key)
-
-        def remote(instance: str, stale_ok: bool) -> tuple[Any, dict[str, Any]]:
-            answer = forward(
-                instance, f"/v1/stores/{store}/keys", {}, {"keys": [text], "stale": stale_ok}
-            )
-            (result,) = answer["results"]
-            return result, {}
-
-        value, where = read(
-            task,
-            lambda backend: backend.get(store, key),
-            stale=stale,
-            prefer_local=prefer_local,
-            forwarded=forwarded,
-            remote=remote,
-        )
-        if not where:  # answered elsewhere: the result is complete
-            return dict(value)
-        return {
-            "key": render(info.spec.key_serde, key),
-            "found": value is not None,
-            "value": render(info.spec.value_serde, value) if value is not None else None,
-            "partition": task.partition,
-            "task": str(task),
-            **where,
-        }
-
-    @app.get("/v1/stores/{store}/keys/{key:path}", summary="One key's value")
+    @app.get(
+        "/v1/stores/{store}/keys/{key:path}",
+        summary="One key's value",
+        response_model=None,
+        responses=_BOUNDED,
+    )
     def get_key(
         request: Request,
         store: Annotated[str, Path(max_length=249)],
         key: Annotated[str, Path(max_length=MAX_KEY_CHARS)],
         stale: bool = False,
         prefer_local: bool = False,
-    ) -> dict[str, Any]:
+    ) -> Response:
         info = store_info(store)
-        raw = key_bytes(info, key)
-        try:
-            result = get_one(
-                info,
-                store,
-                key,
-                raw,
-                stale=stale,
-                prefer_local=prefer_local,
-                forwarded=FORWARDED in request.headers,
-            )
-        except _Unavailable as e:
-            raise unavailable(e) from None
+        (result,) = reads.keys(
+            store,
+            info,
+            [(key, key_bytes(info, key))],
+            stale=stale,
+            prefer_local=prefer_local,
+            forwarded=FORWARDED in request.headers,
+            deadline=Deadline(limits.timeout_s),
+        )
         if not result["found"]:
             raise HTTPException(
                 404,
                 f"key {key!r} is not in store {store!r} "
                 f"(task {result['task']}, answered by {result['answered_by']})",
             )
-        return result
+        return _json(result)
 
-    @app.post("/v1/stores/{store}/keys", summary="Many keys' values, each routed to its owner")
+    @app.post(
+        "/v1/stores/{store}/keys",
+        summary="Many keys' values, each routed to its owner",
+        response_model=None,
+        responses={**_BOUNDED, 413: {"description": f"more than {MAX_KEYS} keys"}},
+    )
     def get_keys(
         request: Request,
         store: Annotated[str, Path(max_length=249)],
         body: Annotated[KeysRequest, Body()],
         prefer_local: bool = False,
-    ) -> dict[str, Any]:
+    ) -> Response:
+        if len(body.keys) > MAX_KEYS:
+            raise Overloaded(
+                f"{len(body.keys)} keys in one request; the query API takes at most {MAX_KEYS}: "
+                f"send them in batches of {MAX_KEYS} (QueryClient.get_many does)",
+                limit="max_keys",
+                status=413,
+            )
         info = store_info(store)
-        forwarded = FORWARDED in request.headers
-        parsed = [(text, key_bytes(info, text)) for text in body.keys]
-        results: list[dict[str, Any] | None] = [None] * len(parsed)
-        # Group by the task's active owner so that each other instance gets one request.
-        by_owner: dict[str, list[int]] = {}
-        for i, (_, raw) in enumerate(parsed):
-            owner = source.owners(task_of(info, raw)).active
-            if forwarded or owner in (None, source.instance_id) or prefer_local:
-                owner = source.instance_id
-            by_owner.setdefault(owner, []).append(i)
-        try:
-            for owner, indexes in by_owner.items():
-                if owner != source.instance_id:
-                    try:
-                        answer = forward(
-                            owner,
-                            f"/v1/stores/{store}/keys",
-                            {},
-                            {"keys": [parsed[i][0] for i in indexes], "stale": body.stale},
-                        )
-                        for i, result in zip(indexes, answer["results"], strict=True):
-                            results[i] = result
-                        continue
-                    except _Unavailable:
-                        pass  # each key takes the single-key route, with its fallbacks
-                for i in indexes:
-                    text, raw = parsed[i]
-                    results[i] = get_one(
-                        info,
-                        store,
-                        text,
-                        raw,
-                        stale=body.stale,
-                        prefer_local=prefer_local,
-                        forwarded=forwarded,
-                    )
-        except _Unavailable as e:
-            raise unavailable(e) from None
-        return {"results": results}
+        results = reads.keys(
+            store,
+            info,
+            [(text, key_bytes(info, text)) for text in body.keys],
+            stale=body.stale,
+            prefer_local=prefer_local,
+            forwarded=FORWARDED in request.headers,
+            deadline=Deadline(limits.timeout_s),
+        )
+        return _json({"results": results})
 
-    @app.get("/v1/stores/{store}/entries", summary="Entries in key order, a page at a time")
+    @app.get(
+        "/v1/stores/{store}/entries",
+        summary="Entries in key order, a page at a time",
+        response_model=None,
+        responses=_BOUNDED,
+    )
     def entries(
         request: Request,
         store: Annotated[str, Path(max_length=249)],
@@ -369,7 +263,7 @@ def build_app(
             str | None,
             Query(max_length=MAX_TASKS_CHARS, pattern=r"^[0-9]+_[0-9]+(,[0-9]+_[0-9]+)*$"),
         ] = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         info = store_info(store)
         low = key_bytes(info, start) if start is not None else None
         high = key_bytes(info, end) if end is not None else None
@@ -385,12 +279,37 @@ def build_app(
         if after is not None:
             resume = bytes.fromhex(after) + b"\x00"
             low = max(low, resume) if low is not None else resume
-        all_tasks = [TaskId(info.subtopology, p) for p in range(info.partitions)]
-        if scope == "local" or FORWARDED in request.headers:
-            wanted = tasks_of_store(info, store, tasks) if tasks else all_tasks
-            merged, where = _local_raw(info, store, wanted, low, high, limit, stale)
-            return _page(info, merged, limit, where)
-        return _fan_out(info, store, all_tasks, low, high, limit, stale)
+        local_only = scope == "local" or FORWARDED in request.headers
+        wanted = (
+            tasks_of_store(info, store, tasks)
+            if tasks and local_only
+            else [TaskId(info.subtopology, p) for p in range(info.partitions)]
+        )
+        merged, where = reads.entries(
+            store,
+            info,
+            wanted,
+            low,
+            high,
+            limit,
+            stale=stale,
+            local_only=local_only,
+            deadline=Deadline(limits.timeout_s),
+        )
+        return _json(
+            {
+                "entries": [
+                    {
+                        "key": render(info.spec.key_serde, k),
+                        "value": render(info.spec.value_serde, v),
+                    }
+                    for k, v in merged
+                ],
+                "next": merged[-1][0].hex() if len(merged) == limit else None,
+                "tasks": where,
+                "stale": any(w["role"] != "active" for w in where.values()),
+            }
+        )
 
     def tasks_of_store(info: StoreInfo, store: str, listing: str) -> list[TaskId]:
         """The distinct tasks of a `tasks` parameter ("0_1,0_4"), each one of the store's."""
@@ -400,128 +319,7 @@ def build_app(
                 raise HTTPException(400, f"task {task} holds no part of store {store!r}")
         return wanted
 
-    def _fan_out(
-        info: StoreInfo,
-        store: str,
-        all_tasks: list[TaskId],
-        low: bytes | None,
-        high: bytes | None,
-        limit: int,
-        stale: bool,
-    ) -> dict[str, Any]:
-        by_instance: dict[str, list[TaskId]] = {}
-        unowned: list[TaskId] = []
-        for task in all_tasks:
-            owner = source.owners(task).active
-            if owner is None:
-                unowned.append(task)
-            else:
-                by_instance.setdefault(owner, []).append(task)
-        parts: list[list[tuple[bytes, bytes]]] = []
-        where: dict[str, dict[str, Any]] = {}
-        retry: list[TaskId] = list(unowned)
-        for instance, its_tasks in sorted(by_instance.items()):
-            try:
-                part, part_where = _ask(
-                    instance, info, store, its_tasks, low, high, limit, stale=False
-                )
-            except _Unavailable as e:
-                if not stale:
-                    raise HTTPException(
-                        503, f"{e.message}; retry, or pass stale=true to read standby copies"
-                    ) from None
-                retry.extend(its_tasks)
-                continue
-            parts.append(part)
-            where.update(part_where)
-        for task in retry:
-            if not stale:
-                raise HTTPException(
-                    503,
-                    f"task {task} has no owner right now (a rebalance is under way); "
-                    "retry, or pass stale=true",
-                )
-            holders = [source.instance_id, *source.owners(task).standbys]
-            for holder in dict.fromkeys(holders):
-                try:
-                    part, part_where = _ask(
-                        holder, info, store, [task], low, high, limit, stale=True
-                    )
-                except (_Unavailable, HTTPException):
-                    continue
-                parts.append(part)
-                where.update(part_where)
-                break
-            else:
-                raise HTTPException(503, f"no instance could answer for task {task}")
-        merged = list(_first(heapq.merge(*parts), limit))
-        return _page(info, merged, limit, where)
-
-    def _ask(
-        instance: str,
-        info: StoreInfo,
-        store: str,
-        tasks: list[TaskId],
-        low: bytes | None,
-        high: bytes | None,
-        limit: int,
-        *,
-        stale: bool,
-    ) -> tuple[list[tuple[bytes, bytes]], dict[str, dict[str, Any]]]:
-        """Entries of `tasks` from `instance`, as (key, value) bytes."""
-        if instance == source.instance_id:
-            try:
-                answer = _local_raw(info, store, tasks, low, high, limit, stale)
-            except HTTPException as e:
-                raise _Unavailable(str(e.detail)) from None
-            return answer
-        params: dict[str, Any] = {
-            "tasks": ",".join(map(str, tasks)),
-            "limit": limit,
-            "stale": stale,
-        }
-        if low is not None:
-            params["low"] = low.hex()
-        if high is not None:
-            params["high"] = high.hex()
-        answer = forward(instance, f"/v1/stores/{store}/raw-entries", params)
-        return (
-            [(bytes.fromhex(k), bytes.fromhex(v)) for k, v in answer["entries"]],
-            answer["tasks"],
-        )
-
-    def _local_raw(
-        info: StoreInfo,
-        store: str,
-        tasks: list[TaskId],
-        low: bytes | None,
-        high: bytes | None,
-        limit: int,
-        stale: bool,
-    ) -> tuple[list[tuple[bytes, bytes]], dict[str, dict[str, Any]]]:
-        parts: list[list[tuple[bytes, bytes]]] = []
-        where: dict[str, dict[str, Any]] = {}
-        for task in tasks:
-
-            def take(backend: TaskStateBackend) -> list[tuple[bytes, bytes]]:
-                return list(_first(backend.range(store, low, high), limit))
-
-            copy = source.read_local(task, take, standby=False) or (
-                source.read_local(task, take, standby=True) if stale else None
-            )
-            if copy is None:
-                raise HTTPException(
-                    503, f"instance {source.instance_id} holds no readable copy of task {task}"
-                )
-            parts.append(copy.value)
-            where[str(task)] = {
-                "answered_by": source.instance_id,
-                "role": copy.role,
-                "lag": copy.lag,
-            }
-        return list(_first(heapq.merge(*parts), limit)), where
-
-    @app.get("/v1/stores/{store}/raw-entries", include_in_schema=False)
+    @app.get("/v1/stores/{store}/raw-entries", include_in_schema=False, response_model=None)
     def raw_entries(
         store: Annotated[str, Path(max_length=249)],
         tasks: Annotated[
@@ -535,35 +333,21 @@ def build_app(
         ] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
         stale: bool = False,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """The part of one instance in a fan-out, as hex bytes (internal)."""
         info = store_info(store)
-        entries_, where = _local_raw(
-            info,
+        entries_, where = reads.entries(
             store,
+            info,
             tasks_of_store(info, store, tasks),
             bytes.fromhex(low) if low is not None else None,
             bytes.fromhex(high) if high is not None else None,
             limit,
-            stale,
+            stale=stale,
+            local_only=True,
+            deadline=Deadline(limits.timeout_s),
         )
-        return {"entries": [(k.hex(), v.hex()) for k, v in entries_], "tasks": where}
-
-    def _page(
-        info: StoreInfo,
-        merged: list[tuple[bytes, bytes]],
-        limit: int,
-        where: dict[str, dict[str, Any]],
-    ) -> dict[str, Any]:
-        return {
-            "entries": [
-                {"key": render(info.spec.key_serde, k), "value": render(info.spec.value_serde, v)}
-                for k, v in merged
-            ],
-            "next": merged[-1][0].hex() if len(merged) == limit else None,
-            "tasks": where,
-            "stale": any(w["role"] != "active" for w in where.values()),
-        }
+        return _json({"entries": [(k.hex(), v.hex()) for k, v in entries_], "tasks": where})
 
     @app.get("/v1/metadata", summary="Instances, their endpoints and their tasks")
     def metadata() -> dict[str, Any]:
@@ -593,11 +377,13 @@ def build_app(
     return app
 
 
-def _first(items: Iterator[tuple[bytes, bytes]] | Any, limit: int) -> Iterator[tuple[bytes, bytes]]:
-    for count, item in enumerate(items):
-        if count >= limit:
-            return
-        yield item
+def _json(content: Any) -> Response:
+    """`content` as a JSON response, encoded on the request's own thread: left to FastAPI, a
+    large answer would be serialized on the event loop, where it delays every other request."""
+    return Response(
+        json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(),
+        media_type="application/json",
+    )
 
 
 def _successor(prefix: bytes) -> bytes | None:
@@ -606,6 +392,17 @@ def _successor(prefix: bytes) -> bytes | None:
     if not trimmed:
         return None
     return trimmed[:-1] + bytes([trimmed[-1] + 1])
+
+
+class _Asgi:
+    """An ASGI app that Starlette's `Route` takes for one (it wraps plain functions as request
+    handlers)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
 
 
 class QueryServer:

@@ -24,6 +24,7 @@ from processor.kafka.changelog_reader import ChangelogReader
 from processor.kafka.consumer import GroupConsumer
 from processor.kafka.producer import OutputProducer, producer_max_bytes
 from processor.metrics import WorkerMetrics
+from processor.query.limits import QueryLimits
 from processor.query.server import QueryServer, build_app
 from processor.query.source import StoreInfo
 from processor.runtime.clients import (
@@ -218,7 +219,10 @@ def _serve(parts: WorkerParts, plan: TaskPlan, view: RuntimeView) -> QueryServer
         for spec in sub.stores
     }
     app = build_app(
-        WorkerQuerySource(view, stores), token=cfg.http_token, registry=parts.metrics.registry
+        WorkerQuerySource(view, stores),
+        token=cfg.http_token,
+        registry=parts.metrics.registry,
+        limits=QueryLimits.from_config(cfg),
     )
     server = QueryServer(app, cfg.http_host, cfg.http_port or 0)
     log.info(

@@ -9,6 +9,12 @@ once. A standby is the same directory handed to the restorer as a standby: it fo
 changelogs until the task becomes active here (promotion: only the tail is read) or is no
 longer wanted here (its directory stays, for the state cleaner to delete after a delay).
 Active tasks are closed at every revoke; standbys live on across rebalances.
+
+Queries read a task's copy from the HTTP threads (`read()`). The lock that opening and closing
+take is held only to find the copy and count the read in (`_Readers`); the read itself runs
+without it, so a page of a whole-store query never holds up a rebalance. Closing a copy waits
+for the reads counted in, at most `READ_DRAIN_TIMEOUT_S`; a read still running then is
+answered "no copy" (its scan was cut short by the close), never with a partial result.
 """
 
 from __future__ import annotations
@@ -30,6 +36,57 @@ from processor.topology.processors import Emitter
 from processor.topology.subtopology import SubTopology
 
 log = logging.getLogger("processor.tasks")
+
+READ_DRAIN_TIMEOUT_S = 1.0
+"""How long closing a task's state waits for queries reading it. A query reads one page (at most
+10,000 entries) of one task at a time: milliseconds, so a second is ample, and bounds what a
+rebalance can lose to readers."""
+
+
+class _Readers:
+    """Queries reading each backend now. `drain()` waits for them; a read it gave up on is
+    told so when it ends (`leave()` returns False). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        # By id(): a counted reader holds its backend, so the id is not reused meanwhile.
+        self._reading: dict[int, int] = {}
+        self._abandoned: set[int] = set()
+
+    def enter(self, backend: TaskStateBackend) -> None:
+        with self._changed:
+            self._reading[id(backend)] = self._reading.get(id(backend), 0) + 1
+
+    def leave(self, backend: TaskStateBackend) -> bool:
+        """Count a read out; False when the backend was closed under it."""
+        key = id(backend)
+        with self._changed:
+            intact = key not in self._abandoned
+            if self._reading[key] == 1:
+                del self._reading[key]
+                self._abandoned.discard(key)
+                self._changed.notify_all()
+            else:
+                self._reading[key] -= 1
+            return intact
+
+    def drain(self, backends: list[TaskStateBackend]) -> None:
+        """Wait until no read of `backends` is in progress, at most READ_DRAIN_TIMEOUT_S.
+        Call with the open lock held, so that no new read can start."""
+        keys = {id(b) for b in backends}
+        with self._changed:
+            if self._changed.wait_for(
+                lambda: not keys & self._reading.keys(), READ_DRAIN_TIMEOUT_S
+            ):
+                return
+            late = keys & self._reading.keys()
+            self._abandoned |= late
+        log.warning(
+            "closing task state while %d quer%s still read it after %.1fs; they answer 503",
+            len(late),
+            "y" if len(late) == 1 else "ies",
+            READ_DRAIN_TIMEOUT_S,
+        )
 
 
 class TaskManager:
@@ -58,10 +115,12 @@ class TaskManager:
         self._backends: dict[TaskId, TaskStateBackend] = {}
         self._restoring: set[TaskId] = set()
         self._restore_started: dict[TaskId, float] = {}
-        # Held while a backend opens or closes here and while a query reads one (from the HTTP
-        # thread). Never held while calling the restorer, whose thread takes it in the wipe
-        # callback while holding its own lock.
+        # Held while a backend opens or closes here and while a query finds one (from the HTTP
+        # threads; the read itself runs without it, counted in `_readers`). Never held while
+        # calling the restorer, whose thread takes it in the wipe callback while holding its own
+        # lock.
         self._open_lock = threading.RLock()
+        self._readers = _Readers()
         # Per active task: changelog records its last restore read before it started processing.
         self.restored_before_start: dict[TaskId, int] = {}
 
@@ -105,9 +164,11 @@ class TaskManager:
             assert self._restorer is not None
             self._restorer.remove(dropped)
             with self._open_lock:
-                for task_id in dropped:
-                    self._backends.pop(task_id).close()
                 self.standbys -= dropped
+                closing = [self._backends.pop(task_id) for task_id in dropped]
+                self._readers.drain(closing)
+                for backend in closing:
+                    backend.close()
         for task_id in sorted(wanted - self.standbys):
             assert self._restorer is not None
             sub = self._subtopologies[task_id.subtopology]
@@ -140,18 +201,33 @@ class TaskManager:
         self, task_id: TaskId, read: Callable[[TaskStateBackend], Any], *, standby: bool
     ) -> tuple[Any, str, int] | None:
         """`read(backend)` on this worker's copy of `task_id` (any thread): the running active
-        task's committed state, or a standby's; (result, role, lag) or None: no such copy."""
+        task's committed state, or a standby's; (result, role, lag) or None: no such copy, or
+        it was closed before the read ended. The open lock is held only to find the copy."""
         restorer = self._restorer
         progress = restorer.progress_of(task_id) if standby and restorer is not None else None
         with self._open_lock:
             task = self.tasks.get(task_id)
             if task is not None and task.state is TaskState.RUNNING and task.stores is not None:
-                return read(task.stores.backend), "active", 0
-            if standby and task_id in self.standbys and task_id in self._backends:
+                backend, role, lag = task.stores.backend, "active", 0
+            elif standby and task_id in self.standbys and task_id in self._backends:
                 started = progress is not None and progress.state is not RestoreState.PENDING
                 lag = progress.remaining if progress is not None and started else -1
-                return read(self._backends[task_id]), "standby", lag
-        return None
+                backend, role = self._backends[task_id], "standby"
+            else:
+                return None
+            self._readers.enter(backend)
+        try:
+            value = read(backend)
+        except Exception:
+            if self._readers.leave(backend):
+                raise
+            return None  # closed under the read: the close's doing, not an error of the read
+        except BaseException:
+            self._readers.leave(backend)
+            raise
+        if not self._readers.leave(backend):
+            return None
+        return value, role, lag
 
     def held(self) -> set[TaskId]:
         """Task ids whose state directory is in use here (active or standby)."""
@@ -224,6 +300,9 @@ class TaskManager:
             for task_id in self._restoring:
                 self._backends.pop(task_id).close()
             self._restoring = set()
+            self._readers.drain(
+                [t.stores.backend for t in self.tasks.values() if t.stores is not None]
+            )
             for task in self.tasks.values():
                 task.close()
             self.tasks = {}
@@ -242,6 +321,7 @@ class TaskManager:
         log.warning("task %s: wiping local state and restoring from scratch: %s", task_id, reason)
         with self._open_lock:
             old = self._backends[task_id]
+            self._readers.drain([old])
             old.close()
             path = self.task_dir(task_id)
             wipe(path)

@@ -55,6 +55,7 @@ def test_defaults() -> None:
     assert cfg.max_warmup_time_ms == 300_000
     assert cfg.state_cleanup_delay_ms == 600_000
     assert (cfg.http_host, cfg.http_port, cfg.http_token) == ("127.0.0.1", 0, None)
+    assert (cfg.query_timeout_ms, cfg.query_max_requests, cfg.query_max_forwards) == (5000, 8, 4)
     assert dict(cfg.kafka) == {}
 
 
@@ -76,6 +77,9 @@ def test_every_setting_can_come_from_the_environment() -> None:
             "PROCESSOR_STATE_CLEANUP_DELAY_MS": "1000",
             "PROCESSOR_HTTP_HOST": "0.0.0.0",
             "PROCESSOR_HTTP_PORT": "9100",
+            "PROCESSOR_QUERY_TIMEOUT_MS": "2500",
+            "PROCESSOR_QUERY_MAX_REQUESTS": "4",
+            "PROCESSOR_QUERY_MAX_FORWARDS": "2",
         }
     )
     assert cfg.bootstrap_servers == "a:1,b:2"
@@ -93,6 +97,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert cfg.max_warmup_time_ms == 60_000
     assert cfg.state_cleanup_delay_ms == 1000
     assert (cfg.http_host, cfg.http_port) == ("0.0.0.0", 9100)
+    assert (cfg.query_timeout_ms, cfg.query_max_requests, cfg.query_max_forwards) == (2500, 4, 2)
 
 
 def test_flags_override_the_environment() -> None:
@@ -267,6 +272,9 @@ def test_a_wrong_type_from_the_environment_names_the_setting() -> None:
         ("state_cleanup_delay_ms", "-1"),
         ("http_port", "65536"),
         ("http_port", "-1"),
+        ("query_timeout_ms", "0"),
+        ("query_max_requests", "0"),
+        ("query_max_forwards", "-1"),
     ],
 )
 def test_out_of_range_numbers_name_the_setting(setting: str, text: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "processor"
@@ -80,7 +81,7 @@ def test_packages_import_each_other_without_a_cycle() -> None:
     if cycle is not None:
         steps = [
             f"{a} -> {b} ({', '.join(sorted(deps[a][b])[:3])})"
-            for a, b in zip(cycle, cycle[1:], strict=False)
+            for a, b in pairwise(cycle)
         ]
         raise AssertionError("import cycle between packages: " + "; ".join(steps))
 

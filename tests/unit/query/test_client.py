@@ -209,7 +209,7 @@ def test_validation_errors_are_shown_on_one_line(client: QueryClient) -> None:
     assert "\n" not in str(caught.value)
 
 
-def test_an_unavailable_task_is_a_503_with_the_reason(
+def test_an_unavailable_task_is_a_503_with_the_reason_and_when_to_retry(
     client: QueryClient, worker: FakeWorker
 ) -> None:
     raw = _ser(StringSerde(), "user-01")
@@ -219,6 +219,7 @@ def test_an_unavailable_task_is_a_503_with_the_reason(
     assert caught.value.status == 503
     assert "has no owner right now (a rebalance is under way)" in str(caught.value)
     assert "pass stale=true" in str(caught.value)
+    assert caught.value.retry_after == 2
 
 
 def test_an_unreachable_worker_is_a_query_error_without_status() -> None:
@@ -259,10 +260,11 @@ def test_get_many_sends_batches(client: QueryClient, monkeypatch: pytest.MonkeyP
     assert found == {f"user-{i:02d}": str(i) for i in range(0, 30, 3) if i < 25}
 
 
-def test_the_server_refuses_more_keys_than_a_batch(url: str) -> None:
+def test_the_server_refuses_more_keys_than_a_batch_naming_the_limit(url: str) -> None:
     with QueryClient(url) as client, pytest.raises(QueryError) as caught:
         client._request("POST", "/v1/stores/counts/keys", json={"keys": ["k"] * 10_001})
-    assert caught.value.status == 422
+    assert caught.value.status == 413
+    assert "at most 10000" in str(caught.value) and "batches" in str(caught.value)
 
 
 # -- ranges --------------------------------------------------------------------------------------

@@ -1,0 +1,294 @@
+"""Reads of store contents for the query API, each task read on a copy that may answer, with a
+bounded number of forwards (`processor.query.limits`).
+
+Keys (`StoreReads.keys`) and ranges (`StoreReads.entries`) are routed the same way, per task
+(`route`):
+
+1. `stale` and `prefer_local`: tasks with a copy here (active or standby) are read here.
+2. Owners: a task whose active copy is here is read here; every other owner is asked once, for
+   all its tasks, within the deadline (half of it with `stale`, leaving the rest to step 3).
+   Without `stale` the first failure answers the request (503): asking on is wasted work.
+3. `stale`: tasks still unanswered are read from a standby copy here, then grouped by standby
+   holder; each holder is asked at most once, for all its tasks, and one that fails hands its
+   tasks on to their next holder.
+
+So one request makes at most one forward per instance per step, never one per key, and every
+forward shares the request's deadline. Whatever is still unanswered makes the whole request
+`Unavailable`, naming why. A forwarded request, or a local-scope range, is read here only.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from processor.ids import TaskId
+from processor.query.forwarding import Forwarder, Unavailable
+from processor.query.limits import Deadline, Overloaded
+from processor.query.partitioner import partition_for
+from processor.query.render import render
+from processor.query.source import Owners, QuerySource, StoreInfo
+from processor.state.backend import TaskStateBackend
+
+__all__ = ["StoreReads", "first", "route"]
+
+Entries = list[tuple[bytes, bytes]]
+Where = dict[str, dict[str, Any]]
+STALE_HINT = "; retry, or pass stale=true to read a standby copy"
+# A request touching many tasks could list a problem per task; the first few say enough.
+_PROBLEMS_SHOWN = 4
+
+
+def route(
+    tasks: Iterable[TaskId],
+    *,
+    me: str,
+    owners: Callable[[TaskId], Owners],
+    here: Callable[[TaskId, bool], bool],
+    ask: Callable[[str, list[TaskId], bool, Deadline], None],
+    stale: bool,
+    prefer_local: bool,
+    deadline: Deadline,
+) -> None:
+    """Have every task of `tasks` answered, by the steps in the module docstring.
+
+    `here(task, standby)` reads `task` on this instance's copy (the active one, or with
+    `standby` a standby when there is no active one) and says whether there was one;
+    `ask(instance, tasks, stale, deadline)` has `instance` read `tasks` (raising Unavailable).
+    Raises Unavailable naming what could not be read, Overloaded when a bound was hit."""
+    pending = list(dict.fromkeys(tasks))
+    problems: list[str] = []
+
+    def fail() -> Unavailable:
+        return Unavailable(_summary(problems) + ("" if stale else STALE_HINT))
+
+    def asking(instance: str, its: list[TaskId], standby: bool, within: Deadline) -> bool:
+        try:
+            ask(instance, its, standby, within)
+        except Unavailable as e:
+            problems.append(e.message)
+            return False
+        except Overloaded as e:
+            if problems:  # say why the time ran out, too
+                raise Overloaded(
+                    f"{_summary(problems)}; then: {e.detail}",
+                    limit=e.limit,
+                    status=e.status,
+                    retry_after_s=e.retry_after_s,
+                ) from e
+            raise
+        return True
+
+    if stale and prefer_local:
+        pending = [t for t in pending if not here(t, True)]
+    by_owner: dict[str, list[TaskId]] = {}
+    left: list[TaskId] = []
+    for task in pending:
+        owner = owners(task).active
+        if owner is None:
+            problems.append(f"task {task} has no owner right now (a rebalance is under way)")
+            left.append(task)
+        elif owner == me:
+            if not here(task, False):
+                problems.append(f"task {task} is not running here yet (restoring)")
+                left.append(task)
+        else:
+            by_owner.setdefault(owner, []).append(task)
+    if left and not stale:
+        raise fail()
+    within = deadline.share(0.5) if stale else deadline
+    for owner, its in sorted(by_owner.items()):
+        if not asking(owner, its, False, within):
+            if not stale:
+                raise fail()
+            left.extend(its)
+    if not left:
+        return
+    left = [t for t in left if not here(t, True)]
+    asked = {me}
+    unheld: list[TaskId] = []
+    while left:
+        by_holder: dict[str, list[TaskId]] = {}
+        for task in left:
+            holder = next((h for h in owners(task).standbys if h not in asked), None)
+            if holder is None:
+                unheld.append(task)
+            else:
+                by_holder.setdefault(holder, []).append(task)
+        left = []
+        for holder, its in sorted(by_holder.items()):
+            asked.add(holder)
+            if not asking(holder, its, True, deadline):
+                left.extend(its)
+    if unheld:
+        problems.extend(f"no other copy of task {t} could answer" for t in unheld[:1])
+        raise fail()
+
+
+class StoreReads:
+    """The query API's reads of one application's stores, from this worker."""
+
+    def __init__(self, source: QuerySource, forwarder: Forwarder) -> None:
+        self._source = source
+        self._forwarder = forwarder
+
+    def keys(
+        self,
+        store: str,
+        info: StoreInfo,
+        keys: Sequence[tuple[str, bytes]],
+        *,
+        stale: bool,
+        prefer_local: bool,
+        forwarded: bool,
+        deadline: Deadline,
+    ) -> list[dict[str, Any]]:
+        """One answer per key of `keys` ((text, serialized)), in order: key, found, value,
+        partition, task, answered_by, role, stale, lag."""
+        results: list[dict[str, Any] | None] = [None] * len(keys)
+        by_task: dict[TaskId, list[int]] = {}
+        for i, (_, raw) in enumerate(keys):
+            by_task.setdefault(
+                TaskId(info.subtopology, partition_for(raw, info.partitions)), []
+            ).append(i)
+        me = self._source.instance_id
+
+        def here(task: TaskId, standby: bool) -> bool:
+            indexes = by_task[task]
+            copy = self._source.read_local(
+                task,
+                lambda backend: [backend.get(store, keys[i][1]) for i in indexes],
+                standby=standby,
+            )
+            if copy is None:
+                return False
+            for i, value in zip(indexes, copy.value, strict=True):
+                results[i] = {
+                    "key": render(info.spec.key_serde, keys[i][1]),
+                    "found": value is not None,
+                    "value": render(info.spec.value_serde, value) if value is not None else None,
+                    "partition": task.partition,
+                    "task": str(task),
+                    "answered_by": me,
+                    "role": copy.role,
+                    "stale": copy.role != "active",
+                    "lag": copy.lag,
+                }
+            return True
+
+        def ask(instance: str, tasks: list[TaskId], standby: bool, within: Deadline) -> None:
+            indexes = [i for task in tasks for i in by_task[task]]
+            answer = self._forwarder.forward(
+                instance,
+                f"/v1/stores/{store}/keys",
+                deadline=within,
+                body={"keys": [keys[i][0] for i in indexes], "stale": standby},
+            )
+            answered = answer.get("results") if isinstance(answer, dict) else None
+            if not isinstance(answered, list) or len(answered) != len(indexes):
+                raise Unavailable(f"instance {instance} answered a malformed list of results")
+            for i, result in zip(indexes, answered, strict=True):
+                results[i] = result
+
+        if forwarded:
+            for task in by_task:
+                if not here(task, stale):
+                    raise Unavailable(f"instance {me} holds no readable copy of task {task}")
+        else:
+            route(
+                by_task,
+                me=me,
+                owners=self._source.owners,
+                here=here,
+                ask=ask,
+                stale=stale,
+                prefer_local=prefer_local,
+                deadline=deadline,
+            )
+        done = [r for r in results if r is not None]
+        if len(done) != len(results):  # route() returns only when every task was answered
+            raise Unavailable(f"{len(results) - len(done)} keys were left unanswered")
+        return done
+
+    def entries(
+        self,
+        store: str,
+        info: StoreInfo,
+        tasks: Sequence[TaskId],
+        low: bytes | None,
+        high: bytes | None,
+        limit: int,
+        *,
+        stale: bool,
+        local_only: bool,
+        deadline: Deadline,
+    ) -> tuple[Entries, Where]:
+        """The first `limit` entries of `tasks` with `low <= key < high`, in key order, and
+        per task who answered (answered_by, role, lag)."""
+        parts: list[Entries] = []
+        where: Where = {}
+        me = self._source.instance_id
+
+        def take(backend: TaskStateBackend) -> Entries:
+            return list(first(backend.range(store, low, high), limit))
+
+        def here(task: TaskId, standby: bool) -> bool:
+            copy = self._source.read_local(task, take, standby=standby)
+            if copy is None:
+                return False
+            parts.append(copy.value)
+            where[str(task)] = {"answered_by": me, "role": copy.role, "lag": copy.lag}
+            return True
+
+        def ask(instance: str, its: list[TaskId], standby: bool, within: Deadline) -> None:
+            params: dict[str, Any] = {
+                "tasks": ",".join(map(str, its)),
+                "limit": limit,
+                "stale": standby,
+            }
+            if low is not None:
+                params["low"] = low.hex()
+            if high is not None:
+                params["high"] = high.hex()
+            answer = self._forwarder.forward(
+                instance, f"/v1/stores/{store}/raw-entries", deadline=within, params=params
+            )
+            try:
+                part = [(bytes.fromhex(k), bytes.fromhex(v)) for k, v in answer["entries"]]
+                its_where = dict(answer["tasks"])
+            except (KeyError, TypeError, ValueError):
+                raise Unavailable(f"instance {instance} answered a malformed page") from None
+            parts.append(part)
+            where.update(its_where)
+
+        if local_only:
+            for task in tasks:
+                if not here(task, stale):
+                    raise Unavailable(f"instance {me} holds no readable copy of task {task}")
+        else:
+            route(
+                tasks,
+                me=me,
+                owners=self._source.owners,
+                here=here,
+                ask=ask,
+                stale=stale,
+                prefer_local=False,
+                deadline=deadline,
+            )
+        return list(first(heapq.merge(*parts), limit)), where
+
+
+def first(items: Iterable[tuple[bytes, bytes]], limit: int) -> Iterator[tuple[bytes, bytes]]:
+    for count, item in enumerate(items):
+        if count >= limit:
+            return
+        yield item
+
+
+def _summary(problems: list[str]) -> str:
+    unique = list(dict.fromkeys(problems))
+    shown = "; ".join(unique[:_PROBLEMS_SHOWN])
+    more = len(unique) - _PROBLEMS_SHOWN
+    return shown + (f"; and {more} more" if more > 0 else "")

@@ -79,10 +79,7 @@ def test_packages_import_each_other_without_a_cycle() -> None:
     deps = package_dependencies()
     cycle = _cycle(deps)
     if cycle is not None:
-        steps = [
-            f"{a} -> {b} ({', '.join(sorted(deps[a][b])[:3])})"
-            for a, b in pairwise(cycle)
-        ]
+        steps = [f"{a} -> {b} ({', '.join(sorted(deps[a][b])[:3])})" for a, b in pairwise(cycle)]
         raise AssertionError("import cycle between packages: " + "; ".join(steps))
 
 

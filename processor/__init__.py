@@ -3,6 +3,10 @@
 Declare a `Topology` in a module, run it with `processor run MODULE`.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from processor import serdes
 from processor.dsl import GroupedStream, Stream, Table, Topology
 from processor.errors import ProcessorError, TransientError
@@ -11,6 +15,9 @@ from processor.topology.context import ProcessorContext
 from processor.topology.handling import ErrorHandler
 from processor.topology.retry import Retry
 
+if TYPE_CHECKING:
+    from processor.kafka.schema_registry import SchemaRegistry
+
 __all__ = [
     "ErrorHandler",
     "GroupedStream",
@@ -18,9 +25,20 @@ __all__ = [
     "ProcessorError",
     "RestoreListener",
     "Retry",
+    "SchemaRegistry",
     "Stream",
     "Table",
     "Topology",
     "TransientError",
     "serdes",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # SchemaRegistry is a client of confluent_kafka's: imported when first asked for, so that
+    # `import processor` (topologies, the test driver) does not load confluent_kafka.
+    if name == "SchemaRegistry":
+        from processor.kafka.schema_registry import SchemaRegistry
+
+        return SchemaRegistry
+    raise AttributeError(f"module 'processor' has no attribute {name!r}")

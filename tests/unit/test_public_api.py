@@ -17,6 +17,7 @@ def test_top_level_all_is_exactly_the_documented_surface() -> None:
         "ProcessorError",
         "RestoreListener",
         "Retry",
+        "SchemaRegistry",
         "Stream",
         "Table",
         "Topology",
@@ -34,6 +35,9 @@ def test_top_level_names_resolve_to_the_real_objects() -> None:
     assert processor.Stream is Stream
     assert processor.ProcessorError is ProcessorError
     assert processor.serdes is importlib.import_module("processor.serdes")
+    from processor.kafka.schema_registry import SchemaRegistry
+
+    assert processor.SchemaRegistry is SchemaRegistry
 
 
 def test_star_import_gives_exactly_all() -> None:

@@ -52,3 +52,32 @@ def test_abridged_readme_examples_are_lines_of_the_examples(marker: str, module:
     source = {line.strip() for line in (ROOT / "topologies" / module).read_text().splitlines()}
     missing = [line for line in _code_lines(block) if line not in source]
     assert not missing, f"README lines not in topologies/{module}: {missing}"
+
+
+def test_the_readme_avro_example_runs_against_a_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Avro example, with an in-memory registry in place of the one at its URL: orders of
+    100 or more come out, written with the same schema."""
+    import processor
+    from processor import serdes
+    from processor.testing import TopologyTestDriver
+    from processor.testing.schema_registry import MemorySchemaRegistry
+
+    registry = MemorySchemaRegistry()
+    urls: list[str] = []
+
+    def at(url: str) -> MemorySchemaRegistry:
+        urls.append(url)
+        return registry
+
+    monkeypatch.setattr(processor, "SchemaRegistry", at, raising=False)
+    block = next(b for b in python_blocks() if "ConfluentAvroSerde" in b)
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert urls == ["http://127.0.0.1:8081"]
+
+    order_schema = namespace["ORDER"]
+    writer = serdes.ConfluentAvroSerde(registry, "orders-value", schema=order_schema)
+    driver = TopologyTestDriver(namespace["orders"])  # type: ignore[arg-type]
+    for order in ({"id": 1, "amount": 250.0, "currency": "USD"}, {"id": 2, "amount": 9.5}):
+        driver.pipe_bytes("orders", None, writer.serialize({"currency": "EUR", **order}))
+    assert driver.read("big-orders") == [(None, {"id": 1, "amount": 250.0, "currency": "USD"})]

@@ -19,9 +19,6 @@ endpoints instances publish on `<application_id>-metadata`.
 
 from __future__ import annotations
 
-import logging
-import time
-import uuid
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Any
@@ -29,12 +26,12 @@ from urllib.parse import quote
 
 import httpx
 
-from processor.errors import BrokerError, ProcessorError
+from processor.errors import ProcessorError
 
 __all__ = ["QueryClient", "QueryError", "QueryNotFoundError"]
 
 # The server takes at most this many keys in one POST /v1/stores/{store}/keys and this many
-# entries in one page (processor.query.limits.MAX_KEYS, processor.query.server.MAX_LIMIT).
+# entries in one page (processor.query.limits.MAX_KEYS, processor.query.routes.MAX_LIMIT).
 MAX_KEYS_PER_REQUEST = 10_000
 MAX_PAGE_SIZE = 10_000
 # Seconds to wait for an instance found on the metadata topic to answer.
@@ -134,82 +131,9 @@ class QueryClient:
         an endpoint someone else published. Raises `QueryError`, naming the topic, when there
         is none, and `BrokerError` when the cluster cannot be reached."""
         # Imported here: confluent_kafka is only needed to find a worker, not to query one.
-        from processor.kafka.admin import Admin
-        from processor.kafka.topic_tail import TopicTail
-        from processor.status.record import IgnoredReason, InstancePhase, StatusBoard
-        from processor.status.signing import StatusSigner
+        from processor.query.discovery import find_endpoints, metadata_topic
 
-        topic = f"{application_id}-metadata"
-        # librdkafka's own log lines would only repeat, on stderr, the error raised here.
-        settings = {"bootstrap.servers": bootstrap_servers, "log_level": "0"}
-        try:
-            partitions = Admin(settings, timeout=max(wait, 1.0)).partition_counts([topic])[topic]
-        except BrokerError as e:
-            raise BrokerError(
-                f"cannot find a worker of application {application_id!r}: reading topic "
-                f"{topic!r} from {bootstrap_servers} failed: {e}"
-            ) from e
-        if partitions is None:
-            raise QueryError(
-                f"topic {topic!r} does not exist on {bootstrap_servers}: no worker of "
-                f"application {application_id!r} has run there (check the application id)",
-                url=bootstrap_servers,
-            )
-        board = StatusBoard(
-            signer=StatusSigner(token, application_id) if token else None,
-            log_level=logging.DEBUG,  # the error below says what was ignored
-        )
-
-        def candidates() -> list[str]:
-            running = [
-                s
-                for s in board.statuses.values()
-                if s.phase is InstancePhase.RUNNING and s.endpoint
-            ]
-            running.sort(key=lambda s: s.updated_ms, reverse=True)
-            return [s.endpoint for s in running if s.endpoint]
-
-        tail = TopicTail(
-            {
-                **settings,
-                "group.id": f"{application_id}-query-{uuid.uuid4().hex[:12]}",
-                "client.id": f"{application_id}-query",
-            },
-            topic,
-            partitions,
-        )
-        try:
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                # Once there is a candidate, read on until the topic goes quiet, so that a
-                # later status of the same instance (stopped, moved) is seen too.
-                quiet = 0.2 if candidates() else 0.5
-                records = tail.poll(timeout=min(quiet, max(0.0, deadline - time.monotonic())))
-                for record in records:
-                    board.apply(record.key, record.value, record.headers, origin=record.origin)
-                if not records and candidates():
-                    break
-        finally:
-            tail.close()
-        endpoints = candidates()
-        if not endpoints:
-            known = ", ".join(
-                f"{s.instance_id} ({s.phase.value}, endpoint {s.endpoint or 'none'})"
-                for s in sorted(board.statuses.values(), key=lambda s: s.instance_id)
-            )
-            unsigned = board.ignored[IgnoredReason.UNSIGNED]
-            unsigned += board.ignored[IgnoredReason.BAD_SIGNATURE]
-            unbelieved = (
-                f"; {unsigned} statuses not signed with the token given: check it"
-                if unsigned
-                else ""
-            )
-            raise QueryError(
-                f"no running instance of application {application_id!r} has published a query "
-                f"endpoint on topic {topic!r} (read for {wait:g}s; instances: {known or 'none'}"
-                f"{unbelieved}); start a worker with an --http-port, or pass a worker's URL",
-                url=bootstrap_servers,
-            )
+        endpoints = find_endpoints(bootstrap_servers, application_id, token=token, wait=wait)
         problems: list[str] = []
         for endpoint in endpoints:
             client = cls(endpoint, token=token, timeout=timeout)
@@ -224,8 +148,8 @@ class QueryClient:
                 continue
             return client
         raise QueryError(
-            f"no instance of application {application_id!r} published on topic {topic!r} "
-            f"answers: {'; '.join(problems)}",
+            f"no instance of application {application_id!r} published on topic "
+            f"{metadata_topic(application_id)!r} answers: {'; '.join(problems)}",
             url=bootstrap_servers,
         )
 

@@ -58,21 +58,41 @@ def route(
     `ask(instance, tasks, stale, deadline)` has `instance` read `tasks` (raising Unavailable).
     Raises Unavailable naming what could not be read, Overloaded when a bound was hit."""
     pending = list(dict.fromkeys(tasks))
-    problems: list[str] = []
+    asking = _Asking(ask, stale=stale)
+    if stale and prefer_local:  # step 1
+        pending = [t for t in pending if not here(t, True)]
+    left = _read_on_owners(
+        pending, me=me, owners=owners, here=here, asking=asking, deadline=deadline
+    )
+    if not left:
+        return
+    left = [t for t in left if not here(t, True)]
+    _read_on_standbys(left, me=me, owners=owners, asking=asking, deadline=deadline)
 
-    def fail() -> Unavailable:
-        return Unavailable(_summary(problems) + ("" if stale else STALE_HINT))
 
-    def asking(instance: str, its: list[TaskId], standby: bool, within: Deadline) -> bool:
+class _Asking:
+    """Asks instances (`ask`), keeping what went wrong for the error that says why a task could
+    not be read."""
+
+    def __init__(
+        self, ask: Callable[[str, list[TaskId], bool, Deadline], None], *, stale: bool
+    ) -> None:
+        self._ask = ask
+        self.stale = stale
+        self.problems: list[str] = []
+
+    def __call__(self, instance: str, its: list[TaskId], standby: bool, within: Deadline) -> bool:
+        """Whether `instance` read `its`; Overloaded (a bound) is raised, naming the problems
+        met before it."""
         try:
-            ask(instance, its, standby, within)
+            self._ask(instance, its, standby, within)
         except Unavailable as e:
-            problems.append(e.message)
+            self.problems.append(e.message)
             return False
         except Overloaded as e:
-            if problems:  # say why the time ran out, too
+            if self.problems:  # say why the time ran out, too
                 raise Overloaded(
-                    f"{_summary(problems)}; then: {e.detail}",
+                    f"{_summary(self.problems)}; then: {e.detail}",
                     limit=e.limit,
                     status=e.status,
                     retry_after_s=e.retry_after_s,
@@ -80,32 +100,55 @@ def route(
             raise
         return True
 
-    if stale and prefer_local:
-        pending = [t for t in pending if not here(t, True)]
+    def failure(self) -> Unavailable:
+        return Unavailable(_summary(self.problems) + ("" if self.stale else STALE_HINT))
+
+
+def _read_on_owners(
+    pending: list[TaskId],
+    *,
+    me: str,
+    owners: Callable[[TaskId], Owners],
+    here: Callable[[TaskId, bool], bool],
+    asking: _Asking,
+    deadline: Deadline,
+) -> list[TaskId]:
+    """Step 2: the tasks left unanswered, for standbys to read (only with `stale`: without it,
+    the first failure raises)."""
     by_owner: dict[str, list[TaskId]] = {}
     left: list[TaskId] = []
     for task in pending:
         owner = owners(task).active
         if owner is None:
-            problems.append(f"task {task} has no owner right now (a rebalance is under way)")
+            asking.problems.append(f"task {task} has no owner right now (a rebalance is under way)")
             left.append(task)
         elif owner == me:
             if not here(task, False):
-                problems.append(f"task {task} is not running here yet (restoring)")
+                asking.problems.append(f"task {task} is not running here yet (restoring)")
                 left.append(task)
         else:
             by_owner.setdefault(owner, []).append(task)
-    if left and not stale:
-        raise fail()
-    within = deadline.share(0.5) if stale else deadline
+    if left and not asking.stale:
+        raise asking.failure()
+    within = deadline.share(0.5) if asking.stale else deadline
     for owner, its in sorted(by_owner.items()):
         if not asking(owner, its, False, within):
-            if not stale:
-                raise fail()
+            if not asking.stale:
+                raise asking.failure()
             left.extend(its)
-    if not left:
-        return
-    left = [t for t in left if not here(t, True)]
+    return left
+
+
+def _read_on_standbys(
+    left: list[TaskId],
+    *,
+    me: str,
+    owners: Callable[[TaskId], Owners],
+    asking: _Asking,
+    deadline: Deadline,
+) -> None:
+    """Step 3, for the tasks no copy here could read: each holder asked at most once, one that
+    fails handing its tasks on to their next holder."""
     asked = {me}
     unheld: list[TaskId] = []
     while left:
@@ -122,8 +165,8 @@ def route(
             if not asking(holder, its, True, deadline):
                 left.extend(its)
     if unheld:
-        problems.extend(f"no other copy of task {t} could answer" for t in unheld[:1])
-        raise fail()
+        asking.problems.extend(f"no other copy of task {t} could answer" for t in unheld[:1])
+        raise asking.failure()
 
 
 class StoreReads:

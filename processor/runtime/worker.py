@@ -63,6 +63,7 @@ from processor.runtime.task import RecordPosition, StreamTask, TaskOptions
 from processor.runtime.task_id import TaskId
 from processor.runtime.task_manager import TaskManager
 from processor.state.backend import TaskStateBackend
+from processor.state.budget import MemoryBudget
 from processor.state.cleanup import StateCleaner
 from processor.state.restore import Restorer, RestoreState
 from processor.topology.handling import (
@@ -282,7 +283,7 @@ class Worker:
             self,
             cfg.app_state_dir,
             self._make_restorer,
-            cache_size_per_store=cfg.store_cache_size,
+            memory=MemoryBudget(cfg.store_cache_bytes),
             task_options=options,
         )
         self._cleaner = StateCleaner(cfg.app_state_dir, cfg.state_cleanup_delay_ms / 1000)

@@ -37,6 +37,7 @@ from typing import Any
 from processor.dsl.topology import Topology
 from processor.errors import TopologyError
 from processor.serdes import Serde
+from processor.state.budget import DEFAULT_STORE_CACHE_BYTES, MemoryBudget
 from processor.state.memory import InMemoryBackend
 from processor.state.task_stores import TaskStores
 from processor.state.typed import KeyValueStore
@@ -125,6 +126,8 @@ class TopologyTestDriver:
         self._offsets: dict[str, int] = defaultdict(int)
         self._serdes: dict[str, tuple[Serde[Any], Serde[Any]]] = {}
         self._task_stores: list[TaskStores] = []
+        # A worker's default budget; the driver commits after every record, so it never fills.
+        memory = MemoryBudget(DEFAULT_STORE_CACHE_BYTES)
         self._stores: dict[str, KeyValueStore[Any, Any]] = {}
         for sub in subtopologies:
             stores = None
@@ -133,7 +136,7 @@ class TopologyTestDriver:
                     InMemoryBackend([s.name for s in sub.stores]),
                     sub.stores,
                     sub.changelog_topics,
-                    cache_size_per_store=1_000_000,
+                    memory=memory,
                 )
                 self._task_stores.append(task_stores)
                 self._stores.update(task_stores.stores)

@@ -47,7 +47,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--assignment-balance-factor", dest="assignment_balance_factor")
     run.add_argument("--consume-batch-size", dest="consume_batch_size")
-    run.add_argument("--store-cache-size", dest="store_cache_size")
+    run.add_argument(
+        "--store-cache-bytes",
+        dest="store_cache_bytes",
+        help="memory for the stores' write-back caches of this worker, all tasks together: "
+        "bytes, or with a unit, e.g. 64MiB (the default), 512KiB, 1GB; uncommitted changes may "
+        "fill it, then the worker commits early",
+    )
+    # Replaced by --store-cache-bytes: still parsed, so that config.load refuses it by name.
+    run.add_argument("--store-cache-size", dest="store_cache_size", help=argparse.SUPPRESS)
     run.add_argument(
         "--num-standby-replicas",
         dest="num_standby_replicas",
@@ -155,7 +163,8 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     topology = load_topology(args.topology)
     config_module.check_environment(os.environ)
-    flags = {name: getattr(args, name) for name in config_module.SETTINGS}
+    names = (*config_module.SETTINGS, *config_module.REPLACED_SETTINGS)
+    flags = {name: getattr(args, name) for name in names}
     cfg = config_module.load(
         flags=flags, kafka_pairs=args.kafka, default_application_id=topology.name
     )

@@ -11,7 +11,7 @@
 | static_membership | --static-membership | PROCESSOR_STATIC_MEMBERSHIP | false |
 | assignment_balance_factor | --assignment-balance-factor | PROCESSOR_ASSIGNMENT_... | 1.0 |
 | consume_batch_size | --consume-batch-size | PROCESSOR_CONSUME_BATCH_SIZE | 1000 |
-| store_cache_size | --store-cache-size | PROCESSOR_STORE_CACHE_SIZE | 50000 |
+| store_cache_bytes | --store-cache-bytes | PROCESSOR_STORE_CACHE_BYTES | 64 MiB (67108864) |
 | num_standby_replicas | --num-standby-replicas | PROCESSOR_NUM_STANDBY_REPLICAS | 0 |
 | acceptable_recovery_lag | --acceptable-recovery-lag | PROCESSOR_ACCEPTABLE_RECOVERY_LAG | 10000 |
 | max_warmup_time_ms | --max-warmup-time-ms | PROCESSOR_MAX_WARMUP_TIME_MS | 300000 |
@@ -31,6 +31,11 @@
 | processing_retry_max_backoff_ms | --processing-retry-max-backoff-ms | PROCESSOR_PROC... | 1000 |
 | startup_timeout_ms | --startup-timeout-ms | PROCESSOR_STARTUP_TIMEOUT_MS | 30000 |
 | kafka (librdkafka settings) | --kafka KEY=VALUE | PROCESSOR_KAFKA_<KEY> (`_` for `.`) | none |
+
+Sizes in bytes (`store_cache_bytes`) are integers, optionally with a unit: `67108864`, `64MiB`,
+`512KiB`, `1GiB` (powers of 1024) or `64MB`, `500kB` (powers of 1000); no unit or `B`: bytes.
+`store_cache_size` (changed keys per store) was replaced by `store_cache_bytes`; setting it is
+an error that says so.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from enum import Enum
 from pathlib import Path
 
 from processor.errors import ConfigError
+from processor.state.budget import DEFAULT_STORE_CACHE_BYTES
 from processor.topology.handling import ErrorHandler
 
 
@@ -99,10 +105,11 @@ class WorkerConfig:
     static_membership: bool = False
     assignment_balance_factor: float = 1.0
     consume_batch_size: int = 1000
-    # Changed keys a store's write-back cache holds before it forces a commit, and recently read
-    # ones it keeps for reads (as many again): bounds memory, while a hot key updated many times
-    # in one interval still costs one changelog record.
-    store_cache_size: int = 50_000
+    # Bytes the stores' write-back caches of this worker may hold, all tasks and stores
+    # together (processor.state.budget): changes not yet committed may fill all of it, then the
+    # worker commits early; recently read entries use what they leave and give way first. A hot
+    # key updated many times in one interval still costs one changelog record.
+    store_cache_bytes: int = DEFAULT_STORE_CACHE_BYTES
     # Warm copies of each stateful task on other workers, so that a failover reads only the
     # changelog tail. 0 like Kafka Streams; 1 when failover must not wait for a full restore.
     num_standby_replicas: int = 0
@@ -182,8 +189,10 @@ class WorkerConfig:
             raise ConfigError(
                 "commit_interval_ms", f"must be positive, got {self.commit_interval_ms}"
             )
-        if self.store_cache_size <= 0:
-            raise ConfigError("store_cache_size", f"must be positive, got {self.store_cache_size}")
+        if self.store_cache_bytes <= 0:
+            raise ConfigError(
+                "store_cache_bytes", f"must be positive, got {self.store_cache_bytes}"
+            )
         if self.consume_batch_size <= 0:
             raise ConfigError(
                 "consume_batch_size", f"must be positive, got {self.consume_batch_size}"
@@ -260,6 +269,11 @@ class WorkerConfig:
 
 
 SETTINGS = tuple(f.name for f in fields(WorkerConfig) if f.name != "kafka")
+# Settings that no longer exist: naming one (flag or environment) is an error saying what to use.
+REPLACED_SETTINGS = {
+    "store_cache_size": "was replaced by store_cache_bytes (a byte budget per worker, default "
+    "64 MiB); use --store-cache-bytes or PROCESSOR_STORE_CACHE_BYTES",
+}
 ENV_PREFIX = "PROCESSOR_"
 KAFKA_ENV_PREFIX = "PROCESSOR_KAFKA_"
 # `PROCESSOR_*` variables read elsewhere: the CLI's log level, the test broker's jar cache and
@@ -293,6 +307,30 @@ def _parse_number(setting: str, text: str, kind: type[int] | type[float]) -> int
         ) from None
 
 
+_SIZE = re.compile(r"\s*([0-9]+)\s*([A-Za-z]*)\s*")
+_SIZE_UNITS: dict[str, int] = {
+    "": 1,
+    "b": 1,
+    **{p + "b": 1000**n for n, p in enumerate("kmgt", 1)},
+    **{p + "ib": 1024**n for n, p in enumerate("kmgt", 1)},
+}
+
+
+def parse_size(setting: str, text: str) -> int:
+    """`"64MiB"` -> 67108864: an integer number of bytes, optionally with a unit (`B`, `kB`,
+    `MB`, `GB`, `TB` in powers of 1000; `KiB`, `MiB`, `GiB`, `TiB` in powers of 1024; any
+    case)."""
+    match = _SIZE.fullmatch(text)
+    unit = match[2].lower() if match else ""
+    if not match or unit not in _SIZE_UNITS:
+        raise ConfigError(
+            setting,
+            f"{text!r} is not a size in bytes; give an integer, optionally with a unit: "
+            "67108864, 64MiB, 512KiB, 1GiB (powers of 1024) or 64MB (powers of 1000)",
+        )
+    return int(match[1]) * _SIZE_UNITS[unit]
+
+
 def parse_kafka_pairs(pairs: list[str]) -> dict[str, str]:
     """`["session.timeout.ms=6000"]` -> `{"session.timeout.ms": "6000"}`."""
     result: dict[str, str] = {}
@@ -314,6 +352,11 @@ def load(
     default_application_id: str,
 ) -> WorkerConfig:
     """Merge flags over `PROCESSOR_*` variables over defaults; validate. Flags use setting names."""
+    for setting, problem in REPLACED_SETTINGS.items():
+        if flags.get(setting) is not None:
+            raise ConfigError(setting, problem)
+        if ENV_PREFIX + setting.upper() in environ:
+            raise ConfigError(ENV_PREFIX + setting.upper(), problem)
     raw: dict[str, str] = {}
     for setting in SETTINGS:
         env_value = environ.get(ENV_PREFIX + setting.upper())
@@ -353,7 +396,6 @@ def load(
     for setting, kind in (
         ("commit_interval_ms", int),
         ("consume_batch_size", int),
-        ("store_cache_size", int),
         ("assignment_balance_factor", float),
         ("num_standby_replicas", int),
         ("acceptable_recovery_lag", int),
@@ -372,6 +414,8 @@ def load(
             continue  # no HTTP server, set below
         if setting in raw and raw[setting].strip():
             kwargs[setting] = _parse_number(setting, raw[setting], kind)
+    if raw.get("store_cache_bytes", "").strip():
+        kwargs["store_cache_bytes"] = parse_size("store_cache_bytes", raw["store_cache_bytes"])
     if "http_port" in raw and raw["http_port"].strip().lower() in ("", "off", "none"):
         kwargs["http_port"] = None
     if raw.get("http_token"):
@@ -408,7 +452,12 @@ def unknown_environment_settings(environ: Mapping[str, str] = os.environ) -> lis
 
 
 def check_environment(environ: Mapping[str, str] = os.environ) -> None:
-    """Raise ConfigError for the first `PROCESSOR_*` variable that names no setting."""
+    """Raise ConfigError for the first `PROCESSOR_*` variable that names no setting (saying
+    what to use instead when it names a replaced one)."""
     unknown = unknown_environment_settings(environ)
+    for name in unknown:
+        problem = REPLACED_SETTINGS.get(name[len(ENV_PREFIX) :].lower())
+        if problem is not None:
+            raise ConfigError(name, problem)
     if unknown:
         raise ConfigError(unknown[0], "is not a setting; see `processor run --help` for the list")

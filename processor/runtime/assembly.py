@@ -43,6 +43,7 @@ from processor.runtime.task import RecordPosition, TaskOptions
 from processor.runtime.task_manager import TaskManager
 from processor.runtime.task_plan import TaskPlan
 from processor.state.backend import TaskStateBackend
+from processor.state.budget import MemoryBudget
 from processor.state.cleanup import StateCleaner
 from processor.state.restore import Restorer
 from processor.topology.handling import (
@@ -136,7 +137,7 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
         output,
         cfg.app_state_dir,
         _restorer_factory(parts),
-        cache_size_per_store=cfg.store_cache_size,
+        memory=MemoryBudget(cfg.store_cache_bytes),
         task_options=options,
     )
     resources.callback(tasks.shutdown)

@@ -15,6 +15,9 @@ take is held only to find the copy and count the read in (`_Readers`); the read 
 without it, so a page of a whole-store query never holds up a rebalance. Closing a copy waits
 for the reads counted in, at most `READ_DRAIN_TIMEOUT_S`; a read still running then is
 answered "no copy" (its scan was cut short by the close), never with a partial result.
+
+The store caches of every active task charge one `MemoryBudget`, the worker's; when their
+changes fill it, `needs_commit()` says so and the worker commits early.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 from processor.ids import Partition, TaskId
 from processor.runtime.task import StreamTask, TaskOptions, TaskState
 from processor.state.backend import TaskStateBackend
+from processor.state.budget import MemoryBudget
 from processor.state.restore import RestoreProgress, Restorer, RestoreState
 from processor.state.rocksdb import open_or_wipe, open_rocksdb, wipe
 from processor.state.task_stores import TaskStores
@@ -97,14 +101,15 @@ class TaskManager:
         app_state_dir: Path,
         restorer_factory: Callable[[Callable[[TaskId, str], TaskStateBackend]], Restorer],
         *,
-        cache_size_per_store: int,
+        memory: MemoryBudget,
         task_options: TaskOptions | None = None,
     ) -> None:
         self._subtopologies = subtopologies
         self._emitter = emitter
         self._task_options = task_options or TaskOptions()
         self._state_dir = app_state_dir
-        self._cache_size = cache_size_per_store
+        self.memory = memory
+        """The worker's memory budget, charged by the store caches of its active tasks."""
         self._restorer: Restorer | None = None
         if any(s.stateful for s in subtopologies.values()):
             self._restorer = restorer_factory(self._wipe_for_restorer)
@@ -264,9 +269,7 @@ class TaskManager:
             with self._open_lock:
                 backend = self._backends.pop(task_id)
             sub = self._subtopologies[task_id.subtopology]
-            stores = TaskStores(
-                backend, sub.stores, sub.changelog_topics, cache_size_per_store=self._cache_size
-            )
+            stores = TaskStores(backend, sub.stores, sub.changelog_topics, memory=self.memory)
             with self._open_lock:
                 self._start(task, stores)
             to_resume.extend(task.partitions)
@@ -288,8 +291,9 @@ class TaskManager:
             self.by_partition[partition] = task
 
     def needs_commit(self) -> bool:
-        """A store's cache is full: commit now rather than let it grow."""
-        return any(t.stores is not None and t.stores.needs_flush for t in self.tasks.values())
+        """The store caches' changes fill the memory budget: commit now rather than let them
+        grow."""
+        return self.memory.is_full
 
     def close_active(self) -> None:
         """Close every active task and its state (call after committing what should be

@@ -4,7 +4,8 @@
 data and, in the same atomic write, the offset of the last changelog record that data includes.
 At a commit the caches hand over their dirty entries once each (`flush`), the runtime produces
 them to the changelogs, and once the broker has them (at-least-once: flushed; exactly-once:
-committed) `checkpoint` writes them to the backend with their changelog offsets.
+committed) `checkpoint` writes them to the backend with their changelog offsets. The caches
+charge the worker's `MemoryBudget`, shared with every other task of the worker.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from processor.state.backend import Change, TaskStateBackend
+from processor.state.budget import MemoryBudget
 from processor.state.cache import StoreCache
 from processor.state.typed import KeyValueStore
 from processor.topology.graph import StoreSpec
@@ -28,21 +30,11 @@ class TaskStores:
         specs: tuple[StoreSpec, ...],
         changelogs: Mapping[str, str],
         *,
-        cache_size_per_store: int,
+        memory: MemoryBudget,
     ) -> None:
         self.backend = backend
         self.changelogs = dict(changelogs)
-        self._caches = {
-            # As many entries kept for reads as may be changed: a task whose keys fit is served
-            # from memory, not RocksDB.
-            spec.name: StoreCache(
-                backend,
-                spec.name,
-                max_dirty=cache_size_per_store,
-                max_cached=cache_size_per_store,
-            )
-            for spec in specs
-        }
+        self._caches = {spec.name: StoreCache(backend, spec.name, budget=memory) for spec in specs}
         self.stores: dict[str, KeyValueStore[Any, Any]] = {
             spec.name: KeyValueStore(self._caches[spec.name], spec.key_serde, spec.value_serde)
             for spec in specs
@@ -52,7 +44,8 @@ class TaskStores:
 
     @property
     def needs_flush(self) -> bool:
-        """A cache is full: commit early rather than let it grow."""
+        """The worker's caches are full (pinned bytes fill the memory budget): commit early
+        rather than let them grow."""
         return any(cache.is_full for cache in self._caches.values())
 
     @property
@@ -92,4 +85,8 @@ class TaskStores:
         self._unwritten = {}
 
     def close(self) -> None:
+        """Give the caches' bytes back to the memory budget and close the backend (after
+        committing what should be committed)."""
+        for cache in self._caches.values():
+            cache.close()
         self.backend.close()

@@ -38,6 +38,7 @@ from processor.dsl.topology import Topology
 from processor.errors import TopologyError
 from processor.kafka.record_size import DEFAULT_MESSAGE_MAX_BYTES, max_record_bytes
 from processor.serdes import Serde
+from processor.state.budget import DEFAULT_STORE_CACHE_BYTES, MemoryBudget
 from processor.state.memory import InMemoryBackend
 from processor.state.task_stores import TaskStores
 from processor.state.typed import KeyValueStore
@@ -138,6 +139,8 @@ class TopologyTestDriver:
         self._offsets: dict[str, int] = defaultdict(int)
         self._serdes: dict[str, tuple[Serde[Any], Serde[Any]]] = {}
         self._task_stores: list[TaskStores] = []
+        # A worker's default budget; the driver commits after every record, so it never fills.
+        memory = MemoryBudget(DEFAULT_STORE_CACHE_BYTES)
         self._stores: dict[str, KeyValueStore[Any, Any]] = {}
         for sub in subtopologies:
             stores = None
@@ -146,7 +149,7 @@ class TopologyTestDriver:
                     InMemoryBackend([s.name for s in sub.stores]),
                     sub.stores,
                     sub.changelog_topics,
-                    cache_size_per_store=1_000_000,
+                    memory=memory,
                 )
                 self._task_stores.append(task_stores)
                 for name, store in task_stores.stores.items():

@@ -168,3 +168,25 @@ def test_abbreviated_options_are_refused_so_workers_cannot_multiply(
         main(["run", "topologies.words", "--worker", "3"])
     assert exit_info.value.code == 2
     assert "--worker" in capsys.readouterr().err
+
+
+def test_run_refuses_the_replaced_store_cache_size_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["run", "topologies.words", "--bootstrap-servers", "x:1", "--store-cache-size", "10"]
+    assert main(args) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert "store_cache_size" in lines[0]
+    assert "replaced by store_cache_bytes" in lines[0]
+    assert "--store-cache-bytes" in lines[0]
+
+
+def test_run_help_documents_the_store_cache_budget_and_hides_the_old_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert "--store-cache-bytes" in out and "64MiB" in out
+    assert "--store-cache-size" not in out

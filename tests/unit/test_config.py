@@ -12,6 +12,7 @@ from processor.config import (
     RESERVED_KAFKA_SETTINGS,
     ProcessingGuarantee,
     WorkerConfig,
+    check_environment,
     load,
     parse_kafka_pairs,
     unknown_environment_settings,
@@ -405,3 +406,65 @@ def test_bad_dead_letter_and_retry_settings_name_the_setting(
     with pytest.raises(ConfigError) as raised:
         _load(flags=flags)
     assert raised.value.setting == setting
+
+
+# --- the store cache's byte budget ------------------------------------------------------------
+
+
+def test_the_store_cache_budget_defaults_to_64_mib() -> None:
+    assert _load().store_cache_bytes == 64 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1048576", 1 << 20),
+        ("64MiB", 64 << 20),
+        ("512KiB", 512 << 10),
+        ("1gib", 1 << 30),
+        (" 64 MB ", 64_000_000),
+        ("500kB", 500_000),
+        ("2GB", 2_000_000_000),
+        ("4096B", 4096),
+    ],
+)
+def test_store_cache_bytes_takes_integers_and_units(text: str, expected: int) -> None:
+    assert _load(flags={"store_cache_bytes": text}).store_cache_bytes == expected
+    environ = {**BOOTSTRAP, "PROCESSOR_STORE_CACHE_BYTES": text}
+    assert _load(environ=environ).store_cache_bytes == expected
+
+
+@pytest.mark.parametrize("text", ["lots", "64XB", "1.5GiB", "-5", "MiB", "64 M"])
+def test_a_malformed_size_names_the_setting_and_shows_examples(text: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        _load(flags={"store_cache_bytes": text})
+    assert raised.value.setting == "store_cache_bytes"
+    assert repr(text) in str(raised.value)
+    assert "64MiB" in str(raised.value)
+
+
+@pytest.mark.parametrize("text", ["0", "0MiB"])
+def test_the_store_cache_budget_must_be_positive(text: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        _load(flags={"store_cache_bytes": text})
+    assert raised.value.setting == "store_cache_bytes"
+
+
+def test_the_replaced_store_cache_size_flag_is_refused_naming_its_successor() -> None:
+    with pytest.raises(ConfigError) as raised:
+        _load(flags={"store_cache_size": "50000"})
+    assert raised.value.setting == "store_cache_size"
+    message = str(raised.value)
+    assert "replaced by store_cache_bytes" in message
+    assert "--store-cache-bytes" in message and "PROCESSOR_STORE_CACHE_BYTES" in message
+    assert "64 MiB" in message
+
+
+def test_the_replaced_store_cache_size_variable_is_refused_naming_its_successor() -> None:
+    environ = {**BOOTSTRAP, "PROCESSOR_STORE_CACHE_SIZE": "50000"}
+    for check in (lambda: _load(environ=environ), lambda: check_environment(environ)):
+        with pytest.raises(ConfigError) as raised:
+            check()
+        assert raised.value.setting == "PROCESSOR_STORE_CACHE_SIZE"
+        assert "replaced by store_cache_bytes" in str(raised.value)
+        assert "--store-cache-bytes" in str(raised.value)

@@ -18,6 +18,7 @@ from processor.runtime import commit as commit_module
 from processor.runtime.broker_watch import BrokerWatch
 from processor.runtime.commit import Committer, make_committer
 from processor.runtime.task import StreamTask
+from processor.state.budget import MemoryBudget
 from processor.state.memory import InMemoryBackend
 from processor.state.task_stores import TaskStores
 
@@ -139,7 +140,7 @@ def counting_task(producer: FakeProducer) -> tuple[StreamTask, InMemoryBackend]:
     topology.stream("in", key_serde=serdes.StringSerde()).group_by_key().count(name="counts")
     [sub] = topology.subtopologies()
     backend = InMemoryBackend(["counts"])
-    stores = TaskStores(backend, sub.stores, sub.changelog_topics, cache_size_per_store=100)
+    stores = TaskStores(backend, sub.stores, sub.changelog_topics, memory=MemoryBudget(1 << 20))
 
     class Emitter:
         def emit(self, *args: Any) -> None:

@@ -17,6 +17,7 @@ from processor.runtime import task_manager as task_manager_module
 from processor.runtime.task import TaskState
 from processor.runtime.task_manager import TaskManager
 from processor.state.backend import TaskStateBackend
+from processor.state.budget import MemoryBudget
 from processor.state.memory import InMemoryBackend
 
 TASK = TaskId(0, 0)
@@ -37,7 +38,7 @@ class RunningTask:
 
 
 def manager(tmp_path: Path) -> tuple[TaskManager, RunningTask]:
-    tasks = TaskManager({}, None, tmp_path, lambda wipe: None, cache_size_per_store=10)  # type: ignore[arg-type]
+    tasks = TaskManager({}, None, tmp_path, lambda wipe: None, memory=MemoryBudget(1 << 20))  # type: ignore[arg-type]
     backend = InMemoryBackend(["s"])
     backend.write({"s": [(b"k", b"v")]}, {})
     task = RunningTask(backend)

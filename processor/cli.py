@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from processor import config as config_module
 from processor.errors import ConfigError, ProcessorError, TopologyError
@@ -21,6 +22,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="processor", description=__doc__, allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
 
+    _add_run(commands)
+    describe = commands.add_parser(
+        "describe", help="print a topology's sources, operators and sinks"
+    )
+    describe.add_argument("topology", metavar="MODULE[:ATTR]")
+
+    _add_query(commands)
+    return parser
+
+
+def _add_run(commands: Any) -> None:
     run = commands.add_parser(
         "run",
         allow_abbrev=False,
@@ -29,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
         "PROCESSOR_<SETTING> environment variable; librdkafka settings from --kafka KEY=VALUE or "
         "PROCESSOR_KAFKA_<KEY> (dots as underscores).",
     )
+    _add_worker_settings(run)
+    _add_service_settings(run)
+
+
+def _add_worker_settings(run: argparse.ArgumentParser) -> None:
+    """Where and how the worker runs: its application, state, guarantee, group and cache."""
     run.add_argument("topology", metavar="MODULE[:ATTR]")
     run.add_argument("--bootstrap-servers", dest="bootstrap_servers")
     run.add_argument("--application-id", dest="application_id", help="default: the topology's name")
@@ -64,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--acceptable-recovery-lag", dest="acceptable_recovery_lag")
     run.add_argument("--max-warmup-time-ms", dest="max_warmup_time_ms")
     run.add_argument("--state-cleanup-delay-ms", dest="state_cleanup_delay_ms")
+
+
+def _add_service_settings(run: argparse.ArgumentParser) -> None:
+    """Its HTTP server, error handlers, retries, startup and librdkafka settings, process count."""
     run.add_argument("--http-host", dest="http_host")
     run.add_argument(
         "--http-port",
@@ -117,11 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=1, help="start N worker processes on this host")
     run.add_argument("--log-level", default=os.environ.get("PROCESSOR_LOG_LEVEL", "INFO"))
 
-    describe = commands.add_parser(
-        "describe", help="print a topology's sources, operators and sinks"
-    )
-    describe.add_argument("topology", metavar="MODULE[:ATTR]")
 
+def _add_query(commands: Any) -> None:
     query = commands.add_parser(
         "query",
         allow_abbrev=False,
@@ -154,7 +173,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     query.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     query.add_argument("--log-level", default=os.environ.get("PROCESSOR_LOG_LEVEL", "WARNING"))
-    return parser
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:

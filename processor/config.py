@@ -163,6 +163,11 @@ class WorkerConfig:
     kafka: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._check_names()
+        self._check_numbers()
+        self._check_http_and_kafka()
+
+    def _check_names(self) -> None:
         if not self.bootstrap_servers.strip():
             raise ConfigError(
                 "bootstrap_servers",
@@ -185,6 +190,8 @@ class WorkerConfig:
             )
         if self.instance_id is not None and not self.instance_id.strip():
             raise ConfigError("instance_id", "is empty; leave it unset to generate one")
+
+    def _check_numbers(self) -> None:
         if self.commit_interval_ms <= 0:
             raise ConfigError(
                 "commit_interval_ms", f"must be positive, got {self.commit_interval_ms}"
@@ -216,6 +223,8 @@ class WorkerConfig:
                 f"must be at least processing_retry_backoff_ms ({self.processing_retry_backoff_ms})"
                 f", got {self.processing_retry_max_backoff_ms}",
             )
+
+    def _check_http_and_kafka(self) -> None:
         if self.dead_letter_topic is not None and not _is_topic_name(self.dead_letter_topic):
             raise ConfigError(
                 "dead_letter_topic",
@@ -352,11 +361,44 @@ def load(
     default_application_id: str,
 ) -> WorkerConfig:
     """Merge flags over `PROCESSOR_*` variables over defaults; validate. Flags use setting names."""
+    _refuse_replaced(flags, environ)
+    raw = _raw_settings(flags, environ)
+    kwargs: dict[str, object] = {
+        "bootstrap_servers": raw.get("bootstrap_servers", ""),
+        "application_id": raw.get("application_id", default_application_id),
+        "instance_id": raw.get("instance_id") or None,
+        "processing_guarantee": _guarantee(raw),
+        "kafka": _kafka_settings(environ, kafka_pairs),
+    }
+    if "state_dir" in raw:
+        kwargs["state_dir"] = Path(raw["state_dir"])
+    kwargs.update(_numbers(raw))
+    if raw.get("store_cache_bytes", "").strip():
+        kwargs["store_cache_bytes"] = parse_size("store_cache_bytes", raw["store_cache_bytes"])
+    if "http_port" in raw and raw["http_port"].strip().lower() in ("", "off", "none"):
+        kwargs["http_port"] = None
+    if raw.get("http_token"):
+        kwargs["http_token"] = raw["http_token"]
+    if "http_host" in raw:
+        kwargs["http_host"] = raw["http_host"]
+    kwargs.update(_handlers(raw))
+    if raw.get("dead_letter_topic", "").strip():
+        kwargs["dead_letter_topic"] = raw["dead_letter_topic"].strip()
+    if "static_membership" in raw:
+        kwargs["static_membership"] = _parse_bool("static_membership", raw["static_membership"])
+    return WorkerConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def _refuse_replaced(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> None:
     for setting, problem in REPLACED_SETTINGS.items():
         if flags.get(setting) is not None:
             raise ConfigError(setting, problem)
         if ENV_PREFIX + setting.upper() in environ:
             raise ConfigError(ENV_PREFIX + setting.upper(), problem)
+
+
+def _raw_settings(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> dict[str, str]:
+    """Each setting's text: its flag, else its `PROCESSOR_*` variable, when either is given."""
     raw: dict[str, str] = {}
     for setting in SETTINGS:
         env_value = environ.get(ENV_PREFIX + setting.upper())
@@ -365,6 +407,11 @@ def load(
         flag_value = flags.get(setting)
         if flag_value is not None:
             raw[setting] = flag_value
+    return raw
+
+
+def _kafka_settings(environ: Mapping[str, str], kafka_pairs: list[str]) -> dict[str, str]:
+    """librdkafka settings: `PROCESSOR_KAFKA_<KEY>` variables, then `--kafka KEY=VALUE` pairs."""
     kafka: dict[str, str] = {}
     for name, value in environ.items():
         if (
@@ -374,69 +421,57 @@ def load(
         ):
             kafka[name[len(KAFKA_ENV_PREFIX) :].lower().replace("_", ".")] = value
     kafka.update(parse_kafka_pairs(kafka_pairs))
+    return kafka
 
-    guarantee_text = raw.get("processing_guarantee", ProcessingGuarantee.AT_LEAST_ONCE.value)
+
+def _guarantee(raw: Mapping[str, str]) -> ProcessingGuarantee:
+    text = raw.get("processing_guarantee", ProcessingGuarantee.AT_LEAST_ONCE.value)
     try:
-        guarantee = ProcessingGuarantee(guarantee_text.strip().lower())
+        return ProcessingGuarantee(text.strip().lower())
     except ValueError:
         choices = ", ".join(g.value for g in ProcessingGuarantee)
-        raise ConfigError(
-            "processing_guarantee", f"{guarantee_text!r} is not one of {choices}"
-        ) from None
+        raise ConfigError("processing_guarantee", f"{text!r} is not one of {choices}") from None
 
-    kwargs: dict[str, object] = {
-        "bootstrap_servers": raw.get("bootstrap_servers", ""),
-        "application_id": raw.get("application_id", default_application_id),
-        "instance_id": raw.get("instance_id") or None,
-        "processing_guarantee": guarantee,
-        "kafka": kafka,
-    }
-    if "state_dir" in raw:
-        kwargs["state_dir"] = Path(raw["state_dir"])
-    for setting, kind in (
-        ("commit_interval_ms", int),
-        ("consume_batch_size", int),
-        ("assignment_balance_factor", float),
-        ("num_standby_replicas", int),
-        ("acceptable_recovery_lag", int),
-        ("max_warmup_time_ms", int),
-        ("state_cleanup_delay_ms", int),
-        ("http_port", int),
-        ("query_timeout_ms", int),
-        ("query_max_requests", int),
-        ("query_max_forwards", int),
-        ("startup_timeout_ms", int),
-        ("processing_retry_attempts", int),
-        ("processing_retry_backoff_ms", int),
-        ("processing_retry_max_backoff_ms", int),
-    ):
+
+_NUMBERS: tuple[tuple[str, type[int] | type[float]], ...] = (
+    ("commit_interval_ms", int),
+    ("consume_batch_size", int),
+    ("assignment_balance_factor", float),
+    ("num_standby_replicas", int),
+    ("acceptable_recovery_lag", int),
+    ("max_warmup_time_ms", int),
+    ("state_cleanup_delay_ms", int),
+    ("http_port", int),
+    ("query_timeout_ms", int),
+    ("query_max_requests", int),
+    ("query_max_forwards", int),
+    ("startup_timeout_ms", int),
+    ("processing_retry_attempts", int),
+    ("processing_retry_backoff_ms", int),
+    ("processing_retry_max_backoff_ms", int),
+)
+
+
+def _numbers(raw: Mapping[str, str]) -> dict[str, int | float]:
+    found: dict[str, int | float] = {}
+    for setting, kind in _NUMBERS:
         if setting == "http_port" and raw.get(setting, "").strip().lower() in ("off", "none"):
-            continue  # no HTTP server, set below
+            continue  # no HTTP server
         if setting in raw and raw[setting].strip():
-            kwargs[setting] = _parse_number(setting, raw[setting], kind)
-    if raw.get("store_cache_bytes", "").strip():
-        kwargs["store_cache_bytes"] = parse_size("store_cache_bytes", raw["store_cache_bytes"])
-    if "http_port" in raw and raw["http_port"].strip().lower() in ("", "off", "none"):
-        kwargs["http_port"] = None
-    if raw.get("http_token"):
-        kwargs["http_token"] = raw["http_token"]
-    if "http_host" in raw:
-        kwargs["http_host"] = raw["http_host"]
-    for setting in (
-        "deserialization_error_handler",
-        "processing_error_handler",
-        "production_error_handler",
-    ):
+            found[setting] = _parse_number(setting, raw[setting], kind)
+    return found
+
+
+def _handlers(raw: Mapping[str, str]) -> dict[str, ErrorHandler]:
+    found: dict[str, ErrorHandler] = {}
+    for stage in ("deserialization", "processing", "production"):
+        setting = f"{stage}_error_handler"
         if raw.get(setting, "").strip():
             try:
-                kwargs[setting] = ErrorHandler.parse(raw[setting])
+                found[setting] = ErrorHandler.parse(raw[setting])
             except ValueError as e:
                 raise ConfigError(setting, str(e)) from None
-    if raw.get("dead_letter_topic", "").strip():
-        kwargs["dead_letter_topic"] = raw["dead_letter_topic"].strip()
-    if "static_membership" in raw:
-        kwargs["static_membership"] = _parse_bool("static_membership", raw["static_membership"])
-    return WorkerConfig(**kwargs)  # type: ignore[arg-type]
+    return found
 
 
 def unknown_environment_settings(environ: Mapping[str, str] = os.environ) -> list[str]:

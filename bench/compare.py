@@ -1686,6 +1686,7 @@ def markdown(meta: dict[str, Any], cells: list[Cell]) -> str:
         "process, not a stream processor",
         "ours": "ours: `processor run bench.contenders.ours_topology`; count = "
         "`group_by_key().count()`, RocksDB store with changelog, an output per update",
+        "ours-before": "ours-before: the same, run from the checkout at $BENCH_BEFORE",
         "quix": "Quix Streams: `Application` + `StreamingDataFrame`; count = stateful `apply` "
         "(RocksDB State with changelog), an output per update",
         "faust": "Faust: an agent; count = `Table` (rocksdb store via rocksdict, changelog), "

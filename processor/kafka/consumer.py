@@ -95,9 +95,7 @@ class GroupConsumer:
         shows other members of this one changed). Closing runs the revoke callback."""
         if self._subscription is None:
             raise RuntimeError("rejoin() before subscribe()")
-        if self._pending_commit is not None:
-            self._pending_commit.join(10.0)  # do not close the client under it
-            self._pending_commit = None
+        self._settle_pending_commit()
         self._consumer.close()
         self._started_at.clear()
         self._settings["client.id"] = client_id
@@ -235,9 +233,13 @@ class GroupConsumer:
     def group_metadata(self) -> Any:
         return self._consumer.consumer_group_metadata()
 
-    def close(self) -> None:
+    def _settle_pending_commit(self) -> None:
         if self._pending_commit is not None:
             self._pending_commit.join(10.0)  # do not close the client under it
+            self._pending_commit = None
+
+    def close(self) -> None:
+        self._settle_pending_commit()
         if self._offsets_client is not None:
             self._offsets_client.close()
         self._consumer.close()

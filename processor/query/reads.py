@@ -234,21 +234,15 @@ class StoreReads:
             for i, result in zip(indexes, answered, strict=True):
                 results[i] = result
 
-        if forwarded:
-            for task in by_task:
-                if not here(task, stale):
-                    raise Unavailable(f"instance {me} holds no readable copy of task {task}")
-        else:
-            route(
-                by_task,
-                me=me,
-                owners=self._source.owners,
-                here=here,
-                ask=ask,
-                stale=stale,
-                prefer_local=prefer_local,
-                deadline=deadline,
-            )
+        self._read(
+            by_task,
+            here,
+            ask,
+            stale=stale,
+            prefer_local=prefer_local,
+            only_here=forwarded,
+            deadline=deadline,
+        )
         done = [r for r in results if r is not None]
         if len(done) != len(results):  # route() returns only when every task was answered
             raise Unavailable(f"{len(results) - len(done)} keys were left unanswered")
@@ -305,22 +299,46 @@ class StoreReads:
             parts.append(part)
             where.update(its_where)
 
-        if local_only:
+        self._read(
+            tasks,
+            here,
+            ask,
+            stale=stale,
+            prefer_local=False,
+            only_here=local_only,
+            deadline=deadline,
+        )
+        return list(first(heapq.merge(*parts), limit)), where
+
+    def _read(
+        self,
+        tasks: Iterable[TaskId],
+        here: Callable[[TaskId, bool], bool],
+        ask: Callable[[str, list[TaskId], bool, Deadline], None],
+        *,
+        stale: bool,
+        prefer_local: bool,
+        only_here: bool,
+        deadline: Deadline,
+    ) -> None:
+        """Read every task: on this instance's copies only (a forwarded request, a local-scope
+        range), else wherever `route` finds them."""
+        me = self._source.instance_id
+        if only_here:
             for task in tasks:
                 if not here(task, stale):
                     raise Unavailable(f"instance {me} holds no readable copy of task {task}")
-        else:
-            route(
-                tasks,
-                me=me,
-                owners=self._source.owners,
-                here=here,
-                ask=ask,
-                stale=stale,
-                prefer_local=False,
-                deadline=deadline,
-            )
-        return list(first(heapq.merge(*parts), limit)), where
+            return
+        route(
+            tasks,
+            me=me,
+            owners=self._source.owners,
+            here=here,
+            ask=ask,
+            stale=stale,
+            prefer_local=prefer_local,
+            deadline=deadline,
+        )
 
 
 def first(items: Iterable[tuple[bytes, bytes]], limit: int) -> Iterator[tuple[bytes, bytes]]:

@@ -153,9 +153,9 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
     )
     endpoint, http_port = None, None
     if cfg.http_port is not None:
-        server = _serve(parts, plan, RuntimeView(instance_id, rebalancer, status, tasks))
+        server, endpoint = _serve(parts, plan, RuntimeView(instance_id, rebalancer, status, tasks))
         resources.callback(server.close)
-        endpoint, http_port = _endpoint(cfg, server.port), server.port
+        http_port = server.port
         status.endpoint = endpoint
     return Collaborators(
         plan=plan,
@@ -212,7 +212,8 @@ def _restorer_factory(
     return make
 
 
-def _serve(parts: WorkerParts, plan: TaskPlan, view: RuntimeView) -> QueryServer:
+def _serve(parts: WorkerParts, plan: TaskPlan, view: RuntimeView) -> tuple[QueryServer, str]:
+    """The HTTP server, and its endpoint as other workers reach it."""
     cfg = parts.config
     stores = {
         spec.name: StoreInfo(spec, sub.id, plan.task_count(sub.id))
@@ -226,14 +227,15 @@ def _serve(parts: WorkerParts, plan: TaskPlan, view: RuntimeView) -> QueryServer
         limits=QueryLimits.from_config(cfg),
     )
     server = QueryServer(app, cfg.http_host, cfg.http_port or 0)
+    endpoint = _endpoint(cfg, server.port)
     log.info(
         "worker %s: serving the query API and /metrics on http://%s:%d (endpoint %s)",
         parts.instance_id,
         cfg.http_host,
         server.port,
-        _endpoint(cfg, server.port),
+        endpoint,
     )
-    return server
+    return server, endpoint
 
 
 def _endpoint(cfg: WorkerConfig, port: int) -> str:

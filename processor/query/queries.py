@@ -415,8 +415,8 @@ class StoreQueries:
 
 def kind_of(info: StoreInfo) -> str:
     """ "key_value", "window" or "session"."""
-    kind: str = getattr(info.spec, "kind", "key_value")
-    return kind
+    kind = getattr(info.spec, "kind", "key_value")
+    return str(getattr(kind, "value", kind))  # TODO(merge): info.spec.kind.value
 
 
 def time_range(info: StoreInfo, from_ms: int | None, to_ms: int | None) -> TimeRange:

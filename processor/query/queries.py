@@ -30,7 +30,7 @@ from processor.query.partitioner import partition_for
 from processor.query.reads import StoreReads
 from processor.query.render import KeyFormatError, format_name, parse_key, render
 from processor.query.source import QuerySource, StoreInfo
-from processor.query.windows import MAX_TIME_MS, Part, TimeRange, windows_of
+from processor.query.windows import MAX_TIME_MS, TimeRange, render_page
 
 __all__ = ["StoreQueries", "key_range", "kind_of", "time_range"]
 
@@ -330,7 +330,7 @@ class StoreQueries:
             "key": render(info.spec.key_serde, raw),
             "from_ms": selected.from_ms,
             "to_ms": selected.to_ms,
-            "windows": _render_windows(info, page),
+            "windows": render_page(page, info.spec.key_serde, info.spec.value_serde),
             "next": page.horizon.hex() if page.horizon is not None else None,
             "partition": task.partition,
             "task": str(task),
@@ -371,7 +371,7 @@ class StoreQueries:
         return {
             "from_ms": selected.from_ms,
             "to_ms": selected.to_ms,
-            "windows": _render_windows(info, page),
+            "windows": render_page(page, info.spec.key_serde, info.spec.value_serde),
             "next": page.horizon.hex() if page.horizon is not None else None,
             "tasks": where,
             "stale": any(w["role"] != "active" for w in where.values()),
@@ -435,10 +435,6 @@ def time_range(info: StoreInfo, from_ms: int | None, to_ms: int | None) -> TimeR
 def _resume(low: bytes, after: str | None) -> bytes:
     """Where a page starts: at `low`, or right after the cursor `after` (hex) when later."""
     return low if after is None else max(low, bytes.fromhex(after) + b"\x00")
-
-
-def _render_windows(info: StoreInfo, page: Part) -> list[dict[str, Any]]:
-    return [w.render(info.spec.key_serde, info.spec.value_serde) for w in windows_of(page.entries)]
 
 
 def key_range(

@@ -1,8 +1,8 @@
 """Reads of store contents for the query API, each task read on a copy that may answer, with a
 bounded number of forwards (`processor.query.limits`).
 
-Keys (`StoreReads.keys`) and ranges (`StoreReads.entries`) are routed the same way, per task
-(`route`):
+Keys (`StoreReads.keys`), ranges (`StoreReads.entries`) and windows (`StoreReads.windows`) are
+routed the same way, per task (`route`):
 
 1. `stale` and `prefer_local`: tasks with a copy here (active or standby) are read here.
 2. Owners: a task whose active copy is here is read here; every other owner is asked once, for
@@ -37,7 +37,6 @@ __all__ = ["StoreReads", "first", "route"]
 Entries = list[tuple[bytes, bytes]]
 Where = dict[str, dict[str, Any]]
 T = TypeVar("T")
-Answer = tuple[list[Any], Where]
 STALE_HINT = "; retry, or pass stale=true to read a standby copy"
 # A request touching many tasks could list a problem per task; the first few say enough.
 _PROBLEMS_SHOWN = 4
@@ -270,7 +269,9 @@ class StoreReads:
         def take(backend: TaskStateBackend) -> Entries:
             return list(first(backend.range(store, low, high), limit))
 
-        def ask(instance: str, its: list[TaskId], standby: bool, within: Deadline) -> Answer:
+        def ask(
+            instance: str, its: list[TaskId], standby: bool, within: Deadline
+        ) -> tuple[list[Entries], Where]:
             answer = self._forwarder.forward(
                 instance,
                 f"/v1/stores/{store}/raw-entries",
@@ -314,7 +315,9 @@ class StoreReads:
         def take(backend: TaskStateBackend) -> Part:
             return read_part(backend, store, low, high, selected, limit)
 
-        def ask(instance: str, its: list[TaskId], standby: bool, within: Deadline) -> Answer:
+        def ask(
+            instance: str, its: list[TaskId], standby: bool, within: Deadline
+        ) -> tuple[list[Part], Where]:
             params = _raw_params(its, standby, low, high, limit)
             params.update(from_ms=selected.from_ms, to_ms=selected.to_ms)
             answer = self._forwarder.forward(

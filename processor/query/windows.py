@@ -28,7 +28,7 @@ next page starts after the horizon and no window is skipped or repeated.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,7 @@ __all__ = [
     "decode",
     "key_prefix",
     "read_part",
-    "windows_of",
+    "render_page",
 ]
 
 DATA = b"W"
@@ -191,6 +191,6 @@ def combine(parts: Sequence[Part], limit: int) -> Part:
     return Part(entries, horizon)
 
 
-def windows_of(entries: Iterable[tuple[bytes, bytes]]) -> Iterator[Window]:
-    for stored_key, stored_value in entries:
-        yield decode(stored_key, stored_value)
+def render_page(page: Part, key_serde: Serde[Any], value_serde: Serde[Any]) -> list[dict[str, Any]]:
+    """The windows of `page` as the API shows them (`Window.render`)."""
+    return [decode(k, v).render(key_serde, value_serde) for k, v in page.entries]

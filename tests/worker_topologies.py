@@ -7,6 +7,7 @@ import time
 from collections import Counter
 
 from processor import Topology, TransientError, serdes
+from processor.windows import SessionWindows, TumblingWindows
 
 SOURCE = os.environ.get("TEST_SOURCE_TOPIC", "test-source")
 SECOND_SOURCE = os.environ.get("TEST_SECOND_SOURCE_TOPIC", "test-source-2")
@@ -146,4 +147,27 @@ latest = Topology("latest")
     .count(name="counts")
     .to_stream()
     .to(SINK, value_serde=serdes.IntSerde())
+)
+
+
+# Counts records per key and event-time minute (each value is its event time in ms) in window
+# store "per-minute", every update written to the sink as ("<key>@<start>", count), and per key
+# and session (30 s of inactivity) in session store "sessions". The grace of an hour keeps every
+# window of a test open, so none of its records is late.
+windowed_counting = Topology("windowed_counting")
+_timed = windowed_counting.stream(
+    SOURCE,
+    key_serde=serdes.StringSerde(),
+    value_serde=serdes.StringSerde(),
+    timestamp=lambda _key, value, _record_ts: int(value),
+).group_by_key()
+(
+    _timed.windowed_by(TumblingWindows(size_ms=60_000, grace_ms=3_600_000))
+    .count(name="per-minute")
+    .to_stream()
+    .map(lambda window, n: (f"{window.key}@{window.start_ms}", n))
+    .to(SINK, key_serde=serdes.StringSerde(), value_serde=serdes.IntSerde())
+)
+_timed.windowed_by(SessionWindows(inactivity_gap_ms=30_000, grace_ms=3_600_000)).count(
+    name="sessions"
 )

@@ -414,9 +414,8 @@ class StoreQueries:
 
 
 def kind_of(info: StoreInfo) -> str:
-    """ "key_value", "window" or "session"."""
-    kind = getattr(info.spec, "kind", "key_value")
-    return str(getattr(kind, "value", kind))  # TODO(merge): info.spec.kind.value
+    """The store's kind as the API names it: key_value, window or session."""
+    return info.spec.kind.value
 
 
 def time_range(info: StoreInfo, from_ms: int | None, to_ms: int | None) -> TimeRange:

@@ -1,8 +1,8 @@
-"""Windows as the query API reads them: the data entries of a window or session store, which of
+"""Windows as the query API reads them: the window entries of a window or session store, which of
 them a time range selects, and pages of them gathered from several tasks.
 
-A windowed store keeps its windows in one column family (`processor.state.window_store`); the
-query API reads only its data entries,
+A windowed store keeps its windows in one column family (`processor.state.window_store`, whose
+helpers for the layout this module uses); the query API reads only its window entries,
 
     b"W" + len(key) (4 bytes) + key + start (8) + end (8)  ->  max record ts (8) + aggregate
 
@@ -35,9 +35,9 @@ from typing import Any
 from processor.query.render import render
 from processor.serdes import Serde
 from processor.state.backend import TaskStateBackend
+from processor.state.window_store import WINDOW, key_prefix, parse_window_key
 
 __all__ = [
-    "DATA",
     "MAX_SCANNED",
     "MAX_TIME_MS",
     "LayoutError",
@@ -46,13 +46,11 @@ __all__ = [
     "Window",
     "combine",
     "decode",
-    "key_prefix",
     "read_part",
     "render_page",
 ]
 
-DATA = b"W"
-_AFTER_DATA = b"X"  # the successor of the data prefix: the end of every scan of windows
+_AFTER_WINDOWS = bytes([WINDOW[0] + 1])  # the end of every scan of windows
 MAX_TIME_MS = 2**63 - 1
 """The largest time a query takes (Java's Long.MAX_VALUE, what Kafka Streams' clients send)."""
 MAX_SCANNED = 50_000
@@ -61,12 +59,13 @@ range over a large store costs a bounded scan, and the client asks for the next 
 
 
 class LayoutError(ValueError):
-    """A stored data entry is too short for the layout: a store this module cannot read."""
+    """A stored entry is not a window entry of the layout: a store this module cannot read."""
 
 
 @dataclass(frozen=True)
 class Window:
-    """One data entry, decoded: the stored key bytes and aggregate bytes."""
+    """One window entry, decoded: the key's bytes, the bounds, the largest record timestamp
+    and the aggregate's bytes."""
 
     key: bytes
     start_ms: int
@@ -85,27 +84,17 @@ class Window:
         }
 
 
-def key_prefix(key: bytes) -> bytes:
-    """The stored-key prefix of every window of `key`."""
-    return DATA + len(key).to_bytes(4, "big") + key
-
-
 def decode(stored_key: bytes, stored_value: bytes) -> Window:
-    """The window a data entry holds; LayoutError when it is not one."""
+    """The window an entry holds; LayoutError when it is not a window entry."""
     length = int.from_bytes(stored_key[1:5], "big")
-    key_end = 5 + length
-    if stored_key[:1] != DATA or len(stored_key) != key_end + 16 or len(stored_value) < 8:
+    if stored_key[:1] != WINDOW or len(stored_key) != 5 + length + 16 or len(stored_value) < 8:
         raise LayoutError(
-            f"stored entry {stored_key[:40].hex()}... is not a window data entry "
+            f"stored entry {stored_key[:40].hex()}... is not a window entry "
             "(b'W' + 4-byte key length + key + start + end -> max timestamp + aggregate)"
         )
-    return Window(
-        key=stored_key[5:key_end],
-        start_ms=int.from_bytes(stored_key[key_end : key_end + 8], "big"),
-        end_ms=int.from_bytes(stored_key[key_end + 8 :], "big"),
-        timestamp_ms=int.from_bytes(stored_value[:8], "big"),
-        value=stored_value[8:],
-    )
+    key, start_ms, end_ms = parse_window_key(stored_key)
+    timestamp_ms = int.from_bytes(stored_value[:8], "big")
+    return Window(key, start_ms, end_ms, timestamp_ms, stored_value[8:])
 
 
 @dataclass(frozen=True)
@@ -135,7 +124,7 @@ class TimeRange:
         """The stored keys `low <= k < high` holding every window it selects: of `key`, or of
         every key (None). Within them `selects` still decides (sessions; other keys)."""
         if key is None:
-            return DATA, _AFTER_DATA
+            return WINDOW, _AFTER_WINDOWS
         prefix = key_prefix(key)
         low = prefix + (self.from_ms if self.kind == "window" else 0).to_bytes(8, "big")
         return low, prefix + (self.to_ms + 1).to_bytes(8, "big")
@@ -163,7 +152,10 @@ def read_part(
     """One task's part: the first `limit` windows `selected` with `low <= stored key < high`,
     looking at no more than `max_scanned` entries."""
     entries: list[tuple[bytes, bytes]] = []
-    scan = backend.range(store, max(low, DATA), min(high, _AFTER_DATA))
+    low, high = max(low, WINDOW), min(high, _AFTER_WINDOWS)
+    if low >= high:  # a cursor past the range: nothing left
+        return Part(entries, None)
+    scan = backend.range(store, low, high)
     for scanned, (stored_key, stored_value) in enumerate(scan, start=1):
         window = decode(stored_key, stored_value)
         if selected.selects(window.start_ms, window.end_ms):

@@ -1,8 +1,9 @@
-"""Windows queryable over HTTP on a real broker: a tumbling-window count over 6 partitions run by
-two workers with a bearer token and one standby per task. Every window of every key is read
-from one worker (a fan-out over both), one key's windows from the worker that does not own it
-(forwarded, with the token), its standby copy (stale, read locally), and after its owner is
-killed, the standby answers stale reads while plain ones are refused."""
+"""Windows queryable over HTTP on a real broker: a tumbling-window count and a session count over
+6 partitions run by two workers with a bearer token and one standby per task. Every window of
+every key is read from each worker (a fan-out over both), sessions by overlap, one key's windows
+from the worker that does not own it (forwarded, with the token), its standby copy (stale, read
+locally), and after its owner is killed, the standby answers stale reads while plain ones are
+refused."""
 
 from __future__ import annotations
 
@@ -87,7 +88,7 @@ def test_windows_are_answered_by_any_worker_forwarded_and_from_standbys(
 
     wait_until(lambda: every_window() == EXPECTED, 120, "every window counted")
     stores = {s["name"]: s["kind"] for s in clients["w1"].stores()}
-    assert stores[STORE] == "window"
+    assert stores == {STORE: "window", "sessions": "session"}
 
     # The fan-out from each worker, paged, and a time range: windows starting in it.
     for client in clients.values():
@@ -96,6 +97,14 @@ def test_windows_are_answered_by_any_worker_forwarded_and_from_standbys(
             k: n for k, n in EXPECTED.items() if T0 + MINUTE <= k[1] <= T0 + 2 * MINUTE
         }
         assert all(w["end_ms"] == w["start_ms"] + MINUTE for w in in_range)
+    # Sessions: each key's records of one minute (1 to 3, a second apart) are one session;
+    # a range selects the sessions overlapping it.
+    sessions = list(clients["w1"].all_windows("sessions", from_ms=T0 + MINUTE + 1500))
+    assert {(w["key"], w["start_ms"], w["end_ms"]): int(w["value"]) for w in sessions} == {
+        (k, start, start + (n - 1) * 1000): n
+        for (k, start), n in EXPECTED.items()
+        if start + (n - 1) * 1000 >= T0 + MINUTE + 1500
+    }
     headers = {"authorization": f"Bearer {TOKEN}"}
     page = httpx.get(f"{urls['w1']}/v1/stores/{STORE}/windows", headers=headers).json()
     assert {t["answered_by"] for t in page["tasks"].values()} == {"w0", "w1"}

@@ -7,7 +7,6 @@ skipping or repeating a window; key-value reads of windowed stores, and the reve
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -24,7 +23,7 @@ from processor.query.source import LocalRead, Owners, StoreInfo
 from processor.serdes import IntSerde, JsonSerde, StringSerde
 from processor.state.backend import TaskStateBackend
 from processor.state.memory import InMemoryBackend
-from processor.topology.graph import StoreSpec
+from processor.topology.graph import StoreKind, StoreSpec
 
 PARTITIONS = 6
 TASKS = [TaskId(0, p) for p in range(PARTITIONS)]
@@ -35,17 +34,14 @@ OWNERS = {
 TOKEN = "t0ken"
 
 
-@dataclass(frozen=True)
-class _Spec(StoreSpec):
-    kind: Any = "key_value"
-
-
 STORES = {
     "per-minute": StoreInfo(
-        _Spec("per-minute", StringSerde(), IntSerde(), "window"), 0, PARTITIONS
+        StoreSpec("per-minute", StringSerde(), IntSerde(), StoreKind.WINDOW), 0, PARTITIONS
     ),
-    "sessions": StoreInfo(_Spec("sessions", StringSerde(), JsonSerde(), "session"), 0, PARTITIONS),
-    "counts": StoreInfo(_Spec("counts", StringSerde(), IntSerde()), 0, PARTITIONS),
+    "sessions": StoreInfo(
+        StoreSpec("sessions", StringSerde(), JsonSerde(), StoreKind.SESSION), 0, PARTITIONS
+    ),
+    "counts": StoreInfo(StoreSpec("counts", StringSerde(), IntSerde()), 0, PARTITIONS),
 }
 KEYS = [f"user-{i}" for i in range(12)]
 MINUTE = 60_000

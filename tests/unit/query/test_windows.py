@@ -63,7 +63,7 @@ def windows(part: Part) -> list[tuple[str, int, int]]:
 # -- decoding -----------------------------------------------------------------------------------
 
 
-def test_a_data_entry_decodes_to_its_key_bounds_timestamp_and_aggregate() -> None:
+def test_a_window_entry_decodes_to_its_key_bounds_timestamp_and_aggregate() -> None:
     window = decode(stored(b"alice", 60_000, 120_000), (119_999).to_bytes(8, "big") + b"agg")
     assert window == Window(b"alice", 60_000, 120_000, 119_999, b"agg")
     shown = Window(b"alice", 0, 10, 9, IntSerde().serialize(3) or b"").render(
@@ -82,7 +82,7 @@ def test_a_data_entry_decodes_to_its_key_bounds_timestamp_and_aggregate() -> Non
     ],
 )
 def test_anything_else_is_a_layout_error(key: bytes, value: bytes) -> None:
-    with pytest.raises(LayoutError, match="is not a window data entry"):
+    with pytest.raises(LayoutError, match="is not a window entry"):
         decode(key, value)
 
 
@@ -234,3 +234,12 @@ def test_paging_over_several_tasks_returns_every_selected_window_once_in_order(
     else:
         pytest.fail("paging did not end")
     assert got == expected
+
+
+def test_a_cursor_past_the_range_reads_nothing() -> None:
+    backend = InMemoryBackend([STORE])
+    put(backend, "k", 10, 20, 19, 1)
+    selected = TimeRange(0, 100, "window")
+    _, high = selected.bounds(b"k")
+    assert read_part(backend, STORE, high + b"\0", high, selected, 10) == Part([], None)
+    assert read_part(backend, STORE, b"Z", b"\xff", selected, 10) == Part([], None)

@@ -98,8 +98,18 @@ class WindowStore(Generic[K, V]):
     """A task's view of one windowed store. Operators work in key bytes (`key_bytes`); queries
     and the test driver read typed windows (`fetch`, `all`)."""
 
-    def __init__(self, cache: StoreCache, key_serde: Serde[K], value_serde: Serde[V]) -> None:
+    def __init__(
+        self,
+        cache: StoreCache,
+        key_serde: Serde[K],
+        value_serde: Serde[V],
+        *,
+        sessions: bool = False,
+    ) -> None:
         self.name = cache.store
+        # A session store: `fetch` finds the sessions overlapping a time range (Kafka Streams'
+        # `findSessions`); a window store the windows starting in it (`fetch`).
+        self.sessions = sessions
         self.cache = cache
         self.key_serde = key_serde
         self.value_serde = value_serde
@@ -249,14 +259,18 @@ class WindowStore(Generic[K, V]):
             raise StoredValueError(self.name, self.value_serde.name, key, e) from e
 
     def fetch(self, key: K, from_ms: int = 0, to_ms: int | None = None) -> list[tuple[Any, V]]:
-        """`key`'s windows that start in `[from_ms, to_ms]`, as (Windowed, value), oldest
-        first."""
+        """`key`'s windows that start in `[from_ms, to_ms]` (sessions: that overlap it), as
+        (Windowed, value), oldest first."""
         data = self.key_bytes(key)
-        return [
-            (Windowed(key, w.start, w.end), self.value_of(w.aggregate, key))
-            for w in self.windows_from(data, from_ms)
-            if to_ms is None or w.start <= to_ms
-        ]
+        found = []
+        windows = self.windows_of(data) if self.sessions else self.windows_from(data, from_ms)
+        for w in windows:
+            if to_ms is not None and w.start > to_ms:
+                break
+            if self.sessions and w.end < from_ms:
+                continue
+            found.append((Windowed(key, w.start, w.end), self.value_of(w.aggregate, key)))
+        return found
 
     def all(self) -> Iterator[tuple[Windowed[K], V]]:
         """Every window of every key, by key bytes then start."""

@@ -191,3 +191,20 @@ def test_sliding_windows_aggregate_only_what_they_cover() -> None:
         (6, 16, 2),  # the right window of 5: what follows 5 within 10
         (20, 30, 4),  # 12 and 30 are further apart: 12 has no right window, nor has 30
     ]
+
+
+def test_a_session_store_fetches_the_sessions_overlapping_a_range() -> None:
+    topology = Topology("overlap")
+    (
+        topology.stream("in", key_serde=STR, value_serde=STR)
+        .group_by_key()
+        .windowed_by(SessionWindows(inactivity_gap_ms=10, grace_ms=1_000))
+        .count(name="sessions")
+    )
+    driver = TopologyTestDriver(topology)
+    for ts in (0, 10, 50, 60):
+        driver.pipe("in", "a", "x", timestamp=ts)
+    sessions = driver.window_store("sessions")
+    assert [(w.start_ms, w.end_ms) for w, _ in sessions.fetch("a", 5, 20)] == [(0, 10)]
+    assert [(w.start_ms, w.end_ms) for w, _ in sessions.fetch("a", 11, 49)] == []
+    assert [n for _, n in sessions.fetch("a")] == [2, 2]

@@ -6,9 +6,10 @@ One column family and one changelog hold three kinds of entries, told apart by t
 
 - window: `b"W" + len + key + start + end` -> `max_timestamp + aggregate`. One key's windows are
   one range scan, in start order.
-- index:  `b"I" + last_ms + b"W" + len + key + start + end` -> `b""`, and, for sliding windows,
-  `b"I" + ts + b"R" + len + key + ts + 0` for the records kept. Ordered by time: emitting closed
-  windows and expiring old ones are range scans from the oldest entry.
+- index:  `b"I" + last_ms + start + b"W" + key + end` -> `b""`, and, for sliding windows,
+  `b"I" + ts + ts + b"R" + key + 0` for the records kept. Ordered by time, then start, then key
+  bytes (Kafka Streams' emit order): emitting closed windows and expiring old ones are range
+  scans from the oldest entry.
 - meta:   `b"M" + name` -> bytes (where emit-final got to).
 - record (sliding windows only): `b"R" + len + key + ts` -> the values of the key's records with
   that timestamp, each as `len + value`.
@@ -66,7 +67,7 @@ def window_key(key: bytes, start: int, end: int) -> bytes:
 
 
 def index_key(last_ms: int, key: bytes, start: int, end: int, kind: bytes = WINDOW) -> bytes:
-    return INDEX + _pack_u64(last_ms) + kind + _U32.pack(len(key)) + key + _BOUNDS.pack(start, end)
+    return INDEX + _BOUNDS.pack(last_ms, start) + kind + key + _pack_u64(end)
 
 
 def parse_window_key(data: bytes) -> tuple[bytes, int, int]:
@@ -78,11 +79,9 @@ def parse_window_key(data: bytes) -> tuple[bytes, int, int]:
 
 def parse_index_key(data: bytes) -> tuple[int, bytes, bytes, int, int]:
     """(last_ms, kind, key, start, end) of an index entry."""
-    (last_ms,) = _U64.unpack_from(data, 1)
-    kind = data[9:10]
-    (length,) = _U32.unpack_from(data, 10)
-    start, end = _BOUNDS.unpack_from(data, 14 + length)
-    return last_ms, kind, data[14 : 14 + length], start, end
+    last_ms, start = _BOUNDS.unpack_from(data, 1)
+    (end,) = _U64.unpack_from(data, len(data) - 8)
+    return last_ms, data[17:18], data[18:-8], start, end
 
 
 def index_bound(last_ms: int) -> bytes:

@@ -330,9 +330,7 @@ class SessionAggregate(WindowedAggregate):
             grace_ms=windows.grace_ms,
             delay_ms=windows.grace_ms + windows.inactivity_gap_ms,
             emit_final=emit_final,
-            # A closed session is kept while a record that is not late may still reach it
-            # (within the gap of its end), so that such a record is known to be late.
-            retention_ms=max(retention_ms, 2 * windows.inactivity_gap_ms + windows.grace_ms),
+            retention_ms=retention_ms,
         )
         self.gap_ms = windows.inactivity_gap_ms
         self.merger = merger
@@ -349,17 +347,17 @@ class SessionAggregate(WindowedAggregate):
         timestamp = self.context.timestamp
         gap = self.gap_ms
         data_key = store.key_bytes(key)
+        # Closed sessions (final, maybe emitted) are never merged again: a record near one starts
+        # a session of its own, as in Kafka Streams.
+        open_from = self.clock.stream_time - self.delay_ms
         merged = [
             w
             for w in store.windows_of(data_key)
-            if w.end >= timestamp - gap and w.start <= timestamp + gap
+            if w.end >= timestamp - gap and w.start <= timestamp + gap and w.end >= open_from
         ]
         start = min([timestamp, *(w.start for w in merged)])
         end = max([timestamp, *(w.end for w in merged)])
-        # A session is closed (and, with emit="final", emitted) once no record can extend it:
-        # stream time past its end plus gap plus grace. A record that would reopen one is late.
-        open_from = self.clock.stream_time - self.delay_ms
-        if timestamp < open_from or any(w.end < open_from for w in merged):
+        if end < open_from:
             return self._late()
         aggregate = self._initial()
         max_ts = timestamp
@@ -367,10 +365,13 @@ class SessionAggregate(WindowedAggregate):
             aggregate = self._merge(key, aggregate, self._read(window, key))
             max_ts = max(max_ts, window.max_timestamp)
         aggregate = self._add(key, value, aggregate)
-        for window in merged:
-            store.remove(data_key, window.start, window.end, window.end)
-            if not self.emit_final:
-                self._emit(key, window.start, window.end, timestamp, None)
+        if start != timestamp or end != timestamp:
+            # Merged away (a session equal to the record's own is simply overwritten); each is
+            # retracted with its own end as the tombstone's timestamp.
+            for window in sorted(merged, key=lambda w: (w.end, w.start)):
+                store.remove(data_key, window.start, window.end, window.end)
+                if not self.emit_final:
+                    self._emit(key, window.start, window.end, window.end, None)
         self._write(key, data_key, start, end, max_ts, aggregate, True)
         if not self.emit_final:
             self._emit(key, start, end, max_ts, aggregate)

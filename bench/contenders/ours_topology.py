@@ -24,9 +24,8 @@ if os.environ["BENCH_WORKLOAD"] == "stateless":
         .to(os.environ["BENCH_OUTPUT"])
     )
 elif os.environ["BENCH_WORKLOAD"] == "count-window":
-    from processor.windows import TumblingWindows
-
     from bench.contenders import WINDOW_GRACE_MS, WINDOW_SIZE_MS
+    from processor.windows import TumblingWindows
 
     (
         _source.group_by_key()

@@ -70,11 +70,13 @@ class TaskStores:
             dirty = cache.take_dirty()
             if not dirty:
                 continue
+            local = cache.take_local()
             topic = self.changelogs[name]
             for key, value in dirty:
-                write_changelog(topic, key, value)
+                if not local or key not in local:
+                    write_changelog(topic, key, value)
+                    count += 1
             self._unwritten.setdefault(name, []).extend(dirty)
-            count += len(dirty)
         return count
 
     def checkpoint(self, changelog_offsets: Mapping[str, int]) -> None:

@@ -59,8 +59,7 @@ class SlidingAggregate(WindowedAggregate):
         self.difference_ms = difference
         self.input_serde = input_serde
 
-    def _last_ms(self, start: int, end: int) -> int:
-        return end
+    end_exclusive = False
 
     def process(self, key: Any, value: Any) -> bool:
         if key is None:

@@ -35,7 +35,7 @@ from typing import Any
 from processor.query.render import render
 from processor.serdes import Serde
 from processor.state.backend import TaskStateBackend
-from processor.state.window_store import WINDOW, key_prefix, parse_window_key
+from processor.windows.layout import WINDOW, key_prefix, parse_window_key
 
 __all__ = [
     "MAX_SCANNED",

@@ -30,7 +30,6 @@ or idle tick.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar, cast
 
@@ -39,20 +38,28 @@ from processor.serdes import Serde
 from processor.state.backend import Change, TaskStateBackend
 from processor.state.cache import StoreCache
 from processor.state.typed import NO_LIMIT
+from processor.windows.layout import (
+    BOUNDS,
+    INDEX,
+    META,
+    RECORD,
+    U32,
+    U64,
+    WINDOW,
+    index_bound,
+    index_changes,
+    index_key,
+    key_prefix,
+    pack_u64,
+    parse_index_key,
+    parse_window_key,
+    successor,
+    window_key,
+)
 from processor.windows.spec import Windowed
 
 K = TypeVar("K")
 V = TypeVar("V")
-
-WINDOW = b"W"
-INDEX = b"I"
-META = b"M"
-RECORD = b"R"
-
-_U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
-_BOUNDS = struct.Struct(">QQ")
-_pack_u64 = _U64.pack
 
 
 class WindowEntry:
@@ -66,59 +73,6 @@ class WindowEntry:
         self.end = end
         self.max_timestamp = max_timestamp
         self.aggregate = aggregate
-
-
-def key_prefix(key: bytes) -> bytes:
-    """The bytes every window entry of `key` starts with."""
-    return WINDOW + _U32.pack(len(key)) + key
-
-
-def window_key(key: bytes, start: int, end: int) -> bytes:
-    return WINDOW + _U32.pack(len(key)) + key + _BOUNDS.pack(start, end)
-
-
-def index_key(end: int, key: bytes, start: int, kind: bytes = WINDOW) -> bytes:
-    return INDEX + _BOUNDS.pack(end, start) + kind + key + _pack_u64(end)
-
-
-def index_changes(changes: Sequence[Change]) -> list[Change]:
-    """The index entries that the window and record entries among `changes` imply (a put
-    indexes, a delete unindexes), for a restore to write with them."""
-    derived: list[Change] = []
-    for stored, value in changes:
-        head = stored[:1]
-        if head == WINDOW:
-            key, start, end = parse_window_key(stored)
-            derived.append((index_key(end, key, start), None if value is None else b""))
-        elif head == RECORD:
-            (length,) = _U32.unpack_from(stored, 1)
-            (timestamp,) = _U64.unpack_from(stored, 5 + length)
-            entry = index_key(timestamp, stored[5 : 5 + length], timestamp, RECORD)
-            derived.append((entry, None if value is None else b""))
-    return derived
-
-
-def parse_window_key(data: bytes) -> tuple[bytes, int, int]:
-    """(key, start, end) of a window entry's store key."""
-    (length,) = _U32.unpack_from(data, 1)
-    start, end = _BOUNDS.unpack_from(data, 5 + length)
-    return data[5 : 5 + length], start, end
-
-
-def parse_index_key(data: bytes) -> tuple[int, bytes, bytes, int, int]:
-    """(end, kind, key, start, end) of an index entry (a kept record's: its timestamp twice)."""
-    indexed, start = _BOUNDS.unpack_from(data, 1)
-    (end,) = _U64.unpack_from(data, len(data) - 8)
-    return indexed, data[17:18], data[18:-8], start, end
-
-
-def index_bound(end: int) -> bytes:
-    """The smallest index key with `end` (index entries below it end earlier)."""
-    return INDEX + _pack_u64(max(0, end))
-
-
-def _successor(prefix: bytes) -> bytes:
-    return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
 class WindowStore(Generic[K, V]):
@@ -167,7 +121,7 @@ class WindowStore(Generic[K, V]):
         data = self.cache.get(window_key(key, start, end))
         if data is None:
             return None
-        return WindowEntry(key, start, end, _U64.unpack_from(data)[0], data[8:])
+        return WindowEntry(key, start, end, U64.unpack_from(data)[0], data[8:])
 
     def put(
         self,
@@ -180,8 +134,34 @@ class WindowStore(Generic[K, V]):
         new: bool,
     ) -> None:
         """Write a window; a `new` one is indexed under its end too (locally)."""
-        stored = window_key(key, start, end)
-        value = _pack_u64(max_timestamp) + aggregate
+        self.put_at(window_key(key, start, end), key, start, end, max_timestamp, aggregate, new)
+
+    # The per-record path of time windows: the stored key built once, no entry object.
+
+    def stored_at(self, prefix: bytes, start: int, end: int) -> bytes:
+        """The stored key of the window `start`-`end` of the key whose `key_prefix` is
+        `prefix`."""
+        return prefix + BOUNDS.pack(start, end)
+
+    def lookup(self, stored: bytes) -> tuple[int, bytes] | None:
+        """(largest timestamp, aggregate bytes) of the window stored at `stored`, if any."""
+        data = self.cache.get(stored)
+        if data is None:
+            return None
+        return U64.unpack_from(data)[0], data[8:]
+
+    def put_at(
+        self,
+        stored: bytes,
+        key: bytes,
+        start: int,
+        end: int,
+        max_timestamp: int,
+        aggregate: bytes,
+        new: bool,
+    ) -> None:
+        """`put`, of the window stored at `stored` (`stored_at`)."""
+        value = pack_u64(max_timestamp) + aggregate
         if len(stored) + len(value) > self._max_record_bytes:
             raise ChangelogRecordTooLargeError(
                 self.name, self._changelog, len(stored), len(value), self._max_record_bytes
@@ -204,19 +184,19 @@ class WindowStore(Generic[K, V]):
     def windows_of(self, key: bytes) -> Iterator[WindowEntry]:
         """Every window of `key`, in start order."""
         prefix = key_prefix(key)
-        for stored, data in self.cache.range(prefix, _successor(prefix)):
+        for stored, data in self.cache.range(prefix, successor(prefix)):
             if len(stored) != len(prefix) + 16:
                 continue
-            start, end = _BOUNDS.unpack_from(stored, len(prefix))
-            yield WindowEntry(key, start, end, _U64.unpack_from(data)[0], data[8:])
+            start, end = BOUNDS.unpack_from(stored, len(prefix))
+            yield WindowEntry(key, start, end, U64.unpack_from(data)[0], data[8:])
 
     def windows_from(self, key: bytes, start_from: int) -> Iterator[WindowEntry]:
         """The windows of `key` starting at `start_from` or later, in start order."""
         prefix = key_prefix(key)
-        low = prefix + _pack_u64(max(0, start_from))
-        for stored, data in self.cache.range(low, _successor(prefix)):
-            start, end = _BOUNDS.unpack_from(stored, len(prefix))
-            yield WindowEntry(key, start, end, _U64.unpack_from(data)[0], data[8:])
+        low = prefix + pack_u64(max(0, start_from))
+        for stored, data in self.cache.range(low, successor(prefix)):
+            start, end = BOUNDS.unpack_from(stored, len(prefix))
+            yield WindowEntry(key, start, end, U64.unpack_from(data)[0], data[8:])
 
     def closed(
         self, after: bytes | None, before_end: int
@@ -232,24 +212,28 @@ class WindowStore(Generic[K, V]):
         """Delete, locally, every window and kept record that ends before `before_end`;
         returns how many."""
         expired = self._index_until(None, before_end)
+        if not expired:
+            return 0
+        deletes: list[Change] = [(stored, None) for stored in expired]
+        data: list[bytes] = []
         for stored in expired:
             _, kind, key, start, end = parse_index_key(stored)
             if kind == RECORD:
-                self.cache.delete_local(RECORD + _U32.pack(len(key)) + key + _pack_u64(start))
+                data.append(RECORD + U32.pack(len(key)) + key + pack_u64(start))
             else:
-                self.cache.delete_local(window_key(key, start, end))
-        if expired:
-            self._backend.write({self.name: [(stored, None) for stored in expired]}, {})
+                data.append(window_key(key, start, end))
+        deletes.extend((stored, None) for stored in self.cache.forget(data))
+        self._backend.write({self.name: deletes}, {})
         return len(expired)
 
     def first_end(self, after: bytes | None = None) -> int | None:
         """The end of the oldest index entry past `after` (None: of all)."""
         self.write_index()
         low = INDEX if after is None else after + b"\x00"
-        scan = self._backend.range(self.name, low, _successor(INDEX))
+        scan = self._backend.range(self.name, low, successor(INDEX))
         try:
             for stored, _ in scan:
-                return int(_U64.unpack_from(stored, 1)[0])
+                return int(U64.unpack_from(stored, 1)[0])
         finally:
             close = getattr(scan, "close", None)
             if close is not None:
@@ -273,23 +257,23 @@ class WindowStore(Generic[K, V]):
     # -- records (sliding windows) ---------------------------------------------------------
 
     def add_record(self, key: bytes, timestamp: int, value: bytes) -> None:
-        stored = RECORD + _U32.pack(len(key)) + key + _pack_u64(timestamp)
+        stored = RECORD + U32.pack(len(key)) + key + pack_u64(timestamp)
         old = self.cache.get(stored)
         if old is None:
             self._new_index.append((index_key(timestamp, key, timestamp, RECORD), b""))
-        self.cache.put(stored, (old or b"") + _U32.pack(len(value)) + value)
+        self.cache.put(stored, (old or b"") + U32.pack(len(value)) + value)
 
     def records(self, key: bytes, low: int, high: int) -> Iterator[tuple[int, bytes]]:
         """(timestamp, value bytes) of `key`'s records with `low <= timestamp <= high`, in
         timestamp order (arrival order within a timestamp)."""
-        prefix = RECORD + _U32.pack(len(key)) + key
-        start = prefix + _pack_u64(max(0, low))
-        end = prefix + _pack_u64(high + 1)
+        prefix = RECORD + U32.pack(len(key)) + key
+        start = prefix + pack_u64(max(0, low))
+        end = prefix + pack_u64(high + 1)
         for stored, data in self.cache.range(start, end):
-            (timestamp,) = _U64.unpack_from(stored, len(prefix))
+            (timestamp,) = U64.unpack_from(stored, len(prefix))
             at = 0
             while at < len(data):
-                (length,) = _U32.unpack_from(data, at)
+                (length,) = U32.unpack_from(data, at)
                 yield timestamp, data[at + 4 : at + 4 + length]
                 at += 4 + length
 
@@ -319,7 +303,7 @@ class WindowStore(Generic[K, V]):
 
     def all(self) -> Iterator[tuple[Windowed[K], V]]:
         """Every window of every key, by key bytes then start."""
-        for stored, data in self.cache.range(WINDOW, _successor(WINDOW)):
+        for stored, data in self.cache.range(WINDOW, successor(WINDOW)):
             key_data, start, end = parse_window_key(stored)
             key = self.key_of(key_data)
             yield Windowed(key, start, end), self.value_of(data[8:], key)

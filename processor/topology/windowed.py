@@ -20,7 +20,7 @@ retention (at least the emit delay, so nothing is dropped before it is final).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from processor.errors import ChangelogRecordTooLargeError, StoredValueError
 from processor.serdes import Serde
@@ -28,6 +28,7 @@ from processor.topology.clock import NEVER, StreamClock
 from processor.topology.operator import Operator
 from processor.topology.record import NullKeyError, RecordContext
 from processor.topology.retry import Retry
+from processor.windows.layout import key_prefix
 from processor.windows.spec import (
     HoppingWindows,
     SessionWindows,
@@ -72,6 +73,18 @@ class WindowedStore(Protocol):
     ) -> None: ...
     def remove(self, key: bytes, start: int, end: int) -> None: ...
     def windows_of(self, key: bytes) -> Iterator[Window]: ...
+    def stored_at(self, prefix: bytes, start: int, end: int) -> bytes: ...
+    def lookup(self, stored: bytes) -> tuple[int, bytes] | None: ...
+    def put_at(
+        self,
+        stored: bytes,
+        key: bytes,
+        start: int,
+        end: int,
+        max_timestamp: int,
+        aggregate: bytes,
+        new: bool,
+    ) -> None: ...
     def closed(
         self, after: bytes | None, before_end: int
     ) -> Iterator[tuple[bytes, Window | None]]: ...
@@ -155,8 +168,11 @@ class WindowedAggregate(Operator):
             return self.recover(e, self.aggregator, key, value, aggregate)
 
     def _read(self, window: Window, key: Any) -> Any:
+        return self._read_bytes(window.aggregate, key)
+
+    def _read_bytes(self, aggregate: bytes, key: Any) -> Any:
         try:
-            return self.store.value_of(window.aggregate, key)
+            return self.store.value_of(aggregate, key)
         except StoredValueError as e:
             self.failed(e)
 
@@ -175,13 +191,20 @@ class WindowedAggregate(Operator):
         except Exception as e:
             self.failed(e)
         if data is None:
-            self.failed(ValueError(f"the aggregate of {key!r} is None; aggregates cannot be None"))
+            self._none_aggregate(key)
         self.store.put(data_key, start, end, max_ts, data, new=new)
         if new:
-            due = self._due(end, self.delay_ms if self.emit_final else self.retention_ms)
-            if due < self._announced:
-                self._announced = due
-                self.clock.expect(self, due)
+            self._announce(end)
+
+    def _none_aggregate(self, key: Any) -> NoReturn:
+        self.failed(ValueError(f"the aggregate of {key!r} is None; aggregates cannot be None"))
+
+    def _announce(self, end: int) -> None:
+        """A new window ending at `end`: tell the clock if it is due before anything else."""
+        due = self._due(end, self.delay_ms if self.emit_final else self.retention_ms)
+        if due < self._announced:
+            self._announced = due
+            self.clock.expect(self, due)
 
     # A window's end is exclusive (time windows: its last millisecond is end - 1) or inclusive
     # (sessions, sliding windows: end is its last millisecond).
@@ -287,20 +310,30 @@ class TimeWindowAggregate(WindowedAggregate):
         timestamp = self.context.timestamp
         open_from = self.clock.stream_time - self.grace_ms  # a window ending before is closed
         data_key = store.key_bytes(key)
+        prefix = key_prefix(data_key)
         size = self.size_ms
         aggregated = False
         for start in self.starts_of(timestamp):
             end = start + size
             if end - 1 < open_from:
                 continue
-            window = store.get(data_key, start, end)
-            if window is None:
+            stored = store.stored_at(prefix, start, end)
+            found = store.lookup(stored)
+            if found is None:
                 aggregate = self._add(key, value, self._initial())
                 max_ts = timestamp
             else:
-                aggregate = self._add(key, value, self._read(window, key))
-                max_ts = max(window.max_timestamp, timestamp)
-            self._write(key, data_key, start, end, max_ts, aggregate, window is None)
+                aggregate = self._add(key, value, self._read_bytes(found[1], key))
+                max_ts = max(found[0], timestamp)
+            try:
+                data = self.value_serde.serialize(aggregate)
+            except Exception as e:
+                self.failed(e)
+            if data is None:
+                self._none_aggregate(key)
+            store.put_at(stored, data_key, start, end, max_ts, data, found is None)
+            if found is None:
+                self._announce(end)
             if not self.emit_final:
                 self._emit(key, start, end, max_ts, aggregate)
             aggregated = True

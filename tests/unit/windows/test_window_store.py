@@ -12,12 +12,8 @@ from processor.state.budget import MemoryBudget
 from processor.state.cache import StoreCache
 from processor.state.memory import InMemoryBackend
 from processor.state.task_stores import TaskStores
-from processor.state.window_store import (
-    IndexingBackend,
-    WindowStore,
-    parse_index_key,
-    parse_window_key,
-)
+from processor.state.window_store import IndexingBackend, WindowStore
+from processor.windows.layout import parse_index_key, parse_window_key
 
 
 def store() -> WindowStore[str, int]:

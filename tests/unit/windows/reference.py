@@ -1,0 +1,399 @@
+"""A brute-force reference for windowed aggregations, written from the semantics in
+/work/notes/windows-design.md (issue 15), not from any incremental algorithm.
+
+`run(spec, records, ...)` replays the input records one at a time. After each record it
+recomputes every window from scratch out of the records accepted so far, compares with the
+windows before that record, and derives what the operator must emit for it:
+
+- stream time is the largest timestamp of any record so far (late ones and null values too);
+- a record is late when every window that could hold it is closed at the stream time after it;
+  late records and null values are never aggregated;
+- `emit="update"`: for each record, every window whose records changed, with its new aggregate;
+  for sessions also a tombstone `(window, None)` for every session that no longer exists;
+- `emit="final"`: for each record, every window that became final at that stream time, in the
+  order (last_ms, key bytes, start);
+- every result carries the largest record timestamp of its window.
+
+Nothing here is incremental or clever: windows are enumerated by brute force and aggregates are
+folds over the window's records in arrival order. It is slow (quadratic and worse) on purpose;
+inputs in the tests are a few dozen records.
+
+Rules per kind (`last_ms` = a window's last inclusive millisecond):
+
+- Tumbling / hopping: windows start at k * advance >= 0 with start <= ts < start + size;
+  `end_ms = start + size`, `last_ms = end - 1`. A window is closed once
+  `stream_time > last_ms + grace`. A record joins each of its windows that is open when it
+  arrives (a hopping record with some windows closed joins only the open ones, and is not late).
+- Sliding (Kafka Streams' semantics): for each accepted record time t a window starting at
+  max(0, t - d), and one starting at t + 1 when some accepted record lies in [t + 1, t + 1 + d];
+  a window holds the records with start <= ts <= start + d; `end_ms = last_ms = start + d`.
+  A record is late when the last window that could hold it, [t, t + d], is closed. An open window
+  holds every accepted record in its range; a closed window keeps what it had when it closed
+  (and a window that did not exist before it closed never comes to exist).
+- Sessions: the sessions of a key are the groups of its accepted records whose consecutive
+  timestamps are at most `gap` apart; `start_ms` / `end_ms` are the first / last record time
+  (both inclusive), `last_ms = end`. A record is late when the session it would end up in has
+  `end + grace < stream_time`. A session is final once `stream_time > end + gap + grace`.
+
+A window is expired (gone from the store) once `stream_time > last_ms + retention`; retention
+defaults to size + grace (sliding: d + grace; sessions: gap + grace).
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+Emit = Literal["update", "final"]
+
+
+# --- window specs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tumbling:
+    size_ms: int
+    grace_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Hopping:
+    size_ms: int
+    advance_ms: int
+    grace_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Sliding:
+    max_difference_ms: int
+    grace_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Session:
+    gap_ms: int
+    grace_ms: int = 0
+
+
+Spec = Tumbling | Hopping | Sliding | Session
+
+
+# --- aggregations ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """A fold: `add(add(initial(), v1), v2) ...` over a window's values in arrival order."""
+
+    name: str
+    initial: Callable[[], Any]
+    add: Callable[[Any, int], Any]
+    commutative: bool = True
+
+
+COUNT = Aggregation("count", lambda: 0, lambda agg, _value: agg + 1)
+SUM = Aggregation("sum", lambda: 0, lambda agg, value: agg + value)
+APPEND = Aggregation("append", lambda: [], lambda agg, value: [*agg, value], commutative=False)
+
+
+# --- input and output -----------------------------------------------------------------------
+
+
+class Record(NamedTuple):
+    key: str
+    value: int | None
+    ts: int
+
+
+class Window(NamedTuple):
+    """The reference's `Windowed`: (key, start_ms, end_ms), with `end_ms` as in the design."""
+
+    key: str
+    start_ms: int
+    end_ms: int
+
+
+class Output(NamedTuple):
+    window: Window
+    value: Any  # the aggregate, or None for a session tombstone
+    timestamp: int
+
+
+@dataclass(frozen=True)
+class Contents:
+    """A window's records, as indexes into the input (in arrival order)."""
+
+    indexes: tuple[int, ...]
+
+
+@dataclass
+class Result:
+    outputs: list[list[Output]]
+    """Per input record, what the operator emits for it, in the expected order (emit="final":
+    (last_ms, key bytes, start); emit="update": time windows by start, session tombstones
+    first)."""
+    late: list[bool]
+    """Per input record, whether it was late (dropped)."""
+    stream_time: int
+    store: dict[Window, tuple[Any, int]] = field(default_factory=dict)
+    """The windows left after the last record that are not expired: (aggregate, max record ts)."""
+
+    @property
+    def late_count(self) -> int:
+        return sum(self.late)
+
+    def all_outputs(self) -> list[Output]:
+        return [out for per_record in self.outputs for out in per_record]
+
+
+# --- the reference --------------------------------------------------------------------------
+
+NO_TIME = -1
+"""Stream time before the first record (timestamps are >= 0)."""
+
+
+def run(
+    spec: Spec,
+    records: Sequence[Record],
+    *,
+    emit: Emit = "update",
+    aggregation: Aggregation = COUNT,
+    retention_ms: int | None = None,
+    key_bytes: Callable[[str], bytes] = lambda key: key.encode("utf-8"),
+) -> Result:
+    """What a windowed aggregation of `records` (in arrival order) must emit; see the module
+    docstring for the rules."""
+    if not aggregation.commutative and isinstance(spec, Sliding | Session):
+        raise ValueError("order-dependent aggregations are only defined for tumbling/hopping")
+    retention = default_retention(spec) if retention_ms is None else retention_ms
+    stream_time = NO_TIME
+    accepted: list[int] = []  # indexes of the aggregated records
+    arrival_time: dict[int, int] = {}  # index -> stream time just after it arrived
+    windows: dict[Window, Contents] = {}
+    emitted: set[Window] = set()
+    result = Result(outputs=[], late=[], stream_time=NO_TIME)
+
+    for i, record in enumerate(records):
+        stream_time = max(stream_time, record.ts)
+        late = False
+        if record.value is not None:
+            late = _is_late(spec, records, accepted, i, stream_time)
+            if not late:
+                accepted.append(i)
+                arrival_time[i] = stream_time
+        before = windows
+        windows = _windows(spec, records, accepted, arrival_time, stream_time, before)
+        result.late.append(late)
+        if emit == "update":
+            out = _changes(spec, records, before, windows, aggregation)
+        else:
+            out = _finals(spec, records, windows, emitted, stream_time, aggregation, key_bytes)
+        result.outputs.append(out)
+
+    result.stream_time = stream_time
+    result.store = {
+        w: (_aggregate(records, c, aggregation), _max_ts(records, c))
+        for w, c in windows.items()
+        if stream_time <= last_ms(spec, w) + retention
+    }
+    return result
+
+
+def last_ms(spec: Spec, window: Window) -> int:
+    """The window's last inclusive millisecond."""
+    if isinstance(spec, Tumbling | Hopping):
+        return window.end_ms - 1
+    return window.end_ms
+
+
+def default_retention(spec: Spec) -> int:
+    match spec:
+        case Tumbling(size_ms=size, grace_ms=grace) | Hopping(size_ms=size, grace_ms=grace):
+            return size + grace
+        case Sliding(max_difference_ms=d, grace_ms=grace):
+            return d + grace
+        case Session(gap_ms=gap, grace_ms=grace):
+            return gap + grace
+
+
+def _is_closed(spec: Spec, window: Window, stream_time: int) -> bool:
+    """Closed for new records (a record for it is late)."""
+    return stream_time > last_ms(spec, window) + spec.grace_ms
+
+
+def _is_final(spec: Spec, window: Window, stream_time: int) -> bool:
+    """Final (emitted by emit="final")."""
+    if isinstance(spec, Session):
+        return stream_time > window.end_ms + spec.gap_ms + spec.grace_ms
+    return _is_closed(spec, window, stream_time)
+
+
+# --- which records are late -------------------------------------------------------------------
+
+
+def time_windows_of(spec: Tumbling | Hopping, key: str, ts: int) -> list[Window]:
+    """Every time window holding `ts`, by enumeration of all window starts up to `ts`."""
+    size = spec.size_ms
+    advance = spec.size_ms if isinstance(spec, Tumbling) else spec.advance_ms
+    return [Window(key, s, s + size) for s in range(0, ts + 1, advance) if s <= ts < s + size]
+
+
+def _is_late(
+    spec: Spec, records: Sequence[Record], accepted: list[int], i: int, stream_time: int
+) -> bool:
+    record = records[i]
+    if isinstance(spec, Tumbling | Hopping):
+        return all(
+            _is_closed(spec, w, stream_time) for w in time_windows_of(spec, record.key, record.ts)
+        )
+    if isinstance(spec, Sliding):
+        # the windows that could hold t start in [t - d, t]; [t, t + d] closes last
+        d = spec.max_difference_ms
+        return _is_closed(spec, Window(record.key, record.ts, record.ts + d), stream_time)
+    # the session the record would end up in, among the accepted records and this one
+    sessions = _sessions(spec, records, [*accepted, i])
+    mine = next(w for w, c in sessions.items() if i in c.indexes)
+    return mine.end_ms + spec.grace_ms < stream_time
+
+
+# --- the windows, from scratch ----------------------------------------------------------------
+
+
+def _windows(
+    spec: Spec,
+    records: Sequence[Record],
+    accepted: list[int],
+    arrival_time: dict[int, int],
+    stream_time: int,
+    before: dict[Window, Contents],
+) -> dict[Window, Contents]:
+    if isinstance(spec, Tumbling | Hopping):
+        return _time_windows(spec, records, accepted, arrival_time)
+    if isinstance(spec, Sliding):
+        return _sliding_windows(spec, records, accepted, stream_time, before)
+    return _sessions(spec, records, accepted)
+
+
+def _time_windows(
+    spec: Tumbling | Hopping,
+    records: Sequence[Record],
+    accepted: list[int],
+    arrival_time: dict[int, int],
+) -> dict[Window, Contents]:
+    """Each accepted record is in each of its windows that was open when it arrived."""
+    members: dict[Window, list[int]] = {}
+    for i in accepted:
+        for w in time_windows_of(spec, records[i].key, records[i].ts):
+            if not _is_closed(spec, w, arrival_time[i]):
+                members.setdefault(w, []).append(i)
+    return {w: Contents(tuple(indexes)) for w, indexes in members.items()}
+
+
+def _sliding_windows(
+    spec: Sliding,
+    records: Sequence[Record],
+    accepted: list[int],
+    stream_time: int,
+    before: dict[Window, Contents],
+) -> dict[Window, Contents]:
+    """The windows the accepted records define (see the module docstring); closed windows keep
+    what they held before."""
+    d = spec.max_difference_ms
+    starts: set[tuple[str, int]] = set()
+    for i in accepted:
+        key, t = records[i].key, records[i].ts
+        starts.add((key, max(0, t - d)))
+        if any(records[j].key == key and t + 1 <= records[j].ts <= t + 1 + d for j in accepted):
+            starts.add((key, t + 1))
+    windows: dict[Window, Contents] = {}
+    for key, start in starts:
+        w = Window(key, start, start + d)
+        if _is_closed(spec, w, stream_time):
+            continue
+        held = [
+            j for j in accepted if records[j].key == key and start <= records[j].ts <= start + d
+        ]
+        windows[w] = Contents(tuple(held))
+    for w, contents in before.items():
+        if _is_closed(spec, w, stream_time):
+            windows[w] = contents
+    return windows
+
+
+def _sessions(
+    spec: Session, records: Sequence[Record], indexes: list[int]
+) -> dict[Window, Contents]:
+    """Per key, the records sorted by time, cut wherever two neighbours are more than gap apart."""
+    by_key: dict[str, list[int]] = {}
+    for i in indexes:
+        by_key.setdefault(records[i].key, []).append(i)
+    sessions: dict[Window, Contents] = {}
+    for key, members in by_key.items():
+        ordered = sorted(members, key=lambda i: records[i].ts)
+        groups: list[list[int]] = [[ordered[0]]]
+        for prev, cur in itertools.pairwise(ordered):
+            if records[cur].ts - records[prev].ts <= spec.gap_ms:
+                groups[-1].append(cur)
+            else:
+                groups.append([cur])
+        for group in groups:
+            w = Window(key, records[group[0]].ts, records[group[-1]].ts)
+            sessions[w] = Contents(tuple(sorted(group)))
+    return sessions
+
+
+# --- what is emitted -------------------------------------------------------------------------
+
+
+def _aggregate(records: Sequence[Record], contents: Contents, aggregation: Aggregation) -> Any:
+    values = [v for i in contents.indexes if (v := records[i].value) is not None]
+    assert len(values) == len(contents.indexes), "null values are never aggregated"
+    return functools.reduce(aggregation.add, values, aggregation.initial())
+
+
+def _max_ts(records: Sequence[Record], contents: Contents) -> int:
+    return max(records[i].ts for i in contents.indexes)
+
+
+def _changes(
+    spec: Spec,
+    records: Sequence[Record],
+    before: dict[Window, Contents],
+    after: dict[Window, Contents],
+    aggregation: Aggregation,
+) -> list[Output]:
+    """emit="update": a tombstone per window gone (only sessions go), then each window whose
+    records changed, with its aggregate."""
+    gone = [
+        Output(w, None, _max_ts(records, c)) for w, c in sorted(before.items()) if w not in after
+    ]
+    changed = [
+        Output(w, _aggregate(records, c, aggregation), _max_ts(records, c))
+        for w, c in sorted(after.items())
+        if before.get(w) != c
+    ]
+    if gone and not isinstance(spec, Session):
+        raise AssertionError(f"time windows never disappear, but {gone} did")
+    return gone + changed
+
+
+def _finals(
+    spec: Spec,
+    records: Sequence[Record],
+    windows: dict[Window, Contents],
+    emitted: set[Window],
+    stream_time: int,
+    aggregation: Aggregation,
+    key_bytes: Callable[[str], bytes],
+) -> list[Output]:
+    """emit="final": every window final now and not emitted before."""
+    due = [w for w in windows if w not in emitted and _is_final(spec, w, stream_time)]
+    due.sort(key=lambda w: (last_ms(spec, w), key_bytes(w.key), w.start_ms))
+    emitted.update(due)
+    return [
+        Output(w, _aggregate(records, windows[w], aggregation), _max_ts(records, windows[w]))
+        for w in due
+    ]

@@ -27,9 +27,11 @@ Rules per kind (`last_ms` = a window's last inclusive millisecond):
 - Sliding (Kafka Streams' semantics): for each accepted record time t a window starting at
   max(0, t - d), and one starting at t + 1 when some accepted record lies in [t + 1, t + 1 + d];
   a window holds the records with start <= ts <= start + d; `end_ms = last_ms = start + d`.
-  A record is late when the last window that could hold it, [t, t + d], is closed. An open window
-  holds every accepted record in its range; a closed window keeps what it had when it closed
-  (and a window that did not exist before it closed never comes to exist).
+  A record is late when the last window that could hold it, [t, t + d], is closed (whether or
+  not any record defines that window: an accepted record may be in no window yet, and be in
+  windows that later records define). An open window holds every accepted record in its
+  range; a closed window keeps what it had when it closed (and a window that did not exist
+  before it closed never comes to exist).
 - Sessions: the sessions of a key are the groups of its accepted records whose consecutive
   timestamps are at most `gap` apart; `start_ms` / `end_ms` are the first / last record time
   (both inclusive), `last_ms = end`. A record is late when the session it would end up in has

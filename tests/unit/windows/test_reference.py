@@ -194,20 +194,33 @@ def test_sliding_final() -> None:
     ]
 
 
-def test_sliding_window_that_closed_before_it_existed_never_exists() -> None:
-    # b@20 moves stream time to 20; a@9: late? [9, 14] open (20 <= 14 + 10): accepted, but its
-    # left window [4, 9] is closed (20 > 9 + 10) and it has no right window: nothing emitted.
-    # a@5 then would have the right window... [6, 11] holds 9, open (20 <= 21): created.
-    # Its left window [0, 5] is closed and was never created.
-    spec = Sliding(max_difference_ms=5, grace_ms=10)
-    records = [R("b", 1, 20), R("a", 1, 9), R("a", 1, 5)]
+def test_sliding_record_accepted_through_the_right_window_it_fills() -> None:
+    spec = Sliding(max_difference_ms=5)
+    records = [R("a", 1, 10), R("b", 1, 14), R("a", 1, 11), R("a", 1, 12), R("a", 1, 8)]
     result = run(spec, records, emit="update")
     assert result.outputs == [
-        [E(W("b", 15, 20), 1, 20)],
+        [E(W("a", 5, 10), 1, 10)],
+        [E(W("b", 9, 14), 1, 14)],
+        # 11's left window [6, 11] is closed (14 > 11) and is never created; the right window
+        # of 10, [11, 16], holds it and is open (14 <= 16)
+        [E(W("a", 11, 16), 1, 11)],
+        [E(W("a", 11, 16), 2, 12), E(W("a", 12, 17), 1, 12)],
+        # 8: [3, 8] closed, and no window that exists holds it ([5, 10] is closed)
         [],
-        [E(W("a", 6, 11), 1, 9)],
     ]
-    assert result.late == [False, False, False]
+    assert result.late == [False, False, False, False, True]
+
+
+def test_sliding_record_in_no_window_yet_is_not_late() -> None:
+    # b@20 moves stream time to 20. a@9: its left window [4, 9] is closed (20 > 9 + 10) and it
+    # has no right window, so it is in no window; but [9, 14] could still hold it (20 <= 14 +
+    # 10): not late. a@5 then defines the right window [6, 11], which holds a@9 and is open; its
+    # own left window [0, 5] is closed and never exists.
+    spec = Sliding(max_difference_ms=5, grace_ms=10)
+    records = [R("b", 1, 20), R("a", 1, 9), R("a", 1, 5), R("a", 1, 3)]
+    result = run(spec, records, emit="update")
+    assert result.outputs == [[E(W("b", 15, 20), 1, 20)], [], [E(W("a", 6, 11), 1, 9)], []]
+    assert result.late == [False, False, False, True]  # a@3: [3, 8] closed (20 > 18)
 
 
 # --- sessions ---------------------------------------------------------------------------------

@@ -117,6 +117,18 @@ def _add_service_settings(run: argparse.ArgumentParser) -> None:
             help="fail (default), skip or dead_letter",
         )
     run.add_argument(
+        "--late-record-handler",
+        dest="late_record_handler",
+        help="records whose windows have closed: skip (default: counted as late), dead_letter "
+        "or fail",
+    )
+    run.add_argument(
+        "--idle-advance-ms",
+        dest="idle_advance_ms",
+        help="a task with no input for this long has its stream time follow the wall clock, so "
+        "its windows close (default 0: off; the same on every worker)",
+    )
+    run.add_argument(
         "--dead-letter-topic",
         dest="dead_letter_topic",
         help="default: <application_id>-dead-letters",

@@ -25,7 +25,9 @@
 | deserialization_error_handler | --deserialization-error-handler | PROCESSOR_DESER... | fail |
 | processing_error_handler | --processing-error-handler | PROCESSOR_PROCESSING_ERR... | fail |
 | production_error_handler | --production-error-handler | PROCESSOR_PRODUCTION_ERR... | fail |
+| late_record_handler | --late-record-handler | PROCESSOR_LATE_RECORD_HANDLER | skip |
 | dead_letter_topic | --dead-letter-topic | PROCESSOR_DEAD_LETTER_TOPIC | `<app id>-dead-letters` |
+| idle_advance_ms | --idle-advance-ms | PROCESSOR_IDLE_ADVANCE_MS | 0 (off) |
 | processing_retry_attempts | --processing-retry-attempts | PROCESSOR_PROCESSING_RE... | 3 |
 | processing_retry_backoff_ms | --processing-retry-backoff-ms | PROCESSOR_PROCESSING_RE... | 100 |
 | processing_retry_max_backoff_ms | --processing-retry-max-backoff-ms | PROCESSOR_PROC... | 1000 |
@@ -41,13 +43,19 @@ an error that says so.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
 
+from processor.config_values import (
+    _bootstrap_problem,
+    _parse_bool,
+    _parse_number,
+    parse_kafka_pairs,
+    parse_size,
+)
 from processor.errors import ConfigError
 from processor.state.budget import DEFAULT_STORE_CACHE_BYTES
 from processor.topology.handling import ErrorHandler
@@ -70,26 +78,6 @@ RESERVED_KAFKA_SETTINGS = {
     "isolation.level": "processing_guarantee",
     "bootstrap.servers": "bootstrap_servers",
 }
-
-
-# The security protocols librdkafka accepts as a `PROTOCOL://` prefix of a bootstrap address.
-_BOOTSTRAP_PROTOCOLS = ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl")
-_ADDRESS = re.compile(r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
-
-
-def _bootstrap_problem(servers: str) -> str | None:
-    """What makes `servers` no list of `HOST[:PORT]` librdkafka can use, or None."""
-    example = "give HOST:PORT pairs separated by commas, e.g. broker1:9092,broker2:9092"
-    for entry in filter(None, (e.strip() for e in servers.split(","))):
-        scheme, sep, address = entry.rpartition("://")
-        if sep and scheme.lower() not in _BOOTSTRAP_PROTOCOLS:
-            return f"{entry!r} is not HOST:PORT; write it without {scheme}://, as {address!r}"
-        if address.count(":") > 1 and not address.startswith("["):
-            continue  # a bare IPv6 address: librdkafka's to judge
-        match = _ADDRESS.fullmatch(address)
-        if not match or not 0 < int(match["port"] or 9092) < 65536:
-            return f"{entry!r} is not HOST:PORT; {example}"
-    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,7 +136,14 @@ class WorkerConfig:
     deserialization_error_handler: ErrorHandler = ErrorHandler.FAIL
     processing_error_handler: ErrorHandler = ErrorHandler.FAIL
     production_error_handler: ErrorHandler = ErrorHandler.FAIL
+    # A record whose windows have all closed: skip (counted as late, no log line per record),
+    # dead_letter (with stage `late`) or fail.
+    late_record_handler: ErrorHandler = ErrorHandler.SKIP
     dead_letter_topic: str | None = None
+    # Windows of a task that had no input for this long (wall-clock ms) close anyway: its stream
+    # time then advances with the wall clock (processor.topology.clock). 0: off. Every worker of
+    # an application must use the same value (it is part of the fingerprint they agree on).
+    idle_advance_ms: int = 0
     # A user function raising processor.TransientError is called again this many times,
     # waiting backoff_ms, doubling up to max_backoff_ms, before the processing handler sees it.
     processing_retry_attempts: int = 3
@@ -195,6 +190,10 @@ class WorkerConfig:
         if self.commit_interval_ms <= 0:
             raise ConfigError(
                 "commit_interval_ms", f"must be positive, got {self.commit_interval_ms}"
+            )
+        if self.idle_advance_ms < 0:
+            raise ConfigError(
+                "idle_advance_ms", f"must be 0 (off) or positive, got {self.idle_advance_ms}"
             )
         if self.store_cache_bytes <= 0:
             raise ConfigError(
@@ -298,61 +297,6 @@ def _is_topic_name(name: str) -> bool:
     )
 
 
-def _parse_bool(setting: str, text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(setting, f"{text!r} is not a boolean; use true or false")
-
-
-def _parse_number(setting: str, text: str, kind: type[int] | type[float]) -> int | float:
-    try:
-        return kind(text)
-    except ValueError:
-        raise ConfigError(
-            setting, f"{text!r} is not a{'n integer' if kind is int else ' number'}"
-        ) from None
-
-
-_SIZE = re.compile(r"\s*([0-9]+)\s*([A-Za-z]*)\s*")
-_SIZE_UNITS: dict[str, int] = {
-    "": 1,
-    "b": 1,
-    **{p + "b": 1000**n for n, p in enumerate("kmgt", 1)},
-    **{p + "ib": 1024**n for n, p in enumerate("kmgt", 1)},
-}
-
-
-def parse_size(setting: str, text: str) -> int:
-    """`"64MiB"` -> 67108864: an integer number of bytes, optionally with a unit (`B`, `kB`,
-    `MB`, `GB`, `TB` in powers of 1000; `KiB`, `MiB`, `GiB`, `TiB` in powers of 1024; any
-    case)."""
-    match = _SIZE.fullmatch(text)
-    unit = match[2].lower() if match else ""
-    if not match or unit not in _SIZE_UNITS:
-        raise ConfigError(
-            setting,
-            f"{text!r} is not a size in bytes; give an integer, optionally with a unit: "
-            "67108864, 64MiB, 512KiB, 1GiB (powers of 1024) or 64MB (powers of 1000)",
-        )
-    return int(match[1]) * _SIZE_UNITS[unit]
-
-
-def parse_kafka_pairs(pairs: list[str]) -> dict[str, str]:
-    """`["session.timeout.ms=6000"]` -> `{"session.timeout.ms": "6000"}`."""
-    result: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(
-                "kafka", f"{pair!r} is not KEY=VALUE (example: session.timeout.ms=6000)"
-            )
-        result[key.strip()] = value
-    return result
-
-
 def load(
     *,
     flags: Mapping[str, str | None],
@@ -435,6 +379,7 @@ def _guarantee(raw: Mapping[str, str]) -> ProcessingGuarantee:
 
 _NUMBERS: tuple[tuple[str, type[int] | type[float]], ...] = (
     ("commit_interval_ms", int),
+    ("idle_advance_ms", int),
     ("consume_batch_size", int),
     ("assignment_balance_factor", float),
     ("num_standby_replicas", int),
@@ -464,8 +409,12 @@ def _numbers(raw: Mapping[str, str]) -> dict[str, int | float]:
 
 def _handlers(raw: Mapping[str, str]) -> dict[str, ErrorHandler]:
     found: dict[str, ErrorHandler] = {}
-    for stage in ("deserialization", "processing", "production"):
-        setting = f"{stage}_error_handler"
+    for setting in (
+        "deserialization_error_handler",
+        "processing_error_handler",
+        "production_error_handler",
+        "late_record_handler",
+    ):
         if raw.get(setting, "").strip():
             try:
                 found[setting] = ErrorHandler.parse(raw[setting])

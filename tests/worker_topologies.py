@@ -7,6 +7,7 @@ import time
 from collections import Counter
 
 from processor import Topology, TransientError, serdes
+from processor.windows import SessionWindows, TumblingWindows
 
 SOURCE = os.environ.get("TEST_SOURCE_TOPIC", "test-source")
 SECOND_SOURCE = os.environ.get("TEST_SECOND_SOURCE_TOPIC", "test-source-2")
@@ -146,4 +147,41 @@ latest = Topology("latest")
     .count(name="counts")
     .to_stream()
     .to(SINK, value_serde=serdes.IntSerde())
+)
+
+
+# Counts records per key in 1-second tumbling windows of event time (the JSON value's "ts",
+# grace 500 ms), each window written once when it closes, as ("<key>@<start>", count).
+windowed_counting = Topology("windowed-counting")
+(
+    windowed_counting.stream(
+        SOURCE,
+        key_serde=serdes.StringSerde(),
+        value_serde=serdes.JsonSerde(),
+        timestamp=lambda _key, value, _record_ts: value["ts"],
+    )
+    .group_by_key()
+    .windowed_by(TumblingWindows(size_ms=1_000, grace_ms=500), emit="final")
+    .count(name="per-second")
+    .to_stream()
+    .map(lambda window, count: (f"{window.key}@{window.start_ms}", count))
+    .to(SINK, key_serde=serdes.StringSerde(), value_serde=serdes.IntSerde())
+)
+
+# Counts records per key in sessions of event time (gap 1 s, grace 500 ms), each session written
+# once when it closes, as ("<key>@<start>-<end>", count).
+session_counting = Topology("session-counting")
+(
+    session_counting.stream(
+        SOURCE,
+        key_serde=serdes.StringSerde(),
+        value_serde=serdes.JsonSerde(),
+        timestamp=lambda _key, value, _record_ts: value["ts"],
+    )
+    .group_by_key()
+    .windowed_by(SessionWindows(inactivity_gap_ms=1_000, grace_ms=500), emit="final")
+    .count(name="sessions")
+    .to_stream()
+    .map(lambda window, count: (f"{window.key}@{window.start_ms}-{window.end_ms}", count))
+    .to(SINK, key_serde=serdes.StringSerde(), value_serde=serdes.IntSerde())
 )

@@ -13,6 +13,7 @@ a repartition: a sink writing the internal topic `<base>-repartition` and a sour
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from processor.errors import TopologyError
@@ -23,12 +24,30 @@ from processor.topology.graph import (
     OperatorNode,
     SinkNode,
     SourceNode,
+    StoreKind,
     StoreSpec,
+    TimestampExtractor,
 )
 from processor.topology.handling import ErrorHandler
 from processor.topology.retry import Retry
+from processor.windows.spec import SessionWindows, Windows
 
 Predicate = Callable[[Any, Any], bool]
+
+
+@dataclass(frozen=True)
+class WindowedAggregateSpec:
+    """What a windowed aggregation declares: its windows and functions, how it emits, how long
+    closed windows are kept (`retention_ms`, checked against the windows), and its name."""
+
+    label: str
+    name: str | None
+    windows: Windows
+    emit_final: bool
+    retention_ms: int
+    initializer: Callable[[], Any] | None
+    aggregator: Callable[[Any, Any, Any], Any]
+    merger: Callable[[Any, Any, Any], Any] | None = None
 
 
 def check_name(what: str, name: str) -> None:
@@ -73,9 +92,17 @@ class GraphBuilder:
         self._counter += 1
         return generated
 
-    def add_store(self, name: str, key_serde: Serde[Any], value_serde: Serde[Any]) -> str:
+    def add_store(
+        self,
+        name: str,
+        key_serde: Serde[Any],
+        value_serde: Serde[Any],
+        *,
+        kind: StoreKind = StoreKind.KEY_VALUE,
+        retention_ms: int = 0,
+    ) -> str:
         check_name("store", name)
-        self._graph.add_store(StoreSpec(name, key_serde, value_serde))
+        self._graph.add_store(StoreSpec(name, key_serde, value_serde, kind, retention_ms))
         return name
 
     def add_source(
@@ -86,13 +113,25 @@ class GraphBuilder:
         *,
         name: str | None,
         on_deserialization_error: ErrorHandler | str | None,
+        timestamp: TimestampExtractor | None = None,
     ) -> str:
         if any(s.topic == topic for s in self._graph.sources()):
             raise TopologyError(f"topic {topic!r} is already a source of this topology")
+        if timestamp is not None and not callable(timestamp):
+            raise TopologyError(
+                f"source {topic!r}: timestamp= must be a function (key, value, record_ts) -> ms"
+            )
         handler = _handler(topic, on_deserialization_error)
         node = self.name("source", name)
         self._graph.add(
-            SourceNode(node, topic, key_serde, value_serde, on_deserialization_error=handler)
+            SourceNode(
+                node,
+                topic,
+                key_serde,
+                value_serde,
+                on_deserialization_error=handler,
+                timestamp=timestamp,
+            )
         )
         return node
 
@@ -154,6 +193,43 @@ class GraphBuilder:
                 function=aggregator,
                 stores=(store,),
                 initializer=initializer,
+            )
+        )
+        return node, store
+
+    def add_windowed_aggregate(
+        self,
+        parent: str,
+        spec: WindowedAggregateSpec,
+        *,
+        key_serde: Serde[Any],
+        value_serde: Serde[Any],
+        input_serde: Serde[Any],
+    ) -> tuple[str, str]:
+        """A WINDOW_AGGREGATE node and its windowed store, named like `add_aggregate`'s;
+        returns (node, store)."""
+        node = self.name(spec.label, spec.name)
+        kind = StoreKind.SESSION if isinstance(spec.windows, SessionWindows) else StoreKind.WINDOW
+        store = self.add_store(
+            spec.name or f"{node}-store",
+            key_serde,
+            value_serde,
+            kind=kind,
+            retention_ms=spec.retention_ms,
+        )
+        self._graph.add(
+            OperatorNode(
+                node,
+                OperatorKind.WINDOW_AGGREGATE,
+                (parent,),
+                function=spec.aggregator,
+                stores=(store,),
+                initializer=spec.initializer,
+                windows=spec.windows,
+                emit_final=spec.emit_final,
+                retention_ms=spec.retention_ms,
+                merger=spec.merger,
+                input_serde=input_serde,
             )
         )
         return node, store

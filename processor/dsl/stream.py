@@ -22,7 +22,7 @@ processing_error_handler.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from processor.dsl.builder import GraphBuilder, Predicate
 from processor.errors import TopologyError
@@ -30,6 +30,10 @@ from processor.serdes import IntSerde, Serde
 from processor.topology.context import ProcessorContext
 from processor.topology.graph import OperatorKind
 from processor.topology.retry import Retry
+from processor.windows.spec import Windows
+
+if TYPE_CHECKING:
+    from processor.dsl.windowed import WindowedStream
 
 K = TypeVar("K")  # the type of a stream's, group's or table's keys
 V = TypeVar("V")  # the type of its values
@@ -282,6 +286,17 @@ class GroupedStream(Generic[K, V]):
         self._node = node
         self.key_serde = key_serde
         self.value_serde = value_serde
+
+    def windowed_by(
+        self, windows: Windows, *, emit: Literal["update", "final"] = "update"
+    ) -> WindowedStream[K, V]:
+        """Aggregate per key and window (`processor.windows`): `emit="update"` forwards every
+        change of a window's aggregate, `emit="final"` each window once, when it closes."""
+        from processor.dsl.windowed import WindowedStream
+
+        return WindowedStream(
+            self._builder, self._node, self.key_serde, self.value_serde, windows, emit
+        )
 
     def count(self, *, name: str | None = None) -> Table[K, int]:
         """The number of records per key (records with a null key or value are not counted)."""

@@ -8,7 +8,7 @@ from processor.dsl.builder import GraphBuilder, check_name
 from processor.dsl.stream import Stream, Table
 from processor.serdes import BytesSerde, Serde
 from processor.topology.describe import describe
-from processor.topology.graph import LogicalGraph, OperatorKind
+from processor.topology.graph import LogicalGraph, OperatorKind, TimestampExtractor
 from processor.topology.handling import ErrorHandler
 from processor.topology.subtopology import SubTopology, build_subtopologies
 
@@ -59,6 +59,7 @@ class Topology:
         value_serde: None = None,
         name: str | None = None,
         on_deserialization_error: Handler = None,
+        timestamp: TimestampExtractor | None = None,
     ) -> Stream[bytes, bytes]: ...
     @overload
     def stream(
@@ -69,6 +70,7 @@ class Topology:
         value_serde: None = None,
         name: str | None = None,
         on_deserialization_error: Handler = None,
+        timestamp: TimestampExtractor | None = None,
     ) -> Stream[K, bytes]: ...
     @overload
     def stream(
@@ -79,6 +81,7 @@ class Topology:
         value_serde: Serde[V],
         name: str | None = None,
         on_deserialization_error: Handler = None,
+        timestamp: TimestampExtractor | None = None,
     ) -> Stream[bytes, V]: ...
     @overload
     def stream(
@@ -89,6 +92,7 @@ class Topology:
         value_serde: Serde[V],
         name: str | None = None,
         on_deserialization_error: Handler = None,
+        timestamp: TimestampExtractor | None = None,
     ) -> Stream[K, V]: ...
     def stream(
         self,
@@ -98,6 +102,7 @@ class Topology:
         value_serde: Serde[Any] | None = None,
         name: str | None = None,
         on_deserialization_error: Handler = None,
+        timestamp: TimestampExtractor | None = None,
     ) -> Stream[Any, Any]:
         """The records of `topic`; keys and values are bytes unless serdes are given.
         `on_deserialization_error` (fail, skip or dead_letter) overrides the application's
@@ -105,7 +110,12 @@ class Topology:
         key = key_serde or BytesSerde()
         value = value_serde or BytesSerde()
         node = self._builder.add_source(
-            topic, key, value, name=name, on_deserialization_error=on_deserialization_error
+            topic,
+            key,
+            value,
+            name=name,
+            on_deserialization_error=on_deserialization_error,
+            timestamp=timestamp,
         )
         return Stream(self._builder, node, key, value)
 
@@ -118,6 +128,7 @@ class Topology:
         value_serde: None = None,
         name: str | None = None,
         on_deserialization_error: Handler = None,
+        timestamp: TimestampExtractor | None = None,
     ) -> Table[bytes, bytes]: ...
     @overload
     def table(
@@ -128,6 +139,7 @@ class Topology:
         value_serde: None = None,
         name: str | None = None,
         on_deserialization_error: Handler = None,
+        timestamp: TimestampExtractor | None = None,
     ) -> Table[K, bytes]: ...
     @overload
     def table(
@@ -138,6 +150,7 @@ class Topology:
         value_serde: Serde[V],
         name: str | None = None,
         on_deserialization_error: Handler = None,
+        timestamp: TimestampExtractor | None = None,
     ) -> Table[bytes, V]: ...
     @overload
     def table(
@@ -148,6 +161,7 @@ class Topology:
         value_serde: Serde[V],
         name: str | None = None,
         on_deserialization_error: Handler = None,
+        timestamp: TimestampExtractor | None = None,
     ) -> Table[K, V]: ...
     def table(
         self,
@@ -157,6 +171,7 @@ class Topology:
         value_serde: Serde[Any] | None = None,
         name: str | None = None,
         on_deserialization_error: Handler = None,
+        timestamp: TimestampExtractor | None = None,
     ) -> Table[Any, Any]:
         """`topic` as a table: the latest value per key, kept in a store named `name` (default:
         the topic's name); a record with a null value deletes its key, and one with a null key
@@ -166,6 +181,7 @@ class Topology:
             key_serde=key_serde,
             value_serde=value_serde,
             on_deserialization_error=on_deserialization_error,
+            timestamp=timestamp,
         )
         store = self.add_store(
             name or topic, key_serde=source.key_serde, value_serde=source.value_serde

@@ -121,9 +121,10 @@ class GroupConsumer:
         consuming: Sequence[Partition],
         *,
         timeout: float = 30.0,
-    ) -> None:
+    ) -> dict[Partition, tuple[int, str | None]]:
         """Start consuming `partitions` too, each from its committed offset (the earliest when it
         has none); `consuming` (the partitions assigned now) go on from where the worker is.
+        Returns what was committed for `partitions`: (offset, metadata), offset -1 for none.
 
         Tasks whose state was restoring join this way rather than by `resume()` of paused
         partitions: librdkafka resumed fetching a paused partition only at its next periodic
@@ -135,7 +136,8 @@ class GroupConsumer:
         otherwise the committed offset. Going back to the committed offset of a partition whose
         records were processed but not yet committed would process them twice."""
         if not partitions:
-            return
+            return {}
+        committed: dict[Partition, tuple[int, str | None]] = {}
         try:
             positions = self._consumer.position([TopicPartition(t, p) for t, p in consuming])
             resume: dict[Partition, int] = {}
@@ -150,10 +152,12 @@ class GroupConsumer:
             ]
             for tp in self._consumer.committed(unread, timeout) if unread else []:
                 resume[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+                committed[(tp.topic, tp.partition)] = (tp.offset, tp.metadata)
             self._consumer.assign([TopicPartition(t, p, o) for (t, p), o in resume.items()])
             self._started_at = resume
         except KafkaException as e:
             raise BrokerError(f"assigning partitions {list(partitions)} failed: {e.args[0]}") from e
+        return {p: committed.get(p, (-1, None)) for p in partitions}
 
     def end_offsets(self, partitions: Sequence[Partition], timeout: float) -> dict[Partition, int]:
         """The offset the next record of each partition will get (its high watermark), in one
@@ -182,9 +186,15 @@ class GroupConsumer:
         self._started_at.clear()
         self._consumer.unassign()
 
-    def commit(self, offsets: Mapping[Partition, int], timeout: float = 30.0) -> None:
-        """Commit `offsets` (the next offset to read per partition) as this group member; the
-        broker refuses it when the member has been fenced out of the group.
+    def commit(
+        self,
+        offsets: Mapping[Partition, int],
+        timeout: float = 30.0,
+        metadata: Mapping[Partition, str] | None = None,
+    ) -> None:
+        """Commit `offsets` (the next offset to read per partition, with its `metadata` where
+        given) as this group member; the broker refuses it when the member has been fenced out
+        of the group.
 
         Waits at most `timeout` seconds: librdkafka's synchronous commit has no timeout and
         waits for the group coordinator as long as the broker is away. A commit given up on
@@ -194,7 +204,7 @@ class GroupConsumer:
         for that callback anyway."""
         if not offsets:
             return
-        partitions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        partitions = topic_partitions(offsets, metadata)
         if self._in_rebalance_callback:
             try:
                 self._consumer.commit(offsets=partitions, asynchronous=False)
@@ -243,6 +253,22 @@ class GroupConsumer:
         if self._offsets_client is not None:
             self._offsets_client.close()
         self._consumer.close()
+
+
+def topic_partitions(
+    offsets: Mapping[Partition, int], metadata: Mapping[Partition, str] | None
+) -> list[TopicPartition]:
+    """Offsets to commit, each with its metadata where there is some (the client refuses a
+    None metadata)."""
+    notes = metadata or {}
+    result = []
+    for (topic, partition), offset in offsets.items():
+        note = notes.get((topic, partition))
+        if note is None:
+            result.append(TopicPartition(topic, partition, offset))
+        else:
+            result.append(TopicPartition(topic, partition, offset, metadata=note))
+    return result
 
 
 def is_partition_eof(error: Any) -> bool:

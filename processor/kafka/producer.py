@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
 
 from processor.errors import BrokerError, RecordRejectedError
+from processor.kafka.consumer import topic_partitions
 
 # Re-exported: the worker asks this module for the limits of what it produces.
 from processor.kafka.record_size import DEFAULT_MESSAGE_MAX_BYTES as DEFAULT_MESSAGE_MAX_BYTES
@@ -190,11 +191,14 @@ class OutputProducer:
         self._call("beginning a transaction", self._producer.begin_transaction)
 
     def send_offsets_to_transaction(
-        self, offsets: Mapping[tuple[str, int], int], group_metadata: Any, timeout: float
+        self,
+        offsets: Mapping[tuple[str, int], int],
+        group_metadata: Any,
+        timeout: float,
+        metadata: Mapping[tuple[str, int], str] | None = None,
     ) -> None:
-        partitions: Sequence[TopicPartition] = [
-            TopicPartition(t, p, o) for (t, p), o in offsets.items()
-        ]
+        """Add `offsets` (with each partition's `metadata`, if any) to the transaction."""
+        partitions: Sequence[TopicPartition] = topic_partitions(offsets, metadata)
         # librdkafka may never return from this call, whatever its timeout, when the transaction
         # fails while it runs (confluentinc/librdkafka#5456, seen after a broker outage): it
         # runs on a thread, and a call that outlives its timeout puts the client out of use.

@@ -46,6 +46,7 @@ from processor.state.backend import TaskStateBackend
 from processor.state.budget import MemoryBudget
 from processor.state.cleanup import StateCleaner
 from processor.state.restore import Restorer
+from processor.topology.graph import SinkNode
 from processor.topology.handling import (
     Accounting,
     ErrorHandler,
@@ -55,6 +56,7 @@ from processor.topology.handling import (
 )
 from processor.topology.retry import Retry
 from processor.topology.subtopology import SubTopology
+from processor.windows.serde import WindowedSerde
 
 __all__ = ["Collaborators", "assemble"]
 
@@ -120,6 +122,7 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
         track_origins=cfg.production_error_handler is not ErrorHandler.FAIL,
     )
     output.limit_records(_output_topics(parts))
+    output.partition_by_inner_key(_windowed_key_topics(parts))
     group_settings = consumer_settings(cfg, instance_id, plan.identity.client_id())
     consumer = GroupConsumer(group_settings)
     on_failure.callback(_close_quietly, consumer, instance_id)
@@ -186,6 +189,7 @@ def _task_options(parts: WorkerParts, changelog_limits: dict[str, int]) -> TaskO
         ),
         unproducible=unproducible,
         changelog_limits=changelog_limits,
+        idle_advance_ms=cfg.idle_advance_ms,
     )
 
 
@@ -194,6 +198,18 @@ def _output_topics(parts: WorkerParts) -> list[str]:
     dead_letters = {parts.config.dead_letters} if parts.handling.uses_dead_letters else set()
     sinks = {t for sub in parts.subtopologies.values() for t in sub.external_sink_topics}
     return sorted(sinks | dead_letters)
+
+
+def _windowed_key_topics(parts: WorkerParts) -> list[str]:
+    """The topics sinks write windowed keys to."""
+    return sorted(
+        {
+            node.topic
+            for sub in parts.subtopologies.values()
+            for node in sub.nodes
+            if isinstance(node, SinkNode) and isinstance(node.key_serde, WindowedSerde)
+        }
+    )
 
 
 def _restorer_factory(

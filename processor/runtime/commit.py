@@ -85,6 +85,8 @@ class Committer(ABC):
         self._last_tasks: list[StreamTask] = []
         self._next_commit_at = 0.0
         self.commits = 0
+        # The metadata each offset of the commit in progress carries (a task's stream time).
+        self._metadata: dict[Partition, str] = {}
         self.broker = BrokerWatch()
         self.producer_replacements = 0
 
@@ -113,8 +115,13 @@ class Committer(ABC):
         task_list = list(tasks)
         self._last_tasks = task_list
         offsets: dict[Partition, int] = {}
+        self._metadata = {}
         for task in task_list:
-            offsets.update(task.take_offsets())
+            taken = task.take_offsets()
+            offsets.update(taken)
+            metadata = task.offset_metadata
+            if metadata is not None:
+                self._metadata.update(dict.fromkeys(taken, metadata))
         began = time.monotonic()
         replacements = self.producer_replacements
         try:
@@ -231,7 +238,7 @@ class AtLeastOnceCommitter(Committer):
             )
         self._refusals.handle_after_flush(tasks)
         self._checkpoint(tasks)
-        self._consumer.commit(offsets)
+        self._consumer.commit(offsets, metadata=self._metadata)
 
     def _forget(
         self,

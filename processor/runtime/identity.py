@@ -107,6 +107,7 @@ def fingerprint_of(
     *,
     num_standby_replicas: int,
     balance_factor: float,
+    idle_advance_ms: int = 0,
 ) -> Fingerprint:
     subs = sorted(subtopologies, key=lambda s: s.id)
     shape = [
@@ -119,7 +120,14 @@ def fingerprint_of(
         for s in subs
     ]
     counts = sorted((int(sub), int(n)) for sub, n in task_counts.items())
-    settings = {"num_standby_replicas": num_standby_replicas, "balance_factor": balance_factor}
+    settings: dict[str, float] = {
+        "num_standby_replicas": num_standby_replicas,
+        "balance_factor": balance_factor,
+    }
+    if idle_advance_ms:
+        # Named only when set, so that workers from before the setting existed agree with
+        # workers that leave it off (a rolling upgrade needs no restart of the whole group).
+        settings["idle_advance_ms"] = idle_advance_ms
     return Fingerprint(_digest(shape), _digest(counts), _digest(settings))
 
 

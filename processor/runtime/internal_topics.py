@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from processor.config import WorkerConfig
 from processor.errors import CoPartitioningError, TopicError, TopologyError
 from processor.kafka.admin import Admin, TopicSpec
+from processor.topology.graph import StoreSpec
 from processor.topology.subtopology import SubTopology
+from processor.windows.spec import DEFAULT_RETENTION_MARGIN_MS
 
 
 @dataclass(frozen=True)
@@ -71,13 +73,25 @@ def internal_topic_specs(
     for topic, partitions in sorted(plan.repartition.items()):
         specs.append(TopicSpec(topic, partitions, replication_factor, {"cleanup.policy": "delete"}))
     for sub in subtopologies:
-        for topic in sub.changelog_topics.values():
+        for store in sub.stores:
+            topic = sub.changelog_topics[store.name]
             specs.append(
-                TopicSpec(
-                    topic, plan.tasks[sub.id], replication_factor, {"cleanup.policy": "compact"}
-                )
+                TopicSpec(topic, plan.tasks[sub.id], replication_factor, changelog_config(store))
             )
     return specs
+
+
+def changelog_config(store: StoreSpec) -> dict[str, str]:
+    """A key-value store's changelog is compacted. A windowed store's is compacted and, past
+    its retention plus a margin (`DEFAULT_RETENTION_MARGIN_MS`), deleted: windows expire."""
+    if not store.windowed:
+        return {"cleanup.policy": "compact"}
+    retention = store.retention_ms + DEFAULT_RETENTION_MARGIN_MS
+    return {"cleanup.policy": "compact,delete", "retention.ms": str(retention)}
+
+
+def _policy(text: str | None) -> frozenset[str] | None:
+    return None if text is None else frozenset(p.strip() for p in text.split(","))
 
 
 def prepare_topics(
@@ -130,7 +144,7 @@ def _check_internal(admin: Admin, specs: list[TopicSpec], counts: dict[str, int 
             )
         expected_policy = spec.config.get("cleanup.policy")
         actual_policy = configs[spec.name].get("cleanup.policy")
-        if expected_policy is not None and actual_policy != expected_policy:
+        if expected_policy is not None and _policy(actual_policy) != _policy(expected_policy):
             raise TopicError(
                 spec.name,
                 f"internal topic has cleanup.policy={actual_policy}, expected {expected_policy}; "

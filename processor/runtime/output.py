@@ -16,7 +16,9 @@ from collections.abc import Iterable
 from processor.errors import BrokerError
 from processor.kafka.admin import Admin
 from processor.kafka.producer import Headers, OutputProducer, max_record_bytes
+from processor.query.partitioner import partition_for
 from processor.topology.record import RecordContext
+from processor.windows.serde import WindowedSerde
 
 __all__ = ["Output"]
 
@@ -38,6 +40,15 @@ class Output:
         self._admin = admin
         self._instance_id = instance_id
         self._track_origins = track_origins
+        # Topics whose keys are windowed (`partition_by_inner_key`): topic -> partition count.
+        self._by_inner_key: dict[str, int] = {}
+
+    def partition_by_inner_key(self, topics: Iterable[str]) -> None:
+        """Put each record of `topics`, whose keys are windowed (`WindowedSerde`), in the
+        partition of its inner key, where a record of that key would be: a windowed result
+        lands in the same partition as the key's other data, as in Kafka Streams."""
+        counts = self._admin.partition_counts(sorted(topics))
+        self._by_inner_key = {t: n for t, n in counts.items() if n}
 
     def emit(
         self,
@@ -48,11 +59,14 @@ class Output:
         headers: Headers | None,
         origin: RecordContext | None = None,
     ) -> None:
+        partition = -1
+        if self._by_inner_key and key is not None and topic in self._by_inner_key:
+            partition = partition_for(WindowedSerde.partition_key(key), self._by_inner_key[topic])
         if self._track_origins and origin is not None:
             position = (origin.topic, origin.partition, origin.offset)
-            self.producer.produce(topic, key, value, timestamp, headers, origin=position)
+            self.producer.produce(topic, key, value, timestamp, headers, partition, position)
         else:
-            self.producer.produce(topic, key, value, timestamp, headers)
+            self.producer.produce(topic, key, value, timestamp, headers, partition)
 
     def limit_records(self, topics: Iterable[str]) -> None:
         """Refuse records too large for `topics` before sending them."""

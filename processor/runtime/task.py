@@ -12,6 +12,7 @@ CREATED --> RESTORING --> RUNNING --> CLOSED
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -21,6 +22,7 @@ from processor.ids import Partition, TaskId
 from processor.kafka.consumer import Message
 from processor.state.task_stores import TaskStores
 from processor.state.typed import NO_LIMIT
+from processor.topology.clock import StreamClock, decode
 from processor.topology.handling import (
     RECORD_ERRORS,
     Accounting,
@@ -31,6 +33,7 @@ from processor.topology.handling import (
     handle_failure,
 )
 from processor.topology.processors import Emitter, RecordContext, SourceProcessor, instantiate
+from processor.topology.record import LateRecordError
 from processor.topology.retry import Retry
 from processor.topology.subtopology import SubTopology
 
@@ -56,6 +59,9 @@ class TaskOptions:
     unproducible: dict[RecordPosition, tuple[RecordFailure, RecordBytes]] = field(
         default_factory=dict
     )
+    # With windows: once a task has had no input this long (wall-clock ms), its stream time
+    # follows the wall clock (`processor.topology.clock`); 0: never.
+    idle_advance_ms: int = 0
 
 
 class TaskState(Enum):
@@ -101,6 +107,15 @@ class StreamTask:
         self._retry = options.retry
         self._unproducible = options.unproducible
         self._changelog_limits = options.changelog_limits
+        # Stream time, kept (and checkpointed in the committed offsets' metadata) only when an
+        # operator works with event time.
+        self.timed = subtopology.timed
+        self.clock = StreamClock(
+            idle_advance_ms=options.idle_advance_ms, wall_ms=int(time.time() * 1000)
+        )
+        # The next offset per partition as of the last `take_offsets`: committed again, with the
+        # new stream time, when only stream time moved.
+        self._known_offsets: dict[Partition, int] = {}
 
     def start(self, stores: TaskStores | None) -> None:
         """Build the processors over `stores` (restored, for a stateful task) and run."""
@@ -117,6 +132,7 @@ class StreamTask:
             stores.stores if stores is not None else None,
             str(self.id),
             self._retry,
+            self.clock,
         )
 
     def transition(self, target: TaskState) -> None:
@@ -141,12 +157,49 @@ class StreamTask:
                 handle_failure(self._handling, failure, output, self._emitter, self._accounting)
             elif self._sources[topic].process_bytes(message.key(), message.value()):
                 self._accounting.pending_output += 1  # reached a sink or a store
-            else:
+                context.late = None
+            elif context.late is None:
                 self._accounting.pending_filtered += 1
+            else:
+                self._late(message)
         except RECORD_ERRORS as e:
+            context.late = None
             self._fail(failure_of(e, topic, self.id.partition, offset, str(self.id)), message)
         self._next_offsets[self._partition_of[topic]] = offset + 1
         self.processed += 1
+        clock = self.clock
+        if clock.stream_time >= clock.due_at:
+            self._fire(topic, offset)
+
+    def tick(self, wall_ms: int) -> bool:
+        """Once per pass of the worker's loop: stream time may advance by idleness; True when
+        something waits for the stream time it reached (call `fire_idle`)."""
+        clock = self.clock
+        return clock.tick(wall_ms) and clock.stream_time >= clock.due_at
+
+    def fire_idle(self) -> None:
+        """What waits for stream time acts, with no record being processed."""
+        self._fire("", -1)
+
+    def _late(self, message: Message) -> None:
+        context = self._context
+        error = LateRecordError(context.late or "", context.timestamp, self.clock.stream_time)
+        context.late = None
+        failure = failure_of(error, context.topic, self.id.partition, context.offset, str(self.id))
+        self._fail(failure, message)
+
+    def _fire(self, topic: str, offset: int) -> None:
+        """Windows closing (and what else waits for stream time), after the record at `offset`
+        of `topic` moved stream time (or idleness did: no record, offset -1)."""
+        context = self._context
+        context.topic, context.offset, context.headers = topic, offset, None
+        try:
+            self.clock.fire()
+        except RECORD_ERRORS as e:
+            failure = failure_of(e, topic, self.id.partition, offset, str(self.id))
+            handle_failure(
+                self._handling, failure, (None, None, 0, None), self._emitter, self._accounting
+            )
 
     def _fail(self, failure: RecordFailure, message: Message) -> None:
         """Hand `message` to its stage's handler; raises (stopping the worker) under `fail`."""
@@ -159,9 +212,29 @@ class StreamTask:
         )
 
     def take_offsets(self) -> dict[Partition, int]:
-        """The next offset to read per partition advanced since the last call."""
+        """The next offset to read per partition advanced since the last call; with a stream
+        time that moved since, every partition's (the metadata of each carries it)."""
         offsets, self._next_offsets = self._next_offsets, {}
+        if not self.timed:
+            return offsets
+        self._known_offsets.update(offsets)
+        if self.clock.changed:
+            self.clock.checkpointed()
+            return dict(self._known_offsets)
         return offsets
+
+    @property
+    def offset_metadata(self) -> str | None:
+        """What this task's committed offsets carry: its stream time, when it keeps one."""
+        return self.clock.encode() if self.timed else None
+
+    def resume(self, committed: Mapping[Partition, tuple[int, str | None]]) -> None:
+        """Start from what the task's last owner committed: (next offset, metadata) of each
+        of its partitions that has a committed offset."""
+        for partition, (offset, metadata) in committed.items():
+            if partition in self._partition_of.values() and offset >= 0:
+                self._known_offsets[partition] = offset
+                self.clock.resume(decode(metadata))
 
     def restore_offsets(self, offsets: dict[Partition, int]) -> None:
         """Put back offsets whose commit did not happen, so the next commit includes them."""

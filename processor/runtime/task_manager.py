@@ -252,6 +252,11 @@ class TaskManager:
         return [t for t in self.tasks.values() if t.state is TaskState.RUNNING]
 
     @property
+    def timed(self) -> list[StreamTask]:
+        """Running tasks that keep stream time (their operators work with event time)."""
+        return [t for t in self.tasks.values() if t.timed and t.state is TaskState.RUNNING]
+
+    @property
     def restoring(self) -> list[TaskId]:
         return sorted(self._restoring)
 

@@ -116,5 +116,6 @@ class TaskPlan:
             partition_counts,
             num_standby_replicas=cfg.num_standby_replicas,
             balance_factor=cfg.assignment_balance_factor,
+            idle_advance_ms=cfg.idle_advance_ms,
         )
         return tasks, WorkerIdentity(self._instance_id, fingerprint)

@@ -82,7 +82,10 @@ class TransactionalCommitter(Committer):
             self._flush_stores(tasks)
             if offsets:
                 self._producer.send_offsets_to_transaction(
-                    offsets, self._consumer.group_metadata(), _SEND_OFFSETS_TIMEOUT_S
+                    offsets,
+                    self._consumer.group_metadata(),
+                    _SEND_OFFSETS_TIMEOUT_S,
+                    self._metadata,
                 )
             self._producer.commit_transaction(TIMEOUT_S)
         except BrokerError as e:

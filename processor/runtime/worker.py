@@ -116,6 +116,7 @@ class Worker:
             deserialization=config.deserialization_error_handler,
             processing=config.processing_error_handler,
             production=config.production_error_handler,
+            late=config.late_record_handler,
             dead_letter_topic=config.dead_letters,
             source_overrides=deserialization_overrides(self._subtopologies.values()),
         )
@@ -225,10 +226,12 @@ class Worker:
             joining = set(restored)
             consuming = [p for p in parts.tasks.running_partitions() if p not in joining]
             try:
-                parts.consumer.add(restored, consuming)
+                committed = parts.consumer.add(restored, consuming)
             except BrokerError as e:  # their committed offsets could not be read
                 self._after_failed_processing(parts, e)
                 return
+            for started in {parts.tasks.by_partition[p] for p in restored}:
+                started.resume(committed)
         parts.stalls.tick()
         messages = parts.consumer.consume(self.config.consume_batch_size, _CONSUME_TIMEOUT_S)
         parts.stalls.tick()
@@ -253,10 +256,24 @@ class Worker:
             except BrokerError as e:
                 self._after_failed_processing(parts, e)
                 return
+        self._advance_time(parts)
         parts.stalls.tick()
         if parts.stalls.suspect and not self._still_a_member(parts):
             return
         self._commit(parts)
+
+    def _advance_time(self, parts: Collaborators) -> None:
+        """Let the wall clock move the stream time of idle tasks (`--idle-advance-ms`), and
+        their windows close."""
+        now_ms = int(time.time() * 1000)
+        for task in parts.tasks.timed:
+            if task.tick(now_ms):
+                parts.committer.before_output()  # what closes is produced in the transaction
+                try:
+                    task.fire_idle()
+                except BrokerError as e:
+                    self._after_failed_processing(parts, e)
+                    return
 
     def _commit(self, parts: Collaborators) -> None:
         try:

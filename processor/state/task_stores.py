@@ -17,10 +17,20 @@ from processor.state.backend import Change, TaskStateBackend
 from processor.state.budget import MemoryBudget
 from processor.state.cache import StoreCache
 from processor.state.typed import KeyValueStore
+from processor.state.window_store import WindowStore
 from processor.topology.graph import StoreSpec
 
 # Called for each changelog record: (changelog topic, key, value or None for a delete).
 ChangelogWriter = Callable[[str, bytes, bytes | None], None]
+
+# A store as operators use it: key-value, or windowed (time windows and sessions).
+AnyStore = KeyValueStore[Any, Any] | WindowStore[Any, Any]
+
+
+def make_store(cache: StoreCache, spec: StoreSpec) -> AnyStore:
+    if spec.windowed:
+        return WindowStore(cache, spec.key_serde, spec.value_serde)
+    return KeyValueStore(cache, spec.key_serde, spec.value_serde)
 
 
 class TaskStores:
@@ -35,9 +45,8 @@ class TaskStores:
         self.backend = backend
         self.changelogs = dict(changelogs)
         self._caches = {spec.name: StoreCache(backend, spec.name, budget=memory) for spec in specs}
-        self.stores: dict[str, KeyValueStore[Any, Any]] = {
-            spec.name: KeyValueStore(self._caches[spec.name], spec.key_serde, spec.value_serde)
-            for spec in specs
+        self.stores: dict[str, AnyStore] = {
+            spec.name: make_store(self._caches[spec.name], spec) for spec in specs
         }
         # Flushed to the changelog, not yet in the backend: written by the next checkpoint.
         self._unwritten: dict[str, list[Change]] = {}

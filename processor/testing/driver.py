@@ -42,6 +42,8 @@ from processor.state.budget import DEFAULT_STORE_CACHE_BYTES, MemoryBudget
 from processor.state.memory import InMemoryBackend
 from processor.state.task_stores import TaskStores
 from processor.state.typed import KeyValueStore
+from processor.state.window_store import WindowStore
+from processor.topology.clock import StreamClock
 from processor.topology.graph import SinkNode
 from processor.topology.handling import (
     RECORD_ERRORS,
@@ -53,8 +55,9 @@ from processor.topology.handling import (
     handle_failure,
 )
 from processor.topology.processors import Headers, RecordContext, SourceProcessor, instantiate
+from processor.topology.record import LateRecordError
 from processor.topology.retry import Retry
-from processor.topology.subtopology import deserialization_overrides
+from processor.topology.subtopology import SubTopology, deserialization_overrides
 
 DEFAULT_MAX_CHANGELOG_RECORD_BYTES = max_record_bytes(None, DEFAULT_MESSAGE_MAX_BYTES)
 """The most key + value bytes a store update may have in the driver by default: as much as a
@@ -107,13 +110,18 @@ class TopologyTestDriver:
         dead_letter_topic: str | None = None,
         retry: Retry | None = None,
         max_changelog_record_bytes: int = DEFAULT_MAX_CHANGELOG_RECORD_BYTES,
+        late_record_handler: ErrorHandler = ErrorHandler.SKIP,
+        idle_advance_ms: int = 0,
     ) -> None:
         """`retry` applies to user functions raising transient errors, as a worker's
         `processing_retry_*` settings do; by default the driver does not retry (nor wait).
         A store update whose key and value are together larger than
         `max_changelog_record_bytes` goes to the production error handler, as in a worker
         whose changelogs take that much (by default: what librdkafka's default
-        message.max.bytes allows)."""
+        message.max.bytes allows). Records for windows that have closed go to
+        `late_record_handler` (skip: counted as `Outcome.LATE`). With `idle_advance_ms`, a task's
+        stream time follows the driver's wall clock (`advance_wall_clock`) once it has had no
+        input for that long, as a worker's does with `--idle-advance-ms`."""
         self._topology = topology
         self._now_ms = start_time_ms
         subtopologies = topology.subtopologies(application_id)
@@ -125,6 +133,7 @@ class TopologyTestDriver:
             dead_letter_topic=dead_letter_topic
             or f"{application_id or topology.name}-dead-letters",
             source_overrides=deserialization_overrides(subtopologies),
+            late=late_record_handler,
         )
         self._task_of_topic = {t: f"{sub.id}_0" for sub in subtopologies for t in sub.source_topics}
         internal = {
@@ -141,37 +150,65 @@ class TopologyTestDriver:
         self._task_stores: list[TaskStores] = []
         # A worker's default budget; the driver commits after every record, so it never fills.
         memory = MemoryBudget(DEFAULT_STORE_CACHE_BYTES)
-        self._stores: dict[str, KeyValueStore[Any, Any]] = {}
+        self._stores: dict[str, KeyValueStore[Any, Any] | WindowStore[Any, Any]] = {}
+        # One clock per task (per sub-topology), and the task of each source topic.
+        self._clocks: list[StreamClock] = []
+        self._clock_of: dict[str, StreamClock] = {}
         for sub in subtopologies:
-            stores = None
-            if sub.stateful:
-                task_stores = TaskStores(
-                    InMemoryBackend([s.name for s in sub.stores]),
-                    sub.stores,
-                    sub.changelog_topics,
-                    memory=memory,
-                )
-                self._task_stores.append(task_stores)
-                for name, store in task_stores.stores.items():
-                    store.limit_changelog(task_stores.changelogs[name], max_changelog_record_bytes)
-                self._stores.update(task_stores.stores)
-                stores = task_stores.stores
-                for spec in sub.stores:
-                    changelog = sub.changelog_topics[spec.name]
-                    self._serdes[changelog] = (spec.key_serde, spec.value_serde)
+            clock = StreamClock(idle_advance_ms=idle_advance_ms, wall_ms=start_time_ms)
+            self._clocks.append(clock)
+            self._clock_of.update(dict.fromkeys(sub.source_topics, clock))
+            stores = (
+                self._stores_of(sub, memory, max_changelog_record_bytes) if sub.stateful else None
+            )
             self._sources.update(
-                instantiate(sub, self._context, self._collector, stores, f"{sub.id}_0", retry)
+                instantiate(
+                    sub, self._context, self._collector, stores, f"{sub.id}_0", retry, clock
+                )
             )
             for node in sub.nodes:
                 if isinstance(node, SinkNode):
                     self._serdes.setdefault(node.topic, (node.key_serde, node.value_serde))
+
+    def _stores_of(
+        self, sub: SubTopology, memory: MemoryBudget, max_changelog_record_bytes: int
+    ) -> dict[str, Any]:
+        """The stores of the task of `sub`, in memory; their changelogs become readable
+        topics."""
+        task_stores = TaskStores(
+            InMemoryBackend([s.name for s in sub.stores]),
+            sub.stores,
+            sub.changelog_topics,
+            memory=memory,
+        )
+        self._task_stores.append(task_stores)
+        for name, store in task_stores.stores.items():
+            store.limit_changelog(task_stores.changelogs[name], max_changelog_record_bytes)
+        self._stores.update(task_stores.stores)
+        for spec in sub.stores:
+            changelog = sub.changelog_topics[spec.name]
+            self._serdes[changelog] = (spec.key_serde, spec.value_serde)
+        return dict(task_stores.stores)
 
     @property
     def now_ms(self) -> int:
         return self._now_ms
 
     def advance_time(self, milliseconds: int) -> None:
+        """Move the wall clock on (`advance_wall_clock`)."""
+        self.advance_wall_clock(milliseconds)
+
+    def advance_wall_clock(self, milliseconds: int) -> None:
+        """Move the wall clock on by `milliseconds`: with `idle_advance_ms`, the stream time of a
+        task idle that long advances with it, and windows that close meanwhile are emitted."""
+        if milliseconds < 0:
+            raise ValueError("the wall clock does not go back")
         self._now_ms += milliseconds
+        for clock in self._clocks:
+            if clock.tick(self._now_ms) and clock.stream_time >= clock.due_at:
+                self._fire(clock, "", -1)
+        self._drain_internal()
+        self._commit()
 
     def pipe(
         self,
@@ -203,10 +240,15 @@ class TopologyTestDriver:
     ) -> None:
         """Feed one record as raw bytes, as a producer would have written it."""
         self._process(topic, key, value, self._now_ms if timestamp is None else timestamp, headers)
+        self._drain_internal()
+        for clock in self._clocks:
+            clock.tick(self._now_ms)
+        self._commit()
+
+    def _drain_internal(self) -> None:
         while self._collector.internal:
             record = self._collector.internal.popleft()
             self._process(record.topic, record.key, record.value, record.timestamp, record.headers)
-        self._commit()
 
     def _process(
         self,
@@ -221,14 +263,40 @@ class TopologyTestDriver:
         self._offsets[topic] = offset + 1
         c = self._context
         c.topic, c.offset, c.timestamp, c.headers = topic, offset, timestamp, headers
+        task = self._task_of_topic[topic]
+        record = (key, value, timestamp, headers)
         try:
             reached = source.process_bytes(key, value)
         except RECORD_ERRORS as e:
-            failure = failure_of(e, topic, 0, offset, self._task_of_topic[topic])
-            record = (key, value, timestamp, headers)
+            c.late = None
+            failure = failure_of(e, topic, 0, offset, task)
             handle_failure(self._handling, failure, record, self._collector, self.accounting)
-            return
-        self.accounting.count(Outcome.OUTPUT if reached else Outcome.FILTERED)
+        else:
+            late, c.late = c.late, None
+            if late is not None and not reached:
+                clock = self._clock_of[topic]
+                error = LateRecordError(late, c.timestamp, clock.stream_time)
+                failure = failure_of(error, topic, 0, offset, task)
+                handle_failure(self._handling, failure, record, self._collector, self.accounting)
+            else:
+                self.accounting.count(Outcome.OUTPUT if reached else Outcome.FILTERED)
+        clock = self._clock_of[topic]
+        if clock.stream_time >= clock.due_at:
+            self._fire(clock, topic, offset)
+
+    def _fire(self, clock: StreamClock, topic: str, offset: int) -> None:
+        """Let the operators waiting for stream time act (windows closing), as the task of
+        `topic` does after the record at `offset` (none: -1)."""
+        context = self._context
+        context.topic, context.offset, context.headers = topic, offset, None
+        try:
+            clock.fire()
+        except RECORD_ERRORS as e:
+            task = self._task_of_topic.get(topic, "")
+            failure = failure_of(e, topic, 0, offset, task)
+            handle_failure(
+                self._handling, failure, (None, None, 0, None), self._collector, self.accounting
+            )
 
     def _commit(self) -> None:
         for task_stores in self._task_stores:
@@ -267,7 +335,25 @@ class TopologyTestDriver:
         ]
 
     def store(self, name: str) -> KeyValueStore[Any, Any]:
-        """The store `name`, as operators see it."""
+        """The key-value store `name`, as operators see it."""
+        store = self._store(name)
+        if not isinstance(store, KeyValueStore):
+            raise TopologyError(f"store {name!r} is windowed; read it with window_store()")
+        return store
+
+    def window_store(self, name: str) -> WindowStore[Any, Any]:
+        """The windowed store `name`: `fetch(key, from_ms, to_ms)`, `all()`."""
+        store = self._store(name)
+        if not isinstance(store, WindowStore):
+            raise TopologyError(f"store {name!r} is a key-value store; read it with store()")
+        return store
+
+    def stream_time(self, topic: str) -> int:
+        """The stream time of the task reading `topic` (-1 before its first record)."""
+        self._source(topic)
+        return self._clock_of[topic].stream_time
+
+    def _store(self, name: str) -> KeyValueStore[Any, Any] | WindowStore[Any, Any]:
         try:
             return self._stores[name]
         except KeyError:

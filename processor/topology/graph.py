@@ -37,6 +37,17 @@ class OperatorKind(Enum):
     MATERIALIZE = "materialize"
     PROCESS = "process"
     TO_STREAM = "to_stream"
+    # Aggregates per key and window (`windows`, `emit_final`, `retention_ms`, `merger`).
+    WINDOW_AGGREGATE = "window_aggregate"
+
+
+class StoreKind(Enum):
+    """What a store holds: the latest value per key, or aggregates per key and window (time
+    windows and sessions are laid out alike, `processor.state.window_store`)."""
+
+    KEY_VALUE = "key_value"
+    WINDOW = "window"
+    SESSION = "session"
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,18 @@ class StoreSpec:
     name: str
     key_serde: Serde[Any]
     value_serde: Serde[Any]
+    kind: StoreKind = StoreKind.KEY_VALUE
+    # Windowed stores: how long (in stream time) a window is kept after its last millisecond;
+    # its changelog keeps records this long plus a margin (`processor.windows.spec`).
+    retention_ms: int = 0
+
+    @property
+    def windowed(self) -> bool:
+        return self.kind is not StoreKind.KEY_VALUE
+
+
+# Returns a record's timestamp from its key, value and the timestamp it was written with.
+TimestampExtractor = Callable[[Any, Any, int], int]
 
 
 @dataclass(frozen=True)
@@ -60,6 +83,8 @@ class SourceNode:
     internal: bool = False
     # Overrides the application's deserialization_error_handler for this source.
     on_deserialization_error: ErrorHandler | None = None
+    # The record's event time; None: the timestamp it was written with.
+    timestamp: TimestampExtractor | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +103,15 @@ class OperatorNode:
     initializer: Callable[[], Any] | None = None
     # Overrides the application's retry of transient errors raised by `function`.
     retry: Retry | None = None
+    # WINDOW_AGGREGATE: the window specification (`processor.windows.spec.Windows`), whether
+    # a window is emitted once, when it closes (else at every change), how long closed windows
+    # are kept, and for sessions how two aggregates merge.
+    windows: Any = None
+    emit_final: bool = False
+    retention_ms: int = 0
+    merger: Callable[[Any, Any, Any], Any] | None = None
+    # WINDOW_AGGREGATE over sliding windows: the serde of the values it keeps to fold new windows.
+    input_serde: Serde[Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from processor.errors import (
 from processor.topology.record import (
     Emitter,
     Headers,
+    LateRecordError,
     NullKeyError,
     OperatorError,
     SinkRejectedError,
@@ -80,6 +81,8 @@ class ErrorStage(Enum):
     DESERIALIZATION = "deserialization"
     PROCESSING = "processing"
     PRODUCTION = "production"
+    # Not an error: a record for windows that had closed (late_record_handler).
+    LATE = "late"
 
 
 class Outcome(Enum):
@@ -87,6 +90,7 @@ class Outcome(Enum):
     FILTERED = "filtered"  # processed, and the topology dropped it
     SKIPPED = "skipped"
     DEAD_LETTERED = "dead_lettered"
+    LATE = "late"  # its windows had closed: not aggregated (late_record_handler skip)
 
 
 @dataclass(frozen=True)
@@ -99,17 +103,22 @@ class ErrorHandling:
     production: ErrorHandler = ErrorHandler.FAIL
     dead_letter_topic: str = ""
     source_overrides: Mapping[str, ErrorHandler] = field(default_factory=dict)
+    # Late records: skip counts them as `Outcome.LATE` (no log line per record: lateness is
+    # expected), dead_letter sends them on with stage `late`, fail stops.
+    late: ErrorHandler = ErrorHandler.SKIP
 
     def handler_for(self, stage: ErrorStage, topic: str) -> ErrorHandler:
         if stage is ErrorStage.DESERIALIZATION:
             return self.source_overrides.get(topic, self.deserialization)
         if stage is ErrorStage.PROCESSING:
             return self.processing
+        if stage is ErrorStage.LATE:
+            return self.late
         return self.production
 
     @property
     def uses_dead_letters(self) -> bool:
-        handlers = {self.deserialization, self.processing, self.production}
+        handlers = {self.deserialization, self.processing, self.production, self.late}
         return ErrorHandler.DEAD_LETTER in handlers | set(self.source_overrides.values())
 
 
@@ -166,6 +175,8 @@ def failure_of(
             task,
             target_topic=error.target_topic,
         )
+    if isinstance(error, LateRecordError):
+        return RecordFailure(ErrorStage.LATE, error, topic, partition, offset, task, error.node)
     assert isinstance(error, OperatorError), error
     return RecordFailure(
         ErrorStage.PROCESSING, error.cause, topic, partition, offset, task, error.node
@@ -273,6 +284,9 @@ def handle_failure(
             f"{failure.stage.value}_error_handler to skip or dead_letter",
         ) from failure.error
     where = f"{failure.topic}[{failure.partition}]@{failure.offset}"
+    if handler is ErrorHandler.SKIP and failure.stage is ErrorStage.LATE:
+        accounting.count(Outcome.LATE, failure.stage.value)
+        return
     if handler is ErrorHandler.SKIP:
         log.warning("skipping record %s (task %s): %s", where, failure.task, failure.description)
         accounting.count(Outcome.SKIPPED, failure.stage.value)

@@ -14,7 +14,7 @@ from typing import Any
 
 from processor.errors import DeserializationError, RecordRejectedError, TransientError
 from processor.serdes import Serde
-from processor.topology.context import Store
+from processor.topology.clock import StreamClock
 from processor.topology.graph import (
     Node,
     OperatorKind,
@@ -46,6 +46,8 @@ from processor.topology.stateless import (
     SplitProcessor,
 )
 from processor.topology.subtopology import SubTopology
+from processor.topology.windowed import SessionAggregate, TimeWindowAggregate, WindowedStore
+from processor.windows.spec import HoppingWindows, SessionWindows, SlidingWindows, TumblingWindows
 
 __all__ = [
     "Emitter",
@@ -64,14 +66,27 @@ class SourceProcessor(Processor):
     registry that cannot be reached) is retried per `retry`, then the error stops the worker:
     the record is not at fault, so no error handler may skip or dead-letter it."""
 
-    __slots__ = ("context", "key_serde", "retry", "value_serde")
+    __slots__ = ("clock", "context", "extract", "key_serde", "retry", "timed", "value_serde")
 
-    def __init__(self, node: SourceNode, context: RecordContext, retry: Retry | None) -> None:
+    def __init__(
+        self,
+        node: SourceNode,
+        context: RecordContext,
+        retry: Retry | None,
+        clock: StreamClock,
+        *,
+        timed: bool,
+    ) -> None:
         super().__init__(node.name)
         self.key_serde = node.key_serde
         self.value_serde = node.value_serde
         self.context = context
         self.retry = retry
+        self.clock = clock
+        self.extract = node.timestamp
+        # Whether an operator of the task works with event time: a negative timestamp is then
+        # the record's fault.
+        self.timed = timed or node.timestamp is not None
 
     def process_bytes(self, key: bytes | None, value: bytes | None) -> bool:
         """Deserialize and process one record; True when it reached a sink or a store."""
@@ -87,7 +102,44 @@ class SourceProcessor(Processor):
             v = self._deserialize_again("value", self.value_serde, value, e)
         except Exception as e:
             raise self._undecodable("value", self.value_serde, e) from e
+        if self.timed:
+            self._observe_time(k, v)
         return self.forward(k, v)
+
+    def _observe_time(self, key: Any, value: Any) -> None:
+        """Take the record's event time (from the extractor, if the source has one) into
+        stream time."""
+        c = self.context
+        if self.extract is not None:
+            try:
+                timestamp = self.extract(key, value, c.timestamp)
+            except Exception as e:
+                raise DeserializationError(
+                    c.topic,
+                    c.partition,
+                    c.offset,
+                    f"the timestamp extractor of source {self.name!r} raised "
+                    f"{type(e).__name__}: {e}; fix the extractor or the record",
+                ) from e
+            if not isinstance(timestamp, int) or isinstance(timestamp, bool):
+                raise DeserializationError(
+                    c.topic,
+                    c.partition,
+                    c.offset,
+                    f"the timestamp extractor of source {self.name!r} returned {timestamp!r}, "
+                    "not an int of milliseconds",
+                )
+            c.timestamp = timestamp
+        if c.timestamp < 0:
+            raise DeserializationError(
+                c.topic,
+                c.partition,
+                c.offset,
+                f"the record's timestamp is {c.timestamp}, negative, so it belongs to no window"
+                f"; give source {self.name!r} a timestamp= extractor, or fix the producer",
+            )
+        clock = self.clock
+        clock.observe(c.timestamp)
 
     def _deserialize_again(
         self, part: str, serde: Serde[Any], data: bytes | None, error: TransientError
@@ -161,12 +213,14 @@ def _make(
     node: Node,
     context: RecordContext,
     emitter: Emitter,
-    stores: Mapping[str, Store],
+    stores: Mapping[str, Any],
     task_id: str,
     retry: Retry | None,
+    clock: StreamClock,
+    timed: bool,
 ) -> Processor:
     if isinstance(node, SourceNode):
-        return SourceProcessor(node, context, retry)
+        return SourceProcessor(node, context, retry, clock, timed=timed)
     if isinstance(node, SinkNode):
         return SinkProcessor(node, context, emitter)
     assert isinstance(node, OperatorNode)
@@ -182,6 +236,9 @@ def _make(
         assert fn is not None, f"aggregate {name} has no aggregator"
         store = stores[node.stores[0]]
         return AggregateProcessor(name, store, node.initializer, fn, context, policy)
+    if kind is OperatorKind.WINDOW_AGGREGATE:
+        assert fn is not None, f"windowed aggregate {name} has no aggregator"
+        return _windowed(node, stores[node.stores[0]], context, policy, clock)
     if kind is OperatorKind.PROCESS:
         assert fn is not None, f"process {name} has no function"
         given = {store: stores[store] for store in node.stores}
@@ -201,23 +258,75 @@ def _make(
     return classes[kind](name, fn, context, policy)
 
 
+def _windowed(
+    node: OperatorNode,
+    store: WindowedStore,
+    context: RecordContext,
+    retry: Retry | None,
+    clock: StreamClock,
+) -> Processor:
+    windows, aggregator = node.windows, node.function
+    assert aggregator is not None
+    options: dict[str, Any] = {
+        "clock": clock,
+        "emit_final": node.emit_final,
+        "retention_ms": node.retention_ms,
+    }
+    if isinstance(windows, TumblingWindows | HoppingWindows):
+        return TimeWindowAggregate(
+            node.name, store, windows, node.initializer, aggregator, context, retry, **options
+        )
+    if isinstance(windows, SessionWindows):
+        assert node.merger is not None, f"session aggregate {node.name} has no merger"
+        return SessionAggregate(
+            node.name,
+            store,
+            windows,
+            node.initializer,
+            aggregator,
+            node.merger,
+            context,
+            retry,
+            **options,
+        )
+    if isinstance(windows, SlidingWindows):
+        from processor.topology.sliding import SlidingAggregate
+
+        assert node.input_serde is not None, f"sliding aggregate {node.name} has no value serde"
+        return SlidingAggregate(
+            node.name,
+            store,
+            windows,
+            node.initializer,
+            aggregator,
+            context,
+            retry,
+            input_serde=node.input_serde,
+            **options,
+        )
+    raise AssertionError(f"unknown windows {windows!r}")
+
+
 def instantiate(
     subtopology: SubTopology,
     context: RecordContext,
     emitter: Emitter,
-    stores: Mapping[str, Store] | None = None,
+    stores: Mapping[str, Any] | None = None,
     task_id: str = "",
     retry: Retry | None = None,
+    clock: StreamClock | None = None,
 ) -> dict[str, SourceProcessor]:
     """Build one task's processors over its `stores` (by name); returns the entry point for
     each source topic. `retry` applies to transient errors of user functions whose operator
-    has no retry of its own."""
+    has no retry of its own; `clock` is the task's (a new one when not given)."""
     available = stores or {}
     missing = [s.name for s in subtopology.stores if s.name not in available]
     if missing:
         raise ValueError(f"sub-topology {subtopology.id} needs stores {missing}")
+    task_clock = clock if clock is not None else StreamClock()
+    timed = subtopology.timed
     built = {
-        node.name: _make(node, context, emitter, available, task_id, retry)
+        node.name: _make(node, context, emitter, available, task_id, retry, task_clock, timed)
         for node in subtopology.nodes
     }
     for node in subtopology.nodes:

@@ -19,6 +19,9 @@ class RecordContext:
     offset: int = -1
     timestamp: int = 0
     headers: Headers | None = field(default=None)
+    # Set by a windowed operator that found every window of the record closed: the task counts
+    # the record late unless it reached a sink or a store on another branch.
+    late: str | None = None
 
 
 class Emitter(Protocol):
@@ -54,6 +57,21 @@ class NullKeyError(ProcessorError):
         super().__init__(
             f"operator {node!r} keeps state per key and the record has a null key; give the "
             "records keys, or set the key with map() or group_by() before this operator"
+        )
+
+
+class LateRecordError(ProcessorError):
+    """A record arrived after every window it belongs to closed (stream time passed the window's
+    end plus its grace period); what the late-record handler gets."""
+
+    def __init__(self, node: str, timestamp: int, stream_time: int) -> None:
+        self.node = node
+        self.timestamp = timestamp
+        self.stream_time = stream_time
+        super().__init__(
+            f"operator {node!r}: record with timestamp {timestamp} is late (stream time "
+            f"{stream_time}): its windows are closed; increase the windows' grace_ms to accept "
+            "records this late"
         )
 
 

@@ -74,6 +74,12 @@ class SubTopology:
     def stateful(self) -> bool:
         return bool(self.stores)
 
+    @property
+    def timed(self) -> bool:
+        """Whether an operator works with event time (windows): stream time is then kept and
+        checkpointed, and every record needs a timestamp of at least 0."""
+        return any(s.windowed for s in self.stores)
+
 
 def deserialization_overrides(subtopologies: Iterable[SubTopology]) -> dict[str, ErrorHandler]:
     """The deserialization handler each source topic was given in the topology, where it was."""

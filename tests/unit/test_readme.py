@@ -81,3 +81,18 @@ def test_the_readme_avro_example_runs_against_a_registry(monkeypatch: pytest.Mon
     for order in ({"id": 1, "amount": 250.0, "currency": "USD"}, {"id": 2, "amount": 9.5}):
         driver.pipe_bytes("orders", None, writer.serialize({"currency": "EUR", **order}))
     assert driver.read("big-orders") == [(None, {"id": 1, "amount": 250.0, "currency": "USD"})]
+
+
+def _windowing_blocks() -> list[str]:
+    return [b for b in python_blocks() if b.startswith("# windowing:")]
+
+
+def test_the_readme_has_an_example_per_window_kind() -> None:
+    kinds = " ".join(block.splitlines()[0] for block in _windowing_blocks())
+    for kind in ("tumbling", "hopping", "sliding", "session"):
+        assert kind in kinds, f"README has no windowing example for {kind} windows"
+
+
+@pytest.mark.parametrize("block", _windowing_blocks(), ids=lambda b: b.splitlines()[0][13:40])
+def test_the_readme_windowing_examples_run(block: str) -> None:
+    exec(compile(block, "README.md", "exec"), {})

@@ -73,7 +73,9 @@ class FakeProducer:
     def begin_transaction(self) -> None:
         self.calls.append("begin")
 
-    def send_offsets_to_transaction(self, offsets: Any, metadata: Any, timeout: float) -> None:
+    def send_offsets_to_transaction(
+        self, offsets: Any, metadata: Any, timeout: float, notes: Any = None
+    ) -> None:
         self.calls.append(f"send_offsets {dict(offsets)}")
 
     def commit_transaction(self, timeout: float) -> None:
@@ -94,7 +96,7 @@ class FakeConsumer:
     def end_offsets(self, partitions: Any, timeout: float) -> dict[tuple[str, int], int]:
         return {p: self.producer.ends[p] for p in partitions if p in self.producer.ends}
 
-    def commit(self, offsets: Any) -> None:
+    def commit(self, offsets: Any, metadata: Any = None) -> None:
         self.calls.append(f"commit_offsets {dict(offsets)}")
 
     def group_metadata(self) -> object:

@@ -282,6 +282,7 @@ def test_pending_counts_become_final_only_at_commit_and_an_abort_drops_them() ->
         Outcome.FILTERED: 0,
         Outcome.SKIPPED: 0,
         Outcome.DEAD_LETTERED: 2,
+        Outcome.LATE: 0,
     }
 
 

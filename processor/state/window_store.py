@@ -1,0 +1,269 @@
+"""The store of a windowed aggregation: per key and window, the aggregate and the largest
+timestamp of the window's records, over a `StoreCache` like a key-value store.
+
+One column family and one changelog hold three kinds of entries, told apart by their first byte
+(integers are big-endian, 8 bytes; `len` is the key's length in 4 bytes):
+
+- window: `b"W" + len + key + start + end` -> `max_timestamp + aggregate`. One key's windows are
+  one range scan, in start order.
+- index:  `b"I" + last_ms + b"W" + len + key + start + end` -> `b""`, and, for sliding windows,
+  `b"I" + ts + b"R" + len + key + ts + 0` for the records kept. Ordered by time: emitting closed
+  windows and expiring old ones are range scans from the oldest entry.
+- meta:   `b"M" + name` -> bytes (where emit-final got to).
+- record (sliding windows only): `b"R" + len + key + ts` -> the values of the key's records with
+  that timestamp, each as `len + value`.
+
+Timestamps and window bounds are at least 0 (a record with a negative timestamp never reaches a
+window), so their bytes sort as their values do.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Any, Generic, TypeVar, cast
+
+from processor.errors import ChangelogRecordTooLargeError, StoredValueError, TransientError
+from processor.serdes import Serde
+from processor.state.cache import StoreCache
+from processor.state.typed import NO_LIMIT
+from processor.windows.spec import Windowed
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+WINDOW = b"W"
+INDEX = b"I"
+META = b"M"
+RECORD = b"R"
+
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_BOUNDS = struct.Struct(">QQ")
+_pack_u64 = _U64.pack
+
+
+class WindowEntry:
+    """One window of one key as stored: bounds, aggregate bytes and largest record timestamp."""
+
+    __slots__ = ("aggregate", "end", "key", "max_timestamp", "start")
+
+    def __init__(self, key: bytes, start: int, end: int, max_timestamp: int, aggregate: bytes):
+        self.key = key
+        self.start = start
+        self.end = end
+        self.max_timestamp = max_timestamp
+        self.aggregate = aggregate
+
+
+def key_prefix(key: bytes) -> bytes:
+    """The bytes every window entry of `key` starts with."""
+    return WINDOW + _U32.pack(len(key)) + key
+
+
+def window_key(key: bytes, start: int, end: int) -> bytes:
+    return WINDOW + _U32.pack(len(key)) + key + _BOUNDS.pack(start, end)
+
+
+def index_key(last_ms: int, key: bytes, start: int, end: int, kind: bytes = WINDOW) -> bytes:
+    return INDEX + _pack_u64(last_ms) + kind + _U32.pack(len(key)) + key + _BOUNDS.pack(start, end)
+
+
+def parse_window_key(data: bytes) -> tuple[bytes, int, int]:
+    """(key, start, end) of a window entry's store key."""
+    (length,) = _U32.unpack_from(data, 1)
+    start, end = _BOUNDS.unpack_from(data, 5 + length)
+    return data[5 : 5 + length], start, end
+
+
+def parse_index_key(data: bytes) -> tuple[int, bytes, bytes, int, int]:
+    """(last_ms, kind, key, start, end) of an index entry."""
+    (last_ms,) = _U64.unpack_from(data, 1)
+    kind = data[9:10]
+    (length,) = _U32.unpack_from(data, 10)
+    start, end = _BOUNDS.unpack_from(data, 14 + length)
+    return last_ms, kind, data[14 : 14 + length], start, end
+
+
+def index_bound(last_ms: int) -> bytes:
+    """The smallest index key with `last_ms` (index entries below it have a smaller last_ms)."""
+    return INDEX + _pack_u64(max(0, last_ms))
+
+
+def _successor(prefix: bytes) -> bytes:
+    return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+class WindowStore(Generic[K, V]):
+    """A task's view of one windowed store. Operators work in key bytes (`key_bytes`); queries
+    and the test driver read typed windows (`fetch`, `all`)."""
+
+    def __init__(self, cache: StoreCache, key_serde: Serde[K], value_serde: Serde[V]) -> None:
+        self.name = cache.store
+        self.cache = cache
+        self.key_serde = key_serde
+        self.value_serde = value_serde
+        self._max_record_bytes = NO_LIMIT
+        self._changelog = ""
+
+    def limit_changelog(self, changelog: str, max_record_bytes: int) -> None:
+        """Refuse (`ChangelogRecordTooLargeError`) a window whose entry would not fit one
+        record of topic `changelog`."""
+        self._changelog = changelog
+        self._max_record_bytes = max_record_bytes
+
+    # -- bytes, for operators --------------------------------------------------------------
+
+    def key_bytes(self, key: K) -> bytes:
+        data = self.key_serde.serialize(key)
+        if data is None:
+            raise ValueError(f"store {self.name!r}: keys cannot be None")
+        return data
+
+    def key_of(self, data: bytes) -> K:
+        return cast(K, self.key_serde.deserialize(data))
+
+    def get(self, key: bytes, start: int, end: int) -> WindowEntry | None:
+        data = self.cache.get(window_key(key, start, end))
+        if data is None:
+            return None
+        return WindowEntry(key, start, end, _U64.unpack_from(data)[0], data[8:])
+
+    def put(
+        self,
+        key: bytes,
+        start: int,
+        end: int,
+        max_timestamp: int,
+        aggregate: bytes,
+        *,
+        last_ms: int | None,
+    ) -> None:
+        """Write a window; `last_ms` (the window is new): index it under its last millisecond."""
+        stored = window_key(key, start, end)
+        value = _pack_u64(max_timestamp) + aggregate
+        if len(stored) + len(value) > self._max_record_bytes:
+            raise ChangelogRecordTooLargeError(
+                self.name, self._changelog, len(stored), len(value), self._max_record_bytes
+            )
+        self.cache.put(stored, value)
+        if last_ms is not None:
+            self.cache.put(index_key(last_ms, key, start, end), b"")
+
+    def remove(self, key: bytes, start: int, end: int, last_ms: int) -> None:
+        """Delete a window and its index entry."""
+        self.cache.delete(window_key(key, start, end))
+        self.cache.delete(index_key(last_ms, key, start, end))
+
+    def windows_of(self, key: bytes) -> Iterator[WindowEntry]:
+        """Every window of `key`, in start order."""
+        prefix = key_prefix(key)
+        for stored, data in self.cache.range(prefix, _successor(prefix)):
+            if len(stored) != len(prefix) + 16:
+                continue
+            start, end = _BOUNDS.unpack_from(stored, len(prefix))
+            yield WindowEntry(key, start, end, _U64.unpack_from(data)[0], data[8:])
+
+    def windows_from(self, key: bytes, start_from: int) -> Iterator[WindowEntry]:
+        """The windows of `key` starting at `start_from` or later, in start order."""
+        prefix = key_prefix(key)
+        low = prefix + _pack_u64(max(0, start_from))
+        for stored, data in self.cache.range(low, _successor(prefix)):
+            start, end = _BOUNDS.unpack_from(stored, len(prefix))
+            yield WindowEntry(key, start, end, _U64.unpack_from(data)[0], data[8:])
+
+    def closed(
+        self, after: bytes | None, before_last_ms: int
+    ) -> Iterator[tuple[bytes, WindowEntry | None]]:
+        """Index entries past `after` (None: from the oldest) whose last millisecond is below
+        `before_last_ms`, oldest first, each with its window (None for a kept record, or a
+        window gone meanwhile)."""
+        for stored in list(self._index_until(after, before_last_ms)):
+            _, kind, key, start, end = parse_index_key(stored)
+            yield stored, self.get(key, start, end) if kind == WINDOW else None
+
+    def expire(self, before_last_ms: int) -> int:
+        """Delete every window and kept record whose last millisecond is below
+        `before_last_ms`; returns how many."""
+        expired = list(self._index_until(None, before_last_ms))
+        for stored in expired:
+            _, kind, key, start, end = parse_index_key(stored)
+            if kind == RECORD:
+                self.cache.delete(RECORD + _U32.pack(len(key)) + key + _pack_u64(start))
+            else:
+                self.cache.delete(window_key(key, start, end))
+            self.cache.delete(stored)
+        return len(expired)
+
+    def first_last_ms(self, after: bytes | None = None) -> int | None:
+        """The last millisecond of the oldest index entry past `after` (None: of all)."""
+        low = INDEX if after is None else after + b"\x00"
+        for stored, _ in self.cache.range(low, _successor(INDEX)):
+            return int(_U64.unpack_from(stored, 1)[0])
+        return None
+
+    def _index_until(self, after: bytes | None, before_last_ms: int) -> Iterator[bytes]:
+        low = INDEX if after is None else after + b"\x00"
+        high = index_bound(before_last_ms)
+        if before_last_ms <= 0 or low >= high:
+            return iter(())
+        return (stored for stored, _ in self.cache.range(low, high))
+
+    def meta(self, name: bytes) -> bytes | None:
+        return self.cache.get(META + name)
+
+    def set_meta(self, name: bytes, value: bytes) -> None:
+        self.cache.put(META + name, value)
+
+    # -- records (sliding windows) ---------------------------------------------------------
+
+    def add_record(self, key: bytes, timestamp: int, value: bytes) -> None:
+        stored = RECORD + _U32.pack(len(key)) + key + _pack_u64(timestamp)
+        old = self.cache.get(stored)
+        if old is None:
+            self.cache.put(index_key(timestamp, key, timestamp, 0, RECORD), b"")
+        self.cache.put(stored, (old or b"") + _U32.pack(len(value)) + value)
+
+    def records(self, key: bytes, low: int, high: int) -> Iterator[tuple[int, bytes]]:
+        """(timestamp, value bytes) of `key`'s records with `low <= timestamp <= high`, in
+        timestamp order (arrival order within a timestamp)."""
+        prefix = RECORD + _U32.pack(len(key)) + key
+        start = prefix + _pack_u64(max(0, low))
+        end = prefix + _pack_u64(high + 1)
+        for stored, data in self.cache.range(start, end):
+            (timestamp,) = _U64.unpack_from(stored, len(prefix))
+            at = 0
+            while at < len(data):
+                (length,) = _U32.unpack_from(data, at)
+                yield timestamp, data[at + 4 : at + 4 + length]
+                at += 4 + length
+
+    # -- typed reads -----------------------------------------------------------------------
+
+    def value_of(self, aggregate: bytes, key: object = None) -> V:
+        try:
+            return cast(V, self.value_serde.deserialize(aggregate))
+        except TransientError:
+            raise
+        except Exception as e:
+            raise StoredValueError(self.name, self.value_serde.name, key, e) from e
+
+    def fetch(self, key: K, from_ms: int = 0, to_ms: int | None = None) -> list[tuple[Any, V]]:
+        """`key`'s windows that start in `[from_ms, to_ms]`, as (Windowed, value), oldest
+        first."""
+        data = self.key_bytes(key)
+        return [
+            (Windowed(key, w.start, w.end), self.value_of(w.aggregate, key))
+            for w in self.windows_from(data, from_ms)
+            if to_ms is None or w.start <= to_ms
+        ]
+
+    def all(self) -> Iterator[tuple[Windowed[K], V]]:
+        """Every window of every key, by key bytes then start."""
+        for stored, data in self.cache.range(WINDOW, _successor(WINDOW)):
+            key_data, start, end = parse_window_key(stored)
+            key = self.key_of(key_data)
+            yield Windowed(key, start, end), self.value_of(data[8:], key)
+
+    def __repr__(self) -> str:
+        return f"WindowStore({self.name!r})"

@@ -1,0 +1,54 @@
+"""The window store's layout: one key's windows are one range scan (keys that are prefixes of
+each other do not mix), the time index orders windows by their last millisecond, and expiry
+removes windows and kept records with their index entries."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from processor.serdes import IntSerde, StringSerde
+from processor.state.cache import StoreCache
+from processor.state.memory import InMemoryBackend
+from processor.state.window_store import WindowStore, parse_index_key, parse_window_key
+
+
+def store() -> WindowStore[str, int]:
+    return WindowStore(StoreCache(InMemoryBackend(["w"]), "w"), StringSerde(), IntSerde())
+
+
+def _put(s: WindowStore[str, int], key: str, start: int, end: int, value: int) -> None:
+    data = IntSerde().serialize(value)
+    assert data is not None
+    s.put(s.key_bytes(key), start, end, end - 1, data, last_ms=end - 1)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "ab", "b", ""]), st.integers(0, 50)), max_size=30))
+def test_a_keys_windows_are_its_own_in_start_order(windows: list[tuple[str, int]]) -> None:
+    s = store()
+    for key, start in windows:
+        _put(s, key, start * 10, start * 10 + 10, start)
+    for key in ("a", "ab", "b", ""):
+        expected = sorted({start * 10 for k, start in windows if k == key})
+        assert [w.start for w in s.windows_of(s.key_bytes(key))] == expected
+        assert [w.start_ms for w, _ in s.fetch(key, 100, 300)] == [
+            e for e in expected if 100 <= e <= 300
+        ]
+
+
+def test_the_index_orders_windows_by_last_millisecond_and_expiry_empties_both() -> None:
+    s = store()
+    _put(s, "late", 0, 100, 1)
+    _put(s, "early", 50, 60, 2)
+    s.add_record(s.key_bytes("early"), 55, b"raw")
+    closed = [parse_index_key(entry) for entry, _ in s.closed(None, 1_000)]
+    assert [(last, kind, key) for last, kind, key, _, _ in closed] == [
+        (55, b"R", b"early"),
+        (59, b"W", b"early"),
+        (99, b"W", b"late"),
+    ]
+    assert s.first_last_ms() == 55
+    assert s.expire(60) == 2  # the record at 55 and the window ending at 59
+    assert list(s.records(s.key_bytes("early"), 0, 100)) == []
+    assert [parse_window_key(k)[0] for k, _ in s.cache.range(b"W", b"X")] == [b"late"]
+    assert s.first_last_ms() == 99

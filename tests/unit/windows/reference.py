@@ -1,18 +1,23 @@
-"""A brute-force reference for windowed aggregations, written from the semantics in
-/work/notes/windows-design.md (issue 15), not from any incremental algorithm.
+"""A brute-force reference for windowed aggregations, written from the semantics of issue 15
+(/work/notes/windows-design.md, as aligned with Kafka Streams' TopologyTestDriver in
+/work/notes/ks-semantics.md), not from any incremental algorithm.
 
 `run(spec, records, ...)` replays the input records one at a time. After each record it
-recomputes every window from scratch out of the records accepted so far, compares with the
-windows before that record, and derives what the operator must emit for it:
+recomputes the windows out of the records accepted so far (time and sliding windows from
+scratch; sessions by merging the record's explicit record set into the open sessions near it),
+compares with the windows before that record, and derives what the operator must emit for it:
 
 - stream time is the largest timestamp of any record so far (late ones and null values too);
-- a record is late when every window that could hold it is closed at the stream time after it;
-  late records and null values are never aggregated;
+- a record is late when the windows it would go to are closed at the stream time after it
+  (per kind, below); late records and null values are never aggregated;
 - `emit="update"`: for each record, every window whose records changed, with its new aggregate;
-  for sessions also a tombstone `(window, None)` for every session that no longer exists;
-- `emit="final"`: for each record, every window that became final at that stream time, in the
-  order (last_ms, key bytes, start);
-- every result carries the largest record timestamp of its window.
+  for sessions, first a tombstone `(window, None)` for every session the record merged (Kafka
+  Streams removes and re-writes them, even one with unchanged bounds), except when the merged
+  session is just [ts, ts];
+- `emit="final"`: for each record, every window that became closed at that stream time, in the
+  order (last_ms, start, key bytes) (Kafka Streams' emit order);
+- every result carries the largest record timestamp of its window (a tombstone: of the removed
+  session).
 
 Nothing here is incremental or clever: windows are enumerated by brute force and aggregates are
 folds over the window's records in arrival order. It is slow (quadratic and worse) on purpose;
@@ -27,15 +32,24 @@ Rules per kind (`last_ms` = a window's last inclusive millisecond):
 - Sliding (Kafka Streams' semantics): for each accepted record time t a window starting at
   max(0, t - d), and one starting at t + 1 when some accepted record lies in [t + 1, t + 1 + d];
   a window holds the records with start <= ts <= start + d; `end_ms = last_ms = start + d`.
-  A record is late when the last window that could hold it, [t, t + d], is closed (whether or
-  not any record defines that window: an accepted record may be in no window yet, and be in
-  windows that later records define). An open window holds every accepted record in its
-  range; a closed window keeps what it had when it closed (and a window that did not exist
-  before it closed never comes to exist).
+  An open window holds every accepted record in its range; a closed window keeps what it had
+  when it closed (and a window that did not exist before it closed never comes to exist).
+  A record is late when the last window that could hold it, [t, t + d], is closed (Kafka
+  Streams: t + d < stream time - grace); a late record defines no window. A record that is not
+  late but whose own left window is closed ("semi-late") is in every open window covering it,
+  also ones that later records define: the definition above, a deliberate difference from
+  Kafka Streams, which keeps windows rather than records and leaves it out of windows it
+  creates later.
 - Sessions: the sessions of a key are the groups of its accepted records whose consecutive
   timestamps are at most `gap` apart; `start_ms` / `end_ms` are the first / last record time
-  (both inclusive), `last_ms = end`. A record is late when the session it would end up in has
-  `end + grace < stream_time`. A session is final once `stream_time > end + gap + grace`.
+  (both inclusive), `last_ms = end`. A session is closed, and final, once
+  `stream_time > end + gap + grace` (Kafka Streams' KStreamSessionWindowAggregate: close time =
+  stream time - grace - gap). A record joins every open session of its key with
+  `end >= ts - gap` and `start <= ts + gap` (merging them); closed sessions are never merged
+  again (Kafka Streams' session store no longer returns them), so a record near one only
+  starts a session of its own. The record is late when the session it ends up in is closed.
+  Records that are never late (a huge grace) make the sessions the groups of a key's records
+  whose consecutive timestamps are at most `gap` apart.
 
 A window is expired (gone from the store) once `stream_time > last_ms + retention`; retention
 defaults to size + grace (sliding: d + grace; sessions: gap + grace).
@@ -44,7 +58,6 @@ defaults to size + grace (sliding: d + grace; sessions: gap + grace).
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
@@ -135,8 +148,8 @@ class Contents:
 class Result:
     outputs: list[list[Output]]
     """Per input record, what the operator emits for it, in the expected order (emit="final":
-    (last_ms, key bytes, start); emit="update": time windows by start, session tombstones
-    first)."""
+    (last_ms, start, key bytes); emit="update": session tombstones first, then windows by key
+    and start)."""
     late: list[bool]
     """Per input record, whether it was late (dropped)."""
     stream_time: int
@@ -175,22 +188,31 @@ def run(
     accepted: list[int] = []  # indexes of the aggregated records
     arrival_time: dict[int, int] = {}  # index -> stream time just after it arrived
     windows: dict[Window, Contents] = {}
+    retracted: list[Window] = []  # sessions a record merged (update: tombstones)
     emitted: set[Window] = set()
     result = Result(outputs=[], late=[], stream_time=NO_TIME)
 
     for i, record in enumerate(records):
         stream_time = max(stream_time, record.ts)
+        before = windows
         late = False
-        if record.value is not None:
-            late = _is_late(spec, records, accepted, i, stream_time)
+        retracted = []
+        if record.value is None:
+            pass
+        elif isinstance(spec, Session):
+            windows, retracted, late = _sessions_with(spec, records, before, i, stream_time)
+        else:
+            late = _is_late(spec, record, stream_time)
             if not late:
                 accepted.append(i)
                 arrival_time[i] = stream_time
-        before = windows
-        windows = _windows(spec, records, accepted, arrival_time, stream_time, before)
+            if isinstance(spec, Sliding):
+                windows = _sliding_windows(spec, records, accepted, stream_time, before)
+            else:
+                windows = _time_windows(spec, records, accepted, arrival_time)
         result.late.append(late)
         if emit == "update":
-            out = _changes(spec, records, before, windows, aggregation)
+            out = _changes(records, before, windows, retracted, aggregation)
         else:
             out = _finals(spec, records, windows, emitted, stream_time, aggregation, key_bytes)
         result.outputs.append(out)
@@ -222,15 +244,10 @@ def default_retention(spec: Spec) -> int:
 
 
 def _is_closed(spec: Spec, window: Window, stream_time: int) -> bool:
-    """Closed for new records (a record for it is late)."""
-    return stream_time > last_ms(spec, window) + spec.grace_ms
-
-
-def _is_final(spec: Spec, window: Window, stream_time: int) -> bool:
-    """Final (emitted by emit="final")."""
+    """Closed: a record for it is late, and emit="final" emits it."""
     if isinstance(spec, Session):
         return stream_time > window.end_ms + spec.gap_ms + spec.grace_ms
-    return _is_closed(spec, window, stream_time)
+    return stream_time > last_ms(spec, window) + spec.grace_ms
 
 
 # --- which records are late -------------------------------------------------------------------
@@ -243,40 +260,17 @@ def time_windows_of(spec: Tumbling | Hopping, key: str, ts: int) -> list[Window]
     return [Window(key, s, s + size) for s in range(0, ts + 1, advance) if s <= ts < s + size]
 
 
-def _is_late(
-    spec: Spec, records: Sequence[Record], accepted: list[int], i: int, stream_time: int
-) -> bool:
-    record = records[i]
+def _is_late(spec: Tumbling | Hopping | Sliding, record: Record, stream_time: int) -> bool:
     if isinstance(spec, Tumbling | Hopping):
         return all(
             _is_closed(spec, w, stream_time) for w in time_windows_of(spec, record.key, record.ts)
         )
-    if isinstance(spec, Sliding):
-        # the windows that could hold t start in [t - d, t]; [t, t + d] closes last
-        d = spec.max_difference_ms
-        return _is_closed(spec, Window(record.key, record.ts, record.ts + d), stream_time)
-    # the session the record would end up in, among the accepted records and this one
-    sessions = _sessions(spec, records, [*accepted, i])
-    mine = next(w for w, c in sessions.items() if i in c.indexes)
-    return mine.end_ms + spec.grace_ms < stream_time
+    # the windows that could hold t start in [t - d, t]; [t, t + d] closes last
+    d = spec.max_difference_ms
+    return _is_closed(spec, Window(record.key, record.ts, record.ts + d), stream_time)
 
 
-# --- the windows, from scratch ----------------------------------------------------------------
-
-
-def _windows(
-    spec: Spec,
-    records: Sequence[Record],
-    accepted: list[int],
-    arrival_time: dict[int, int],
-    stream_time: int,
-    before: dict[Window, Contents],
-) -> dict[Window, Contents]:
-    if isinstance(spec, Tumbling | Hopping):
-        return _time_windows(spec, records, accepted, arrival_time)
-    if isinstance(spec, Sliding):
-        return _sliding_windows(spec, records, accepted, stream_time, before)
-    return _sessions(spec, records, accepted)
+# --- the windows ------------------------------------------------------------------------------
 
 
 def _time_windows(
@@ -325,26 +319,35 @@ def _sliding_windows(
     return windows
 
 
-def _sessions(
-    spec: Session, records: Sequence[Record], indexes: list[int]
-) -> dict[Window, Contents]:
-    """Per key, the records sorted by time, cut wherever two neighbours are more than gap apart."""
-    by_key: dict[str, list[int]] = {}
-    for i in indexes:
-        by_key.setdefault(records[i].key, []).append(i)
-    sessions: dict[Window, Contents] = {}
-    for key, members in by_key.items():
-        ordered = sorted(members, key=lambda i: records[i].ts)
-        groups: list[list[int]] = [[ordered[0]]]
-        for prev, cur in itertools.pairwise(ordered):
-            if records[cur].ts - records[prev].ts <= spec.gap_ms:
-                groups[-1].append(cur)
-            else:
-                groups.append([cur])
-        for group in groups:
-            w = Window(key, records[group[0]].ts, records[group[-1]].ts)
-            sessions[w] = Contents(tuple(sorted(group)))
-    return sessions
+def _sessions_with(
+    spec: Session,
+    records: Sequence[Record],
+    sessions: dict[Window, Contents],
+    i: int,
+    stream_time: int,
+) -> tuple[dict[Window, Contents], list[Window], bool]:
+    """The sessions after record `i`, the sessions it retracts, and whether it was late: it
+    joins every open session of its key within the gap of it (closed ones are never merged
+    again: Kafka Streams' session store no longer returns them); late when the session it ends
+    up in is closed. Every session merged is retracted unless the result is just [ts, ts]."""
+    record, gap = records[i], spec.gap_ms
+    near = [
+        w
+        for w in sessions
+        if w.key == record.key
+        and not _is_closed(spec, w, stream_time)
+        and w.end_ms >= record.ts - gap
+        and w.start_ms <= record.ts + gap
+    ]
+    members = sorted([i, *(j for w in near for j in sessions[w].indexes)])
+    times = [records[j].ts for j in members]
+    merged = Window(record.key, min(times), max(times))
+    if _is_closed(spec, merged, stream_time):
+        return sessions, [], True
+    after = {w: contents for w, contents in sessions.items() if w not in near}
+    after[merged] = Contents(tuple(members))
+    point = Window(record.key, record.ts, record.ts)
+    return after, [] if merged == point else near, False
 
 
 # --- what is emitted -------------------------------------------------------------------------
@@ -361,25 +364,27 @@ def _max_ts(records: Sequence[Record], contents: Contents) -> int:
 
 
 def _changes(
-    spec: Spec,
     records: Sequence[Record],
     before: dict[Window, Contents],
     after: dict[Window, Contents],
+    retracted: list[Window],
     aggregation: Aggregation,
 ) -> list[Output]:
-    """emit="update": a tombstone per window gone (only sessions go), then each window whose
-    records changed, with its aggregate."""
-    gone = [
-        Output(w, None, _max_ts(records, c)) for w, c in sorted(before.items()) if w not in after
+    """emit="update": a tombstone per retracted session, in (end, start) order, then each window
+    whose records changed, with its aggregate."""
+    gone = {w for w in before if w not in after}
+    if not gone <= set(retracted):
+        raise AssertionError(f"windows {gone - set(retracted)} disappeared without a tombstone")
+    tombstones = [
+        Output(w, None, _max_ts(records, before[w]))
+        for w in sorted(retracted, key=lambda w: (w.end_ms, w.start_ms))
     ]
     changed = [
         Output(w, _aggregate(records, c, aggregation), _max_ts(records, c))
         for w, c in sorted(after.items())
         if before.get(w) != c
     ]
-    if gone and not isinstance(spec, Session):
-        raise AssertionError(f"time windows never disappear, but {gone} did")
-    return gone + changed
+    return tombstones + changed
 
 
 def _finals(
@@ -392,8 +397,8 @@ def _finals(
     key_bytes: Callable[[str], bytes],
 ) -> list[Output]:
     """emit="final": every window final now and not emitted before."""
-    due = [w for w in windows if w not in emitted and _is_final(spec, w, stream_time)]
-    due.sort(key=lambda w: (last_ms(spec, w), key_bytes(w.key), w.start_ms))
+    due = [w for w in windows if w not in emitted and _is_closed(spec, w, stream_time)]
+    due.sort(key=lambda w: (last_ms(spec, w), w.start_ms, key_bytes(w.key)))
     emitted.update(due)
     return [
         Output(w, _aggregate(records, windows[w], aggregation), _max_ts(records, windows[w]))

@@ -211,16 +211,41 @@ def test_sliding_record_accepted_through_the_right_window_it_fills() -> None:
     assert result.late == [False, False, False, False, True]
 
 
-def test_sliding_record_in_no_window_yet_is_not_late() -> None:
+def test_sliding_semi_late_record_is_in_windows_defined_later() -> None:
     # b@20 moves stream time to 20. a@9: its left window [4, 9] is closed (20 > 9 + 10) and it
     # has no right window, so it is in no window; but [9, 14] could still hold it (20 <= 14 +
     # 10): not late. a@5 then defines the right window [6, 11], which holds a@9 and is open; its
-    # own left window [0, 5] is closed and never exists.
+    # own left window [0, 5] is closed and never exists. (Kafka Streams would have forgotten
+    # a@9, and emit nothing for a@5.)
     spec = Sliding(max_difference_ms=5, grace_ms=10)
     records = [R("b", 1, 20), R("a", 1, 9), R("a", 1, 5), R("a", 1, 3)]
     result = run(spec, records, emit="update")
     assert result.outputs == [[E(W("b", 15, 20), 1, 20)], [], [E(W("a", 6, 11), 1, 9)], []]
     assert result.late == [False, False, False, True]  # a@3: [3, 8] closed (20 > 18)
+
+
+def test_sliding_record_that_only_defines_its_right_window_is_not_late() -> None:
+    # a@8 at stream time 13: [8, 13] is open; its left window [3, 8] and [5, 10] (holding 8)
+    # are closed, but its right window [9, 14] holds a@10 and is open: created
+    records = [R("a", 1, 10), R("b", 1, 13), R("a", 1, 8)]
+    result = run(Sliding(max_difference_ms=5), records, emit="update")
+    assert result.outputs == [
+        [E(W("a", 5, 10), 1, 10)],
+        [E(W("b", 8, 13), 1, 13)],
+        [E(W("a", 9, 14), 1, 10)],
+    ]
+    assert result.late == [False, False, False]
+
+
+def test_sliding_record_whose_last_window_is_closed_is_late_even_with_an_open_right_window() -> (
+    None
+):
+    # a@7 at stream time 13: [7, 12] is closed; its right window [8, 13] would hold a@10 and
+    # be open (13 <= 13), but Kafka Streams drops the record first
+    records = [R("a", 1, 10), R("b", 1, 13), R("a", 1, 7)]
+    result = run(Sliding(max_difference_ms=5), records, emit="update")
+    assert result.outputs[2] == []
+    assert result.late == [False, False, True]
 
 
 # --- sessions ---------------------------------------------------------------------------------
@@ -231,14 +256,15 @@ SESSION_INPUT = [
     R("a", 1, 10),
     R("a", 1, 5),  # bridges [0, 0] and [10, 10]
     R("b", 1, 30),
-    R("a", 1, 12),  # would extend [0, 10] to [0, 12]: 12 + 0 < 30, late
-    R("a", 1, 28),  # a new session [28, 28]: 28 < 30, late
-    R("a", 1, 30),
+    R("a", 1, 12),  # [0, 10] is closed (30 > 10 + 5 + 5): a session of its own, closed: late
+    R("a", 1, 19),  # 19 + 10 < 30: late
+    R("a", 1, 20),  # 20 + 10 >= 30: a new session
 ]
+GAP_5_GRACE_5 = Session(gap_ms=5, grace_ms=5)
 
 
 def test_session_merge_retracts_the_merged_sessions_with_tombstones() -> None:
-    result = run(Session(gap_ms=5), SESSION_INPUT, emit="update")
+    result = run(GAP_5_GRACE_5, SESSION_INPUT, emit="update")
     assert result.outputs == [
         [E(W("a", 0, 0), 1, 0)],
         [E(W("a", 10, 10), 1, 10)],
@@ -246,48 +272,17 @@ def test_session_merge_retracts_the_merged_sessions_with_tombstones() -> None:
         [E(W("b", 30, 30), 1, 30)],
         [],
         [],
-        [E(W("a", 30, 30), 1, 30)],
+        [E(W("a", 20, 20), 1, 20)],
     ]
     assert result.late == [False, False, False, False, True, True, False]
 
 
-def test_session_record_inside_a_session_updates_it_without_a_tombstone() -> None:
-    records = [R("a", 2, 0), R("a", 3, 4), R("a", 4, 2)]
-    result = run(Session(gap_ms=5), records, emit="update", aggregation=SUM)
-    assert result.outputs == [
-        [E(W("a", 0, 0), 2, 0)],
-        [E(W("a", 0, 0), None, 0), E(W("a", 0, 4), 5, 4)],
-        [E(W("a", 0, 4), 9, 4)],
-    ]
-
-
-def test_session_grace_is_judged_on_the_merged_session() -> None:
-    # [0, 10] at stream time 14, grace 3: closed (10 + 3 < 14); a@12 extends it to [0, 12],
-    # 12 + 3 >= 14: accepted
-    records = [R("a", 1, 0), R("a", 1, 10), R("b", 1, 14), R("a", 1, 12), R("a", 1, 1)]
-    result = run(Session(gap_ms=10, grace_ms=3), records, emit="update")
-    assert result.outputs[3] == [E(W("a", 0, 10), None, 10), E(W("a", 0, 12), 3, 12)]
-    # a@1 lands inside [0, 12]: 12 + 3 >= 14, still open
-    assert result.outputs[4] == [E(W("a", 0, 12), 4, 12)]
-    assert result.late == [False] * 5
-
-
-def test_session_final_waits_for_gap_and_grace() -> None:
-    result = run(Session(gap_ms=5), SESSION_INPUT, emit="final")
-    assert result.outputs == [
-        [],
-        # [0, 0] is final at stream time 10 > 0 + 5 + 0 ...
-        [E(W("a", 0, 0), 1, 0)],
-        # ... yet a@5 then merges it into [0, 10] (see the next test)
-        [],
-        [E(W("a", 0, 10), 3, 10)],
-        [],
-        [],
-        [],
-    ]
-    # gap + grace retention: [0, 10] expired at stream time 30 > 10 + 5
-    assert result.store == {W("b", 30, 30): (1, 30), W("a", 30, 30): (1, 30)}
-    # closed for new records (3 > 0 + 0) is not final: a@3 may still extend [0, 0]
+def test_session_final_is_emitted_once_closed() -> None:
+    result = run(GAP_5_GRACE_5, SESSION_INPUT, emit="final")
+    assert result.outputs == [[], [], [], [E(W("a", 0, 10), 3, 10)], [], [], []]
+    # gap + grace retention: [0, 10] expired at stream time 30 > 10 + 10
+    assert result.store == {W("b", 30, 30): (1, 30), W("a", 20, 20): (1, 20)}
+    # a session stays open for gap + grace after its end
     records = [R("a", 1, 0), R("b", 1, 3), R("b", 1, 5), R("b", 1, 6)]
     assert run(Session(gap_ms=5), records, emit="final").outputs == [
         [],
@@ -297,15 +292,56 @@ def test_session_final_waits_for_gap_and_grace() -> None:
     ]
 
 
-def test_a_final_session_can_still_be_merged_by_a_bridging_record() -> None:
-    # The design says a session is final once stream_time > end + gap + grace, "only then can no
-    # record extend them". A record between a final session and a later open session of the
-    # same key bridges them: the merged session ends at the open one's end, so it is not late.
+def test_session_record_inside_a_session_retracts_and_rewrites_it() -> None:
+    # Kafka Streams removes every merged session and writes the merged one, also when the bounds
+    # do not change
+    records = [R("a", 2, 0), R("a", 3, 4), R("a", 4, 2)]
+    result = run(Session(gap_ms=5), records, emit="update", aggregation=SUM)
+    assert result.outputs == [
+        [E(W("a", 0, 0), 2, 0)],
+        [E(W("a", 0, 0), None, 0), E(W("a", 0, 4), 5, 4)],
+        [E(W("a", 0, 4), None, 4), E(W("a", 0, 4), 9, 4)],
+    ]
+
+
+def test_session_duplicate_point_is_rewritten_without_a_tombstone() -> None:
+    records = [R("a", 1, 5), R("a", 1, 5), R("a", 1, 6), R("a", 1, 6)]
+    result = run(Session(gap_ms=5), records, emit="update")
+    assert result.outputs == [
+        [E(W("a", 5, 5), 1, 5)],
+        [E(W("a", 5, 5), 2, 5)],  # the merged session is [5, 5]: no tombstone
+        [E(W("a", 5, 5), None, 5), E(W("a", 5, 6), 3, 6)],
+        [E(W("a", 5, 6), None, 6), E(W("a", 5, 6), 4, 6)],
+    ]
+
+
+def test_an_old_record_inside_an_open_session_is_not_late() -> None:
+    # [0, 20] is open at stream time 20; a@5 is far behind stream time but joins it
+    records = [R("a", 1, t) for t in (0, 5, 10, 15, 20, 5)]
+    result = run(Session(gap_ms=5), records, emit="update")
+    assert result.outputs[-1] == [E(W("a", 0, 20), None, 20), E(W("a", 0, 20), 6, 20)]
+    assert not any(result.late)
+
+
+def test_a_closed_session_is_never_merged_again() -> None:
+    # gap 3: [0, 0] is closed at stream time 6 (6 > 0 + 3) and emitted final; a@3 is within the
+    # gap of both [0, 0] and the open [6, 6], but only joins [6, 6]
     records = [R("a", 1, 0), R("a", 1, 6), R("a", 1, 3)]
-    result = run(Session(gap_ms=3), records, emit="final")
-    assert result.outputs[1] == [E(W("a", 0, 0), 1, 0)]  # 6 > 0 + 3 + 0
-    assert result.late == [False, False, False]
-    assert result.store == {W("a", 0, 6): (3, 6)}
+    final = run(Session(gap_ms=3), records, emit="final")
+    assert final.outputs == [[], [E(W("a", 0, 0), 1, 0)], []]
+    assert final.store == {W("a", 3, 6): (2, 6)}  # [0, 0] expired: 6 > 0 + 3
+    update = run(Session(gap_ms=3), records, emit="update")
+    assert update.outputs[2] == [E(W("a", 6, 6), None, 6), E(W("a", 3, 6), 2, 6)]
+    assert update.late == [False, False, False]
+
+
+def test_a_record_near_a_closed_session_is_late_when_its_own_session_is_closed() -> None:
+    # gap 2, grace 1: at stream time 6, [0, 2] is closed (6 > 2 + 3); a@4 starts [4, 4] (open:
+    # 6 <= 4 + 3); a@1 would start [1, 1], closed: late
+    records = [R("a", 1, 0), R("a", 1, 2), R("b", 1, 6), R("a", 1, 4), R("a", 1, 1)]
+    result = run(Session(gap_ms=2, grace_ms=1), records, emit="update")
+    assert result.outputs[3:] == [[E(W("a", 4, 4), 1, 4)], []]
+    assert result.late == [False, False, False, False, True]
 
 
 # --- properties of the reference itself ---------------------------------------------------------
@@ -429,3 +465,113 @@ def test_each_final_result_is_the_last_update_of_its_window(
             assert last[out.window] == out
     finals = [out.window for out in final.all_outputs()]
     assert len(finals) == len(set(finals)), "a window is emitted final once"
+
+
+# --- Kafka Streams' own outputs (/work/notes/ks-semantics.md, measured with its driver) ------
+
+
+def test_agrees_with_kafka_streams_on_time_windows() -> None:
+    records = [R("a", 1, t) for t in (3, 14, 9, 15, 9)]
+    assert run(Tumbling(size_ms=10, grace_ms=5), records).outputs == [
+        [E(W("a", 0, 10), 1, 3)],
+        [E(W("a", 10, 20), 1, 14)],
+        [E(W("a", 0, 10), 2, 9)],
+        [E(W("a", 10, 20), 2, 15)],
+        [],
+    ]
+    keys_and_times = [("a", 7), ("a", 3), ("b", 12), ("a", 4), ("b", 13), ("a", 6), ("a", 8)]
+    records = [R(k, 1, t) for k, t in [*keys_and_times, ("b", 20)]]
+    assert run(Hopping(size_ms=10, advance_ms=5, grace_ms=2), records).outputs == [
+        [E(W("a", 0, 10), 1, 7), E(W("a", 5, 15), 1, 7)],
+        [E(W("a", 0, 10), 2, 7)],
+        [E(W("b", 5, 15), 1, 12), E(W("b", 10, 20), 1, 12)],
+        [],
+        [E(W("b", 5, 15), 2, 13), E(W("b", 10, 20), 2, 13)],
+        [E(W("a", 5, 15), 2, 7)],
+        [E(W("a", 5, 15), 3, 8)],
+        [E(W("b", 15, 25), 1, 20), E(W("b", 20, 30), 1, 20)],
+    ]
+    records = [R("b", 1, 7), R("a", 1, 8), R("b", 1, 12)]
+    assert run(Tumbling(size_ms=10), records, emit="final").outputs[2] == [
+        E(W("a", 0, 10), 1, 8),
+        E(W("b", 0, 10), 1, 7),
+    ]
+
+
+def test_agrees_with_kafka_streams_on_sessions() -> None:
+    gap_10 = Session(gap_ms=10)
+    merge = run(gap_10, [R("a", 1, 0), R("a", 1, 30), R("a", 1, 20)])
+    assert merge.outputs[2] == [E(W("a", 30, 30), None, 30), E(W("a", 20, 30), 2, 30)]
+    bridge = run(Session(gap_ms=5, grace_ms=10), [R("a", 1, 6), R("a", 1, 15), R("a", 1, 10)])
+    assert bridge.outputs[2] == [
+        E(W("a", 6, 6), None, 6),
+        E(W("a", 15, 15), None, 15),
+        E(W("a", 6, 15), 3, 15),
+    ]
+    inside = run(gap_10, [R("a", 1, 10), R("a", 1, 20), R("a", 1, 15)])
+    assert inside.outputs[2] == [E(W("a", 10, 20), None, 20), E(W("a", 10, 20), 3, 20)]
+    records = [R("a", 1, 0), R("a", 1, 4), R("b", 1, 20), R("a", 1, 12)]
+    assert run(gap_10, records).outputs[3] == [E(W("a", 12, 12), 1, 12)]
+    assert run(gap_10, [*records, R("b", 1, 40)], emit="final").outputs == [
+        [],
+        [],
+        [E(W("a", 0, 4), 2, 4)],
+        [],
+        [E(W("a", 12, 12), 1, 12), E(W("b", 20, 20), 1, 20)],
+    ]
+    records = [R("a", 1, 0), R("b", 1, 11), R("a", 1, 5), R("b", 1, 30)]
+    assert run(gap_10, records, emit="final").outputs == [
+        [],
+        [E(W("a", 0, 0), 1, 0)],
+        [],
+        [E(W("a", 5, 5), 1, 5), E(W("b", 11, 11), 1, 11)],
+    ]
+    records = [R("a", 1, 0), R("b", 1, 10), R("b", 1, 11)]
+    assert run(gap_10, records, emit="final").outputs == [[], [], [E(W("a", 0, 0), 1, 0)]]
+    records = [R("a", 1, 10), R("b", 1, 8), R("b", 1, 10), R("c", 1, 30)]
+    assert run(Session(gap_ms=5), records, emit="final").outputs[3] == [
+        E(W("b", 8, 10), 2, 10),
+        E(W("a", 10, 10), 1, 10),
+    ]
+
+
+def test_agrees_with_kafka_streams_on_sliding_windows() -> None:
+    records = [R("a", 1, t) for t in (20, 25, 31, 23, 41, 30, 52)]
+    d10 = Sliding(max_difference_ms=10)
+    update = run(d10, records)
+    assert [sorted(out) for out in update.outputs] == [
+        [E(W("a", 10, 20), 1, 20)],
+        [E(W("a", 15, 25), 2, 25), E(W("a", 21, 31), 1, 25)],
+        [E(W("a", 21, 31), 2, 31), E(W("a", 26, 36), 1, 31)],
+        # a@23 is semi-late: [15, 25] and its left window [13, 23] are closed
+        [E(W("a", 21, 31), 3, 31), E(W("a", 24, 34), 2, 31)],
+        [E(W("a", 31, 41), 2, 41), E(W("a", 32, 42), 1, 41)],
+        [],  # a@30: 30 + 10 < 41
+        # Kafka Streams forwards [42, 52] twice here (its left window and the previous record's
+        # right window are the same window)
+        [E(W("a", 42, 52), 1, 52)],
+    ]
+    assert update.late == [False] * 5 + [True, False]
+    final = run(d10, records, emit="final")
+    assert [out for out in final.outputs if out] == [
+        [E(W("a", 10, 20), 1, 20)],
+        [E(W("a", 15, 25), 2, 25)],
+        [E(W("a", 21, 31), 3, 31), E(W("a", 24, 34), 2, 31), E(W("a", 26, 36), 1, 31)],
+        [E(W("a", 31, 41), 2, 41), E(W("a", 32, 42), 1, 41)],
+    ]
+    assert [i for i, out in enumerate(final.outputs) if out] == [1, 2, 4, 6]
+    early = run(d10, [R("a", 1, t) for t in (3, 12, 7, 1, 15)])
+    assert [sorted(out) for out in early.outputs] == [
+        [E(W("a", 0, 10), 1, 3)],
+        [E(W("a", 2, 12), 2, 12), E(W("a", 4, 14), 1, 12)],
+        [E(W("a", 2, 12), 3, 12), E(W("a", 4, 14), 2, 12), E(W("a", 8, 18), 1, 12)],
+        [],
+        [E(W("a", 5, 15), 3, 15), E(W("a", 8, 18), 2, 15), E(W("a", 13, 23), 1, 15)],
+    ]
+
+
+def test_semi_late_sliding_records_count_where_kafka_streams_leaves_them_out() -> None:
+    # Kafka Streams: a[50, 60] = 9 (it leaves a@51, semi-late, out of [50, 60], created later)
+    records = [R("a", 6, 53), R("c", 1, 58), R("a", -3, 51), R("a", 3, 60), R("a", 4, 88)]
+    final = run(Sliding(max_difference_ms=10), records, emit="final", aggregation=SUM)
+    assert E(W("a", 50, 60), 6, 60) in final.outputs[4]

@@ -3,9 +3,12 @@ Quix Streams, Faust (faust-streaming) and Kafka Streams, on the same generated i
 
     .venv/bin/python -m bench.compare [--records 2000000] [--keys 100000] [--runs 3]
         [--contenders raw,ours,quix,faust,kafka-streams]
-        [--workloads stateless,count-alos,count-eos,restore,failover] [--workers 1,2]
+        [--workloads stateless,count-alos,count-eos,count-window-alos,count-window-eos,restore,
+                     failover] [--workers 1,2] [--windows 10]
 
-Workloads (6 partitions; key ``k<n>`` for n < --keys, value the record's sequence number):
+Workloads (6 partitions; key ``k<n>`` for n < --keys, value the record's sequence number; the
+record timestamps rise evenly over --windows minutes that ended at the minute before the input
+was produced, in record order, so each partition is in timestamp order):
 
 - ``stateless``: keep the records whose number is not divisible by 4, double the number;
   at-least-once. Checked: every expected output (key and value) arrived, nothing else did,
@@ -14,6 +17,13 @@ Workloads (6 partitions; key ``k<n>`` for n < --keys, value the record's sequenc
   exactly-once. Checked: every key's last count equals the truth (under at-least-once with two
   workers a key may be over-counted after a rebalance: none may be short, the over-counted
   keys are reported). Every run also reads 2 s past the end, so late extra outputs are caught.
+- ``count-window-alos``, ``count-window-eos``: the same input counted per key in tumbling
+  windows of 60 s (grace 0; by the records' timestamps, so --windows windows roll over in the
+  course of the input, one after the other), each update written out under the key
+  ``<key>@<window start ms>`` (ours: emit="update"; Kafka Streams: its default, emit on update
+  through its record cache; Quix Streams: `.current()`). Checked as the count, per (key, window):
+  every window's last count equals the truth, and an output for a window that holds no record
+  (a record put in the wrong window) fails the run.
 - ``restore``: each contender's count application first counts --restore-keys distinct keys
   (not timed), leaving a changelog of that many records; every run then starts it with an
   empty state directory and one new record per partition, timed until the outputs of all six
@@ -78,6 +88,7 @@ import confluent_kafka
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bench.contenders import WINDOW_SIZE_MS
 from bench.stateful_count import broker
 from processor.testing.broker import KAFKA_VERSION
 
@@ -119,6 +130,11 @@ CONTENDERS_REQUIREMENTS = ["quixstreams==3.28.1", "faust-streaming==0.15.3", "ma
 KS_PROJECT = BENCH / "contenders" / "kafka-streams"
 KS_BUILD = ROOT / ".cache" / "bench-kafka-streams"
 
+# The count-window workloads' input: its timestamps span this many 60 s windows by default (see
+# make_input), so that windows open and close in the course of every run. At 1,000,000 records
+# over 100,000 keys, a window holds 100,000 records over ~63,000 keys.
+WINDOWS = 10
+
 ALL_CONTENDERS = ["raw", "ours", "quix", "faust", "kafka-streams"]
 # Run only when named: this project at another commit, checked out at $BENCH_BEFORE (e.g. with
 # `git worktree add /tmp/before <commit>`), for a before/after comparison in one run.
@@ -135,6 +151,19 @@ THROUGHPUT_WORKLOADS = {  # name: (program workload, guarantee, description)
     "stateless": ("stateless", "at_least_once", "stateless filter + map, at-least-once"),
     "count-alos": ("count", "at_least_once", "count per key, at-least-once"),
     "count-eos": ("count", "exactly_once", "count per key, exactly-once"),
+    "count-window-alos": (
+        "count-window",
+        "at_least_once",
+        "count per key in 60 s tumbling windows, at-least-once",
+    ),
+    "count-window-eos": (
+        "count-window",
+        "exactly_once",
+        "count per key in 60 s tumbling windows, exactly-once",
+    ),
+}
+WINDOWED = {
+    name for name, (program, _, _) in THROUGHPUT_WORKLOADS.items() if program == "count-window"
 }
 ALL_WORKLOADS = [*THROUGHPUT_WORKLOADS, "restore", "failover"]
 
@@ -315,6 +344,8 @@ class RawLoop(PythonContender):
     def unsupported(self, workload: str, workers: int) -> str | None:
         if workload == "restore" or workload.startswith("failover"):
             return "keeps counts in memory: no changelog, nothing to restore or fail over"
+        if workload in WINDOWED:
+            return "no windows"
         return None
 
     def notes(self, workload: str) -> str:
@@ -352,6 +383,8 @@ class Faust(PythonContender):
     module = "bench.contenders.faust_app"
 
     def unsupported(self, workload: str, workers: int) -> str | None:
+        if workload in WINDOWED:
+            return "not measured (issue 15 compares ours, Kafka Streams and Quix Streams)"
         if workload.startswith("failover"):
             return (
                 "not measured: its exactly-once count ran at ~2,000 records/s here (below the "
@@ -578,15 +611,23 @@ def delete_topics_of(bootstrap: str, *names: str, containing: str | None = None)
                 future.result(30)
 
 
-def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes, int | None]]) -> None:
+def produce(
+    bootstrap: str,
+    topic: str,
+    records: Sequence[tuple[bytes, bytes, int | None]],
+    timestamps: Sequence[int] | None = None,
+) -> None:
+    """Produce `records` (key, value, partition or None for the key's), in order; with
+    `timestamps`, record i gets the timestamp timestamps[i] (else the producer's clock)."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1 << 20})
-    for key, value, partition in records:
+    for index, (key, value, partition) in enumerate(records):
+        stamp = 0 if timestamps is None else timestamps[index]  # 0: the producer's clock
         while True:
             try:
                 if partition is None:
-                    producer.produce(topic, value, key)
+                    producer.produce(topic, value, key, timestamp=stamp)
                 else:
-                    producer.produce(topic, value, key, partition)
+                    producer.produce(topic, value, key, partition, timestamp=stamp)
                 break
             except BufferError:
                 producer.poll(0.05)
@@ -606,18 +647,37 @@ class Input:
     truth: Counter[bytes]  # records per key
     stateless_expected: int  # outputs of the stateless workload
     stateless_checksum: int  # sum of checksum(key, value) over them
+    window_truth: Counter[bytes]  # records per b"<key>@<window start ms>" (count-window)
+    windows: int  # the 60 s windows the timestamps span
 
 
-def make_input(bootstrap: str, records: int, keys: int) -> Input:
+def input_timestamps(records: int, windows: int, now_ms: int) -> list[int]:
+    """Record i's timestamp: rising evenly, in record order, over `windows` windows of
+    WINDOW_SIZE_MS that end at the last window boundary before `now_ms`. So each partition is in
+    timestamp order (nothing is late, whatever the grace), every run of a count-window workload
+    sees the windows roll over one after the other, and every timestamp is in the recent past
+    (the broker takes it, and no retention deletes it)."""
+    span = windows * WINDOW_SIZE_MS
+    first = now_ms // WINDOW_SIZE_MS * WINDOW_SIZE_MS - span
+    return [first + i * span // records for i in range(records)]
+
+
+def make_input(bootstrap: str, records: int, keys: int, windows: int = WINDOWS) -> Input:
     rng = random.Random(SEED)
     key_of = [b"k%d" % rng.randrange(keys) for _ in range(records)]
+    stamps = input_timestamps(records, windows, int(time.time() * 1000))
     topic = f"bench-input-{records}-{keys}-{uuid.uuid4().hex[:6]}"
     create_topic(bootstrap, topic)
     started = time.monotonic()
-    produce(bootstrap, topic, [(k, b"%d" % i, None) for i, k in enumerate(key_of)])
+    produce(bootstrap, topic, [(k, b"%d" % i, None) for i, k in enumerate(key_of)], stamps)
+    window_truth = Counter(
+        b"%s@%d" % (key, stamp - stamp % WINDOW_SIZE_MS)
+        for key, stamp in zip(key_of, stamps, strict=True)
+    )
     progress(
         f"input: {records:,} records over {len(set(key_of)):,} keys in {topic} "
-        f"({time.monotonic() - started:.1f} s to produce)"
+        f"({time.monotonic() - started:.1f} s to produce); timestamps over {windows} windows of "
+        f"{WINDOW_SIZE_MS // 1000} s: {len(window_truth):,} (key, window) pairs"
     )
     expected = 0
     total = 0
@@ -625,7 +685,7 @@ def make_input(bootstrap: str, records: int, keys: int) -> Input:
         if i % 4:
             expected += 1
             total += checksum(key, b"%d" % (2 * i))
-    return Input(topic, records, key_of, Counter(key_of), expected, total)
+    return Input(topic, records, key_of, Counter(key_of), expected, total, window_truth, windows)
 
 
 _LONG = struct.Struct(">q")
@@ -1008,7 +1068,9 @@ class Bench:
 
     def data(self) -> Input:
         if self._input is None:
-            self._input = make_input(self.bootstrap, self.args.records, self.args.keys)
+            self._input = make_input(
+                self.bootstrap, self.args.records, self.args.keys, self.args.windows
+            )
         return self._input
 
     def fresh(self, what: str) -> tuple[str, Path, Path]:
@@ -1034,11 +1096,13 @@ class Bench:
             app_id, state, logs = self.fresh(f"{contender.name}-{name}-{workers}")
             sink = f"{app_id}-out"
             create_topic(self.bootstrap, sink)
-            check: Check = (
-                StatelessCheck(data, tolerate)
-                if program_workload == "stateless"
-                else CountCheck(data.truth, contender.count_format, tolerate)
-            )
+            check: Check
+            if program_workload == "stateless":
+                check = StatelessCheck(data, tolerate)
+            elif program_workload == "count-window":
+                check = CountCheck(data.window_truth, contender.count_format, tolerate)
+            else:
+                check = CountCheck(data.truth, contender.count_format, tolerate)
             try:
                 seconds, details = run_once(
                     bootstrap=self.bootstrap,
@@ -1629,6 +1693,21 @@ def ratio_lines(cells: list[Cell]) -> list[str]:
             median("count-alos", workers, "ours"),
             0.8,
         )
+        for windowed, plain in (
+            ("count-window-alos", "count-alos"),
+            ("count-window-eos", "count-eos"),
+        ):
+            ours = median(windowed, workers, "ours")
+            if ours is None:
+                continue
+            desc = f"{THROUGHPUT_WORKLOADS[windowed][2]}, {workers} worker{'s' * (workers > 1)}"
+            ratio(
+                f"ours windowed / ours plain count, {desc}",
+                ours,
+                median(plain, workers, "ours"),
+                0.7,
+            )
+            ratio(f"ours / Quix Streams, {desc}", ours, median(windowed, workers, "quix"), 1)
     for workload, desc in (("restore", "end to end"), ("restore-store", "store only")):
         value = median(workload, 1, "ours")
         if value is not None:
@@ -1654,13 +1733,21 @@ def markdown(meta: dict[str, Any], cells: list[Cell]) -> str:
         "",
         f"Input: {meta['records']:,} records over {meta['keys']:,} keys, {PARTITIONS} partitions "
         "(key `k<n>`, value the record's sequence number as text), produced once and read by "
-        "every run. Each cell: median [min-max] of "
+        "every run"
+        + (
+            f"; record timestamps rising evenly over {meta['windows']} minutes, in record "
+            "order, so the windowed counts see that many 60 s windows roll over"
+            if set(WINDOWED) & set(meta["workloads"]) and "windows" in meta
+            else ""
+        )
+        + ". Each cell: median [min-max] of "
         f"{meta['runs']} run{'s' if meta['runs'] > 1 else ''}, records per second from the first "
         "process start until the last "
         "expected output was read (read_committed), group join and start-up included. Commit "
         "interval 1 s for every contender and both guarantees. Every run is checked "
         "(stateless: every expected output, nothing else, checksum; count: every key's final "
-        "count); a failed check fails the cell.",
+        "count; windowed count: every (key, window)'s final count, and no output for a window "
+        "without records); a failed check fails the cell.",
         "",
         "| workload | " + " | ".join(LABELS[c] for c in contenders) + " |",
         "| --- |" + " --- |" * len(contenders),
@@ -1680,7 +1767,7 @@ def markdown(meta: dict[str, Any], cells: list[Cell]) -> str:
             )
             + " |"
         )
-    out += ["", "Targets (issue 6):", "", *ratio_lines(cells), "", "Notes:", ""]
+    out += ["", "Targets (issues 6 and 15):", "", *ratio_lines(cells), "", "Notes:", ""]
     notes = {
         "raw": "raw loop: " + RawLoop().notes("count") + "; it is the ceiling for one Python "
         "process, not a stream processor",
@@ -1694,6 +1781,21 @@ def markdown(meta: dict[str, Any], cells: list[Cell]) -> str:
         "kafka-streams": "Kafka Streams: `groupByKey().count()`, RocksDB, one stream thread per "
         "process; " + KafkaStreams().notes("count"),
     }
+    if set(WINDOWED) & set(meta["workloads"]):
+        notes["ours"] += (
+            "; windowed count = `group_by_key().windowed_by(TumblingWindows(size_ms=60_000), "
+            'emit="update").count()`, RocksDB window store with changelog, an output per update '
+            "under `<key>@<window start>`"
+        )
+        notes["quix"] += (
+            "; windowed count = `tumbling_window(60_000).count().current()` (an output per "
+            "update), then an `apply` making the key `<key>@<window start>`"
+        )
+        notes["kafka-streams"] += (
+            "; windowed count = `groupByKey().windowedBy(TimeWindows.ofSizeAndGrace(60 s, 0))"
+            ".count()`, emitted on update through the record cache, then a `map` to "
+            "`<key>@<window start>`"
+        )
     out += [f"- {notes[c]}." for c in contenders]
     out += [
         "- restore: the contender's count application counted the keys once (not timed); each "
@@ -1767,6 +1869,12 @@ def main() -> None:
     parser.add_argument("--contenders", type=csv, default=ALL_CONTENDERS)
     parser.add_argument("--workloads", type=csv, default=ALL_WORKLOADS)
     parser.add_argument("--workers", type=lambda v: [int(x) for x in csv(v)], default=[1, 2])
+    parser.add_argument(
+        "--windows",
+        type=int,
+        default=WINDOWS,
+        help="the input's timestamps span this many 60 s windows (count-window workloads)",
+    )
     parser.add_argument("--restore-keys", type=int, default=1_000_000)
     parser.add_argument(
         "--restore-timeout", type=float, default=180, help="seconds per restore run"
@@ -1820,6 +1928,7 @@ def main() -> None:
         "versions": versions(args.contenders),
         "records": args.records,
         "keys": args.keys,
+        "windows": args.windows,
         "runs": args.runs,
         "contenders": args.contenders,
         "workloads": args.workloads,

@@ -185,3 +185,26 @@ session_counting = Topology("session-counting")
     .map(lambda window, count: (f"{window.key}@{window.start_ms}-{window.end_ms}", count))
     .to(SINK, key_serde=serdes.StringSerde(), value_serde=serdes.IntSerde())
 )
+
+
+# Counts records per key and event-time minute (each value is its event time in ms) in window
+# store "per-minute", every update written to the sink as ("<key>@<start>", count), and per key
+# and session (30 s of inactivity) in session store "sessions". The grace of an hour keeps every
+# window of a test open, so none of its records is late.
+windowed_querying = Topology("windowed_querying")
+_timed = windowed_querying.stream(
+    SOURCE,
+    key_serde=serdes.StringSerde(),
+    value_serde=serdes.StringSerde(),
+    timestamp=lambda _key, value, _record_ts: int(value),
+).group_by_key()
+(
+    _timed.windowed_by(TumblingWindows(size_ms=60_000, grace_ms=3_600_000))
+    .count(name="per-minute")
+    .to_stream()
+    .map(lambda window, n: (f"{window.key}@{window.start_ms}", n))
+    .to(SINK, key_serde=serdes.StringSerde(), value_serde=serdes.IntSerde())
+)
+_timed.windowed_by(SessionWindows(inactivity_gap_ms=30_000, grace_ms=3_600_000)).count(
+    name="sessions"
+)

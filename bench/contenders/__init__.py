@@ -5,7 +5,10 @@ sequence number as decimal text) and does one of two workloads:
 
 - ``stateless``: keep the records whose number is not divisible by 4, and write them with the
   number doubled (decimal text) under the same key;
-- ``count``: count the records per key and write each updated count under the key.
+- ``count``: count the records per key and write each updated count under the key;
+- ``count-window``: count the records per key in tumbling event-time windows of WINDOW_SIZE_MS
+  (grace WINDOW_GRACE_MS; the record's own timestamp, which the harness sets), and write each
+  updated count (not only final ones) under the key ``<key>@<window start ms>``.
 
 `raw_loop`, `quix_app` and `faust_app` take the same arguments (see `common_arguments`);
 `ours_topology` is a topology for `processor run`; `kafka-streams/` is a Maven project.
@@ -15,6 +18,9 @@ from __future__ import annotations
 
 import argparse
 
+WINDOW_SIZE_MS = 60_000  # the count-window workload's tumbling windows (also in StreamsBench)
+WINDOW_GRACE_MS = 0  # the input is in timestamp order within each partition: nothing is late
+
 
 def common_arguments(description: str) -> argparse.Namespace:
     """The arguments every Python contender takes, so the harness starts them alike."""
@@ -23,7 +29,7 @@ def common_arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("--app-id", required=True, help="consumer group / application id")
-    parser.add_argument("--workload", choices=["stateless", "count"], required=True)
+    parser.add_argument("--workload", choices=["stateless", "count", "count-window"], required=True)
     parser.add_argument(
         "--guarantee", choices=["at_least_once", "exactly_once"], default="at_least_once"
     )

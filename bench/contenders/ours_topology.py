@@ -1,8 +1,12 @@
 """This project's contender for `processor run bench.contenders.ours_topology`: the topics and the
-workload come from BENCH_INPUT, BENCH_OUTPUT and BENCH_WORKLOAD (stateless or count).
+workload come from BENCH_INPUT, BENCH_OUTPUT and BENCH_WORKLOAD (stateless, count or
+count-window).
 
 The count is `group_by_key().count()`: no repartition (the input is keyed already), a RocksDB
-store with its changelog, every update written to the output as an 8-byte count."""
+store with its changelog, every update written to the output as an 8-byte count. The windowed
+count is the same in tumbling windows of WINDOW_SIZE_MS (grace WINDOW_GRACE_MS) by the records'
+timestamps, with emit="update" (every update written, as for the plain count and as Kafka
+Streams' default and Quix Streams' `.current()` do), under the key `<key>@<window start ms>`."""
 
 import os
 
@@ -18,6 +22,24 @@ if os.environ["BENCH_WORKLOAD"] == "stateless":
         _source.filter(lambda _key, value: int(value) % 4 != 0)
         .map_values(lambda value: str(int(value) * 2))
         .to(os.environ["BENCH_OUTPUT"])
+    )
+elif os.environ["BENCH_WORKLOAD"] == "count-window":
+    from bench.contenders import WINDOW_GRACE_MS, WINDOW_SIZE_MS
+    from processor.windows import TumblingWindows
+
+    (
+        _source.group_by_key()
+        .windowed_by(
+            TumblingWindows(size_ms=WINDOW_SIZE_MS, grace_ms=WINDOW_GRACE_MS), emit="update"
+        )
+        .count(name="window-counts")
+        .to_stream()
+        .map(lambda window, count: (f"{window.key}@{window.start_ms}", count))
+        .to(
+            os.environ["BENCH_OUTPUT"],
+            key_serde=serdes.StringSerde(),
+            value_serde=serdes.IntSerde(),
+        )
     )
 else:
     _source.group_by_key().count(name="counts").to_stream().to(os.environ["BENCH_OUTPUT"])

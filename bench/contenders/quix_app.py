@@ -1,8 +1,11 @@
 """The Quix Streams contender (run from the contenders' venv, not the project's).
 
 `stateless`: `sdf.filter(...).apply(...)`; `count`: a stateful `apply` keeping the count in the
-key's State (RocksDB with a changelog topic, Quix's default), the updated count written as text.
-Input keys are already the keys to count by, so there is no `group_by`.
+key's State (RocksDB with a changelog topic, Quix's default), the updated count written as text;
+`count-window`: `sdf.tumbling_window(...).count().current()` (its windowed RocksDB state with a
+changelog; `.current()` emits every update, as ours' emit="update" and Kafka Streams' default),
+each result written as text under the key `<key>@<window start>`. Input keys are already the
+keys to count by, so there is no `group_by`.
 """
 
 from __future__ import annotations
@@ -11,8 +14,20 @@ import logging
 from typing import Any
 
 from quixstreams import Application  # type: ignore[import-not-found, unused-ignore]
+from quixstreams.models.serializers import (  # type: ignore[import-not-found, unused-ignore]
+    Serializer,
+)
 
-from bench.contenders import common_arguments, settings
+from bench.contenders import WINDOW_GRACE_MS, WINDOW_SIZE_MS, common_arguments, settings
+
+
+class _SecondOfPair(Serializer):  # type: ignore[misc, unused-ignore]
+    """A value serializer writing the second item of a (key, text) pair as UTF-8: the window
+    results are turned into such pairs so that `to_topic(key=...)` can take the key from them
+    (its key callable sees only the value)."""
+
+    def __call__(self, value: tuple[str, str], ctx: Any) -> bytes:
+        return value[1].encode()
 
 
 def main() -> None:
@@ -33,19 +48,37 @@ def main() -> None:
     source = app.topic(
         args.input, key_deserializer="str", value_deserializer="str", key_serializer="str"
     )
-    sink = app.topic(args.output, key_serializer="str", value_serializer="str")
     sdf = app.dataframe(source)
-    if args.workload == "stateless":
-        sdf = sdf.filter(lambda value: int(value) % 4 != 0).apply(lambda value: str(int(value) * 2))
+    if args.workload == "count-window":
+        sink = app.topic(args.output, key_serializer="str", value_serializer=_SecondOfPair())
+        sdf = (
+            sdf.tumbling_window(duration_ms=WINDOW_SIZE_MS, grace_ms=WINDOW_GRACE_MS)
+            .count()
+            .current()
+        )
+        sdf = sdf.apply(
+            lambda result, key, _timestamp, _headers: (
+                f"{key}@{result['start']}",
+                str(result["value"]),
+            ),
+            metadata=True,
+        )
+        sdf.to_topic(sink, key=lambda pair: pair[0])
     else:
+        sink = app.topic(args.output, key_serializer="str", value_serializer="str")
+        if args.workload == "stateless":
+            sdf = sdf.filter(lambda value: int(value) % 4 != 0).apply(
+                lambda value: str(int(value) * 2)
+            )
+        else:
 
-        def count(_value: Any, state: Any) -> str:
-            total: int = state.get("count", 0) + 1
-            state.set("count", total)
-            return str(total)
+            def count(_value: Any, state: Any) -> str:
+                total: int = state.get("count", 0) + 1
+                state.set("count", total)
+                return str(total)
 
-        sdf = sdf.apply(count, stateful=True)
-    sdf.to_topic(sink)
+            sdf = sdf.apply(count, stateful=True)
+        sdf.to_topic(sink)
     app.run()
 
 

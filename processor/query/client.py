@@ -11,6 +11,9 @@ with QueryClient("http://127.0.0.1:8080", token=None) as client:
     client.get("counts", "alice")                # the value; KeyError when absent
     for key, value in client.entries("counts", prefix="a"):
         ...
+    client.windows("clicks-per-minute", "alice", from_ms=0, to_ms=3_600_000)
+    for window in client.all_windows("clicks-per-minute", from_ms=0, to_ms=3_600_000):
+        ...                                      # {key, start_ms, end_ms, value, timestamp_ms}
 ```
 
 `QueryClient.for_application(bootstrap_servers, application_id)` finds a worker from the
@@ -80,6 +83,21 @@ def _seconds(retry_after: str | None) -> float | None:
         return float(retry_after) if retry_after is not None else None
     except ValueError:
         return None
+
+
+def _window_params(
+    from_ms: int | None, to_ms: int | None, stale: bool, page_size: int
+) -> dict[str, Any]:
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size must be 1-{MAX_PAGE_SIZE}, got {page_size}")
+    params: dict[str, Any] = {"limit": page_size}
+    if from_ms is not None:
+        params["from_ms"] = from_ms
+    if to_ms is not None:
+        params["to_ms"] = to_ms
+    if stale:
+        params["stale"] = "true"
+    return params
 
 
 def _describe_detail(detail: Any) -> str:
@@ -209,7 +227,8 @@ class QueryClient:
         return f"/v1/stores/{_quote_segment(store)}"
 
     def stores(self) -> list[dict[str, Any]]:
-        """The application's stores: name, partitions, key_format and value_format."""
+        """The application's stores: name, kind ("key_value", "window" or "session"),
+        partitions, key_format and value_format."""
         stores: list[dict[str, Any]] = self._request("GET", "/v1/stores")["stores"]
         return stores
 
@@ -271,13 +290,54 @@ class QueryClient:
             params["to"] = end
         if stale:
             params["stale"] = "true"
+        for page in self._pages(path, params):
+            for entry in page["entries"]:
+                yield entry["key"], entry["value"]
+
+    def windows(
+        self,
+        store: str,
+        key: str,
+        *,
+        from_ms: int | None = None,
+        to_ms: int | None = None,
+        stale: bool = False,
+        page_size: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """The windows of `key` in a window or session store in the time range `[from_ms,
+        to_ms]` (inclusive; None: unbounded), each `{key, start_ms, end_ms, value,
+        timestamp_ms}`, in order of start and end; an empty list when it has none. A window
+        store's windows are selected by start, a session store's sessions by overlap (see the
+        endpoint's description in the OpenAPI document)."""
+        path = f"{self._store_path(store)}/windows/{_quote_segment(key)}"
+        params = _window_params(from_ms, to_ms, stale, page_size)
+        return [w for page in self._pages(path, params) for w in page["windows"]]
+
+    def all_windows(
+        self,
+        store: str,
+        *,
+        from_ms: int | None = None,
+        to_ms: int | None = None,
+        stale: bool = False,
+        page_size: int = 1000,
+    ) -> Iterator[dict[str, Any]]:
+        """Every key's windows in the time range, like `windows`, ordered by key (the length
+        of the serialized key, then its bytes), start and end, fetched a page at a time,
+        lazily."""
+        params = _window_params(from_ms, to_ms, stale, page_size)
+        for page in self._pages(f"{self._store_path(store)}/windows", params):
+            yield from page["windows"]
+
+    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[Any]:
+        """The pages of a paged read, each continuing after the `next` cursor of the one
+        before, until one has none."""
         after: str | None = None
         while True:
             page = self._request(
                 "GET", path, params={**params, "after": after} if after is not None else params
             )
-            for entry in page["entries"]:
-                yield entry["key"], entry["value"]
+            yield page
             cursor = page.get("next")
             if cursor is None:
                 return

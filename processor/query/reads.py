@@ -1,8 +1,8 @@
 """Reads of store contents for the query API, each task read on a copy that may answer, with a
 bounded number of forwards (`processor.query.limits`).
 
-Keys (`StoreReads.keys`) and ranges (`StoreReads.entries`) are routed the same way, per task
-(`route`):
+Keys (`StoreReads.keys`), ranges (`StoreReads.entries`) and windows (`StoreReads.windows`) are
+routed the same way, per task (`route`):
 
 1. `stale` and `prefer_local`: tasks with a copy here (active or standby) are read here.
 2. Owners: a task whose active copy is here is read here; every other owner is asked once, for
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from processor.ids import TaskId
 from processor.query.forwarding import Forwarder, Unavailable
@@ -29,12 +29,14 @@ from processor.query.limits import Deadline, Overloaded
 from processor.query.partitioner import partition_for
 from processor.query.render import render
 from processor.query.source import Owners, QuerySource, StoreInfo
+from processor.query.windows import Part, TimeRange, combine, read_part
 from processor.state.backend import TaskStateBackend
 
 __all__ = ["StoreReads", "first", "route"]
 
 Entries = list[tuple[bytes, bytes]]
 Where = dict[str, dict[str, Any]]
+T = TypeVar("T")
 STALE_HINT = "; retry, or pass stale=true to read a standby copy"
 # A request touching many tasks could list a problem per task; the first few say enough.
 _PROBLEMS_SHOWN = 4
@@ -263,12 +265,99 @@ class StoreReads:
     ) -> tuple[Entries, Where]:
         """The first `limit` entries of `tasks` with `low <= key < high`, in key order, and
         per task who answered (answered_by, role, lag)."""
-        parts: list[Entries] = []
-        where: Where = {}
-        me = self._source.instance_id
 
         def take(backend: TaskStateBackend) -> Entries:
             return list(first(backend.range(store, low, high), limit))
+
+        def ask(
+            instance: str, its: list[TaskId], standby: bool, within: Deadline
+        ) -> tuple[list[Entries], Where]:
+            answer = self._forwarder.forward(
+                instance,
+                f"/v1/stores/{store}/raw-entries",
+                deadline=within,
+                params=_raw_params(its, standby, low, high, limit),
+            )
+            try:
+                part = [(bytes.fromhex(k), bytes.fromhex(v)) for k, v in answer["entries"]]
+                return [part], dict(answer["tasks"])
+            except (KeyError, TypeError, ValueError):
+                raise Unavailable(f"instance {instance} answered a malformed page") from None
+
+        parts, where = self._gather(
+            tasks,
+            take,
+            ask,
+            stale=stale,
+            prefer_local=False,
+            only_here=local_only,
+            deadline=deadline,
+        )
+        return list(first(heapq.merge(*parts), limit)), where
+
+    def windows(
+        self,
+        store: str,
+        tasks: Sequence[TaskId],
+        low: bytes,
+        high: bytes,
+        selected: TimeRange,
+        limit: int,
+        *,
+        stale: bool,
+        prefer_local: bool,
+        only_here: bool,
+        deadline: Deadline,
+    ) -> tuple[Part, Where]:
+        """A page of the windows of `tasks` that `selected` selects, with stored keys
+        `low <= k < high` (`processor.query.windows`), and per task who answered."""
+
+        def take(backend: TaskStateBackend) -> Part:
+            return read_part(backend, store, low, high, selected, limit)
+
+        def ask(
+            instance: str, its: list[TaskId], standby: bool, within: Deadline
+        ) -> tuple[list[Part], Where]:
+            params = _raw_params(its, standby, low, high, limit)
+            params.update(from_ms=selected.from_ms, to_ms=selected.to_ms)
+            answer = self._forwarder.forward(
+                instance, f"/v1/stores/{store}/raw-windows", deadline=within, params=params
+            )
+            try:
+                entries = [(bytes.fromhex(k), bytes.fromhex(v)) for k, v in answer["entries"]]
+                horizon = answer["horizon"]
+                part = Part(entries, bytes.fromhex(horizon) if horizon is not None else None)
+                return [part], dict(answer["tasks"])
+            except (KeyError, TypeError, ValueError):
+                raise Unavailable(f"instance {instance} answered a malformed page") from None
+
+        parts, where = self._gather(
+            tasks,
+            take,
+            ask,
+            stale=stale,
+            prefer_local=prefer_local,
+            only_here=only_here,
+            deadline=deadline,
+        )
+        return combine(parts, limit), where
+
+    def _gather(
+        self,
+        tasks: Iterable[TaskId],
+        take: Callable[[TaskStateBackend], T],
+        ask: Callable[[str, list[TaskId], bool, Deadline], tuple[list[T], Where]],
+        *,
+        stale: bool,
+        prefer_local: bool,
+        only_here: bool,
+        deadline: Deadline,
+    ) -> tuple[list[T], Where]:
+        """The parts of a fan-out: `take(backend)` of each task read here, what `ask` returns
+        for the tasks read elsewhere; and per task who answered."""
+        parts: list[T] = []
+        where: Where = {}
+        me = self._source.instance_id
 
         def here(task: TaskId, standby: bool) -> bool:
             copy = self._source.read_local(task, take, standby=standby)
@@ -278,37 +367,21 @@ class StoreReads:
             where[str(task)] = {"answered_by": me, "role": copy.role, "lag": copy.lag}
             return True
 
-        def ask(instance: str, its: list[TaskId], standby: bool, within: Deadline) -> None:
-            params: dict[str, Any] = {
-                "tasks": ",".join(map(str, its)),
-                "limit": limit,
-                "stale": standby,
-            }
-            if low is not None:
-                params["low"] = low.hex()
-            if high is not None:
-                params["high"] = high.hex()
-            answer = self._forwarder.forward(
-                instance, f"/v1/stores/{store}/raw-entries", deadline=within, params=params
-            )
-            try:
-                part = [(bytes.fromhex(k), bytes.fromhex(v)) for k, v in answer["entries"]]
-                its_where = dict(answer["tasks"])
-            except (KeyError, TypeError, ValueError):
-                raise Unavailable(f"instance {instance} answered a malformed page") from None
-            parts.append(part)
+        def asked(instance: str, its: list[TaskId], standby: bool, within: Deadline) -> None:
+            its_parts, its_where = ask(instance, its, standby, within)
+            parts.extend(its_parts)
             where.update(its_where)
 
         self._read(
             tasks,
             here,
-            ask,
+            asked,
             stale=stale,
-            prefer_local=False,
-            only_here=local_only,
+            prefer_local=prefer_local,
+            only_here=only_here,
             deadline=deadline,
         )
-        return list(first(heapq.merge(*parts), limit)), where
+        return parts, where
 
     def _read(
         self,
@@ -339,6 +412,18 @@ class StoreReads:
             prefer_local=prefer_local,
             deadline=deadline,
         )
+
+
+def _raw_params(
+    tasks: list[TaskId], standby: bool, low: bytes | None, high: bytes | None, limit: int
+) -> dict[str, Any]:
+    """The query of a forwarded raw read: an instance's part of a fan-out."""
+    params: dict[str, Any] = {"tasks": ",".join(map(str, tasks)), "limit": limit, "stale": standby}
+    if low is not None:
+        params["low"] = low.hex()
+    if high is not None:
+        params["high"] = high.hex()
+    return params
 
 
 def first(items: Iterable[tuple[bytes, bytes]], limit: int) -> Iterator[tuple[bytes, bytes]]:

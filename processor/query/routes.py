@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from processor.query.forwarding import FORWARDED, Unavailable
 from processor.query.limits import MAX_KEYS, RETRY_UNAVAILABLE_S, Overloaded
 from processor.query.queries import StoreQueries
+from processor.query.windows import MAX_SCANNED, MAX_TIME_MS
 
 __all__ = [
     "MAX_CURSOR_CHARS",
@@ -192,6 +193,121 @@ def raw_entries(
     """The part of one instance in a fan-out, as hex bytes (internal)."""
     return _json(
         queries.raw_entries(store, tasks=tasks, low=low, high=high, limit=limit, stale=stale)
+    )
+
+
+_WINDOWS_SELECTED = (
+    "The time range `[from_ms, to_ms]` is inclusive at both ends; `from_ms` defaults to 0 and "
+    f"`to_ms` to {MAX_TIME_MS}. It selects, as Kafka Streams' `fetch(key, timeFrom, timeTo)` "
+    "and `findSessions` do: in a window store (tumbling, hopping, sliding) the windows whose "
+    "START is in the range, `from_ms <= start_ms <= to_ms`; in a session store the sessions "
+    "overlapping it, `end_ms >= from_ms and start_ms <= to_ms`. Each window is `{key, start_ms, "
+    "end_ms, value, timestamp_ms}`: the key and value as the store's serdes read them, "
+    "`end_ms` exclusive for time windows and inclusive (the last record's timestamp) for "
+    "sessions, `timestamp_ms` the largest record timestamp in the window. A page holds at most "
+    "`limit` windows; `next`, when not null, is the `after` of the next page (a page may hold "
+    "fewer than `limit` windows, even none, and still have a `next`: it stopped after "
+    f"{MAX_SCANNED} stored windows per task). A key-value store answers 400."
+)
+_Time = Annotated[int | None, Query(ge=0, le=MAX_TIME_MS)]
+
+
+@_route(
+    "GET",
+    "/v1/stores/{store}/windows/{key:path}",
+    summary="One key's windows in a time range",
+    description="The windows of one key, read where its task is, like a key lookup: forwarded "
+    "to the instance holding the active copy, or with `stale=true` answered by a standby when "
+    "the active cannot answer (`role`, `stale`, `lag` say which). A key without windows in "
+    "the range answers an empty list. " + _WINDOWS_SELECTED,
+    response_model=None,
+    responses=_BOUNDED,
+)
+def get_windows(
+    request: Request,
+    queries: Queries,
+    store: Store,
+    key: Key,
+    from_ms: _Time = None,
+    to_ms: _Time = None,
+    after: Hex = None,
+    limit: Limit = 1000,
+    stale: bool = False,
+    prefer_local: bool = False,
+) -> Response:
+    return _json(
+        queries.windows(
+            store,
+            key,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            after=after,
+            limit=limit,
+            stale=stale,
+            prefer_local=prefer_local,
+            forwarded=FORWARDED in request.headers,
+        )
+    )
+
+
+@_route(
+    "GET",
+    "/v1/stores/{store}/windows",
+    summary="Every key's windows in a time range, a page at a time",
+    description="The windows of every key, read from every task like `/entries` (each task on "
+    "its active copy, or with `stale=true` a standby when the active cannot answer), merged "
+    "in stored order: by the serialized key's length, then its bytes, then start and end. "
+    + _WINDOWS_SELECTED,
+    response_model=None,
+    responses=_BOUNDED,
+)
+def all_windows(
+    request: Request,
+    queries: Queries,
+    store: Store,
+    from_ms: _Time = None,
+    to_ms: _Time = None,
+    after: Hex = None,
+    limit: Limit = 1000,
+    stale: bool = False,
+) -> Response:
+    return _json(
+        queries.all_windows(
+            store,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            after=after,
+            limit=limit,
+            stale=stale,
+            forwarded=FORWARDED in request.headers,
+        )
+    )
+
+
+@_route("GET", "/v1/stores/{store}/raw-windows", include_in_schema=False, response_model=None)
+def raw_windows(
+    queries: Queries,
+    store: Store,
+    tasks: Annotated[str, Query(max_length=MAX_TASKS_CHARS, pattern=_TASKS)],
+    from_ms: Annotated[int, Query(ge=0, le=MAX_TIME_MS)],
+    to_ms: Annotated[int, Query(ge=0, le=MAX_TIME_MS)],
+    low: Hex = None,
+    high: Hex = None,
+    limit: Limit = 1000,
+    stale: bool = False,
+) -> Response:
+    """The part of one instance in a read of windows, as hex bytes (internal)."""
+    return _json(
+        queries.raw_windows(
+            store,
+            tasks=tasks,
+            low=low,
+            high=high,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            limit=limit,
+            stale=stale,
+        )
     )
 
 

@@ -1,5 +1,6 @@
 """The HTTP API every worker serves: its stores' contents (one key, many keys, ranges and whole
-stores with paging), where each key lives, lag per task, and Prometheus `/metrics`.
+stores with paging; the windows of window and session stores in a time range, of one key or of
+every key), where each key lives, lag per task, and Prometheus `/metrics`.
 
 Routing. A key goes to the partition Kafka's default partitioner gives its serialized key, so
 to the task producers write it to. The instance that holds the task's active copy answers; any
@@ -8,7 +9,8 @@ lands, never forwarded again), and the response names the instance that answered
 whole-store reads fan out: each task is read on its active instance (`scope=local` with the
 tasks to read) and the parts are merged in key order, each key once. Paging continues after
 the last key of the previous page (`after`, the serialized key in hex), which stays correct
-across instances because every part is sorted by the same bytes.
+across instances because every part is sorted by the same bytes. Windows are read the same
+way: one key's on its task's copy, every key's from every task, a page at a time.
 
 Standby reads (`stale=true`). When the active copy cannot answer (its instance is down, the
 task is moving) a standby answers instead, locally when this worker holds one, and the response

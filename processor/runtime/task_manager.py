@@ -36,6 +36,7 @@ from processor.state.budget import MemoryBudget
 from processor.state.restore import RestoreProgress, Restorer, RestoreState
 from processor.state.rocksdb import open_or_wipe, open_rocksdb, wipe
 from processor.state.task_stores import TaskStores
+from processor.state.window_store import IndexingBackend, unwrapped
 from processor.topology.processors import Emitter
 from processor.topology.subtopology import SubTopology
 
@@ -243,7 +244,14 @@ class TaskManager:
         backend, _ = open_or_wipe(
             self.task_dir(task_id), [s.name for s in sub.stores], str(task_id), log
         )
-        return backend
+        return self._indexing(sub, backend)
+
+    @staticmethod
+    def _indexing(sub: SubTopology, backend: TaskStateBackend) -> TaskStateBackend:
+        """What the restorer writes: windowed stores get the index entries their changelog
+        records imply."""
+        windowed = [s.name for s in sub.stores if s.windowed]
+        return IndexingBackend(backend, windowed) if windowed else backend
 
     def running_partitions(self) -> list[Partition]:
         return [p for task in self.running() for p in task.partitions]
@@ -274,7 +282,9 @@ class TaskManager:
             with self._open_lock:
                 backend = self._backends.pop(task_id)
             sub = self._subtopologies[task_id.subtopology]
-            stores = TaskStores(backend, sub.stores, sub.changelog_topics, memory=self.memory)
+            stores = TaskStores(
+                unwrapped(backend), sub.stores, sub.changelog_topics, memory=self.memory
+            )
             with self._open_lock:
                 self._start(task, stores)
             to_resume.extend(task.partitions)
@@ -335,6 +345,6 @@ class TaskManager:
             path = self.task_dir(task_id)
             wipe(path)
             sub = self._subtopologies[task_id.subtopology]
-            fresh = open_rocksdb(path, [s.name for s in sub.stores])
+            fresh = self._indexing(sub, open_rocksdb(path, [s.name for s in sub.stores]))
             self._backends[task_id] = fresh
             return fresh

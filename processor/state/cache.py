@@ -82,6 +82,8 @@ class StoreCache:
         # kept up to date after it.
         self._dirty_keys: list[bytes] | None = None
         self._unwritten_keys: list[bytes] | None = None
+        # Dirty keys whose change is for the backend only, not the changelog (`put_local`).
+        self._local: set[bytes] = set()
         self.hits = 0
         """Reads answered by the cache."""
         self.misses = 0
@@ -177,6 +179,25 @@ class StoreCache:
         self.put(key, b"")  # a delete costs what an empty value does
         self._dirty[key] = None
 
+    def put_local(self, key: bytes, value: bytes) -> None:
+        """A change the backend gets at the checkpoint but the changelog never does: what can
+        be derived from changelogged entries (a window store's index) or dropped by the
+        changelog's own retention (an expired window). The caller never also changes `key`
+        with `put` or `delete` in the same commit interval."""
+        self.put(key, value)
+        self._local.add(key)
+
+    def delete_local(self, key: bytes) -> None:
+        """`delete`, for the backend only (`put_local`)."""
+        self.delete(key)
+        self._local.add(key)
+
+    def take_local(self) -> set[bytes]:
+        """The keys among those of the last `take_dirty()` whose change is for the backend
+        only."""
+        local, self._local = self._local, set()
+        return local
+
     def range(
         self, start: bytes | None = None, end: bytes | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
@@ -254,6 +275,7 @@ class StoreCache:
         self._dirty_keys = None
         self._unwritten = {}
         self._unwritten_keys = None
+        self._local = set()
         self._clean.clear()
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ from processor.state.budget import MemoryBudget
 from processor.state.cache import StoreCache
 from processor.state.typed import KeyValueStore
 from processor.state.window_store import WindowStore
-from processor.topology.graph import StoreSpec
+from processor.topology.graph import StoreKind, StoreSpec
 
 # Called for each changelog record: (changelog topic, key, value or None for a delete).
 ChangelogWriter = Callable[[str, bytes, bytes | None], None]
@@ -29,7 +29,8 @@ AnyStore = KeyValueStore[Any, Any] | WindowStore[Any, Any]
 
 def make_store(cache: StoreCache, spec: StoreSpec) -> AnyStore:
     if spec.windowed:
-        return WindowStore(cache, spec.key_serde, spec.value_serde)
+        sessions = spec.kind is StoreKind.SESSION
+        return WindowStore(cache, spec.key_serde, spec.value_serde, sessions=sessions)
     return KeyValueStore(cache, spec.key_serde, spec.value_serde)
 
 
@@ -69,11 +70,13 @@ class TaskStores:
             dirty = cache.take_dirty()
             if not dirty:
                 continue
+            local = cache.take_local()
             topic = self.changelogs[name]
             for key, value in dirty:
-                write_changelog(topic, key, value)
+                if not local or key not in local:
+                    write_changelog(topic, key, value)
+                    count += 1
             self._unwritten.setdefault(name, []).extend(dirty)
-            count += len(dirty)
         return count
 
     def checkpoint(self, changelog_offsets: Mapping[str, int]) -> None:

@@ -6,25 +6,34 @@ One column family and one changelog hold three kinds of entries, told apart by t
 
 - window: `b"W" + len + key + start + end` -> `max_timestamp + aggregate`. One key's windows are
   one range scan, in start order.
-- index:  `b"I" + last_ms + b"W" + len + key + start + end` -> `b""`, and, for sliding windows,
-  `b"I" + ts + b"R" + len + key + ts + 0` for the records kept. Ordered by time: emitting closed
-  windows and expiring old ones are range scans from the oldest entry.
+- index:  `b"I" + end + start + b"W" + key + end` -> `b""`, and, for sliding windows,
+  `b"I" + ts + ts + b"R" + key + 0` for the records kept. Ordered by end, then start, then key
+  bytes (Kafka Streams' emit order): emitting closed windows and expiring old ones are range
+  scans from the oldest entry. Index entries follow from the window and record entries
+  (`index_changes`), so they are written locally only, never to the changelog: a restore derives
+  them from the records it applies (`IndexingBackend`).
 - meta:   `b"M" + name` -> bytes (where emit-final got to).
 - record (sliding windows only): `b"R" + len + key + ts` -> the values of the key's records with
   that timestamp, each as `len + value`.
 
 Timestamps and window bounds are at least 0 (a record with a negative timestamp never reaches a
 window), so their bytes sort as their values do.
+
+Expiry deletes windows and kept records locally only, like Kafka Streams dropping a segment: the
+changelog (`cleanup.policy=compact,delete`) drops them by its retention. A restore may therefore
+bring back windows that had expired; the operator expires them again at the task's first record
+or idle tick.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar, cast
 
 from processor.errors import ChangelogRecordTooLargeError, StoredValueError, TransientError
 from processor.serdes import Serde
+from processor.state.backend import Change, TaskStateBackend
 from processor.state.cache import StoreCache
 from processor.state.typed import NO_LIMIT
 from processor.windows.spec import Windowed
@@ -65,8 +74,25 @@ def window_key(key: bytes, start: int, end: int) -> bytes:
     return WINDOW + _U32.pack(len(key)) + key + _BOUNDS.pack(start, end)
 
 
-def index_key(last_ms: int, key: bytes, start: int, end: int, kind: bytes = WINDOW) -> bytes:
-    return INDEX + _pack_u64(last_ms) + kind + _U32.pack(len(key)) + key + _BOUNDS.pack(start, end)
+def index_key(end: int, key: bytes, start: int, kind: bytes = WINDOW) -> bytes:
+    return INDEX + _BOUNDS.pack(end, start) + kind + key + _pack_u64(end)
+
+
+def index_changes(changes: Sequence[Change]) -> list[Change]:
+    """The index entries that the window and record entries among `changes` imply (a put
+    indexes, a delete unindexes), for a restore to write with them."""
+    derived: list[Change] = []
+    for stored, value in changes:
+        head = stored[:1]
+        if head == WINDOW:
+            key, start, end = parse_window_key(stored)
+            derived.append((index_key(end, key, start), None if value is None else b""))
+        elif head == RECORD:
+            (length,) = _U32.unpack_from(stored, 1)
+            (timestamp,) = _U64.unpack_from(stored, 5 + length)
+            entry = index_key(timestamp, stored[5 : 5 + length], timestamp, RECORD)
+            derived.append((entry, None if value is None else b""))
+    return derived
 
 
 def parse_window_key(data: bytes) -> tuple[bytes, int, int]:
@@ -77,17 +103,15 @@ def parse_window_key(data: bytes) -> tuple[bytes, int, int]:
 
 
 def parse_index_key(data: bytes) -> tuple[int, bytes, bytes, int, int]:
-    """(last_ms, kind, key, start, end) of an index entry."""
-    (last_ms,) = _U64.unpack_from(data, 1)
-    kind = data[9:10]
-    (length,) = _U32.unpack_from(data, 10)
-    start, end = _BOUNDS.unpack_from(data, 14 + length)
-    return last_ms, kind, data[14 : 14 + length], start, end
+    """(end, kind, key, start, end) of an index entry (a kept record's: its timestamp twice)."""
+    indexed, start = _BOUNDS.unpack_from(data, 1)
+    (end,) = _U64.unpack_from(data, len(data) - 8)
+    return indexed, data[17:18], data[18:-8], start, end
 
 
-def index_bound(last_ms: int) -> bytes:
-    """The smallest index key with `last_ms` (index entries below it have a smaller last_ms)."""
-    return INDEX + _pack_u64(max(0, last_ms))
+def index_bound(end: int) -> bytes:
+    """The smallest index key with `end` (index entries below it end earlier)."""
+    return INDEX + _pack_u64(max(0, end))
 
 
 def _successor(prefix: bytes) -> bytes:
@@ -98,8 +122,18 @@ class WindowStore(Generic[K, V]):
     """A task's view of one windowed store. Operators work in key bytes (`key_bytes`); queries
     and the test driver read typed windows (`fetch`, `all`)."""
 
-    def __init__(self, cache: StoreCache, key_serde: Serde[K], value_serde: Serde[V]) -> None:
+    def __init__(
+        self,
+        cache: StoreCache,
+        key_serde: Serde[K],
+        value_serde: Serde[V],
+        *,
+        sessions: bool = False,
+    ) -> None:
         self.name = cache.store
+        # A session store: `fetch` finds the sessions overlapping a time range (Kafka Streams'
+        # `findSessions`); a window store the windows starting in it (`fetch`).
+        self.sessions = sessions
         self.cache = cache
         self.key_serde = key_serde
         self.value_serde = value_serde
@@ -137,9 +171,9 @@ class WindowStore(Generic[K, V]):
         max_timestamp: int,
         aggregate: bytes,
         *,
-        last_ms: int | None,
+        new: bool,
     ) -> None:
-        """Write a window; `last_ms` (the window is new): index it under its last millisecond."""
+        """Write a window; a `new` one is indexed under its end too (locally)."""
         stored = window_key(key, start, end)
         value = _pack_u64(max_timestamp) + aggregate
         if len(stored) + len(value) > self._max_record_bytes:
@@ -147,13 +181,13 @@ class WindowStore(Generic[K, V]):
                 self.name, self._changelog, len(stored), len(value), self._max_record_bytes
             )
         self.cache.put(stored, value)
-        if last_ms is not None:
-            self.cache.put(index_key(last_ms, key, start, end), b"")
+        if new:
+            self.cache.put_local(index_key(end, key, start), b"")
 
-    def remove(self, key: bytes, start: int, end: int, last_ms: int) -> None:
-        """Delete a window and its index entry."""
+    def remove(self, key: bytes, start: int, end: int) -> None:
+        """Delete a window (a changelog tombstone) and its index entry."""
         self.cache.delete(window_key(key, start, end))
-        self.cache.delete(index_key(last_ms, key, start, end))
+        self.cache.delete_local(index_key(end, key, start))
 
     def windows_of(self, key: bytes) -> Iterator[WindowEntry]:
         """Every window of `key`, in start order."""
@@ -173,39 +207,39 @@ class WindowStore(Generic[K, V]):
             yield WindowEntry(key, start, end, _U64.unpack_from(data)[0], data[8:])
 
     def closed(
-        self, after: bytes | None, before_last_ms: int
+        self, after: bytes | None, before_end: int
     ) -> Iterator[tuple[bytes, WindowEntry | None]]:
-        """Index entries past `after` (None: from the oldest) whose last millisecond is below
-        `before_last_ms`, oldest first, each with its window (None for a kept record, or a
-        window gone meanwhile)."""
-        for stored in list(self._index_until(after, before_last_ms)):
+        """Index entries past `after` (None: from the oldest) that end before `before_end`,
+        oldest first, each with its window (None for a kept record, or a window gone
+        meanwhile)."""
+        for stored in list(self._index_until(after, before_end)):
             _, kind, key, start, end = parse_index_key(stored)
             yield stored, self.get(key, start, end) if kind == WINDOW else None
 
-    def expire(self, before_last_ms: int) -> int:
-        """Delete every window and kept record whose last millisecond is below
-        `before_last_ms`; returns how many."""
-        expired = list(self._index_until(None, before_last_ms))
+    def expire(self, before_end: int) -> int:
+        """Delete, locally, every window and kept record that ends before `before_end`;
+        returns how many."""
+        expired = list(self._index_until(None, before_end))
         for stored in expired:
             _, kind, key, start, end = parse_index_key(stored)
             if kind == RECORD:
-                self.cache.delete(RECORD + _U32.pack(len(key)) + key + _pack_u64(start))
+                self.cache.delete_local(RECORD + _U32.pack(len(key)) + key + _pack_u64(start))
             else:
-                self.cache.delete(window_key(key, start, end))
-            self.cache.delete(stored)
+                self.cache.delete_local(window_key(key, start, end))
+            self.cache.delete_local(stored)
         return len(expired)
 
-    def first_last_ms(self, after: bytes | None = None) -> int | None:
-        """The last millisecond of the oldest index entry past `after` (None: of all)."""
+    def first_end(self, after: bytes | None = None) -> int | None:
+        """The end of the oldest index entry past `after` (None: of all)."""
         low = INDEX if after is None else after + b"\x00"
         for stored, _ in self.cache.range(low, _successor(INDEX)):
             return int(_U64.unpack_from(stored, 1)[0])
         return None
 
-    def _index_until(self, after: bytes | None, before_last_ms: int) -> Iterator[bytes]:
+    def _index_until(self, after: bytes | None, before_end: int) -> Iterator[bytes]:
         low = INDEX if after is None else after + b"\x00"
-        high = index_bound(before_last_ms)
-        if before_last_ms <= 0 or low >= high:
+        high = index_bound(before_end)
+        if before_end <= 0 or low >= high:
             return iter(())
         return (stored for stored, _ in self.cache.range(low, high))
 
@@ -221,7 +255,7 @@ class WindowStore(Generic[K, V]):
         stored = RECORD + _U32.pack(len(key)) + key + _pack_u64(timestamp)
         old = self.cache.get(stored)
         if old is None:
-            self.cache.put(index_key(timestamp, key, timestamp, 0, RECORD), b"")
+            self.cache.put_local(index_key(timestamp, key, timestamp, RECORD), b"")
         self.cache.put(stored, (old or b"") + _U32.pack(len(value)) + value)
 
     def records(self, key: bytes, low: int, high: int) -> Iterator[tuple[int, bytes]]:
@@ -249,14 +283,18 @@ class WindowStore(Generic[K, V]):
             raise StoredValueError(self.name, self.value_serde.name, key, e) from e
 
     def fetch(self, key: K, from_ms: int = 0, to_ms: int | None = None) -> list[tuple[Any, V]]:
-        """`key`'s windows that start in `[from_ms, to_ms]`, as (Windowed, value), oldest
-        first."""
+        """`key`'s windows that start in `[from_ms, to_ms]` (sessions: that overlap it), as
+        (Windowed, value), oldest first."""
         data = self.key_bytes(key)
-        return [
-            (Windowed(key, w.start, w.end), self.value_of(w.aggregate, key))
-            for w in self.windows_from(data, from_ms)
-            if to_ms is None or w.start <= to_ms
-        ]
+        found = []
+        windows = self.windows_of(data) if self.sessions else self.windows_from(data, from_ms)
+        for w in windows:
+            if to_ms is not None and w.start > to_ms:
+                break
+            if self.sessions and w.end < from_ms:
+                continue
+            found.append((Windowed(key, w.start, w.end), self.value_of(w.aggregate, key)))
+        return found
 
     def all(self) -> Iterator[tuple[Windowed[K], V]]:
         """Every window of every key, by key bytes then start."""
@@ -267,3 +305,45 @@ class WindowStore(Generic[K, V]):
 
     def __repr__(self) -> str:
         return f"WindowStore({self.name!r})"
+
+
+class IndexingBackend:
+    """A task's backend as its restore writes it: the changes of `windowed` stores are applied
+    with the index entries they imply (`index_changes`), which their changelogs do not carry."""
+
+    def __init__(self, backend: TaskStateBackend, windowed: Iterable[str]) -> None:
+        self.inner = backend
+        self._windowed = frozenset(windowed)
+
+    @property
+    def stores(self) -> tuple[str, ...]:
+        return self.inner.stores
+
+    def get(self, store: str, key: bytes) -> bytes | None:
+        return self.inner.get(store, key)
+
+    def range(
+        self, store: str, start: bytes | None = None, end: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        return self.inner.range(store, start, end)
+
+    def approximate_count(self, store: str) -> int:
+        return self.inner.approximate_count(store)
+
+    def write(self, changes: Mapping[str, Sequence[Change]], offsets: Mapping[str, int]) -> None:
+        indexed = {
+            store: [*batch, *index_changes(batch)] if store in self._windowed else batch
+            for store, batch in changes.items()
+        }
+        self.inner.write(indexed, offsets)
+
+    def offsets(self) -> dict[str, int]:
+        return self.inner.offsets()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def unwrapped(backend: TaskStateBackend) -> TaskStateBackend:
+    """The backend under an `IndexingBackend` (a running task writes its index itself)."""
+    return backend.inner if isinstance(backend, IndexingBackend) else backend

@@ -16,9 +16,10 @@ def describe(name: str, subtopologies: list[SubTopology]) -> str:
                 children[parent].append(node.name)
         for node in sub.nodes:
             if isinstance(node, SourceNode):
+                event_time = ", timestamp: extracted" if node.timestamp is not None else ""
                 head = (
                     f"Source: {node.name} (topic: {node.topic}, "
-                    f"key: {node.key_serde.name}, value: {node.value_serde.name})"
+                    f"key: {node.key_serde.name}, value: {node.value_serde.name}{event_time})"
                 )
             elif isinstance(node, SinkNode):
                 head = (
@@ -28,7 +29,11 @@ def describe(name: str, subtopologies: list[SubTopology]) -> str:
             else:
                 assert isinstance(node, OperatorNode)
                 stores = f", stores: {', '.join(node.stores)}" if node.stores else ""
-                head = f"Processor: {node.name} ({node.kind.value}{stores})"
+                windows = ""
+                if node.windows is not None:
+                    emit = "final" if node.emit_final else "update"
+                    windows = f", {node.windows!r}, emit {emit}"
+                head = f"Processor: {node.name} ({node.kind.value}{windows}{stores})"
             arrows = ""
             if children[node.name]:
                 arrows += f" --> {', '.join(children[node.name])}"

@@ -59,8 +59,7 @@ class SlidingAggregate(WindowedAggregate):
         self.difference_ms = difference
         self.input_serde = input_serde
 
-    def _last_ms(self, start: int, end: int) -> int:
-        return end
+    end_exclusive = False
 
     def process(self, key: Any, value: Any) -> bool:
         if key is None:
@@ -71,6 +70,10 @@ class SlidingAggregate(WindowedAggregate):
         timestamp = self.context.timestamp
         difference = self.difference_ms
         open_from = self.clock.stream_time - self.grace_ms  # windows ending before are closed
+        if timestamp + difference < open_from:
+            # The window starting at the record is closed, so is every window holding it: late
+            # (and, as in Kafka Streams, it does not start the right window after it either).
+            return self._late()
         data_key = store.key_bytes(key)
         existing = {
             w.start: w

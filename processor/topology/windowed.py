@@ -68,15 +68,15 @@ class WindowedStore(Protocol):
         max_timestamp: int,
         aggregate: bytes,
         *,
-        last_ms: int | None,
+        new: bool,
     ) -> None: ...
-    def remove(self, key: bytes, start: int, end: int, last_ms: int) -> None: ...
+    def remove(self, key: bytes, start: int, end: int) -> None: ...
     def windows_of(self, key: bytes) -> Iterator[Window]: ...
     def closed(
-        self, after: bytes | None, before_last_ms: int
+        self, after: bytes | None, before_end: int
     ) -> Iterator[tuple[bytes, Window | None]]: ...
-    def expire(self, before_last_ms: int) -> int: ...
-    def first_last_ms(self, after: bytes | None = None) -> int | None: ...
+    def expire(self, before_end: int) -> int: ...
+    def first_end(self, after: bytes | None = None) -> int | None: ...
     def meta(self, name: bytes) -> bytes | None: ...
     def set_meta(self, name: bytes, value: bytes) -> None: ...
     def add_record(self, key: bytes, timestamp: int, value: bytes) -> None: ...
@@ -176,16 +176,25 @@ class WindowedAggregate(Operator):
             self.failed(e)
         if data is None:
             self.failed(ValueError(f"the aggregate of {key!r} is None; aggregates cannot be None"))
-        last_ms = self._last_ms(start, end)
-        self.store.put(data_key, start, end, max_ts, data, last_ms=last_ms if new else None)
+        self.store.put(data_key, start, end, max_ts, data, new=new)
         if new:
-            due = last_ms + (self.delay_ms if self.emit_final else self.retention_ms) + 1
+            due = self._due(end, self.delay_ms if self.emit_final else self.retention_ms)
             if due < self._announced:
                 self._announced = due
                 self.clock.expect(self, due)
 
-    def _last_ms(self, start: int, end: int) -> int:
-        return end - 1
+    # A window's end is exclusive (time windows: its last millisecond is end - 1) or inclusive
+    # (sessions, sliding windows: end is its last millisecond).
+    end_exclusive = True
+
+    def _due(self, end: int, after_ms: int) -> int:
+        """The stream time at which a window ending at `end` has been over for `after_ms`:
+        past its last millisecond plus `after_ms`."""
+        return end - self.end_exclusive + after_ms + 1
+
+    def _before_end(self, stream_time: int, after_ms: int) -> int:
+        """Windows ending before this have been over for `after_ms` at `stream_time`."""
+        return stream_time - after_ms + self.end_exclusive
 
     def _emit(self, key: Any, start: int, end: int, max_ts: int, aggregate: Any) -> None:
         context = self.context
@@ -209,21 +218,22 @@ class WindowedAggregate(Operator):
             self._loaded = True
         if self.emit_final:
             self._emit_closed(stream_time)
-        store.expire(stream_time - self.retention_ms)
+        store.expire(self._before_end(stream_time, self.retention_ms))
         due = NEVER
         if self.emit_final:
-            last = store.first_last_ms(self._cursor)
-            if last is not None:
-                due = last + self.delay_ms + 1
-        oldest = store.first_last_ms()
+            end = store.first_end(self._cursor)
+            if end is not None:
+                due = self._due(end, self.delay_ms)
+        oldest = store.first_end()
         if oldest is not None:
-            due = min(due, oldest + self.retention_ms + 1)
+            due = min(due, self._due(oldest, self.retention_ms))
         self._announced = due
         return due
 
     def _emit_closed(self, stream_time: int) -> None:
         store = self.store
-        for index_entry, window in store.closed(self._cursor, stream_time - self.delay_ms):
+        before = self._before_end(stream_time, self.delay_ms)
+        for index_entry, window in store.closed(self._cursor, before):
             self._cursor = index_entry
             store.set_meta(_CURSOR, index_entry)
             if window is not None:
@@ -330,15 +340,12 @@ class SessionAggregate(WindowedAggregate):
             grace_ms=windows.grace_ms,
             delay_ms=windows.grace_ms + windows.inactivity_gap_ms,
             emit_final=emit_final,
-            # A closed session is kept while a record that is not late may still reach it
-            # (within the gap of its end), so that such a record is known to be late.
-            retention_ms=max(retention_ms, 2 * windows.inactivity_gap_ms + windows.grace_ms),
+            retention_ms=retention_ms,
         )
         self.gap_ms = windows.inactivity_gap_ms
         self.merger = merger
 
-    def _last_ms(self, start: int, end: int) -> int:
-        return end
+    end_exclusive = False
 
     def process(self, key: Any, value: Any) -> bool:
         if key is None:
@@ -349,17 +356,17 @@ class SessionAggregate(WindowedAggregate):
         timestamp = self.context.timestamp
         gap = self.gap_ms
         data_key = store.key_bytes(key)
+        # Closed sessions (final, maybe emitted) are never merged again: a record near one starts
+        # a session of its own, as in Kafka Streams.
+        open_from = self.clock.stream_time - self.delay_ms
         merged = [
             w
             for w in store.windows_of(data_key)
-            if w.end >= timestamp - gap and w.start <= timestamp + gap
+            if w.end >= timestamp - gap and w.start <= timestamp + gap and w.end >= open_from
         ]
         start = min([timestamp, *(w.start for w in merged)])
         end = max([timestamp, *(w.end for w in merged)])
-        # A session is closed (and, with emit="final", emitted) once no record can extend it:
-        # stream time past its end plus gap plus grace. A record that would reopen one is late.
-        open_from = self.clock.stream_time - self.delay_ms
-        if timestamp < open_from or any(w.end < open_from for w in merged):
+        if end < open_from:
             return self._late()
         aggregate = self._initial()
         max_ts = timestamp
@@ -367,10 +374,13 @@ class SessionAggregate(WindowedAggregate):
             aggregate = self._merge(key, aggregate, self._read(window, key))
             max_ts = max(max_ts, window.max_timestamp)
         aggregate = self._add(key, value, aggregate)
-        for window in merged:
-            store.remove(data_key, window.start, window.end, window.end)
-            if not self.emit_final:
-                self._emit(key, window.start, window.end, timestamp, None)
+        if start != timestamp or end != timestamp:
+            # Merged away (a session equal to the record's own is simply overwritten); each is
+            # retracted with its own end as the tombstone's timestamp.
+            for window in sorted(merged, key=lambda w: (w.end, w.start)):
+                store.remove(data_key, window.start, window.end)
+                if not self.emit_final:
+                    self._emit(key, window.start, window.end, window.end, None)
         self._write(key, data_key, start, end, max_ts, aggregate, True)
         if not self.emit_final:
             self._emit(key, start, end, max_ts, aggregate)

@@ -9,7 +9,7 @@ import pytest
 
 from processor import Topology
 from processor.testing import TopologyTestDriver
-from topologies import key_stats, running_sum, wordcount
+from topologies import clicks_per_minute, key_stats, running_sum, wordcount
 
 pytest_plugins = ["processor.testing.pytest_plugin"]
 
@@ -258,3 +258,39 @@ def test_key_stats_changelog_matches_the_store(topology_driver: MakeDriver) -> N
     assert [stats["count"] for _key, stats in changelog] == [1, 2, 3]
     assert changelog[-1] == ("a", driver.store("stats").get("a"))
     assert changelog[-1][1]["mean"] == 2.0
+
+
+# --- clicks per minute ----------------------------------------------------------------------
+
+
+def test_clicks_per_minute_counts_each_users_minute_once_when_it_closes() -> None:
+    driver = TopologyTestDriver(clicks_per_minute.topology)
+    minute = 60_000
+    clicks = [
+        ("ann", 0 * minute + 1_000),
+        ("bob", 0 * minute + 2_000),
+        ("ann", 0 * minute + 59_000),
+        ("ann", 1 * minute + 1_000),
+        ("bob", 0 * minute + 50_000),  # out of order, within the 5 s grace: counted
+        ("ann", 1 * minute + 6_000),  # minute 0 closes (ends at 60 s, + 5 s grace)
+        ("bob", 0 * minute + 3_000),  # too late: minute 0 has closed
+        ("ann", 3 * minute),
+    ]
+    for user, ts in clicks:
+        driver.pipe("clicks", user, {"page": "/", "ts": ts}, timestamp=10**12)
+    assert driver.read("clicks-per-minute-out") == [
+        ("ann@0", 2),
+        ("bob@0", 2),
+        ("ann@60000", 2),
+    ]
+    # Kept for size + grace after closing: minute 0 is gone by minute 3, minute 1 is not.
+    kept = driver.window_store("clicks-per-minute").fetch("ann")
+    assert [(w.start_ms, n) for w, n in kept] == [(minute, 2), (3 * minute, 1)]
+
+
+def test_clicks_without_a_time_of_their_own_count_at_their_record_time() -> None:
+    driver = TopologyTestDriver(clicks_per_minute.topology)
+    driver.pipe("clicks", "cy", "not an object", timestamp=5_000)
+    driver.pipe("clicks", "cy", {"ts": True}, timestamp=6_000)
+    [(window, n)] = driver.window_store("clicks-per-minute").fetch("cy")
+    assert (window.start_ms, n) == (0, 2)

@@ -27,6 +27,7 @@ import pytest
 from processor import ErrorHandler, ProcessorContext, Retry, Topology, serdes
 from processor.errors import TopologyError
 from processor.topology.graph import Node, StoreSpec
+from processor.windows import HoppingWindows, SessionWindows, SlidingWindows, TumblingWindows
 
 ROOT = Path(__file__).resolve().parents[3]
 SNAPSHOTS = Path(__file__).with_name("graph_snapshots.json")
@@ -72,7 +73,26 @@ def every_operator() -> Topology:
     topology.table("profiles", name="profile-table").to_stream().to("profiles-out")
     raw.map_values(bytes.upper).to("raw-out")
     words.map(lambda k, v: (v, k)).merge(lines).group_by_key().count(name="swapped")
+    _windowed(topology)
     return topology
+
+
+def _windowed(topology: Topology) -> None:
+    """Every window kind, both emit modes, event time from the value, a kept-longer store."""
+    clicks = topology.stream(
+        "clicks", key_serde=STR, value_serde=JSON, timestamp=lambda _k, v, _ts: v["ts"]
+    )
+    by_user = clicks.group_by_key()
+    by_user.windowed_by(TumblingWindows(size_ms=60_000, grace_ms=5_000), emit="final").count(
+        name="per-minute", retention_ms=3_600_000
+    ).to_stream().to("per-minute-out", value_serde=INT)
+    by_user.windowed_by(HoppingWindows(size_ms=600_000, advance_ms=60_000)).reduce(lambda a, _b: a)
+    by_user.windowed_by(SlidingWindows(max_difference_ms=1_000)).aggregate(
+        list, lambda _k, v, agg: [*agg, v], value_serde=JSON
+    ).to_stream(name="sliding-updates").map(lambda w, v: (w.key, v)).to("sliding-out")
+    clicks.map(lambda k, v: (v["page"], v)).group_by_key(name="by-page").windowed_by(
+        SessionWindows(inactivity_gap_ms=30_000)
+    ).aggregate(lambda: 0, lambda _k, _v, n: n + 1, merger=lambda _k, a, b: a + b, value_serde=INT)
 
 
 def _remember(context: ProcessorContext, key: Any, _value: Any) -> None:
@@ -93,6 +113,7 @@ ENVIRONMENT = {
 
 # (snapshot name, file, the module's topology variables, extra environment)
 MODULES: list[tuple[str, str, tuple[str, ...], dict[str, str]]] = [
+    ("clicks_per_minute", "topologies/clicks_per_minute.py", ("topology",), {}),
     ("key_stats", "topologies/key_stats.py", ("topology",), {}),
     ("running_sum", "topologies/running_sum.py", ("topology",), {}),
     ("wordcount", "topologies/wordcount.py", ("topology",), {}),
@@ -109,6 +130,9 @@ MODULES: list[tuple[str, str, tuple[str, ...], dict[str, str]]] = [
             "validating",
             "flaky",
             "stalling_counting",
+            "windowed_counting",
+            "session_counting",
+            "windowed_querying",
             "latest",
         ),
         {},
@@ -160,7 +184,9 @@ def _plain(value: Any) -> Any:
         return value
     if isinstance(value, Enum):
         return value.value
-    if isinstance(value, Retry):
+    if isinstance(
+        value, Retry | TumblingWindows | HoppingWindows | SlidingWindows | SessionWindows
+    ):
         return repr(value)
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]

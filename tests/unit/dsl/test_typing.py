@@ -28,6 +28,8 @@ EXAMPLES = """\
 from typing import Any, assert_type
 
 from processor import GroupedStream, ProcessorContext, Stream, Table, Topology, serdes
+from processor.dsl.windowed import WindowedStream
+from processor.windows import SessionWindows, TumblingWindows, Windowed
 
 topology = Topology("types")
 
@@ -90,6 +92,22 @@ assert_type(by_digit.aggregate(none_seen, seen, value_serde=serdes.JsonSerde()),
 assert_type(by_digit.count().to_stream(), Stream[int, int])
 counts.map_values(str).to("strings", value_serde=serdes.StringSerde())
 
+# Windows: keys become Windowed[key], and the values are the aggregation's.
+per_minute = by_digit.windowed_by(TumblingWindows(size_ms=60_000), emit="final")
+assert_type(per_minute, WindowedStream[int, int])
+assert_type(per_minute.count(), Table[Windowed[int], int])
+assert_type(per_minute.reduce(lambda total, n: total + n), Table[Windowed[int], int])
+assert_type(
+    by_digit.windowed_by(SessionWindows(inactivity_gap_ms=10)).aggregate(
+        lambda: 0, add, merger=lambda _d, a, b: a + b, value_serde=serdes.IntSerde()
+    ),
+    Table[Windowed[int], int],
+)
+assert_type(
+    per_minute.count().to_stream().map(lambda w, n: (f"{w.key}@{w.start_ms}", n)),
+    Stream[str, int],
+)
+
 # Mistakes.
 counts.map_values(str).to("out", value_serde=serdes.IntSerde())  # error: "to" of "Stream"
 counts.filter(lambda _key, n: n.startswith("1"))  # error: "int" has no attribute "startswith"
@@ -97,6 +115,7 @@ counts.merge(events)  # error: "merge" of "Stream"
 by_digit.reduce(lambda total, n: str(total))  # error: "reduce" of "GroupedStream"
 counts.process(seen)  # error: "process" of "Stream"
 counts.group_by(lambda key, _: key, key_serde=serdes.StringSerde())  # error: "group_by" of "Stream"
+per_minute.count().to_stream().map(lambda w, n: (w.key.upper(), n))  # error: "upper"
 """
 
 

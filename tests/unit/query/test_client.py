@@ -324,8 +324,20 @@ def test_entries_of_an_unknown_store(client: QueryClient) -> None:
 
 def test_stores_metadata_and_lag(client: QueryClient, url: str) -> None:
     assert client.stores() == [
-        {"name": "by-id", "partitions": 3, "key_format": "text", "value_format": "json"},
-        {"name": "counts", "partitions": 3, "key_format": "text", "value_format": "text"},
+        {
+            "name": "by-id",
+            "kind": "key_value",
+            "partitions": 3,
+            "key_format": "text",
+            "value_format": "json",
+        },
+        {
+            "name": "counts",
+            "kind": "key_value",
+            "partitions": 3,
+            "key_format": "text",
+            "value_format": "text",
+        },
     ]
     metadata = client.metadata()
     assert metadata["instance"] == "i1"

@@ -114,7 +114,15 @@ def test_the_listing_metadata_and_lag() -> None:
     store_queries, _ = queries(everything_on("w0"))
     assert store_queries.stores() == {
         "instance": "w0",
-        "stores": [{"name": STORE, "partitions": 6, "key_format": "text", "value_format": "text"}],
+        "stores": [
+            {
+                "name": STORE,
+                "kind": "key_value",
+                "partitions": 6,
+                "key_format": "text",
+                "value_format": "text",
+            }
+        ],
     }
     assert store_queries.metadata() == {"instance": "w0", "instances": {}}
     assert store_queries.lag() == {"instance": "w0", "tasks": {}}
@@ -268,6 +276,8 @@ def test_the_openapi_document_lists_the_operations_and_says_when_a_token_is_need
         "GET /v1/stores/{store}/keys/{key}",
         "POST /v1/stores/{store}/keys",
         "GET /v1/stores/{store}/entries",
+        "GET /v1/stores/{store}/windows/{key}",
+        "GET /v1/stores/{store}/windows",
         "GET /v1/metadata",
         "GET /v1/metadata/stores/{store}/keys/{key}",
         "GET /v1/lag",

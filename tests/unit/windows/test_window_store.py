@@ -8,9 +8,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from processor.serdes import IntSerde, StringSerde
+from processor.state.budget import MemoryBudget
 from processor.state.cache import StoreCache
 from processor.state.memory import InMemoryBackend
-from processor.state.window_store import WindowStore, parse_index_key, parse_window_key
+from processor.state.task_stores import TaskStores
+from processor.state.window_store import (
+    IndexingBackend,
+    WindowStore,
+    parse_index_key,
+    parse_window_key,
+)
 
 
 def store() -> WindowStore[str, int]:
@@ -20,7 +27,7 @@ def store() -> WindowStore[str, int]:
 def _put(s: WindowStore[str, int], key: str, start: int, end: int, value: int) -> None:
     data = IntSerde().serialize(value)
     assert data is not None
-    s.put(s.key_bytes(key), start, end, end - 1, data, last_ms=end - 1)
+    s.put(s.key_bytes(key), start, end, end - 1, data, new=True)
 
 
 @given(st.lists(st.tuples(st.sampled_from(["a", "ab", "b", ""]), st.integers(0, 50)), max_size=30))
@@ -36,19 +43,45 @@ def test_a_keys_windows_are_its_own_in_start_order(windows: list[tuple[str, int]
         ]
 
 
-def test_the_index_orders_windows_by_last_millisecond_and_expiry_empties_both() -> None:
+def test_the_index_orders_windows_by_end_and_expiry_empties_both() -> None:
     s = store()
     _put(s, "late", 0, 100, 1)
     _put(s, "early", 50, 60, 2)
     s.add_record(s.key_bytes("early"), 55, b"raw")
     closed = [parse_index_key(entry) for entry, _ in s.closed(None, 1_000)]
-    assert [(last, kind, key) for last, kind, key, _, _ in closed] == [
+    assert [(end, kind, key) for end, kind, key, _, _ in closed] == [
         (55, b"R", b"early"),
-        (59, b"W", b"early"),
-        (99, b"W", b"late"),
+        (60, b"W", b"early"),
+        (100, b"W", b"late"),
     ]
-    assert s.first_last_ms() == 55
-    assert s.expire(60) == 2  # the record at 55 and the window ending at 59
+    assert s.first_end() == 55
+    assert s.expire(61) == 2  # the record at 55 and the window ending at 60
     assert list(s.records(s.key_bytes("early"), 0, 100)) == []
     assert [parse_window_key(k)[0] for k, _ in s.cache.range(b"W", b"X")] == [b"late"]
-    assert s.first_last_ms() == 99
+    assert s.first_end() == 100
+
+
+def test_only_windows_and_records_reach_the_changelog_and_a_restore_derives_the_index() -> None:
+    backend = InMemoryBackend(["w"])
+    written = WindowStore(StoreCache(backend, "w"), StringSerde(), IntSerde())
+    _put(written, "k", 0, 10, 1)
+    written.add_record(written.key_bytes("k"), 5, b"v")
+    written.set_meta(b"cursor", b"x")
+    stores = TaskStores(backend, (), {}, memory=MemoryBudget(1 << 20))
+    stores._caches["w"] = written.cache  # the store as a task holds it
+    stores.changelogs["w"] = "app-w-changelog"
+    changelog: list[tuple[bytes, bytes | None]] = []
+    stores.flush(lambda _topic, key, value: changelog.append((key, value)))
+    assert sorted(key[:1] for key, _ in changelog) == [b"M", b"R", b"W"]  # no index entry
+
+    restored = InMemoryBackend(["w"])
+    IndexingBackend(restored, ["w"]).write({"w": changelog}, {})
+    stores.checkpoint({})
+    assert list(restored.range("w")) == list(backend.range("w"))  # index entries included
+
+    written.expire(11)  # expiry is local: nothing for the changelog
+    changelog.clear()
+    stores.flush(lambda _topic, key, value: changelog.append((key, value)))
+    assert changelog == []
+    stores.checkpoint({})
+    assert [key[:1] for key, _ in backend.range("w")] == [b"M"]

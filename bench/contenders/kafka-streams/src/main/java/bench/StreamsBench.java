@@ -7,6 +7,7 @@ import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.streams.KafkaStreams;
+import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.StreamsBuilder;
 import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler;
@@ -14,6 +15,7 @@ import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.KStream;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.processor.StateRestoreListener;
 
 /**
@@ -21,8 +23,11 @@ import org.apache.kafka.streams.processor.StateRestoreListener;
  *
  * <p>Arguments: BOOTSTRAP INPUT OUTPUT APP_ID WORKLOAD GUARANTEE STATE_DIR [STANDBYS
  * [KEY=VALUE...]], where
- * WORKLOAD is "stateless" (keep values not divisible by 4, double them) or "count" (count per
- * key in a RocksDB store with a changelog, every update to OUTPUT as an 8-byte long) and
+ * WORKLOAD is "stateless" (keep values not divisible by 4, double them), "count" (count per
+ * key in a RocksDB store with a changelog, every update to OUTPUT as an 8-byte long) or
+ * "count-window" (count per key in tumbling windows of WINDOW_SIZE_MS by the records'
+ * timestamps, in its RocksDB window store with a changelog, emitted on update (its default; the
+ * record cache coalesces a window's updates between commits), each to OUTPUT under the key "KEY@WINDOW_START" as an 8-byte long) and
  * GUARANTEE is at_least_once or exactly_once. One stream thread per process; commit interval
  * 1 s under both guarantees, as for the other contenders. Each KEY=VALUE after STANDBYS is put
  * into the Streams properties last, so it overrides the settings above (the failover workload
@@ -30,10 +35,15 @@ import org.apache.kafka.streams.processor.StateRestoreListener;
  * stdout.
  */
 public final class StreamsBench {
+    /** The count-window workload's windows: WINDOW_SIZE_MS, WINDOW_GRACE_MS of bench/contenders. */
+    private static final Duration WINDOW_SIZE = Duration.ofMillis(60_000);
+    private static final Duration WINDOW_GRACE = Duration.ofMillis(0);
+
     public static void main(String[] args) throws InterruptedException {
         if (args.length < 7) {
             System.err.println(
-                    "usage: BOOTSTRAP INPUT OUTPUT APP_ID stateless|count GUARANTEE STATE_DIR"
+                    "usage: BOOTSTRAP INPUT OUTPUT APP_ID stateless|count|count-window GUARANTEE"
+                            + " STATE_DIR"
                             + " [STANDBYS [KEY=VALUE...]]");
             System.exit(2);
         }
@@ -74,6 +84,14 @@ public final class StreamsBench {
             source.groupByKey()
                     .count(Materialized.as("counts"))
                     .toStream()
+                    .to(output, Produced.with(Serdes.String(), Serdes.Long()));
+        } else if (workload.equals("count-window")) {
+            source.groupByKey()
+                    .windowedBy(TimeWindows.ofSizeAndGrace(WINDOW_SIZE, WINDOW_GRACE))
+                    .count(Materialized.as("window-counts"))
+                    .toStream()
+                    .map((window, count) -> KeyValue.pair(
+                            window.key() + "@" + window.window().start(), count))
                     .to(output, Produced.with(Serdes.String(), Serdes.Long()));
         } else {
             System.err.println("unknown workload " + workload);

@@ -7,7 +7,9 @@ recomputes the windows out of the records accepted so far (time and sliding wind
 scratch; sessions by merging the record's explicit record set into the open sessions near it),
 compares with the windows before that record, and derives what the operator must emit for it:
 
-- stream time is the largest timestamp of any record so far (late ones and null values too);
+- stream time is the largest timestamp of any record so far (late ones and null values too),
+  or, with idle advance, the stream time at the last record plus the wall-clock time since it
+  once that is at least `idle_advance_ms` (`Idle` events move the wall clock);
 - a record is late when the windows it would go to are closed at the stream time after it
   (per kind, below); late records and null values are never aggregated;
 - `emit="update"`: for each record, every window whose records changed, with its new aggregate;
@@ -123,6 +125,15 @@ class Record(NamedTuple):
     ts: int
 
 
+class Idle(NamedTuple):
+    """No input while the wall clock moves on by `ms` (the driver's `advance_wall_clock`)."""
+
+    ms: int
+
+
+Event = Record | Idle
+
+
 class Window(NamedTuple):
     """The reference's `Windowed`: (key, start_ms, end_ms), with `end_ms` as in the design."""
 
@@ -147,11 +158,11 @@ class Contents:
 @dataclass
 class Result:
     outputs: list[list[Output]]
-    """Per input record, what the operator emits for it, in the expected order (emit="final":
+    """Per input event, what the operator emits for it, in the expected order (emit="final":
     (last_ms, start, key bytes); emit="update": session tombstones first, then windows by key
     and start)."""
     late: list[bool]
-    """Per input record, whether it was late (dropped)."""
+    """Per input event, whether it was a late record (dropped)."""
     stream_time: int
     store: dict[Window, tuple[Any, int]] = field(default_factory=dict)
     """The windows left after the last record that are not expired: (aggregate, max record ts)."""
@@ -172,19 +183,28 @@ NO_TIME = -1
 
 def run(
     spec: Spec,
-    records: Sequence[Record],
+    events: Sequence[Event],
     *,
     emit: Emit = "update",
     aggregation: Aggregation = COUNT,
     retention_ms: int | None = None,
+    idle_advance_ms: int = 0,
     key_bytes: Callable[[str], bytes] = lambda key: key.encode("utf-8"),
 ) -> Result:
-    """What a windowed aggregation of `records` (in arrival order) must emit; see the module
-    docstring for the rules."""
+    """What a windowed aggregation of `events` (records in arrival order, and idle wall-clock
+    time) must emit, per event; see the module docstring for the rules.
+
+    Idle advance (`idle_advance_ms` > 0): once the wall clock is `idle_advance_ms` or more past
+    the last record's, stream time is at least the stream time at that record plus the wall
+    time since it. Records arrive at the wall-clock time of the last `Idle` before them."""
     if not aggregation.commutative and isinstance(spec, Sliding | Session):
         raise ValueError("order-dependent aggregations are only defined for tumbling/hopping")
     retention = default_retention(spec) if retention_ms is None else retention_ms
+    # Idle events as null records that are not there: never aggregated, no stream time.
+    records = [e if isinstance(e, Record) else Record("", None, NO_TIME) for e in events]
     stream_time = NO_TIME
+    wall = wall_at_last_record = 0
+    time_at_last_record = NO_TIME
     accepted: list[int] = []  # indexes of the aggregated records
     arrival_time: dict[int, int] = {}  # index -> stream time just after it arrived
     windows: dict[Window, Contents] = {}
@@ -192,8 +212,15 @@ def run(
     emitted: set[Window] = set()
     result = Result(outputs=[], late=[], stream_time=NO_TIME)
 
-    for i, record in enumerate(records):
-        stream_time = max(stream_time, record.ts)
+    for i, event in enumerate(events):
+        record = records[i]
+        if isinstance(event, Idle):
+            wall += event.ms
+            idle = wall - wall_at_last_record
+            if 0 < idle_advance_ms <= idle and time_at_last_record != NO_TIME:
+                stream_time = max(stream_time, time_at_last_record + idle)
+        else:
+            stream_time = max(stream_time, record.ts)
         before = windows
         late = False
         retracted = []
@@ -210,6 +237,8 @@ def run(
                 windows = _sliding_windows(spec, records, accepted, stream_time, before)
             else:
                 windows = _time_windows(spec, records, accepted, arrival_time)
+        if isinstance(event, Record):
+            wall_at_last_record, time_at_last_record = wall, stream_time
         result.late.append(late)
         if emit == "update":
             out = _changes(records, before, windows, retracted, aggregation)

@@ -16,7 +16,9 @@ from hypothesis import strategies as st
 from tests.unit.windows.reference import (
     APPEND,
     SUM,
+    Event,
     Hopping,
+    Idle,
     Output,
     Record,
     Session,
@@ -134,6 +136,24 @@ def test_expired_windows_leave_the_store() -> None:
         W("a", 10, 20),
         W("a", 20, 30),
     }
+
+
+def test_idle_advance_moves_stream_time_with_the_wall_clock() -> None:
+    # idle advance 5: at wall 4 nothing moves; at wall 5 stream time is 3 + 5 = 8, closing
+    # [0, 5); a@7 at wall 5; at wall 12, 8 + 7 = 15 closes [5, 10); a@9 is then late, but it is
+    # input: idleness counts from wall 12 again, so wall 16 moves nothing.
+    events: list[Event] = [R("a", 1, 3), Idle(4), Idle(1), R("a", 1, 7), Idle(7)]
+    events += [R("a", 1, 9), Idle(4)]
+    final = run(Tumbling(size_ms=5), events, emit="final", idle_advance_ms=5)
+    assert final.outputs == [[], [], [E(W("a", 0, 5), 1, 3)], [], [E(W("a", 5, 10), 1, 7)], [], []]
+    assert final.late == [False, False, False, False, False, True, False]
+    assert final.stream_time == 15
+    events += [Idle(1)]  # wall 17, 5 since a@9: 15 + 5
+    assert run(Tumbling(size_ms=5), events, idle_advance_ms=5).stream_time == 20
+    without = run(Tumbling(size_ms=5), events, emit="final")
+    assert without.stream_time == 9
+    assert not any(without.late)
+    assert without.outputs[3] == [E(W("a", 0, 5), 1, 3)]  # at a@7
 
 
 # --- hopping ----------------------------------------------------------------------------------

@@ -66,6 +66,9 @@ class TaskStores:
     def flush(self, write_changelog: ChangelogWriter) -> int:
         """Send every dirty entry, once, to its store's changelog; returns how many."""
         count = 0
+        for store in self.stores.values():
+            if isinstance(store, WindowStore):
+                store.write_index()
         for name, cache in self._caches.items():
             dirty = cache.take_dirty()
             if not dirty:

@@ -10,8 +10,11 @@ One column family and one changelog hold three kinds of entries, told apart by t
   `b"I" + ts + ts + b"R" + key + 0` for the records kept. Ordered by end, then start, then key
   bytes (Kafka Streams' emit order): emitting closed windows and expiring old ones are range
   scans from the oldest entry. Index entries follow from the window and record entries
-  (`index_changes`), so they are written locally only, never to the changelog: a restore derives
-  them from the records it applies (`IndexingBackend`).
+  (`index_changes`), so they are never changelogged: a restore derives them from the records it
+  applies (`IndexingBackend`). A running task writes them to the backend directly, at the
+  latest at each commit, not through the cache: the index is allowed to name windows that are
+  not (or no longer) there, and every reader skips those, so it needs no atomicity with the
+  data, and a scan of it never pays for the cache's sorted view of its changes.
 - meta:   `b"M" + name` -> bytes (where emit-final got to).
 - record (sliding windows only): `b"R" + len + key + ts` -> the values of the key's records with
   that timestamp, each as `len + value`.
@@ -139,6 +142,9 @@ class WindowStore(Generic[K, V]):
         self.value_serde = value_serde
         self._max_record_bytes = NO_LIMIT
         self._changelog = ""
+        self._backend = cache.backend
+        # Index entries of new windows and records not yet in the backend (`write_index`).
+        self._new_index: list[Change] = []
 
     def limit_changelog(self, changelog: str, max_record_bytes: int) -> None:
         """Refuse (`ChangelogRecordTooLargeError`) a window whose entry would not fit one
@@ -182,12 +188,18 @@ class WindowStore(Generic[K, V]):
             )
         self.cache.put(stored, value)
         if new:
-            self.cache.put_local(index_key(end, key, start), b"")
+            self._new_index.append((index_key(end, key, start), b""))
 
     def remove(self, key: bytes, start: int, end: int) -> None:
-        """Delete a window (a changelog tombstone) and its index entry."""
+        """Delete a window (a changelog tombstone). Its index entry stays until it expires;
+        readers skip it."""
         self.cache.delete(window_key(key, start, end))
-        self.cache.delete_local(index_key(end, key, start))
+
+    def write_index(self) -> None:
+        """Put the index entries of new windows and records into the backend."""
+        if self._new_index:
+            self._backend.write({self.name: self._new_index}, {})
+            self._new_index = []
 
     def windows_of(self, key: bytes) -> Iterator[WindowEntry]:
         """Every window of `key`, in start order."""
@@ -212,36 +224,45 @@ class WindowStore(Generic[K, V]):
         """Index entries past `after` (None: from the oldest) that end before `before_end`,
         oldest first, each with its window (None for a kept record, or a window gone
         meanwhile)."""
-        for stored in list(self._index_until(after, before_end)):
+        for stored in self._index_until(after, before_end):
             _, kind, key, start, end = parse_index_key(stored)
             yield stored, self.get(key, start, end) if kind == WINDOW else None
 
     def expire(self, before_end: int) -> int:
         """Delete, locally, every window and kept record that ends before `before_end`;
         returns how many."""
-        expired = list(self._index_until(None, before_end))
+        expired = self._index_until(None, before_end)
         for stored in expired:
             _, kind, key, start, end = parse_index_key(stored)
             if kind == RECORD:
                 self.cache.delete_local(RECORD + _U32.pack(len(key)) + key + _pack_u64(start))
             else:
                 self.cache.delete_local(window_key(key, start, end))
-            self.cache.delete_local(stored)
+        if expired:
+            self._backend.write({self.name: [(stored, None) for stored in expired]}, {})
         return len(expired)
 
     def first_end(self, after: bytes | None = None) -> int | None:
         """The end of the oldest index entry past `after` (None: of all)."""
+        self.write_index()
         low = INDEX if after is None else after + b"\x00"
-        for stored, _ in self.cache.range(low, _successor(INDEX)):
-            return int(_U64.unpack_from(stored, 1)[0])
+        scan = self._backend.range(self.name, low, _successor(INDEX))
+        try:
+            for stored, _ in scan:
+                return int(_U64.unpack_from(stored, 1)[0])
+        finally:
+            close = getattr(scan, "close", None)
+            if close is not None:
+                close()
         return None
 
-    def _index_until(self, after: bytes | None, before_end: int) -> Iterator[bytes]:
+    def _index_until(self, after: bytes | None, before_end: int) -> list[bytes]:
+        self.write_index()
         low = INDEX if after is None else after + b"\x00"
         high = index_bound(before_end)
         if before_end <= 0 or low >= high:
-            return iter(())
-        return (stored for stored, _ in self.cache.range(low, high))
+            return []
+        return [stored for stored, _ in self._backend.range(self.name, low, high)]
 
     def meta(self, name: bytes) -> bytes | None:
         return self.cache.get(META + name)
@@ -255,7 +276,7 @@ class WindowStore(Generic[K, V]):
         stored = RECORD + _U32.pack(len(key)) + key + _pack_u64(timestamp)
         old = self.cache.get(stored)
         if old is None:
-            self.cache.put_local(index_key(timestamp, key, timestamp, RECORD), b"")
+            self._new_index.append((index_key(timestamp, key, timestamp, RECORD), b""))
         self.cache.put(stored, (old or b"") + _U32.pack(len(value)) + value)
 
     def records(self, key: bytes, low: int, high: int) -> Iterator[tuple[int, bytes]]:

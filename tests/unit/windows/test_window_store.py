@@ -69,14 +69,15 @@ def test_only_windows_and_records_reach_the_changelog_and_a_restore_derives_the_
     written.set_meta(b"cursor", b"x")
     stores = TaskStores(backend, (), {}, memory=MemoryBudget(1 << 20))
     stores._caches["w"] = written.cache  # the store as a task holds it
+    stores.stores["w"] = written
     stores.changelogs["w"] = "app-w-changelog"
     changelog: list[tuple[bytes, bytes | None]] = []
     stores.flush(lambda _topic, key, value: changelog.append((key, value)))
     assert sorted(key[:1] for key, _ in changelog) == [b"M", b"R", b"W"]  # no index entry
 
+    stores.checkpoint({})
     restored = InMemoryBackend(["w"])
     IndexingBackend(restored, ["w"]).write({"w": changelog}, {})
-    stores.checkpoint({})
     assert list(restored.range("w")) == list(backend.range("w"))  # index entries included
 
     written.expire(11)  # expiry is local: nothing for the changelog

@@ -53,6 +53,7 @@ from processor.windows.layout import (
     pack_u64,
     parse_index_key,
     parse_window_key,
+    record_index_key,
     successor,
     window_key,
 )
@@ -260,7 +261,7 @@ class WindowStore(Generic[K, V]):
         stored = RECORD + U32.pack(len(key)) + key + pack_u64(timestamp)
         old = self.cache.get(stored)
         if old is None:
-            self._new_index.append((index_key(timestamp, key, timestamp, RECORD), b""))
+            self._new_index.append((record_index_key(key, timestamp), b""))
         self.cache.put(stored, (old or b"") + U32.pack(len(value)) + value)
 
     def records(self, key: bytes, low: int, high: int) -> Iterator[tuple[int, bytes]]:

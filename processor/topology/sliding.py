@@ -99,8 +99,7 @@ class SlidingAggregate(WindowedAggregate):
             for s, w in existing.items()
             if s <= timestamp <= s + difference and s + difference >= open_from
         )
-        if not new_starts and not updated:
-            return self._late()
+        # Not late: kept even when it changes no window yet, for the windows later records make.
         encoded = self.input_serde.serialize(value)
         assert encoded is not None
         store.add_record(data_key, timestamp, encoded)

@@ -34,6 +34,13 @@ def index_key(end: int, key: bytes, start: int, kind: bytes = WINDOW) -> bytes:
     return INDEX + BOUNDS.pack(end, start) + kind + key + pack_u64(end)
 
 
+def record_index_key(key: bytes, timestamp: int) -> bytes:
+    """The index entry of the records of `key` at `timestamp`. Indexed as ending a millisecond
+    after it: a record is needed until the window starting right after it (its right window)
+    closes."""
+    return index_key(timestamp + 1, key, timestamp, RECORD)
+
+
 def index_changes(changes: Sequence[Change]) -> list[Change]:
     """The index entries that the window and record entries among `changes` imply (a put
     indexes, a delete unindexes), for a restore to write with them."""
@@ -46,7 +53,7 @@ def index_changes(changes: Sequence[Change]) -> list[Change]:
         elif head == RECORD:
             (length,) = U32.unpack_from(stored, 1)
             (timestamp,) = U64.unpack_from(stored, 5 + length)
-            entry = index_key(timestamp, stored[5 : 5 + length], timestamp, RECORD)
+            entry = record_index_key(stored[5 : 5 + length], timestamp)
             derived.append((entry, None if value is None else b""))
     return derived
 

@@ -16,6 +16,7 @@ counters are the task's own and are read when the snapshot is taken.
 | processor_restore_rate_records_per_second | task, kind | since the restore began |
 | processor_standby_lag_records | task | how far a standby is behind its changelogs |
 | processor_task_restored_before_start_records | task | records read before the task last started |
+| processor_stream_time_ms | task | stream time of a task with windows (ms since the epoch) |
 | processor_rebalances_total | | group generations accepted |
 | processor_commits_total | | commits |
 | processor_state_dirs_deleted_total | | task directories the state cleaner deleted |
@@ -29,9 +30,9 @@ counters are the task's own and are read when the snapshot is taken.
 | processor_metadata_records_ignored_total | reason | records of `<app>-metadata` ignored (below) |
 
 `processor_records_total` counts every input record once its outcome is committed: `output`
-(it wrote to a sink or a store), `filtered` (the topology dropped it), `skipped` or
-`dead_lettered` (by an error handler; `reason` names the stage that failed: deserialization,
-processing or production).
+(it wrote to a sink or a store), `filtered` (the topology dropped it), `late` (its windows had
+closed; `late_record_handler` skip), `skipped` or `dead_lettered` (by an error handler; `reason`
+names the stage that failed: deserialization, processing, production or late).
 
 `processor_metadata_records_ignored_total` counts the records of the metadata topic that are not
 a status this worker believes, by `reason` (`processor.status.fields.IgnoredReason`):
@@ -71,6 +72,8 @@ class WorkerSnapshot:
     restores: tuple[RestoreSample, ...] = ()
     restore_totals: dict[str, int] = field(default_factory=dict)  # task -> records ever applied
     restored_before_start: dict[str, int] = field(default_factory=dict)
+    # task -> stream time, for the active tasks that keep one (windows)
+    stream_times: dict[str, int] = field(default_factory=dict)
     rebalances: int = 0
     commits: int = 0
     state_dirs_deleted: int = 0
@@ -119,8 +122,8 @@ class _SnapshotCollector(Collector):
         yield processed
         outcomes = CounterMetricFamily(
             "processor_records",
-            "Input records by committed outcome (output, filtered, skipped, dead_lettered) and "
-            "reason (the stage that failed: deserialization, processing, production)",
+            "Input records by committed outcome (output, filtered, late, skipped, dead_lettered) "
+            "and reason (the stage that failed: deserialization, processing, production, late)",
             labels=["outcome", "reason"],
         )
         for (outcome, reason), count in sorted(s.outcomes.items()):
@@ -174,6 +177,15 @@ class _SnapshotCollector(Collector):
         for task, count in sorted(s.restored_before_start.items()):
             before.add_metric([task], count)
         yield before
+        stream_time = GaugeMetricFamily(
+            "processor_stream_time_ms",
+            "Stream time of an active task with windows: the largest record timestamp it has "
+            "seen, or later by idle advance (ms since the epoch; -1 before its first record)",
+            labels=["task"],
+        )
+        for task, ms in sorted(s.stream_times.items()):
+            stream_time.add_metric([task], ms)
+        yield stream_time
 
     def _worker(self, s: WorkerSnapshot) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         """Rebalances, commits, state cleanup and the broker."""

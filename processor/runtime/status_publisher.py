@@ -143,6 +143,7 @@ class StatusPublisher:
                 instance=self._instance_id,
                 state=state,
                 processed={str(t): task.processed for t, task in tasks.tasks.items()},
+                stream_times={str(t.id): t.clock.stream_time for t in tasks.timed},
                 active=len(tasks.tasks),
                 restoring=len(tasks.restoring),
                 standby=len(tasks.standbys),

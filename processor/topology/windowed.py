@@ -256,13 +256,19 @@ class WindowedAggregate(Operator):
     def _emit_closed(self, stream_time: int) -> None:
         store = self.store
         before = self._before_end(stream_time, self.delay_ms)
-        for index_entry, window in store.closed(self._cursor, before):
-            self._cursor = index_entry
-            store.set_meta(_CURSOR, index_entry)
-            if window is not None:
-                key = store.key_of(window.key)
-                aggregate = self._read(window, key)
-                self._emit(key, window.start, window.end, window.max_timestamp, aggregate)
+        start = self._cursor
+        try:
+            for index_entry, window in store.closed(start, before):
+                if window is not None:
+                    key = store.key_of(window.key)
+                    aggregate = self._read(window, key)
+                    self._emit(key, window.start, window.end, window.max_timestamp, aggregate)
+                self._cursor = index_entry
+        finally:
+            # Where emission got to, in the store (and its changelog) with the windows: a task
+            # that moves or restarts goes on from there, neither repeating nor skipping one.
+            if self._cursor is not None and self._cursor != start:
+                store.set_meta(_CURSOR, self._cursor)
 
 
 class TimeWindowAggregate(WindowedAggregate):

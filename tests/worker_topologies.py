@@ -208,3 +208,15 @@ _timed = windowed_querying.stream(
 _timed.windowed_by(SessionWindows(inactivity_gap_ms=30_000, grace_ms=3_600_000)).count(
     name="sessions"
 )
+
+# Counts records per key in 1-second tumbling windows of their record timestamps and writes
+# every update with its windowed key as is (WindowedSerde: key bytes, start, end).
+windowed_keys = Topology("windowed_keys")
+(
+    windowed_keys.stream(SOURCE, key_serde=serdes.StringSerde(), value_serde=serdes.StringSerde())
+    .group_by_key()
+    .windowed_by(TumblingWindows(size_ms=1_000, grace_ms=60_000))
+    .count(name="counts")
+    .to_stream()
+    .to(SINK, value_serde=serdes.IntSerde())
+)

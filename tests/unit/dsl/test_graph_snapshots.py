@@ -132,6 +132,7 @@ MODULES: list[tuple[str, str, tuple[str, ...], dict[str, str]]] = [
             "stalling_counting",
             "windowed_counting",
             "session_counting",
+            "windowed_keys",
             "windowed_querying",
             "latest",
         ),

@@ -220,3 +220,43 @@ windowed_keys = Topology("windowed_keys")
     .to_stream()
     .to(SINK, value_serde=serdes.IntSerde())
 )
+
+
+def _with_id(_key: str, value: dict[str, int], ids: list[int]) -> list[int]:
+    return sorted({*ids, value["id"]})
+
+
+# The windows of `windowed_counting` and of `session_counting` over one stream, collecting the
+# ids (the JSON value's "id") of the records of each window instead of counting them, each window
+# written once when it closes, as ("tumbling:<key>@<start>", ids) and
+# ("session:<key>@<start>-<end>", ids). Ids are a sorted set: a record processed twice leaves
+# them unchanged (at-least-once), a lost record or one counted into the wrong window shows.
+windowed_collecting = Topology("windowed-collecting")
+_events = windowed_collecting.stream(
+    SOURCE,
+    key_serde=serdes.StringSerde(),
+    value_serde=serdes.JsonSerde(),
+    timestamp=lambda _key, value, _record_ts: value["ts"],
+)
+(
+    _events.group_by_key()
+    .windowed_by(TumblingWindows(size_ms=1_000, grace_ms=500), emit="final")
+    .aggregate(list, _with_id, value_serde=serdes.JsonSerde(), name="ids-per-second")
+    .to_stream()
+    .map(lambda window, ids: (f"tumbling:{window.key}@{window.start_ms}", ids))
+    .to(SINK, key_serde=serdes.StringSerde(), value_serde=serdes.JsonSerde())
+)
+(
+    _events.group_by_key()
+    .windowed_by(SessionWindows(inactivity_gap_ms=1_000, grace_ms=500), emit="final")
+    .aggregate(
+        list,
+        _with_id,
+        merger=lambda _key, ids, more: sorted({*ids, *more}),
+        value_serde=serdes.JsonSerde(),
+        name="ids-per-session",
+    )
+    .to_stream()
+    .map(lambda window, ids: (f"session:{window.key}@{window.start_ms}-{window.end_ms}", ids))
+    .to(SINK, key_serde=serdes.StringSerde(), value_serde=serdes.JsonSerde())
+)

@@ -133,6 +133,7 @@ MODULES: list[tuple[str, str, tuple[str, ...], dict[str, str]]] = [
             "windowed_counting",
             "session_counting",
             "windowed_keys",
+            "windowed_collecting",
             "windowed_querying",
             "latest",
         ),

@@ -229,16 +229,24 @@ class Committer(ABC):
 
 class AtLeastOnceCommitter(Committer):
     def _commit(self, tasks: list[StreamTask], offsets: dict[Partition, int], began: float) -> None:
+        if any(task.outputs_before_changelog for task in tasks):
+            # A store that records which windows were emitted (emit="final") must not get that
+            # record to the broker before the results themselves: a restart would then skip
+            # results that were never written. Outputs first, then the changelogs.
+            self._flush_producer()
         self._flush_stores(tasks)
+        self._flush_producer()
+        self._refusals.handle_after_flush(tasks)
+        self._checkpoint(tasks)
+        self._consumer.commit(offsets, metadata=self._metadata)
+
+    def _flush_producer(self) -> None:
         remaining = self._producer.flush(TIMEOUT_S)
         if remaining:
             raise BrokerError(
                 f"{remaining} output records were not acknowledged within {TIMEOUT_S:.0f}s; "
                 "their input offsets stay uncommitted"
             )
-        self._refusals.handle_after_flush(tasks)
-        self._checkpoint(tasks)
-        self._consumer.commit(offsets, metadata=self._metadata)
 
     def _forget(
         self,

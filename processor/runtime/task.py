@@ -110,6 +110,9 @@ class StreamTask:
         # Stream time, kept (and checkpointed in the committed offsets' metadata) only when an
         # operator works with event time.
         self.timed = subtopology.timed
+        # Whether the task's stores record which results were emitted (emit="final"): under
+        # at-least-once, outputs must then reach the broker before those records do.
+        self.outputs_before_changelog = subtopology.emits_final
         self.clock = StreamClock(
             idle_advance_ms=options.idle_advance_ms, wall_ms=int(time.time() * 1000)
         )

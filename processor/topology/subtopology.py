@@ -80,6 +80,12 @@ class SubTopology:
         checkpointed, and every record needs a timestamp of at least 0."""
         return any(s.windowed for s in self.stores)
 
+    @property
+    def emits_final(self) -> bool:
+        """Whether an operator emits windows once, when they close, and keeps in its store how
+        far it got (`processor.topology.windowed`)."""
+        return any(isinstance(n, OperatorNode) and n.emit_final for n in self.nodes)
+
 
 def deserialization_overrides(subtopologies: Iterable[SubTopology]) -> dict[str, ErrorHandler]:
     """The deserialization handler each source topic was given in the topology, where it was."""

@@ -21,6 +21,7 @@ from processor.runtime.task import StreamTask
 from processor.state.budget import MemoryBudget
 from processor.state.memory import InMemoryBackend
 from processor.state.task_stores import TaskStores
+from processor.windows import TumblingWindows
 
 CHANGELOG = "app-counts-changelog"
 
@@ -111,6 +112,7 @@ class Message:
     _offset: int
     _key: bytes
     _value: bytes
+    timestamp_ms: int = 1000
 
     def error(self) -> None:
         return None
@@ -131,7 +133,7 @@ class Message:
         return self._value
 
     def timestamp(self) -> tuple[int, int]:
-        return (1, 1000)
+        return (1, self.timestamp_ms)
 
     def headers(self) -> None:
         return None
@@ -380,3 +382,37 @@ def test_at_least_once_records_lost_in_an_outage_stop_the_worker() -> None:
         committer.commit([task])
     assert excinfo.value.fatal
     assert not any(c.startswith("commit_offsets") for c in calls)
+
+
+def test_at_least_once_with_final_windows_flushes_the_results_before_the_changelog() -> None:
+    """A window store records which windows were emitted: that record must not reach the broker
+    before the results, or a restart after a crash in between would never write them."""
+    calls: list[str] = []
+    producer = FakeProducer(calls)
+    committer = make_committer(producer, FakeConsumer(calls, producer), exactly_once=False)  # type: ignore[arg-type]
+    topology = Topology("app")
+    (
+        topology.stream("in", key_serde=serdes.StringSerde())
+        .group_by_key()
+        .windowed_by(TumblingWindows(size_ms=10), emit="final")
+        .count(name="w")
+        .to_stream()
+        .to("out")
+    )
+    [sub] = topology.subtopologies()
+    stores = TaskStores(
+        InMemoryBackend(["w"]), sub.stores, sub.changelog_topics, memory=MemoryBudget(1 << 20)
+    )
+
+    class Emitter:
+        def emit(self, *args: Any) -> None:
+            producer.produce(*args[:5])
+
+    task = StreamTask(TaskId(0, 2), sub, Emitter())
+    task.start(stores)
+    task.process(Message("in", 0, b"a", b"x", timestamp_ms=5))
+    task.process(Message("in", 1, b"b", b"x", timestamp_ms=20))  # [0, 10) closes: "a" out
+    committer.commit([task])
+    first_changelog = calls.index("produce app-w-changelog")
+    assert calls.index("produce out") < calls.index("flush") < first_changelog
+    assert calls[first_changelog:].count("flush") == 1  # and the changelog flushed after

@@ -180,6 +180,11 @@ class StreamTask:
         clock = self.clock
         return clock.tick(wall_ms) and clock.stream_time >= clock.due_at
 
+    def due(self) -> bool:
+        """Whether something waits for the stream time the task has reached."""
+        clock = self.clock
+        return self.timed and clock.stream_time >= clock.due_at
+
     def fire_idle(self) -> None:
         """What waits for stream time acts, with no record being processed."""
         self._fire("", -1)

@@ -232,6 +232,15 @@ class Worker:
                 return
             for started in {parts.tasks.by_partition[p] for p in restored}:
                 started.resume(committed)
+                if started.due():
+                    # What its stream time already passed: windows that expired meanwhile
+                    # (a restore brings them back; expiry is not in the changelog) go now.
+                    parts.committer.before_output()
+                    try:
+                        started.fire_idle()
+                    except BrokerError as e:
+                        self._after_failed_processing(parts, e)
+                        return
         parts.stalls.tick()
         messages = parts.consumer.consume(self.config.consume_batch_size, _CONSUME_TIMEOUT_S)
         parts.stalls.tick()

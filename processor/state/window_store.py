@@ -24,8 +24,8 @@ window), so their bytes sort as their values do.
 
 Expiry deletes windows and kept records locally only, like Kafka Streams dropping a segment: the
 changelog (`cleanup.policy=compact,delete`) drops them by its retention. A restore may therefore
-bring back windows that had expired; the operator expires them again at the task's first record
-or idle tick.
+bring back windows that had expired; the task expires them again as soon as it starts, before
+its first record (it then knows its stream time, from the committed offsets).
 """
 
 from __future__ import annotations

@@ -340,7 +340,7 @@ Stored = dict[tuple[str, int, int], tuple[int, int]]
 
 def read_window_store(task_dir: Path) -> Stored:
     """The windows of a stopped task's RocksDB, decoded per the documented layout
-    (processor/state/window_store.py), checking that each window has its index entry and
+    (processor/windows/layout.py), checking that each window has its index entry and
     nothing else is indexed."""
     windows: Stored = {}
     indexed: set[tuple[int, str, int, int]] = set()
@@ -353,16 +353,17 @@ def read_window_store(task_dir: Path) -> Stored:
                 key = stored[5 : 5 + length].decode()
                 windows[(key, start, end)] = struct.unpack(">Qq", value)
             elif stored[:1] == b"I":
-                (last_ms,) = struct.unpack_from(">Q", stored, 1)
-                assert stored[9:10] == b"W" and value == b""
-                (length,) = struct.unpack_from(">I", stored, 10)
-                start, end = struct.unpack_from(">QQ", stored, 14 + length)
-                indexed.add((last_ms, stored[14 : 14 + length].decode(), start, end))
+                # b"I" + end + start + kind + key + end (processor/windows/layout.py)
+                end_ms, start = struct.unpack_from(">QQ", stored, 1)
+                assert stored[17:18] == b"W" and value == b""
+                (end,) = struct.unpack_from(">Q", stored, len(stored) - 8)
+                assert end == end_ms
+                indexed.add((end_ms, stored[18:-8].decode(), start, end))
             else:
                 assert stored[:1] == b"M", stored
     finally:
         backend.close()
-    assert indexed == {(end - 1, key, start, end) for key, start, end in windows}
+    assert indexed == {(end, key, start, end) for key, start, end in windows}
     return windows
 
 
@@ -436,7 +437,8 @@ def test_restart_restores_window_stores_from_checkpoint_and_tail_without_expired
     assert kept_by_a == {p: live_windows(first[p]) for p in range(PARTITIONS)}
 
     # b, with its own state, processes the second batch, half a minute of event time later:
-    # every window a kept expires, and b deletes it (a tombstone in the changelog).
+    # every window a kept expires (b deletes it locally; the changelog keeps it until its
+    # retention). a's restore brings it back from the changelog and expires it as it starts.
     run("b", second, both)
     ends_after = changelog_end_offsets(kafka_bootstrap, changelog)
     stream_times = {p: max(e.ts for e in both[p]) for p in range(PARTITIONS)}

@@ -131,10 +131,17 @@ def sessions(events: Iterable[Event]) -> tuple[dict[str, list[Window]], int, int
     stream_time, late = -1, 0
     for event in events:
         stream_time = max(stream_time, event.ts)
+        # A session is closed once stream time passes its end + gap + grace; a closed session
+        # is never merged again (a record near one starts its own), and a record is late when
+        # the session it would make is closed (Kafka Streams' rules, README "Windows").
         open_from = stream_time - GAP_MS - GRACE_MS
         mine = by_key.setdefault(event.key, [])
-        merged = [s for s in mine if s.end >= event.ts - GAP_MS and s.start <= event.ts + GAP_MS]
-        if event.ts < open_from or any(s.end < open_from for s in merged):
+        merged = [
+            s
+            for s in mine
+            if s.end >= event.ts - GAP_MS and s.start <= event.ts + GAP_MS and s.end >= open_from
+        ]
+        if max([event.ts, *(s.end for s in merged)]) < open_from:
             late += 1
             continue
         session = Window(

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 from processor.state.backend import Change, TaskStateBackend
 from processor.state.budget import DEFAULT_STORE_CACHE_BYTES, MemoryBudget
@@ -191,25 +191,6 @@ class StoreCache:
         """`delete`, for the backend only (`put_local`)."""
         self.delete(key)
         self._local.add(key)
-
-    def forget(self, keys: Iterable[bytes]) -> list[bytes]:
-        """Delete `keys` for the backend only (`delete_local`), cheaply: returns those the cache
-        holds no change of, for the caller to delete in the backend itself (their cached
-        copies are dropped now); the others are deleted at the next checkpoint."""
-        direct: list[bytes] = []
-        dirty, unwritten, clean = self._dirty, self._unwritten, self._clean
-        account = self._account
-        for key in keys:
-            if key in dirty or key in unwritten:
-                self.delete_local(key)
-                continue
-            direct.append(key)
-            cached = clean.pop(key, _ABSENT)
-            if cached is not _ABSENT:
-                size = len(key) + ENTRY_OVERHEAD + (len(cached) if cached else 0)
-                account.used -= size
-                account.evictable -= size
-        return direct
 
     def take_local(self) -> set[bytes]:
         """The keys among those of the last `take_dirty()` whose change is for the backend

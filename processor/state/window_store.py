@@ -100,6 +100,8 @@ class WindowStore(Generic[K, V]):
         self._backend = cache.backend
         # Index entries of new windows and records not yet in the backend (`write_index`).
         self._new_index: list[Change] = []
+        # The last index entry expired by this task: the backend keeps it until the checkpoint.
+        self._expired_to: bytes | None = None
 
     def limit_changelog(self, changelog: str, max_record_bytes: int) -> None:
         """Refuse (`ChangelogRecordTooLargeError`) a window whose entry would not fit one
@@ -210,22 +212,27 @@ class WindowStore(Generic[K, V]):
             yield stored, self.get(key, start, end) if kind == WINDOW else None
 
     def expire(self, before_end: int) -> int:
-        """Delete, locally, every window and kept record that ends before `before_end`;
-        returns how many."""
-        expired = self._index_until(None, before_end)
-        if not expired:
-            return 0
-        deletes: list[Change] = [(stored, None) for stored in expired]
-        data: list[bytes] = []
+        """Delete, for the backend only, every window and kept record that ends before
+        `before_end`, with its index entry; returns how many. The deletes reach the backend at
+        the task's next checkpoint, after its commit, like every change: a crash or an aborted
+        transaction before it must find them still there, as its committed stream time has them
+        live."""
+        expired = self._index_until(self._expired_to, before_end)
         for stored in expired:
             _, kind, key, start, end = parse_index_key(stored)
             if kind == RECORD:
-                data.append(RECORD + U32.pack(len(key)) + key + pack_u64(start))
+                self.cache.delete_local(RECORD + U32.pack(len(key)) + key + pack_u64(start))
             else:
-                data.append(window_key(key, start, end))
-        deletes.extend((stored, None) for stored in self.cache.forget(data))
-        self._backend.write({self.name: deletes}, {})
+                self.cache.delete_local(window_key(key, start, end))
+            self.cache.delete_local(stored)
+        if expired:
+            # Until the checkpoint the backend still has them: the next pass starts after.
+            self._expired_to = expired[-1]
         return len(expired)
+
+    def first_live_end(self) -> int | None:
+        """The end of the oldest index entry not yet expired."""
+        return self.first_end(self._expired_to)
 
     def first_end(self, after: bytes | None = None) -> int | None:
         """The end of the oldest index entry past `after` (None: of all)."""

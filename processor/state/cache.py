@@ -82,7 +82,7 @@ class StoreCache:
         # kept up to date after it.
         self._dirty_keys: list[bytes] | None = None
         self._unwritten_keys: list[bytes] | None = None
-        # Dirty keys whose change is for the backend only, not the changelog (`put_local`).
+        # Dirty keys whose change is for the backend only, not the changelog (`delete_local`).
         self._local: set[bytes] = set()
         self.hits = 0
         """Reads answered by the cache."""
@@ -179,16 +179,10 @@ class StoreCache:
         self.put(key, b"")  # a delete costs what an empty value does
         self._dirty[key] = None
 
-    def put_local(self, key: bytes, value: bytes) -> None:
-        """A change the backend gets at the checkpoint but the changelog never does: what can
-        be derived from changelogged entries (a window store's index) or dropped by the
-        changelog's own retention (an expired window). The caller never also changes `key`
-        with `put` or `delete` in the same commit interval."""
-        self.put(key, value)
-        self._local.add(key)
-
     def delete_local(self, key: bytes) -> None:
-        """`delete`, for the backend only (`put_local`)."""
+        """A delete the backend gets at the checkpoint but the changelog never does: what the
+        changelog's own retention drops (an expired window). The caller never also changes
+        `key` with `put` or `delete` in the same commit interval."""
         self.delete(key)
         self._local.add(key)
 

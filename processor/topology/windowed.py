@@ -20,7 +20,7 @@ retention (at least the emit delay, so nothing is dropped before it is final).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 from processor.errors import ChangelogRecordTooLargeError, StoredValueError
 from processor.serdes import Serde
@@ -28,7 +28,7 @@ from processor.topology.clock import NEVER, StreamClock
 from processor.topology.operator import Operator
 from processor.topology.record import NullKeyError, RecordContext
 from processor.topology.retry import Retry
-from processor.windows.layout import key_prefix
+from processor.windows.layout import key_prefix, window_key
 from processor.windows.spec import (
     HoppingWindows,
     SessionWindows,
@@ -61,16 +61,6 @@ class WindowedStore(Protocol):
     def key_of(self, data: bytes) -> Any: ...
     def value_of(self, aggregate: bytes, key: object = None) -> Any: ...
     def get(self, key: bytes, start: int, end: int) -> Window | None: ...
-    def put(
-        self,
-        key: bytes,
-        start: int,
-        end: int,
-        max_timestamp: int,
-        aggregate: bytes,
-        *,
-        new: bool,
-    ) -> None: ...
     def remove(self, key: bytes, start: int, end: int) -> None: ...
     def windows_of(self, key: bytes) -> Iterator[Window]: ...
     def stored_at(self, prefix: bytes, start: int, end: int) -> bytes: ...
@@ -186,19 +176,20 @@ class WindowedAggregate(Operator):
         max_ts: int,
         aggregate: Any,
         new: bool,
+        stored: bytes | None = None,
     ) -> None:
+        """Store a window's new aggregate; `stored`: its stored key, when already built."""
         try:
             data = self.value_serde.serialize(aggregate)
         except Exception as e:
             self.failed(e)
         if data is None:
-            self._none_aggregate(key)
-        self.store.put(data_key, start, end, max_ts, data, new=new)
+            self.failed(ValueError(f"the aggregate of {key!r} is None; aggregates cannot be None"))
+        if stored is None:
+            stored = window_key(data_key, start, end)
+        self.store.put_at(stored, data_key, start, end, max_ts, data, new)
         if new:
             self._announce(end)
-
-    def _none_aggregate(self, key: Any) -> NoReturn:
-        self.failed(ValueError(f"the aggregate of {key!r} is None; aggregates cannot be None"))
 
     def _announce(self, end: int) -> None:
         """A new window ending at `end`: tell the clock if it is due before anything else."""
@@ -332,15 +323,7 @@ class TimeWindowAggregate(WindowedAggregate):
             else:
                 aggregate = self._add(key, value, self._read_bytes(found[1], key))
                 max_ts = max(found[0], timestamp)
-            try:
-                data = self.value_serde.serialize(aggregate)
-            except Exception as e:
-                self.failed(e)
-            if data is None:
-                self._none_aggregate(key)
-            store.put_at(stored, data_key, start, end, max_ts, data, found is None)
-            if found is None:
-                self._announce(end)
+            self._write(key, data_key, start, end, max_ts, aggregate, found is None, stored)
             if not self.emit_final:
                 self._emit(key, start, end, max_ts, aggregate)
             aggregated = True

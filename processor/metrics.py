@@ -10,6 +10,7 @@ counters are the task's own and are read when the snapshot is taken.
 | processor_worker_info | instance, state | 1, with the worker's lifecycle state |
 | processor_records_processed_total | task | input records processed by the active task here |
 | processor_records_total | outcome, reason | input records by committed outcome (see below) |
+| processor_timer_firings_total | outcome | timers, ticks and expiries fired (committed) |
 | processor_tasks | kind (active, restoring, standby) | tasks of each kind here |
 | processor_restore_records_total | task, kind (active, standby) | changelog records applied |
 | processor_restore_remaining_records | task, kind | records left to read (standby: its lag) |
@@ -83,6 +84,8 @@ class WorkerSnapshot:
     producer_replacements: int = 0
     # (outcome, reason) -> input records whose outcome is committed
     outcomes: dict[tuple[str, str], int] = field(default_factory=dict)
+    # outcome -> committed firings of timers, ticks and expiries
+    timer_firings: dict[str, int] = field(default_factory=dict)
     # The last group generation seen: members that are no worker of this application, workers
     # outvoted for computing a different assignment, and whether this worker is one of them.
     foreign_members: int = 0
@@ -129,6 +132,15 @@ class _SnapshotCollector(Collector):
         for (outcome, reason), count in sorted(s.outcomes.items()):
             outcomes.add_metric([outcome, reason], count)
         yield outcomes
+        firings = CounterMetricFamily(
+            "processor_timer_firings",
+            "Committed firings of timers, ticks and expiries, apart from input records, by "
+            "outcome (fired; skipped or dead_lettered when the function raised)",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(s.timer_firings.items()):
+            firings.add_metric([outcome], count)
+        yield firings
 
     def _tasks(self, s: WorkerSnapshot) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         """Tasks, restores and standbys."""

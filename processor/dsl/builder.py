@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from processor.errors import TopologyError
-from processor.serdes import Serde
+from processor.serdes import BytesSerde, Serde
 from processor.topology.graph import (
     LogicalGraph,
     OperatorKind,
@@ -27,6 +27,7 @@ from processor.topology.graph import (
     StoreKind,
     StoreSpec,
     TimestampExtractor,
+    timer_store_name,
 )
 from processor.topology.handling import ErrorHandler
 from processor.topology.retry import Retry
@@ -79,6 +80,8 @@ class GraphBuilder:
     def __init__(self) -> None:
         self._graph = LogicalGraph()
         self._counter = 0
+        # Store with a TTL -> the process() operator that declared its on_expire.
+        self._expiring: dict[str, str] = {}
 
     @property
     def graph(self) -> LogicalGraph:
@@ -100,9 +103,14 @@ class GraphBuilder:
         *,
         kind: StoreKind = StoreKind.KEY_VALUE,
         retention_ms: int = 0,
+        ttl_ms: int = 0,
+        ttl_clock: str = "stream",
     ) -> str:
         check_name("store", name)
-        self._graph.add_store(StoreSpec(name, key_serde, value_serde, kind, retention_ms))
+        _check_ttl(name, ttl_ms, ttl_clock)
+        self._graph.add_store(
+            StoreSpec(name, key_serde, value_serde, kind, retention_ms, ttl_ms, ttl_clock)
+        )
         return name
 
     def add_source(
@@ -154,6 +162,55 @@ class GraphBuilder:
         )
         return node
 
+    def add_process(
+        self,
+        parent: str,
+        function: Callable[..., Any],
+        *,
+        name: str | None,
+        stores: Sequence[str],
+        retry: Retry | None,
+        key_serde: Serde[Any],
+        timing: ProcessTiming,
+    ) -> str:
+        """A PROCESS node; with `on_timer`, its timer store `<node>-timers` (keys in
+        `key_serde`, the serde of the keys it is given)."""
+        node = self.name(OperatorKind.PROCESS.value, name)
+        timing.check(node, [self._graph.stores[s] for s in stores if s in self._graph.stores])
+        for store in stores:
+            if timing.on_expire is not None and store in self._expiring:
+                raise TopologyError(
+                    f"process {node!r}: store {store!r} already has an on_expire, in "
+                    f"{self._expiring[store]!r}; at most one process() may declare on_expire "
+                    "for a store"
+                )
+        timer_store = None
+        if timing.on_timer is not None:
+            timer_store = self.add_store(
+                timer_store_name(node), key_serde, BytesSerde(), kind=StoreKind.TIMERS
+            )
+        self._graph.add(
+            OperatorNode(
+                node,
+                OperatorKind.PROCESS,
+                (parent,),
+                function=function,
+                stores=(*stores, *([timer_store] if timer_store else [])),
+                retry=retry,
+                timer_store=timer_store,
+                on_timer=timing.on_timer,
+                on_expire=timing.on_expire,
+                on_tick=timing.on_tick,
+                every_ms=timing.every_ms or 0,
+                tick_clock=timing.clock,
+            )
+        )
+        if timing.on_expire is not None:
+            for store in stores:
+                if self._graph.stores[store].ttl_ms > 0:
+                    self._expiring[store] = node
+        return node
+
     def add_split(
         self, parent: str, branches: dict[str, Predicate | None], *, name: str | None
     ) -> dict[str, str]:
@@ -180,11 +237,13 @@ class GraphBuilder:
         aggregator: Callable[[Any, Any, Any], Any],
         key_serde: Serde[Any],
         value_serde: Serde[Any],
+        ttl_ms: int = 0,
     ) -> tuple[str, str]:
         """An AGGREGATE node, named `name` or `<label>-<n>`, and its store, named `name` or
-        `<node>-store`; returns (node, store)."""
+        `<node>-store` (whose keys expire `ttl_ms` of stream time after their last update, when
+        given); returns (node, store)."""
         node = self.name(label, name)
-        store = self.add_store(name or f"{node}-store", key_serde, value_serde)
+        store = self.add_store(name or f"{node}-store", key_serde, value_serde, ttl_ms=ttl_ms)
         self._graph.add(
             OperatorNode(
                 node,
@@ -260,3 +319,51 @@ class GraphBuilder:
         source = f"{base}-source"
         self._graph.add(SourceNode(source, topic, key_serde, value_serde, internal=True))
         return source
+
+
+def _check_ttl(store: str, ttl_ms: int, ttl_clock: str) -> None:
+    if not isinstance(ttl_ms, int) or isinstance(ttl_ms, bool) or ttl_ms < 0:
+        raise TopologyError(
+            f"store {store!r}: ttl_ms must be an int >= 0 (0: no TTL), not {ttl_ms!r}"
+        )
+    if ttl_clock not in ("stream", "wall"):
+        raise TopologyError(f'store {store!r}: ttl_clock is "stream" or "wall", not {ttl_clock!r}')
+
+
+@dataclass(frozen=True)
+class ProcessTiming:
+    """What a `process()` operator does besides records: timers, expiry, ticks."""
+
+    on_timer: Callable[..., Any] | None = None
+    on_expire: Callable[..., Any] | None = None
+    on_tick: Callable[..., Any] | None = None
+    every_ms: int | None = None
+    clock: str = "wall"
+
+    def check(self, node: str, stores: Sequence[StoreSpec]) -> None:
+        for label, fn in (
+            ("on_timer", self.on_timer),
+            ("on_expire", self.on_expire),
+            ("on_tick", self.on_tick),
+        ):
+            if fn is not None and not callable(fn):
+                raise TopologyError(f"process {node!r}: {label}= must be a function")
+        if (self.on_tick is None) != (self.every_ms is None):
+            raise TopologyError(
+                f"process {node!r}: on_tick= and every_ms= go together (a tick function and how "
+                "often it runs)"
+            )
+        every = self.every_ms
+        if every is not None and (
+            not isinstance(every, int) or isinstance(every, bool) or every <= 0
+        ):
+            raise TopologyError(f"process {node!r}: every_ms must be an int > 0, not {every!r}")
+        if self.clock not in ("stream", "wall"):
+            raise TopologyError(
+                f'process {node!r}: clock is "stream" or "wall", not {self.clock!r}'
+            )
+        if self.on_expire is not None and not any(s.ttl_ms > 0 for s in stores):
+            raise TopologyError(
+                f"process {node!r}: on_expire= needs a store with a TTL among stores=[...] "
+                "(Topology.add_store(name, ttl_ms=...))"
+            )

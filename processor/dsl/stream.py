@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
-from processor.dsl.builder import GraphBuilder, Predicate
+from processor.dsl.builder import GraphBuilder, Predicate, ProcessTiming
 from processor.errors import TopologyError
 from processor.serdes import IntSerde, Serde
 from processor.topology.context import ProcessorContext
@@ -237,18 +237,31 @@ class Stream(Generic[K, V]):
         value_serde: Serde[Any] | None = None,
         name: str | None = None,
         retry: Retry | None = None,
+        on_timer: Callable[[ProcessorContext, K, int, str], None] | None = None,
+        on_expire: Callable[[ProcessorContext, str, Any, Any], None] | None = None,
+        on_tick: Callable[[ProcessorContext], None] | None = None,
+        every_ms: int | None = None,
+        clock: str = "wall",
     ) -> Stream[Any, Any]:
         """Call `function(context, key, value)` for each record: `context.store(name)` gives the
         declared `stores`, `context.forward(key, value)` emits downstream (zero or more times),
         and `context.topic`, `.partition`, `.offset`, `.timestamp`, `.headers` describe the
-        record. The stream it returns carries what was forwarded, of types no checker knows."""
-        node = self._builder.add_operator(
-            OperatorKind.PROCESS,
-            (self._node,),
+        record. The stream it returns carries what was forwarded, of types no checker knows.
+
+        Timers: `context.set_timer(at_ms, clock="stream"|"wall", name="default")` sets the
+        current key's timer `name`; `on_timer(context, key, at_ms, name)` is called once it is
+        due (kept in the store `<name>-timers`: give `name=` to keep it across topology
+        changes). `on_expire(context, store, key, last_value)` is called for each key of a
+        store with a TTL (`Topology.add_store(..., ttl_ms=)`) that expires. `on_tick(context)`
+        runs every `every_ms` on `clock`. See README "Timers and expiry"."""
+        node = self._builder.add_process(
+            self._node,
+            function,
             name=name,
-            function=function,
             stores=stores,
             retry=retry,
+            key_serde=self.key_serde,
+            timing=ProcessTiming(on_timer, on_expire, on_tick, every_ms, clock),
         )
         return Stream(
             self._builder,
@@ -298,14 +311,26 @@ class GroupedStream(Generic[K, V]):
             self._builder, self._node, self.key_serde, self.value_serde, windows, emit
         )
 
-    def count(self, *, name: str | None = None) -> Table[K, int]:
-        """The number of records per key (records with a null key or value are not counted)."""
-        return self._aggregate("count", name, lambda: 0, lambda _k, _v, n: n + 1, IntSerde())
-
-    def reduce(self, reducer: Callable[[V, V], V], *, name: str | None = None) -> Table[K, V]:
-        """Per key, the first value, then `reducer(aggregate, value)` for each later value."""
+    def count(self, *, name: str | None = None, ttl_ms: int = 0) -> Table[K, int]:
+        """The number of records per key (records with a null key or value are not counted).
+        With `ttl_ms`, a key not counted for that long (stream time) is dropped and forwarded as
+        a tombstone, (key, None); its count starts again from 0."""
         return self._aggregate(
-            "reduce", name, None, lambda _k, value, agg: reducer(agg, value), self.value_serde
+            "count", name, lambda: 0, lambda _k, _v, n: n + 1, IntSerde(), ttl_ms
+        )
+
+    def reduce(
+        self, reducer: Callable[[V, V], V], *, name: str | None = None, ttl_ms: int = 0
+    ) -> Table[K, V]:
+        """Per key, the first value, then `reducer(aggregate, value)` for each later value
+        (`ttl_ms` as for `count`)."""
+        return self._aggregate(
+            "reduce",
+            name,
+            None,
+            lambda _k, value, agg: reducer(agg, value),
+            self.value_serde,
+            ttl_ms,
         )
 
     def aggregate(
@@ -315,10 +340,11 @@ class GroupedStream(Generic[K, V]):
         *,
         value_serde: Serde[A],
         name: str | None = None,
+        ttl_ms: int = 0,
     ) -> Table[K, A]:
         """Per key, `aggregator(key, value, aggregate)` starting from `initializer()`; the
-        aggregate is stored with `value_serde`."""
-        return self._aggregate("aggregate", name, initializer, aggregator, value_serde)
+        aggregate is stored with `value_serde` (`ttl_ms` as for `count`)."""
+        return self._aggregate("aggregate", name, initializer, aggregator, value_serde, ttl_ms)
 
     def _aggregate(
         self,
@@ -327,6 +353,7 @@ class GroupedStream(Generic[K, V]):
         initializer: Callable[[], Any] | None,
         aggregator: Callable[[Any, Any, Any], Any],
         value_serde: Serde[Any],
+        ttl_ms: int,
     ) -> Table[Any, Any]:
         node, store = self._builder.add_aggregate(
             self._node,
@@ -336,6 +363,7 @@ class GroupedStream(Generic[K, V]):
             aggregator=aggregator,
             key_serde=self.key_serde,
             value_serde=value_serde,
+            ttl_ms=ttl_ms,
         )
         return Table(self._builder, node, self.key_serde, value_serde, store)
 

@@ -197,10 +197,21 @@ class Topology:
         *,
         key_serde: Serde[Any] | None = None,
         value_serde: Serde[Any] | None = None,
+        ttl_ms: int = 0,
+        ttl_clock: str = "stream",
     ) -> str:
         """Declare a key-value store for `Stream.process`; returns its name. Its changelog topic
-        is `<application_id>-<name>-changelog`."""
-        return self._builder.add_store(name, key_serde or BytesSerde(), value_serde or BytesSerde())
+        is `<application_id>-<name>-changelog`. With `ttl_ms`, a key not written for that long
+        on `ttl_clock` ("stream": the task's stream time; "wall": the wall clock) is removed
+        (a changelog tombstone), reads stop seeing it at once, and the `process()` that
+        declares `on_expire` for the store is told."""
+        return self._builder.add_store(
+            name,
+            key_serde or BytesSerde(),
+            value_serde or BytesSerde(),
+            ttl_ms=ttl_ms,
+            ttl_clock=ttl_clock,
+        )
 
     @property
     def graph(self) -> LogicalGraph:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from processor.ids import TaskId
+from processor.query.expiry import live_entries, live_values
 from processor.query.forwarding import Forwarder, Unavailable
 from processor.query.limits import Deadline, Overloaded
 from processor.query.partitioner import partition_for
@@ -203,7 +204,9 @@ class StoreReads:
             indexes = by_task[task]
             copy = self._source.read_local(
                 task,
-                lambda backend: [backend.get(store, keys[i][1]) for i in indexes],
+                lambda backend: live_values(
+                    info.spec, backend, [backend.get(store, keys[i][1]) for i in indexes]
+                ),
                 standby=standby,
             )
             if copy is None:
@@ -267,7 +270,9 @@ class StoreReads:
         per task who answered (answered_by, role, lag)."""
 
         def take(backend: TaskStateBackend) -> Entries:
-            return list(first(backend.range(store, low, high), limit))
+            return list(
+                first(live_entries(info.spec, backend, backend.range(store, low, high)), limit)
+            )
 
         def ask(
             instance: str, its: list[TaskId], standby: bool, within: Deadline

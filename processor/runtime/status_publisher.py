@@ -164,6 +164,7 @@ class StatusPublisher:
                     (outcome.value, reason): n
                     for (outcome, reason), n in self._accounting.committed.items()
                 },
+                timer_firings=dict(self._accounting.timers),
                 **broker,
             )
         )

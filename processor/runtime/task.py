@@ -33,9 +33,10 @@ from processor.topology.handling import (
     handle_failure,
 )
 from processor.topology.processors import Emitter, RecordContext, SourceProcessor, instantiate
-from processor.topology.record import LateRecordError
+from processor.topology.record import LateRecordError, TimerError
 from processor.topology.retry import Retry
 from processor.topology.subtopology import SubTopology
+from processor.topology.timers import fire_events
 
 # (topic, partition, offset) of an input record
 RecordPosition = tuple[str, int, int]
@@ -112,7 +113,9 @@ class StreamTask:
         self.timed = subtopology.timed
         # Whether the task's stores record which results were emitted (emit="final"): under
         # at-least-once, outputs must then reach the broker before those records do.
-        self.outputs_before_changelog = subtopology.emits_final
+        # Likewise when timers fire or keys expire: their removal must not reach the changelog
+        # before what the firing wrote.
+        self.outputs_before_changelog = subtopology.emits_final or subtopology.fires
         self.clock = StreamClock(
             idle_advance_ms=options.idle_advance_ms, wall_ms=int(time.time() * 1000)
         )
@@ -136,6 +139,7 @@ class StreamTask:
             str(self.id),
             self._retry,
             self.clock,
+            self._accounting.count_firing,
         )
 
     def transition(self, target: TaskState) -> None:
@@ -176,9 +180,11 @@ class StreamTask:
 
     def tick(self, wall_ms: int) -> bool:
         """Once per pass of the worker's loop: stream time may advance by idleness; True when
-        something waits for the stream time it reached (call `fire_idle`)."""
+        something waits for the stream time it reached or for the wall clock (call
+        `fire_idle`)."""
         clock = self.clock
-        return clock.tick(wall_ms) and clock.stream_time >= clock.due_at
+        clock.tick(wall_ms)
+        return clock.stream_time >= clock.due_at or wall_ms >= clock.wall_due_at
 
     def due(self) -> bool:
         """Whether something waits for the stream time the task has reached."""
@@ -186,8 +192,8 @@ class StreamTask:
         return self.timed and clock.stream_time >= clock.due_at
 
     def fire_idle(self) -> None:
-        """What waits for stream time acts, with no record being processed."""
-        self._fire("", -1)
+        """What waits for stream time or the wall clock acts, with no record being processed."""
+        self._fire("", -1, wall=True)
 
     def _late(self, message: Message) -> None:
         context = self._context
@@ -196,18 +202,26 @@ class StreamTask:
         failure = failure_of(error, context.topic, self.id.partition, context.offset, str(self.id))
         self._fail(failure, message)
 
-    def _fire(self, topic: str, offset: int) -> None:
-        """Windows closing (and what else waits for stream time), after the record at `offset`
-        of `topic` moved stream time (or idleness did: no record, offset -1)."""
-        context = self._context
-        context.topic, context.offset, context.headers = topic, offset, None
-        try:
-            self.clock.fire()
-        except RECORD_ERRORS as e:
-            failure = failure_of(e, topic, self.id.partition, offset, str(self.id))
-            handle_failure(
-                self._handling, failure, (None, None, 0, None), self._emitter, self._accounting
-            )
+    def _fire(self, topic: str, offset: int, *, wall: bool = False) -> None:
+        """Windows closing, timers firing, keys expiring (what waits for stream time) after the
+        record at `offset` of `topic` moved stream time (or idleness did: no record, offset -1);
+        with `wall`, also what waits for the wall clock. A firing that fails goes to the
+        processing error handler, and the others go on."""
+        fire_events(
+            self.clock,
+            self._context,
+            topic,
+            offset,
+            wall=wall,
+            failed=lambda e, topic, offset: self._fire_failed(e, topic, offset),
+        )
+
+    def _fire_failed(self, error: Exception, topic: str, offset: int) -> None:
+        failure = failure_of(error, topic, self.id.partition, offset, str(self.id))
+        record: RecordBytes = (None, None, 0, None)
+        if isinstance(error, TimerError):
+            record = (error.key, None, error.at_ms, None)
+        handle_failure(self._handling, failure, record, self._emitter, self._accounting)
 
     def _fail(self, failure: RecordFailure, message: Message) -> None:
         """Hand `message` to its stage's handler; raises (stopping the worker) under `fail`."""

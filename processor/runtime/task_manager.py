@@ -33,10 +33,10 @@ from processor.ids import Partition, TaskId
 from processor.runtime.task import StreamTask, TaskOptions, TaskState
 from processor.state.backend import TaskStateBackend
 from processor.state.budget import MemoryBudget
+from processor.state.indexing import backend_stores, unwrapped, with_indexes
 from processor.state.restore import RestoreProgress, Restorer, RestoreState
 from processor.state.rocksdb import open_or_wipe, open_rocksdb, wipe
 from processor.state.task_stores import TaskStores
-from processor.state.window_store import IndexingBackend, unwrapped
 from processor.topology.processors import Emitter
 from processor.topology.subtopology import SubTopology
 
@@ -242,16 +242,11 @@ class TaskManager:
     def _open(self, task_id: TaskId) -> TaskStateBackend:
         sub = self._subtopologies[task_id.subtopology]
         backend, _ = open_or_wipe(
-            self.task_dir(task_id), [s.name for s in sub.stores], str(task_id), log
+            self.task_dir(task_id), backend_stores(sub.stores), str(task_id), log
         )
-        return self._indexing(sub, backend)
-
-    @staticmethod
-    def _indexing(sub: SubTopology, backend: TaskStateBackend) -> TaskStateBackend:
-        """What the restorer writes: windowed stores get the index entries their changelog
-        records imply."""
-        windowed = [s.name for s in sub.stores if s.windowed]
-        return IndexingBackend(backend, windowed) if windowed else backend
+        # What the restorer writes: stores with an index get the entries their changelog
+        # records imply.
+        return with_indexes(backend, sub.stores)
 
     def running_partitions(self) -> list[Partition]:
         return [p for task in self.running() for p in task.partitions]
@@ -345,6 +340,6 @@ class TaskManager:
             path = self.task_dir(task_id)
             wipe(path)
             sub = self._subtopologies[task_id.subtopology]
-            fresh = self._indexing(sub, open_rocksdb(path, [s.name for s in sub.stores]))
+            fresh = with_indexes(open_rocksdb(path, backend_stores(sub.stores)), sub.stores)
             self._backends[task_id] = fresh
             return fresh

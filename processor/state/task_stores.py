@@ -16,6 +16,9 @@ from typing import Any
 from processor.state.backend import Change, TaskStateBackend
 from processor.state.budget import MemoryBudget
 from processor.state.cache import StoreCache
+from processor.state.time_index import CLOCKS
+from processor.state.timer_store import TimerStore
+from processor.state.ttl_store import TtlKeyValueStore
 from processor.state.typed import KeyValueStore
 from processor.state.window_store import WindowStore
 from processor.topology.graph import StoreKind, StoreSpec
@@ -23,14 +26,27 @@ from processor.topology.graph import StoreKind, StoreSpec
 # Called for each changelog record: (changelog topic, key, value or None for a delete).
 ChangelogWriter = Callable[[str, bytes, bytes | None], None]
 
-# A store as operators use it: key-value, or windowed (time windows and sessions).
-AnyStore = KeyValueStore[Any, Any] | WindowStore[Any, Any]
+# A store as operators use it: key-value (with a TTL, maybe), windowed (time windows and
+# sessions), or the timers of a process() operator.
+AnyStore = KeyValueStore[Any, Any] | WindowStore[Any, Any] | TimerStore
 
 
-def make_store(cache: StoreCache, spec: StoreSpec) -> AnyStore:
+def make_store(caches: Mapping[str, StoreCache], spec: StoreSpec) -> AnyStore:
+    cache = caches[spec.name]
     if spec.windowed:
         sessions = spec.kind is StoreKind.SESSION
         return WindowStore(cache, spec.key_serde, spec.value_serde, sessions=sessions)
+    if spec.kind is StoreKind.TIMERS:
+        return TimerStore(cache, spec.key_serde)
+    if spec.expiry_store is not None:
+        return TtlKeyValueStore(
+            cache,
+            caches[spec.expiry_store],
+            spec.key_serde,
+            spec.value_serde,
+            ttl_ms=spec.ttl_ms,
+            clock=CLOCKS[spec.ttl_clock],
+        )
     return KeyValueStore(cache, spec.key_serde, spec.value_serde)
 
 
@@ -46,9 +62,14 @@ class TaskStores:
         self.backend = backend
         self.changelogs = dict(changelogs)
         self._caches = {spec.name: StoreCache(backend, spec.name, budget=memory) for spec in specs}
-        self.stores: dict[str, AnyStore] = {
-            spec.name: make_store(self._caches[spec.name], spec) for spec in specs
+        # Expiry indexes: every change of theirs is for the backend only.
+        self._local_caches = {
+            name: StoreCache(backend, name, budget=memory)
+            for spec in specs
+            if (name := spec.expiry_store) is not None
         }
+        caches = {**self._caches, **self._local_caches}
+        self.stores: dict[str, AnyStore] = {spec.name: make_store(caches, spec) for spec in specs}
         # Flushed to the changelog, not yet in the backend: written by the next checkpoint.
         self._unwritten: dict[str, list[Change]] = {}
 
@@ -56,7 +77,7 @@ class TaskStores:
     def needs_flush(self) -> bool:
         """The worker's caches are full (pinned bytes fill the memory budget): commit early
         rather than let them grow."""
-        return any(cache.is_full for cache in self._caches.values())
+        return any(cache.is_full for cache in self._all_caches())
 
     @property
     def needs_checkpoint(self) -> bool:
@@ -67,8 +88,13 @@ class TaskStores:
         """Send every dirty entry, once, to its store's changelog; returns how many."""
         count = 0
         for store in self.stores.values():
-            if isinstance(store, WindowStore):
+            if isinstance(store, WindowStore | TimerStore | TtlKeyValueStore):
                 store.write_index()
+        for name, cache in self._local_caches.items():
+            changes = cache.take_dirty()
+            cache.take_local()
+            if changes:
+                self._unwritten.setdefault(name, []).extend(changes)
         for name, cache in self._caches.items():
             dirty = cache.take_dirty()
             if not dirty:
@@ -90,18 +116,21 @@ class TaskStores:
         offsets = {t: o for t, o in changelog_offsets.items() if t in self.changelogs.values()}
         self.backend.write(self._unwritten, offsets)
         self._unwritten = {}
-        for cache in self._caches.values():
+        for cache in self._all_caches():
             cache.mark_written()
 
     def drop(self) -> None:
         """Forget everything not checkpointed (an aborted transaction)."""
-        for cache in self._caches.values():
+        for cache in self._all_caches():
             cache.drop()
         self._unwritten = {}
 
     def close(self) -> None:
         """Give the caches' bytes back to the memory budget and close the backend (after
         committing what should be committed)."""
-        for cache in self._caches.values():
+        for cache in self._all_caches():
             cache.close()
         self.backend.close()
+
+    def _all_caches(self) -> list[StoreCache]:
+        return [*self._caches.values(), *self._local_caches.values()]

@@ -11,7 +11,7 @@ One column family and one changelog hold three kinds of entries, told apart by t
   bytes (Kafka Streams' emit order): emitting closed windows and expiring old ones are range
   scans from the oldest entry. Index entries follow from the window and record entries
   (`index_changes`), so they are never changelogged: a restore derives them from the records it
-  applies (`IndexingBackend`). A running task writes them to the backend directly, at the
+  applies (`processor.state.indexing`). A running task writes them to the backend directly, at the
   latest at each commit, not through the cache: the index is allowed to name windows that are
   not (or no longer) there, and every reader skips those, so it needs no atomicity with the
   data, and a scan of it never pays for the cache's sorted view of its changes.
@@ -30,12 +30,12 @@ its first record (it then knows its stream time, from the committed offsets).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from typing import Any, Generic, TypeVar, cast
 
 from processor.errors import ChangelogRecordTooLargeError, StoredValueError, TransientError
 from processor.serdes import Serde
-from processor.state.backend import Change, TaskStateBackend
+from processor.state.backend import Change
 from processor.state.cache import StoreCache
 from processor.state.typed import NO_LIMIT
 from processor.windows.layout import (
@@ -47,7 +47,6 @@ from processor.windows.layout import (
     U64,
     WINDOW,
     index_bound,
-    index_changes,
     index_key,
     key_prefix,
     pack_u64,
@@ -318,45 +317,3 @@ class WindowStore(Generic[K, V]):
 
     def __repr__(self) -> str:
         return f"WindowStore({self.name!r})"
-
-
-class IndexingBackend:
-    """A task's backend as its restore writes it: the changes of `windowed` stores are applied
-    with the index entries they imply (`index_changes`), which their changelogs do not carry."""
-
-    def __init__(self, backend: TaskStateBackend, windowed: Iterable[str]) -> None:
-        self.inner = backend
-        self._windowed = frozenset(windowed)
-
-    @property
-    def stores(self) -> tuple[str, ...]:
-        return self.inner.stores
-
-    def get(self, store: str, key: bytes) -> bytes | None:
-        return self.inner.get(store, key)
-
-    def range(
-        self, store: str, start: bytes | None = None, end: bytes | None = None
-    ) -> Iterator[tuple[bytes, bytes]]:
-        return self.inner.range(store, start, end)
-
-    def approximate_count(self, store: str) -> int:
-        return self.inner.approximate_count(store)
-
-    def write(self, changes: Mapping[str, Sequence[Change]], offsets: Mapping[str, int]) -> None:
-        indexed = {
-            store: [*batch, *index_changes(batch)] if store in self._windowed else batch
-            for store, batch in changes.items()
-        }
-        self.inner.write(indexed, offsets)
-
-    def offsets(self) -> dict[str, int]:
-        return self.inner.offsets()
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-def unwrapped(backend: TaskStateBackend) -> TaskStateBackend:
-    """The backend under an `IndexingBackend` (a running task writes its index itself)."""
-    return backend.inner if isinstance(backend, IndexingBackend) else backend

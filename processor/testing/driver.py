@@ -39,25 +39,29 @@ from processor.errors import TopologyError
 from processor.kafka.record_size import DEFAULT_MESSAGE_MAX_BYTES, max_record_bytes
 from processor.serdes import Serde
 from processor.state.budget import DEFAULT_STORE_CACHE_BYTES, MemoryBudget
+from processor.state.indexing import backend_stores
 from processor.state.memory import InMemoryBackend
-from processor.state.task_stores import TaskStores
+from processor.state.task_stores import AnyStore, TaskStores
+from processor.state.timer_store import TimerStore
 from processor.state.typed import KeyValueStore
 from processor.state.window_store import WindowStore
 from processor.topology.clock import StreamClock
-from processor.topology.graph import SinkNode
+from processor.topology.graph import SinkNode, timer_store_name
 from processor.topology.handling import (
     RECORD_ERRORS,
     Accounting,
     ErrorHandler,
     ErrorHandling,
     Outcome,
+    RecordBytes,
     failure_of,
     handle_failure,
 )
 from processor.topology.processors import Headers, RecordContext, SourceProcessor, instantiate
-from processor.topology.record import LateRecordError
+from processor.topology.record import LateRecordError, TimerError
 from processor.topology.retry import Retry
 from processor.topology.subtopology import SubTopology, deserialization_overrides
+from processor.topology.timers import fire_events
 
 DEFAULT_MAX_CHANGELOG_RECORD_BYTES = max_record_bytes(None, DEFAULT_MESSAGE_MAX_BYTES)
 """The most key + value bytes a store update may have in the driver by default: as much as a
@@ -150,12 +154,14 @@ class TopologyTestDriver:
         self._task_stores: list[TaskStores] = []
         # A worker's default budget; the driver commits after every record, so it never fills.
         memory = MemoryBudget(DEFAULT_STORE_CACHE_BYTES)
-        self._stores: dict[str, KeyValueStore[Any, Any] | WindowStore[Any, Any]] = {}
+        self._stores: dict[str, AnyStore] = {}
         # One clock per task (per sub-topology), and the task of each source topic.
         self._clocks: list[StreamClock] = []
         self._clock_of: dict[str, StreamClock] = {}
         for sub in subtopologies:
-            clock = StreamClock(idle_advance_ms=idle_advance_ms, wall_ms=start_time_ms)
+            clock = StreamClock(
+                idle_advance_ms=idle_advance_ms, wall_ms=start_time_ms, wall_clock=self._wall_clock
+            )
             self._clocks.append(clock)
             self._clock_of.update(dict.fromkeys(sub.source_topics, clock))
             stores = (
@@ -163,7 +169,14 @@ class TopologyTestDriver:
             )
             self._sources.update(
                 instantiate(
-                    sub, self._context, self._collector, stores, f"{sub.id}_0", retry, clock
+                    sub,
+                    self._context,
+                    self._collector,
+                    stores,
+                    f"{sub.id}_0",
+                    retry,
+                    clock,
+                    self.accounting.count_firing,
                 )
             )
             for node in sub.nodes:
@@ -176,7 +189,7 @@ class TopologyTestDriver:
         """The stores of the task of `sub`, in memory; their changelogs become readable
         topics."""
         task_stores = TaskStores(
-            InMemoryBackend([s.name for s in sub.stores]),
+            InMemoryBackend(backend_stores(sub.stores)),
             sub.stores,
             sub.changelog_topics,
             memory=memory,
@@ -194,6 +207,9 @@ class TopologyTestDriver:
     def now_ms(self) -> int:
         return self._now_ms
 
+    def _wall_clock(self) -> int:
+        return self._now_ms
+
     def advance_time(self, milliseconds: int) -> None:
         """Move the wall clock on (`advance_wall_clock`)."""
         self.advance_wall_clock(milliseconds)
@@ -205,10 +221,25 @@ class TopologyTestDriver:
             raise ValueError("the wall clock does not go back")
         self._now_ms += milliseconds
         for clock in self._clocks:
-            if clock.tick(self._now_ms) and clock.stream_time >= clock.due_at:
-                self._fire(clock, "", -1)
-        self._drain_internal()
+            clock.tick(self._now_ms)
+        self._fire_idle()
         self._commit()
+
+    def advance_stream_time(self, topic: str, to_ms: int) -> None:
+        """Move the stream time of the task reading `topic` on to `to_ms` (never back), as
+        records with that timestamp would, and let what waits for it act (windows close,
+        timers fire, keys expire)."""
+        self._source(topic)
+        clock = self._clock_of[topic]
+        clock.stream_time = max(clock.stream_time, to_ms)
+        self._fire_idle()
+        self._commit()
+
+    def _fire_idle(self) -> None:
+        for clock in self._clocks:
+            if clock.stream_time >= clock.due_at or self._now_ms >= clock.wall_due_at:
+                self._fire(clock, "", -1, wall=True)
+        self._drain_internal()
 
     def pipe(
         self,
@@ -243,6 +274,7 @@ class TopologyTestDriver:
         self._drain_internal()
         for clock in self._clocks:
             clock.tick(self._now_ms)
+        self._fire_idle()  # wall-clock timers set at or before the driver's time
         self._commit()
 
     def _drain_internal(self) -> None:
@@ -284,19 +316,23 @@ class TopologyTestDriver:
         if clock.stream_time >= clock.due_at:
             self._fire(clock, topic, offset)
 
-    def _fire(self, clock: StreamClock, topic: str, offset: int) -> None:
-        """Let the operators waiting for stream time act (windows closing), as the task of
-        `topic` does after the record at `offset` (none: -1)."""
-        context = self._context
-        context.topic, context.offset, context.headers = topic, offset, None
-        try:
-            clock.fire()
-        except RECORD_ERRORS as e:
-            task = self._task_of_topic.get(topic, "")
-            failure = failure_of(e, topic, 0, offset, task)
-            handle_failure(
-                self._handling, failure, (None, None, 0, None), self._collector, self.accounting
-            )
+    def _fire(self, clock: StreamClock, topic: str, offset: int, *, wall: bool = False) -> None:
+        """Let the operators waiting for stream time (with `wall`, for the wall clock too) act
+        (windows closing, timers firing, keys expiring), as the task of `topic` does after the
+        record at `offset` (none: -1)."""
+        task = self._task_of_topic.get(topic) or self._task_of_clock(clock)
+
+        def failed(error: Exception, topic: str, offset: int) -> None:
+            failure = failure_of(error, topic, 0, offset, task)
+            record: RecordBytes = (None, None, 0, None)
+            if isinstance(error, TimerError):
+                record = (error.key, None, error.at_ms, None)
+            handle_failure(self._handling, failure, record, self._collector, self.accounting)
+
+        fire_events(clock, self._context, topic, offset, wall=wall, failed=failed)
+
+    def _task_of_clock(self, clock: StreamClock) -> str:
+        return next((self._task_of_topic[t] for t, c in self._clock_of.items() if c is clock), "")
 
     def _commit(self) -> None:
         for task_stores in self._task_stores:
@@ -335,17 +371,29 @@ class TopologyTestDriver:
         ]
 
     def store(self, name: str) -> KeyValueStore[Any, Any]:
-        """The key-value store `name`, as operators see it."""
+        """The key-value store `name`, as operators see it (a store with a TTL hides the keys
+        that expired)."""
         store = self._store(name)
         if not isinstance(store, KeyValueStore):
-            raise TopologyError(f"store {name!r} is windowed; read it with window_store()")
+            raise TopologyError(f"store {name!r} is not a key-value store")
         return store
+
+    def timers(self, operator: str) -> list[tuple[Any, str, str, int]]:
+        """The timers set by `process()` operator `operator` (its `name=`), as (key, name,
+        "stream"|"wall", at_ms), by key bytes then name."""
+        store = self._stores.get(timer_store_name(operator))
+        if not isinstance(store, TimerStore):
+            raise TopologyError(
+                f"topology {self._topology.name!r} has no process() operator {operator!r} with "
+                "on_timer"
+            )
+        return list(store.all())
 
     def window_store(self, name: str) -> WindowStore[Any, Any]:
         """The windowed store `name`: `fetch(key, from_ms, to_ms)`, `all()`."""
         store = self._store(name)
         if not isinstance(store, WindowStore):
-            raise TopologyError(f"store {name!r} is a key-value store; read it with store()")
+            raise TopologyError(f"store {name!r} is not windowed; read it with store()")
         return store
 
     def stream_time(self, topic: str) -> int:
@@ -353,7 +401,7 @@ class TopologyTestDriver:
         self._source(topic)
         return self._clock_of[topic].stream_time
 
-    def _store(self, name: str) -> KeyValueStore[Any, Any] | WindowStore[Any, Any]:
+    def _store(self, name: str) -> AnyStore:
         try:
             return self._stores[name]
         except KeyError:

@@ -13,7 +13,10 @@ from its start.
 
 **Waiting for time.** An operator that acts when stream time passes a point (closing windows,
 firing timers) registers as a `TimeListener`; the task calls `fire()` when `stream_time >=
-due_at`, a single comparison per record.
+due_at`, a single comparison per record. One that acts at a point of wall-clock time (wall-clock
+timers, ticks) registers as a `WallListener`; the task calls `fire_wall(now)` once per pass of the
+worker's loop when `now >= wall_due_at`. `wall_clock()` reads the wall clock (the test driver's
+own, in the driver).
 
 >>> clock = StreamClock(idle_advance_ms=1_000, wall_ms=0)
 >>> clock.observe(5_000); clock.tick(wall_ms=100)
@@ -27,6 +30,8 @@ False
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 NO_TIME = -1
@@ -36,6 +41,11 @@ NEVER = sys.maxsize
 """A due time that never comes."""
 
 _METADATA_PREFIX = "processor:st="
+
+STREAM = b"s"
+WALL = b"w"
+CLOCKS = {"stream": STREAM, "wall": WALL}
+"""The two clocks a timer or a TTL runs on, as the byte stores keep them with their times."""
 
 
 class TimeListener(Protocol):
@@ -47,6 +57,19 @@ class TimeListener(Protocol):
         ...
 
 
+class WallListener(Protocol):
+    """An operator that acts when the wall clock reaches a point."""
+
+    def on_wall_time(self, wall_ms: int) -> int:
+        """Do what is due at `wall_ms`; return the wall-clock time of the next thing due
+        (`NEVER` when nothing is)."""
+        ...
+
+
+def system_wall_clock() -> int:
+    return int(time.time() * 1000)
+
+
 class StreamClock:
     __slots__ = (
         "_listener_due",
@@ -54,14 +77,28 @@ class StreamClock:
         "_observed",
         "_time_at_last_input",
         "_wall_at_last_input",
+        "_wall_due",
+        "_wall_listeners",
         "committed_time",
         "due_at",
         "idle_advance_ms",
         "stream_time",
+        "wall_clock",
+        "wall_due_at",
     )
 
-    def __init__(self, *, idle_advance_ms: int = 0, wall_ms: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        idle_advance_ms: int = 0,
+        wall_ms: int = 0,
+        wall_clock: Callable[[], int] = system_wall_clock,
+    ) -> None:
         self.stream_time = NO_TIME
+        self.wall_clock = wall_clock
+        self.wall_due_at = NEVER
+        self._wall_listeners: list[WallListener] = []
+        self._wall_due: list[int] = []
         self.idle_advance_ms = idle_advance_ms
         # The stream time last checkpointed (`take_checkpoint`).
         self.committed_time = NO_TIME
@@ -129,6 +166,31 @@ class StreamClock:
                 due[index] = NEVER
                 due[index] = min(due[index], listener.on_stream_time(now))
         self.due_at = min(due, default=NEVER)
+
+    def register_wall(self, listener: WallListener, due_at: int = NEVER) -> None:
+        self._wall_listeners.append(listener)
+        self._wall_due.append(due_at)
+        self.wall_due_at = min(self.wall_due_at, due_at)
+
+    def expect_wall(self, listener: WallListener, due_at: int) -> None:
+        """`listener` has something due at wall-clock time `due_at`."""
+        if due_at < self.wall_due_at:
+            self.wall_due_at = due_at
+        index = self._wall_listeners.index(listener)
+        if due_at < self._wall_due[index]:
+            self._wall_due[index] = due_at
+
+    def fire_wall(self, wall_ms: int) -> None:
+        """Tell the wall listeners with something due that the wall clock reads `wall_ms`."""
+        due = self._wall_due
+        for index, listener in enumerate(self._wall_listeners):
+            if due[index] <= wall_ms:
+                due[index] = NEVER
+                due[index] = min(due[index], listener.on_wall_time(wall_ms))
+        self.wall_due_at = min(due, default=NEVER)
+
+    def wall_due(self, wall_ms: int) -> bool:
+        return wall_ms >= self.wall_due_at
 
     # -- checkpoint ------------------------------------------------------------------------
 

@@ -48,6 +48,8 @@ class StoreKind(Enum):
     KEY_VALUE = "key_value"
     WINDOW = "window"
     SESSION = "session"
+    # The timers of a process() operator (`processor.state.timer_store`).
+    TIMERS = "timers"
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,24 @@ class StoreSpec:
     # Windowed stores: how long (in stream time) a window is kept after its last millisecond;
     # its changelog keeps records this long plus a margin (`processor.windows.spec`).
     retention_ms: int = 0
+    # Key-value stores: a key not written for this long is removed (0: never), on the stream
+    # clock or the wall clock (`processor.state.ttl_store`).
+    ttl_ms: int = 0
+    ttl_clock: str = "stream"
 
     @property
     def windowed(self) -> bool:
-        return self.kind is not StoreKind.KEY_VALUE
+        return self.kind in (StoreKind.WINDOW, StoreKind.SESSION)
+
+    @property
+    def expiry_store(self) -> str | None:
+        """The column family of the expiry index of a store with a TTL (never changelogged)."""
+        return f"{self.name}~expiry" if self.ttl_ms > 0 else None
+
+
+def timer_store_name(operator: str) -> str:
+    """The store holding the timers of `process()` operator `operator`."""
+    return f"{operator}-timers"
 
 
 # Returns a record's timestamp from its key, value and the timestamp it was written with.
@@ -112,6 +128,15 @@ class OperatorNode:
     merger: Callable[[Any, Any, Any], Any] | None = None
     # WINDOW_AGGREGATE over sliding windows: the serde of the values it keeps to fold new windows.
     input_serde: Serde[Any] | None = None
+    # PROCESS: what it does besides records (`processor.topology.timers`): `on_timer(ctx, key,
+    # at_ms, name)` for its timers, kept in the store `timer_store`; `on_expire(ctx, store, key,
+    # value)` for keys of its stores with a TTL; `on_tick(ctx)` every `every_ms` on `tick_clock`.
+    timer_store: str | None = None
+    on_timer: Callable[..., Any] | None = None
+    on_expire: Callable[..., Any] | None = None
+    on_tick: Callable[..., Any] | None = None
+    every_ms: int = 0
+    tick_clock: str = "wall"
 
 
 @dataclass(frozen=True)

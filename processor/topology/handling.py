@@ -38,6 +38,7 @@ from processor.topology.record import (
     NullKeyError,
     OperatorError,
     SinkRejectedError,
+    TimerError,
 )
 
 log = logging.getLogger("processor.records")
@@ -54,6 +55,10 @@ HEADER_OFFSET = HEADER_PREFIX + "offset"
 HEADER_TASK = HEADER_PREFIX + "task"
 HEADER_TIME = HEADER_PREFIX + "time"
 HEADER_TARGET_TOPIC = HEADER_PREFIX + "target.topic"
+# A timer's firing that failed (`TimerError`): which timer (or "tick", "expiry of 'store'") and
+# its time.
+HEADER_TIMER = HEADER_PREFIX + "timer"
+HEADER_TIMER_TIME = HEADER_PREFIX + "timer.time"
 # A header value longer than this is cut: an exception message may quote a huge value.
 MAX_MESSAGE_CHARS = 2000
 
@@ -134,10 +139,14 @@ class RecordFailure:
     task: str
     operator: str | None = None
     target_topic: str | None = None  # production: the topic the output could not be written to
+    # A firing, not a record, failed: (what fired, its time) (`TimerError`).
+    timer: tuple[str, int] | None = None
 
     @property
     def description(self) -> str:
         where = f" in operator {self.operator!r}" if self.operator else ""
+        if self.timer is not None:
+            where += f" ({self.timer[0]} at {self.timer[1]})"
         target = f" to {self.target_topic!r}" if self.target_topic else ""
         return f"{self.stage.value} error{where}{target}: {type(self.error).__name__}: {self.error}"
 
@@ -178,8 +187,9 @@ def failure_of(
     if isinstance(error, LateRecordError):
         return RecordFailure(ErrorStage.LATE, error, topic, partition, offset, task, error.node)
     assert isinstance(error, OperatorError), error
+    timer = (error.timer, error.at_ms) if isinstance(error, TimerError) else None
     return RecordFailure(
-        ErrorStage.PROCESSING, error.cause, topic, partition, offset, task, error.node
+        ErrorStage.PROCESSING, error.cause, topic, partition, offset, task, error.node, timer=timer
     )
 
 
@@ -205,6 +215,9 @@ def dead_letter_headers(
         headers.append((HEADER_OPERATOR, failure.operator.encode()))
     if failure.target_topic is not None:
         headers.append((HEADER_TARGET_TOPIC, failure.target_topic.encode()))
+    if failure.timer is not None:
+        headers.append((HEADER_TIMER, failure.timer[0].encode()))
+        headers.append((HEADER_TIMER_TIME, str(failure.timer[1]).encode()))
     return headers
 
 
@@ -218,13 +231,26 @@ class Accounting:
     per record processed, are plain integers (`pending_output`, `pending_filtered`) that the
     task increments itself; the rare rest goes through `count`."""
 
-    __slots__ = ("committed", "pending", "pending_filtered", "pending_output")
+    __slots__ = (
+        "committed",
+        "pending",
+        "pending_filtered",
+        "pending_output",
+        "pending_timers",
+        "timers",
+    )
 
     def __init__(self) -> None:
         self.pending_output = 0
         self.pending_filtered = 0
         self.pending: Counter[tuple[Outcome, str]] = Counter()
         self.committed: Counter[tuple[Outcome, str]] = Counter()
+        # Timer firings (timers, ticks, expiries), by outcome: fired, skipped, dead_lettered.
+        self.pending_timers: Counter[str] = Counter()
+        self.timers: Counter[str] = Counter()
+
+    def count_firing(self, outcome: str = "fired") -> None:
+        self.pending_timers[outcome] += 1
 
     def count(self, outcome: Outcome, reason: str = "") -> None:
         if outcome is Outcome.OUTPUT:
@@ -249,13 +275,16 @@ class Accounting:
         self.pending[(Outcome.FILTERED, "")] += self.pending_filtered
         self.committed.update(self.pending)
         self.committed = +self.committed  # no zero entries
+        self.timers.update(self.pending_timers)
         self.drop_pending()
 
     def drop_pending(self) -> None:
         self.pending_output = self.pending_filtered = 0
         self.pending.clear()
+        self.pending_timers.clear()
 
     def totals(self) -> dict[Outcome, int]:
+        """Committed input records per outcome."""
         result = dict.fromkeys(Outcome, 0)
         for (outcome, _), n in self.committed.items():
             result[outcome] += n
@@ -289,7 +318,7 @@ def handle_failure(
         return
     if handler is ErrorHandler.SKIP:
         log.warning("skipping record %s (task %s): %s", where, failure.task, failure.description)
-        accounting.count(Outcome.SKIPPED, failure.stage.value)
+        _count(accounting, failure, Outcome.SKIPPED)
         return
     key, value, timestamp, headers = record
     now_ms = int(time.time() * 1000)
@@ -316,4 +345,11 @@ def handle_failure(
         handling.dead_letter_topic,
         failure.description,
     )
-    accounting.count(Outcome.DEAD_LETTERED, failure.stage.value)
+    _count(accounting, failure, Outcome.DEAD_LETTERED)
+
+
+def _count(accounting: Accounting, failure: RecordFailure, outcome: Outcome) -> None:
+    if failure.timer is not None:
+        accounting.pending_timers[outcome.value] += 1
+    else:
+        accounting.count(outcome, failure.stage.value)

@@ -46,6 +46,15 @@ from processor.topology.stateless import (
     SplitProcessor,
 )
 from processor.topology.subtopology import SubTopology
+from processor.topology.timers import (
+    ExpiringStore,
+    ExpiryPass,
+    FiringCounter,
+    ProcessTimers,
+    _no_count,
+    expiry_handler,
+    process_expiry_action,
+)
 from processor.topology.windowed import SessionAggregate, TimeWindowAggregate, WindowedStore
 from processor.windows.spec import HoppingWindows, SessionWindows, SlidingWindows, TumblingWindows
 
@@ -218,6 +227,7 @@ def _make(
     retry: Retry | None,
     clock: StreamClock,
     timed: bool,
+    count_firing: FiringCounter,
 ) -> Processor:
     if isinstance(node, SourceNode):
         return SourceProcessor(node, context, retry, clock, timed=timed)
@@ -235,14 +245,20 @@ def _make(
     if kind is OperatorKind.AGGREGATE:
         assert fn is not None, f"aggregate {name} has no aggregator"
         store = stores[node.stores[0]]
-        return AggregateProcessor(name, store, node.initializer, fn, context, policy)
+        aggregate = AggregateProcessor(name, store, node.initializer, fn, context, policy)
+        if isinstance(store, ExpiringStore):
+
+            def forward_tombstone(key_bytes: bytes, key: Any, value: Any, at: int) -> None:
+                aggregate.forward(key, None)  # an expired aggregate
+
+            store.on_expired = expiry_handler(store, context, clock, forward_tombstone)
+        return aggregate
     if kind is OperatorKind.WINDOW_AGGREGATE:
         assert fn is not None, f"windowed aggregate {name} has no aggregator"
         return _windowed(node, stores[node.stores[0]], context, policy, clock)
     if kind is OperatorKind.PROCESS:
         assert fn is not None, f"process {name} has no function"
-        given = {store: stores[store] for store in node.stores}
-        return ProcessProcessor(name, fn, context, given, task_id, policy)
+        return _process(node, fn, context, stores, task_id, policy, clock, count_firing)
     assert fn is not None, f"operator {name} has no function"
     if kind is OperatorKind.FILTER:
         return FilterProcessor(name, fn, context, policy, keep_when=True)
@@ -256,6 +272,40 @@ def _make(
         OperatorKind.PEEK: PeekProcessor,
     }
     return classes[kind](name, fn, context, policy)
+
+
+def _process(
+    node: OperatorNode,
+    function: Any,
+    context: RecordContext,
+    stores: Mapping[str, Any],
+    task_id: str,
+    retry: Retry | None,
+    clock: StreamClock,
+    count_firing: FiringCounter,
+) -> ProcessProcessor:
+    given = {store: stores[store] for store in node.stores if store != node.timer_store}
+    processor = ProcessProcessor(
+        node.name, function, context, given, task_id, retry, wall_clock=clock.wall_clock
+    )
+    if node.on_timer is not None or node.on_tick is not None:
+        timers = ProcessTimers(
+            processor,
+            clock,
+            store=stores[node.timer_store] if node.timer_store is not None else None,
+            on_timer=node.on_timer,
+            on_tick=node.on_tick,
+            every_ms=node.every_ms,
+            tick_clock=node.tick_clock,
+            count=count_firing,
+        )
+        processor.use_timers(timers)
+    if node.on_expire is not None:
+        for name, store in given.items():
+            if isinstance(store, ExpiringStore):
+                act = process_expiry_action(processor, name, node.on_expire)
+                store.on_expired = expiry_handler(store, context, clock, act)
+    return processor
 
 
 def _windowed(
@@ -315,18 +365,26 @@ def instantiate(
     task_id: str = "",
     retry: Retry | None = None,
     clock: StreamClock | None = None,
+    count_firing: FiringCounter = _no_count,
 ) -> dict[str, SourceProcessor]:
     """Build one task's processors over its `stores` (by name); returns the entry point for
     each source topic. `retry` applies to transient errors of user functions whose operator
-    has no retry of its own; `clock` is the task's (a new one when not given)."""
+    has no retry of its own; `clock` is the task's (a new one when not given);
+    `count_firing` counts each timer firing."""
     available = stores or {}
     missing = [s.name for s in subtopology.stores if s.name not in available]
     if missing:
         raise ValueError(f"sub-topology {subtopology.id} needs stores {missing}")
     task_clock = clock if clock is not None else StreamClock()
     timed = subtopology.timed
+    for spec in subtopology.stores:
+        store = available[spec.name]
+        if isinstance(store, ExpiringStore):
+            ExpiryPass(store, task_clock)
     built = {
-        node.name: _make(node, context, emitter, available, task_id, retry, task_clock, timed)
+        node.name: _make(
+            node, context, emitter, available, task_id, retry, task_clock, timed, count_firing
+        )
         for node in subtopology.nodes
     }
     for node in subtopology.nodes:

@@ -48,6 +48,25 @@ class OperatorError(ProcessorError):
         super().__init__(f"operator {node!r} raised {type(cause).__name__}: {cause}")
 
 
+class TimerError(OperatorError):
+    """A timer's function (`on_timer`, `on_tick`, `on_expire`) raised; what the processing error
+    handler gets, with the timer's key bytes (None for a tick), name and time."""
+
+    def __init__(
+        self, node: str, cause: BaseException, key: bytes | None, timer: str, at_ms: int
+    ) -> None:
+        self.key = key
+        self.timer = timer
+        self.at_ms = at_ms
+        super().__init__(node, cause)
+        self.args = (
+            f"operator {node!r}: {timer} at {at_ms} raised {type(cause).__name__}: {cause}",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class NullKeyError(ProcessorError):
     """A record without a key reached an operator that keeps state per key; the task hands it
     to the deserialization error handler (the record, not the code, is at fault)."""

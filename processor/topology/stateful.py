@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from processor.errors import BrokerError, ChangelogRecordTooLargeError, StoredValueError
-from processor.topology.context import ProcessorContext, Store
+from processor.topology.context import ProcessorContext, Store, Timers
 from processor.topology.operator import Operator, Processor
 from processor.topology.record import NullKeyError, OperatorError, RecordContext, SinkRejectedError
 from processor.topology.retry import Retry
@@ -121,16 +121,26 @@ class ProcessProcessor(Operator):
         stores: dict[str, Store],
         task_id: str,
         retry: Retry | None,
+        *,
+        timers: Timers | None = None,
+        wall_clock: Callable[[], int] | None = None,
     ) -> None:
         super().__init__(name, record, retry)
         self.function = function
         # Set when the function's record has reached a sink or a store (`_ReachingStore`).
         self.reached = False
         given = {name: _ReachingStore(store, self) for name, store in stores.items()}
-        self.processor_context = ProcessorContext(record, given, self._forward_noting, task_id)
+        self.processor_context = ProcessorContext(
+            record, given, self._forward_noting, task_id, timers=timers, wall_clock=wall_clock
+        )
+
+    def use_timers(self, timers: Timers) -> None:
+        """Let the function's context set and cancel timers through `timers`."""
+        self.processor_context._timers = timers
 
     def process(self, key: Any, value: Any) -> bool:
         self.reached = False
+        self.processor_context._key = key
         try:
             self.function(self.processor_context, key, value)
         except Exception as e:

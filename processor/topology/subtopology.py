@@ -17,6 +17,7 @@ from processor.topology.graph import (
     OperatorNode,
     SinkNode,
     SourceNode,
+    StoreKind,
     StoreSpec,
     parents_of,
 )
@@ -76,9 +77,17 @@ class SubTopology:
 
     @property
     def timed(self) -> bool:
-        """Whether an operator works with event time (windows): stream time is then kept and
-        checkpointed, and every record needs a timestamp of at least 0."""
-        return any(s.windowed for s in self.stores)
+        """Whether an operator works with time (windows, timers, ticks, stores with a TTL):
+        stream time is then kept and checkpointed, the wall clock watched, and every record
+        needs a timestamp of at least 0."""
+        return any(s.windowed or s.ttl_ms > 0 for s in self.stores) or self.fires
+
+    @property
+    def fires(self) -> bool:
+        """Whether something fires with no record: timers, ticks, expiring keys."""
+        return any(s.ttl_ms > 0 or s.kind is StoreKind.TIMERS for s in self.stores) or any(
+            isinstance(n, OperatorNode) and n.on_tick is not None for n in self.nodes
+        )
 
     @property
     def emits_final(self) -> bool:

@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 from processor.serdes import IntSerde, StringSerde
 from processor.state.budget import MemoryBudget
 from processor.state.cache import StoreCache
+from processor.state.indexing import with_indexes
 from processor.state.memory import InMemoryBackend
 from processor.state.task_stores import TaskStores
-from processor.state.window_store import IndexingBackend, WindowStore
+from processor.state.window_store import WindowStore
+from processor.topology.graph import StoreKind, StoreSpec
 from processor.windows.layout import parse_index_key, parse_window_key
 
 
@@ -73,7 +75,8 @@ def test_only_windows_and_records_reach_the_changelog_and_a_restore_derives_the_
 
     stores.checkpoint({})
     restored = InMemoryBackend(["w"])
-    IndexingBackend(restored, ["w"]).write({"w": changelog}, {})
+    spec = StoreSpec("w", StringSerde(), IntSerde(), StoreKind.WINDOW)
+    with_indexes(restored, [spec]).write({"w": changelog}, {})
     assert list(restored.range("w")) == list(backend.range("w"))  # index entries included
 
     written.expire(11)  # expiry is local: nothing for the changelog

@@ -1,0 +1,132 @@
+"""The timers of one `process()` operator in one task: a store of its own, changelogged and held
+by standbys like any store, so timers survive restarts, failover and rebalances.
+
+One column family and one changelog hold the timers; the index by time shares the column family
+(`processor.state.time_index`) and is never changelogged. Layout (`len` is 4 bytes big-endian):
+
+- timer: `b"T" + len + key + name` (name in UTF-8) -> `clock + at`: one timer per key and name,
+  on the stream or wall clock (`time_index.STREAM`/`WALL`), due at `at` (8 bytes).
+- index: `b"I" + clock + at + len + key + name` -> `b""`.
+
+Setting a timer writes its timer entry (through the cache) and indexes it; the entry of the time
+it replaces stays in the index until its time comes, when it no longer matches the timer entry
+and is dropped. Firing deletes the timer entry first (a changelog tombstone, in the same commit
+as what the firing writes and forwards), then calls the user's function, which may set it again.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Generator, Iterator, Sequence
+from typing import Any
+
+from processor.errors import ChangelogRecordTooLargeError
+from processor.serdes import Serde
+from processor.state.backend import Change
+from processor.state.cache import StoreCache
+from processor.state.time_index import U64, TimeIndex, index_entry, parse_entry
+from processor.state.typed import NO_LIMIT
+
+TIMER = b"T"
+U32 = struct.Struct(">I")
+
+
+def timer_ref(key: bytes, name: str) -> bytes:
+    return U32.pack(len(key)) + key + name.encode()
+
+
+def parse_ref(ref: bytes) -> tuple[bytes, str]:
+    """(key, name) of a timer's reference."""
+    (length,) = U32.unpack_from(ref)
+    return ref[4 : 4 + length], ref[4 + length :].decode()
+
+
+def timer_index_changes(changes: Sequence[Change]) -> list[Change]:
+    """The index entries the timer entries among `changes` imply, for a restore to write with
+    them (a deleted timer's entry stays; readers skip it)."""
+    derived: list[Change] = []
+    for stored, value in changes:
+        if value is not None and stored[:1] == TIMER:
+            derived.append((index_entry(value[:1], U64.unpack_from(value, 1)[0], stored[1:]), b""))
+    return derived
+
+
+class TimerStore:
+    """Timers per (key bytes, name) over `cache`; keys are typed with `key_serde`."""
+
+    def __init__(self, cache: StoreCache, key_serde: Serde[Any]) -> None:
+        self.name = cache.store
+        self.cache = cache
+        self.key_serde = key_serde
+        self.index = TimeIndex(cache.backend, cache.store, cache)
+        self._max_record_bytes = NO_LIMIT
+        self._changelog = ""
+
+    def limit_changelog(self, changelog: str, max_record_bytes: int) -> None:
+        """Refuse (`ChangelogRecordTooLargeError`) a timer whose key would not fit one record of
+        topic `changelog`."""
+        self._changelog = changelog
+        self._max_record_bytes = max_record_bytes
+
+    def set(self, key: bytes, name: str, clock: bytes, at: int) -> None:
+        ref = timer_ref(key, name)
+        if len(ref) + 10 > self._max_record_bytes:
+            raise ChangelogRecordTooLargeError(
+                self.name, self._changelog, len(ref) + 1, 9, self._max_record_bytes
+            )
+        self.cache.put(TIMER + ref, clock + U64.pack(at))
+        self.index.add(clock, at, ref)
+
+    def cancel(self, key: bytes, name: str) -> None:
+        ref = timer_ref(key, name)
+        if self.cache.get(TIMER + ref) is not None:
+            self.cache.delete(TIMER + ref)
+        self.index.forget(ref)
+
+    def get(self, key: bytes, name: str) -> tuple[bytes, int] | None:
+        """(clock, at) of the timer `name` of `key`, if set."""
+        data = self.cache.get(TIMER + timer_ref(key, name))
+        return None if data is None else (data[:1], U64.unpack_from(data, 1)[0])
+
+    def next_due(self, clock: bytes) -> int | None:
+        """When the next timer of `clock` may be due (None: none is set)."""
+        return self.index.first(clock)
+
+    def take_due(self, clock: bytes, now: int) -> Generator[tuple[bytes, str, int], None, None]:
+        """Remove and yield the timers of `clock` due by `now`, as (key, name, at), by time then
+        key bytes then name. A caller that stops early (its function raised) leaves the rest for
+        the next call."""
+        index = self.index
+        cache = self.cache
+        while True:
+            group = index.due_group(clock, now)
+            if not group:
+                return
+            group.sort(key=lambda item: parse_ref(item[1]))
+            last = max(entry for _, _, entry in group)
+            for at, ref, entry in group:
+                index.remove(entry)
+                stored = TIMER + ref
+                data = cache.get(stored)
+                if data is None or data[:1] != clock or U64.unpack_from(data, 1)[0] != at:
+                    continue  # cancelled, or set again since
+                cache.delete(stored)
+                key, name = parse_ref(ref)
+                yield key, name, at
+            index.consumed(clock, last)
+
+    def all(self) -> Iterator[tuple[Any, str, str, int]]:
+        """Every timer as (key, name, "stream"|"wall", at), by key bytes then name."""
+        for stored, data in self.cache.range(TIMER, b"U"):
+            key, name = parse_ref(stored[1:])
+            clock = "stream" if data[:1] == b"s" else "wall"
+            yield self.key_serde.deserialize(key), name, clock, U64.unpack_from(data, 1)[0]
+
+    def write_index(self) -> None:
+        self.index.write()
+
+    def __repr__(self) -> str:
+        return f"TimerStore({self.name!r})"
+
+
+__all__ = ["TIMER", "TimerStore", "parse_entry", "timer_index_changes", "timer_ref"]

@@ -27,6 +27,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from processor.topology.graph import StoreSpec
 from processor.topology.subtopology import SubTopology
 
 __all__ = [
@@ -114,7 +115,7 @@ def fingerprint_of(
         {
             "id": s.id,
             "sources": sorted(s.source_topics),
-            "stores": sorted(spec.name for spec in s.stores),
+            "stores": sorted(_store_shape(spec) for spec in s.stores),
             "repartition": sorted(s.repartition_sink_topics),
         }
         for s in subs
@@ -129,6 +130,15 @@ def fingerprint_of(
         # workers that leave it off (a rolling upgrade needs no restart of the whole group).
         settings["idle_advance_ms"] = idle_advance_ms
     return Fingerprint(_digest(shape), _digest(counts), _digest(settings))
+
+
+def _store_shape(spec: StoreSpec) -> str:
+    """A store as the fingerprint sees it: its name, and its TTL when it has one (a TTL changes
+    what the changelog holds: every worker must agree on it). Stores without a TTL are named
+    alone, as before TTLs existed, so a rolling upgrade keeps agreeing."""
+    if spec.ttl_ms > 0:
+        return f"{spec.name}(ttl_ms={spec.ttl_ms},{spec.ttl_clock})"
+    return spec.name
 
 
 def _digest(value: object) -> str:

@@ -1,0 +1,28 @@
+"""The topology fingerprint names what every worker of an application must agree on."""
+
+from __future__ import annotations
+
+from processor import Topology, serdes
+from processor.runtime.identity import Fingerprint, _digest, fingerprint_of
+
+
+def _fingerprint(ttl_ms: int = 0, ttl_clock: str = "stream") -> Fingerprint:
+    t = Topology("app")
+    t.add_store("last", key_serde=serdes.StringSerde(), ttl_ms=ttl_ms, ttl_clock=ttl_clock)
+    t.stream("in").process(lambda ctx, k, v: None, stores=["last"])
+    subs = t.subtopologies()
+    return fingerprint_of(subs, {0: 4}, num_standby_replicas=0, balance_factor=1.0)
+
+
+def test_a_ttl_changes_what_the_changelog_holds_so_workers_must_agree_on_it() -> None:
+    plain = _fingerprint()
+    assert _fingerprint(ttl_ms=1000) != plain
+    assert _fingerprint(ttl_ms=1000) != _fingerprint(ttl_ms=2000)
+    assert _fingerprint(ttl_ms=1000) != _fingerprint(ttl_ms=1000, ttl_clock="wall")
+    assert _fingerprint(ttl_ms=1000) == _fingerprint(ttl_ms=1000)
+
+
+def test_a_store_without_ttl_is_named_as_before_ttls_existed() -> None:
+    """A rolling upgrade from workers that knew no TTL keeps agreeing."""
+    shape = [{"id": 0, "sources": ["in"], "stores": ["last"], "repartition": []}]
+    assert _fingerprint().topology == _digest(shape)

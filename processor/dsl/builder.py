@@ -180,9 +180,9 @@ class GraphBuilder:
         for store in stores:
             if timing.on_expire is not None and store in self._expiring:
                 raise TopologyError(
-                    f"process {node!r}: store {store!r} already has an on_expire, in "
-                    f"{self._expiring[store]!r}; at most one process() may declare on_expire "
-                    "for a store"
+                    f"process {node!r}: store {store!r} already has an expiry handler, in "
+                    f"{self._expiring[store]!r}; at most one operator may act on a store's "
+                    "expired keys"
                 )
         timer_store = None
         if timing.on_timer is not None:
@@ -244,6 +244,8 @@ class GraphBuilder:
         given); returns (node, store)."""
         node = self.name(label, name)
         store = self.add_store(name or f"{node}-store", key_serde, value_serde, ttl_ms=ttl_ms)
+        if ttl_ms:
+            self._expiring[store] = node  # forwards a tombstone for each expired aggregate
         self._graph.add(
             OperatorNode(
                 node,

@@ -25,7 +25,7 @@ from processor.errors import ChangelogRecordTooLargeError
 from processor.serdes._serde import Serde
 from processor.state.backend import Change
 from processor.state.cache import StoreCache
-from processor.state.time_index import U64, TimeIndex, index_entry
+from processor.state.time_index import STREAM, U64, TimeIndex, index_entry
 from processor.state.typed import KeyValueStore
 
 K = TypeVar("K")
@@ -174,7 +174,7 @@ class TtlKeyValueStore(KeyValueStore[K, V]):
         """Write the pending index entries and the task's time into the expiry store."""
         self.index.write()
         now = self.now()
-        if now >= 0:
+        if now >= 0 and self.clock is STREAM:  # readers use their own wall clock
             self._cache.backend.write({self._index_store: [(NOW, U64.pack(now))]}, {})
 
     def _typed(self, entries: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[K, V]]:

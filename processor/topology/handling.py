@@ -308,9 +308,13 @@ def handle_failure(
             failure.partition,
             failure.offset,
             f"task {failure.task}: {failure.description}. Stopping: "
-            f"{failure.stage.value}_error_handler is fail; fix the cause and restart (the "
-            "record's offset is not committed, so it is read again), or set "
-            f"{failure.stage.value}_error_handler to skip or dead_letter",
+            f"{failure.stage.value}_error_handler is fail; fix the cause and restart ("
+            + (
+                "the firing is not committed, so it fires again"
+                if failure.timer is not None
+                else "the record's offset is not committed, so it is read again"
+            )
+            + f"), or set {failure.stage.value}_error_handler to skip or dead_letter",
         ) from failure.error
     where = f"{failure.topic}[{failure.partition}]@{failure.offset}"
     if handler is ErrorHandler.SKIP and failure.stage is ErrorStage.LATE:

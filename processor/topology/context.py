@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 from processor.errors import TopologyError
+from processor.topology.clock import StreamClock
 from processor.topology.record import Headers, RecordContext
 
 
@@ -47,7 +48,7 @@ class ProcessorContext:
         task_id: str,
         *,
         timers: Timers | None = None,
-        wall_clock: Callable[[], int] | None = None,
+        clock: StreamClock | None = None,
     ) -> None:
         self._record = record
         self._stores = stores
@@ -55,7 +56,7 @@ class ProcessorContext:
         self.task_id = task_id
         self._key: Any = _NO_KEY
         self._timers = timers
-        self._clock = wall_clock
+        self._clock = clock
 
     def store(self, name: str) -> Store:
         """A store this operator declared in `process(..., stores=[...])`."""
@@ -101,7 +102,13 @@ class ProcessorContext:
     def wall_clock_ms(self) -> int:
         """The wall clock, in milliseconds since the epoch (the test driver's own clock in the
         driver)."""
-        return self._clock() if self._clock is not None else int(time.time() * 1000)
+        return self._clock.wall_clock() if self._clock is not None else int(time.time() * 1000)
+
+    @property
+    def stream_time(self) -> int:
+        """The task's stream time: the largest record timestamp it has seen (-1 before any),
+        what stream-clock timers and TTLs compare with."""
+        return self._clock.stream_time if self._clock is not None else -1
 
     @property
     def topic(self) -> str:

@@ -285,9 +285,7 @@ def _process(
     count_firing: FiringCounter,
 ) -> ProcessProcessor:
     given = {store: stores[store] for store in node.stores if store != node.timer_store}
-    processor = ProcessProcessor(
-        node.name, function, context, given, task_id, retry, wall_clock=clock.wall_clock
-    )
+    processor = ProcessProcessor(node.name, function, context, given, task_id, retry, clock=clock)
     if node.on_timer is not None or node.on_tick is not None:
         timers = ProcessTimers(
             processor,

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from processor.errors import BrokerError, ChangelogRecordTooLargeError, StoredValueError
+from processor.topology.clock import StreamClock
 from processor.topology.context import ProcessorContext, Store, Timers
 from processor.topology.operator import Operator, Processor
 from processor.topology.record import NullKeyError, OperatorError, RecordContext, SinkRejectedError
@@ -123,7 +124,7 @@ class ProcessProcessor(Operator):
         retry: Retry | None,
         *,
         timers: Timers | None = None,
-        wall_clock: Callable[[], int] | None = None,
+        clock: StreamClock | None = None,
     ) -> None:
         super().__init__(name, record, retry)
         self.function = function
@@ -131,7 +132,7 @@ class ProcessProcessor(Operator):
         self.reached = False
         given = {name: _ReachingStore(store, self) for name, store in stores.items()}
         self.processor_context = ProcessorContext(
-            record, given, self._forward_noting, task_id, timers=timers, wall_clock=wall_clock
+            record, given, self._forward_noting, task_id, timers=timers, clock=clock
         )
 
     def use_timers(self, timers: Timers) -> None:

@@ -132,6 +132,11 @@ class StoreQueries:
                     "partitions": info.partitions,
                     "key_format": format_name(info.spec.key_serde),
                     "value_format": format_name(info.spec.value_serde),
+                    **(
+                        {"ttl_ms": info.spec.ttl_ms, "ttl_clock": info.spec.ttl_clock}
+                        if info.spec.ttl_ms
+                        else {}
+                    ),
                 }
                 for name, info in sorted(self.source.stores().items())
             ],

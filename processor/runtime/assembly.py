@@ -46,7 +46,7 @@ from processor.state.backend import TaskStateBackend
 from processor.state.budget import MemoryBudget
 from processor.state.cleanup import StateCleaner
 from processor.state.restore import Restorer
-from processor.topology.graph import SinkNode
+from processor.topology.graph import SinkNode, StoreKind
 from processor.topology.handling import (
     Accounting,
     ErrorHandler,
@@ -235,6 +235,7 @@ def _serve(parts: WorkerParts, plan: TaskPlan, view: RuntimeView) -> tuple[Query
         spec.name: StoreInfo(spec, sub.id, plan.task_count(sub.id))
         for sub in parts.subtopologies.values()
         for spec in sub.stores
+        if spec.kind is not StoreKind.TIMERS  # internal to their operator
     }
     app = build_app(
         WorkerQuerySource(view, stores),

@@ -402,9 +402,16 @@ def committed_metadata(bootstrap: str, group: str, topic: str) -> dict[int, str 
 
 
 def wait_for_restores(cluster: Cluster, instance: str) -> dict[str, int]:
+    """Task -> records its restore read, once every task has started processing (the restore
+    thread logs its count before the main loop starts the task and expires what its stream time
+    passed; stopping the worker in between would leave the task unstarted)."""
     worker = cluster.workers[instance]
     deadline = time.monotonic() + 60
-    while len(restored := restored_records(worker)) < PARTITIONS:
+    while (
+        len(restored := restored_records(worker)) < PARTITIONS
+        or len(set(re.findall(r"task (\d+_\d+): state restored in .*, processing", worker.log())))
+        < PARTITIONS
+    ):
         assert time.monotonic() < deadline, worker.log()[-3000:]
         time.sleep(0.2)
     return restored

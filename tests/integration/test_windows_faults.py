@@ -13,7 +13,7 @@ import re
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -37,6 +37,7 @@ from tests.integration.window_scenario import (
     Event,
     EventProducer,
     Final,
+    Producible,
     Results,
     count_of,
     generate,
@@ -72,7 +73,7 @@ def start_all(cluster: Cluster, instances: list[str], timeout: float = 60.0) -> 
 def produce_with_kills(
     cluster: Cluster,
     producer: EventProducer,
-    partitions: list[list[Event]],
+    partitions: Sequence[Sequence[Producible]],
     results: Results,
     *,
     seed: int,

@@ -64,14 +64,29 @@ def run(
     expected: Expected,
     *,
     seed: int,
+    restart_after_s: tuple[float, float, float],
+    wipe_state: tuple[bool, bool, bool],
 ) -> Results:
-    """Produce `partitions` while SIGKILLing workers (`produce_with_kills`), then read the sink
-    until as many outputs as expected have arrived, and 3 s more (for repeats)."""
+    """Produce `partitions` while SIGKILLing workers (`produce_with_kills`: one comes back at
+    once to its own state, one without its state, one after its tasks moved to the others),
+    and read the sink."""
     results = Results(bootstrap, sink, bytes.decode)
     producer = EventProducer(bootstrap, cluster.env["TEST_SOURCE_TOPIC"])
     started = time.monotonic()
-    kills = produce_with_kills(cluster, producer, partitions, results, seed=seed)
-    results.wait_for(sum(expected.outputs.values()), timeout=120)
+    kills = produce_with_kills(
+        cluster,
+        producer,
+        partitions,
+        results,
+        seed=seed,
+        restart_after_s=restart_after_s,
+        wipe_state=wipe_state,
+    )
+    # Then until every expected output is in (or a timeout: the comparison says what is
+    # missing), and 3 s more, for repeats.
+    deadline = time.monotonic() + 90
+    while len(results.all) < sum(expected.outputs.values()) and time.monotonic() < deadline:
+        results.poll(0.2)
     results.poll(3.0)
     print(
         f"{sum(map(len, partitions))} records, {len(results.all)} outputs "
@@ -89,7 +104,16 @@ def test_exactly_once_timers_fire_once_and_expired_keys_are_gone_through_sigkill
         cluster_factory, kafka_bootstrap, topics, tmp_path, TIMING, *EXACTLY_ONCE, *STANDBY
     )
     start_all(cluster, ["t0", "t1", "t2"])
-    results = run(cluster, kafka_bootstrap, topics["TEST_SINK_TOPIC"], partitions, expected, seed=8)
+    results = run(
+        cluster,
+        kafka_bootstrap,
+        topics["TEST_SINK_TOPIC"],
+        partitions,
+        expected,
+        seed=8,
+        restart_after_s=(1.0, 1.0, 9.0),
+        wipe_state=(False, True, False),
+    )
     got = [(r.key, r.value, r.timestamp) for r in results.all]
     results.close()
     problems = differences(got, expected)
@@ -121,7 +145,16 @@ def test_at_least_once_timers_fire_and_keys_expire_through_sigkills(
     expected = checked_reference(partitions)
     cluster = new_cluster(cluster_factory, kafka_bootstrap, topics, tmp_path, TIMING, *STANDBY)
     start_all(cluster, ["a0", "a1", "a2"])
-    results = run(cluster, kafka_bootstrap, topics["TEST_SINK_TOPIC"], partitions, expected, seed=9)
+    results = run(
+        cluster,
+        kafka_bootstrap,
+        topics["TEST_SINK_TOPIC"],
+        partitions,
+        expected,
+        seed=9,
+        restart_after_s=(1.0, 9.0, 1.0),
+        wipe_state=(False, False, True),
+    )
     got = {(r.key, r.value, r.timestamp) for r in results.all}
     results.close()
     missing = set(expected.outputs) - got

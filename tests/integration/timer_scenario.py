@@ -35,6 +35,7 @@ from processor.query.partitioner import partition_for
 from tests.integration.workers import PARTITIONS
 from tests.worker_topologies import TIMING_ECHO_MS, TIMING_TTL_MS
 
+ONCE_PER_PARTITION = 50  # keys seen once (`generate`)
 NAMES = ("a", "b", "echo")  # the timer names commands use; "echo-2" only the topology sets
 STORE = "last-seen"
 OPERATOR = "timing"
@@ -90,21 +91,37 @@ def generate(
     """Per partition, commands for its own keys in bounded disorder: event time moves 0-29 ms a
     record; 80% of the records are on time, 20% up to 500 ms behind. About a third of the keys
     are active at a time, and a few percent of the records switch one on or off: keys go quiet
-    longer than the TTL (and expire), and timers are replaced, cancelled and left to fire."""
+    longer than the TTL (and expire), and timers are replaced, cancelled and left to fire.
+    Every 2% of the records, a key seen once: one write and a timer "long" 5-15 s ahead, then
+    nothing more; so whenever a worker is killed, some keys last written and timers set before
+    it expire and fire after it (under a new owner, or one that restored them)."""
     rng = random.Random(seed)
     partitions: list[list[Command]] = []
     next_id = 0
     for p in range(PARTITIONS):
-        keys = keys_of(p, keys_per_partition)
+        keys = keys_of(p, keys_per_partition + ONCE_PER_PARTITION)
+        once = dict(
+            zip(
+                range(0, records_per_partition, records_per_partition // ONCE_PER_PARTITION),
+                keys[keys_per_partition:],
+                strict=False,
+            )
+        )
+        keys = keys[:keys_per_partition]
         active = set(rng.sample(keys, keys_per_partition // 3))
         now = start_ms
         commands: list[Command] = []
-        for _ in range(records_per_partition):
+        for i in range(records_per_partition):
             now += rng.randrange(30)
             if rng.random() < 0.03:
                 active ^= {rng.choice(keys)}
                 active = active or {rng.choice(keys)}
             ts = now - (rng.randrange(500) if rng.random() < 0.2 else 0)
+            if i in once:
+                long_at = now + rng.randrange(5_000, 15_000)
+                commands.append(Command(once[i], now, next_id, f"read:{next_id}"))
+                commands.append(Command(once[i], now, next_id + 1, f"set:long:{long_at}"))
+                next_id += 2
             commands.append(Command(rng.choice(sorted(active)), ts, next_id, _op(rng, ts, next_id)))
             next_id += 1
         partitions.append(commands)
@@ -112,7 +129,7 @@ def generate(
 
 
 def with_tail(
-    partitions: list[list[Command]], ahead_ms: int = 10_000, live: int = 3
+    partitions: list[list[Command]], ahead_ms: int = 20_000, live: int = 3
 ) -> list[list[Command]]:
     """Each partition with `live` more writes, to its first keys, `ahead_ms` past its latest
     record (the first of them makes every timer and TTL of the partition due): afterwards

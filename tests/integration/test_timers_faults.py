@@ -98,6 +98,8 @@ def run(
 def test_exactly_once_timers_fire_once_and_expired_keys_are_gone_through_sigkills(
     kafka_bootstrap: str, topics: dict[str, str], cluster_factory: list[Cluster], tmp_path: Path
 ) -> None:
+    """Each output of the reference exactly once and nothing else, then the store, its
+    standby copies and the query API hold the live keys only, and no timer is left."""
     partitions = with_tail(generate(seed=31, records_per_partition=2_500))
     expected = checked_reference(partitions)
     cluster = new_cluster(
@@ -120,19 +122,7 @@ def test_exactly_once_timers_fire_once_and_expired_keys_are_gone_through_sigkill
     assert not problems, "\n".join(problems)
     assert held_standbys(cluster), "no worker held a standby task"
 
-    # The store: each expired key's last changelog record is a tombstone, each live key's its
-    # last value (after its 8-byte write time); no timer is left.
-    app = topics["PROCESSOR_APPLICATION_ID"]
-    stored = read_changelog(kafka_bootstrap, f"{app}-{STORE}-changelog")
-    assert {k.decode(): v for k, v in stored.items() if v is None} == dict.fromkeys(
-        expected.expired
-    )
-    assert {k.decode(): v[8:].decode() for k, v in stored.items() if v is not None} == (
-        expected.live
-    )
-    timers = read_changelog(kafka_bootstrap, f"{app}-{OPERATOR}-timers-changelog")
-    assert timers and all(v is None for v in timers.values()), "every timer fired and was removed"
-
+    check_changelogs(kafka_bootstrap, topics["PROCESSOR_APPLICATION_ID"], expected)
     check_queries(cluster, expected)
 
 
@@ -140,7 +130,8 @@ def test_at_least_once_timers_fire_and_keys_expire_through_sigkills(
     kafka_bootstrap: str, topics: dict[str, str], cluster_factory: list[Cluster], tmp_path: Path
 ) -> None:
     """At-least-once may repeat a firing or an expiry (they and the commit of the input that
-    caused them are not atomic) but loses none, and never fires a replaced or cancelled time."""
+    caused them are not atomic) but loses none, and never fires a replaced or cancelled time;
+    the store ends with the live keys only, and no timer is left."""
     partitions = with_tail(generate(seed=32, records_per_partition=1_500))
     expected = checked_reference(partitions)
     cluster = new_cluster(cluster_factory, kafka_bootstrap, topics, tmp_path, TIMING, *STANDBY)
@@ -162,6 +153,20 @@ def test_at_least_once_timers_fire_and_keys_expire_through_sigkills(
     extra = got - set(expected.outputs)
     assert not extra, f"{len(extra)} outputs that should not be, e.g. {sorted(extra)[:3]}"
     print(f"{len(results.all) - sum(expected.outputs.values())} outputs repeated")
+    check_changelogs(kafka_bootstrap, topics["PROCESSOR_APPLICATION_ID"], expected)
+
+
+def check_changelogs(bootstrap: str, app: str, expected: Expected) -> None:
+    """The store: each expired key's last changelog record is a tombstone, each live key's its
+    last value (after its 8-byte write time); no timer is left."""
+    stored = read_changelog(bootstrap, f"{app}-{STORE}-changelog")
+    tombstoned = {k.decode() for k, v in stored.items() if v is None}
+    assert tombstoned == expected.expired
+    assert {k.decode(): v[8:].decode() for k, v in stored.items() if v is not None} == (
+        expected.live
+    )
+    timers = read_changelog(bootstrap, f"{app}-{OPERATOR}-timers-changelog")
+    assert timers and all(v is None for v in timers.values()), "every timer fired and was removed"
 
 
 # -- the query API ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -272,7 +273,9 @@ def read_changelog(bootstrap: str, topic: str) -> dict[bytes, bytes | None]:
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
         latest: dict[bytes, bytes | None] = {}
         done: set[int] = set()
+        deadline = time.monotonic() + 60
         while len(done) < len(ends):
+            assert time.monotonic() < deadline, f"read {topic} to its end: {done} of {ends}"
             messages = consumer.consume(1000, 1.0)
             for message in messages:
                 assert message.error() is None, message.error()

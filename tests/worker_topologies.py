@@ -5,8 +5,9 @@ import logging
 import os
 import time
 from collections import Counter
+from typing import Any
 
-from processor import Topology, TransientError, serdes
+from processor import ProcessorContext, Topology, TransientError, serdes
 from processor.windows import SessionWindows, TumblingWindows
 
 SOURCE = os.environ.get("TEST_SOURCE_TOPIC", "test-source")
@@ -259,4 +260,61 @@ _events = windowed_collecting.stream(
     .to_stream()
     .map(lambda window, ids: (f"session:{window.key}@{window.start_ms}-{window.end_ms}", ids))
     .to(SINK, key_serde=serdes.StringSerde(), value_serde=serdes.JsonSerde())
+)
+
+
+# Timers and a store with a TTL in one process() operator (`tests/integration/timer_scenario.py`
+# computes what it must emit). Each record's JSON value carries its event time "ts" and a command
+# "op": "set:<name>:<at_ms>" sets (or replaces) the key's stream-clock timer <name>,
+# "cancel:<name>" cancels it, "read:<value>" writes <value> into the store "last-seen", whose keys
+# expire TIMING_TTL_MS of stream time after their last write. A firing writes
+# "<key>|<name>|<at_ms>" to the sink; the timer "echo", as it fires, also sets the key's timer
+# "echo-2" TIMING_ECHO_MS later. An expiry writes "expired|<key>|<last value>".
+TIMING_TTL_MS = 2_000
+TIMING_ECHO_MS = 300
+
+
+def _timing_command(ctx: ProcessorContext, key: str, value: dict[str, Any]) -> None:
+    kind, _, rest = value["op"].partition(":")
+    if kind == "set":
+        name, at = rest.split(":")
+        ctx.set_timer(int(at), name=name)
+    elif kind == "cancel":
+        ctx.cancel_timer(rest)
+    else:
+        ctx.store("last-seen").put(key, rest)
+
+
+def _timing_fired(ctx: ProcessorContext, key: str, at_ms: int, name: str) -> None:
+    ctx.forward(key, f"{key}|{name}|{at_ms}")
+    if name == "echo":
+        ctx.set_timer(at_ms + TIMING_ECHO_MS, name="echo-2")
+
+
+def _timing_expired(ctx: ProcessorContext, _store: str, key: str, last: str) -> None:
+    ctx.forward(key, f"expired|{key}|{last}")
+
+
+timing = Topology("timing")
+timing.add_store(
+    "last-seen",
+    key_serde=serdes.StringSerde(),
+    value_serde=serdes.StringSerde(),
+    ttl_ms=TIMING_TTL_MS,
+)
+(
+    timing.stream(
+        SOURCE,
+        key_serde=serdes.StringSerde(),
+        value_serde=serdes.JsonSerde(),
+        timestamp=lambda _key, value, _record_ts: value["ts"],
+    )
+    .process(
+        _timing_command,
+        stores=["last-seen"],
+        on_timer=_timing_fired,
+        on_expire=_timing_expired,
+        name="timing",
+    )
+    .to(SINK, key_serde=serdes.StringSerde(), value_serde=serdes.StringSerde())
 )

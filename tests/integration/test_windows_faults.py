@@ -10,10 +10,11 @@ from __future__ import annotations
 import math
 import random
 import re
+import shutil
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,7 @@ from tests.integration.window_scenario import (
     Event,
     EventProducer,
     Final,
+    Producible,
     Results,
     count_of,
     generate,
@@ -72,17 +74,22 @@ def start_all(cluster: Cluster, instances: list[str], timeout: float = 60.0) -> 
 def produce_with_kills(
     cluster: Cluster,
     producer: EventProducer,
-    partitions: list[list[Event]],
+    partitions: Sequence[Sequence[Producible]],
     results: Results,
     *,
     seed: int,
     batches: int = 400,
     pause_s: float = 0.06,
+    restart_after_s: Sequence[float] = (1.0, 1.0, 1.0),
+    wipe_state: Sequence[bool] = (False, False, False),
 ) -> list[str]:
     """Produce the events in `batches` steps (every partition's next slice, `pause_s` apart:
     more often than the workers commit, so a worker always has work not committed yet). After
     15%, 45% and 75% of the steps, once every task has a live owner again, SIGKILL a worker
-    holding active tasks, and start it again a second later. Returns what was killed when."""
+    holding active tasks, and start it again `restart_after_s[i]` later (a second: it comes
+    back before the group notices it left; longer than the session timeout: its tasks move to
+    the others first), after deleting its local state if `wipe_state[i]`. Returns what was
+    killed when."""
     rng = random.Random(seed)
     size = math.ceil(max(map(len, partitions)) / batches)
     planned = [int(batches * f) for f in (0.15, 0.45, 0.75)]
@@ -103,11 +110,19 @@ def produce_with_kills(
             victim = rng.choice(sorted(set(owners.values())))
             held = sorted(t for t, owner in owners.items() if owner == victim)
             cluster.workers[victim].kill()
-            kills.append(f"{victim} ({', '.join(held)}) at step {step}, {len(results.all)} results")
-            restart = (victim, time.monotonic() + 1.0)
+            wiped = wipe_state[len(kills)]
+            if wiped:
+                shutil.rmtree(cluster.state_dir(victim))
+            delay = restart_after_s[len(kills)]
+            kills.append(
+                f"{victim} ({', '.join(held)}) at step {step}, {len(results.all)} results, "
+                f"back {delay:.0f}s later{' without its state' if wiped else ''}"
+            )
+            restart = (victim, time.monotonic() + delay)
         results.poll(pause_s)
     assert not planned, f"the group did not settle in time for every kill: {kills}"
     if restart is not None:
+        time.sleep(max(0.0, restart[1] - time.monotonic()))
         cluster.start(restart[0])
     return kills
 

@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
@@ -185,14 +185,24 @@ def session_finals(partitions: list[list[Event]]) -> tuple[dict[str, Final], int
     return finals, late
 
 
+class Producible(Protocol):
+    """A record to produce: an `Event`, or another scenario's record with a key and a value."""
+
+    @property
+    def key(self) -> str: ...
+
+    def value(self) -> bytes: ...
+
+
 class EventProducer:
-    """Produces events to their partition (acks=all), a batch at a time."""
+    """Produces events (or any `Producible`) to their partition (acks=all), a batch at a
+    time."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self._topic = topic
         self._producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
 
-    def send(self, batch: Iterable[tuple[int, Event]], timeout: float = 30.0) -> None:
+    def send(self, batch: Iterable[tuple[int, Producible]], timeout: float = 30.0) -> None:
         """Produce (partition, event) pairs and wait until the broker has every one."""
         errors: list[str] = []
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from processor.cli import main
 from processor.testing import TopologyTestDriver
 from topologies import device_alerts, running_sum_timeout
 
@@ -200,3 +203,18 @@ def test_running_sum_timeout_flushes_a_quiet_partition_with_idle_advance() -> No
     assert driver.read("sums-flushed") == []
     driver.advance_wall_clock(1)  # idle for 60 s: stream time follows the wall clock
     assert driver.read("sums-flushed") == [("solo", {"sum": 42, "amounts": 1, "flushed": "idle"})]
+
+
+# --- describe -------------------------------------------------------------------------------
+
+
+def test_processor_describe_shows_the_timers_and_the_ttl(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["describe", "topologies.device_alerts"]) == 0
+    assert capsys.readouterr().out.splitlines()[3] == (
+        "    Processor: watch (process, stores: last-seen [ttl_ms=86400000 ttl_clock=stream], "
+        "timers: watch-timers, on_expire) --> sink-1 <-- source-0"
+    )
+    assert main(["describe", "topologies.running_sum_timeout"]) == 0
+    assert "(process, stores: partial-sums, timers: add-up-timers)" in capsys.readouterr().out

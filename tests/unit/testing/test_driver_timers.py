@@ -1,4 +1,4 @@
-"""`TopologyTestDriver.timers`: what it lists, and in which order."""
+"""Timers in the test driver: `timers()` and its order, the firing order, the accounting."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from processor import ProcessorContext, Topology, serdes
 from processor.testing import TopologyTestDriver
+from processor.topology.handling import Outcome
 
 
 def _arm(ctx: ProcessorContext, _key: Any, at: int) -> None:
@@ -61,3 +62,22 @@ def test_timers_fire_by_time_then_key_bytes_then_name() -> None:
         ("b", "also"),
         ("ba", "also"),
     ]
+
+
+def _cancel(ctx: ProcessorContext, _key: Any, _value: Any) -> None:
+    ctx.cancel_timer()
+
+
+def test_a_record_that_only_sets_or_cancels_a_timer_counts_as_output() -> None:
+    """Its timer is state of the operator (a write to its timer store), not a dropped record."""
+    topology = Topology("accounting")
+    numbers = topology.stream("in", key_serde=serdes.StringSerde(), value_serde=serdes.IntSerde())
+    numbers.process(_arm, name="arm", on_timer=_ignore).to("out")
+    topology.stream("cancels", key_serde=serdes.StringSerde()).process(
+        _cancel, name="cancel", on_timer=_ignore
+    ).to("out-2")
+    driver = TopologyTestDriver(topology)
+    driver.pipe("in", "k", 1_000, timestamp=0)
+    driver.pipe("cancels", "k", None, timestamp=0)
+    assert driver.accounting.totals()[Outcome.OUTPUT] == 2
+    assert driver.accounting.totals()[Outcome.FILTERED] == 0

@@ -16,7 +16,9 @@ writes events about devices to `device-alerts` (key: device id, value: JSON):
 Each timer's time is the device's last reading plus the period, so a reading that arrives out
 of order (older than the newest one seen) changes nothing. A late reading that itself moves
 stream time past the device's own silence replaces the timer before it fires: silence is judged
-by the other records of the partition, as in Spark's GroupState event-time timeouts.
+by the other records of the partition, as in Spark's GroupState event-time timeouts. For the
+same reason a device whose readings arrive more than `SILENCE_MS` behind the partition's stream
+time (a clock that lags, a backlog) is reported silent after each of them.
 
 The `last-seen` store (queryable) holds {"at": timestamp, "reading": {...}} per device; the
 timers are kept in the store `watch-timers`, so they survive restarts and failover.

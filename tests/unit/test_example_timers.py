@@ -218,3 +218,14 @@ def test_processor_describe_shows_the_timers_and_the_ttl(
     )
     assert main(["describe", "topologies.running_sum_timeout"]) == 0
     assert "(process, stores: partial-sums, timers: add-up-timers)" in capsys.readouterr().out
+
+
+def test_a_device_far_behind_the_partitions_stream_time_looks_silent() -> None:
+    driver = TopologyTestDriver(device_alerts.topology)
+    driver.pipe("readings", "fast", {"v": 1}, timestamp=500_000)
+    driver.pipe("readings", "slow", {"v": 1}, timestamp=100_000)  # due at once: 160 s < 500 s
+    driver.pipe("readings", "slow", {"v": 2}, timestamp=120_000)
+    assert _alerts(driver) == [
+        ("slow", "silent", 100_000, 160_000),
+        ("slow", "silent", 120_000, 180_000),
+    ]

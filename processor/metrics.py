@@ -17,7 +17,7 @@ counters are the task's own and are read when the snapshot is taken.
 | processor_restore_rate_records_per_second | task, kind | since the restore began |
 | processor_standby_lag_records | task | how far a standby is behind its changelogs |
 | processor_task_restored_before_start_records | task | records read before the task last started |
-| processor_stream_time_ms | task | stream time of a task with windows (ms since the epoch) |
+| processor_stream_time_ms | task | stream time of a task with windows, timers or a TTL (ms) |
 | processor_rebalances_total | | group generations accepted |
 | processor_commits_total | | commits |
 | processor_state_dirs_deleted_total | | task directories the state cleaner deleted |
@@ -191,8 +191,9 @@ class _SnapshotCollector(Collector):
         yield before
         stream_time = GaugeMetricFamily(
             "processor_stream_time_ms",
-            "Stream time of an active task with windows: the largest record timestamp it has "
-            "seen, or later by idle advance (ms since the epoch; -1 before its first record)",
+            "Stream time of an active task with windows, timers or a TTL: the largest record "
+            "timestamp it has seen, or later by idle advance (ms since the epoch; -1 before its "
+            "first record)",
             labels=["task"],
         )
         for task, ms in sorted(s.stream_times.items()):

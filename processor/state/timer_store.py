@@ -116,9 +116,12 @@ class TimerStore:
             index.consumed(clock, last)
 
     def all(self) -> Iterator[tuple[Any, str, str, int]]:
-        """Every timer as (key, name, "stream"|"wall", at), by key bytes then name."""
-        for stored, data in self.cache.range(TIMER, b"U"):
-            key, name = parse_ref(stored[1:])
+        """Every timer as (key, name, "stream"|"wall", at), by key bytes then name (the store
+        orders them by key length first)."""
+        timers = sorted(
+            (parse_ref(stored[1:]), data) for stored, data in self.cache.range(TIMER, b"U")
+        )
+        for (key, name), data in timers:
             clock = "stream" if data[:1] == b"s" else "wall"
             yield self.key_serde.deserialize(key), name, clock, U64.unpack_from(data, 1)[0]
 

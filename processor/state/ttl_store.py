@@ -12,7 +12,8 @@ A key is expired once `now >= written_at + ttl_ms`. From then on reads (`get`, `
 queries) no longer see it, and it is removed, with its expiry handler called once (`on_expired`:
 a `process()` operator's `on_expire`, or an aggregation forwarding a tombstone), either by the
 expiry pass that runs when the clock reaches its time, or, if it is written first, just before
-that write.
+that write. After `ttl_ms` changed, local state keeps index entries at the old times: the pass
+removes at such an entry a key the new TTL expired, and indexes again one it has not.
 """
 
 from __future__ import annotations
@@ -155,11 +156,17 @@ class TtlKeyValueStore(KeyValueStore[K, V]):
             if not group:
                 break
             last = max(entry for _, _, entry in group)
-            for at, key_bytes, entry in sorted(group, key=lambda item: item[1]):
+            for _at, key_bytes, entry in sorted(group, key=lambda item: item[1]):
                 index.remove(entry)
                 data = cache.get(key_bytes)
-                if data is None or written_at(data) + self.ttl_ms != at:
-                    continue  # deleted, or written again since
+                if data is None:
+                    continue  # deleted since
+                expires = written_at(data) + self.ttl_ms
+                if expires > now:
+                    # Written again since (its entry is indexed already), or indexed under an
+                    # older, shorter `ttl_ms`: index it at its time (the same entry, if there).
+                    index.add(self.clock, expires, key_bytes)
+                    continue
                 cache.delete(key_bytes)
                 if self.on_expired is not None:
                     self.on_expired(key_bytes, data)

@@ -1,8 +1,15 @@
-"""A topology described as text, in the shape Kafka Streams' `Topology.describe()` prints."""
+"""A topology described as text, in the shape Kafka Streams' `Topology.describe()` prints.
+
+Besides Kafka Streams' fields, an operator's line shows what acts on time: a store with a TTL as
+`name [ttl_ms=N ttl_clock=stream|wall]`, a `process()` operator's timer store (`timers: ...`),
+`on_expire`, and its tick (`on_tick: every_ms=N clock=stream|wall`).
+"""
 
 from __future__ import annotations
 
-from processor.topology.graph import OperatorNode, SinkNode, SourceNode, parents_of
+from collections.abc import Mapping
+
+from processor.topology.graph import OperatorNode, SinkNode, SourceNode, StoreSpec, parents_of
 from processor.topology.subtopology import SubTopology
 
 
@@ -10,6 +17,7 @@ def describe(name: str, subtopologies: list[SubTopology]) -> str:
     lines = [f"Topology: {name}"]
     for sub in subtopologies:
         lines.append(f"  Sub-topology {sub.id}")
+        specs = {spec.name: spec for spec in sub.stores}
         children: dict[str, list[str]] = {n.name: [] for n in sub.nodes}
         for node in sub.nodes:
             for parent in parents_of(node):
@@ -28,12 +36,7 @@ def describe(name: str, subtopologies: list[SubTopology]) -> str:
                 )
             else:
                 assert isinstance(node, OperatorNode)
-                stores = f", stores: {', '.join(node.stores)}" if node.stores else ""
-                windows = ""
-                if node.windows is not None:
-                    emit = "final" if node.emit_final else "update"
-                    windows = f", {node.windows!r}, emit {emit}"
-                head = f"Processor: {node.name} ({node.kind.value}{windows}{stores})"
+                head = _operator(node, specs)
             arrows = ""
             if children[node.name]:
                 arrows += f" --> {', '.join(children[node.name])}"
@@ -41,3 +44,26 @@ def describe(name: str, subtopologies: list[SubTopology]) -> str:
                 arrows += f" <-- {', '.join(parents_of(node))}"
             lines.append(f"    {head}{arrows}")
     return "\n".join(lines)
+
+
+def _operator(node: OperatorNode, specs: Mapping[str, StoreSpec]) -> str:
+    parts = [node.kind.value]
+    if node.windows is not None:
+        parts.append(repr(node.windows))
+        parts.append(f"emit {'final' if node.emit_final else 'update'}")
+    stores = [_store(store, specs.get(store)) for store in node.stores if store != node.timer_store]
+    if stores:
+        parts.append(f"stores: {', '.join(stores)}")
+    if node.timer_store is not None:
+        parts.append(f"timers: {node.timer_store}")
+    if node.on_expire is not None:
+        parts.append("on_expire")
+    if node.on_tick is not None:
+        parts.append(f"on_tick: every_ms={node.every_ms} clock={node.tick_clock}")
+    return f"Processor: {node.name} ({', '.join(parts)})"
+
+
+def _store(name: str, spec: StoreSpec | None) -> str:
+    if spec is None or spec.ttl_ms <= 0:
+        return name
+    return f"{name} [ttl_ms={spec.ttl_ms} ttl_clock={spec.ttl_clock}]"

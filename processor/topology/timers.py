@@ -122,6 +122,7 @@ class ProcessTimers:
             raise ValueError(f'a timer\'s clock is "stream" or "wall", not {clock!r}')
         _check_time(at_ms)
         store.set(self._key_bytes(store, key), name, kind, at_ms)
+        self._processor.reached = True  # the record changed state: it is not dropped
         if at_ms < self._due[kind]:
             self._due[kind] = at_ms
             if kind is STREAM:
@@ -132,6 +133,7 @@ class ProcessTimers:
     def cancel_timer(self, key: Any, name: str) -> None:
         store = self._timer_store()
         store.cancel(self._key_bytes(store, key), name)
+        self._processor.reached = True
 
     # -- what the clock calls --------------------------------------------------------------
 

@@ -125,3 +125,35 @@ def test_a_broker_outage_shows_in_the_metrics() -> None:
     assert samples[("processor_broker_unreachable_seconds", ())] == 12.5
     assert samples[("processor_broker_errors_total", ())] == 3
     assert samples[("processor_producer_replacements_total", ())] == 1
+
+
+def test_timer_firings_are_served_by_outcome() -> None:
+    metrics = WorkerMetrics()
+    server = _serve(metrics)
+    try:
+        metrics.publish(
+            WorkerSnapshot(instance="w1", timer_firings={"fired": 12, "dead_lettered": 1})
+        )
+        samples = _scrape(server.port)
+    finally:
+        server.close()
+
+    assert samples[("processor_timer_firings_total", (("outcome", "fired"),))] == 12
+    assert samples[("processor_timer_firings_total", (("outcome", "dead_lettered"),))] == 1
+
+
+def test_the_metrics_table_lists_every_metric_served() -> None:
+    """The table in `processor.metrics`' docstring names exactly the metrics a worker serves."""
+    import processor.metrics
+
+    documented = {
+        line.split("|")[1].strip()
+        for line in (processor.metrics.__doc__ or "").splitlines()
+        if line.startswith("| processor_")
+    }
+    served = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in WorkerMetrics().registry.collect()
+    }
+    assert documented == served
+    assert "processor_timer_firings_total" in served

@@ -96,3 +96,30 @@ def test_the_readme_has_an_example_per_window_kind() -> None:
 @pytest.mark.parametrize("block", _windowing_blocks(), ids=lambda b: b.splitlines()[0][13:40])
 def test_the_readme_windowing_examples_run(block: str) -> None:
     exec(compile(block, "README.md", "exec"), {})
+
+
+def _timer_blocks() -> list[str]:
+    return [b for b in python_blocks() if b.startswith("# timers:")]
+
+
+def test_the_readme_shows_timers_ticks_expiry_and_failing_firings() -> None:
+    shown = "\n".join(_timer_blocks())
+    for what in (
+        "set_timer(",
+        "on_timer=",
+        "on_tick=",
+        "every_ms=",
+        "ttl_ms=",
+        "on_expire=",
+        ".count(",
+        "advance_stream_time(",
+        "advance_wall_clock(",
+        "driver.timers(",
+        "processor.error.timer",
+    ):
+        assert what in shown, f"README has no timer example using {what}"
+
+
+@pytest.mark.parametrize("block", _timer_blocks(), ids=lambda b: b.splitlines()[0][10:40])
+def test_the_readme_timer_examples_run(block: str) -> None:
+    exec(compile(block, "README.md", "exec"), {})

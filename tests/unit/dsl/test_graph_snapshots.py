@@ -1,10 +1,11 @@
 """The DSL builds the same graph as it did when `graph_snapshots.json` was recorded.
 
 Every example topology (`topologies/`, the integration tests' `tests/worker_topologies.py`, the
-benchmark topologies) and one topology using every operator is built from its source, fresh, and
-compared with the recording: `describe()`, and every field of every node of every sub-topology
-and of the logical graph. Functions are compared by presence only; the driver tests run them.
-Declarations the DSL refuses are recorded too: the error, word for word, and what is left.
+benchmark topologies), one topology using every operator and one using every way of acting on
+time is built from its source, fresh, and compared with the recording: `describe()`, and every
+field of every node of every sub-topology and of the logical graph. Functions are compared by
+presence only; the driver tests run them. Declarations the DSL refuses are recorded too: the
+error, word for word, and what is left.
 
 After a deliberate change to what the DSL builds, record again with
 `python -m tests.unit.dsl.test_graph_snapshots` from the repository root, and review the diff.
@@ -99,6 +100,27 @@ def _remember(context: ProcessorContext, key: Any, _value: Any) -> None:
     context.forward(key, 1)
 
 
+def timed() -> Topology:
+    """What acts on time besides windows: timers, a tick on either clock, on_expire, stores with
+    a TTL on either clock, and an aggregation with a TTL."""
+    topology = Topology("timed")
+    topology.add_store("recent", key_serde=STR, value_serde=INT, ttl_ms=60_000)
+    topology.add_store("sessions", key_serde=STR, value_serde=JSON, ttl_ms=5_000, ttl_clock="wall")
+    events = topology.stream("events", key_serde=STR, value_serde=INT)
+    events.process(
+        _remember,
+        stores=["recent", "sessions"],
+        name="watch",
+        on_timer=lambda _c, _k, _at, _n: None,
+        on_expire=lambda _c, _s, _k, _v: None,
+        on_tick=lambda _c: None,
+        every_ms=1_000,
+    ).to("watched")
+    events.process(_remember, on_tick=lambda _c: None, every_ms=60_000, clock="stream").to("ticks")
+    events.group_by_key().count(name="active", ttl_ms=3_600_000).to_stream().to("active-out")
+    return topology
+
+
 ENVIRONMENT = {
     "TEST_SOURCE_TOPIC": "test-source",
     "TEST_SECOND_SOURCE_TOPIC": "test-source-2",
@@ -116,6 +138,8 @@ MODULES: list[tuple[str, str, tuple[str, ...], dict[str, str]]] = [
     ("clicks_per_minute", "topologies/clicks_per_minute.py", ("topology",), {}),
     ("key_stats", "topologies/key_stats.py", ("topology",), {}),
     ("running_sum", "topologies/running_sum.py", ("topology",), {}),
+    ("running_sum_timeout", "topologies/running_sum_timeout.py", ("topology",), {}),
+    ("device_alerts", "topologies/device_alerts.py", ("topology",), {}),
     ("wordcount", "topologies/wordcount.py", ("topology",), {}),
     ("words", "topologies/words.py", ("topology",), {}),
     (
@@ -179,6 +203,7 @@ def built_topologies() -> Iterator[tuple[str, Topology]]:
             assert isinstance(topology, Topology)
             yield f"{snapshot}:{variable}", topology
     yield "test:every_operator", every_operator()
+    yield "test:timed", timed()
 
 
 def _plain(value: Any) -> Any:

@@ -12,7 +12,9 @@ may therefore name things that are gone or have moved (a timer set again, a key 
 every reader checks the indexed entry and skips (and removes) what no longer matches. Removals
 go through the store's cache as backend-only changes (`StoreCache.delete_local`), so they reach
 the backend at the checkpoint after the commit, like the changes that made them: a crash before
-it finds the index entry of a timer whose firing was not committed still there.
+it finds the index entry of a timer whose firing was not committed still there. An entry
+written again after its removal in the same commit interval cancels that removal
+(`StoreCache.keep_local`).
 """
 
 from __future__ import annotations
@@ -80,6 +82,9 @@ class TimeIndex:
             if consumed is not None and entry <= consumed:
                 # Due already, behind where consumption got: scan from the start again.
                 del self._consumed_to[clock]
+            # Removed in this commit interval (the same timer fired and was set again at the
+            # same time): the removal must not delete it from the backend at the checkpoint.
+            self._cache.keep_local(entry, b"")
         self._backend.write({self._store: [(entry, b"") for entry in entries]}, {})
 
     def first(self, clock: bytes) -> int | None:

@@ -97,23 +97,32 @@ class TimerStore:
         key bytes then name. A caller that stops early (its function raised) leaves the rest for
         the next call."""
         index = self.index
-        cache = self.cache
         while True:
             group = index.due_group(clock, now)
             if not group:
                 return
-            group.sort(key=lambda item: parse_ref(item[1]))
             last = max(entry for _, _, entry in group)
+            # The group is the timers set for its time when it starts: a stale entry (its timer
+            # moved, or fired in this pass) that a firing of the group sets again fires after
+            # the group, like any timer set while firing, not in it.
+            due = []
             for at, ref, entry in group:
+                if self._is_set(ref, clock, at):
+                    due.append((parse_ref(ref), ref, at, entry))
+                else:
+                    index.remove(entry)
+            due.sort()
+            for (key, name), ref, at, entry in due:
                 index.remove(entry)
-                stored = TIMER + ref
-                data = cache.get(stored)
-                if data is None or data[:1] != clock or U64.unpack_from(data, 1)[0] != at:
-                    continue  # cancelled, or set again since
-                cache.delete(stored)
-                key, name = parse_ref(ref)
+                if not self._is_set(ref, clock, at):
+                    continue  # cancelled, or set again, by an earlier firing of the group
+                self.cache.delete(TIMER + ref)
                 yield key, name, at
             index.consumed(clock, last)
+
+    def _is_set(self, ref: bytes, clock: bytes, at: int) -> bool:
+        data = self.cache.get(TIMER + ref)
+        return data is not None and data[:1] == clock and U64.unpack_from(data, 1)[0] == at
 
     def all(self) -> Iterator[tuple[Any, str, str, int]]:
         """Every timer as (key, name, "stream"|"wall", at), by key bytes then name (the store

@@ -11,9 +11,10 @@ task's clock (queries of a standby) compare with.
 A key is expired once `now >= written_at + ttl_ms`. From then on reads (`get`, `range`, `all`,
 queries) no longer see it, and it is removed, with its expiry handler called once (`on_expired`:
 a `process()` operator's `on_expire`, or an aggregation forwarding a tombstone), either by the
-expiry pass that runs when the clock reaches its time, or, if it is written first, just before
-that write. After `ttl_ms` changed, local state keeps index entries at the old times: the pass
-removes at such an entry a key the new TTL expired, and indexes again one it has not.
+expiry pass that runs when the clock reaches its time, or, if it is written or deleted first,
+just before that change. After `ttl_ms` changed, local state keeps index entries at the old
+times: the pass removes at such an entry a key the new TTL expired, and indexes again one it
+has not.
 """
 
 from __future__ import annotations
@@ -106,30 +107,38 @@ class TtlKeyValueStore(KeyValueStore[K, V]):
         return self._value(data[8:], key)
 
     def put(self, key: K, value: V | None) -> None:
-        if value is None:
-            self.delete(key)
-            return
-        key_bytes = self._key(key)
-        if self.on_expired is not None:
-            old = self._cache.get(key_bytes)
-            if old is not None and written_at(old) + self.ttl_ms <= self.now():
-                self.on_expired(key_bytes, old)
-        now = max(0, self.now())
-        serialized = self._value_serde.serialize(value)
+        serialized = None if value is None else self._value_serde.serialize(value)
         if serialized is None:
             self.delete(key)
             return
+        key_bytes = self._key(key)
+        now = max(0, self.now())
         data = U64.pack(now) + serialized
         if len(key_bytes) + len(data) > self._max_record_bytes:
             raise ChangelogRecordTooLargeError(
                 self.name, self._changelog, len(key_bytes), len(data), self._max_record_bytes
             )
+        self._expire_first(key_bytes)
         self._cache.put(key_bytes, data)
         at = now + self.ttl_ms
         self.index.add(self.clock, at, key_bytes)
         if at < self.due_at:
             self.due_at = at
             self.wake(at)
+
+    def delete(self, key: K) -> None:
+        key_bytes = self._key(key)
+        self._expire_first(key_bytes)
+        self._cache.delete(key_bytes)
+
+    def _expire_first(self, key_bytes: bytes) -> None:
+        """About to change `key_bytes`: if it expired and is still there, it expires now
+        (`on_expired` is called once for each expiry, also when a write or a delete, not the
+        expiry pass, removes it)."""
+        if self.on_expired is not None:
+            old = self._cache.get(key_bytes)
+            if old is not None and written_at(old) + self.ttl_ms <= self.now():
+                self.on_expired(key_bytes, old)
 
     def __contains__(self, key: K) -> bool:
         return self.get(key, None) is not None

@@ -301,7 +301,7 @@ def _process(
     if node.on_expire is not None:
         for name, store in given.items():
             if isinstance(store, ExpiringStore):
-                act = process_expiry_action(processor, name, node.on_expire)
+                act = process_expiry_action(processor, name, node.on_expire, count_firing)
                 store.on_expired = expiry_handler(store, context, clock, act)
     return processor
 

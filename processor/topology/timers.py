@@ -197,6 +197,7 @@ class ProcessTimers:
                 return
         assert self._on_tick is not None
         self._call(self._on_tick, None, None, "tick", stamp, None)
+        self._count("fired")
 
     def _call(
         self,
@@ -345,10 +346,13 @@ def expiry_handler(
 
 
 def process_expiry_action(
-    processor: ProcessProcessor, store_name: str, on_expire: Callable[..., Any]
+    processor: ProcessProcessor,
+    store_name: str,
+    on_expire: Callable[..., Any],
+    count: FiringCounter = _no_count,
 ) -> ExpiryAction:
     """A `process()` operator's `on_expire(ctx, store_name, key, last_value)` as an expiry
-    action: its errors are `TimerError`s naming the store's expiry."""
+    action, counted as a firing: its errors are `TimerError`s naming the store's expiry."""
 
     def act(key_bytes: bytes, key: Any, value: Any, at: int) -> None:
         context = processor.processor_context
@@ -361,6 +365,7 @@ def process_expiry_action(
             raise _as_timer_error(processor, e, on_expire, args, key_bytes, what, at) from e
         finally:
             context._key = saved
+        count("fired")
 
     return act
 

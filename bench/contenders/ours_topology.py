@@ -1,12 +1,18 @@
 """This project's contender for `processor run bench.contenders.ours_topology`: the topics and the
-workload come from BENCH_INPUT, BENCH_OUTPUT and BENCH_WORKLOAD (stateless, count or
-count-window).
+workload come from BENCH_INPUT, BENCH_OUTPUT and BENCH_WORKLOAD (stateless, count,
+count-window, process or process-timers).
 
 The count is `group_by_key().count()`: no repartition (the input is keyed already), a RocksDB
 store with its changelog, every update written to the output as an 8-byte count. The windowed
 count is the same in tumbling windows of WINDOW_SIZE_MS (grace WINDOW_GRACE_MS) by the records'
 timestamps, with emit="update" (every update written, as for the plain count and as Kafka
-Streams' default and Quix Streams' `.current()` do), under the key `<key>@<window start ms>`."""
+Streams' default and Quix Streams' `.current()` do), under the key `<key>@<window start ms>`.
+
+The process workloads are one `process()` operator keeping a running sum per key in a RocksDB
+store (`sums`, changelogged): a get, a put and a forward per record. `process-timers` adds
+`ctx.set_timer(ctx.timestamp + TIMER_DELAY_MS)` per record (the key's stream-clock timer, set
+again by each of its records) and an `on_timer` that forwards the key's sum under
+`<key>@<at_ms>`."""
 
 import os
 
@@ -36,6 +42,41 @@ elif os.environ["BENCH_WORKLOAD"] == "count-window":
         .to_stream()
         .map(lambda window, count: (f"{window.key}@{window.start_ms}", count))
         .to(
+            os.environ["BENCH_OUTPUT"],
+            key_serde=serdes.StringSerde(),
+            value_serde=serdes.IntSerde(),
+        )
+    )
+elif os.environ["BENCH_WORKLOAD"] in ("process", "process-timers"):
+    from bench.contenders import TIMER_DELAY_MS
+    from processor import ProcessorContext
+
+    topology.add_store("sums", key_serde=serdes.StringSerde(), value_serde=serdes.IntSerde())
+
+    def add_up(context: ProcessorContext, key: str, value: str) -> None:
+        sums = context.store("sums")
+        total = sums.get(key, 0) + int(value)
+        sums.put(key, total)
+        context.forward(key, total)
+
+    def add_up_and_time(context: ProcessorContext, key: str, value: str) -> None:
+        sums = context.store("sums")
+        total = sums.get(key, 0) + int(value)
+        sums.put(key, total)
+        context.forward(key, total)
+        context.set_timer(context.timestamp + TIMER_DELAY_MS)
+
+    def flush(context: ProcessorContext, key: str, at_ms: int, name: str) -> None:
+        context.forward(f"{key}@{at_ms}", context.store("sums").get(key))
+
+    timers = os.environ["BENCH_WORKLOAD"] == "process-timers"
+    (
+        _source.process(
+            add_up_and_time if timers else add_up,
+            stores=["sums"],
+            on_timer=flush if timers else None,
+            name="sum",
+        ).to(
             os.environ["BENCH_OUTPUT"],
             key_serde=serdes.StringSerde(),
             value_serde=serdes.IntSerde(),

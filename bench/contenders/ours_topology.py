@@ -8,11 +8,7 @@ count is the same in tumbling windows of WINDOW_SIZE_MS (grace WINDOW_GRACE_MS) 
 timestamps, with emit="update" (every update written, as for the plain count and as Kafka
 Streams' default and Quix Streams' `.current()` do), under the key `<key>@<window start ms>`.
 
-The process workloads are one `process()` operator keeping a running sum per key in a RocksDB
-store (`sums`, changelogged): a get, a put and a forward per record. `process-timers` adds
-`ctx.set_timer(ctx.timestamp + TIMER_DELAY_MS)` per record (the key's stream-clock timer, set
-again by each of its records) and an `on_timer` that forwards the key's sum under
-`<key>@<at_ms>`."""
+The process workloads (`process`, `process-timers`) are in `ours_process`."""
 
 import os
 
@@ -48,39 +44,8 @@ elif os.environ["BENCH_WORKLOAD"] == "count-window":
         )
     )
 elif os.environ["BENCH_WORKLOAD"] in ("process", "process-timers"):
-    from bench.contenders import TIMER_DELAY_MS
-    from processor import ProcessorContext
+    from bench.contenders import ours_process
 
-    topology.add_store("sums", key_serde=serdes.StringSerde(), value_serde=serdes.IntSerde())
-
-    def add_up(context: ProcessorContext, key: str, value: str) -> None:
-        sums = context.store("sums")
-        total = sums.get(key, 0) + int(value)
-        sums.put(key, total)
-        context.forward(key, total)
-
-    def add_up_and_time(context: ProcessorContext, key: str, value: str) -> None:
-        sums = context.store("sums")
-        total = sums.get(key, 0) + int(value)
-        sums.put(key, total)
-        context.forward(key, total)
-        context.set_timer(context.timestamp + TIMER_DELAY_MS)
-
-    def flush(context: ProcessorContext, key: str, at_ms: int, name: str) -> None:
-        context.forward(f"{key}@{at_ms}", context.store("sums").get(key))
-
-    timers = os.environ["BENCH_WORKLOAD"] == "process-timers"
-    (
-        _source.process(
-            add_up_and_time if timers else add_up,
-            stores=["sums"],
-            on_timer=flush if timers else None,
-            name="sum",
-        ).to(
-            os.environ["BENCH_OUTPUT"],
-            key_serde=serdes.StringSerde(),
-            value_serde=serdes.IntSerde(),
-        )
-    )
+    ours_process.build(topology, _source, os.environ["BENCH_WORKLOAD"], os.environ["BENCH_OUTPUT"])
 else:
     _source.group_by_key().count(name="counts").to_stream().to(os.environ["BENCH_OUTPUT"])

@@ -41,6 +41,13 @@ def parse_ref(ref: bytes) -> tuple[bytes, str]:
     return ref[4 : 4 + length], ref[4 + length :].decode()
 
 
+def _key_then_name(item: tuple[int, bytes, bytes]) -> tuple[bytes, str]:
+    return parse_ref(item[1])
+
+
+_CLOCK_AND_TIME = 2 + U64.size  # index entry bytes 1 to this: the timer's value
+
+
 def timer_index_changes(changes: Sequence[Change]) -> list[Change]:
     """The index entries the timer entries among `changes` imply, for a restore to write with
     them (a deleted timer's entry stays; readers skip it)."""
@@ -69,7 +76,7 @@ class TimerStore:
         self._max_record_bytes = max_record_bytes
 
     def set(self, key: bytes, name: str, clock: bytes, at: int) -> None:
-        ref = timer_ref(key, name)
+        ref = U32.pack(len(key)) + key + name.encode()  # timer_ref, inline: once per record
         if len(ref) + 10 > self._max_record_bytes:
             raise ChangelogRecordTooLargeError(
                 self.name, self._changelog, len(ref) + 1, 9, self._max_record_bytes
@@ -102,18 +109,22 @@ class TimerStore:
             group = index.due_group(clock, now)
             if not group:
                 return
-            group.sort(key=lambda item: parse_ref(item[1]))
-            last = max(entry for _, _, entry in group)
+            last = group[-1][2]  # the group comes in entry order
+            if len(group) > 1:
+                group.sort(key=_key_then_name)
             for at, ref, entry in group:
                 index.remove(entry)
                 stored = TIMER + ref
-                data = cache.get(stored)
-                if data is None or data[:1] != clock or U64.unpack_from(data, 1)[0] != at:
+                # The timer's value is its clock and time, as in its index entry.
+                if cache.get(stored) != entry[1:_CLOCK_AND_TIME]:
                     continue  # cancelled, or set again since
                 cache.delete(stored)
                 key, name = parse_ref(ref)
                 yield key, name, at
             index.consumed(clock, last)
+            following = index.first(clock)  # known from the scan: no second scan to find out
+            if following is None or following > now:
+                return
 
     def all(self) -> Iterator[tuple[Any, str, str, int]]:
         """Every timer as (key, name, "stream"|"wall", at), by key bytes then name."""

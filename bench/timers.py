@@ -250,6 +250,12 @@ def part_task(args: argparse.Namespace, workdir: Path, results: dict[str, Any]) 
                 f"per record, {last['firings']:,.0f} firings"
             )
     results["task"] = found
+    if profiler is not None:
+        results["task_profile"] = top_entries(profiler, args.profile)
+        print(f"\ncProfile, process-timers (a run of its own), top {args.profile} by own time:")
+        print(results["task_profile"])
+    if not args.runs:
+        return
     plain = statistics.median(r["us_per_record"] for r in found["process"])
     timed = statistics.median(r["us_per_record"] for r in found["process-timers"])
     print(
@@ -263,10 +269,6 @@ def part_task(args: argparse.Namespace, workdir: Path, results: dict[str, Any]) 
             f"changelog records {runs[0]['changelog_records']:,.0f}"
         )
     print(f"  records/s ratio process-timers / process: {plain / timed:.2f}")
-    if profiler is not None:
-        results["task_profile"] = top_entries(profiler, args.profile)
-        print(f"\ncProfile, process-timers (a run of its own), top {args.profile} by own time:")
-        print(results["task_profile"])
 
 
 def top_entries(profiler: cProfile.Profile, count: int) -> str:

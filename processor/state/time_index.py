@@ -10,10 +10,12 @@ from the records it applies, and a running task writes new entries to the backen
 (`write`: at each commit, and before looking for what is due when one of them is due), not
 through the cache. The index may therefore name things that are gone or have moved (a timer set
 again, a key written again): every reader checks the indexed entry and skips (and removes) what
-no longer matches. Removals go through the store's cache as backend-only changes
-(`StoreCache.delete_local`), so they reach the backend at the checkpoint after the commit, like
-the changes that made them: a crash before it finds the index entry of a timer whose firing was
-not committed still there.
+no longer matches. Removals wait in the index until the commit takes them (`take_removed`, with
+the caches' changes) and reach the backend at the checkpoint after it, like the changes that
+made them: a crash before it finds the index entry of a timer whose firing was not committed
+still there. They do not go through the store's cache, whose byte budget they would fill with
+entries nobody reads (the index reads the backend), and an entry indexed again before the
+commit is no longer removed.
 
 A scan (a RocksDB iterator) is what a firing would cost most, so each scan reads ahead: the
 index keeps the next `READ_AHEAD` stored entries after the consumed ones in memory until it
@@ -30,7 +32,6 @@ from __future__ import annotations
 import struct
 
 from processor.state.backend import TaskStateBackend
-from processor.state.cache import StoreCache
 from processor.topology.clock import CLOCKS, STREAM, WALL
 
 __all__ = ["CLOCKS", "INDEX", "STREAM", "U64", "WALL", "TimeIndex", "index_entry", "parse_entry"]
@@ -58,13 +59,14 @@ def _bound(clock: bytes, at: int) -> bytes:
 
 
 class TimeIndex:
-    """The index kept in `store` of `backend`; `cache` is that store's cache, through which
-    removals go."""
+    """The index kept in `store` (a column family) of `backend`."""
 
-    def __init__(self, backend: TaskStateBackend, store: str, cache: StoreCache) -> None:
+    def __init__(self, backend: TaskStateBackend, store: str) -> None:
         self._backend = backend
         self._store = store
-        self._cache = cache
+        self.store = store
+        # Entries removed since the last `take_removed`.
+        self._removed: set[bytes] = set()
         # Entries not yet in the backend, the latest per ref (a ref indexed again before the
         # write needs only its last entry).
         self._pending: dict[bytes, bytes] = {}
@@ -80,7 +82,10 @@ class TimeIndex:
         self._ahead_all: dict[bytes, bool] = {}
 
     def add(self, clock: bytes, at: int, ref: bytes) -> None:
-        self._pending[ref] = INDEX + clock + U64.pack(at) + ref
+        entry = INDEX + clock + U64.pack(at) + ref
+        self._pending[ref] = entry
+        if self._removed:
+            self._removed.discard(entry)
         first = self._pending_first.get(clock)
         if first is None or at < first:
             self._pending_first[clock] = at
@@ -146,8 +151,14 @@ class TimeIndex:
             group.append((at, entry[_HEAD:], entry))
 
     def remove(self, entry: bytes) -> None:
-        """Remove one entry (at the next checkpoint)."""
-        self._cache.delete_local(entry)
+        """Remove one entry (at the checkpoint after the next commit)."""
+        self._removed.add(entry)
+
+    def take_removed(self) -> list[bytes]:
+        """The entries removed since the last call: a commit writes their deletion to the
+        backend with its checkpoint (or forgets them, when its transaction fails)."""
+        removed, self._removed = self._removed, set()
+        return list(removed)
 
     def consumed(self, clock: bytes, last: bytes) -> None:
         """Every entry of `clock` up to `last` was removed: later scans start after it."""

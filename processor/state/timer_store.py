@@ -65,7 +65,7 @@ class TimerStore:
         self.name = cache.store
         self.cache = cache
         self.key_serde = key_serde
-        self.index = TimeIndex(cache.backend, cache.store, cache)
+        self.index = TimeIndex(cache.backend, cache.store)
         self._max_record_bytes = NO_LIMIT
         self._changelog = ""
 

@@ -89,7 +89,7 @@ class TtlKeyValueStore(KeyValueStore[K, V]):
         super().__init__(cache, key_serde, value_serde)
         self.ttl_ms = ttl_ms
         self.clock = clock
-        self.index = TimeIndex(index_cache.backend, index_cache.store, index_cache)
+        self.index = TimeIndex(index_cache.backend, index_cache.store)
         self._index_store = index_cache.store
         self.now: Callable[[], int] = _never_now
         # Called with (key bytes, stored bytes) of each key as it expires, once it is removed.

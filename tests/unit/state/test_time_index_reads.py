@@ -4,30 +4,24 @@ remembers between scans is never later than the truth."""
 
 from __future__ import annotations
 
-from processor.state.backend import Change
-from processor.state.cache import StoreCache
 from processor.state.memory import InMemoryBackend
 from processor.state.time_index import READ_AHEAD, STREAM, WALL, TimeIndex, index_entry
 
 STORE = "timers"
 
 
-def make_index() -> tuple[TimeIndex, InMemoryBackend, StoreCache]:
+def make_index() -> tuple[TimeIndex, InMemoryBackend]:
     backend = InMemoryBackend([STORE])
-    cache = StoreCache(backend, STORE)
-    return TimeIndex(backend, STORE, cache), backend, cache
+    return TimeIndex(backend, STORE), backend
 
 
 def stored(backend: InMemoryBackend) -> list[bytes]:
     return [key for key, _ in backend.range(STORE)]
 
 
-def checkpoint(backend: InMemoryBackend, cache: StoreCache) -> None:
-    """What a commit does with the index's removals (they go through the cache)."""
-    changes: list[Change] = cache.take_dirty()
-    cache.take_local()
-    backend.write({STORE: changes}, {})
-    cache.mark_written()
+def checkpoint(index: TimeIndex, backend: InMemoryBackend) -> None:
+    """What a commit does with the index's removals."""
+    backend.write({STORE: [(entry, None) for entry in index.take_removed()]}, {})
 
 
 def drain(index: TimeIndex, clock: bytes, now: int) -> list[tuple[int, bytes]]:
@@ -42,7 +36,7 @@ def drain(index: TimeIndex, clock: bytes, now: int) -> list[tuple[int, bytes]]:
 
 
 def test_first_sees_pending_entries_without_writing_them() -> None:
-    index, backend, _ = make_index()
+    index, backend = make_index()
     index.add(STREAM, 500, b"a")
     index.add(STREAM, 300, b"b")
     assert index.first(STREAM) == 300
@@ -54,7 +48,7 @@ def test_first_sees_pending_entries_without_writing_them() -> None:
 
 
 def test_a_scan_writes_pending_entries_only_when_one_is_due() -> None:
-    index, backend, _ = make_index()
+    index, backend = make_index()
     index.add(STREAM, 500, b"a")
     assert index.due_group(STREAM, 499) == []
     assert stored(backend) == []
@@ -63,7 +57,7 @@ def test_a_scan_writes_pending_entries_only_when_one_is_due() -> None:
 
 
 def test_a_forgotten_entry_is_due_at_most_once_more() -> None:
-    index, _, _ = make_index()
+    index, _ = make_index()
     index.add(STREAM, 100, b"a")
     index.forget(b"a")
     assert index.first(STREAM) in (None, 100)  # earlier than the truth is allowed, once
@@ -72,7 +66,7 @@ def test_a_forgotten_entry_is_due_at_most_once_more() -> None:
 
 
 def test_a_replaced_pending_entry_leaves_only_its_last_time() -> None:
-    index, _, _ = make_index()
+    index, _ = make_index()
     index.add(STREAM, 100, b"a")
     index.add(STREAM, 900, b"a")
     assert drain(index, STREAM, 899) == []
@@ -81,7 +75,7 @@ def test_a_replaced_pending_entry_leaves_only_its_last_time() -> None:
 
 
 def test_entries_come_in_order_across_read_aheads_and_commits() -> None:
-    index, backend, cache = make_index()
+    index, backend = make_index()
     count = 3 * READ_AHEAD + 7
     for i in range(count):
         index.add(STREAM, 1000 + i, b"r%05d" % i)
@@ -90,16 +84,16 @@ def test_entries_come_in_order_across_read_aheads_and_commits() -> None:
     for now in range(1000, 1000 + count, 50):
         fired += drain(index, STREAM, now)
         assert index.first(STREAM) == now + 1
-        checkpoint(backend, cache)
+        checkpoint(index, backend)
     fired += drain(index, STREAM, 10**6)
     assert fired == [(1000 + i, b"r%05d" % i) for i in range(count)]
     assert index.first(STREAM) is None
-    checkpoint(backend, cache)
+    checkpoint(index, backend)
     assert stored(backend) == []
 
 
 def test_a_group_larger_than_the_read_ahead_comes_whole() -> None:
-    index, _, _ = make_index()
+    index, _ = make_index()
     refs = [b"r%05d" % i for i in range(2 * READ_AHEAD + 1)]
     for ref in refs:
         index.add(STREAM, 7, ref)
@@ -112,12 +106,12 @@ def test_a_group_larger_than_the_read_ahead_comes_whole() -> None:
 
 
 def test_an_entry_written_behind_the_read_ahead_is_found() -> None:
-    index, backend, cache = make_index()
+    index, backend = make_index()
     for i in range(10):
         index.add(STREAM, 100 + i, b"r%d" % i)
     index.write()
     assert drain(index, STREAM, 102) == [(100, b"r0"), (101, b"r1"), (102, b"r2")]
-    checkpoint(backend, cache)
+    checkpoint(index, backend)
     assert index.first(STREAM) == 103  # read ahead: the next stored entries are known
     index.add(STREAM, 50, b"early")  # due already, behind where consumption got
     index.write()
@@ -126,7 +120,7 @@ def test_an_entry_written_behind_the_read_ahead_is_found() -> None:
 
 
 def test_a_group_not_consumed_comes_again() -> None:
-    index, _, _ = make_index()
+    index, _ = make_index()
     for ref in (b"a", b"b", b"c"):
         index.add(WALL, 10, ref)
     index.write()
@@ -134,3 +128,16 @@ def test_a_group_not_consumed_comes_again() -> None:
     index.remove(first[0][2])  # the caller stopped after one (its function raised)
     assert index.due_group(WALL, 10) == first
     assert index.first(WALL) == 10
+
+
+def test_removals_wait_for_the_commit_and_an_entry_indexed_again_stays() -> None:
+    index, backend = make_index()
+    for ref in (b"a", b"b"):
+        index.add(STREAM, 5, ref)
+    index.write()
+    assert drain(index, STREAM, 5) == [(5, b"a"), (5, b"b")]
+    assert len(stored(backend)) == 2  # removed at the checkpoint, not before
+    index.add(STREAM, 5, b"b")  # set again, as it was, before the commit
+    index.write()
+    checkpoint(index, backend)
+    assert stored(backend) == [index_entry(STREAM, 5, b"b")]

@@ -8,13 +8,10 @@ One column family and one changelog hold the timers; the index by time shares th
   on the stream or wall clock (`time_index.STREAM`/`WALL`), due at `at` (8 bytes).
 - index: `b"I" + clock + at + len + key + name` -> `b""`.
 
-Setting a timer writes its timer entry (through the cache) and indexes it; the index entry of the
-time it replaces is removed at the same commit (so that a key whose timer moves with each of its
-records costs no pass when the old time comes). An index entry may still name a time its timer
-no longer has (written by a restore, or read ahead before its removal): it no longer matches the
-timer entry when its time comes and is dropped then. Firing deletes the timer entry first (a
-changelog tombstone, in the same commit as what the firing writes and forwards), then calls the
-user's function, which may set it again.
+Setting a timer writes its timer entry (through the cache) and indexes it; the entry of the time
+it replaces stays in the index until its time comes, when it no longer matches the timer entry
+and is dropped. Firing deletes the timer entry first (a changelog tombstone, in the same commit
+as what the firing writes and forwards), then calls the user's function, which may set it again.
 """
 
 from __future__ import annotations
@@ -27,7 +24,7 @@ from processor.errors import ChangelogRecordTooLargeError
 from processor.serdes import Serde
 from processor.state.backend import Change
 from processor.state.cache import StoreCache
-from processor.state.time_index import INDEX, U64, TimeIndex, index_entry, parse_entry
+from processor.state.time_index import U64, TimeIndex, index_entry, parse_entry
 from processor.state.typed import NO_LIMIT
 
 TIMER = b"T"
@@ -84,22 +81,13 @@ class TimerStore:
             raise ChangelogRecordTooLargeError(
                 self.name, self._changelog, len(ref) + 1, 9, self._max_record_bytes
             )
-        stored = TIMER + ref
-        value = clock + U64.pack(at)
-        cache = self.cache
-        old = cache.get(stored)
-        if old is not None and old != value:
-            self.index.remove(INDEX + old + ref)  # the time it replaces
-        cache.put(stored, value)
+        self.cache.put(TIMER + ref, clock + U64.pack(at))
         self.index.add(clock, at, ref)
 
     def cancel(self, key: bytes, name: str) -> None:
         ref = timer_ref(key, name)
-        stored = TIMER + ref
-        old = self.cache.get(stored)
-        if old is not None:
-            self.cache.delete(stored)
-            self.index.remove(INDEX + old + ref)
+        if self.cache.get(TIMER + ref) is not None:
+            self.cache.delete(TIMER + ref)
         self.index.forget(ref)
 
     def get(self, key: bytes, name: str) -> tuple[bytes, int] | None:

@@ -1,15 +1,11 @@
 """How the time index reads (`processor.state.time_index`): pending entries are answered from
 memory and written only at a commit or when one is due, scans read ahead, and whatever the index
-remembers between scans is never later than the truth; removals wait for the commit, and a timer
-set again takes the entry of its old time out of the index."""
+remembers between scans is never later than the truth."""
 
 from __future__ import annotations
 
-from processor import serdes
-from processor.state.cache import StoreCache
 from processor.state.memory import InMemoryBackend
 from processor.state.time_index import READ_AHEAD, STREAM, WALL, TimeIndex, index_entry
-from processor.state.timer_store import TimerStore, timer_ref
 
 STORE = "timers"
 
@@ -145,22 +141,3 @@ def test_removals_wait_for_the_commit_and_an_entry_indexed_again_stays() -> None
     index.write()
     checkpoint(index, backend)
     assert stored(backend) == [index_entry(STREAM, 5, b"b")]
-
-
-def test_a_timer_set_again_takes_its_old_time_out_of_the_index() -> None:
-    backend = InMemoryBackend([STORE])
-    timers = TimerStore(StoreCache(backend, STORE), serdes.BytesSerde())
-    t, u = timer_ref(b"k", "t"), timer_ref(b"k", "u")
-    timers.set(b"k", "t", STREAM, 100)
-    timers.set(b"k", "u", STREAM, 300)
-    timers.write_index()
-    timers.set(b"k", "t", STREAM, 200)
-    timers.set(b"k", "t", STREAM, 200)  # the same time again: nothing to take out
-    assert timers.index.take_removed() == [index_entry(STREAM, 100, t)]
-    timers.set(b"k", "t", STREAM, 100)  # back to a time whose removal was taken already
-    timers.cancel(b"k", "u")
-    assert sorted(timers.index.take_removed()) == [
-        index_entry(STREAM, 200, t),
-        index_entry(STREAM, 300, u),
-    ]
-    assert list(timers.take_due(STREAM, 1_000)) == [(b"k", "t", 100)]

@@ -8,7 +8,12 @@ sequence number as decimal text) and does one of two workloads:
 - ``count``: count the records per key and write each updated count under the key;
 - ``count-window``: count the records per key in tumbling event-time windows of WINDOW_SIZE_MS
   (grace WINDOW_GRACE_MS; the record's own timestamp, which the harness sets), and write each
-  updated count (not only final ones) under the key ``<key>@<window start ms>``.
+  updated count (not only final ones) under the key ``<key>@<window start ms>``;
+- ``process``: a running sum per key of the records' numbers, each new sum written under the key
+  (8-byte big-endian, as a count);
+- ``process-timers``: the same, and each record (re)sets its key's timer to TIMER_DELAY_MS after
+  its timestamp, on stream time; a timer that fires (the key had no record for that long in its
+  partition's stream time) writes the key's sum under the key ``<key>@<timer's time ms>``.
 
 `raw_loop`, `quix_app` and `faust_app` take the same arguments (see `common_arguments`);
 `ours_topology` is a topology for `processor run`; `kafka-streams/` is a Maven project.
@@ -20,6 +25,8 @@ import argparse
 
 WINDOW_SIZE_MS = 60_000  # the count-window workload's tumbling windows (also in StreamsBench)
 WINDOW_GRACE_MS = 0  # the input is in timestamp order within each partition: nothing is late
+TIMER_DELAY_MS = 60_000  # process-timers: a key's timer fires this long after its last record
+PROCESS_WORKLOADS = ["process", "process-timers"]
 
 
 def common_arguments(description: str) -> argparse.Namespace:
@@ -29,7 +36,11 @@ def common_arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("--app-id", required=True, help="consumer group / application id")
-    parser.add_argument("--workload", choices=["stateless", "count", "count-window"], required=True)
+    parser.add_argument(
+        "--workload",
+        choices=["stateless", "count", "count-window", *PROCESS_WORKLOADS],
+        required=True,
+    )
     parser.add_argument(
         "--guarantee", choices=["at_least_once", "exactly_once"], default="at_least_once"
     )

@@ -1,12 +1,14 @@
 """This project's contender for `processor run bench.contenders.ours_topology`: the topics and the
-workload come from BENCH_INPUT, BENCH_OUTPUT and BENCH_WORKLOAD (stateless, count or
-count-window).
+workload come from BENCH_INPUT, BENCH_OUTPUT and BENCH_WORKLOAD (stateless, count,
+count-window, process or process-timers).
 
 The count is `group_by_key().count()`: no repartition (the input is keyed already), a RocksDB
 store with its changelog, every update written to the output as an 8-byte count. The windowed
 count is the same in tumbling windows of WINDOW_SIZE_MS (grace WINDOW_GRACE_MS) by the records'
 timestamps, with emit="update" (every update written, as for the plain count and as Kafka
-Streams' default and Quix Streams' `.current()` do), under the key `<key>@<window start ms>`."""
+Streams' default and Quix Streams' `.current()` do), under the key `<key>@<window start ms>`.
+
+The process workloads (`process`, `process-timers`) are in `ours_process`."""
 
 import os
 
@@ -41,5 +43,9 @@ elif os.environ["BENCH_WORKLOAD"] == "count-window":
             value_serde=serdes.IntSerde(),
         )
     )
+elif os.environ["BENCH_WORKLOAD"] in ("process", "process-timers"):
+    from bench.contenders import ours_process
+
+    ours_process.build(topology, _source, os.environ["BENCH_WORKLOAD"], os.environ["BENCH_OUTPUT"])
 else:
     _source.group_by_key().count(name="counts").to_stream().to(os.environ["BENCH_OUTPUT"])

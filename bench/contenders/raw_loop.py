@@ -6,10 +6,16 @@ transaction per commit interval, the input offsets sent with it (`send_offsets_t
 Counts live in a dict: no store, no changelog, nothing to restore, so they would be lost on a
 restart. The partitions are split among `--workers` processes by index (`assign`, no group
 rebalancing), since a partition moved by a rebalance would lose its counts.
+
+The process workloads keep their running sums in a dict too; `process-timers` keeps each
+partition's timers in memory (the latest per key in a dict, a heap by time with stale entries
+skipped) and its stream time (the largest timestamp read), firing after each record whatever
+it made due, by time then key: nothing is persisted, so a restart loses every timer.
 """
 
 from __future__ import annotations
 
+import heapq
 import signal
 import struct
 import time
@@ -17,7 +23,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from bench.contenders import common_arguments
+from bench.contenders import TIMER_DELAY_MS, common_arguments
 
 BATCH = 1000
 
@@ -65,6 +71,12 @@ def main() -> None:
     counts: dict[bytes, int] = {}
     pack = struct.Struct(">q").pack
     stateless = args.workload == "stateless"
+    summing = args.workload in ("process", "process-timers")
+    timed = args.workload == "process-timers"
+    # process-timers, per partition: stream time, the timer per key, a heap of (at, key)
+    stream_time: dict[int, int] = {}
+    timers: dict[int, dict[bytes, int]] = {}
+    heaps: dict[int, list[tuple[int, bytes]]] = {}
     consumed = False
     next_commit = time.monotonic() + args.commit_interval
     while True:
@@ -80,6 +92,10 @@ def main() -> None:
                     value = b"%d" % (number * 2)
                 else:
                     continue
+            elif summing:
+                count = counts.get(key, 0) + int(message.value())
+                counts[key] = count
+                value = pack(count)
             else:
                 count = counts.get(key, 0) + 1
                 counts[key] = count
@@ -90,6 +106,22 @@ def main() -> None:
                     break
                 except BufferError:
                     producer.poll(0.01)
+            if timed:
+                timestamp = message.timestamp()[1]
+                now = stream_time.get(partition, -1)
+                if timestamp > now:
+                    stream_time[partition] = now = timestamp
+                pending = timers.setdefault(partition, {})
+                heap = heaps.setdefault(partition, [])
+                at = timestamp + TIMER_DELAY_MS
+                pending[key] = at
+                heapq.heappush(heap, (at, key))
+                while heap and heap[0][0] <= now:
+                    at, fired = heapq.heappop(heap)
+                    if pending.get(fired) == at:
+                        del pending[fired]
+                        firing = b"%s@%d" % (fired, at)
+                        send(producer, output, pack(counts[fired]), firing, partition)
         consumed = consumed or bool(messages)
         producer.poll(0)
         if stop or time.monotonic() >= next_commit:
@@ -102,6 +134,15 @@ def main() -> None:
     if exactly_once:
         producer.abort_transaction(10)
     consumer.close()
+
+
+def send(producer: Producer, topic: str, value: bytes, key: bytes, partition: int) -> None:
+    while True:
+        try:
+            producer.produce(topic, value, key, partition)
+            return
+        except BufferError:
+            producer.poll(0.01)
 
 
 def commit(consumer: Consumer, producer: Producer, exactly_once: bool) -> None:

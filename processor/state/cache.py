@@ -186,13 +186,6 @@ class StoreCache:
         self.delete(key)
         self._local.add(key)
 
-    def keep_local(self, key: bytes, value: bytes) -> None:
-        """`key`, deleted with `delete_local` in this commit interval, is back with `value`
-        (an index entry written again): the backend gets `value` at the checkpoint instead of
-        the delete, and the changelog still gets nothing. Does nothing for another key."""
-        if key in self._local:
-            self.put(key, value)
-
     def take_local(self) -> set[bytes]:
         """The keys among those of the last `take_dirty()` whose change is for the backend
         only."""

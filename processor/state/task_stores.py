@@ -90,6 +90,12 @@ class TaskStores:
         for store in self.stores.values():
             if isinstance(store, WindowStore | TimerStore | TtlKeyValueStore):
                 store.write_index()
+            if isinstance(store, TimerStore | TtlKeyValueStore):
+                # The time index's removals: for the backend only, with this checkpoint.
+                removed = store.index.take_removed()
+                if removed:
+                    deletes: list[Change] = [(entry, None) for entry in removed]
+                    self._unwritten.setdefault(store.index.store, []).extend(deletes)
         for name, cache in self._local_caches.items():
             changes = cache.take_dirty()
             cache.take_local()
@@ -123,6 +129,9 @@ class TaskStores:
         """Forget everything not checkpointed (an aborted transaction)."""
         for cache in self._all_caches():
             cache.drop()
+        for store in self.stores.values():
+            if isinstance(store, TimerStore | TtlKeyValueStore):
+                store.index.take_removed()
         self._unwritten = {}
 
     def close(self) -> None:

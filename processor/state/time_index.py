@@ -7,28 +7,38 @@ indexed thing in its store. One clock's entries due by `now` are one range scan 
 
 The index follows from the indexed entries, so it is never changelogged: a restore derives it
 from the records it applies, and a running task writes new entries to the backend directly
-(`write`, at the latest before each scan and at each commit), not through the cache. The index
-may therefore name things that are gone or have moved (a timer set again, a key written again):
-every reader checks the indexed entry and skips (and removes) what no longer matches. Removals
-go through the store's cache as backend-only changes (`StoreCache.delete_local`), so they reach
-the backend at the checkpoint after the commit, like the changes that made them: a crash before
-it finds the index entry of a timer whose firing was not committed still there. An entry
-written again after its removal in the same commit interval cancels that removal
-(`StoreCache.keep_local`).
+(`write`: at each commit, and before looking for what is due when one of them is due), not
+through the cache. The index may therefore name things that are gone or have moved (a timer set
+again, a key written again): every reader checks the indexed entry and skips (and removes) what
+no longer matches. Removals wait in the index until the commit takes them (`take_removed`, with
+the caches' changes) and reach the backend at the checkpoint after it, like the changes that
+made them: a crash before it finds the index entry of a timer whose firing was not committed
+still there. They do not go through the store's cache, whose byte budget they would fill with
+entries nobody reads (the index reads the backend), and an entry indexed again before the
+commit is no longer removed.
+
+A scan (a RocksDB iterator) is what a firing would cost most, so each scan reads ahead: the
+index keeps the next `READ_AHEAD` stored entries after the consumed ones in memory until it
+writes to the backend (the only way stored entries appear), and `due_group` and `first` answer
+from them and from the earliest pending entry. So a task whose records each make a timer due,
+or a backlog of due timers, costs one scan per `READ_AHEAD` firings and no write to the backend
+between commits. What `first` answers may be earlier than the truth (a pending entry replaced or
+forgotten, an entry whose timer moved), never later: a too-early answer costs a pass that finds
+nothing due.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 
 from processor.state.backend import TaskStateBackend
-from processor.state.cache import StoreCache
 from processor.topology.clock import CLOCKS, STREAM, WALL
 
 __all__ = ["CLOCKS", "INDEX", "STREAM", "U64", "WALL", "TimeIndex", "index_entry", "parse_entry"]
 
 INDEX = b"I"
+READ_AHEAD = 256
+"""Stored entries one scan reads ahead (more when a group of one time is larger)."""
 
 U64 = struct.Struct(">Q")
 _HEAD = 2 + U64.size  # INDEX + clock + time
@@ -49,22 +59,36 @@ def _bound(clock: bytes, at: int) -> bytes:
 
 
 class TimeIndex:
-    """The index kept in `store` of `backend`; `cache` is that store's cache, through which
-    removals go."""
+    """The index kept in `store` (a column family) of `backend`."""
 
-    def __init__(self, backend: TaskStateBackend, store: str, cache: StoreCache) -> None:
+    def __init__(self, backend: TaskStateBackend, store: str) -> None:
         self._backend = backend
         self._store = store
-        self._cache = cache
+        self.store = store
+        # Entries removed since the last `take_removed`.
+        self._removed: set[bytes] = set()
         # Entries not yet in the backend, the latest per ref (a ref indexed again before the
         # write needs only its last entry).
         self._pending: dict[bytes, bytes] = {}
+        # Per clock, the earliest time among the pending entries (or earlier: an entry replaced
+        # or forgotten since).
+        self._pending_first: dict[bytes, int] = {}
         # Per clock, the last entry of the last group consumed: the backend keeps consumed
         # entries until the checkpoint, so scans start after it.
         self._consumed_to: dict[bytes, bytes] = {}
+        # Per clock, the stored entries after the consumed ones as the last scan read them, last
+        # first (absent: not read since the last write), and whether they are all there are.
+        self._ahead: dict[bytes, list[bytes]] = {}
+        self._ahead_all: dict[bytes, bool] = {}
 
     def add(self, clock: bytes, at: int, ref: bytes) -> None:
-        self._pending[ref] = index_entry(clock, at, ref)
+        entry = INDEX + clock + U64.pack(at) + ref
+        self._pending[ref] = entry
+        if self._removed:
+            self._removed.discard(entry)
+        first = self._pending_first.get(clock)
+        if first is None or at < first:
+            self._pending_first[clock] = at
 
     def forget(self, ref: bytes) -> None:
         """Drop a pending entry of `ref` (what it indexed is gone before it was written)."""
@@ -73,61 +97,94 @@ class TimeIndex:
     def write(self) -> None:
         """Put the pending entries into the backend."""
         if not self._pending:
+            self._pending_first = {}  # what a forgotten entry left
             return
         entries = list(self._pending.values())
         self._pending = {}
+        self._pending_first = {}
+        self._ahead = {}  # stored entries appear: read again
         for entry in entries:
             clock = entry[1:2]
             consumed = self._consumed_to.get(clock)
             if consumed is not None and entry <= consumed:
                 # Due already, behind where consumption got: scan from the start again.
                 del self._consumed_to[clock]
-            # Removed in this commit interval (the same timer fired and was set again at the
-            # same time): the removal must not delete it from the backend at the checkpoint.
-            self._cache.keep_local(entry, b"")
         self._backend.write({self._store: [(entry, b"") for entry in entries]}, {})
 
     def first(self, clock: bytes) -> int | None:
-        """The time of the oldest entry of `clock` not consumed (None: there is none)."""
-        for entry in self._scan(clock, None, 1):
-            return parse_entry(entry)[1]
-        return None
+        """The time of the oldest entry of `clock` not consumed (None: there is none); maybe
+        earlier (see the module docstring)."""
+        ahead = self._ahead.get(clock)
+        if ahead is None or not (ahead or self._ahead_all[clock]):
+            ahead = self._read(clock, READ_AHEAD)
+        stored = U64.unpack_from(ahead[-1], 2)[0] if ahead else None
+        pending = self._pending_first.get(clock)
+        if pending is not None and (stored is None or pending < stored):
+            return pending
+        return stored
 
     def due_group(self, clock: bytes, now: int) -> list[tuple[int, bytes, bytes]]:
         """The entries of `clock` at the oldest time that is `<= now`, as (time, ref, entry),
         or [] when none is due. Call `consumed` once each is dealt with."""
+        pending = self._pending_first.get(clock)
+        if pending is not None and pending <= now:
+            self.write()
+        ahead = self._ahead.get(clock)
+        if ahead is None or not (ahead or self._ahead_all[clock]):
+            ahead = self._read(clock, READ_AHEAD)
         group: list[tuple[int, bytes, bytes]] = []
-        for entry in self._scan(clock, now + 1, None):
+        position = len(ahead)
+        while True:
+            if position == 0:
+                if self._ahead_all[clock] or not group:
+                    return group
+                # The group may go on past what was read: read it all.
+                ahead = self._read(clock, max(READ_AHEAD, 2 * len(ahead)))
+                group = []
+                position = len(ahead)
+                continue
+            position -= 1
+            entry = ahead[position]
             at = U64.unpack_from(entry, 2)[0]
-            if group and at != group[0][0]:
-                break
+            if at > now or (group and at != group[0][0]):
+                return group
             group.append((at, entry[_HEAD:], entry))
-        return group
 
     def remove(self, entry: bytes) -> None:
-        """Remove one entry (at the next checkpoint)."""
-        self._cache.delete_local(entry)
+        """Remove one entry (at the checkpoint after the next commit)."""
+        self._removed.add(entry)
+
+    def take_removed(self) -> list[bytes]:
+        """The entries removed since the last call: a commit writes their deletion to the
+        backend with its checkpoint (or forgets them, when its transaction fails)."""
+        removed, self._removed = self._removed, set()
+        return list(removed)
 
     def consumed(self, clock: bytes, last: bytes) -> None:
         """Every entry of `clock` up to `last` was removed: later scans start after it."""
         self._consumed_to[clock] = last
+        ahead = self._ahead.get(clock)
+        if ahead is not None:
+            while ahead and ahead[-1] <= last:
+                ahead.pop()
 
-    def _scan(self, clock: bytes, before: int | None, limit: int | None) -> Iterator[bytes]:
-        self.write()
+    def _read(self, clock: bytes, count: int) -> list[bytes]:
+        """Read up to `count` stored entries of `clock` after the consumed ones (pending
+        entries are not among them) into `_ahead`; returns them, last first."""
         consumed = self._consumed_to.get(clock)
         low = _bound(clock, 0) if consumed is None else consumed + b"\x00"
-        high = INDEX + bytes([clock[0] + 1]) if before is None else _bound(clock, before)
-        if low >= high:
-            return
-        scan = self._backend.range(self._store, low, high)
-        taken = 0
+        scan = self._backend.range(self._store, low, INDEX + bytes([clock[0] + 1]))
+        entries: list[bytes] = []
         try:
             for entry, _ in scan:
-                yield entry
-                taken += 1
-                if limit is not None and taken >= limit:
-                    return
+                entries.append(entry)
+                if len(entries) == count:
+                    break
         finally:
             close = getattr(scan, "close", None)
             if close is not None:
                 close()
+        self._ahead_all[clock] = len(entries) < count
+        entries.reverse()
+        self._ahead[clock] = entries
+        return entries

@@ -41,6 +41,9 @@ def parse_ref(ref: bytes) -> tuple[bytes, str]:
     return ref[4 : 4 + length], ref[4 + length :].decode()
 
 
+_CLOCK_AND_TIME = 2 + U64.size  # index entry bytes 1 to this: the timer's value
+
+
 def timer_index_changes(changes: Sequence[Change]) -> list[Change]:
     """The index entries the timer entries among `changes` imply, for a restore to write with
     them (a deleted timer's entry stays; readers skip it)."""
@@ -58,7 +61,7 @@ class TimerStore:
         self.name = cache.store
         self.cache = cache
         self.key_serde = key_serde
-        self.index = TimeIndex(cache.backend, cache.store, cache)
+        self.index = TimeIndex(cache.backend, cache.store)
         self._max_record_bytes = NO_LIMIT
         self._changelog = ""
 
@@ -69,7 +72,7 @@ class TimerStore:
         self._max_record_bytes = max_record_bytes
 
     def set(self, key: bytes, name: str, clock: bytes, at: int) -> None:
-        ref = timer_ref(key, name)
+        ref = U32.pack(len(key)) + key + name.encode()  # timer_ref, inline: once per record
         if len(ref) + 10 > self._max_record_bytes:
             raise ChangelogRecordTooLargeError(
                 self.name, self._changelog, len(ref) + 1, 9, self._max_record_bytes
@@ -101,28 +104,47 @@ class TimerStore:
             group = index.due_group(clock, now)
             if not group:
                 return
-            last = max(entry for _, _, entry in group)
-            # The group is the timers set for its time when it starts: a stale entry (its timer
-            # moved, or fired in this pass) that a firing of the group sets again fires after
-            # the group, like any timer set while firing, not in it.
-            due = []
-            for at, ref, entry in group:
-                if self._is_set(ref, clock, at):
-                    due.append((parse_ref(ref), ref, at, entry))
-                else:
-                    index.remove(entry)
-            due.sort()
-            for (key, name), ref, at, entry in due:
+            last = group[-1][2]  # the group comes in entry order
+            cache = self.cache
+            if len(group) == 1:
+                # The common case, and nothing can change the timer between check and firing.
+                at, ref, entry = group[0]
                 index.remove(entry)
-                if not self._is_set(ref, clock, at):
-                    continue  # cancelled, or set again, by an earlier firing of the group
-                self.cache.delete(TIMER + ref)
-                yield key, name, at
+                stored = TIMER + ref
+                # The timer's value is its clock and time, as in its index entry.
+                if cache.get(stored) == entry[1:_CLOCK_AND_TIME]:
+                    cache.delete(stored)
+                    key, name = parse_ref(ref)
+                    yield key, name, at
+            else:
+                yield from self._take_group(group)
             index.consumed(clock, last)
+            following = index.first(clock)  # known from the scan: no second scan to find out
+            if following is None or following > now:
+                return
 
-    def _is_set(self, ref: bytes, clock: bytes, at: int) -> bool:
-        data = self.cache.get(TIMER + ref)
-        return data is not None and data[:1] == clock and U64.unpack_from(data, 1)[0] == at
+    def _take_group(
+        self, group: list[tuple[int, bytes, bytes]]
+    ) -> Generator[tuple[bytes, str, int], None, None]:
+        """Fire the timers of one time by key bytes then name. The group is the timers set for
+        its time when it starts: a stale entry (its timer moved, or fired in this pass) that a
+        firing of the group sets again fires after the group, like any timer set while firing,
+        not in it."""
+        index, cache = self.index, self.cache
+        due = []
+        for at, ref, entry in group:
+            if cache.get(TIMER + ref) == entry[1:_CLOCK_AND_TIME]:
+                due.append((parse_ref(ref), ref, at, entry))
+            else:
+                index.remove(entry)
+        due.sort()  # by (key bytes, name): unique per timer
+        for (key, name), ref, at, entry in due:
+            index.remove(entry)
+            stored = TIMER + ref
+            if cache.get(stored) != entry[1:_CLOCK_AND_TIME]:
+                continue  # cancelled, or set again, by an earlier firing of the group
+            cache.delete(stored)
+            yield key, name, at
 
     def all(self) -> Iterator[tuple[Any, str, str, int]]:
         """Every timer as (key, name, "stream"|"wall", at), by key bytes then name (the store

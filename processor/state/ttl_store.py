@@ -91,7 +91,7 @@ class TtlKeyValueStore(KeyValueStore[K, V]):
         super().__init__(cache, key_serde, value_serde)
         self.ttl_ms = ttl_ms
         self.clock = clock
-        self.index = TimeIndex(index_cache.backend, index_cache.store, index_cache)
+        self.index = TimeIndex(index_cache.backend, index_cache.store)
         self._index_store = index_cache.store
         self.now: Callable[[], int] = _never_now
         # Called with (key bytes, stored bytes) of each key as it expires, once it is removed.
@@ -165,15 +165,17 @@ class TtlKeyValueStore(KeyValueStore[K, V]):
             if not group:
                 break
             last = max(entry for _, _, entry in group)
-            for _at, key_bytes, entry in sorted(group, key=lambda item: item[1]):
+            for at, key_bytes, entry in sorted(group, key=lambda item: item[1]):
                 index.remove(entry)
                 data = cache.get(key_bytes)
                 if data is None:
                     continue  # deleted since
                 expires = written_at(data) + self.ttl_ms
-                if expires > now:
+                if expires > at:
                     # Written again since (its entry is indexed already), or indexed under an
-                    # older, shorter `ttl_ms`: index it at its time (the same entry, if there).
+                    # older, shorter `ttl_ms`: it expires at its own time, in that time's group
+                    # (the same entry, if there), not in this one. A key indexed under a longer
+                    # `ttl_ms` (expires < at) is late already and goes now.
                     index.add(self.clock, expires, key_bytes)
                     continue
                 cache.delete(key_bytes)

@@ -76,7 +76,10 @@ class ProcessorContext:
         """Set the current key's timer `name` to fire at `at_ms` on `clock` ("stream": once the
         task's stream time reaches it; "wall": once the wall clock does), replacing the key's
         timer of that name, whatever its clock. `on_timer(ctx, key, at_ms, name)` is called."""
-        self._timer_key("set_timer").set_timer(self._key, at_ms, clock, name)
+        timers = self._timers
+        if timers is None or self._key is _NO_KEY:
+            timers = self._timer_key("set_timer")  # raises
+        timers.set_timer(self._key, at_ms, clock, name)
 
     def cancel_timer(self, name: str = "default") -> None:
         """Cancel the current key's timer `name` (nothing happens when it is not set)."""

@@ -116,11 +116,15 @@ class ProcessTimers:
     # -- what a context calls --------------------------------------------------------------
 
     def set_timer(self, key: Any, at_ms: int, clock: str, name: str) -> None:
-        store = self._timer_store()
+        # Once per record in a typical operator: the checks inline, the common case first.
+        store = self._store
+        if store is None or self._on_timer is None:
+            store = self._timer_store()  # raises
         kind = CLOCKS.get(clock)
         if kind is None:
             raise ValueError(f'a timer\'s clock is "stream" or "wall", not {clock!r}')
-        _check_time(at_ms)
+        if at_ms.__class__ is not int or at_ms < 0:
+            _check_time(at_ms)
         store.set(self._key_bytes(store, key), name, kind, at_ms)
         self._processor.reached = True  # the record changed state: it is not dropped
         if at_ms < self._due[kind]:
@@ -179,7 +183,7 @@ class ProcessTimers:
     def _fire(self, key_bytes: bytes, name: str, at: int, stamp: int) -> None:
         assert self._store is not None and self._on_timer is not None
         key = self._store.key_serde.deserialize(key_bytes)
-        self._call(self._on_timer, key, key_bytes, f"timer {name!r}", stamp, (at, name))
+        self._call(self._on_timer, key, key_bytes, stamp, (at, name))
         self._count("fired")
 
     def _maybe_tick(self, now: int, stamp: int) -> None:
@@ -196,7 +200,7 @@ class ProcessTimers:
             if not anchored:
                 return
         assert self._on_tick is not None
-        self._call(self._on_tick, None, None, "tick", stamp, None)
+        self._call(self._on_tick, None, None, stamp, None)
         self._count("fired")
 
     def _call(
@@ -204,7 +208,6 @@ class ProcessTimers:
         function: Callable[..., Any],
         key: Any,
         key_bytes: bytes | None,
-        what: str,
         stamp: int,
         timer: tuple[int, str] | None,
     ) -> None:
@@ -218,6 +221,7 @@ class ProcessTimers:
         try:
             function(*args)
         except Exception as e:
+            what = "tick" if timer is None else f"timer {timer[1]!r}"
             raise _as_timer_error(processor, e, function, args, key_bytes, what, stamp) from e
         finally:
             context._key = _NO_KEY

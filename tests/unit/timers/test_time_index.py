@@ -15,17 +15,16 @@ from processor.state.time_index import STREAM, WALL, TimeIndex, index_entry, par
 from processor.state.timer_store import TimerStore, parse_ref, timer_ref
 
 
-def index() -> tuple[TimeIndex, StoreCache, InMemoryBackend]:
+def index() -> tuple[TimeIndex, InMemoryBackend]:
     backend = InMemoryBackend(["t"])
-    cache = StoreCache(backend, "t")
-    return TimeIndex(backend, "t", cache), cache, backend
+    return TimeIndex(backend, "t"), backend
 
 
-def checkpoint(cache: StoreCache, backend: InMemoryBackend) -> None:
-    """What a commit does with the cache: its changes (removals included) reach the backend."""
-    backend.write({"t": cache.take_dirty()}, {})
-    cache.take_local()
-    cache.mark_written()
+def checkpoint(idx: TimeIndex, backend: InMemoryBackend) -> None:
+    """What a commit does with the index: its pending entries and its removals reach the
+    backend."""
+    idx.write()
+    backend.write({"t": [(entry, None) for entry in idx.take_removed()]}, {})
 
 
 def consume(idx: TimeIndex, clock: bytes, now: int) -> list[tuple[int, bytes]]:
@@ -52,7 +51,7 @@ def test_entries_round_trip_and_sort_by_clock_then_time() -> None:
 
 
 def test_a_due_group_is_the_oldest_time_due_and_consuming_moves_the_cursor() -> None:
-    idx, cache, backend = index()
+    idx, backend = index()
     idx.add(STREAM, 7, b"c")
     idx.add(STREAM, 5, b"b")
     idx.add(STREAM, 5, b"a")
@@ -66,12 +65,12 @@ def test_a_due_group_is_the_oldest_time_due_and_consuming_moves_the_cursor() -> 
     assert consume(idx, STREAM, 6) == []
     assert consume(idx, STREAM, 9) == [(7, b"c")]
     assert idx.first(STREAM) is None and idx.first(WALL) == 1
-    checkpoint(cache, backend)
+    checkpoint(idx, backend)
     assert [parse_entry(k) for k, _ in backend.range("t")] == [(WALL, 1, b"w")]
 
 
 def test_entries_added_behind_the_cursor_are_still_found() -> None:
-    idx, cache, backend = index()
+    idx, backend = index()
     idx.add(STREAM, 5, b"a")
     idx.add(STREAM, 9, b"z")
     assert consume(idx, STREAM, 9) == [(5, b"a")]
@@ -83,23 +82,23 @@ def test_entries_added_behind_the_cursor_are_still_found() -> None:
     # until the checkpoint: readers skip it, its timer being gone.
     assert consume(idx, STREAM, 9) == [(5, b"0"), (5, b"a")]
     assert consume(idx, STREAM, 9) == [(9, b"z")]
-    checkpoint(cache, backend)
+    checkpoint(idx, backend)
     assert list(backend.range("t")) == []
 
 
 def test_an_entry_written_again_after_its_removal_survives_the_checkpoint() -> None:
-    idx, cache, backend = index()
+    idx, backend = index()
     idx.add(STREAM, 5, b"a")
     assert consume(idx, STREAM, 9) == [(5, b"a")]
     idx.add(STREAM, 5, b"a")  # the same timer, set again at the same time
     idx.write()
-    checkpoint(cache, backend)
+    checkpoint(idx, backend)
     assert [parse_entry(k) for k, _ in backend.range("t")] == [(STREAM, 5, b"a")]
     assert consume(idx, STREAM, 9) == [(5, b"a")]
 
 
 def test_pending_entries_keep_the_last_per_ref_and_forget_drops_them() -> None:
-    idx, _, backend = index()
+    idx, backend = index()
     idx.add(STREAM, 5, b"a")
     idx.add(WALL, 8, b"a")
     idx.add(STREAM, 6, b"b")

@@ -199,8 +199,8 @@ def test_at_most_one_process_declares_on_expire_for_a_store() -> None:
     with pytest.raises(TopologyError) as raised:
         stream.process(noop, name="second", stores=["s"], on_expire=noop)
     message = str(raised.value)
-    assert "'s' already has an on_expire, in 'first'" in message
-    assert "at most one process() may declare on_expire" in message
+    assert "store 's' already has an expiry handler, in 'first'" in message
+    assert "at most one operator may act on a store's expired keys" in message
 
 
 @pytest.mark.parametrize(

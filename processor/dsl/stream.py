@@ -189,6 +189,25 @@ class Stream(Generic[K, V]):
         named = {str(i): p for i, p in enumerate(predicates)}
         return list(self.split(named).values())
 
+    def join(
+        self,
+        other: Any,
+        joiner: Callable[[V, Any], Any],
+        *,
+        how: str = "inner",
+        key: Callable[[K, V], Any] | None = None,
+        window: Any = None,
+        name: str | None = None,
+    ) -> Stream[K, Any]:
+        """Join with a `Table` (by this stream's key, when each record is processed; `how`:
+        "inner" or "left"), a `GlobalTable` (by `key(key, value)`, default the record's key), or
+        another `Stream` within `window=JoinWindows(...)` ("inner", "left" or "outer").
+        `joiner(left_value, right_value)` makes each result's value (the right value is None
+        where a left join has no match). See `processor.dsl.joins`."""
+        from processor.dsl.joins import join_stream
+
+        return join_stream(self, other, joiner, how=how, key=key, window=window, name=name)  # type: ignore[no-any-return]
+
     def group_by(
         self,
         key_fn: Callable[[K, V], K2],
@@ -384,6 +403,23 @@ class Table(Generic[K, V]):
         self.key_serde = key_serde
         self.value_serde = value_serde
         self.store_name = store
+
+    def join(
+        self,
+        other: Table[Any, Any],
+        joiner: Callable[[V, Any], Any],
+        *,
+        how: str = "inner",
+        foreign_key: Callable[[K, V], Any] | None = None,
+        name: str | None = None,
+    ) -> Table[Any, Any]:
+        """Join with another table: by key ("inner", "left" or "outer"), or, with
+        `foreign_key(key, value)`, each row of this table with the row of `other` its foreign
+        key names ("inner" or "left"). The result is a table: it changes when either side does,
+        and a row whose join result disappears is deleted (a tombstone)."""
+        from processor.dsl.joins import join_table
+
+        return join_table(self, other, joiner, how=how, foreign_key=foreign_key, name=name)  # type: ignore[no-any-return]
 
     def to_stream(self, *, name: str | None = None) -> Stream[K, V]:
         """The table's updates as a stream of (key, new value) records."""

@@ -33,6 +33,7 @@ from processor.topology.retry import Retry
 from processor.windows.spec import Windows
 
 if TYPE_CHECKING:
+    from processor.dsl.tables import GroupedTable
     from processor.dsl.windowed import WindowedStream
 
 K = TypeVar("K")  # the type of a stream's, group's or table's keys
@@ -388,7 +389,8 @@ class GroupedStream(Generic[K, V]):
 
 
 class Table(Generic[K, V]):
-    """The latest value per key. Every update flows on to `to_stream()` as (key, new value)."""
+    """The latest value per key. Every update flows on to `to_stream()` as (key, new value),
+    and to table operators as its new and old value (`processor.dsl.tables`)."""
 
     def __init__(
         self,
@@ -396,13 +398,65 @@ class Table(Generic[K, V]):
         node: str,
         key_serde: Serde[Any],
         value_serde: Serde[Any],
-        store: str,
+        store: str | None,
     ) -> None:
         self._builder = builder
         self._node = node
         self.key_serde = key_serde
         self.value_serde = value_serde
+        # None: the table has no store (a filter or map_values without name=); its rows are
+        # computed from its parent's (processor.topology.tables.TablePlan.lookup).
         self.store_name = store
+
+    @property
+    def node_name(self) -> str:
+        return self._node
+
+    def filter(self, predicate: Callable[[K, V], bool], *, name: str | None = None) -> Table[K, V]:
+        """The rows for which `predicate(key, value)` is true; a row it stops accepting is
+        deleted (a tombstone). With `name`, kept (and queryable) in the store `name`."""
+        from processor.dsl.tables import filter_table
+
+        return filter_table(self, predicate, True, name)
+
+    def filter_not(
+        self, predicate: Callable[[K, V], bool], *, name: str | None = None
+    ) -> Table[K, V]:
+        """The rows for which `predicate(key, value)` is false (as `filter`)."""
+        from processor.dsl.tables import filter_table
+
+        return filter_table(self, predicate, False, name)
+
+    def map_values(
+        self,
+        mapper: Callable[[V], V2],
+        *,
+        name: str | None = None,
+        value_serde: Serde[V2] | None = None,
+    ) -> Table[K, V2]:
+        """Each row's value replaced by `mapper(value)`. With `name`, kept (and queryable) in
+        the store `name`, with `value_serde` (default: this table's)."""
+        from processor.dsl.tables import map_values_table
+
+        return map_values_table(self, mapper, name, value_serde)
+
+    def group_by(
+        self,
+        key_fn: Callable[[K, V], K2],
+        *,
+        key_serde: Serde[K2] | None = None,
+        value_serde: Serde[Any] | None = None,
+        value_fn: Callable[[K, V], Any] | None = None,
+        name: str | None = None,
+    ) -> GroupedTable[K2, Any]:
+        """Group rows by `key_fn(key, value)` (values: `value_fn(key, value)`, default the
+        value), through the repartition topic `<application_id>-<name>-repartition`. Its
+        aggregations add each new row to its group and subtract each old row from its."""
+        from processor.dsl.tables import group_table
+
+        return group_table(
+            self, key_fn, key_serde=key_serde, value_serde=value_serde, value_fn=value_fn, name=name
+        )
 
     def join(
         self,

@@ -39,6 +39,15 @@ class OperatorKind(Enum):
     TO_STREAM = "to_stream"
     # Aggregates per key and window (`windows`, `emit_final`, `retention_ms`, `merger`).
     WINDOW_AGGREGATE = "window_aggregate"
+    # Table operators (`processor.topology.tables`): they pass on each update of a table as
+    # its new and old value; `table` holds what they need besides `function`.
+    TABLE_FILTER = "table_filter"
+    TABLE_FILTER_NOT = "table_filter_not"
+    TABLE_MAP_VALUES = "table_map_values"
+    TABLE_GROUP_BY = "table_group_by"
+    TABLE_AGGREGATE = "table_aggregate"
+    TABLE_JOIN = "table_join"
+    TABLE_JOIN_MERGE = "table_join_merge"
 
 
 class StoreKind(Enum):
@@ -137,6 +146,8 @@ class OperatorNode:
     on_tick: Callable[..., Any] | None = None
     every_ms: int = 0
     tick_clock: str = "wall"
+    # Table operators: their spec (`processor.topology.tables`), e.g. a join's kind and sides.
+    table: Any = None
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from processor.topology.stateless import (
     SplitProcessor,
 )
 from processor.topology.subtopology import SubTopology
+from processor.topology.tables import TABLE_OPERATORS, TablePlan, make_table_processor
 from processor.topology.timers import (
     ExpiringStore,
     ExpiryPass,
@@ -228,6 +229,7 @@ def _make(
     clock: StreamClock,
     timed: bool,
     count_firing: FiringCounter,
+    tables: TablePlan,
 ) -> Processor:
     if isinstance(node, SourceNode):
         return SourceProcessor(node, context, retry, clock, timed=timed)
@@ -242,6 +244,8 @@ def _make(
     if kind is OperatorKind.MATERIALIZE:
         return MaterializeProcessor(name, stores[node.stores[0]])
     policy = node.retry or retry  # for the user function
+    if kind in TABLE_OPERATORS:
+        return make_table_processor(node, context, stores, policy, tables)
     if kind is OperatorKind.AGGREGATE:
         assert fn is not None, f"aggregate {name} has no aggregator"
         store = stores[node.stores[0]]
@@ -249,7 +253,7 @@ def _make(
         if isinstance(store, ExpiringStore):
 
             def forward_tombstone(key_bytes: bytes, key: Any, value: Any, at: int) -> None:
-                aggregate.forward(key, None)  # an expired aggregate
+                aggregate.forward_expired(key, value)
 
             store.on_expired = expiry_handler(store, context, clock, forward_tombstone)
         return aggregate
@@ -379,9 +383,19 @@ def instantiate(
         store = available[spec.name]
         if isinstance(store, ExpiringStore):
             ExpiryPass(store, task_clock)
+    tables = TablePlan(subtopology, available)
     built = {
         node.name: _make(
-            node, context, emitter, available, task_id, retry, task_clock, timed, count_firing
+            node,
+            context,
+            emitter,
+            available,
+            task_id,
+            retry,
+            task_clock,
+            timed,
+            count_firing,
+            tables,
         )
         for node in subtopology.nodes
     }
@@ -394,6 +408,7 @@ def instantiate(
                 parent.branches[node.branch_index] = child
             else:
                 parent.children.append(child)
+    tables.connect(built)
     for node in reversed(subtopology.nodes):  # children before their parents
         _shortcut(built[node.name])
     return {

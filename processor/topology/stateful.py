@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from processor.errors import BrokerError, ChangelogRecordTooLargeError, StoredValueError
+from processor.topology.change import Change
 from processor.topology.clock import StreamClock
 from processor.topology.context import ProcessorContext, Store, Timers
 from processor.topology.operator import Operator, Processor
@@ -17,9 +18,10 @@ from processor.topology.retry import Retry
 class AggregateProcessor(Operator):
     """Folds each record into its key's aggregate and forwards (key, new aggregate). Records
     with a null key or value are skipped, as in Kafka Streams. The aggregator is retried per
-    `retry`; the initializer is not."""
+    `retry`; the initializer is not. Read by table operators, it forwards (key, Change(new
+    aggregate, old aggregate)) instead (`processor.topology.tables`)."""
 
-    __slots__ = ("aggregator", "initializer", "store")
+    __slots__ = ("aggregator", "emits_changes", "initializer", "sends_old", "store")
 
     # The store refusing an update too large for its changelog: the production error
     # handler's, like an output the broker refuses.
@@ -38,6 +40,8 @@ class AggregateProcessor(Operator):
         self.store = store
         self.initializer = initializer
         self.aggregator = aggregator
+        self.emits_changes = False  # set by processor.topology.tables.TablePlan.connect
+        self.sends_old = False  # the old aggregate is read anyway: always sent with changes
 
     def process(self, key: Any, value: Any) -> bool:
         if key is None:
@@ -65,8 +69,12 @@ class AggregateProcessor(Operator):
             self.store.put(key, new)
         except Exception as e:
             self.failed(e)
-        self.forward(key, new)
+        self.forward(key, Change(new, current) if self.emits_changes else new)
         return True
+
+    def forward_expired(self, key: Any, last: Any) -> None:
+        """Forward the tombstone of `key`, whose aggregate `last` expired."""
+        self.forward(key, Change(None, last) if self.emits_changes else None)
 
     def _first_aggregate(self, key: Any, value: Any, initializer: Callable[[], Any]) -> Any:
         try:
@@ -81,17 +89,26 @@ class AggregateProcessor(Operator):
 
 class MaterializeProcessor(Processor):
     """Keeps the latest value per key (a null value deletes the key) and passes records on. A
-    value too large for the store's changelog is not kept and not passed on."""
+    value too large for the store's changelog is not kept and not passed on. Read by table
+    operators, it passes on (key, Change(value, old value)) instead, reading the old value
+    only when one of them needs it (`processor.topology.tables`)."""
 
-    __slots__ = ("store",)
+    __slots__ = ("emits_changes", "sends_old", "store")
 
     def __init__(self, name: str, store: Store) -> None:
         super().__init__(name)
         self.store = store
+        self.emits_changes = False  # both set by processor.topology.tables.TablePlan.connect
+        self.sends_old = False
 
     def process(self, key: Any, value: Any) -> bool:
         if key is None:
             raise NullKeyError(self.name)
+        if self.emits_changes:
+            old = self.store.get(key) if self.sends_old else None
+            self.store.put(key, value)
+            self.forward(key, Change(value, old))
+            return True
         self.store.put(key, value)
         self.forward(key, value)
         return True

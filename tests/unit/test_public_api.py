@@ -13,6 +13,7 @@ def test_top_level_all_is_exactly_the_documented_surface() -> None:
     assert sorted(processor.__all__) == [
         "ErrorHandler",
         "GroupedStream",
+        "GroupedTable",
         "ProcessorContext",
         "ProcessorError",
         "RestoreListener",

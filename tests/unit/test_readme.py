@@ -123,3 +123,18 @@ def test_the_readme_shows_timers_ticks_expiry_and_failing_firings() -> None:
 @pytest.mark.parametrize("block", _timer_blocks(), ids=lambda b: b.splitlines()[0][10:40])
 def test_the_readme_timer_examples_run(block: str) -> None:
     exec(compile(block, "README.md", "exec"), {})
+
+
+def _table_blocks() -> list[str]:
+    return [b for b in python_blocks() if b.startswith("# tables:")]
+
+
+def test_the_readme_shows_table_operations_regrouping_and_a_table_table_join() -> None:
+    shown = "\n".join(_table_blocks())
+    for what in (".filter(", ".group_by(", ".count(", ".join(", 'how="outer"', "driver.store("):
+        assert what in shown, f"README has no table example using {what}"
+
+
+@pytest.mark.parametrize("block", _table_blocks(), ids=lambda b: b.splitlines()[0][9:40])
+def test_the_readme_table_examples_run(block: str) -> None:
+    exec(compile(block, "README.md", "exec"), {})

@@ -39,6 +39,10 @@ class OperatorKind(Enum):
     TO_STREAM = "to_stream"
     # Aggregates per key and window (`windows`, `emit_final`, `retention_ms`, `merger`).
     WINDOW_AGGREGATE = "window_aggregate"
+    # Joins each stream record with the value of its key in the table whose store is `stores[0]`
+    # (`processor.topology.stream_table_join`); the left join keeps records the table lacks.
+    STREAM_TABLE_JOIN = "stream_table_join"
+    STREAM_TABLE_LEFT_JOIN = "stream_table_left_join"
 
 
 class StoreKind(Enum):

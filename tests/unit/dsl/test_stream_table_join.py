@@ -177,3 +177,24 @@ def test_a_stream_table_join_refuses_other_hows(how: str) -> None:
     table = topology.table("t", key_serde=STR, value_serde=STR)
     with pytest.raises(TopologyError, match="'inner', 'left'"):
         topology.stream("s").join(table, _pair, how=how)
+
+
+def test_a_backlog_is_processed_lowest_timestamp_first_so_the_stream_sees_the_right_table() -> None:
+    """The table's topic was filled (with later timestamps) before the stream's backlog was
+    read: timestamp synchronisation processes each order before the customer changes that came
+    after it."""
+    driver = TopologyTestDriver(enrich("left"))
+    with driver.backlog():
+        driver.pipe("customers", "c1", "alice", timestamp=10)
+        driver.pipe("customers", "c1", "alicia", timestamp=20)
+        for ts in (5, 15, 25):
+            driver.pipe("orders", "c1", f"o{ts}", timestamp=ts)
+        assert driver.read("out") == []  # held until the block ends
+    assert driver.read("out") == [("c1", "o5+None"), ("c1", "o15+alice"), ("c1", "o25+alicia")]
+
+
+def test_without_a_backlog_records_are_processed_in_the_order_piped() -> None:
+    driver = TopologyTestDriver(enrich("left"))
+    driver.pipe("customers", "c1", "alicia", timestamp=20)
+    driver.pipe("orders", "c1", "o5", timestamp=5)
+    assert driver.read("out") == [("c1", "o5+alicia")]

@@ -111,6 +111,9 @@ class _Collector:
 class TopologyTestDriver:
     """Runs `topology` in memory, as application `application_id` (default: its name)."""
 
+    # Inside `backlog()`: the records piped, held until it ends.
+    _held: list[tuple[str, bytes | None, bytes | None, int, Headers | None]] | None = None
+
     def __init__(
         self,
         topology: Topology,
@@ -159,8 +162,6 @@ class TopologyTestDriver:
         self._context = RecordContext(partition=0)
         self._sources: dict[str, SourceProcessor] = {}
         self._offsets: dict[str, int] = defaultdict(int)
-        # Inside `backlog()`: the records piped, held until it ends.
-        self._held: list[tuple[str, bytes | None, bytes | None, int, Headers | None]] | None = None
         self._serdes: dict[str, tuple[Serde[Any], Serde[Any]]] = {}
         self._task_stores: list[TaskStores] = []
         # A worker's default budget; the driver commits after every record, so it never fills.

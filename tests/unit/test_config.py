@@ -475,5 +475,5 @@ def test_max_task_idle_ms_from_flag_or_environment_and_its_bounds() -> None:
     assert _load({"max_task_idle_ms": "250"}).max_task_idle_ms == 250
     env = {**BOOTSTRAP, "PROCESSOR_MAX_TASK_IDLE_MS": "-1"}
     assert _load(environ=env).max_task_idle_ms == -1
-    with pytest.raises(ConfigError, match="max_task_idle_ms.*-1 \\(never wait\\)"):
+    with pytest.raises(ConfigError, match=r"max_task_idle_ms.*-1 \(never wait\)"):
         _load({"max_task_idle_ms": "-2"})

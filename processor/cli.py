@@ -132,6 +132,13 @@ def _add_service_settings(run: argparse.ArgumentParser) -> None:
         "its windows close (default 0: off; the same on every worker)",
     )
     run.add_argument(
+        "--max-task-idle-ms",
+        dest="max_task_idle_ms",
+        help="a task reading several topics (a join, a merge) waits this long for an input with "
+        "no buffered record before processing the others (default 0: only while records are "
+        "known to be on the broker; -1: never)",
+    )
+    run.add_argument(
         "--dead-letter-topic",
         dest="dead_letter_topic",
         help="default: <application_id>-dead-letters",

@@ -28,6 +28,7 @@
 | late_record_handler | --late-record-handler | PROCESSOR_LATE_RECORD_HANDLER | skip |
 | dead_letter_topic | --dead-letter-topic | PROCESSOR_DEAD_LETTER_TOPIC | `<app id>-dead-letters` |
 | idle_advance_ms | --idle-advance-ms | PROCESSOR_IDLE_ADVANCE_MS | 0 (off) |
+| max_task_idle_ms | --max-task-idle-ms | PROCESSOR_MAX_TASK_IDLE_MS | 0 (-1: never wait) |
 | processing_retry_attempts | --processing-retry-attempts | PROCESSOR_PROCESSING_RE... | 3 |
 | processing_retry_backoff_ms | --processing-retry-backoff-ms | PROCESSOR_PROCESSING_RE... | 100 |
 | processing_retry_max_backoff_ms | --processing-retry-max-backoff-ms | PROCESSOR_PROC... | 1000 |
@@ -144,6 +145,11 @@ class WorkerConfig:
     # time then advances with the wall clock (processor.topology.clock). 0: off. Every worker of
     # an application must use the same value (it is part of the fingerprint they agree on).
     idle_advance_ms: int = 0
+    # A task with several inputs (a stream-table join, a merge) processes the buffered record
+    # with the lowest timestamp first; an input with no buffered record is waited for while
+    # records are known to be on the broker, and then this long (wall-clock ms) for new ones
+    # (processor.topology.partition_group). 0: Kafka Streams' default; -1: never wait.
+    max_task_idle_ms: int = 0
     # A user function raising processor.TransientError is called again this many times,
     # waiting backoff_ms, doubling up to max_backoff_ms, before the processing handler sees it.
     processing_retry_attempts: int = 3
@@ -194,6 +200,11 @@ class WorkerConfig:
         if self.idle_advance_ms < 0:
             raise ConfigError(
                 "idle_advance_ms", f"must be 0 (off) or positive, got {self.idle_advance_ms}"
+            )
+        if self.max_task_idle_ms < -1:
+            raise ConfigError(
+                "max_task_idle_ms",
+                f"must be -1 (never wait), 0 or positive, got {self.max_task_idle_ms}",
             )
         if self.store_cache_bytes <= 0:
             raise ConfigError(
@@ -380,6 +391,7 @@ def _guarantee(raw: Mapping[str, str]) -> ProcessingGuarantee:
 _NUMBERS: tuple[tuple[str, type[int] | type[float]], ...] = (
     ("commit_interval_ms", int),
     ("idle_advance_ms", int),
+    ("max_task_idle_ms", int),
     ("consume_batch_size", int),
     ("assignment_balance_factor", float),
     ("num_standby_replicas", int),

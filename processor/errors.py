@@ -78,7 +78,9 @@ class CoPartitioningError(TopologyError):
         counts = ", ".join(f"{t}={n}" for t, n in sorted(partitions_by_topic.items()))
         super().__init__(
             f"sub-topology {subtopology} reads topics with different partition counts "
-            f"({counts}); co-partitioned sources must have the same number of partitions"
+            f"({counts}): a join or merge needs the records of a key in the same partition "
+            "number of each; give these topics the same partition count (or, for a stream "
+            "joining a table, re-key it, e.g. with map(), so it is repartitioned to the table's)"
         )
 
 

@@ -55,6 +55,8 @@ class GroupConsumer:
         # offset can lag what the worker already processed (at-least-once commits on a timer).
         self._started_at: dict[Partition, int] = {}
         self._subscription: Callable[[], None] | None = None
+        # Partitions whose fetching is paused (`pause_only`); an assignment resumes them all.
+        self._paused: set[Partition] = set()
 
     def subscribe(
         self,
@@ -77,11 +79,13 @@ class GroupConsumer:
             finally:
                 self._in_rebalance_callback = False
             self._started_at.clear()
+            self._paused.clear()
             consumer.unassign()
 
         def lost(consumer: Any, partitions: list[TopicPartition]) -> None:
             on_lost()
             self._started_at.clear()
+            self._paused.clear()
             consumer.unassign()
 
         def subscribe() -> None:
@@ -98,6 +102,7 @@ class GroupConsumer:
         self._settle_pending_commit()
         self._consumer.close()
         self._started_at.clear()
+        self._paused.clear()
         self._settings["client.id"] = client_id
         self._consumer = Consumer(self._settings)
         self._subscription()
@@ -113,6 +118,7 @@ class GroupConsumer:
     def assign(self, partitions: Sequence[Partition]) -> None:
         """Consume exactly `partitions` (none: stop consuming), each from its committed offset."""
         self._started_at.clear()
+        self._paused.clear()
         self._consumer.assign([TopicPartition(t, p) for t, p in partitions])
 
     def add(
@@ -155,9 +161,43 @@ class GroupConsumer:
                 committed[(tp.topic, tp.partition)] = (tp.offset, tp.metadata)
             self._consumer.assign([TopicPartition(t, p, o) for (t, p), o in resume.items()])
             self._started_at = resume
+            self._paused.clear()
         except KafkaException as e:
             raise BrokerError(f"assigning partitions {list(partitions)} failed: {e.args[0]}") from e
         return {p: committed.get(p, (-1, None)) for p in partitions}
+
+    def fetched_lag(self, partition: Partition) -> int | None:
+        """How many records of `partition` are on the broker past what was consumed, as of the
+        last fetch response (no request is made); None while not known: no fetch answered
+        yet, or no position (nothing consumed since a plain `assign()`)."""
+        tp = TopicPartition(*partition)
+        try:
+            low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            [position] = self._consumer.position([tp])
+        except KafkaException:
+            return None
+        offset = position.offset
+        if offset < 0:
+            offset = self._started_at.get(partition, offset)
+        if offset == OFFSET_BEGINNING:
+            offset = low
+        if high < 0 or offset < 0:
+            return None
+        return max(0, high - offset)
+
+    def pause_only(self, partitions: set[Partition]) -> None:
+        """Fetch nothing more of `partitions`, and again of the partitions paused before."""
+        if partitions == self._paused:
+            return
+        resume, pause = self._paused - partitions, partitions - self._paused
+        try:
+            if resume:
+                self._consumer.resume([TopicPartition(t, p) for t, p in sorted(resume)])
+            if pause:
+                self._consumer.pause([TopicPartition(t, p) for t, p in sorted(pause)])
+        except KafkaException as e:
+            raise BrokerError(f"pausing or resuming {sorted(pause | resume)} failed: {e}") from e
+        self._paused = set(partitions)
 
     def end_offsets(self, partitions: Sequence[Partition], timeout: float) -> dict[Partition, int]:
         """The offset the next record of each partition will get (its high watermark), in one
@@ -184,6 +224,7 @@ class GroupConsumer:
 
     def unassign(self) -> None:
         self._started_at.clear()
+        self._paused.clear()
         self._consumer.unassign()
 
     def commit(

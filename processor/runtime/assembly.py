@@ -190,6 +190,7 @@ def _task_options(parts: WorkerParts, changelog_limits: dict[str, int]) -> TaskO
         unproducible=unproducible,
         changelog_limits=changelog_limits,
         idle_advance_ms=cfg.idle_advance_ms,
+        max_task_idle_ms=cfg.max_task_idle_ms,
     )
 
 

@@ -1,7 +1,8 @@
 """Checking the topics a topology reads and writes, and creating the application's own.
 
 External source and sink topics must exist. All sources of one sub-topology must have the same
-partition count (co-partitioning). A repartition topic gets the task count of the sub-topology
+partition count (co-partitioning). A repartition topic gets the partition count of the external
+topics read with it (a re-keyed stream joining a table), else the task count of the sub-topology
 that writes it; a changelog topic the task count of the sub-topology that owns its store.
 Internal topics are created when missing and checked when present; nothing is ever deleted or
 altered.
@@ -35,6 +36,7 @@ def plan_partitions(
     Raises CoPartitioningError when one sub-topology's sources differ."""
     tasks: dict[int, int] = {}
     repartition: dict[str, int] = {}
+    copartitioned = _copartitioned_repartition(subtopologies, external_counts)
     pending = list(subtopologies)
     while pending:
         progressed = False
@@ -47,7 +49,7 @@ def plan_partitions(
                 raise CoPartitioningError(sub.id, by_topic)
             tasks[sub.id] = next(iter(by_topic.values()))
             for topic in sub.repartition_sink_topics:
-                repartition[topic] = tasks[sub.id]
+                repartition[topic] = copartitioned.get(topic, tasks[sub.id])
             pending.remove(sub)
             progressed = True
         if not progressed:
@@ -57,6 +59,21 @@ def plan_partitions(
                 + " read repartition topics that no sub-topology writes"
             )
     return TopicPlan(tasks, repartition)
+
+
+def _copartitioned_repartition(
+    subtopologies: list[SubTopology], external_counts: Mapping[str, int]
+) -> dict[str, int]:
+    """Repartition topics read with external topics of one partition count (a re-keyed stream
+    joining a table) get that count, as in Kafka Streams, so that they are co-partitioned."""
+    counts: dict[str, int] = {}
+    for sub in subtopologies:
+        external = {external_counts[t] for t in sub.external_source_topics if t in external_counts}
+        if len(external) == 1:
+            [count] = external
+            for topic in set(sub.source_topics) - set(sub.external_source_topics):
+                counts[topic] = count
+    return counts
 
 
 def internal_topic_specs(

@@ -13,7 +13,7 @@ CREATED --> RESTORING --> RUNNING --> CLOSED
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -32,6 +32,7 @@ from processor.topology.handling import (
     failure_of,
     handle_failure,
 )
+from processor.topology.partition_group import PartitionGroup
 from processor.topology.processors import Emitter, RecordContext, SourceProcessor, instantiate
 from processor.topology.record import LateRecordError, TimerError
 from processor.topology.retry import Retry
@@ -63,6 +64,9 @@ class TaskOptions:
     # With windows: once a task has had no input this long (wall-clock ms), its stream time
     # follows the wall clock (`processor.topology.clock`); 0: never.
     idle_advance_ms: int = 0
+    # A task with several input partitions: how long an input with no buffered record is waited
+    # for (`processor.topology.partition_group`).
+    max_task_idle_ms: int = 0
 
 
 class TaskState(Enum):
@@ -122,6 +126,11 @@ class StreamTask:
         # The next offset per partition as of the last `take_offsets`: committed again, with the
         # new stream time, when only stream time moved.
         self._known_offsets: dict[Partition, int] = {}
+        # With several input partitions, records wait in these buffers (`buffer`) to be
+        # processed lowest timestamp first (`process_buffered`); dropped with the task.
+        self.inputs: PartitionGroup[Message] | None = None
+        if len(self.partitions) > 1:
+            self.inputs = PartitionGroup(self.partitions, options.max_task_idle_ms)
 
     def start(self, stores: TaskStores | None) -> None:
         """Build the processors over `stores` (restored, for a stateful task) and run."""
@@ -177,6 +186,16 @@ class StreamTask:
         clock = self.clock
         if clock.stream_time >= clock.due_at:
             self._fire(topic, offset)
+
+    def buffer(self, message: Message) -> None:
+        """Keep `message` for `process_buffered` (a task with several input partitions)."""
+        assert self.inputs is not None
+        self.inputs.add((message.topic(), message.partition()), message.timestamp()[1], message)
+
+    def next_buffered(self, now_ms: int, lag: Callable[[Partition], int | None]) -> Message | None:
+        """The buffered record to process next, or None while the task waits for an input
+        (`processor.topology.partition_group`)."""
+        return None if self.inputs is None else self.inputs.next_ready(now_ms, lag)
 
     def tick(self, wall_ms: int) -> bool:
         """Once per pass of the worker's loop: stream time may advance by idleness; True when

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from processor.ids import Partition, TaskId
+from processor.kafka.consumer import Message
 from processor.runtime.task import StreamTask, TaskOptions, TaskState
 from processor.state.backend import TaskStateBackend
 from processor.state.budget import MemoryBudget
@@ -116,6 +117,11 @@ class TaskManager:
             self._restorer = restorer_factory(self._wipe_for_restorer)
         self.tasks: dict[TaskId, StreamTask] = {}
         self.by_partition: dict[Partition, StreamTask] = {}
+        # Where a consumed record of each partition goes: its task's `process`, or, for a task
+        # with several input partitions, its `buffer` (`synchronised`).
+        self.routes: dict[Partition, Callable[[Message], None]] = {}
+        # Running tasks with several input partitions, whose records wait in buffers.
+        self.synchronised: list[StreamTask] = []
         self.standbys: set[TaskId] = set()
         # Backends the restorer owns: restoring active tasks and standbys.
         self._backends: dict[TaskId, TaskStateBackend] = {}
@@ -299,6 +305,13 @@ class TaskManager:
         task.start(stores)
         for partition in task.partitions:
             self.by_partition[partition] = task
+            self.routes[partition] = task.process if task.inputs is None else task.buffer
+        if task.inputs is not None:
+            self.synchronised.append(task)
+
+    def overfull_partitions(self) -> set[Partition]:
+        """Partitions holding so many buffered records that fetching them should pause."""
+        return {p for t in self.synchronised if t.inputs for p in t.inputs.over_limit()}
 
     def needs_commit(self) -> bool:
         """The store caches' changes fill the memory budget: commit now rather than let them
@@ -321,6 +334,8 @@ class TaskManager:
                 task.close()
             self.tasks = {}
             self.by_partition = {}
+            self.routes = {}
+            self.synchronised = []
 
     def shutdown(self) -> None:
         self.close_active()

@@ -23,8 +23,10 @@ then runs the loop over them; calls go down from it, never back up:
 One pass of the loop (`_run_once`): follow the group (a pending generation is accepted and
 applied), let restored tasks join the consumer's assignment, consume a batch, route each record
 to its task (`StreamTask.process`, through the operators to `Output.emit`), and every commit
-interval commit. Once a second, housekeeping: the metadata topic, pre-warming for joiners, the
-status, the source topics' partition counts, the state cleaner and the metrics.
+interval commit. A task with several input partitions buffers its records instead and processes
+them lowest timestamp first (`_process_buffered`). Once a second, housekeeping: the metadata
+topic, pre-warming for joiners, the status, the source topics' partition counts, the state
+cleaner and the metrics.
 """
 
 from __future__ import annotations
@@ -249,27 +251,49 @@ class Worker:
         self._show_group_state(parts)
         if messages:
             parts.committer.before_output()
-        tasks = parts.tasks.by_partition
+        routes = parts.tasks.routes
         for message in messages:
             error = message.error()
             if error is not None:
                 self._handle_consume_error(error)
                 continue
-            task = tasks.get((message.topic(), message.partition()))
-            if task is None:
+            route = routes.get((message.topic(), message.partition()))
+            if route is None:
                 # Fetched before a rebalance took the partition away; its new owner reads it
                 # from the committed offset.
                 continue
             try:
-                task.process(message)
+                route(message)  # processed, or buffered by a task with several inputs
             except BrokerError as e:
                 self._after_failed_processing(parts, e)
                 return
+        if parts.tasks.synchronised and not self._process_buffered(parts):
+            return
         self._advance_time(parts)
         parts.stalls.tick()
         if parts.stalls.suspect and not self._still_a_member(parts):
             return
         self._commit(parts)
+
+    def _process_buffered(self, parts: Collaborators) -> bool:
+        """Tasks with several input partitions process their buffered records, lowest timestamp
+        first, as far as `processor.topology.partition_group`'s rule lets them; inputs with too
+        many buffered records stop being fetched until they drain. False after a failure."""
+        now_ms = int(time.monotonic() * 1000)
+        lag = parts.consumer.fetched_lag
+        opened = False
+        try:
+            for task in parts.tasks.synchronised:
+                while (message := task.next_buffered(now_ms, lag)) is not None:
+                    if not opened:
+                        parts.committer.before_output()
+                        opened = True
+                    task.process(message)
+            parts.consumer.pause_only(parts.tasks.overfull_partitions())
+        except BrokerError as e:
+            self._after_failed_processing(parts, e)
+            return False
+        return True
 
     def _advance_time(self, parts: Collaborators) -> None:
         """Let the wall clock move the stream time of idle tasks (`--idle-advance-ms`), and

@@ -26,11 +26,19 @@ Records that fail go to the error handlers a worker would use (`fail` unless giv
 [b'{not json']
 >>> driver.accounting.totals()[Outcome.DEAD_LETTERED]
 1
+
+Like Kafka Streams' TopologyTestDriver, `pipe` processes each record at once, so records piped
+to several topics are processed in the order they are piped. To see what a worker does with a
+backlog on several topics of one task (a stream-table join, a merge), pipe inside
+`with driver.backlog():` — the records are processed when the block ends, each task taking the
+one with the lowest timestamp first (timestamp synchronisation, README "Stream-table joins").
 """
 
 from __future__ import annotations
 
 from collections import defaultdict, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +65,7 @@ from processor.topology.handling import (
     failure_of,
     handle_failure,
 )
+from processor.topology.partition_group import PartitionGroup
 from processor.topology.processors import Headers, RecordContext, SourceProcessor, instantiate
 from processor.topology.record import LateRecordError, TimerError
 from processor.topology.retry import Retry
@@ -101,6 +110,9 @@ class _Collector:
 
 class TopologyTestDriver:
     """Runs `topology` in memory, as application `application_id` (default: its name)."""
+
+    # Inside `backlog()`: the records piped, held until it ends.
+    _held: list[tuple[str, bytes | None, bytes | None, int, Headers | None]] | None = None
 
     def __init__(
         self,
@@ -270,7 +282,41 @@ class TopologyTestDriver:
         headers: Headers | None = None,
     ) -> None:
         """Feed one record as raw bytes, as a producer would have written it."""
-        self._process(topic, key, value, self._now_ms if timestamp is None else timestamp, headers)
+        at = self._now_ms if timestamp is None else timestamp
+        if self._held is not None:
+            self._source(topic)
+            self._held.append((topic, key, value, at, headers))
+            return
+        self._process(topic, key, value, at, headers)
+        self._after_input()
+
+    @contextmanager
+    def backlog(self) -> Iterator[None]:
+        """Hold the records piped inside the block, as a backlog a worker would find on the
+        broker, and process them when it ends as a worker's tasks would: each task (the topics
+        of one sub-topology) the record with the lowest timestamp first, ties in pipe order;
+        each topic's records in the order piped."""
+        if self._held is not None:
+            raise TopologyError("driver.backlog() blocks do not nest")
+        self._held = []
+        try:
+            yield
+        finally:
+            held, self._held = self._held, None
+        groups: dict[str, PartitionGroup[tuple[str, bytes | None, bytes | None, int, Any]]] = {}
+        for record in held:
+            task = self._task_of_topic[record[0]]
+            if task not in groups:
+                topics = [t for t, of in self._task_of_topic.items() if of == task]
+                groups[task] = PartitionGroup([(t, 0) for t in topics], max_task_idle_ms=-1)
+            group = groups[task]
+            group.add((record[0], 0), record[3], record)
+        for group in groups.values():
+            while (taken := group.next_ready(self._now_ms, lambda _: 0)) is not None:
+                self._process(*taken)
+                self._after_input()
+
+    def _after_input(self) -> None:
         self._drain_internal()
         for clock in self._clocks:
             clock.tick(self._now_ms)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from processor.topology.graph import OperatorNode, SinkNode, SourceNode, StoreSpec, parents_of
+from processor.topology.stream_table_join import JOIN_KINDS, describe_join
 from processor.topology.subtopology import SubTopology
 
 
@@ -34,6 +35,8 @@ def describe(name: str, subtopologies: list[SubTopology]) -> str:
                     f"Sink: {node.name} (topic: {node.topic}, "
                     f"key: {node.key_serde.name}, value: {node.value_serde.name})"
                 )
+            elif isinstance(node, OperatorNode) and node.kind in JOIN_KINDS:
+                head = describe_join(node)
             else:
                 assert isinstance(node, OperatorNode)
                 head = _operator(node, specs)

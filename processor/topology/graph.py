@@ -48,6 +48,10 @@ class OperatorKind(Enum):
     TABLE_AGGREGATE = "table_aggregate"
     TABLE_JOIN = "table_join"
     TABLE_JOIN_MERGE = "table_join_merge"
+    # Joins each stream record with the value of its key in the table whose store is `stores[0]`
+    # (`processor.topology.stream_table_join`); the left join keeps records the table lacks.
+    STREAM_TABLE_JOIN = "stream_table_join"
+    STREAM_TABLE_LEFT_JOIN = "stream_table_left_join"
 
 
 class StoreKind(Enum):

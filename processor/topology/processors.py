@@ -45,6 +45,7 @@ from processor.topology.stateless import (
     PeekProcessor,
     SplitProcessor,
 )
+from processor.topology.stream_table_join import JOIN_KINDS, make_stream_table_join
 from processor.topology.subtopology import SubTopology
 from processor.topology.tables import TABLE_OPERATORS, TablePlan, make_table_processor
 from processor.topology.timers import (
@@ -260,6 +261,8 @@ def _make(
     if kind is OperatorKind.WINDOW_AGGREGATE:
         assert fn is not None, f"windowed aggregate {name} has no aggregator"
         return _windowed(node, stores[node.stores[0]], context, policy, clock)
+    if kind in JOIN_KINDS:
+        return make_stream_table_join(node, context, stores, policy)
     if kind is OperatorKind.PROCESS:
         assert fn is not None, f"process {name} has no function"
         return _process(node, fn, context, stores, task_id, policy, clock, count_firing)

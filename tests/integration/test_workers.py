@@ -220,8 +220,10 @@ def test_sources_with_different_partition_counts_stop_the_worker_with_one_line(
     lines = [line for line in worker.log().splitlines() if "error" in line]
     assert lines == [
         f"processor: topology error: sub-topology 0 reads topics with different partition counts "
-        f"({env['TEST_SOURCE_TOPIC']}=2, {env['TEST_SECOND_SOURCE_TOPIC']}=3); co-partitioned "
-        "sources must have the same number of partitions"
+        f"({env['TEST_SOURCE_TOPIC']}=2, {env['TEST_SECOND_SOURCE_TOPIC']}=3): a join or merge "
+        "needs the records of a key in the same partition number of each; give these topics the "
+        "same partition count (or, for a stream joining a table, re-key it, e.g. with map(), so "
+        "it is repartitioned to the table's)"
     ]
 
 

@@ -468,3 +468,12 @@ def test_the_replaced_store_cache_size_variable_is_refused_naming_its_successor(
         assert raised.value.setting == "PROCESSOR_STORE_CACHE_SIZE"
         assert "replaced by store_cache_bytes" in str(raised.value)
         assert "--store-cache-bytes" in str(raised.value)
+
+
+def test_max_task_idle_ms_from_flag_or_environment_and_its_bounds() -> None:
+    assert _load().max_task_idle_ms == 0
+    assert _load({"max_task_idle_ms": "250"}).max_task_idle_ms == 250
+    env = {**BOOTSTRAP, "PROCESSOR_MAX_TASK_IDLE_MS": "-1"}
+    assert _load(environ=env).max_task_idle_ms == -1
+    with pytest.raises(ConfigError, match=r"max_task_idle_ms.*-1 \(never wait\)"):
+        _load({"max_task_idle_ms": "-2"})

@@ -138,3 +138,18 @@ def test_the_readme_shows_table_operations_regrouping_and_a_table_table_join() -
 @pytest.mark.parametrize("block", _table_blocks(), ids=lambda b: b.splitlines()[0][9:40])
 def test_the_readme_table_examples_run(block: str) -> None:
     exec(compile(block, "README.md", "exec"), {})
+
+
+def _join_blocks() -> list[str]:
+    return [b for b in python_blocks() if b.startswith("# joins:")]
+
+
+def test_the_readme_has_stream_table_join_examples() -> None:
+    shown = "\n".join(_join_blocks())
+    for what in ('how="left"', "driver.backlog()"):
+        assert what in shown, f"README has no join example using {what}"
+
+
+@pytest.mark.parametrize("block", _join_blocks(), ids=lambda b: b.splitlines()[0][9:40])
+def test_the_readme_join_examples_run(block: str) -> None:
+    exec(compile(block, "README.md", "exec"), {})

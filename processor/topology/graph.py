@@ -39,6 +39,8 @@ class OperatorKind(Enum):
     TO_STREAM = "to_stream"
     # Aggregates per key and window (`windows`, `emit_final`, `retention_ms`, `merger`).
     WINDOW_AGGREGATE = "window_aggregate"
+    # One side of a stream-stream join (`join`: `processor.topology.stream_stream_join.JoinSpec`).
+    STREAM_JOIN = "stream_join"
 
 
 class StoreKind(Enum):
@@ -50,6 +52,9 @@ class StoreKind(Enum):
     SESSION = "session"
     # The timers of a process() operator (`processor.state.timer_store`).
     TIMERS = "timers"
+    # The records of one side of a stream-stream join, or its unmatched records
+    # (`processor.state.join_buffer`); kept for `retention_ms` of stream time.
+    JOIN_BUFFER = "join_buffer"
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,12 @@ class StoreSpec:
     @property
     def windowed(self) -> bool:
         return self.kind in (StoreKind.WINDOW, StoreKind.SESSION)
+
+    @property
+    def expires(self) -> bool:
+        """Whether entries leave the store by stream time (`retention_ms`): its changelog then
+        deletes by time too."""
+        return self.windowed or self.kind is StoreKind.JOIN_BUFFER
 
     @property
     def expiry_store(self) -> str | None:
@@ -137,6 +148,8 @@ class OperatorNode:
     on_tick: Callable[..., Any] | None = None
     every_ms: int = 0
     tick_clock: str = "wall"
+    # STREAM_JOIN: what the side joins (`processor.topology.stream_stream_join.JoinSpec`).
+    join: Any = None
 
 
 @dataclass(frozen=True)

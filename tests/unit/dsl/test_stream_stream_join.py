@@ -4,6 +4,8 @@ repartitioning, and what a topology refuses (`processor.topology.stream_stream_j
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +13,9 @@ import pytest
 from processor import Topology
 from processor.errors import TopologyError
 from processor.serdes import StringSerde
+from processor.state.join_buffer import JoinBuffer
 from processor.testing import TopologyTestDriver
-from processor.testing.driver import Outcome
+from processor.topology.handling import Outcome
 from processor.windows import JoinWindows
 
 # Kafka Streams' documentation, "Semantics of stream-stream joins": one key, every record of
@@ -62,7 +65,7 @@ def _driver(
     return TopologyTestDriver(t)
 
 
-def _out(driver: TopologyTestDriver) -> list[tuple[str | None, str, int]]:
+def _out(driver: TopologyTestDriver) -> list[tuple[str | None, str | None, int]]:
     serde = StringSerde()
     return [
         (serde.deserialize(r.key), serde.deserialize(r.value), r.timestamp)
@@ -156,9 +159,10 @@ def test_records_leave_the_buffers_after_the_retention() -> None:
     driver.pipe("left", "k", "A", timestamp=0)
     driver.pipe("right", "k", "a", timestamp=3)
     buffer = driver._store("j-left-buffer")
-    assert [r[:2] for r in buffer.records()] == [("k", 0)]  # type: ignore[union-attr]
+    assert isinstance(buffer, JoinBuffer)
+    assert [r[:2] for r in buffer.records()] == [("k", 0)]
     driver.pipe("right", "z", "z", timestamp=7)  # 7 > 0 + 6
-    assert list(buffer.records()) == []  # type: ignore[union-attr]
+    assert list(buffer.records()) == []
 
 
 def test_keys_changed_upstream_go_through_repartition_topics() -> None:
@@ -202,3 +206,27 @@ def test_a_join_without_join_windows_is_refused(window: Any, message: str) -> No
 def test_join_windows_refuse_bad_bounds(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(TopologyError, match=message):
         JoinWindows(**kwargs)
+
+
+def test_the_readme_example_runs() -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    [block] = [b for b in blocks if b.startswith("# joins: stream-stream")]
+    exec(compile(block, "README.md", "exec"), {})
+
+
+def test_the_buffers_changelogs_delete_by_time() -> None:
+    from processor.runtime.internal_topics import changelog_config
+    from processor.windows.spec import DEFAULT_RETENTION_MARGIN_MS
+
+    t = Topology("retained")
+    left = t.stream("left", key_serde=StringSerde(), value_serde=StringSerde())
+    right = t.stream("right", key_serde=StringSerde(), value_serde=StringSerde())
+    windows = JoinWindows(before_ms=10, after_ms=20, grace_ms=5)
+    left.join(right, _pair, window=windows, how="outer", name="j").to("out")
+    [sub] = t.subtopologies()
+    retention = str(35 + DEFAULT_RETENTION_MARGIN_MS)
+    assert {s.name: changelog_config(s) for s in sub.stores} == {
+        name: {"cleanup.policy": "compact,delete", "retention.ms": retention}
+        for name in ("j-left-buffer", "j-right-buffer", "j-outer")
+    }

@@ -236,7 +236,8 @@ def _serve(parts: WorkerParts, plan: TaskPlan, view: RuntimeView) -> tuple[Query
         spec.name: StoreInfo(spec, sub.id, plan.task_count(sub.id))
         for sub in parts.subtopologies.values()
         for spec in sub.stores
-        if spec.kind is not StoreKind.TIMERS  # internal to their operator
+        # Internal to their operator: timers, a stream-stream join's buffers.
+        if spec.kind not in (StoreKind.TIMERS, StoreKind.JOIN_BUFFER)
     }
     app = build_app(
         WorkerQuerySource(view, stores),

@@ -99,9 +99,10 @@ def internal_topic_specs(
 
 
 def changelog_config(store: StoreSpec) -> dict[str, str]:
-    """A key-value store's changelog is compacted. A windowed store's is compacted and, past
-    its retention plus a margin (`DEFAULT_RETENTION_MARGIN_MS`), deleted: windows expire."""
-    if not store.windowed:
+    """A key-value store's changelog is compacted. A windowed store's (and a stream-stream
+    join's buffers') is compacted and, past its retention plus a margin
+    (`DEFAULT_RETENTION_MARGIN_MS`), deleted: windows and buffered records expire."""
+    if not store.expires:
         return {"cleanup.policy": "compact"}
     retention = store.retention_ms + DEFAULT_RETENTION_MARGIN_MS
     return {"cleanup.policy": "compact,delete", "retention.ms": str(retention)}

@@ -16,6 +16,7 @@ from typing import Any
 from processor.state.backend import Change, TaskStateBackend
 from processor.state.budget import MemoryBudget
 from processor.state.cache import StoreCache
+from processor.state.join_buffer import JoinBuffer
 from processor.state.time_index import CLOCKS
 from processor.state.timer_store import TimerStore
 from processor.state.ttl_store import TtlKeyValueStore
@@ -27,8 +28,8 @@ from processor.topology.graph import StoreKind, StoreSpec
 ChangelogWriter = Callable[[str, bytes, bytes | None], None]
 
 # A store as operators use it: key-value (with a TTL, maybe), windowed (time windows and
-# sessions), or the timers of a process() operator.
-AnyStore = KeyValueStore[Any, Any] | WindowStore[Any, Any] | TimerStore
+# sessions), the timers of a process() operator, or a stream-stream join's buffer.
+AnyStore = KeyValueStore[Any, Any] | WindowStore[Any, Any] | TimerStore | JoinBuffer
 
 
 def make_store(caches: Mapping[str, StoreCache], spec: StoreSpec) -> AnyStore:
@@ -38,6 +39,8 @@ def make_store(caches: Mapping[str, StoreCache], spec: StoreSpec) -> AnyStore:
         return WindowStore(cache, spec.key_serde, spec.value_serde, sessions=sessions)
     if spec.kind is StoreKind.TIMERS:
         return TimerStore(cache, spec.key_serde)
+    if spec.kind is StoreKind.JOIN_BUFFER:
+        return JoinBuffer(cache, spec.key_serde, spec.value_serde)
     if spec.expiry_store is not None:
         return TtlKeyValueStore(
             cache,

@@ -52,6 +52,8 @@ class OperatorKind(Enum):
     # (`processor.topology.stream_table_join`); the left join keeps records the table lacks.
     STREAM_TABLE_JOIN = "stream_table_join"
     STREAM_TABLE_LEFT_JOIN = "stream_table_left_join"
+    # One side of a stream-stream join (`join`: `processor.topology.stream_stream_join.JoinSpec`).
+    STREAM_JOIN = "stream_join"
 
 
 class StoreKind(Enum):
@@ -63,6 +65,9 @@ class StoreKind(Enum):
     SESSION = "session"
     # The timers of a process() operator (`processor.state.timer_store`).
     TIMERS = "timers"
+    # The records of one side of a stream-stream join, or its unmatched records
+    # (`processor.state.join_buffer`); kept for `retention_ms` of stream time.
+    JOIN_BUFFER = "join_buffer"
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,12 @@ class StoreSpec:
     @property
     def windowed(self) -> bool:
         return self.kind in (StoreKind.WINDOW, StoreKind.SESSION)
+
+    @property
+    def expires(self) -> bool:
+        """Whether entries leave the store by stream time (`retention_ms`): its changelog then
+        deletes by time too."""
+        return self.windowed or self.kind is StoreKind.JOIN_BUFFER
 
     @property
     def expiry_store(self) -> str | None:
@@ -152,6 +163,8 @@ class OperatorNode:
     tick_clock: str = "wall"
     # Table operators: their spec (`processor.topology.tables`), e.g. a join's kind and sides.
     table: Any = None
+    # STREAM_JOIN: what the side joins (`processor.topology.stream_stream_join.JoinSpec`).
+    join: Any = None
 
 
 @dataclass(frozen=True)

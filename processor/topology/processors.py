@@ -263,6 +263,10 @@ def _make(
         return _windowed(node, stores[node.stores[0]], context, policy, clock)
     if kind in JOIN_KINDS:
         return make_stream_table_join(node, context, stores, policy)
+    if kind is OperatorKind.STREAM_JOIN:
+        from processor.topology.stream_stream_join import join_side
+
+        return join_side(name, node.join, stores, context, policy, clock)
     if kind is OperatorKind.PROCESS:
         assert fn is not None, f"process {name} has no function"
         return _process(node, fn, context, stores, task_id, policy, clock, count_firing)

@@ -80,7 +80,7 @@ class SubTopology:
         """Whether an operator works with time (windows, timers, ticks, stores with a TTL):
         stream time is then kept and checkpointed, the wall clock watched, and every record
         needs a timestamp of at least 0."""
-        return any(s.windowed or s.ttl_ms > 0 for s in self.stores) or self.fires
+        return any(s.expires or s.ttl_ms > 0 for s in self.stores) or self.fires
 
     @property
     def fires(self) -> bool:

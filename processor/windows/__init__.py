@@ -13,6 +13,7 @@ key.
 from processor.windows.serde import WindowedSerde
 from processor.windows.spec import (
     HoppingWindows,
+    JoinWindows,
     SessionWindows,
     SlidingWindows,
     TumblingWindows,
@@ -22,6 +23,7 @@ from processor.windows.spec import (
 
 __all__ = [
     "HoppingWindows",
+    "JoinWindows",
     "SessionWindows",
     "SlidingWindows",
     "TumblingWindows",

@@ -152,6 +152,40 @@ class SessionWindows:
         return self.inactivity_gap_ms + self.grace_ms
 
 
+@dataclass(frozen=True)
+class JoinWindows:
+    """Which records of two joined streams match: a right record matches a left one of the same
+    key when `left.ts - before_ms <= right.ts <= left.ts + after_ms`. A record's window closes
+    when stream time passes its end (left: `ts + after_ms`, right: `ts + before_ms`) plus
+    `grace_ms`; a record arriving after that is late. Both sides are kept for `retention_ms`
+    (`before_ms + after_ms + grace_ms`), until no record that is not late can match them.
+
+    >>> JoinWindows.of(5_000, grace_ms=1_000)
+    JoinWindows(before_ms=5000, after_ms=5000, grace_ms=1000)
+    >>> JoinWindows(before_ms=600_000, after_ms=0).retention_ms
+    600000
+    """
+
+    before_ms: int
+    after_ms: int
+    grace_ms: int = 0
+
+    def __post_init__(self) -> None:
+        what = type(self).__name__
+        _check(what, "before_ms", self.before_ms, positive=False)
+        _check(what, "after_ms", self.after_ms, positive=False)
+        _check(what, "grace_ms", self.grace_ms, positive=False)
+
+    @classmethod
+    def of(cls, difference_ms: int, *, grace_ms: int = 0) -> JoinWindows:
+        """Records at most `difference_ms` apart, either way, match."""
+        return cls(before_ms=difference_ms, after_ms=difference_ms, grace_ms=grace_ms)
+
+    @property
+    def retention_ms(self) -> int:
+        return self.before_ms + self.after_ms + self.grace_ms
+
+
 TimeWindows = TumblingWindows | HoppingWindows
 """Windows of a fixed size at fixed starts."""
 

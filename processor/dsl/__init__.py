@@ -4,7 +4,8 @@ Modules, each importing only those before it: `builder` (the `GraphBuilder` that
 logical graph), `stream` (`Stream`, `GroupedStream`, `Table`), `topology` (`Topology`).
 """
 
+from processor.dsl.global_table import GlobalTable
 from processor.dsl.stream import GroupedStream, Stream, Table
 from processor.dsl.topology import Topology
 
-__all__ = ["GroupedStream", "Stream", "Table", "Topology"]
+__all__ = ["GlobalTable", "GroupedStream", "Stream", "Table", "Topology"]

@@ -39,6 +39,12 @@ from processor.errors import TopologyError
 from processor.kafka.record_size import DEFAULT_MESSAGE_MAX_BYTES, max_record_bytes
 from processor.serdes import Serde
 from processor.state.budget import DEFAULT_STORE_CACHE_BYTES, MemoryBudget
+from processor.state.global_store import (
+    GlobalRecords,
+    GlobalStore,
+    GlobalStores,
+    undecodable_handler,
+)
 from processor.state.indexing import backend_stores
 from processor.state.memory import InMemoryBackend
 from processor.state.task_stores import AnyStore, TaskStores
@@ -155,6 +161,13 @@ class TopologyTestDriver:
         # A worker's default budget; the driver commits after every record, so it never fills.
         memory = MemoryBudget(DEFAULT_STORE_CACHE_BYTES)
         self._stores: dict[str, AnyStore] = {}
+        # Global tables: applied as soon as their topics are piped to, read by every task.
+        tables = topology.global_tables()
+        self._global = GlobalStores(
+            InMemoryBackend([t.name for t in tables]),
+            tables,
+            undecodable_handler(deserialization_error_handler),
+        )
         # One clock per task (per sub-topology), and the task of each source topic.
         self._clocks: list[StreamClock] = []
         self._clock_of: dict[str, StreamClock] = {}
@@ -172,7 +185,7 @@ class TopologyTestDriver:
                     sub,
                     self._context,
                     self._collector,
-                    stores,
+                    {**self._global.stores, **(stores or {})},
                     f"{sub.id}_0",
                     retry,
                     clock,
@@ -250,12 +263,18 @@ class TopologyTestDriver:
         timestamp: int | None = None,
         headers: Headers | None = None,
     ) -> None:
-        """Feed one record to `topic`, serialized with that source's serdes."""
-        source = self._source(topic)
+        """Feed one record to `topic`, serialized with that source's (or global table's)
+        serdes."""
+        if topic in self._global.tables:
+            serdes = self._global.tables[topic].store
+            key_serde, value_serde = serdes.key_serde, serdes.value_serde
+        else:
+            source = self._source(topic)
+            key_serde, value_serde = source.key_serde, source.value_serde
         self.pipe_bytes(
             topic,
-            source.key_serde.serialize(key),
-            source.value_serde.serialize(value),
+            key_serde.serialize(key),
+            value_serde.serialize(value),
             timestamp=timestamp,
             headers=headers,
         )
@@ -269,7 +288,13 @@ class TopologyTestDriver:
         timestamp: int | None = None,
         headers: Headers | None = None,
     ) -> None:
-        """Feed one record as raw bytes, as a producer would have written it."""
+        """Feed one record as raw bytes, as a producer would have written it. A global table's
+        topic updates its store at once."""
+        if topic in self._global.tables:
+            offset = self._offsets[topic]
+            self._offsets[topic] = offset + 1
+            self._global.apply(GlobalRecords(topic, 0, offset, [key], [value], [offset]))
+            return
         self._process(topic, key, value, self._now_ms if timestamp is None else timestamp, headers)
         self._drain_internal()
         for clock in self._clocks:
@@ -377,6 +402,17 @@ class TopologyTestDriver:
         if not isinstance(store, KeyValueStore):
             raise TopologyError(f"store {name!r} is not a key-value store")
         return store
+
+    def global_store(self, name: str) -> GlobalStore[Any, Any]:
+        """The global table whose store is `name` (`Topology.global_table(name=...)`, default
+        its topic), as joins read it: `get(key)`, `all()`."""
+        try:
+            return self._global.stores[name]
+        except KeyError:
+            raise TopologyError(
+                f"topology {self._topology.name!r} has no global table {name!r}; its global "
+                f"tables are {sorted(self._global.stores)}"
+            ) from None
 
     def timers(self, operator: str) -> list[tuple[Any, str, str, int]]:
         """The timers set by `process()` operator `operator` (its `name=`), as (key, name,

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from processor.errors import ProcessorError
 from processor.ids import Partition, TaskId
@@ -63,6 +64,8 @@ class TaskOptions:
     # With windows: once a task has had no input this long (wall-clock ms), its stream time
     # follows the wall clock (`processor.topology.clock`); 0: never.
     idle_advance_ms: int = 0
+    # The global tables' stores by name (`processor.runtime.global_tables`), for joins.
+    global_stores: Mapping[str, Any] = field(default_factory=dict)
 
 
 class TaskState(Enum):
@@ -108,6 +111,7 @@ class StreamTask:
         self._retry = options.retry
         self._unproducible = options.unproducible
         self._changelog_limits = options.changelog_limits
+        self._global_stores = options.global_stores
         # Stream time, kept (and checkpointed in the committed offsets' metadata) only when an
         # operator works with event time.
         self.timed = subtopology.timed
@@ -135,7 +139,7 @@ class StreamTask:
             self.subtopology,
             self._context,
             self._emitter,
-            stores.stores if stores is not None else None,
+            {**self._global_stores, **(stores.stores if stores is not None else {})},
             str(self.id),
             self._retry,
             self.clock,

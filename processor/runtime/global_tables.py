@@ -165,11 +165,13 @@ class GlobalTables:
         partitions = self._partitions()
         starts, ends = self._start_offsets(reader, partitions)
         to_read = sum(max(0, ends[p] - starts[p]) for p in partitions)
+        assert self._globals is not None
         log.info(
-            "global tables %s: %d partitions, restoring about %d records from the checkpoint",
+            "global tables %s: %d partitions, restoring about %d records %s",
             ", ".join(t.name for t in self._tables),
             len(partitions),
             to_read,
+            "since the checkpoint" if self._globals.checkpoints() else "from the start",
         )
         reader.assign(starts)
         self._transition(GlobalTablesState.RESTORING)

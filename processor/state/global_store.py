@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar, cast
 from processor.errors import RecordError, StoredValueError, TopologyError, TransientError
 from processor.serdes import Serde
 from processor.state.backend import Change, TaskStateBackend
+from processor.state.global_decode import batch_check
 from processor.topology.global_tables import GlobalTableSpec
 from processor.topology.handling import ErrorHandler
 
@@ -166,6 +167,11 @@ class GlobalStores:
         self.backend = backend
         self.tables = {t.topic: t for t in tables}
         self._undecodable = undecodable
+        # Per topic, the batch checks of its key and value serdes (`global_decode`).
+        self._checks = {
+            t.topic: (batch_check(t.store.key_serde), batch_check(t.store.value_serde))
+            for t in tables
+        }
         self.skipped = 0  # records skipped as undecodable (null keys are not counted)
         self.stores: dict[str, GlobalStore[Any, Any]] = {
             t.name: GlobalStore(backend, t) for t in tables
@@ -197,6 +203,20 @@ class GlobalStores:
         return len(changes)
 
     def _changes(self, table: GlobalTableSpec, records: GlobalRecords) -> list[Change]:
+        keys, values = records.keys, records.values
+        key_check, value_check = self._checks[table.topic]
+        if (
+            key_check is not None
+            and value_check is not None
+            and None not in keys
+            and key_check(cast(Sequence[bytes], keys))
+            and value_check([v for v in values if v is not None])
+        ):
+            return list(zip(cast(Sequence[bytes], keys), values, strict=True))
+        return self._decoded_changes(table, records)
+
+    def _decoded_changes(self, table: GlobalTableSpec, records: GlobalRecords) -> list[Change]:
+        """Record by record: null keys and undecodable records are left out."""
         decode_key = table.store.key_serde.deserialize
         decode_value = table.store.value_serde.deserialize
         changes: list[Change] = []

@@ -123,3 +123,8 @@ def test_the_readme_shows_timers_ticks_expiry_and_failing_firings() -> None:
 @pytest.mark.parametrize("block", _timer_blocks(), ids=lambda b: b.splitlines()[0][10:40])
 def test_the_readme_timer_examples_run(block: str) -> None:
     exec(compile(block, "README.md", "exec"), {})
+
+
+def test_the_readme_global_table_example_runs() -> None:
+    [block] = [b for b in python_blocks() if b.startswith("# joins: stream-global table")]
+    exec(compile(block, "README.md", "exec"), {})

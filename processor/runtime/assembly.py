@@ -130,14 +130,9 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
     consumer = GroupConsumer(group_settings)
     on_failure.callback(_close_quietly, consumer, instance_id)
     changelogs = {t for sub in parts.subtopologies.values() for t in sub.changelog_topics.values()}
-    global_tables = _global_tables(parts, admin)
-    resources.callback(global_tables.close)
-    global_tables.start()
-    options = _task_options(
-        parts,
-        output.changelog_limits(changelogs, producer_max_bytes(output_settings)),
-        global_tables,
-    )
+    global_tables = _global_tables(parts, admin, resources)
+    limits = output.changelog_limits(changelogs, producer_max_bytes(output_settings))
+    options = _task_options(parts, limits, global_tables)
     committer = make_committer(
         output.producer, consumer, exactly_once=cfg.exactly_once, options=options, emitter=output
     )
@@ -185,8 +180,9 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
     )
 
 
-def _global_tables(parts: WorkerParts, admin: Admin) -> GlobalTables:
-    """Every global table of the topology on this worker (`processor.runtime.global_tables`)."""
+def _global_tables(parts: WorkerParts, admin: Admin, resources: ExitStack) -> GlobalTables:
+    """Every global table of the topology on this worker (`processor.runtime.global_tables`),
+    started: their thread restores them, and the worker waits for it before joining."""
     cfg = parts.config
 
     def reader() -> GlobalTopicReader:
@@ -199,13 +195,16 @@ def _global_tables(parts: WorkerParts, admin: Admin) -> GlobalTables:
             read_committed=cfg.exactly_once,  # follows committed data only
         )
 
-    return GlobalTables(
+    tables = GlobalTables(
         parts.topology.global_tables(),
         cfg.app_state_dir,
         reader,
         admin.partition_counts,
         deserialization=cfg.deserialization_error_handler,
     )
+    resources.callback(tables.close)
+    tables.start()
+    return tables
 
 
 def _task_options(

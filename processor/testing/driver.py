@@ -105,6 +105,14 @@ class _Collector:
             self.records[topic].append(record)
 
 
+def _global_stores(topology: Topology, handler: ErrorHandler) -> GlobalStores:
+    """The global tables, in memory: applied as soon as their topics are piped to, read by
+    every task."""
+    tables = topology.global_tables()
+    backend = InMemoryBackend([t.name for t in tables])
+    return GlobalStores(backend, tables, undecodable_handler(handler))
+
+
 class TopologyTestDriver:
     """Runs `topology` in memory, as application `application_id` (default: its name)."""
 
@@ -161,13 +169,7 @@ class TopologyTestDriver:
         # A worker's default budget; the driver commits after every record, so it never fills.
         memory = MemoryBudget(DEFAULT_STORE_CACHE_BYTES)
         self._stores: dict[str, AnyStore] = {}
-        # Global tables: applied as soon as their topics are piped to, read by every task.
-        tables = topology.global_tables()
-        self._global = GlobalStores(
-            InMemoryBackend([t.name for t in tables]),
-            tables,
-            undecodable_handler(deserialization_error_handler),
-        )
+        self._global = _global_stores(topology, deserialization_error_handler)
         # One clock per task (per sub-topology), and the task of each source topic.
         self._clocks: list[StreamClock] = []
         self._clock_of: dict[str, StreamClock] = {}

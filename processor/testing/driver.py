@@ -179,15 +179,13 @@ class TopologyTestDriver:
             )
             self._clocks.append(clock)
             self._clock_of.update(dict.fromkeys(sub.source_topics, clock))
-            stores = (
-                self._stores_of(sub, memory, max_changelog_record_bytes) if sub.stateful else None
-            )
+            stores = self._stores_of(sub, memory, max_changelog_record_bytes)
             self._sources.update(
                 instantiate(
                     sub,
                     self._context,
                     self._collector,
-                    {**self._global.stores, **(stores or {})},
+                    stores,
                     f"{sub.id}_0",
                     retry,
                     clock,
@@ -201,8 +199,10 @@ class TopologyTestDriver:
     def _stores_of(
         self, sub: SubTopology, memory: MemoryBudget, max_changelog_record_bytes: int
     ) -> dict[str, Any]:
-        """The stores of the task of `sub`, in memory; their changelogs become readable
-        topics."""
+        """The stores of the task of `sub`, in memory (their changelogs become readable
+        topics), and the global stores."""
+        if not sub.stateful:
+            return dict(self._global.stores)
         task_stores = TaskStores(
             InMemoryBackend(backend_stores(sub.stores)),
             sub.stores,
@@ -216,7 +216,7 @@ class TopologyTestDriver:
         for spec in sub.stores:
             changelog = sub.changelog_topics[spec.name]
             self._serdes[changelog] = (spec.key_serde, spec.value_serde)
-        return dict(task_stores.stores)
+        return {**self._global.stores, **task_stores.stores}
 
     @property
     def now_ms(self) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from processor import serdes
-from processor.dsl import GroupedStream, GroupedTable, Stream, Table, Topology
+from processor.dsl import GlobalTable, GroupedStream, GroupedTable, Stream, Table, Topology
 from processor.errors import ProcessorError, TransientError
 from processor.state.restore_protocols import RestoreListener
 from processor.topology.context import ProcessorContext
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ErrorHandler",
+    "GlobalTable",
     "GroupedStream",
     "GroupedTable",
     "ProcessorContext",

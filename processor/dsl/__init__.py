@@ -5,8 +5,9 @@ logical graph), `stream` (`Stream`, `GroupedStream`, `Table`), `tables` (`Groupe
 table operators), `topology` (`Topology`).
 """
 
+from processor.dsl.global_table import GlobalTable
 from processor.dsl.stream import GroupedStream, Stream, Table
 from processor.dsl.tables import GroupedTable
 from processor.dsl.topology import Topology
 
-__all__ = ["GroupedStream", "GroupedTable", "Stream", "Table", "Topology"]
+__all__ = ["GlobalTable", "GroupedStream", "GroupedTable", "Stream", "Table", "Topology"]

@@ -123,7 +123,9 @@ class GraphBuilder:
         on_deserialization_error: ErrorHandler | str | None,
         timestamp: TimestampExtractor | None = None,
     ) -> str:
-        if any(s.topic == topic for s in self._graph.sources()):
+        if any(s.topic == topic for s in self._graph.sources()) or any(
+            g.topic == topic for g in self._graph.global_tables.values()
+        ):
             raise TopologyError(f"topic {topic!r} is already a source of this topology")
         if timestamp is not None and not callable(timestamp):
             raise TopologyError(

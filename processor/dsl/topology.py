@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from processor.dsl.builder import GraphBuilder, check_name
+from processor.dsl.global_table import GlobalTable, declare_global_table
 from processor.dsl.stream import Stream, Table
 from processor.serdes import BytesSerde, Serde
 from processor.topology.describe import describe
+from processor.topology.global_tables import GlobalTableSpec
 from processor.topology.graph import LogicalGraph, OperatorKind, TimestampExtractor
 from processor.topology.handling import ErrorHandler
 from processor.topology.subtopology import SubTopology, build_subtopologies
@@ -191,6 +193,36 @@ class Topology:
         )
         return Table(self._builder, node, source.key_serde, source.value_serde, store)
 
+    def global_table(
+        self,
+        topic: str,
+        *,
+        key_serde: Serde[K],
+        value_serde: Serde[V],
+        name: str | None = None,
+        on_deserialization_error: Handler = None,
+    ) -> GlobalTable[K, V]:
+        """`topic` as a global table: every worker reads all its partitions into a local store
+        named `name` (default: the topic's name) before its tasks process, and follows it while
+        they run. Streams join it by any key (`Stream.join(table, joiner, key=...)`), with no
+        co-partitioning. The topic is its changelog: it has none of its own, and a restarted
+        worker reads only what is new since its checkpoint. A record with a null value deletes
+        its key; one with a null key is skipped with a warning; an undecodable one goes to
+        `on_deserialization_error` (default: the application's handler; dead_letter stops the
+        worker, as fail does: global records are read outside any task)."""
+        return declare_global_table(
+            self._builder,
+            topic,
+            key_serde,
+            value_serde,
+            name=name,
+            on_deserialization_error=on_deserialization_error,
+        )
+
+    def global_tables(self) -> list[GlobalTableSpec]:
+        """The global tables, in the order they were declared."""
+        return list(self._builder.graph.global_tables.values())
+
     def add_store(
         self,
         name: str,
@@ -223,4 +255,4 @@ class Topology:
         return build_subtopologies(self._builder.graph, application_id or self.name)
 
     def describe(self) -> str:
-        return describe(self.name, self.subtopologies())
+        return describe(self.name, self.subtopologies(), self.global_tables())

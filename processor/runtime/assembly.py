@@ -22,6 +22,7 @@ from processor.ids import TaskId
 from processor.kafka.admin import Admin
 from processor.kafka.changelog_reader import ChangelogReader
 from processor.kafka.consumer import GroupConsumer
+from processor.kafka.global_reader import GlobalTopicReader
 from processor.kafka.producer import OutputProducer, producer_max_bytes
 from processor.metrics import WorkerMetrics
 from processor.query.limits import QueryLimits
@@ -34,6 +35,7 @@ from processor.runtime.clients import (
     restore_consumer_settings,
 )
 from processor.runtime.commit import Committer, make_committer
+from processor.runtime.global_tables import GlobalTables
 from processor.runtime.output import Output
 from processor.runtime.query_source import RuntimeView, WorkerQuerySource
 from processor.runtime.rebalance import Rebalancer
@@ -77,6 +79,7 @@ class Collaborators:
     rebalancer: Rebalancer
     cleaner: StateCleaner
     stalls: StallWatch
+    global_tables: GlobalTables
     endpoint: str | None
     """Where this worker serves the query API, as others reach it (None: no HTTP server)."""
     http_port: int | None
@@ -127,9 +130,9 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
     consumer = GroupConsumer(group_settings)
     on_failure.callback(_close_quietly, consumer, instance_id)
     changelogs = {t for sub in parts.subtopologies.values() for t in sub.changelog_topics.values()}
-    options = _task_options(
-        parts, output.changelog_limits(changelogs, producer_max_bytes(output_settings))
-    )
+    global_tables = _global_tables(parts, admin, resources)
+    limits = output.changelog_limits(changelogs, producer_max_bytes(output_settings))
+    options = _task_options(parts, limits, global_tables)
     committer = make_committer(
         output.producer, consumer, exactly_once=cfg.exactly_once, options=options, emitter=output
     )
@@ -171,12 +174,42 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
         rebalancer=rebalancer,
         cleaner=StateCleaner(cfg.app_state_dir, cfg.state_cleanup_delay_ms / 1000),
         stalls=StallWatch(min(session_timeout_s, max_poll_interval_s)),
+        global_tables=global_tables,
         endpoint=endpoint,
         http_port=http_port,
     )
 
 
-def _task_options(parts: WorkerParts, changelog_limits: dict[str, int]) -> TaskOptions:
+def _global_tables(parts: WorkerParts, admin: Admin, resources: ExitStack) -> GlobalTables:
+    """Every global table of the topology on this worker (`processor.runtime.global_tables`),
+    started: their thread restores them, and the worker waits for it before joining."""
+    cfg = parts.config
+
+    def reader() -> GlobalTopicReader:
+        return GlobalTopicReader(
+            {
+                **restore_consumer_settings(cfg, parts.instance_id),
+                "client.id": f"{parts.instance_id}-global",
+            },
+            group_id=f"{cfg.application_id}-global-{parts.instance_id}",
+            read_committed=cfg.exactly_once,  # follows committed data only
+        )
+
+    tables = GlobalTables(
+        parts.topology.global_tables(),
+        cfg.app_state_dir,
+        reader,
+        admin.partition_counts,
+        deserialization=cfg.deserialization_error_handler,
+    )
+    resources.callback(tables.close)
+    tables.start()
+    return tables
+
+
+def _task_options(
+    parts: WorkerParts, changelog_limits: dict[str, int], global_tables: GlobalTables
+) -> TaskOptions:
     cfg = parts.config
     unproducible: dict[RecordPosition, tuple[RecordFailure, RecordBytes]] = {}
     return TaskOptions(
@@ -191,6 +224,7 @@ def _task_options(parts: WorkerParts, changelog_limits: dict[str, int]) -> TaskO
         changelog_limits=changelog_limits,
         idle_advance_ms=cfg.idle_advance_ms,
         max_task_idle_ms=cfg.max_task_idle_ms,
+        global_stores=global_tables.stores,
     )
 
 

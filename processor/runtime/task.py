@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from processor.errors import ProcessorError
 from processor.ids import Partition, TaskId
@@ -67,6 +68,8 @@ class TaskOptions:
     # A task with several input partitions: how long an input with no buffered record is waited
     # for (`processor.topology.partition_group`).
     max_task_idle_ms: int = 0
+    # The global tables' stores by name (`processor.runtime.global_tables`), for joins.
+    global_stores: Mapping[str, Any] = field(default_factory=dict)
 
 
 class TaskState(Enum):
@@ -112,6 +115,7 @@ class StreamTask:
         self._retry = options.retry
         self._unproducible = options.unproducible
         self._changelog_limits = options.changelog_limits
+        self._global_stores = options.global_stores
         # Stream time, kept (and checkpointed in the committed offsets' metadata) only when an
         # operator works with event time.
         self.timed = subtopology.timed
@@ -144,7 +148,7 @@ class StreamTask:
             self.subtopology,
             self._context,
             self._emitter,
-            stores.stores if stores is not None else None,
+            {**self._global_stores, **(stores.stores if stores is not None else {})},
             str(self.id),
             self._retry,
             self.clock,

@@ -203,6 +203,9 @@ class Worker:
 
     def _join(self, parts: Collaborators) -> None:
         """Warm up when joining a running application, then join the group."""
+        while not self._stop_requested and not parts.global_tables.restored():
+            self._refresh_metrics(parts)  # tasks wait for the global tables to load
+            time.sleep(POLL_INTERVAL_S)
         warm_up = WarmUp(
             self.config, parts.plan, parts.admin, parts.tasks, parts.status, parts.rebalancer
         )
@@ -356,6 +359,7 @@ class Worker:
         metrics, follow the source topics' partition counts, delete long-unused task
         directories."""
         parts.status.follow()
+        parts.global_tables.check()
         if parts.rebalancer.update_prewarm():
             self._next_status = 0.0
         busy = bool(parts.rebalancer.joiners) or any(

@@ -47,6 +47,12 @@ from processor.errors import TopologyError
 from processor.kafka.record_size import DEFAULT_MESSAGE_MAX_BYTES, max_record_bytes
 from processor.serdes import Serde
 from processor.state.budget import DEFAULT_STORE_CACHE_BYTES, MemoryBudget
+from processor.state.global_store import (
+    GlobalRecords,
+    GlobalStore,
+    GlobalStores,
+    undecodable_handler,
+)
 from processor.state.indexing import backend_stores
 from processor.state.memory import InMemoryBackend
 from processor.state.task_stores import AnyStore, TaskStores
@@ -108,6 +114,14 @@ class _Collector:
             self.records[topic].append(record)
 
 
+def _global_stores(topology: Topology, handler: ErrorHandler) -> GlobalStores:
+    """The global tables, in memory: applied as soon as their topics are piped to, read by
+    every task."""
+    tables = topology.global_tables()
+    backend = InMemoryBackend([t.name for t in tables])
+    return GlobalStores(backend, tables, undecodable_handler(handler))
+
+
 class TopologyTestDriver:
     """Runs `topology` in memory, as application `application_id` (default: its name)."""
 
@@ -167,6 +181,7 @@ class TopologyTestDriver:
         # A worker's default budget; the driver commits after every record, so it never fills.
         memory = MemoryBudget(DEFAULT_STORE_CACHE_BYTES)
         self._stores: dict[str, AnyStore] = {}
+        self._global = _global_stores(topology, deserialization_error_handler)
         # One clock per task (per sub-topology), and the task of each source topic.
         self._clocks: list[StreamClock] = []
         self._clock_of: dict[str, StreamClock] = {}
@@ -176,9 +191,7 @@ class TopologyTestDriver:
             )
             self._clocks.append(clock)
             self._clock_of.update(dict.fromkeys(sub.source_topics, clock))
-            stores = (
-                self._stores_of(sub, memory, max_changelog_record_bytes) if sub.stateful else None
-            )
+            stores = self._stores_of(sub, memory, max_changelog_record_bytes)
             self._sources.update(
                 instantiate(
                     sub,
@@ -198,8 +211,10 @@ class TopologyTestDriver:
     def _stores_of(
         self, sub: SubTopology, memory: MemoryBudget, max_changelog_record_bytes: int
     ) -> dict[str, Any]:
-        """The stores of the task of `sub`, in memory; their changelogs become readable
-        topics."""
+        """The stores of the task of `sub`, in memory (their changelogs become readable
+        topics), and the global stores."""
+        if not sub.stateful:
+            return dict(self._global.stores)
         task_stores = TaskStores(
             InMemoryBackend(backend_stores(sub.stores)),
             sub.stores,
@@ -213,7 +228,7 @@ class TopologyTestDriver:
         for spec in sub.stores:
             changelog = sub.changelog_topics[spec.name]
             self._serdes[changelog] = (spec.key_serde, spec.value_serde)
-        return dict(task_stores.stores)
+        return {**self._global.stores, **task_stores.stores}
 
     @property
     def now_ms(self) -> int:
@@ -262,12 +277,18 @@ class TopologyTestDriver:
         timestamp: int | None = None,
         headers: Headers | None = None,
     ) -> None:
-        """Feed one record to `topic`, serialized with that source's serdes."""
-        source = self._source(topic)
+        """Feed one record to `topic`, serialized with that source's (or global table's)
+        serdes."""
+        if topic in self._global.tables:
+            serdes = self._global.tables[topic].store
+            key_serde, value_serde = serdes.key_serde, serdes.value_serde
+        else:
+            source = self._source(topic)
+            key_serde, value_serde = source.key_serde, source.value_serde
         self.pipe_bytes(
             topic,
-            source.key_serde.serialize(key),
-            source.value_serde.serialize(value),
+            key_serde.serialize(key),
+            value_serde.serialize(value),
             timestamp=timestamp,
             headers=headers,
         )
@@ -281,7 +302,13 @@ class TopologyTestDriver:
         timestamp: int | None = None,
         headers: Headers | None = None,
     ) -> None:
-        """Feed one record as raw bytes, as a producer would have written it."""
+        """Feed one record as raw bytes, as a producer would have written it. A global table's
+        topic updates its store at once."""
+        if topic in self._global.tables:
+            offset = self._offsets[topic]
+            self._offsets[topic] = offset + 1
+            self._global.apply(GlobalRecords(topic, 0, offset, [key], [value], [offset]))
+            return
         at = self._now_ms if timestamp is None else timestamp
         if self._held is not None:
             self._source(topic)
@@ -423,6 +450,17 @@ class TopologyTestDriver:
         if not isinstance(store, KeyValueStore):
             raise TopologyError(f"store {name!r} is not a key-value store")
         return store
+
+    def global_store(self, name: str) -> GlobalStore[Any, Any]:
+        """The global table whose store is `name` (`Topology.global_table(name=...)`, default
+        its topic), as joins read it: `get(key)`, `all()`."""
+        try:
+            return self._global.stores[name]
+        except KeyError:
+            raise TopologyError(
+                f"topology {self._topology.name!r} has no global table {name!r}; its global "
+                f"tables are {sorted(self._global.stores)}"
+            ) from None
 
     def timers(self, operator: str) -> list[tuple[Any, str, str, int]]:
         """The timers set by `process()` operator `operator` (its `name=`), as (key, name,

@@ -7,14 +7,17 @@ Besides Kafka Streams' fields, an operator's line shows what acts on time: a sto
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from processor.topology.global_tables import GlobalTableSpec
 from processor.topology.graph import OperatorNode, SinkNode, SourceNode, StoreSpec, parents_of
 from processor.topology.stream_table_join import JOIN_KINDS, describe_join
 from processor.topology.subtopology import SubTopology
 
 
-def describe(name: str, subtopologies: list[SubTopology]) -> str:
+def describe(
+    name: str, subtopologies: list[SubTopology], global_tables: Sequence[GlobalTableSpec] = ()
+) -> str:
     lines = [f"Topology: {name}"]
     for sub in subtopologies:
         lines.append(f"  Sub-topology {sub.id}")
@@ -46,6 +49,12 @@ def describe(name: str, subtopologies: list[SubTopology]) -> str:
             if parents_of(node):
                 arrows += f" <-- {', '.join(parents_of(node))}"
             lines.append(f"    {head}{arrows}")
+    for table in global_tables:  # Kafka Streams: "for global store (will not generate tasks)"
+        store = table.store
+        lines.append(
+            f"  Global store {store.name} (topic: {table.topic}, key: {store.key_serde.name}, "
+            f"value: {store.value_serde.name}; read whole by every worker, no tasks)"
+        )
     return "\n".join(lines)
 
 
@@ -54,6 +63,8 @@ def _operator(node: OperatorNode, specs: Mapping[str, StoreSpec]) -> str:
     if node.windows is not None:
         parts.append(repr(node.windows))
         parts.append(f"emit {'final' if node.emit_final else 'update'}")
+    if node.global_join is not None:
+        parts.append(node.global_join.describe())
     stores = [_store(store, specs.get(store)) for store in node.stores if store != node.timer_store]
     if stores:
         parts.append(f"stores: {', '.join(stores)}")

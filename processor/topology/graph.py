@@ -13,6 +13,7 @@ from typing import Any
 
 from processor.errors import TopologyError
 from processor.serdes import Serde
+from processor.topology.global_tables import GlobalJoinSpec, GlobalTableSpec
 from processor.topology.handling import ErrorHandler
 from processor.topology.retry import Retry
 
@@ -54,6 +55,8 @@ class OperatorKind(Enum):
     STREAM_TABLE_LEFT_JOIN = "stream_table_left_join"
     # One side of a stream-stream join (`join`: `processor.topology.stream_stream_join.JoinSpec`).
     STREAM_JOIN = "stream_join"
+    # Looks each record up in a global table (`global_join`; `processor.topology.global_tables`).
+    GLOBAL_JOIN = "global_join"
 
 
 class StoreKind(Enum):
@@ -165,6 +168,8 @@ class OperatorNode:
     table: Any = None
     # STREAM_JOIN: what the side joins (`processor.topology.stream_stream_join.JoinSpec`).
     join: Any = None
+    # GLOBAL_JOIN: the global table's store, how, and the lookup key (`function`: the joiner).
+    global_join: GlobalJoinSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -194,11 +199,22 @@ class LogicalGraph:
 
     nodes: dict[str, Node] = field(default_factory=dict)
     stores: dict[str, StoreSpec] = field(default_factory=dict)
+    # Global tables by store name: no node reads their topics, every worker reads them whole.
+    global_tables: dict[str, GlobalTableSpec] = field(default_factory=dict)
 
     def add_store(self, spec: StoreSpec) -> None:
-        if spec.name in self.stores:
+        if spec.name in self.stores or spec.name in self.global_tables:
             raise TopologyError(f"two stores are named {spec.name!r}; store names must be unique")
         self.stores[spec.name] = spec
+
+    def add_global_table(self, spec: GlobalTableSpec) -> None:
+        if any(s.topic == spec.topic for s in self.sources()) or any(
+            g.topic == spec.topic for g in self.global_tables.values()
+        ):
+            raise TopologyError(f"topic {spec.topic!r} is already a source of this topology")
+        if spec.name in self.stores or spec.name in self.global_tables:
+            raise TopologyError(f"two stores are named {spec.name!r}; store names must be unique")
+        self.global_tables[spec.name] = spec
 
     def add(self, node: Node) -> None:
         if node.name in self.nodes:

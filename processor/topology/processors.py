@@ -15,6 +15,7 @@ from typing import Any
 from processor.errors import DeserializationError, RecordRejectedError, TransientError
 from processor.serdes import Serde
 from processor.topology.clock import StreamClock
+from processor.topology.global_tables import global_join_processor
 from processor.topology.graph import (
     Node,
     OperatorKind,
@@ -267,6 +268,9 @@ def _make(
         from processor.topology.stream_stream_join import join_side
 
         return join_side(name, node.join, stores, context, policy, clock)
+    if kind is OperatorKind.GLOBAL_JOIN:
+        assert node.global_join is not None, f"global join {name} has no spec"
+        return global_join_processor(name, node.global_join, fn, stores, context, policy)
     if kind is OperatorKind.PROCESS:
         assert fn is not None, f"process {name} has no function"
         return _process(node, fn, context, stores, task_id, policy, clock, count_firing)

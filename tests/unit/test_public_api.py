@@ -12,6 +12,7 @@ import processor
 def test_top_level_all_is_exactly_the_documented_surface() -> None:
     assert sorted(processor.__all__) == [
         "ErrorHandler",
+        "GlobalTable",
         "GroupedStream",
         "GroupedTable",
         "ProcessorContext",

@@ -153,3 +153,8 @@ def test_the_readme_has_stream_table_join_examples() -> None:
 @pytest.mark.parametrize("block", _join_blocks(), ids=lambda b: b.splitlines()[0][9:40])
 def test_the_readme_join_examples_run(block: str) -> None:
     exec(compile(block, "README.md", "exec"), {})
+
+
+def test_the_readme_global_table_example_runs() -> None:
+    [block] = [b for b in python_blocks() if b.startswith("# joins: stream-global table")]
+    exec(compile(block, "README.md", "exec"), {})

@@ -154,12 +154,20 @@ class GraphBuilder:
         function: Callable[..., Any] | None = None,
         stores: Sequence[str] = (),
         retry: Retry | None = None,
+        reads: Sequence[str] = (),
     ) -> str:
-        """An operator of `kind` reading `parents`, named `name` or `<kind>-<n>`."""
+        """An operator of `kind` reading `parents` (and looking up the tables `reads`), named
+        `name` or `<kind>-<n>`."""
         node = self.name(kind.value, name)
         self._graph.add(
             OperatorNode(
-                node, kind, tuple(parents), function=function, stores=tuple(stores), retry=retry
+                node,
+                kind,
+                tuple(parents),
+                function=function,
+                stores=tuple(stores),
+                retry=retry,
+                reads=tuple(reads),
             )
         )
         return node

@@ -33,5 +33,10 @@ def stream_table_join(stream: Any, table: Any, joiner: Any, *, how: str, name: s
     parent = stream.node_name
     if stream.key_changed:
         parent = builder.add_repartition(parent, node, table.key_serde, stream.value_serde)
-    builder.add_operator(kind, (parent,), name=node, function=joiner, stores=(table.store_name,))
+    # A table with a store (a source, an aggregation, a named operator) is read there; one
+    # without (an unnamed filter or map_values) through its parent's.
+    stores = (table.store_name,) if table.store_name is not None else ()
+    builder.add_operator(
+        kind, (parent,), name=node, function=joiner, stores=stores, reads=(table.node_name,)
+    )
     return Stream(builder, node, stream.key_serde, stream.value_serde)

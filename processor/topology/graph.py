@@ -142,6 +142,9 @@ class OperatorNode:
     branch_index: int = -1
     # AGGREGATE, MATERIALIZE, PROCESS: the stores the operator uses.
     stores: tuple[str, ...] = ()
+    # Table nodes the operator looks up without receiving their updates (a stream-table join
+    # reads its table): they share its sub-topology, like nodes sharing a store.
+    reads: tuple[str, ...] = ()
     # AGGREGATE: makes the first aggregate of a key; None means the first value is it (reduce).
     initializer: Callable[[], Any] | None = None
     # Overrides the application's retry of transient errors raised by `function`.

@@ -263,7 +263,7 @@ def _make(
         assert fn is not None, f"windowed aggregate {name} has no aggregator"
         return _windowed(node, stores[node.stores[0]], context, policy, clock)
     if kind in JOIN_KINDS:
-        return make_stream_table_join(node, context, stores, policy)
+        return make_stream_table_join(node, context, tables.lookup(node.reads[0]), policy)
     if kind is OperatorKind.STREAM_JOIN:
         from processor.topology.stream_stream_join import join_side
 

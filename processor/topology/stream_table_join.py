@@ -15,13 +15,14 @@ including KIP-962's relaxed null keys):
 A dropped record counts as filtered. The result keeps the stream record's key, timestamp and
 headers.
 
-The table is read through `lookup(key) -> value or None`, made from the task's stores at
-`instantiate` time (`table_lookup`): the one place that decides how a table is read.
+The table is read through `lookup(key) -> value or None`, the table's value getter
+(`processor.topology.tables.TablePlan.lookup`): its store, or for a table without one (an
+unnamed filter or map_values) its parent's value passed through the operator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from processor.topology.graph import OperatorKind, OperatorNode
@@ -78,20 +79,15 @@ class StreamTableJoinProcessor(Operator):
         return self.forward(key, joined)
 
 
-def table_lookup(node: OperatorNode, stores: Mapping[str, Any]) -> Lookup:
-    """How join `node` reads its table: the table's store, by key."""
-    get: Lookup = stores[node.stores[0]].get
-    return get
-
-
 def make_stream_table_join(
-    node: OperatorNode, context: RecordContext, stores: Mapping[str, Any], retry: Retry | None
+    node: OperatorNode, context: RecordContext, lookup: Lookup, retry: Retry | None
 ) -> StreamTableJoinProcessor:
-    """The processor of join `node` (one of `JOIN_KINDS`) over a task's `stores`."""
+    """The processor of join `node` (one of `JOIN_KINDS`), reading its table (`node.reads`)
+    through `lookup` (`processor.topology.tables.TablePlan.lookup`)."""
     assert node.function is not None, f"join {node.name} has no joiner"
     return StreamTableJoinProcessor(
         node.name,
-        table_lookup(node, stores),
+        lookup,
         node.function,
         context,
         retry,

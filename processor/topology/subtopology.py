@@ -1,9 +1,10 @@
 """Cutting a logical graph into sub-topologies: its connected parts.
 
-Nodes are connected by edges and by the stores they share. Repartition topics cut the graph:
-the sink writing one and the source reading it land in different sub-topologies. Sub-topologies
-are numbered in the order their first source was declared, so the numbering, and therefore every
-task id, is stable as long as the declaration order is.
+Nodes are connected by edges, by the stores they share, and by the tables they read.
+Repartition topics cut the graph: the sink writing one and the source reading it land in
+different sub-topologies. Sub-topologies are numbered in the order their first source was
+declared, so the numbering, and therefore every task id, is stable as long as the declaration
+order is.
 """
 
 from __future__ import annotations
@@ -125,6 +126,9 @@ def build_subtopologies(graph: LogicalGraph, application_id: str) -> list[SubTop
     for node in graph.nodes.values():
         for parent in parents_of(node):
             root[find(node.name)] = find(parent)
+        if isinstance(node, OperatorNode):
+            for read in node.reads:
+                root[find(node.name)] = find(read)
         if isinstance(node, OperatorNode):
             for store in node.stores:
                 if store in store_users:

@@ -198,3 +198,29 @@ def test_without_a_backlog_records_are_processed_in_the_order_piped() -> None:
     driver.pipe("customers", "c1", "alicia", timestamp=20)
     driver.pipe("orders", "c1", "o5", timestamp=5)
     assert driver.read("out") == [("c1", "o5+alicia")]
+
+
+def test_a_stream_joins_a_filtered_and_mapped_table_that_has_no_store_of_its_own() -> None:
+    """An unnamed table operator keeps no store: the join reads the table's value through it
+    (its value getter), so it sees exactly the rows the operator would pass."""
+    topology = Topology("enrich")
+    orders = topology.stream("orders", key_serde=STR, value_serde=STR)
+    customers = topology.table("customers", key_serde=STR, value_serde=STR)
+    active = customers.filter(lambda _key, value: not value.startswith("closed"))
+    shouting = active.map_values(str.upper)
+    assert shouting.store_name is None
+    orders.join(shouting, _pair, how="left", name="enrich").to("out")
+    [sub] = topology.subtopologies()  # the join reads the table: one task holds both
+    driver = TopologyTestDriver(topology)
+    driver.pipe("customers", "c1", "alice")
+    driver.pipe("orders", "c1", "o1")
+    driver.pipe("customers", "c1", "closed: alice")  # filtered out: the join finds nothing
+    driver.pipe("orders", "c1", "o2")
+    driver.pipe("customers", "c1", "alice again")
+    driver.pipe("orders", "c1", "o3")
+    assert [(r.key, r.value) for r in driver.read_records("out")] == [
+        (b"c1", b"o1+ALICE"),
+        (b"c1", b"o2+None"),
+        (b"c1", b"o3+ALICE AGAIN"),
+    ]
+    assert [s.name for s in sub.stores] == ["customers"]

@@ -140,6 +140,7 @@ MODULES: list[tuple[str, str, tuple[str, ...], dict[str, str]]] = [
     ("running_sum", "topologies/running_sum.py", ("topology",), {}),
     ("running_sum_timeout", "topologies/running_sum_timeout.py", ("topology",), {}),
     ("device_alerts", "topologies/device_alerts.py", ("topology",), {}),
+    ("order_enrichment", "topologies/order_enrichment.py", ("topology",), {}),
     ("wordcount", "topologies/wordcount.py", ("topology",), {}),
     ("words", "topologies/words.py", ("topology",), {}),
     (
@@ -221,6 +222,10 @@ def _plain(value: Any) -> Any:
         return f"{type(value).__name__}({value.name})"
     if callable(value):
         return "<function>"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # A join's spec: its fields, functions shown as such.
+        fields = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {"type": type(value).__name__, **fields}
     raise TypeError(f"no snapshot form for {value!r}")
 
 

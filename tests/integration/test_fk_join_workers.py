@@ -34,7 +34,12 @@ def _view(bootstrap: str, topic: str, want: dict[str, str], timeout: float) -> d
     """The last value per key of `topic` (a tombstone removes the key), read until it equals
     `want` or `timeout` passes."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "unused",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
     )
     view: dict[str, str] = {}
     try:
@@ -57,8 +62,9 @@ def _view(bootstrap: str, topic: str, want: dict[str, str], timeout: float) -> d
     return view
 
 
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_a_foreign_key_join_converges_to_the_join_of_the_final_tables(
-    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path, guarantee: str
 ) -> None:
     orders_topic, customers_topic = f"{unique_name}-orders", f"{unique_name}-customers"
     sink = f"{unique_name}-out"
@@ -81,7 +87,7 @@ def test_a_foreign_key_join_converges_to_the_join_of_the_final_tables(
             env=env,
             workdir=tmp_path,
             instance=instance,
-            extra=["--application-id", unique_name],
+            extra=["--processing-guarantee", guarantee, "--application-id", unique_name],
         )
         for instance in ("w1", "w2")
     ]

@@ -3,7 +3,9 @@
 External source and sink topics must exist. All sources of one sub-topology must have the same
 partition count (co-partitioning). A repartition topic gets the partition count of the external
 topics read with it (a re-keyed stream joining a table), else the task count of the sub-topology
-that writes it; a changelog topic the task count of the sub-topology that owns its store.
+that writes it (or, when that sub-topology waits for it, the count of the topics read with it:
+a foreign-key join's subscription and response topics); a changelog topic the task count of
+the sub-topology that owns its store.
 Internal topics are created when missing and checked when present; nothing is ever deleted or
 altered.
 """
@@ -49,16 +51,36 @@ def plan_partitions(
                 raise CoPartitioningError(sub.id, by_topic)
             tasks[sub.id] = next(iter(by_topic.values()))
             for topic in sub.repartition_sink_topics:
-                repartition[topic] = copartitioned.get(topic, tasks[sub.id])
+                # Unless the sub-topology reading it already gave it its count (below).
+                repartition.setdefault(topic, copartitioned.get(topic, tasks[sub.id]))
             pending.remove(sub)
             progressed = True
-        if not progressed:
+        if not progressed and not _copartition_pending(
+            pending, {**external_counts, **repartition}, repartition
+        ):
             raise TopologyError(
                 "sub-topologies "
                 + ", ".join(str(s.id) for s in pending)
                 + " read repartition topics that no sub-topology writes"
             )
     return TopicPlan(tasks, repartition)
+
+
+def _copartition_pending(
+    pending: list[SubTopology], known: Mapping[str, int], repartition: dict[str, int]
+) -> bool:
+    """Sub-topologies that read each other's topics (a foreign-key join: the left side writes
+    subscriptions the right side reads, the right side answers the left side): in the first
+    pending one that reads a topic of known count, the internal topics it reads get that
+    count, as they must to be co-partitioned with it. False when none does."""
+    written = {t for sub in pending for t in sub.repartition_sink_topics}
+    for sub in pending:
+        counts = [known[t] for t in sub.source_topics if t in known]
+        waiting = [t for t in sub.source_topics if t not in known]
+        if counts and all(t in written for t in waiting):
+            repartition.update(dict.fromkeys(waiting, counts[0]))
+            return True
+    return False
 
 
 def _copartitioned_repartition(

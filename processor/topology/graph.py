@@ -57,6 +57,13 @@ class OperatorKind(Enum):
     STREAM_JOIN = "stream_join"
     # Looks each record up in a global table (`global_join`; `processor.topology.global_tables`).
     GLOBAL_JOIN = "global_join"
+    # The nodes of a table-table join by foreign key (`processor.topology.foreign_join`;
+    # `table` is its `ForeignJoinSpec`): the left table's subscriptions, the right side's
+    # answers to them and to right-table updates, and the left side's result table.
+    FK_SUBSCRIPTION_SEND = "fk_subscription_send"
+    FK_SUBSCRIPTION_JOIN = "fk_subscription_join"
+    FK_FOREIGN_JOIN = "fk_foreign_join"
+    FK_RESPONSE_JOIN = "fk_response_join"
 
 
 class StoreKind(Enum):

@@ -15,6 +15,7 @@ from typing import Any
 from processor.errors import DeserializationError, RecordRejectedError, TransientError
 from processor.serdes import Serde
 from processor.topology.clock import StreamClock
+from processor.topology.foreign_join import FOREIGN_JOIN_KINDS, make_foreign_join
 from processor.topology.global_tables import global_join_processor
 from processor.topology.graph import (
     Node,
@@ -248,6 +249,8 @@ def _make(
     policy = node.retry or retry  # for the user function
     if kind in TABLE_OPERATORS:
         return make_table_processor(node, context, stores, policy, tables)
+    if kind in FOREIGN_JOIN_KINDS:
+        return make_foreign_join(node, context, stores, policy, tables)
     if kind is OperatorKind.AGGREGATE:
         assert fn is not None, f"aggregate {name} has no aggregator"
         store = stores[node.stores[0]]

@@ -65,8 +65,11 @@ CHANGE_INPUTS = frozenset(
 )
 # Table operators built here (`make_table_processor`).
 TABLE_OPERATORS = CHANGE_INPUTS | {K.TABLE_AGGREGATE}
+# The foreign-key join (`processor.topology.foreign_join`): the nodes below its two tables
+# take changes; its result is a table node.
+CHANGE_INPUTS = CHANGE_INPUTS | {K.FK_SUBSCRIPTION_SEND, K.FK_FOREIGN_JOIN}
 # Nodes whose records are changes of a table when they emit changes at all.
-_TABLES = frozenset(TABLE_OPERATORS - {K.TABLE_GROUP_BY, K.TABLE_JOIN})
+_TABLES = frozenset(TABLE_OPERATORS - {K.TABLE_GROUP_BY, K.TABLE_JOIN}) | {K.FK_RESPONSE_JOIN}
 _SWITCHABLE = frozenset({K.MATERIALIZE, K.AGGREGATE})  # plain values unless a table reads them
 
 
@@ -135,8 +138,8 @@ class TablePlan:
             return not own_store  # a stored filter reads its own old value
         if kind is K.TABLE_MAP_VALUES:
             return not own_store and self._demanded[child.name]
-        if kind is K.TABLE_GROUP_BY:
-            return True
+        if kind in (K.TABLE_GROUP_BY, K.FK_SUBSCRIPTION_SEND):
+            return True  # the old row's group, the old row's foreign key
         if kind is K.TABLE_JOIN:
             spec: JoinSideSpec = child.table
             needs = spec.how == "outer" or (spec.how == "left" and spec.side == "left")

@@ -67,6 +67,9 @@ class TimeIndex:
         self.store = store
         # Entries removed since the last `take_removed`.
         self._removed: set[bytes] = set()
+        # Among them, those removed because what they indexed moved (`add` with `replaced`):
+        # readers skip them rather than look at what they index.
+        self._replaced: set[bytes] = set()
         # Entries not yet in the backend, the latest per ref (a ref indexed again before the
         # write needs only its last entry).
         self._pending: dict[bytes, bytes] = {}
@@ -81,11 +84,21 @@ class TimeIndex:
         self._ahead: dict[bytes, list[bytes]] = {}
         self._ahead_all: dict[bytes, bool] = {}
 
-    def add(self, clock: bytes, at: int, ref: bytes) -> None:
+    def add(self, clock: bytes, at: int, ref: bytes, replaced: bytes | None = None) -> None:
+        """Index `ref` at `at` on `clock`; `replaced`: the clock and time (9 bytes) it was
+        indexed at before, when known, whose entry is then removed now rather than found
+        stale when its time comes."""
         entry = INDEX + clock + U64.pack(at) + ref
-        self._pending[ref] = entry
+        pending = self._pending
+        if replaced is not None:
+            old = INDEX + replaced + ref
+            if old != entry and pending.get(ref) != old:  # a pending one is replaced below
+                self._removed.add(old)
+                self._replaced.add(old)
+        pending[ref] = entry
         if self._removed:
             self._removed.discard(entry)
+            self._replaced.discard(entry)
         first = self._pending_first.get(clock)
         if first is None or at < first:
             self._pending_first[clock] = at
@@ -114,9 +127,7 @@ class TimeIndex:
     def first(self, clock: bytes) -> int | None:
         """The time of the oldest entry of `clock` not consumed (None: there is none); maybe
         earlier (see the module docstring)."""
-        ahead = self._ahead.get(clock)
-        if ahead is None or not (ahead or self._ahead_all[clock]):
-            ahead = self._read(clock, READ_AHEAD)
+        ahead = self._front(clock)
         stored = U64.unpack_from(ahead[-1], 2)[0] if ahead else None
         pending = self._pending_first.get(clock)
         if pending is not None and (stored is None or pending < stored):
@@ -129,9 +140,8 @@ class TimeIndex:
         pending = self._pending_first.get(clock)
         if pending is not None and pending <= now:
             self.write()
-        ahead = self._ahead.get(clock)
-        if ahead is None or not (ahead or self._ahead_all[clock]):
-            ahead = self._read(clock, READ_AHEAD)
+        ahead = self._front(clock)
+        replaced = self._replaced
         group: list[tuple[int, bytes, bytes]] = []
         position = len(ahead)
         while True:
@@ -148,6 +158,8 @@ class TimeIndex:
             at = U64.unpack_from(entry, 2)[0]
             if at > now or (group and at != group[0][0]):
                 return group
+            if replaced and entry in replaced:
+                continue  # stale (its thing moved or went): nothing to check
             group.append((at, entry[_HEAD:], entry))
 
     def remove(self, entry: bytes) -> None:
@@ -158,6 +170,7 @@ class TimeIndex:
         """The entries removed since the last call: a commit writes their deletion to the
         backend with its checkpoint (or forgets them, when its transaction fails)."""
         removed, self._removed = self._removed, set()
+        self._replaced = set()
         return list(removed)
 
     def consumed(self, clock: bytes, last: bytes) -> None:
@@ -167,6 +180,20 @@ class TimeIndex:
         if ahead is not None:
             while ahead and ahead[-1] <= last:
                 ahead.pop()
+
+    def _front(self, clock: bytes) -> list[bytes]:
+        """The stored entries of `clock` read ahead (reading them when there are none),
+        without the replaced ones at the front: those count as consumed."""
+        ahead = self._ahead.get(clock)
+        if ahead is None or not (ahead or self._ahead_all[clock]):
+            ahead = self._read(clock, READ_AHEAD)
+        replaced = self._replaced
+        if replaced:
+            while ahead and ahead[-1] in replaced:
+                self._consumed_to[clock] = ahead.pop()
+                if not ahead and not self._ahead_all[clock]:
+                    ahead = self._read(clock, READ_AHEAD)
+        return ahead
 
     def _read(self, clock: bytes, count: int) -> list[bytes]:
         """Read up to `count` stored entries of `clock` after the consumed ones (pending

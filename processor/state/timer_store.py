@@ -77,8 +77,10 @@ class TimerStore:
             raise ChangelogRecordTooLargeError(
                 self.name, self._changelog, len(ref) + 1, 9, self._max_record_bytes
             )
-        self.cache.put(TIMER + ref, clock + U64.pack(at))
-        self.index.add(clock, at, ref)
+        # The time it replaces, if the cache has it in memory: its index entry goes now
+        # instead of costing a look when its time comes.
+        replaced = self.cache.swap(TIMER + ref, clock + U64.pack(at))
+        self.index.add(clock, at, ref, replaced)
 
     def cancel(self, key: bytes, name: str) -> None:
         ref = timer_ref(key, name)

@@ -112,10 +112,8 @@ class TimerStore:
                 # The common case, and nothing can change the timer between check and firing.
                 at, ref, entry = group[0]
                 index.remove(entry)
-                stored = TIMER + ref
                 # The timer's value is its clock and time, as in its index entry.
-                if cache.get(stored) == entry[1:_CLOCK_AND_TIME]:
-                    cache.delete(stored)
+                if cache.delete_if(TIMER + ref, entry[1:_CLOCK_AND_TIME]):
                     key, name = parse_ref(ref)
                     yield key, name, at
             else:
@@ -142,10 +140,8 @@ class TimerStore:
         due.sort()  # by (key bytes, name): unique per timer
         for (key, name), ref, at, entry in due:
             index.remove(entry)
-            stored = TIMER + ref
-            if cache.get(stored) != entry[1:_CLOCK_AND_TIME]:
+            if not cache.delete_if(TIMER + ref, entry[1:_CLOCK_AND_TIME]):
                 continue  # cancelled, or set again, by an earlier firing of the group
-            cache.delete(stored)
             yield key, name, at
 
     def all(self) -> Iterator[tuple[Any, str, str, int]]:

@@ -113,15 +113,18 @@ class TimeIndex:
             self._pending_first = {}  # what a forgotten entry left
             return
         entries = list(self._pending.values())
+        pending_first = self._pending_first
         self._pending = {}
         self._pending_first = {}
         self._ahead = {}  # stored entries appear: read again
-        for entry in entries:
-            clock = entry[1:2]
-            consumed = self._consumed_to.get(clock)
-            if consumed is not None and entry <= consumed:
+        consumed_to = self._consumed_to
+        for clock, consumed in list(consumed_to.items()):
+            first = pending_first.get(clock)  # no later than any pending entry of the clock
+            if first is None or first > U64.unpack_from(consumed, 2)[0]:
+                continue  # every pending entry of the clock comes after the consumed ones
+            if any(entry <= consumed and entry[1:2] == clock for entry in entries):
                 # Due already, behind where consumption got: scan from the start again.
-                del self._consumed_to[clock]
+                del consumed_to[clock]
         self._backend.write({self._store: [(entry, b"") for entry in entries]}, {})
 
     def first(self, clock: bytes) -> int | None:

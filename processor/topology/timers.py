@@ -125,7 +125,10 @@ class ProcessTimers:
             raise ValueError(f'a timer\'s clock is "stream" or "wall", not {clock!r}')
         if at_ms.__class__ is not int or at_ms < 0:
             _check_time(at_ms)
-        store.set(self._key_bytes(store, key), name, kind, at_ms)
+        key_bytes = store.key_serde.serialize(key)  # what _key_bytes does, inline
+        if key_bytes is None:
+            raise ValueError("timers are per key, and this record's key is None")
+        store.set(bytes(key_bytes), name, kind, at_ms)
         self._processor.reached = True  # the record changed state: it is not dropped
         if at_ms < self._due[kind]:
             self._due[kind] = at_ms

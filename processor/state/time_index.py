@@ -15,7 +15,8 @@ the caches' changes) and reach the backend at the checkpoint after it, like the 
 made them: a crash before it finds the index entry of a timer whose firing was not committed
 still there. They do not go through the store's cache, whose byte budget they would fill with
 entries nobody reads (the index reads the backend), and an entry indexed again before the
-commit is no longer removed.
+commit is no longer removed. An entry removed because what it indexed moved (`add` with
+`replaced`) is skipped by `first` and `due_group` until that commit, without a look at the store.
 
 A scan (a RocksDB iterator) is what a firing would cost most, so each scan reads ahead: the
 index keeps the next `READ_AHEAD` stored entries after the consumed ones in memory until it

@@ -9,9 +9,11 @@ One column family and one changelog hold the timers; the index by time shares th
 - index: `b"I" + clock + at + len + key + name` -> `b""`.
 
 Setting a timer writes its timer entry (through the cache) and indexes it; the entry of the time
-it replaces stays in the index until its time comes, when it no longer matches the timer entry
-and is dropped. Firing deletes the timer entry first (a changelog tombstone, in the same commit
-as what the firing writes and forwards), then calls the user's function, which may set it again.
+it replaces is removed at once when the cache holds that time in memory (`StoreCache.swap`, no
+backend read), otherwise it stays in the index until its time comes, when it no longer matches
+the timer entry and is dropped. Firing deletes the timer entry first (a changelog tombstone, in
+the same commit as what the firing writes and forwards), then calls the user's function, which
+may set it again.
 """
 
 from __future__ import annotations

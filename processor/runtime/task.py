@@ -236,7 +236,7 @@ class StreamTask:
             topic,
             offset,
             wall=wall,
-            failed=lambda e, topic, offset: self._fire_failed(e, topic, offset),
+            failed=self._fire_failed,
         )
 
     def _fire_failed(self, error: Exception, topic: str, offset: int) -> None:

@@ -175,9 +175,69 @@ class StoreCache:
             if grown > 0 and account.used > self._limit and account.evictable:
                 self._budget.make_room(self)
 
+    def swap(self, key: bytes, value: bytes) -> bytes | None:
+        """`put(key, value)`, returning the value `key` had if the cache holds it in memory
+        (dirty, clean or taken and not yet written); None when it had none or the cache does
+        not know it (never a backend read)."""
+        dirty = self._dirty
+        old = dirty.get(key, _ABSENT)
+        if old is not _ABSENT:  # changed again
+            grown = len(value) - (len(old) if old else 0)
+        else:
+            if self._dirty_keys is not None:
+                insort(self._dirty_keys, key)
+            old = self._clean.pop(key, _ABSENT)
+            if old is _ABSENT:
+                grown = len(key) + ENTRY_OVERHEAD + len(value)
+                old = self._unwritten.get(key) if self._unwritten else None
+            else:  # a cached read becomes a change: its bytes are no longer evictable
+                cached_size = len(old) if old else 0
+                self._account.evictable -= len(key) + ENTRY_OVERHEAD + cached_size
+                grown = len(value) - cached_size
+        dirty[key] = value
+        if grown:
+            account = self._account
+            account.used += grown
+            if grown > 0 and account.used > self._limit and account.evictable:
+                self._budget.make_room(self)
+        return old
+
     def delete(self, key: bytes) -> None:
         self.put(key, b"")  # a delete costs what an empty value does
         self._dirty[key] = None
+
+    def delete_if(self, key: bytes, value: bytes) -> bool:
+        """Delete `key` if its value (as `get` reads it) is `value`; whether it was. One
+        lookup where a timer's firing did a `get` and a `delete`."""
+        dirty = self._dirty
+        old = dirty.get(key, _ABSENT)
+        if old is not _ABSENT:
+            self.hits += 1
+            if old != value:
+                return False
+            self._account.used -= len(value)  # what `delete` would do: an empty value
+            dirty[key] = None
+            return True
+        clean = self._clean
+        old = clean.get(key, _ABSENT)
+        if old is _ABSENT:  # taken and not written, or in the backend only
+            if self.get(key) != value:
+                return False
+            self.delete(key)
+            return True
+        self.hits += 1
+        if old != value:
+            clean.move_to_end(key)
+            return False
+        # A cached read becomes a change (as in `put`), of an empty value.
+        del clean[key]
+        account = self._account
+        account.evictable -= len(key) + ENTRY_OVERHEAD + len(value)
+        account.used -= len(value)
+        if self._dirty_keys is not None:
+            insort(self._dirty_keys, key)
+        dirty[key] = None
+        return True
 
     def delete_local(self, key: bytes) -> None:
         """A delete the backend gets at the checkpoint but the changelog never does: what the

@@ -156,13 +156,14 @@ class RocksDBBackend:
     def write(self, changes: Mapping[str, Sequence[Change]], offsets: Mapping[str, int]) -> None:
         db = self._check_open()
         batch = WriteBatch(raw_mode=True)
+        put, delete = batch.put, batch.delete
         for store, store_changes in changes.items():
             handle = self._handle(store)
             for key, value in store_changes:
                 if value is None:
-                    batch.delete(key, handle)
+                    delete(key, handle)
                 else:
-                    batch.put(key, value, handle)
+                    put(key, value, handle)
         encoded = {topic: _OFFSET.pack(offset) for topic, offset in offsets.items()}
         for topic, offset_bytes in encoded.items():
             batch.put(topic.encode("utf-8"), offset_bytes, self._meta)

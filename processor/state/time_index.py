@@ -15,7 +15,8 @@ the caches' changes) and reach the backend at the checkpoint after it, like the 
 made them: a crash before it finds the index entry of a timer whose firing was not committed
 still there. They do not go through the store's cache, whose byte budget they would fill with
 entries nobody reads (the index reads the backend), and an entry indexed again before the
-commit is no longer removed.
+commit is no longer removed. An entry removed because what it indexed moved (`add` with
+`replaced`) is skipped by `first` and `due_group` until that commit, without a look at the store.
 
 A scan (a RocksDB iterator) is what a firing would cost most, so each scan reads ahead: the
 index keeps the next `READ_AHEAD` stored entries after the consumed ones in memory until it
@@ -67,6 +68,9 @@ class TimeIndex:
         self.store = store
         # Entries removed since the last `take_removed`.
         self._removed: set[bytes] = set()
+        # Among them, those removed because what they indexed moved (`add` with `replaced`):
+        # readers skip them rather than look at what they index.
+        self._replaced: set[bytes] = set()
         # Entries not yet in the backend, the latest per ref (a ref indexed again before the
         # write needs only its last entry).
         self._pending: dict[bytes, bytes] = {}
@@ -81,11 +85,21 @@ class TimeIndex:
         self._ahead: dict[bytes, list[bytes]] = {}
         self._ahead_all: dict[bytes, bool] = {}
 
-    def add(self, clock: bytes, at: int, ref: bytes) -> None:
+    def add(self, clock: bytes, at: int, ref: bytes, replaced: bytes | None = None) -> None:
+        """Index `ref` at `at` on `clock`; `replaced`: the clock and time (9 bytes) it was
+        indexed at before, when known, whose entry is then removed now rather than found
+        stale when its time comes."""
         entry = INDEX + clock + U64.pack(at) + ref
-        self._pending[ref] = entry
+        pending = self._pending
+        if replaced is not None:
+            old = INDEX + replaced + ref
+            if old != entry and pending.get(ref) != old:  # a pending one is replaced below
+                self._removed.add(old)
+                self._replaced.add(old)
+        pending[ref] = entry
         if self._removed:
             self._removed.discard(entry)
+            self._replaced.discard(entry)
         first = self._pending_first.get(clock)
         if first is None or at < first:
             self._pending_first[clock] = at
@@ -100,23 +114,24 @@ class TimeIndex:
             self._pending_first = {}  # what a forgotten entry left
             return
         entries = list(self._pending.values())
+        pending_first = self._pending_first
         self._pending = {}
         self._pending_first = {}
         self._ahead = {}  # stored entries appear: read again
-        for entry in entries:
-            clock = entry[1:2]
-            consumed = self._consumed_to.get(clock)
-            if consumed is not None and entry <= consumed:
+        consumed_to = self._consumed_to
+        for clock, consumed in list(consumed_to.items()):
+            first = pending_first.get(clock)  # no later than any pending entry of the clock
+            if first is None or first > U64.unpack_from(consumed, 2)[0]:
+                continue  # every pending entry of the clock comes after the consumed ones
+            if any(entry <= consumed and entry[1:2] == clock for entry in entries):
                 # Due already, behind where consumption got: scan from the start again.
-                del self._consumed_to[clock]
+                del consumed_to[clock]
         self._backend.write({self._store: [(entry, b"") for entry in entries]}, {})
 
     def first(self, clock: bytes) -> int | None:
         """The time of the oldest entry of `clock` not consumed (None: there is none); maybe
         earlier (see the module docstring)."""
-        ahead = self._ahead.get(clock)
-        if ahead is None or not (ahead or self._ahead_all[clock]):
-            ahead = self._read(clock, READ_AHEAD)
+        ahead = self._front(clock)
         stored = U64.unpack_from(ahead[-1], 2)[0] if ahead else None
         pending = self._pending_first.get(clock)
         if pending is not None and (stored is None or pending < stored):
@@ -129,9 +144,8 @@ class TimeIndex:
         pending = self._pending_first.get(clock)
         if pending is not None and pending <= now:
             self.write()
-        ahead = self._ahead.get(clock)
-        if ahead is None or not (ahead or self._ahead_all[clock]):
-            ahead = self._read(clock, READ_AHEAD)
+        ahead = self._front(clock)
+        replaced = self._replaced
         group: list[tuple[int, bytes, bytes]] = []
         position = len(ahead)
         while True:
@@ -148,6 +162,8 @@ class TimeIndex:
             at = U64.unpack_from(entry, 2)[0]
             if at > now or (group and at != group[0][0]):
                 return group
+            if replaced and entry in replaced:
+                continue  # stale (its thing moved or went): nothing to check
             group.append((at, entry[_HEAD:], entry))
 
     def remove(self, entry: bytes) -> None:
@@ -158,6 +174,7 @@ class TimeIndex:
         """The entries removed since the last call: a commit writes their deletion to the
         backend with its checkpoint (or forgets them, when its transaction fails)."""
         removed, self._removed = self._removed, set()
+        self._replaced = set()
         return list(removed)
 
     def consumed(self, clock: bytes, last: bytes) -> None:
@@ -167,6 +184,20 @@ class TimeIndex:
         if ahead is not None:
             while ahead and ahead[-1] <= last:
                 ahead.pop()
+
+    def _front(self, clock: bytes) -> list[bytes]:
+        """The stored entries of `clock` read ahead (reading them when there are none),
+        without the replaced ones at the front: those count as consumed."""
+        ahead = self._ahead.get(clock)
+        if ahead is None or not (ahead or self._ahead_all[clock]):
+            ahead = self._read(clock, READ_AHEAD)
+        replaced = self._replaced
+        if replaced:
+            while ahead and ahead[-1] in replaced:
+                self._consumed_to[clock] = ahead.pop()
+                if not ahead and not self._ahead_all[clock]:
+                    ahead = self._read(clock, READ_AHEAD)
+        return ahead
 
     def _read(self, clock: bytes, count: int) -> list[bytes]:
         """Read up to `count` stored entries of `clock` after the consumed ones (pending

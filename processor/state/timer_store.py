@@ -9,9 +9,11 @@ One column family and one changelog hold the timers; the index by time shares th
 - index: `b"I" + clock + at + len + key + name` -> `b""`.
 
 Setting a timer writes its timer entry (through the cache) and indexes it; the entry of the time
-it replaces stays in the index until its time comes, when it no longer matches the timer entry
-and is dropped. Firing deletes the timer entry first (a changelog tombstone, in the same commit
-as what the firing writes and forwards), then calls the user's function, which may set it again.
+it replaces is removed at once when the cache holds that time in memory (`StoreCache.swap`, no
+backend read), otherwise it stays in the index until its time comes, when it no longer matches
+the timer entry and is dropped. Firing deletes the timer entry first (a changelog tombstone, in
+the same commit as what the firing writes and forwards), then calls the user's function, which
+may set it again.
 """
 
 from __future__ import annotations
@@ -77,8 +79,10 @@ class TimerStore:
             raise ChangelogRecordTooLargeError(
                 self.name, self._changelog, len(ref) + 1, 9, self._max_record_bytes
             )
-        self.cache.put(TIMER + ref, clock + U64.pack(at))
-        self.index.add(clock, at, ref)
+        # The time it replaces, if the cache has it in memory: its index entry goes now
+        # instead of costing a look when its time comes.
+        replaced = self.cache.swap(TIMER + ref, clock + U64.pack(at))
+        self.index.add(clock, at, ref, replaced)
 
     def cancel(self, key: bytes, name: str) -> None:
         ref = timer_ref(key, name)
@@ -110,10 +114,8 @@ class TimerStore:
                 # The common case, and nothing can change the timer between check and firing.
                 at, ref, entry = group[0]
                 index.remove(entry)
-                stored = TIMER + ref
                 # The timer's value is its clock and time, as in its index entry.
-                if cache.get(stored) == entry[1:_CLOCK_AND_TIME]:
-                    cache.delete(stored)
+                if cache.delete_if(TIMER + ref, entry[1:_CLOCK_AND_TIME]):
                     key, name = parse_ref(ref)
                     yield key, name, at
             else:
@@ -140,10 +142,8 @@ class TimerStore:
         due.sort()  # by (key bytes, name): unique per timer
         for (key, name), ref, at, entry in due:
             index.remove(entry)
-            stored = TIMER + ref
-            if cache.get(stored) != entry[1:_CLOCK_AND_TIME]:
+            if not cache.delete_if(TIMER + ref, entry[1:_CLOCK_AND_TIME]):
                 continue  # cancelled, or set again, by an earlier firing of the group
-            cache.delete(stored)
             yield key, name, at
 
     def all(self) -> Iterator[tuple[Any, str, str, int]]:

@@ -125,7 +125,10 @@ class ProcessTimers:
             raise ValueError(f'a timer\'s clock is "stream" or "wall", not {clock!r}')
         if at_ms.__class__ is not int or at_ms < 0:
             _check_time(at_ms)
-        store.set(self._key_bytes(store, key), name, kind, at_ms)
+        key_bytes = store.key_serde.serialize(key)  # what _key_bytes does, inline
+        if key_bytes is None:
+            raise ValueError("timers are per key, and this record's key is None")
+        store.set(bytes(key_bytes), name, kind, at_ms)
         self._processor.reached = True  # the record changed state: it is not dropped
         if at_ms < self._due[kind]:
             self._due[kind] = at_ms
@@ -169,22 +172,36 @@ class ProcessTimers:
         return self._due[kind]
 
     def _fire_timers(self, kind: bytes, now: int) -> int:
-        assert self._store is not None and self._on_timer is not None
+        store, on_timer = self._store, self._on_timer
+        assert store is not None and on_timer is not None
+        # What `_call` does, inline: once per firing.
+        processor = self._processor
+        record = self._record
+        context = processor.processor_context
+        deserialize = store.key_serde.deserialize
+        count = self._count
+        stream = kind is STREAM
         fired = 0
-        due = self._store.take_due(kind, now)
+        due = store.take_due(kind, now)
         for key_bytes, name, at in due:
-            self._fire(key_bytes, name, at, at if kind is STREAM else now)
+            stamp = at if stream else now
+            record.topic, record.offset, record.timestamp, record.headers = "", -1, stamp, None
+            key = deserialize(key_bytes)
+            context._key = key
+            try:
+                on_timer(context, key, at, name)
+            except Exception as e:
+                args = (context, key, at, name)
+                what = f"timer {name!r}"
+                raise _as_timer_error(processor, e, on_timer, args, key_bytes, what, stamp) from e
+            finally:
+                context._key = _NO_KEY
+            count("fired")
             fired += 1
             if fired >= FIRINGS_PER_PASS:
                 due.close()
                 break
         return fired
-
-    def _fire(self, key_bytes: bytes, name: str, at: int, stamp: int) -> None:
-        assert self._store is not None and self._on_timer is not None
-        key = self._store.key_serde.deserialize(key_bytes)
-        self._call(self._on_timer, key, key_bytes, stamp, (at, name))
-        self._count("fired")
 
     def _maybe_tick(self, now: int, stamp: int) -> None:
         every = self._every_ms

@@ -90,6 +90,25 @@ class CacheMachine(RuleBasedStateMachine):
         m.seen.pop(key, None)
         m.dirtied[key] = None
 
+    @rule(which=CACHES, key=KEYS, value=VALUES)
+    def swap(self, which: int, key: bytes, value: bytes) -> None:
+        m = self.models[which]
+        old = m.cache.swap(key, value)
+        assert old is None or old == m.seen.get(key)  # only what it holds in memory
+        m.seen[key] = value
+        m.dirtied[key] = value
+
+    @rule(which=CACHES, key=KEYS, value=VALUES, current=st.booleans())
+    def delete_if(self, which: int, key: bytes, value: bytes, current: bool) -> None:
+        m = self.models[which]
+        if current and key in m.seen:
+            value = m.seen[key]
+        deleted = m.cache.delete_if(key, value)
+        assert deleted == (m.seen.get(key) == value)
+        if deleted:
+            del m.seen[key]
+            m.dirtied[key] = None
+
     @rule(which=CACHES, key=KEYS)
     def get(self, which: int, key: bytes) -> None:
         m = self.models[which]

@@ -8,7 +8,7 @@ from collections import Counter
 from typing import Any
 
 from processor import ProcessorContext, Topology, TransientError, serdes
-from processor.windows import SessionWindows, TumblingWindows
+from processor.windows import JoinWindows, SessionWindows, TumblingWindows
 
 SOURCE = os.environ.get("TEST_SOURCE_TOPIC", "test-source")
 SECOND_SOURCE = os.environ.get("TEST_SECOND_SOURCE_TOPIC", "test-source-2")
@@ -317,4 +317,37 @@ timing.add_store(
         name="timing",
     )
     .to(SINK, key_serde=serdes.StringSerde(), value_serde=serdes.StringSerde())
+)
+
+
+# Impressions (`TEST_SOURCE_TOPIC`) joined with the clicks (`TEST_SECOND_SOURCE_TOPIC`) of the same
+# key, string keys and values: a click matches an impression when `impression.ts - 100 <= click.ts
+# <= impression.ts + 300` (grace 1 s), twice over, each to the sink: an inner join,
+# "inner:<impression>+<click>", and a left join, "left:<impression>+<click or None>"
+# (`tests/integration/join_scenario.py` computes what they must emit).
+CLICK_WINDOW = JoinWindows(before_ms=100, after_ms=300, grace_ms=1_000)
+click_through = Topology("click-through")
+_impressions = click_through.stream(
+    SOURCE, key_serde=serdes.StringSerde(), value_serde=serdes.StringSerde()
+)
+_clicks = click_through.stream(
+    SECOND_SOURCE, key_serde=serdes.StringSerde(), value_serde=serdes.StringSerde()
+)
+(
+    _impressions.join(
+        _clicks,
+        lambda impression, click: f"inner:{impression}+{click}",
+        window=CLICK_WINDOW,
+        how="inner",
+        name="clicked",
+    ).to(SINK)
+)
+(
+    _impressions.join(
+        _clicks,
+        lambda impression, click: f"left:{impression}+{click}",
+        window=CLICK_WINDOW,
+        how="left",
+        name="click-through",
+    ).to(SINK)
 )

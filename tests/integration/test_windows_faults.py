@@ -40,6 +40,7 @@ from tests.integration.window_scenario import (
     Final,
     Producible,
     Results,
+    Sender,
     count_of,
     generate,
     ids_of,
@@ -73,7 +74,7 @@ def start_all(cluster: Cluster, instances: list[str], timeout: float = 60.0) -> 
 
 def produce_with_kills(
     cluster: Cluster,
-    producer: EventProducer,
+    producer: Sender,
     partitions: Sequence[Sequence[Producible]],
     results: Results,
     *,

@@ -191,7 +191,14 @@ class Producible(Protocol):
     @property
     def key(self) -> str: ...
 
-    def value(self) -> bytes: ...
+    def value(self) -> bytes | None: ...
+
+
+class Sender(Protocol):
+    """What produces a batch of (partition, record) pairs and waits for the broker to have
+    them: `EventProducer`, or another scenario's producer (e.g. one writing two topics)."""
+
+    def send(self, batch: Iterable[tuple[int, Producible]], timeout: float = 30.0) -> None: ...
 
 
 class EventProducer:

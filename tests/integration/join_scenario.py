@@ -34,6 +34,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -103,6 +104,14 @@ class JoinProducer:
             raise KafkaException(f"{left} records unacknowledged, errors {errors}")
 
 
+def now_ms() -> int:
+    """Where a scenario's timestamps start: now. They are the records' timestamps (and the
+    outputs'), and the broker deletes by time (retention.ms, 7 days by default, checked every
+    5 minutes) the segments whose records are older: timestamps near 1970 would make input and
+    output disappear under the workers and the reader, whenever that check comes."""
+    return int(time.time() * 1000)
+
+
 def step_size(partitions: Sequence[Sequence[object]], batches: int = BATCHES) -> int:
     """How many records of each timeline `produce_with_kills` produces per step."""
     return math.ceil(max(map(len, partitions)) / batches)
@@ -134,7 +143,7 @@ def enrichment(
     records_per_partition: int,
     *,
     customers_per_partition: int = 16,
-    start_ms: int = 1_000_000,
+    start_ms: int,
 ) -> list[list[JoinRecord]]:
     """Per partition, a timeline of orders (`o<n>`, keyed by customer) and updates of its
     customers (`<customer>@v<n>`; a tenth of the updates after a customer's first are
@@ -247,7 +256,7 @@ FLUSH_AHEAD_MS = 10_000  # past the retention of every impression
 
 
 def click_stream(
-    seed: int, records_per_partition: int, *, keys_per_partition: int = 8, start_ms: int = 1_000_000
+    seed: int, records_per_partition: int, *, start_ms: int, keys_per_partition: int = 8
 ) -> list[list[JoinRecord]]:
     """Per partition, a timeline of impressions (`i<n>`) and clicks (`c<n>`), each side of its
     own rotating set of active keys (a few percent of the records switch one on or off), so some

@@ -32,6 +32,7 @@ from tests.integration.join_scenario import (
     end_key,
     enrichment,
     flush_records,
+    now_ms,
 )
 from tests.integration.test_state_faults import Cluster, new_cluster
 from tests.integration.test_state_faults import cluster_factory as cluster_factory
@@ -115,7 +116,7 @@ def test_exactly_once_enrichment_gives_each_order_once_with_its_customer_through
     a task's fetches of the two topics interleave, and after a restart from the committed
     offsets, timestamp-synchronised input processes every update of an earlier step before the
     order and every update of a later step after it (checked by `check_enrichment`)."""
-    partitions = enrichment(seed=41, records_per_partition=2_000)
+    partitions = enrichment(seed=41, records_per_partition=2_000, start_ms=now_ms())
     expected = check_enrichment(partitions)
     cluster = new_cluster(
         cluster_factory, kafka_bootstrap, join_topics, tmp_path, ENRICH, *EXACTLY_ONCE, *STANDBY
@@ -151,7 +152,7 @@ def test_at_least_once_enrichment_loses_no_order_through_sigkills(
     changelog and local store can be ahead of the committed input offsets), but no order is
     lost: each order's reference output arrives, and every other output is one of its orders
     with its key and timestamp and a later row of its customer."""
-    partitions = enrichment(seed=42, records_per_partition=2_000)
+    partitions = enrichment(seed=42, records_per_partition=2_000, start_ms=now_ms())
     expected = check_enrichment(partitions)
     cluster = new_cluster(cluster_factory, kafka_bootstrap, join_topics, tmp_path, ENRICH, *STANDBY)
     start_all(cluster, ["a0", "a1", "a2"])
@@ -202,7 +203,7 @@ def test_exactly_once_windowed_joins_give_each_pair_and_each_unmatched_once_thro
     during the run (and around the SIGKILLs) and, for the last ones, after a flush record that
     is produced only once the task has processed its whole timeline (its last pair is out), so
     it cannot make a record of the timeline late."""
-    partitions = click_stream(seed=51, records_per_partition=1_600)
+    partitions = click_stream(seed=51, records_per_partition=1_600, start_ms=now_ms())
     expected = check_click_stream(partitions)
     cluster = new_cluster(
         cluster_factory,

@@ -6,14 +6,18 @@ names the topic's environment variable), produced by `produce_with_kills` a step
 `s` holds the timeline's records `s * size` to `(s + 1) * size - 1`, for every partition, and is
 on the broker before step `s + 1` is produced). Records are written to their partition number
 in both topics (keys come from `keys_of`, so Kafka's default partitioner agrees) with their
-timestamp as the record's timestamp, which is what timestamp-synchronised input orders a task's
-inputs by (README "Stream-table joins").
+timestamp (from `now_ms()` on) as the record's timestamp, which is what timestamp-synchronised
+input orders a task's inputs by (README "Stream-table joins").
 
 Two things decide what a join task emits: the records, and the order in which it processes the
 two topics' records of its partition. That order is the timestamp order whenever both records
-are buffered; otherwise it depends on fetch timing. Each scenario is built so that its output
-does not depend on that order beyond what the producer guarantees (`steps_apart`), and the
-module checks that it is (`check_enrichment`, `check_click_stream`):
+are buffered, and the task waits for an empty input while it knows of records on the broker or
+does not know yet (after an assignment); otherwise it depends on fetch timing. So a record of
+one topic can be processed before a record of the other produced earlier only when that one
+was not fetched yet: within a step, or a few steps at most (the worker fetches both topics of a
+task from the one broker in the same requests). Each scenario is built so that its output does
+not depend on the order within that margin, and the module checks that it is
+(`check_enrichment`, `check_click_stream`):
 
 - **enrichment** (`enrichment`, the stream-table join `stream_table_scenario:enrich`): orders and
   customer updates in one timeline whose timestamps increase; no order is within

@@ -113,6 +113,11 @@ _SINGLE_NODE_CONFIG: dict[str, str] = {
     "log.cleaner.backoff.ms": "500",
     "log.cleaner.min.compaction.lag.ms": "0",
     "log.cleaner.dedupe.buffer.size": str(32 * 1024 * 1024),
+    # Topics keep their records unless they set a retention of their own (window changelogs
+    # do): tests and demos write event times from any epoch, and the default seven days of
+    # retention, measured on record timestamps, deleted input and output of a test whose
+    # timestamps were in 1970 from under its readers when the retention check ran mid-test.
+    "log.retention.ms": "-1",
 }
 
 

@@ -74,6 +74,7 @@ def foreign_key_join(
         left.key_serde,
         left.value_serde,
         right.key_serde,
+        result,
     )
 
     def add(node: str, kind: OperatorKind, parent: str, stores: tuple[str, ...]) -> str:

@@ -59,14 +59,17 @@ COLLECTING = "tests.worker_topologies:windowed_collecting"
 _ASSIGNMENT = re.compile(r"; active tasks \[([^\]]*)\]; standby tasks \[([^\]]*)\]")
 
 
-def start_all(cluster: Cluster, instances: list[str], timeout: float = 60.0) -> None:
-    """Start `instances` and wait until every task has an owner and every instance a task."""
+def start_all(
+    cluster: Cluster, instances: list[str], timeout: float = 60.0, *, tasks: int = PARTITIONS
+) -> None:
+    """Start `instances` and wait until every task (`tasks` of them) has an owner and every
+    instance a task."""
     for instance in instances:
         cluster.start(instance)
     deadline = time.monotonic() + timeout
     while True:
         owners = cluster.final_owners()
-        if len(owners) == PARTITIONS and set(owners.values()) == set(instances):
+        if len(owners) == tasks and set(owners.values()) == set(instances):
             return
         assert time.monotonic() < deadline, f"tasks held: {owners}"
         time.sleep(0.2)
@@ -83,14 +86,15 @@ def produce_with_kills(
     pause_s: float = 0.06,
     restart_after_s: Sequence[float] = (1.0, 1.0, 1.0),
     wipe_state: Sequence[bool] = (False, False, False),
+    tasks: int = PARTITIONS,
 ) -> list[str]:
     """Produce the events in `batches` steps (every partition's next slice, `pause_s` apart:
     more often than the workers commit, so a worker always has work not committed yet). After
     15%, 45% and 75% of the steps, once every task has a live owner again, SIGKILL a worker
     holding active tasks, and start it again `restart_after_s[i]` later (a second: it comes
     back before the group notices it left; longer than the session timeout: its tasks move to
-    the others first), after deleting its local state if `wipe_state[i]`. Returns what was
-    killed when."""
+    the others first), after deleting its local state if `wipe_state[i]`. The topology has
+    `tasks` tasks. Returns what was killed when."""
     rng = random.Random(seed)
     size = math.ceil(max(map(len, partitions)) / batches)
     planned = [int(batches * f) for f in (0.15, 0.45, 0.75)]
@@ -106,7 +110,7 @@ def produce_with_kills(
             cluster.start(restart[0])
             restart = None
         owners = cluster.final_owners()
-        if planned and step >= planned[0] and restart is None and len(owners) == PARTITIONS:
+        if planned and step >= planned[0] and restart is None and len(owners) == tasks:
             planned.pop(0)
             victim = rng.choice(sorted(set(owners.values())))
             held = sorted(t for t, owner in owners.items() if owner == victim)

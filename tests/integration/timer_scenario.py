@@ -253,9 +253,11 @@ def differences(got: Iterable[Output], expected: Expected) -> list[str]:
     return problems
 
 
-def read_changelog(bootstrap: str, topic: str) -> dict[bytes, bytes | None]:
-    """The latest value (None: a tombstone) per key of a changelog topic, committed records
-    only, up to its end as of now."""
+def read_changelog(
+    bootstrap: str, topic: str, partitions: int = PARTITIONS
+) -> dict[bytes, bytes | None]:
+    """The latest value (None: a tombstone) per key of a changelog topic (of `partitions`
+    partitions), committed records only, up to its end as of now."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -266,7 +268,7 @@ def read_changelog(bootstrap: str, topic: str) -> dict[bytes, bytes | None]:
     )
     try:
         ends = {}
-        for p in range(PARTITIONS):
+        for p in range(partitions):
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             if high > low:
                 ends[p] = high

@@ -239,10 +239,19 @@ class Result:
 
 
 class Results:
-    """Every record of the sink (read_committed, from the start), in arrival order."""
+    """Every record of the sink (read_committed, from the start), in arrival order; with
+    `tombstones`, a record without a value is kept with value None."""
 
-    def __init__(self, bootstrap: str, topic: str, decode: Callable[[bytes], Any]) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        decode: Callable[[bytes], Any],
+        *,
+        tombstones: bool = False,
+    ) -> None:
         self._decode = decode
+        self._tombstones = tombstones
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -263,11 +272,11 @@ class Results:
                 error = message.error()
                 assert error is None, error
                 key, value = message.key(), message.value()
-                assert key is not None and value is not None
+                assert key is not None and (value is not None or self._tombstones)
                 self.all.append(
                     Result(
                         key.decode(),
-                        self._decode(value),
+                        None if value is None else self._decode(value),
                         message.timestamp()[1],
                         time.time(),
                     )

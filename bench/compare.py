@@ -105,7 +105,7 @@ import confluent_kafka
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.contenders import PROCESS_WORKLOADS, TIMER_DELAY_MS, WINDOW_SIZE_MS
+from bench.contenders import JOIN_WORKLOAD, PROCESS_WORKLOADS, TIMER_DELAY_MS, WINDOW_SIZE_MS
 from bench.stateful_count import broker
 from processor.testing.broker import KAFKA_VERSION
 
@@ -146,6 +146,12 @@ CONTENDERS_VENV = ROOT / ".cache" / "bench-contenders"
 CONTENDERS_REQUIREMENTS = ["quixstreams==3.28.1", "faust-streaming==0.15.3", "matplotlib==3.11.2"]
 KS_PROJECT = BENCH / "contenders" / "kafka-streams"
 KS_BUILD = ROOT / ".cache" / "bench-kafka-streams"
+
+# The join workloads: a table of --keys customers, and --records orders; one order in
+# JOIN_MISSING_EVERY asks for a customer the table does not have (the left join's None).
+JOIN_MISSING_EVERY = 20
+JOIN_LOAD_TIMEOUT_S = 180.0  # a probe round: contender start (the JVM's too) and table load
+JOIN_PROBE_PAUSE_S = 0.5  # between probe rounds, while a contender has not loaded its table
 
 # The count-window workloads' input: its timestamps span this many 60 s windows by default (see
 # make_input), so that windows open and close in the course of every run. At 1,000,000 records
@@ -198,6 +204,16 @@ THROUGHPUT_WORKLOADS = {  # name: (program workload, guarantee, description)
         "exactly_once",
         "process() with a stream-clock timer set per record, exactly-once",
     ),
+    "join-alos": (
+        JOIN_WORKLOAD,
+        "at_least_once",
+        "stream-table left join (orders with their customer, JSON), at-least-once",
+    ),
+    "join-eos": (
+        JOIN_WORKLOAD,
+        "exactly_once",
+        "stream-table left join (orders with their customer, JSON), exactly-once",
+    ),
 }
 WINDOWED = {
     name for name, (program, _, _) in THROUGHPUT_WORKLOADS.items() if program == "count-window"
@@ -207,6 +223,10 @@ PROCESSING = {
     name for name, (program, _, _) in THROUGHPUT_WORKLOADS.items() if program in PROCESS_WORKLOADS
 }
 NOT_PROCESS = "not measured: process() with per-key timers is this project's (issue 16)"
+# The stream-table join workloads (issue 17).
+JOINING = {
+    name for name, (program, _, _) in THROUGHPUT_WORKLOADS.items() if program == JOIN_WORKLOAD
+}
 ALL_WORKLOADS = [*THROUGHPUT_WORKLOADS, "restore", "failover"]
 
 
@@ -303,6 +323,7 @@ class Contender:
         guarantee: str,
         state_dir: Path,
         workers: int,
+        table: str = "",
     ) -> Job:
         raise NotImplementedError
 
@@ -345,6 +366,7 @@ class PythonContender(Contender):
         guarantee: str,
         state_dir: Path,
         workers: int,
+        table: str = "",
     ) -> Job:
         commands = [
             [
@@ -369,6 +391,7 @@ class PythonContender(Contender):
                 str(index),
                 "--workers",
                 str(workers),
+                *(["--table", table] if table else []),
             ]
             for index in range(workers)
         ]
@@ -429,6 +452,8 @@ class Faust(PythonContender):
     def unsupported(self, workload: str, workers: int) -> str | None:
         if workload in WINDOWED:
             return "not measured (issue 15 compares ours, Kafka Streams and Quix Streams)"
+        if workload in JOINING:
+            return "Faust has no joins"
         if workload in PROCESSING:
             return NOT_PROCESS
         if workload.startswith("failover"):
@@ -453,9 +478,12 @@ class Ours(Contender):
         guarantee: str,
         state_dir: Path,
         workers: int,
+        table: str = "",
     ) -> Job:
         env = base_env()
         env.update(BENCH_INPUT=source, BENCH_OUTPUT=sink, BENCH_WORKLOAD=workload)
+        if table:
+            env["BENCH_TABLE"] = table
         command = self._command(
             bootstrap,
             app_id,
@@ -549,6 +577,7 @@ class KafkaStreams(Contender):
         guarantee: str,
         state_dir: Path,
         workers: int,
+        table: str = "",
     ) -> Job:
         classpath = kafka_streams_classpath()
         commands = [
@@ -556,6 +585,7 @@ class KafkaStreams(Contender):
                 "java",
                 "-Xmx1g",
                 "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+                f"-Dbench.table={table}",
                 "-cp",
                 classpath,
                 "bench.StreamsBench",
@@ -803,6 +833,73 @@ def expected_firings(data: Input, partitions: list[list[tuple[int, int]]]) -> di
     return fired
 
 
+@dataclasses.dataclass
+class JoinInput:
+    """The join workloads' input. Customer `c<n>` (n < customers) is in partition n % 6 of the
+    table topic, with the JSON value `customer(n)`; order i asks for customer `c<want[i]>`,
+    where want[i] < customers * (1 + 1/JOIN_MISSING_EVERY) (so about one order in
+    JOIN_MISSING_EVERY finds no customer), is in partition want[i] % 6 of its topic (co-partitioned
+    with the table) and has the JSON value `order(i)`."""
+
+    table: str
+    customers: int
+    orders: int
+    want: list[int]
+    rows: list[Any]  # the customer of c<n> as the joined output holds it: a dict, or None
+
+    @staticmethod
+    def customer(n: int) -> dict[str, Any]:
+        return {"id": n, "name": f"customer {n}", "city": f"city {n % 97}", "tier": n % 3}
+
+    @staticmethod
+    def order(i: int) -> bytes:
+        return b'{"order":%d,"amount":%d}' % (i, i * 37 % 10_000)
+
+    def last_key(self, partition: int) -> int:
+        """The customer written last to `partition` of the table (the probe's customer)."""
+        last = self.customers - 1
+        return last - (last - partition) % PARTITIONS
+
+
+def make_join_input(bootstrap: str, orders: int, customers: int) -> JoinInput:
+    rng = random.Random(SEED + 17)
+    ids = customers + customers // JOIN_MISSING_EVERY
+    want = [rng.randrange(ids) for _ in range(orders)]
+    topic = f"bench-customers-{customers}-{uuid.uuid4().hex[:6]}"
+    create_topic(bootstrap, topic, config={"cleanup.policy": "compact"})
+    rows: list[Any] = [JoinInput.customer(n) for n in range(customers)]
+    produce(
+        bootstrap,
+        topic,
+        [
+            (b"c%d" % n, json.dumps(row, separators=(",", ":")).encode(), n % PARTITIONS)
+            for n, row in enumerate(rows)
+        ],
+    )
+    rows += [None] * (ids - customers)
+    found = sum(n < customers for n in want)
+    progress(
+        f"join input: {customers:,} customers in {topic}; {orders:,} orders to come per run, "
+        f"{found:,} of them for a customer in the table"
+    )
+    return JoinInput(topic, customers, orders, want, rows)
+
+
+def produce_orders(bootstrap: str, topic: str, data: JoinInput) -> None:
+    """Produce the orders, in order, each to its customer's partition number."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1 << 20})
+    order = JoinInput.order
+    for i, n in enumerate(data.want):
+        while True:
+            try:
+                producer.produce(topic, order(i), b"c%d" % n, n % PARTITIONS)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    if producer.flush(120):
+        raise RunFailed("producing the orders did not finish")
+
+
 _LONG = struct.Struct(">q")
 
 
@@ -1009,6 +1106,59 @@ class ProcessCheck(Check):
         }
 
 
+class JoinCheck(Check):
+    """join: every order comes once, under its customer's key, as
+    `{"order": i, "amount": ..., "customer": <the customer's value, or null>}` (checked whole,
+    after JSON decoding: every contender's JSON text differs in spacing and key order). Probe
+    outputs (negative order numbers, from loading the table) are skipped. Under at-least-once
+    with two workers, repeated orders are allowed and reported."""
+
+    def __init__(self, data: JoinInput, tolerate_duplicates: bool) -> None:
+        self.data = data
+        self.expected = data.orders
+        self.seen = bytearray(data.orders)
+        self.tolerate = tolerate_duplicates
+        self.duplicates = self.probes = self.unmatched = 0
+
+    def take(self, messages: list[Any]) -> None:
+        want, rows, seen, loads = self.data.want, self.data.rows, self.seen, json.loads
+        for message in messages:
+            key, value = message.key(), message.value()
+            try:
+                joined = loads(value)
+                number = joined["order"]
+            except (TypeError, ValueError, KeyError):
+                raise RunFailed(f"output {key!r}={value!r} is not a joined order") from None
+            if number < 0:
+                self.probes += 1
+                continue
+            if not 0 <= number < len(seen):
+                raise RunFailed(f"output for unknown order {key!r}={value!r}")
+            if seen[number]:
+                self.duplicates += 1
+                if not self.tolerate:
+                    raise RunFailed(f"order {number} came twice")
+                continue
+            n = want[number]
+            expected = {"order": number, "amount": number * 37 % 10_000, "customer": rows[n]}
+            if key != b"c%d" % n or joined != expected:
+                raise RunFailed(
+                    f"order {number}: {key!r}={value!r}, expected c{n}={json.dumps(expected)}"
+                )
+            seen[number] = 1
+            self.done += 1
+            self.unmatched += rows[n] is None
+
+    def finish(self) -> dict[str, Any]:
+        if self.done != self.expected:
+            raise RunFailed(f"{self.done:,} of {self.expected:,} orders joined")
+        return {
+            "joined_with_none": self.unmatched,
+            "duplicates": self.duplicates,
+            "probe_outputs": self.probes,
+        }
+
+
 # --- one run ----------------------------------------------------------------------------------
 
 
@@ -1134,6 +1284,7 @@ def run_once(
     label: str,
     records: int = 0,
     start_offsets: dict[int, int] | None = None,
+    table: str = "",
 ) -> tuple[float, dict[str, Any]]:
     """Start the contender, read until `check` has every expected output, check, stop; return
     the seconds from the start until the last expected output was read, and what the check
@@ -1143,7 +1294,9 @@ def run_once(
     projected past `timeout` after a minute is stopped as too slow, and one that has committed
     all its input but still lacks outputs ALL_COMMITTED_GRACE_S later fails."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    job = contender.job(bootstrap, source, sink, app_id, workload, guarantee, state_dir, workers)
+    job = contender.job(
+        bootstrap, source, sink, app_id, workload, guarantee, state_dir, workers, table=table
+    )
     reader = Reader(bootstrap, sink, start_offsets)
     committed = Committed(bootstrap, app_id, source)
     tty = sys.stderr.isatty()
@@ -1246,6 +1399,7 @@ class Bench:
         self.cells: list[Cell] = []
         self._input: Input | None = None
         self._firings: dict[bytes, int] | None = None
+        self._join_input: JoinInput | None = None
 
     def skipped(self, contender: str, workload: str) -> str:
         """The reason `--skip contender:workload` gives, or ""."""
@@ -1259,6 +1413,11 @@ class Bench:
                 self.bootstrap, self.args.records, self.args.keys, self.args.windows
             )
         return self._input
+
+    def join_data(self) -> JoinInput:
+        if self._join_input is None:
+            self._join_input = make_join_input(self.bootstrap, self.args.records, self.args.keys)
+        return self._join_input
 
     def firings(self) -> dict[bytes, int]:
         """The process-timers workload's expected firings (computed once, untimed)."""
@@ -1289,6 +1448,8 @@ class Bench:
         if reason:
             cell.status, cell.reason = "n/a", reason
             return cell
+        if program_workload == JOIN_WORKLOAD:
+            return self.join(cell, contender, guarantee, workers)
         data = self.data()
         tolerate = guarantee == "at_least_once" and workers > 1
         for run in range(self.args.runs):
@@ -1338,6 +1499,150 @@ class Bench:
             extra = ", ".join(f"{k} {v:,}" for k, v in details.items() if v)
             progress(f"{label}: {rate:,.0f} records/s in {seconds:.1f} s; correct ({extra})")
         return cell
+
+    def join(self, cell: Cell, contender: Contender, guarantee: str, workers: int) -> Cell:
+        """The join workload, each run in two phases on one application id and state
+        directory. Loading (not timed): the contender starts on the table and an order topic
+        with no orders, is probed until it has the whole table (`load_table`), and is stopped.
+        Then the orders are produced, and the timed run starts it again: from its start (group
+        join, opening its local state) until every order's output is read."""
+        data = self.join_data()
+        tolerate = guarantee == "at_least_once" and workers > 1
+        for run in range(self.args.runs):
+            label = f"{contender.name} {cell.workload} x{workers} run {run + 1}/{self.args.runs}"
+            app_id, state, logs = self.fresh(f"{contender.name}-{cell.workload}-{workers}")
+            orders, sink = f"{app_id}-orders", f"{app_id}-out"
+            try:
+                create_topic(self.bootstrap, orders)
+                create_topic(self.bootstrap, sink)
+                loaded_s, rounds = self.load_table(
+                    contender, data, orders, sink, app_id, guarantee, workers, state, logs, label
+                )
+                self.wait_group_empty(app_id, label)
+                started = time.monotonic()
+                produce_orders(self.bootstrap, orders, data)
+                progress(
+                    f"  {label}: table loaded in {loaded_s:.1f} s ({rounds} probe round"
+                    f"{'s' * (rounds > 1)}), stopped; {data.orders:,} orders produced in "
+                    f"{time.monotonic() - started:.1f} s"
+                )
+                seconds, details = run_once(
+                    bootstrap=self.bootstrap,
+                    contender=contender,
+                    source=orders,
+                    sink=sink,
+                    app_id=app_id,
+                    workload=JOIN_WORKLOAD,
+                    guarantee=guarantee,
+                    workers=workers,
+                    check=JoinCheck(data, tolerate),
+                    state_dir=state,
+                    logdir=logs,
+                    timeout=self.args.timeout,
+                    label=label,
+                    records=data.orders,
+                    start_offsets=self.end_offsets(sink),
+                    table=data.table,
+                )
+            except TooSlow as slow:
+                cell.status, cell.reason, cell.approx_rate = "too slow", str(slow), slow.rate
+                return cell
+            except RunFailed as failure:
+                cell.status, cell.reason = "failed", str(failure)
+                return cell
+            finally:
+                self.cleanup(app_id, orders, sink)
+            details["load_s"] = round(loaded_s, 1)
+            rate = data.orders / seconds
+            cell.rates.append(rate)
+            cell.seconds.append(seconds)
+            cell.details.append(details)
+            extra = ", ".join(f"{k} {v:,}" for k, v in details.items() if v)
+            progress(f"{label}: {rate:,.0f} records/s in {seconds:.1f} s; correct ({extra})")
+        return cell
+
+    def load_table(
+        self,
+        contender: Contender,
+        data: JoinInput,
+        orders: str,
+        sink: str,
+        app_id: str,
+        guarantee: str,
+        workers: int,
+        state: Path,
+        logs: Path,
+        label: str,
+    ) -> tuple[float, int]:
+        """Start the contender on the table and the (empty) order topic, and probe it until it
+        has loaded the whole table; stop it. Returns the seconds it took and the probe rounds.
+
+        A probe is an order (negative number) for the customer written last to its partition of
+        the table. Every contender reads a partition in offset order, so a probe joined with
+        that customer's value proves the whole partition loaded. A probe joined with None (the
+        contender read it before its table) is sent again after JOIN_PROBE_PAUSE_S, until every
+        partition's probe finds its customer. The same for every contender: whether the table
+        comes first is each one's own rule (ours and Kafka Streams: the lowest timestamp first;
+        Quix Streams and the raw loop: whatever is fetched first)."""
+        job = contender.job(
+            self.bootstrap,
+            orders,
+            sink,
+            app_id,
+            JOIN_WORKLOAD,
+            guarantee,
+            state,
+            workers,
+            table=data.table,
+        )
+        reader = Reader(self.bootstrap, sink)
+        procs = Processes(job, logs)
+        started = time.monotonic()
+        pending = set(range(PARTITIONS))
+        rounds = 0
+        try:
+            while pending:
+                sent = {-(1 + rounds * PARTITIONS + p): p for p in sorted(pending)}
+                produce(
+                    self.bootstrap,
+                    orders,
+                    [
+                        (
+                            b"c%d" % data.last_key(p),
+                            b'{"order":%d,"amount":0}' % number,
+                            p,
+                        )
+                        for number, p in sent.items()
+                    ],
+                )
+                rounds += 1
+                deadline = time.monotonic() + JOIN_LOAD_TIMEOUT_S
+                while sent:
+                    procs.check()
+                    if time.monotonic() > deadline:
+                        raise RunFailed(
+                            f"loading the table: no output for probes {sorted(sent)} after "
+                            f"{JOIN_LOAD_TIMEOUT_S:.0f} s; last log line: {procs.last_line()}"
+                        )
+                    for message in reader.batch():
+                        joined = json.loads(message.value())
+                        p = sent.pop(joined.get("order"), -1)
+                        if p < 0:
+                            continue  # an earlier round's probe
+                        customer = joined.get("customer")
+                        if customer == data.rows[data.last_key(p)]:
+                            pending.discard(p)
+                        elif customer is not None:
+                            raise RunFailed(f"probe {message.key()!r} joined with {customer!r}")
+                if pending:
+                    time.sleep(JOIN_PROBE_PAUSE_S)
+            return time.monotonic() - started, rounds
+        except RunFailed as failure:
+            progress(f"  {label} FAILED: {failure}\n{procs.tail()}")
+            raise
+        finally:
+            reader.close()
+            procs.stop()
 
     def cleanup(self, app_id: str, *topics: str) -> None:
         delete_topics_of(self.bootstrap, *topics, containing=app_id)
@@ -1875,9 +2180,12 @@ def ratio_lines(cells: list[Cell]) -> list[str]:
 
     lines = []
 
-    def ratio(text: str, a: float | None, b: float | None, target: float) -> None:
+    def ratio(text: str, a: float | None, b: float | None, target: float | None) -> None:
         if a is None or b is None:
             lines.append(f"- {text}: not measured")
+            return
+        if target is None:
+            lines.append(f"- {text}: {a / b:.2f}")
             return
         verdict = "met" if a / b >= target else "NOT met"
         lines.append(f"- {text}: {a / b:.2f} (target ≥ {target:g}: {verdict})")
@@ -1926,6 +2234,24 @@ def ratio_lines(cells: list[Cell]) -> list[str]:
                 median(plain, workers, "ours"),
                 0.5,
             )
+        for workload in ("join-alos", "join-eos"):
+            ours = median(workload, workers, "ours")
+            if ours is None:
+                continue
+            desc = f"{THROUGHPUT_WORKLOADS[workload][2]}, {workers} worker{'s' * (workers > 1)}"
+            ratio(
+                f"ours / Quix Streams (join_asof), {desc}",
+                ours,
+                median(workload, workers, "quix"),
+                2,
+            )
+            ratio(
+                f"ours / Kafka Streams, {desc}",
+                ours,
+                median(workload, workers, "kafka-streams"),
+                None,
+            )
+            ratio(f"ours / raw loop, {desc}", ours, median(workload, workers, "raw"), None)
     for workload, desc in (("restore", "end to end"), ("restore-store", "store only")):
         value = median(workload, 1, "ours")
         if value is not None:
@@ -1991,7 +2317,7 @@ def markdown(meta: dict[str, Any], cells: list[Cell]) -> str:
             )
             + " |"
         )
-    out += ["", "Targets (issues 6, 15 and 16):", "", *ratio_lines(cells), "", "Notes:", ""]
+    out += ["", "Targets (issues 6, 15, 16 and 17):", "", *ratio_lines(cells), "", "Notes:", ""]
     notes = {
         "raw": "raw loop: " + RawLoop().notes("count") + "; it is the ceiling for one Python "
         "process, not a stream processor",
@@ -2031,7 +2357,39 @@ def markdown(meta: dict[str, Any], cells: list[Cell]) -> str:
             "; process = the running sum in a dict; with timers, each partition's timers in a "
             "dict and a heap in memory (not persisted)"
         )
+    if set(JOINING) & set(meta["workloads"]):
+        notes["ours"] += (
+            '; join = `orders.join(customers, enrich, how="left")` over a table source '
+            "(RocksDB store) and JSON serdes"
+        )
+        notes["raw"] += (
+            "; join = the table in a dict of parsed values, each order parsed and dumped"
+        )
+        notes["quix"] += (
+            '; join = `join_asof(customers, how="left", on_merge=enrich)` (the customers '
+            "kept per key and timestamp in a RocksDB store with changelog; an order reads its "
+            "key's latest version at or before its timestamp)"
+        )
+        notes["kafka-streams"] += (
+            "; join = `KStream.leftJoin(KTable)`, the joiner parsing both JSON values with Jackson"
+        )
+        if "faust" in notes:
+            notes["faust"] += "; no joins"
     out += [f"- {notes[c]}." for c in contenders]
+    if set(JOINING) & set(meta["workloads"]):
+        out.append(
+            f"- join: a compacted table topic of {meta['keys']:,} customers (`c<n>` in partition "
+            f"n % 6, JSON values), loaded untimed: the contender starts on it and on an empty "
+            "order topic and is sent one probe order per partition, for the customer written "
+            "last to that partition, again every 0.5 s until each probe comes back joined with "
+            "that customer (every contender reads a partition in offset order, so the whole "
+            "table is loaded); then it is stopped, the orders are produced "
+            f"({meta['records']:,}, each to its customer's partition, about one in "
+            f"{JOIN_MISSING_EVERY} for a customer not in the table), and the timed run starts it "
+            "again on its state directory: start-up and group join included, as in the other "
+            "rows, the table load not. Every order's output is checked whole (key, order, "
+            "customer or null)"
+        )
     firings = [
         d["firings"] for c in cells if c.workload in PROCESSING for d in c.details if "firings" in d
     ]

@@ -13,7 +13,11 @@ sequence number as decimal text) and does one of two workloads:
   (8-byte big-endian, as a count);
 - ``process-timers``: the same, and each record (re)sets its key's timer to TIMER_DELAY_MS after
   its timestamp, on stream time; a timer that fires (the key had no record for that long in its
-  partition's stream time) writes the key's sum under the key ``<key>@<timer's time ms>``.
+  partition's stream time) writes the key's sum under the key ``<key>@<timer's time ms>``;
+- ``join``: the input holds orders (key: a customer id such as ``c123``; value: a JSON object),
+  `--table` a table of customers (the same keys, co-partitioned; JSON values); each order is
+  left-joined with its customer's current value and written under its key as the JSON object
+  ``{**order, "customer": customer}`` (``customer`` null when the table has no such key).
 
 `raw_loop`, `quix_app` and `faust_app` take the same arguments (see `common_arguments`);
 `ours_topology` is a topology for `processor run`; `kafka-streams/` is a Maven project.
@@ -22,11 +26,18 @@ sequence number as decimal text) and does one of two workloads:
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 WINDOW_SIZE_MS = 60_000  # the count-window workload's tumbling windows (also in StreamsBench)
 WINDOW_GRACE_MS = 0  # the input is in timestamp order within each partition: nothing is late
 TIMER_DELAY_MS = 60_000  # process-timers: a key's timer fires this long after its last record
 PROCESS_WORKLOADS = ["process", "process-timers"]
+JOIN_WORKLOAD = "join"
+
+
+def enrich(order: dict[str, Any], customer: Any) -> dict[str, Any]:
+    """The join workload's joiner, the same in every Python contender."""
+    return {**order, "customer": customer}
 
 
 def common_arguments(description: str) -> argparse.Namespace:
@@ -38,13 +49,14 @@ def common_arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--app-id", required=True, help="consumer group / application id")
     parser.add_argument(
         "--workload",
-        choices=["stateless", "count", "count-window", *PROCESS_WORKLOADS],
+        choices=["stateless", "count", "count-window", *PROCESS_WORKLOADS, JOIN_WORKLOAD],
         required=True,
     )
     parser.add_argument(
         "--guarantee", choices=["at_least_once", "exactly_once"], default="at_least_once"
     )
     parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--table", default="", help="the join workload's table topic")
     parser.add_argument("--worker-index", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--commit-interval", type=float, default=1.0, help="seconds")

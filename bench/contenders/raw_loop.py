@@ -11,19 +11,29 @@ The process workloads keep their running sums in a dict too; `process-timers` ke
 partition's timers in memory (the latest per key in a dict, a heap by time with stale entries
 skipped) and its stream time (the largest timestamp read), firing after each record whatever
 it made due, by time then key: nothing is persisted, so a restart loses every timer.
+
+The join workload reads the table topic's partitions of the same numbers as its input partitions
+into a dict (key -> parsed JSON value), and writes each order (parsed, then dumped) with
+`"customer"` set from the dict. The table's offsets are not committed: on a clean stop the dict
+and the table's next offsets are pickled into the state directory, and a start reads them back
+(else the table is read from its beginning), a local checkpoint as the stores of the other
+contenders have.
 """
 
 from __future__ import annotations
 
 import heapq
+import json
+import pickle
 import signal
 import struct
 import time
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from bench.contenders import TIMER_DELAY_MS, common_arguments
+from bench.contenders import JOIN_WORKLOAD, TIMER_DELAY_MS, common_arguments
 
 BATCH = 1000
 
@@ -52,6 +62,14 @@ def main() -> None:
         if p % args.workers == args.worker_index
     ]
     committed = consumer.committed(mine, timeout=30)
+    joining = args.workload == JOIN_WORKLOAD
+    checkpoint = Path(args.state_dir) / "table.pickle"
+    table: dict[bytes, Any] = {}
+    if joining:
+        table_offsets = {p.partition: 0 for p in mine}  # from the beginning
+        if checkpoint.exists():
+            table, table_offsets = pickle.loads(checkpoint.read_bytes())
+        committed += [TopicPartition(args.table, p, o) for p, o in table_offsets.items()]
     consumer.assign(committed)  # OFFSET_INVALID (none committed) starts from auto.offset.reset
 
     stop = False
@@ -79,6 +97,8 @@ def main() -> None:
     heaps: dict[int, list[tuple[int, bytes]]] = {}
     consumed = False
     next_commit = time.monotonic() + args.commit_interval
+    loads, dumps = json.loads, json.dumps
+    table_topic = args.table
     while True:
         messages = consumer.consume(BATCH, 0.1)
         for message in messages:
@@ -86,7 +106,18 @@ def main() -> None:
                 raise KafkaException(message.error())
             key = message.key()
             partition = message.partition()
-            if stateless:
+            if joining:
+                if message.topic() == table_topic:
+                    row = message.value()
+                    if row is None:
+                        table.pop(key, None)
+                    else:
+                        table[key] = loads(row)
+                    continue
+                order = loads(message.value())
+                order["customer"] = table.get(key)
+                value = dumps(order).encode()
+            elif stateless:
                 number = int(message.value())
                 if number % 4:
                     value = b"%d" % (number * 2)
@@ -133,6 +164,14 @@ def main() -> None:
                 break
     if exactly_once:
         producer.abort_transaction(10)
+    if joining:  # the table's checkpoint: what was read of it, and where to go on from
+        positions = consumer.position([TopicPartition(table_topic, p.partition) for p in mine])
+        next_offsets = {  # none consumed this time: where it started
+            tp.partition: tp.offset if tp.offset >= 0 else table_offsets[tp.partition]
+            for tp in positions
+        }
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_bytes(pickle.dumps((table, next_offsets)))
     consumer.close()
 
 

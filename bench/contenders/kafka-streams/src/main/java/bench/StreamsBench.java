@@ -1,5 +1,9 @@
 package bench;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.NullNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.UncheckedIOException;
 import java.time.Duration;
 import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
@@ -13,6 +17,7 @@ import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.errors.StreamsUncaughtExceptionHandler;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.KStream;
+import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.TimeWindows;
@@ -27,7 +32,10 @@ import org.apache.kafka.streams.processor.StateRestoreListener;
  * key in a RocksDB store with a changelog, every update to OUTPUT as an 8-byte long) or
  * "count-window" (count per key in tumbling windows of WINDOW_SIZE_MS by the records'
  * timestamps, in its RocksDB window store with a changelog, emitted on update (its default; the
- * record cache coalesces a window's updates between commits), each to OUTPUT under the key "KEY@WINDOW_START" as an 8-byte long) and
+ * record cache coalesces a window's updates between commits), each to OUTPUT under the key "KEY@WINDOW_START" as an 8-byte long) or
+ * "join" (INPUT, JSON orders, left-joined with the KTable of the topic in the system property
+ * bench.table, JSON customers: each order written to OUTPUT with its customer's value under
+ * "customer", or null) and
  * GUARANTEE is at_least_once or exactly_once. One stream thread per process; commit interval
  * 1 s under both guarantees, as for the other contenders. Each KEY=VALUE after STANDBYS is put
  * into the Streams properties last, so it overrides the settings above (the failover workload
@@ -38,11 +46,24 @@ public final class StreamsBench {
     /** The count-window workload's windows: WINDOW_SIZE_MS, WINDOW_GRACE_MS of bench/contenders. */
     private static final Duration WINDOW_SIZE = Duration.ofMillis(60_000);
     private static final Duration WINDOW_GRACE = Duration.ofMillis(0);
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    /** The join workload's joiner: the order (a JSON object) with "customer" set to the customer
+     * (JSON) or null, as the Python contenders' `{**order, "customer": customer}`. */
+    static String enrich(String order, String customer) {
+        try {
+            ObjectNode joined = (ObjectNode) JSON.readTree(order);
+            joined.set("customer", customer == null ? NullNode.getInstance() : JSON.readTree(customer));
+            return JSON.writeValueAsString(joined);
+        } catch (java.io.IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
 
     public static void main(String[] args) throws InterruptedException {
         if (args.length < 7) {
             System.err.println(
-                    "usage: BOOTSTRAP INPUT OUTPUT APP_ID stateless|count|count-window GUARANTEE"
+                    "usage: BOOTSTRAP INPUT OUTPUT APP_ID stateless|count|count-window|join GUARANTEE"
                             + " STATE_DIR"
                             + " [STANDBYS [KEY=VALUE...]]");
             System.exit(2);
@@ -76,7 +97,12 @@ public final class StreamsBench {
         StreamsBuilder builder = new StreamsBuilder();
         KStream<String, String> source =
                 builder.stream(input, Consumed.with(Serdes.String(), Serdes.String()));
-        if (workload.equals("stateless")) {
+        if (workload.equals("join")) {
+            KTable<String, String> customers = builder.table(
+                    System.getProperty("bench.table"), Consumed.with(Serdes.String(), Serdes.String()));
+            source.leftJoin(customers, StreamsBench::enrich)
+                    .to(output, Produced.with(Serdes.String(), Serdes.String()));
+        } else if (workload.equals("stateless")) {
             source.filter((key, value) -> Long.parseLong(value) % 4 != 0)
                     .mapValues(value -> Long.toString(Long.parseLong(value) * 2))
                     .to(output, Produced.with(Serdes.String(), Serdes.String()));

@@ -13,16 +13,11 @@ f"{value}+{row}" ("...+null" without a row): `lookup` and `joiner` are the Pytho
 
 from __future__ import annotations
 
-import json
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-from processor.testing.maven import java_executable
-from tests.oracle.kafka_streams import RUN_TIMEOUT_S, OracleError, _state_parent, classpath
+from tests.oracle.kafka_streams import run_oracle
 
 __all__ = ["Case", "Event", "Joined", "Result", "joiner", "lookup", "run_cases"]
 
@@ -86,32 +81,7 @@ class Result:
 
 def run_cases(cases: Sequence[Case]) -> list[Result]:
     """Run every case through Kafka Streams in one JVM; the results in the cases' order."""
-    cp = classpath()
-    with tempfile.TemporaryDirectory(prefix="global-oracle-") as scratch:
-        cases_file, results_file = Path(scratch) / "cases.json", Path(scratch) / "results.json"
-        cases_file.write_text(json.dumps({"cases": [c.to_json() for c in cases]}))
-        done = subprocess.run(
-            [
-                java_executable(OracleError),
-                # Kafka Streams warns of every skipped record; errors are enough here.
-                "-Dorg.slf4j.simpleLogger.defaultLogLevel=error",
-                "-cp",
-                cp,
-                MAIN_CLASS,
-                str(cases_file),
-                str(results_file),
-                *_state_parent(),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=RUN_TIMEOUT_S,
-            check=False,
-        )
-        if done.returncode != 0:
-            tail = "\n".join(done.stdout.splitlines()[-30:])
-            raise OracleError(f"the global join oracle exited with {done.returncode}:\n{tail}")
-        raw = json.loads(results_file.read_text())["results"]
+    raw = run_oracle(MAIN_CLASS, "the global join oracle", [c.to_json() for c in cases])
     return [
         Result(
             id=r["id"],

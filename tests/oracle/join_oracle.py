@@ -13,16 +13,11 @@ Values are integers; the joiner writes `"<left>|<right>"`, a missing side as `nu
 
 from __future__ import annotations
 
-import json
-import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-from processor.testing.maven import java_executable
-from tests.oracle.kafka_streams import RUN_TIMEOUT_S, OracleError, _state_parent, classpath
+from tests.oracle.kafka_streams import run_oracle
 
 MAIN_CLASS = "oracle.JoinOracle"
 
@@ -88,34 +83,7 @@ class JoinResult:
 
 def run_join_cases(cases: Sequence[JoinCase]) -> list[JoinResult]:
     """Run every case through Kafka Streams in one JVM; the results in the cases' order."""
-    ids = [c.id for c in cases]
-    if len(set(ids)) != len(ids):
-        raise OracleError("case ids must be unique")
-    cp = classpath()
-    with tempfile.TemporaryDirectory(prefix="join-oracle-") as scratch:
-        cases_file, results_file = Path(scratch) / "cases.json", Path(scratch) / "results.json"
-        cases_file.write_text(json.dumps({"cases": [c.to_json() for c in cases]}))
-        done = subprocess.run(
-            [
-                java_executable(OracleError),
-                "-Dorg.slf4j.simpleLogger.defaultLogLevel=error",
-                "-cp",
-                cp,
-                MAIN_CLASS,
-                str(cases_file),
-                str(results_file),
-                *_state_parent(),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=RUN_TIMEOUT_S,
-            check=False,
-        )
-        if done.returncode != 0:
-            tail = "\n".join(done.stdout.splitlines()[-30:])
-            raise OracleError(f"the join oracle exited with {done.returncode}:\n{tail}")
-        raw = json.loads(results_file.read_text())["results"]
+    raw = run_oracle(MAIN_CLASS, "the join oracle", [c.to_json() for c in cases])
     return [
         JoinResult(
             id=r["id"],

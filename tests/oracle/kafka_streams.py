@@ -196,21 +196,29 @@ def classpath() -> str:
 
 def run_cases(cases: Sequence[Case]) -> list[Result]:
     """Run every case through Kafka Streams in one JVM; the results in the cases' order."""
-    ids = [c.id for c in cases]
+    raw = run_oracle(MAIN_CLASS, "the window oracle", [c.to_json() for c in cases])
+    return [_result(r) for r in raw]
+
+
+def run_oracle(main_class: str, what: str, cases: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run `cases` (their JSON forms, each with a unique "id") through oracle class
+    `main_class` of the Maven project in one JVM; its raw results, in the cases' order. `what`
+    names the oracle in errors."""
+    ids = [c["id"] for c in cases]
     if len(set(ids)) != len(ids):
         raise OracleError("case ids must be unique")
     cp = classpath()
-    with tempfile.TemporaryDirectory(prefix="window-oracle-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="oracle-") as scratch:
         cases_file, results_file = Path(scratch) / "cases.json", Path(scratch) / "results.json"
-        cases_file.write_text(json.dumps({"cases": [c.to_json() for c in cases]}))
+        cases_file.write_text(json.dumps({"cases": list(cases)}))
         done = subprocess.run(
             [
                 java_executable(OracleError),
-                # Kafka Streams logs every late record at WARN; errors are enough here.
+                # Kafka Streams warns of every late or dropped record; errors are enough here.
                 "-Dorg.slf4j.simpleLogger.defaultLogLevel=error",
                 "-cp",
                 cp,
-                MAIN_CLASS,
+                main_class,
                 str(cases_file),
                 str(results_file),
                 *_state_parent(),
@@ -223,9 +231,9 @@ def run_cases(cases: Sequence[Case]) -> list[Result]:
         )
         if done.returncode != 0:
             tail = "\n".join(done.stdout.splitlines()[-30:])
-            raise OracleError(f"the window oracle exited with {done.returncode}:\n{tail}")
-        raw = json.loads(results_file.read_text())["results"]
-    return [_result(r) for r in raw]
+            raise OracleError(f"{what} exited with {done.returncode}:\n{tail}")
+        results: list[dict[str, Any]] = json.loads(results_file.read_text())["results"]
+    return results
 
 
 def _state_parent() -> list[str]:

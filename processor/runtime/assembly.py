@@ -154,8 +154,17 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
     resources.callback(status.close)
     session_timeout_s = int(group_settings.get("session.timeout.ms", 45000)) / 1000
     max_poll_interval_s = int(group_settings.get("max.poll.interval.ms", 300000)) / 1000
+    stalls = StallWatch(min(session_timeout_s, max_poll_interval_s))
     rebalancer = Rebalancer(
-        cfg, plan, admin, consumer, committer, tasks, status, session_timeout_s=session_timeout_s
+        cfg,
+        plan,
+        admin,
+        consumer,
+        committer,
+        tasks,
+        status,
+        stalls,
+        session_timeout_s=session_timeout_s,
     )
     endpoint, http_port = None, None
     if cfg.http_port is not None:
@@ -173,7 +182,7 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
         status=status,
         rebalancer=rebalancer,
         cleaner=StateCleaner(cfg.app_state_dir, cfg.state_cleanup_delay_ms / 1000),
-        stalls=StallWatch(min(session_timeout_s, max_poll_interval_s)),
+        stalls=stalls,
         global_tables=global_tables,
         endpoint=endpoint,
         http_port=http_port,

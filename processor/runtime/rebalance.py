@@ -32,6 +32,7 @@ from processor.runtime.clients import fencing_settings, transactional_id
 from processor.runtime.commit import Committer
 from processor.runtime.identity import WorkerIdentity
 from processor.runtime.membership import DuplicateWatch, Membership, stable_membership
+from processor.runtime.stall import StallWatch
 from processor.runtime.status_publisher import GroupView, StatusPublisher
 from processor.runtime.task_manager import TaskManager
 from processor.runtime.task_plan import TaskPlan
@@ -56,6 +57,7 @@ class Rebalancer:
         committer: Committer,
         tasks: TaskManager,
         status: StatusPublisher,
+        stalls: StallWatch,
         *,
         session_timeout_s: float,
     ) -> None:
@@ -67,6 +69,7 @@ class Rebalancer:
         self._committer = committer
         self._tasks = tasks
         self._status = status
+        self._stalls = stalls
         self._duplicates = DuplicateWatch(self._instance_id, session_timeout_s + 5.0)
         self.assignment: Assignment | None = None
         self.members: list[str] = []
@@ -78,6 +81,10 @@ class Rebalancer:
         self._rebalances = 0
         self._snapshot_pending = False
         self._next_snapshot_at = 0.0
+        self._assigned_member_id: str | None = None
+        """The member id this worker's tasks were assigned under. The consumer may rejoin in
+        the background under a new id (after a stall), while the tasks are still the old
+        member's: only this one says whether they are still this worker's."""
 
     @property
     def settled(self) -> bool:
@@ -116,6 +123,14 @@ class Rebalancer:
 
     def on_revoke(self) -> None:
         self._snapshot_pending = False
+        # A revoke can arrive in the first poll after a stall, before the main loop has
+        # noticed it: the commit below would write stale state over a successor's.
+        self._stalls.tick()
+        if self._tasks.tasks and (self._stalls.suspect or self._rejoined()):
+            if not self._member_confirmed(self._stalls.stalled_s):
+                self.on_lost()
+                return
+            self._stalls.clear()
         if self._tasks.tasks:
             try:
                 self._committer.commit(self._tasks.running())
@@ -151,10 +166,38 @@ class Rebalancer:
         self._consumer.rejoin(self._plan.identity.client_id())
 
     def still_a_member(self, stalled_s: float) -> bool | None:
-        """After a stall: whether the group still has this member, asked before anything more
-        is written (None: the group could not be asked). When it has not, drop the uncommitted
-        work (the tasks' new owner has it); the consumer learns it is out at its next poll and
-        rejoins."""
+        """After a stall: whether the group still has the member this worker's tasks were
+        assigned to, asked before anything more is written (None: the group could not be
+        asked). When it has not, drop the uncommitted work (the tasks' new owner has it); the
+        consumer learns it is out at its next poll and rejoins."""
+        if self._rejoined():
+            present: bool | None = False
+        else:
+            present = self._group_has(self._assigned_member_id, stalled_s)
+        if present is None:
+            return None
+        if present:
+            return True
+        self._report_replaced(stalled_s)
+        self.on_lost()
+        self._consumer.unassign()
+        return False
+
+    def _rejoined(self) -> bool:
+        """Whether the consumer is no longer the member the tasks were assigned to."""
+        return self._assigned_member_id is not None and (
+            self._consumer.member_id != self._assigned_member_id
+        )
+
+    def _member_confirmed(self, stalled_s: float) -> bool:
+        """Inside a revoke: whether the group still has the tasks' member (when in doubt, no:
+        dropping uncommitted work only means processing it again)."""
+        if not self._rejoined() and self._group_has(self._assigned_member_id, stalled_s):
+            return True
+        self._report_replaced(stalled_s)
+        return False
+
+    def _group_has(self, member_id: str | None, stalled_s: float) -> bool | None:
         try:
             snapshot = self._admin.describe_group(self._config.application_id)
         except BrokerError as e:
@@ -166,17 +209,15 @@ class Rebalancer:
                 e,
             )
             return None
-        if any(m.member_id == self._consumer.member_id for m in snapshot.members):
-            return True
+        return any(m.member_id == member_id for m in snapshot.members)
+
+    def _report_replaced(self, stalled_s: float) -> None:
         log.warning(
             "worker %s: stood still for %.1fs and is no longer a member of the group (its tasks "
             "have moved); dropping its uncommitted work instead of writing stale state",
             self._instance_id,
             stalled_s,
         )
-        self.on_lost()
-        self._consumer.unassign()
-        return False
 
     # -- a new generation ------------------------------------------------------------------
 
@@ -206,6 +247,7 @@ class Rebalancer:
             self._next_snapshot_at = time.monotonic() + _SNAPSHOT_RETRY_S
             return None
         self._snapshot_pending = False
+        self._assigned_member_id = self._consumer.member_id
         self._rebalances += 1
         self._membership = membership
         self._report_strangers(membership)

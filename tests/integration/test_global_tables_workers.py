@@ -95,6 +95,8 @@ def test_workers_hold_the_whole_table_restore_from_checkpoints_and_follow_update
     workers += [a, b]
     for worker in (a, b):
         worker.wait_for_log(rf"global tables: restored {COUNTRIES + 1} records", 60)
+        # Each holds some of the orders' partitions before any order is sent.
+        worker.wait_for_log(r"members \[a, b\]; active tasks \[\S", 60)
     enriched = Enriched(kafka_bootstrap, env["TEST_SINK_TOPIC"])
     try:
         # Both workers process orders, and each finds every country: each holds the whole table.

@@ -1,0 +1,108 @@
+"""A worker that stood still past its session timeout may first hear of it as a revoke, inside
+its first poll after waking, or find that its consumer already rejoined under a new member id:
+either way it must not commit (write its stale caches to the changelogs) unless the group still
+has the member its tasks were assigned to."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from processor.kafka.admin import GroupMember
+from processor.runtime.rebalance import Rebalancer
+from processor.runtime.stall import StallWatch
+
+
+class FakeCommitter:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def commit(self, tasks: Any) -> None:
+        self.calls.append("commit")
+
+    def abandon(self) -> None:
+        self.calls.append("abandon")
+
+
+class FakeTasks:
+    def __init__(self) -> None:
+        self.tasks = {"1_0": object()}
+
+    def running(self) -> list[object]:
+        return list(self.tasks.values())
+
+    def close_active(self) -> None:
+        self.tasks = {}
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.member_id: str | None = "m-1"
+        self.unassigned = False
+
+    def unassign(self) -> None:
+        self.unassigned = True
+
+
+class FakeAdmin:
+    def __init__(self, members: list[str]) -> None:
+        self.members = members
+
+    def describe_group(self, group: str) -> Any:
+        return SimpleNamespace(members=tuple(GroupMember(m, "c", None) for m in self.members))
+
+
+def _rebalancer(members: list[str], stalls: StallWatch) -> tuple[Rebalancer, FakeCommitter, Any]:
+    committer, consumer = FakeCommitter(), FakeConsumer()
+    config = SimpleNamespace(application_id="app")
+    plan = SimpleNamespace(identity=SimpleNamespace(instance_id="z0"))
+    rebalancer = Rebalancer(
+        config,  # type: ignore[arg-type]
+        plan,  # type: ignore[arg-type]
+        FakeAdmin(members),  # type: ignore[arg-type]
+        consumer,  # type: ignore[arg-type]
+        committer,
+        FakeTasks(),  # type: ignore[arg-type]
+        SimpleNamespace(),  # type: ignore[arg-type]
+        stalls,
+        session_timeout_s=6.0,
+    )
+    rebalancer._assigned_member_id = "m-1"
+    return rebalancer, committer, consumer
+
+
+def _stalled(session_timeout_s: float = 6.0) -> StallWatch:
+    stalls = StallWatch(session_timeout_s)
+    stalls._last = time.monotonic() - session_timeout_s  # the process stood still that long
+    return stalls
+
+
+def test_a_revoke_without_a_stall_commits_without_asking() -> None:
+    rebalancer, committer, _ = _rebalancer([], StallWatch(6.0))
+    rebalancer.on_revoke()
+    assert committer.calls == ["commit"]
+
+
+@pytest.mark.parametrize(("members", "expected"), [(["m-1"], ["commit"]), (["m-2"], ["abandon"])])
+def test_a_revoke_after_a_stall_commits_only_while_the_group_has_the_member(
+    members: list[str], expected: list[str]
+) -> None:
+    rebalancer, committer, _ = _rebalancer(members, _stalled())
+    rebalancer.on_revoke()
+    assert committer.calls == expected
+
+
+def test_a_consumer_that_rejoined_under_a_new_id_no_longer_holds_the_tasks() -> None:
+    # The group has the consumer's new member id, but the tasks were the old member's.
+    rebalancer, committer, consumer = _rebalancer(["m-2"], StallWatch(6.0))
+    consumer.member_id = "m-2"
+    rebalancer.on_revoke()
+    assert committer.calls == ["abandon"]
+
+    rebalancer, committer, consumer = _rebalancer(["m-2"], _stalled())
+    consumer.member_id = "m-2"
+    assert rebalancer.still_a_member(6.0) is False
+    assert committer.calls == ["abandon"] and consumer.unassigned

@@ -66,6 +66,9 @@ class TimerStore:
         self.index = TimeIndex(cache.backend, cache.store)
         self._max_record_bytes = NO_LIMIT
         self._changelog = ""
+        # What the last `take_due` found due next, as (clock, time), for `next_due` right
+        # after it: None when unknown (a timer set or cancelled since).
+        self._following: tuple[bytes, int | None] | None = None
 
     def limit_changelog(self, changelog: str, max_record_bytes: int) -> None:
         """Refuse (`ChangelogRecordTooLargeError`) a timer whose key would not fit one record of
@@ -83,12 +86,14 @@ class TimerStore:
         # instead of costing a look when its time comes.
         replaced = self.cache.swap(TIMER + ref, clock + U64.pack(at))
         self.index.add(clock, at, ref, replaced)
+        self._following = None
 
     def cancel(self, key: bytes, name: str) -> None:
         ref = timer_ref(key, name)
         if self.cache.get(TIMER + ref) is not None:
             self.cache.delete(TIMER + ref)
         self.index.forget(ref)
+        self._following = None
 
     def get(self, key: bytes, name: str) -> tuple[bytes, int] | None:
         """(clock, at) of the timer `name` of `key`, if set."""
@@ -97,6 +102,9 @@ class TimerStore:
 
     def next_due(self, clock: bytes) -> int | None:
         """When the next timer of `clock` may be due (None: none is set)."""
+        following, self._following = self._following, None
+        if following is not None and following[0] == clock:
+            return following[1]  # what `take_due` just found: no second look
         return self.index.first(clock)
 
     def take_due(self, clock: bytes, now: int) -> Generator[tuple[bytes, str, int], None, None]:
@@ -104,6 +112,7 @@ class TimerStore:
         key bytes then name. A caller that stops early (its function raised) leaves the rest for
         the next call."""
         index = self.index
+        self._following = None
         while True:
             group = index.due_group(clock, now)
             if not group:
@@ -123,6 +132,7 @@ class TimerStore:
             index.consumed(clock, last)
             following = index.first(clock)  # known from the scan: no second scan to find out
             if following is None or following > now:
+                self._following = (clock, following)
                 return
 
     def _take_group(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -108,14 +108,7 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
         instance_id=instance_id,
         dead_letter_topic=cfg.dead_letters if parts.handling.uses_dead_letters else None,
     )
-    log.info(
-        "worker %s: application %s, %d sub-topologies, %d tasks, %s",
-        instance_id,
-        cfg.application_id,
-        len(parts.subtopologies),
-        len(plan.tasks),
-        cfg.processing_guarantee.value,
-    )
+    _log_start(parts, plan)
     output_settings = producer_settings(cfg, instance_id)
     output = Output(
         OutputProducer(output_settings),
@@ -152,9 +145,7 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
     on_failure.callback(tasks.close_active)
     status = StatusPublisher(cfg, instance_id, tasks, parts.accounting, parts.metrics)
     resources.callback(status.close)
-    session_timeout_s = int(group_settings.get("session.timeout.ms", 45000)) / 1000
-    max_poll_interval_s = int(group_settings.get("max.poll.interval.ms", 300000)) / 1000
-    stalls = StallWatch(min(session_timeout_s, max_poll_interval_s))
+    session_timeout_s, stalls = _stall_watch(group_settings)
     rebalancer = Rebalancer(
         cfg,
         plan,
@@ -312,3 +303,21 @@ def _close_quietly(consumer: GroupConsumer, instance_id: str) -> None:
         consumer.close()
     except Exception as e:  # closing after a failure must not hide the failure
         log.warning("worker %s: closing the consumer failed: %s", instance_id, e)
+
+
+def _stall_watch(group_settings: Mapping[str, object]) -> tuple[float, StallWatch]:
+    """The session timeout (s), and the watch for stalls that may outlast it."""
+    session_timeout_s = int(str(group_settings.get("session.timeout.ms", 45000))) / 1000
+    max_poll_interval_s = int(str(group_settings.get("max.poll.interval.ms", 300000))) / 1000
+    return session_timeout_s, StallWatch(min(session_timeout_s, max_poll_interval_s))
+
+
+def _log_start(parts: WorkerParts, plan: TaskPlan) -> None:
+    log.info(
+        "worker %s: application %s, %d sub-topologies, %d tasks, %s",
+        parts.instance_id,
+        parts.config.application_id,
+        len(parts.subtopologies),
+        len(plan.tasks),
+        parts.config.processing_guarantee.value,
+    )

@@ -1,0 +1,1 @@
+"""Destinations outside Kafka: `stream.sink(...)` (see `processor.sinks.base`)."""

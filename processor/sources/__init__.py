@@ -1,0 +1,1 @@
+"""Records from outside Kafka: `topology.source(...)` (see `processor.sources.base`)."""

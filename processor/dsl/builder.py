@@ -318,6 +318,22 @@ class GraphBuilder:
         self._graph.add(SinkNode(node, topic, parent, key_serde, value_serde))
         return node
 
+    def add_external_sink(
+        self, parent: str, sink: Any, key_serde: Serde[Any], value_serde: Serde[Any], name: str
+    ) -> str:
+        """`sink` (a `processor.sinks.Sink` named `name`) behind the internal topic
+        `<application_id>-<name>-sink`: the sink task reads only that topic, so its progress
+        (the offsets it commits) is the sink's alone, whatever runs before it."""
+        check_name("sink", name)
+        topic = f"{name}-sink"
+        self._graph.add(
+            SinkNode(f"{name}-to", topic, parent, key_serde, value_serde, internal=True)
+        )
+        source = f"{name}-from"
+        self._graph.add(SourceNode(source, topic, key_serde, value_serde, internal=True))
+        self._graph.add(OperatorNode(name, OperatorKind.EXTERNAL_SINK, (source,), external=sink))
+        return name
+
     def add_repartition(
         self, parent: str, base: str, key_serde: Serde[Any], value_serde: Serde[Any]
     ) -> str:

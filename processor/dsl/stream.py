@@ -21,12 +21,14 @@ processing_error_handler.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from processor.dsl.builder import GraphBuilder, Predicate, ProcessTiming
 from processor.errors import TopologyError
 from processor.serdes import IntSerde, Serde
+from processor.sinks.base import Sink
 from processor.topology.context import ProcessorContext
 from processor.topology.graph import OperatorKind
 from processor.topology.retry import Retry
@@ -290,6 +292,20 @@ class Stream(Generic[K, V]):
             value_serde or self.value_serde,
             key_changed=True,
         )
+
+    def sink(self, sink: Sink, *, name: str | None = None) -> None:
+        """Write every record to `sink` (`processor.sinks`: PostgreSQL, files, your own), in
+        batches, with the sink's guarantee. `name` (default: the sink's kind and a number) keeps
+        its internal topic and progress when the topology changes: give one."""
+        if not isinstance(sink, Sink):
+            raise TopologyError(
+                f"sink() takes a processor.sinks.Sink (PostgresSink, FileSink, or a subclass of "
+                f"Sink), not {type(sink).__name__}; to write to a Kafka topic use to()"
+            )
+        node = self._builder.name(f"{type(sink).__name__.lower()}", name)
+        named = copy.copy(sink)  # one Sink object may serve several streams, under their names
+        named.name = node
+        self._builder.add_external_sink(self._node, named, self.key_serde, self.value_serde, node)
 
     def to(
         self,

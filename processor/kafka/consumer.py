@@ -126,11 +126,14 @@ class GroupConsumer:
         partitions: Sequence[Partition],
         consuming: Sequence[Partition],
         *,
+        start_at: Mapping[Partition, int] | None = None,
         timeout: float = 30.0,
     ) -> dict[Partition, tuple[int, str | None]]:
         """Start consuming `partitions` too, each from its committed offset (the earliest when it
         has none); `consuming` (the partitions assigned now) go on from where the worker is.
         Returns what was committed for `partitions`: (offset, metadata), offset -1 for none.
+        `start_at`: partitions that start at a given offset instead (a sink whose destination
+        keeps its own progress).
 
         Tasks whose state was restoring join this way rather than by `resume()` of paused
         partitions: librdkafka resumed fetching a paused partition only at its next periodic
@@ -153,6 +156,7 @@ class GroupConsumer:
                     resume[partition] = tp.offset
                 elif partition in self._started_at:
                     resume[partition] = self._started_at[partition]
+            resume.update(start_at or {})
             unread = [
                 TopicPartition(t, p) for t, p in [*partitions, *consuming] if (t, p) not in resume
             ]

@@ -41,6 +41,9 @@ from processor.status.record import InstancePhase
 
 __all__ = ["Rebalancer"]
 
+# How long a revoke (a rebalance, or the worker stopping) waits for sinks to write their batches.
+_SINK_DRAIN_S = 5.0
+
 log = logging.getLogger("processor.worker")
 
 _SNAPSHOT_RETRY_S = 0.1
@@ -132,6 +135,7 @@ class Rebalancer:
                 return
             self._stalls.clear()
         if self._tasks.tasks:
+            self._tasks.drain_sinks(_SINK_DRAIN_S)
             try:
                 self._committer.commit(self._tasks.running())
             except BrokerError as e:

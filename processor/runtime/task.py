@@ -21,9 +21,11 @@ from typing import Any
 from processor.errors import ProcessorError
 from processor.ids import Partition, TaskId
 from processor.kafka.consumer import Message
+from processor.runtime.sink_channel import SinkChannel
 from processor.state.task_stores import TaskStores
 from processor.state.typed import NO_LIMIT
 from processor.topology.clock import StreamClock, decode
+from processor.topology.external_sink import sink_input_key
 from processor.topology.handling import (
     RECORD_ERRORS,
     Accounting,
@@ -135,6 +137,10 @@ class StreamTask:
         self.inputs: PartitionGroup[Message] | None = None
         if len(self.partitions) > 1:
             self.inputs = PartitionGroup(self.partitions, options.max_task_idle_ms)
+        # A sink task's channel to its writer (`processor.runtime.sink_channel`; set before
+        # `start`): its offsets are what the destination holds durably, not what was read.
+        self.sink_channel: SinkChannel | None = None
+        self._sink_reported: int | None = None
 
     def start(self, stores: TaskStores | None) -> None:
         """Build the processors over `stores` (restored, for a stateful task) and run."""
@@ -144,11 +150,16 @@ class StreamTask:
             for name, store in stores.stores.items():
                 changelog = stores.changelogs[name]
                 store.limit_changelog(changelog, self._changelog_limits.get(changelog, NO_LIMIT))
+        built_over: dict[str, Any] = {**self._global_stores}
+        if stores is not None:
+            built_over.update(stores.stores)
+        if self.sink_channel is not None:
+            built_over[sink_input_key(self.sink_channel.sink.name)] = self.sink_channel
         self._sources = instantiate(
             self.subtopology,
             self._context,
             self._emitter,
-            {**self._global_stores, **(stores.stores if stores is not None else {})},
+            built_over,
             str(self.id),
             self._retry,
             self.clock,
@@ -260,6 +271,8 @@ class StreamTask:
         """The next offset to read per partition advanced since the last call; with a stream
         time that moved since, every partition's (the metadata of each carries it)."""
         offsets, self._next_offsets = self._next_offsets, {}
+        if self.sink_channel is not None:
+            return self._take_sink_offsets()
         if not self.timed:
             return offsets
         self._known_offsets.update(offsets)
@@ -267,6 +280,16 @@ class StreamTask:
             self.clock.checkpointed()
             return dict(self._known_offsets)
         return offsets
+
+    def _take_sink_offsets(self) -> dict[Partition, int]:
+        """A sink task commits how far its destination holds the records durably (never what
+        was only read), when that moved since the last call."""
+        assert self.sink_channel is not None
+        durable = self.sink_channel.durable
+        if durable is None or durable == self._sink_reported:
+            return {}
+        self._sink_reported = durable
+        return {self.partitions[0]: durable}
 
     @property
     def offset_metadata(self) -> str | None:
@@ -285,8 +308,12 @@ class StreamTask:
         """Put back offsets whose commit did not happen, so the next commit includes them."""
         for partition, offset in offsets.items():
             self._next_offsets.setdefault(partition, offset)
+        if offsets and self.sink_channel is not None:
+            self._sink_reported = None  # report the durable offset again
 
     def close(self) -> None:
+        if self.sink_channel is not None:
+            self.sink_channel.close()
         if self.stores is not None:
             self.stores.close()
             self.stores = None

@@ -31,7 +31,9 @@ from typing import Any
 
 from processor.ids import Partition, TaskId
 from processor.kafka.consumer import Message
+from processor.runtime.sink_channel import ChannelState, SinkChannel
 from processor.runtime.task import StreamTask, TaskOptions, TaskState
+from processor.sinks.base import Sink, SinkTask
 from processor.state.backend import TaskStateBackend
 from processor.state.budget import MemoryBudget
 from processor.state.indexing import backend_stores, unwrapped, with_indexes
@@ -105,6 +107,7 @@ class TaskManager:
         *,
         memory: MemoryBudget,
         task_options: TaskOptions | None = None,
+        sink_metrics: Callable[[str], Callable[[str, float], None]] | None = None,
     ) -> None:
         self._subtopologies = subtopologies
         self._emitter = emitter
@@ -135,6 +138,11 @@ class TaskManager:
         self._readers = _Readers()
         # Per active task: changelog records its last restore read before it started processing.
         self.restored_before_start: dict[TaskId, int] = {}
+        # Sink tasks whose writer is opening (`processor.runtime.sink_channel`); where opened
+        # sink tasks start reading, when their destination says (`take_start_offsets`).
+        self._opening: set[TaskId] = set()
+        self._start_offsets: dict[Partition, int] = {}
+        self.sink_metrics = sink_metrics
 
     def task_dir(self, task_id: TaskId) -> Path:
         return self._state_dir / str(task_id)
@@ -152,6 +160,9 @@ class TaskManager:
             sub = self._subtopologies[task_id.subtopology]
             task = StreamTask(task_id, sub, self._emitter, self._task_options)
             self.tasks[task_id] = task
+            if sub.external_sink is not None:
+                self._open_sink(task, sub.external_sink.external)
+                continue
             if not sub.stateful:
                 self._start(task, None)
                 continue
@@ -166,6 +177,52 @@ class TaskManager:
                 with self._open_lock:
                     self._backends[task_id] = self._open(task_id)
                 self._restorer.add(task_id, self._backends[task_id], sub.changelog_topics)
+
+    def _open_sink(self, task: StreamTask, sink: Sink) -> None:
+        """A sink task reads nothing before its writer has opened (and said where to resume)."""
+        [(topic, partition)] = task.partitions
+        where = SinkTask(sink.name, task.subtopology.application_id, topic, partition)
+        observe = self.sink_metrics(sink.name) if self.sink_metrics is not None else None
+        task.sink_channel = SinkChannel(sink, where, observe=observe)
+        task.transition(TaskState.RESTORING)
+        self._opening.add(task.id)
+
+    def poll_opened(self) -> list[Partition]:
+        """Start the sink tasks whose writer opened; returns their partitions, to consume (from
+        `take_start_offsets` where the destination keeps its own progress)."""
+        started: list[Partition] = []
+        for task_id in sorted(self._opening):
+            task = self.tasks[task_id]
+            channel = task.sink_channel
+            assert channel is not None
+            channel.raise_if_failed()
+            if channel.state is not ChannelState.OPEN:
+                continue
+            self._opening.discard(task_id)
+            self._start(task, None)
+            started.extend(task.partitions)
+            if channel.resume_at is not None:
+                self._start_offsets[channel.partition] = channel.resume_at
+        return started
+
+    def drain_sinks(self, seconds: float) -> None:
+        """Let the sink tasks' writers finish their batches (up to `seconds` in all), before
+        the tasks' last commit here."""
+        deadline = time.monotonic() + seconds
+        for channel in self.sink_channels:
+            channel.drain(max(0.0, deadline - time.monotonic()))
+
+    def take_start_offsets(self) -> dict[Partition, int]:
+        offsets, self._start_offsets = self._start_offsets, {}
+        return offsets
+
+    @property
+    def sink_channels(self) -> list[SinkChannel]:
+        return [
+            t.sink_channel
+            for t in self.tasks.values()
+            if t.sink_channel is not None and t.state is TaskState.RUNNING
+        ]
 
     def set_standbys(self, wanted: set[TaskId]) -> None:
         """Keep standbys for exactly `wanted` (stateful tasks not active here): start the new
@@ -310,8 +367,11 @@ class TaskManager:
             self.synchronised.append(task)
 
     def overfull_partitions(self) -> set[Partition]:
-        """Partitions holding so many buffered records that fetching them should pause."""
-        return {p for t in self.synchronised if t.inputs for p in t.inputs.over_limit()}
+        """Partitions holding so many buffered records that fetching them should pause: a
+        task's input buffers, or a sink's records waiting for its writer."""
+        overfull = {p for t in self.synchronised if t.inputs for p in t.inputs.over_limit()}
+        overfull.update(c.partition for c in self.sink_channels if c.over_limit())
+        return overfull
 
     def needs_commit(self) -> bool:
         """The store caches' changes fill the memory budget: commit now rather than let them
@@ -327,6 +387,8 @@ class TaskManager:
             for task_id in self._restoring:
                 self._backends.pop(task_id).close()
             self._restoring = set()
+            self._opening = set()
+            self._start_offsets = {}
             self._readers.drain(
                 [t.stores.backend for t in self.tasks.values() if t.stores is not None]
             )

@@ -226,12 +226,14 @@ class Worker:
             self._next_housekeeping = now + _HOUSEKEEPING_INTERVAL_S
             self._housekeeping(parts, now)
         self._follow_group(parts)
-        restored = parts.tasks.poll_restored()
+        restored = parts.tasks.poll_restored() + parts.tasks.poll_opened()
         if restored:
             joining = set(restored)
             consuming = [p for p in parts.tasks.running_partitions() if p not in joining]
             try:
-                committed = parts.consumer.add(restored, consuming)
+                committed = parts.consumer.add(
+                    restored, consuming, start_at=parts.tasks.take_start_offsets()
+                )
             except BrokerError as e:  # their committed offsets could not be read
                 self._after_failed_processing(parts, e)
                 return
@@ -272,6 +274,8 @@ class Worker:
                 return
         if parts.tasks.synchronised and not self._process_buffered(parts):
             return
+        if parts.tasks.sink_channels:
+            self._serve_sinks(parts)
         self._advance_time(parts)
         parts.stalls.tick()
         if parts.stalls.suspect and not self._still_a_member(parts):
@@ -297,6 +301,15 @@ class Worker:
             self._after_failed_processing(parts, e)
             return False
         return True
+
+    def _serve_sinks(self, parts: Collaborators) -> None:
+        """Hand the sinks' batches to their writers when due; pause the input of a sink whose
+        writer is behind (and of tasks with full input buffers, as `_process_buffered` does)."""
+        now = time.monotonic()
+        for channel in parts.tasks.sink_channels:
+            channel.raise_if_failed()
+            channel.tick(now)
+        parts.consumer.pause_only(parts.tasks.overfull_partitions())
 
     def _advance_time(self, parts: Collaborators) -> None:
         """Let the wall clock move the stream time of idle tasks (`--idle-advance-ms`), and

@@ -59,6 +59,7 @@ from processor.state.task_stores import AnyStore, TaskStores
 from processor.state.timer_store import TimerStore
 from processor.state.typed import KeyValueStore
 from processor.state.window_store import WindowStore
+from processor.testing.driver_sinks import DriverSinkInput, flush_sinks, sink_inputs
 from processor.topology.clock import StreamClock
 from processor.topology.graph import SinkNode, timer_store_name
 from processor.topology.handling import (
@@ -178,6 +179,7 @@ class TopologyTestDriver:
         self._offsets: dict[str, int] = defaultdict(int)
         self._serdes: dict[str, tuple[Serde[Any], Serde[Any]]] = {}
         self._task_stores: list[TaskStores] = []
+        self._sinks: list[DriverSinkInput] = []
         # A worker's default budget; the driver commits after every record, so it never fills.
         memory = MemoryBudget(DEFAULT_STORE_CACHE_BYTES)
         self._stores: dict[str, AnyStore] = {}
@@ -213,6 +215,8 @@ class TopologyTestDriver:
     ) -> dict[str, Any]:
         """The stores of the task of `sub`, in memory (their changelogs become readable
         topics), and the global stores."""
+        if sub.external_sink is not None:
+            return {**self._global.stores, **sink_inputs(sub, self._sinks)}
         if not sub.stateful:
             return dict(self._global.stores)
         task_stores = TaskStores(
@@ -415,6 +419,7 @@ class TopologyTestDriver:
 
             task_stores.flush(write_changelog)
             task_stores.checkpoint({})
+        flush_sinks(self._sinks)
         self.accounting.commit()
 
     def _source(self, topic: str) -> SourceProcessor:

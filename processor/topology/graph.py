@@ -64,6 +64,9 @@ class OperatorKind(Enum):
     FK_SUBSCRIPTION_JOIN = "fk_subscription_join"
     FK_FOREIGN_JOIN = "fk_foreign_join"
     FK_RESPONSE_JOIN = "fk_response_join"
+    # Writes each record to a destination outside Kafka (`external`: a `processor.sinks.Sink`),
+    # alone in its sub-topology behind an internal topic (`processor.topology.external_sink`).
+    EXTERNAL_SINK = "external_sink"
 
 
 class StoreKind(Enum):
@@ -180,6 +183,8 @@ class OperatorNode:
     join: Any = None
     # GLOBAL_JOIN: the global table's store, how, and the lookup key (`function`: the joiner).
     global_join: GlobalJoinSpec | None = None
+    # EXTERNAL_SINK: the `processor.sinks.Sink` it writes to.
+    external: Any = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any
 from processor.errors import DeserializationError, RecordRejectedError, TransientError
 from processor.serdes import Serde
 from processor.topology.clock import StreamClock
+from processor.topology.external_sink import ExternalSinkProcessor, sink_input_key
 from processor.topology.foreign_join import FOREIGN_JOIN_KINDS, make_foreign_join
 from processor.topology.global_tables import global_join_processor
 from processor.topology.graph import (
@@ -246,6 +247,8 @@ def _make(
         return PassThroughProcessor(name)
     if kind is OperatorKind.MATERIALIZE:
         return MaterializeProcessor(name, stores[node.stores[0]])
+    if kind is OperatorKind.EXTERNAL_SINK:
+        return ExternalSinkProcessor(name, context, stores[sink_input_key(name)])
     policy = node.retry or retry  # for the user function
     if kind in TABLE_OPERATORS:
         return make_table_processor(node, context, stores, policy, tables)

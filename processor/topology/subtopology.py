@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from processor.topology.graph import (
     LogicalGraph,
     Node,
+    OperatorKind,
     OperatorNode,
     SinkNode,
     SourceNode,
@@ -89,6 +90,15 @@ class SubTopology:
         return any(s.ttl_ms > 0 or s.kind is StoreKind.TIMERS for s in self.stores) or any(
             isinstance(n, OperatorNode) and n.on_tick is not None for n in self.nodes
         )
+
+    @property
+    def external_sink(self) -> OperatorNode | None:
+        """The operator writing to a destination outside Kafka, when this is a sink's
+        sub-topology (it then holds nothing else: its source and that operator)."""
+        for node in self.nodes:
+            if isinstance(node, OperatorNode) and node.kind is OperatorKind.EXTERNAL_SINK:
+                return node
+        return None
 
     @property
     def emits_final(self) -> bool:

@@ -37,6 +37,9 @@ class FakeTasks:
     def close_active(self) -> None:
         self.tasks = {}
 
+    def drain_sinks(self, seconds: float) -> None:
+        pass
+
 
 class FakeConsumer:
     def __init__(self) -> None:

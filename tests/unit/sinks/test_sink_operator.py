@@ -1,0 +1,61 @@
+"""`stream.sink(...)` in the TopologyTestDriver: the writer gets every record that reaches the
+sink, prepared, in batches covering consecutive offsets (skipped records included), and a record
+the sink cannot take goes to the processing error handler like any operator's error."""
+
+from __future__ import annotations
+
+import pytest
+
+from processor import Topology, serdes
+from processor.errors import TopologyError
+from processor.testing import TopologyTestDriver
+from processor.topology.handling import ErrorHandler
+from tests.unit.sinks.recording import Destination, RecordingSink
+
+
+def _topology(destination: Destination) -> Topology:
+    t = Topology("sinks")
+    orders = t.stream("orders", key_serde=serdes.StringSerde(), value_serde=serdes.JsonSerde())
+    orders.filter(lambda key, value: value != "drop").sink(RecordingSink(destination), name="db")
+    return t
+
+
+def test_records_reach_the_writer_in_order_with_their_offsets() -> None:
+    destination = Destination()
+    driver = TopologyTestDriver(_topology(destination))
+    for i in range(5):
+        driver.pipe("orders", f"k{i}", {"n": i})
+    assert [item for _, item in destination.rows] == [(f"k{i}", {"n": i}) for i in range(5)]
+    offsets = [(b.first_offset, b.next_offset) for b in destination.batches]
+    assert offsets == [(i, i + 1) for i in range(5)]
+
+
+def test_a_record_the_sink_refuses_goes_to_the_handler_and_the_offsets_move_past_it() -> None:
+    destination = Destination()
+    driver = TopologyTestDriver(
+        _topology(destination),
+        processing_error_handler=ErrorHandler.DEAD_LETTER,
+        dead_letter_topic="dead",
+    )
+    driver.pipe("orders", "a", {"n": 1})
+    driver.pipe("orders", "b", ["not", "a", "dict"])
+    driver.pipe("orders", "c", {"n": 3})
+    assert [item[0] for _, item in destination.rows] == ["a", "c"]
+    assert destination.next_offset[0] == 3
+    [dead] = driver.read_records("dead")
+    assert dead.key == b"b"
+    headers = dict(dead.headers or [])
+    assert b"not a dict" in (headers.get("processor.error.message") or b"")
+
+
+def test_sink_takes_only_a_sink() -> None:
+    t = Topology("sinks")
+    stream = t.stream("orders")
+    with pytest.raises(TopologyError, match="to write to a Kafka topic use to"):
+        stream.sink("orders-out")  # type: ignore[arg-type]
+
+
+def test_a_sink_reads_its_own_internal_topic() -> None:
+    t = _topology(Destination())
+    description = t.describe()
+    assert "db-sink" in description

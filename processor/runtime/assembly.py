@@ -39,6 +39,7 @@ from processor.runtime.global_tables import GlobalTables
 from processor.runtime.output import Output
 from processor.runtime.query_source import RuntimeView, WorkerQuerySource
 from processor.runtime.rebalance import Rebalancer
+from processor.runtime.sink_metrics import SinkMetrics
 from processor.runtime.stall import StallWatch
 from processor.runtime.status_publisher import StatusPublisher
 from processor.runtime.task import RecordPosition, TaskOptions
@@ -131,14 +132,7 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
     )
     on_failure.callback(committer.abandon)
     committer.start()
-    tasks = TaskManager(
-        parts.subtopologies,
-        output,
-        cfg.app_state_dir,
-        _restorer_factory(parts),
-        memory=MemoryBudget(cfg.store_cache_bytes),
-        task_options=options,
-    )
+    tasks = _task_manager(parts, output, options)
     resources.callback(tasks.shutdown)
     # After a failure the active tasks go uncommitted, before the consumer's revoke callback
     # could commit them.
@@ -320,4 +314,16 @@ def _log_start(parts: WorkerParts, plan: TaskPlan) -> None:
         len(parts.subtopologies),
         len(plan.tasks),
         parts.config.processing_guarantee.value,
+    )
+
+
+def _task_manager(parts: WorkerParts, output: Output, options: TaskOptions) -> TaskManager:
+    return TaskManager(
+        parts.subtopologies,
+        output,
+        parts.config.app_state_dir,
+        _restorer_factory(parts),
+        memory=MemoryBudget(parts.config.store_cache_bytes),
+        task_options=options,
+        sink_metrics=SinkMetrics(parts.metrics.registry).observer,
     )

@@ -88,6 +88,7 @@ class SinkChannel:
         self._read_to = -1
         self._handed_to = -1
         self.paused = False
+        self._checked_at = 0.0
         self._thread = threading.Thread(
             target=self._run, name=f"sink-{sink.name}-{task.partition}", daemon=True
         )
@@ -142,8 +143,11 @@ class SinkChannel:
         """Whether the task's input should be paused: too much waits for the writer (until it
         falls under half the limit)."""
         limit = self.sink.max_buffer_bytes
-        pending = self.pending_bytes
-        self.paused = pending > (limit // 2 if self.paused else limit)
+        now = time.monotonic()
+        if self.paused:
+            self._observe("paused_seconds", now - self._checked_at)
+        self._checked_at = now
+        self.paused = self.pending_bytes > (limit // 2 if self.paused else limit)
         return self.paused
 
     def raise_if_failed(self) -> None:

@@ -97,3 +97,34 @@ def test_the_destination_says_where_to_resume_and_a_fenced_writer_stops_quietly(
     finally:
         first.close()
         second.close()
+
+
+def test_rows_batches_errors_and_paused_time_reach_the_metrics() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from processor.runtime.sink_metrics import SinkMetrics
+
+    registry = CollectorRegistry()
+    metrics = SinkMetrics(registry)
+    destination = Destination(failures_left=1, write_delay_s=0.02)
+    sink = RecordingSink(destination, max_batch_records=5, max_buffer_bytes=500)
+    sink.name = "db"
+    channel = SinkChannel(sink, SinkTask("db", "app", "t", 0), observe=metrics.observer("db"))
+    _eventually(lambda: channel.state is ChannelState.OPEN)
+    try:
+        _send(channel, range(20))
+        assert channel.over_limit()
+        _eventually(lambda: not channel.over_limit(), timeout=10)
+        channel.drain(10)
+
+        def value(name: str) -> float:
+            found = registry.get_sample_value(name, {"sink": "db"})
+            return found or 0.0
+
+        assert value("processor_sink_rows_total") == 20
+        assert value("processor_sink_batches_total") == 4
+        assert value("processor_sink_errors_total") == 1
+        assert value("processor_sink_batch_seconds_count") == 4
+        assert value("processor_sink_paused_seconds_total") > 0
+    finally:
+        channel.close()

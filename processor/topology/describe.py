@@ -65,6 +65,9 @@ def _operator(node: OperatorNode, specs: Mapping[str, StoreSpec]) -> str:
         parts.append(f"emit {'final' if node.emit_final else 'update'}")
     if node.global_join is not None:
         parts.append(node.global_join.describe())
+    if node.external is not None:
+        guarantee = "exactly once" if node.external.exactly_once else "at least once"
+        parts.append(f"{node.external.describe()}, {guarantee}")
     stores = [_store(store, specs.get(store)) for store in node.stores if store != node.timer_store]
     if stores:
         parts.append(f"stores: {', '.join(stores)}")

@@ -58,4 +58,6 @@ def test_sink_takes_only_a_sink() -> None:
 def test_a_sink_reads_its_own_internal_topic() -> None:
     t = _topology(Destination())
     description = t.describe()
-    assert "db-sink" in description
+    assert "Sink: db-to (topic: sinks-db-sink" in description
+    assert "Source: db-from (topic: sinks-db-sink" in description
+    assert "Processor: db (external_sink, RecordingSink, exactly once) <-- db-from" in description

@@ -147,7 +147,9 @@ class SinkChannel:
         if self.paused:
             self._observe("paused_seconds", now - self._checked_at)
         self._checked_at = now
-        self.paused = self.pending_bytes > (limit // 2 if self.paused else limit)
+        pending = self.pending_bytes
+        self._observe("buffered_bytes", float(pending))
+        self.paused = pending > (limit // 2 if self.paused else limit)
         return self.paused
 
     def raise_if_failed(self) -> None:
@@ -157,6 +159,12 @@ class SinkChannel:
         fenced = isinstance(error, SinkFencedError)
         if self.state is ChannelState.FAILED and error is not None and not fenced:
             raise error
+
+    @property
+    def fenced(self) -> bool:
+        """The writer stopped because the destination says another writer has the task (or
+        this one lost what it had not made durable): the task must start over from `open`."""
+        return self.state is ChannelState.FAILED and isinstance(self.error, SinkFencedError)
 
     def drain(self, seconds: float) -> None:
         """Hand the current batch over and let the writer finish what is queued, for up to

@@ -8,6 +8,7 @@ worker's others; `processor.metrics` lists those).
 | processor_sink_batch_seconds | sink | how long writing one batch took (histogram) |
 | processor_sink_errors_total | sink | failed writes and opens (each retried with backoff) |
 | processor_sink_paused_seconds_total | sink | time the sink's input was paused for its writer |
+| processor_sink_buffered_bytes_max | sink | the most bytes one task held for its writer |
 
 The writer threads update them as they go (prometheus_client's metrics are thread-safe); the
 worker's thread adds the paused time.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["SinkMetrics"]
 
@@ -49,11 +50,19 @@ class SinkMetrics:
             registry=registry,
         )
 
+        self._buffered = Gauge(
+            "processor_sink_buffered_bytes_max",
+            "the most bytes one task of the sink held for its writer",
+            ["sink"],
+            registry=registry,
+        )
+
     def observer(self, sink: str) -> Callable[[str, float], None]:
         """What a `SinkChannel` of `sink` reports to: (what, amount)."""
         rows, batches = self._rows.labels(sink), self._batches.labels(sink)
         seconds, errors = self._seconds.labels(sink), self._errors.labels(sink)
-        paused = self._paused.labels(sink)
+        paused, buffered = self._paused.labels(sink), self._buffered.labels(sink)
+        most = [0.0]
 
         def observe(what: str, amount: float) -> None:
             if what == "rows":
@@ -65,5 +74,8 @@ class SinkMetrics:
                 errors.inc(amount)
             elif what == "paused_seconds":
                 paused.inc(amount)
+            elif what == "buffered_bytes" and amount > most[0]:
+                most[0] = amount
+                buffered.set(amount)
 
         return observe

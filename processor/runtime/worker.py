@@ -307,6 +307,12 @@ class Worker:
         writer is behind (and of tasks with full input buffers, as `_process_buffered` does)."""
         now = time.monotonic()
         for channel in parts.tasks.sink_channels:
+            if channel.fenced:
+                # Another worker has the task, or the writer lost what it had not published:
+                # start the tasks over from what the group and the destinations say.
+                log.warning("sink %s: %s; taking the tasks again", channel.sink.name, channel.error)
+                parts.rebalancer.rewind()
+                return
             channel.raise_if_failed()
             channel.tick(now)
         parts.consumer.pause_only(parts.tasks.overfull_partitions())

@@ -48,6 +48,10 @@ def test_upsert_keeps_the_last_record_of_each_key_within_and_across_batches(dsn:
     writer = sink.writer(sink_task())
     writer.open()
     writer.write(batch(writer, [order(1, 1), order(2, 2), order(1, 3, status="paid")], 0))
+    assert query(dsn, "SELECT order_id, amount, status FROM orders ORDER BY 1") == [
+        (1, Decimal("3.00"), "paid"),
+        (2, Decimal("2.00"), "new"),
+    ]
     # A record is a whole row: order 1 leaves status out, so it gets its default again.
     writer.write(batch(writer, [order(2, 4, customer="x"), order(1, 5), order(3, 6)], 3))
     writer.close()

@@ -16,6 +16,9 @@ import pytest
 
 from processor.testing.broker import LocalBroker
 
+# `postgres` (the session's PostgreSQL server) and `pg_dsn` (a fresh database per test).
+pytest_plugins = ["postgres_fixtures"]
+
 BOOTSTRAP_ENV = "PROCESSOR_TEST_BOOTSTRAP"
 
 

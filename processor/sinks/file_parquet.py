@@ -22,10 +22,12 @@ compression.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -34,8 +36,7 @@ from processor.sinks.base import SinkRecord, SinkRecordError
 from processor.sinks.file_formats import (
     FileLostError,
     OpenFile,
-    close_and_delete,
-    flush_and_close,
+    create_exclusively,
     where,
 )
 
@@ -168,10 +169,14 @@ class ParquetEncoder:
 
 
 class _ParquetFile:
+    """Rows buffered, then written as row groups to a native arrow file (no Python file
+    object, so nothing is left for the garbage collector to flush)."""
+
     def __init__(self, path: Path, columns: Columns) -> None:
         self._path = path
         self._schema = columns.arrow_schema()
-        self._file: BinaryIO = open(path, "xb")  # noqa: SIM115 (closed by finish/discard)
+        os.close(create_exclusively(path))  # the name is ours: then opened by arrow
+        self._file = pa.OSFile(str(path), mode="wb")
         self._writer: pq.ParquetWriter | None = None
         self._rows: list[tuple[Any, ...]] = []
         self._rows_written = 0
@@ -182,7 +187,7 @@ class _ParquetFile:
             self._write_row_group()
 
     def size(self) -> int:
-        written = self._file.tell()
+        written: int = self._file.tell()
         if self._rows_written:
             per_row = written / self._rows_written
         else:
@@ -192,29 +197,38 @@ class _ParquetFile:
     def finish(self) -> None:
         self._write_row_group()
         try:
-            if self._writer is None:
-                self._writer = pq.ParquetWriter(self._file, self._schema)
-            self._writer.close()
+            self._parquet_writer().close()
+            self._file.flush()
+            os.fsync(self._file.fileno())  # not retried when it fails: see fsync_and_close
+            self._file.close()
         except Exception as error:
-            raise FileLostError(f"writing the Parquet footer failed: {error}") from error
-        flush_and_close(self._file)
+            raise FileLostError(f"finishing the Parquet file failed: {error}") from error
 
     def discard(self) -> None:
-        close_and_delete(self._file, self._path)
+        # Closed here, or the writer's finalizer would write a footer to a closed file.
+        with contextlib.suppress(Exception):
+            if self._writer is not None:
+                self._writer.close()
+        with contextlib.suppress(Exception):
+            self._file.close()
+        self._path.unlink(missing_ok=True)
+
+    def _parquet_writer(self) -> pq.ParquetWriter:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._file, self._schema)
+        return self._writer
 
     def _write_row_group(self) -> None:
         if not self._rows:
             return
         try:
-            if self._writer is None:
-                self._writer = pq.ParquetWriter(self._file, self._schema)
             columns = list(zip(*self._rows, strict=True))
             arrays = [
                 pa.array(column, type=column_type)
                 for column, column_type in zip(columns, self._schema.types, strict=True)
             ]
             table = pa.Table.from_arrays(arrays, schema=self._schema)
-            self._writer.write_table(table, row_group_size=len(self._rows))
+            self._parquet_writer().write_table(table, row_group_size=len(self._rows))
         except Exception as error:
             raise FileLostError(f"writing a Parquet row group failed: {error}") from error
         self._rows_written += len(self._rows)

@@ -254,6 +254,10 @@ class FileSinkWriter(SinkWriter):
         self._range = None
 
     def _take(self, batch: SinkBatch) -> None:
+        if self._range is not None and self._range.finished:
+            # A publication failed after the file was finished: it goes first, as it was.
+            assert self._next is not None
+            self._publish(self._next)
         items: Sequence[Item] = batch.items
         first = batch.first_offset
         if self._next is not None and first < self._next:
@@ -332,8 +336,10 @@ class FileSinkWriter(SinkWriter):
         current = self._range
         if current is None or current.file is None or not current.records:
             return
-        if (by_size and current.file.size() >= self._sink.roll_bytes) or (
-            now_ms - current.opened_ms >= self._sink.roll_ms
+        if (
+            current.finished  # a publication that failed: due since
+            or (by_size and current.file.size() >= self._sink.roll_bytes)
+            or now_ms - current.opened_ms >= self._sink.roll_ms
         ):
             assert self._next is not None
             self._publish(self._next)

@@ -362,3 +362,22 @@ def test_settings_are_checked_when_the_sink_is_made(
 def test_a_sink_needs_a_name_that_can_start_a_file_name(tmp_path: Path) -> None:
     with pytest.raises(SinkError, match="name="):
         make_sink(tmp_path).writer(task(sink="a/b"))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_file_whose_publication_failed_goes_out_before_the_next_batch(
+    tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = make_sink(tmp_path, fmt).writer(task())
+    writer.open()
+    write_values(writer, 0, [{"n": 0}, {"n": 1}])
+    with monkeypatch.context() as patched:
+        patched.setattr(
+            files_module.os, "link", lambda *_: (_ for _ in ()).throw(OSError(errno.EIO, "EIO"))
+        )
+        with pytest.raises(OSError):
+            writer.roll(10**12)
+
+    assert write_values(writer, 2, [{"n": 2}]) == 2
+    assert writer.roll(10**12) == 3
+    assert [read_back(p) for p in published(tmp_path)] == [[{"n": 0}, {"n": 1}], [{"n": 2}]]

@@ -371,10 +371,12 @@ def test_a_file_whose_publication_failed_goes_out_before_the_next_batch(
     writer = make_sink(tmp_path, fmt).writer(task())
     writer.open()
     write_values(writer, 0, [{"n": 0}, {"n": 1}])
+
+    def failing_link(*_: Any) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
     with monkeypatch.context() as patched:
-        patched.setattr(
-            files_module.os, "link", lambda *_: (_ for _ in ()).throw(OSError(errno.EIO, "EIO"))
-        )
+        patched.setattr(files_module.os, "link", failing_link)
         with pytest.raises(OSError):
             writer.roll(10**12)
 

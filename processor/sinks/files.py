@@ -405,5 +405,6 @@ class FileSinkWriter(SinkWriter):
             self._task.sink,
             f"task {self._task.task_name}: writing {current.path} failed ({error}), so the "
             f"records from offset {current.first} it held are lost to this writer; it stops, "
-            f"and the task's next writer reads them again from offset {self._durable}",
+            "and the task's next writer reads them again from the last published file's next "
+            f"offset ({self._durable}; None: the group's committed offset)",
         ) from error

@@ -383,3 +383,24 @@ def test_a_file_whose_publication_failed_goes_out_before_the_next_batch(
     assert write_values(writer, 2, [{"n": 2}]) == 2
     assert writer.roll(10**12) == 3
     assert [read_back(p) for p in published(tmp_path)] == [[{"n": 0}, {"n": 1}], [{"n": 2}]]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_writer_that_cannot_flush_its_file_stops_and_publishes_nothing(
+    tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_fsync(_: int) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    sink = make_sink(tmp_path, fmt)
+    writer = sink.writer(task())
+    writer.open()
+    write_values(writer, 0, [{"n": 0}])
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "fsync", failing_fsync)
+        # A failed fsync may have dropped the pages: the records are read again instead.
+        with pytest.raises(SinkFencedError, match=r"orders-0: writing .* failed .*I/O error"):
+            writer.roll(10**12)
+
+    assert published(tmp_path) == [] and temporary(tmp_path) == []
+    assert sink.writer(task()).open() is None

@@ -10,11 +10,13 @@ from processor.sources.base import (
     SourceUnavailableError,
 )
 from processor.sources.files import FileSource
+from processor.sources.postgres import PostgresSource
 
 __all__ = [
     "BadLine",
     "FileSource",
     "Position",
+    "PostgresSource",
     "Source",
     "SourceError",
     "SourceItem",

@@ -55,7 +55,7 @@ def _free_port() -> int:
 
 
 @dataclass
-class TestPostgres:
+class PostgresServer:
     bin_dir: Path
     data_dir: Path
     port: int
@@ -91,7 +91,7 @@ class TestPostgres:
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[TestPostgres]:
+def postgres_server() -> Iterator[PostgresServer]:
     _ensure_user()
     bin_dir = _bin_dir()
     root = Path(tempfile.mkdtemp(prefix="processor-pg-"))
@@ -105,7 +105,7 @@ def postgres_server() -> Iterator[TestPostgres]:
         check=True,
         capture_output=True,
     )
-    server = TestPostgres(bin_dir, data_dir, _free_port())
+    server = PostgresServer(bin_dir, data_dir, _free_port())
     server.start()
     try:
         yield server
@@ -115,6 +115,6 @@ def postgres_server() -> Iterator[TestPostgres]:
 
 
 @pytest.fixture
-def postgres_dsn(postgres_server: TestPostgres) -> str:
+def postgres_dsn(postgres_server: PostgresServer) -> str:
     """A DSN to a fresh, empty database on the session's server."""
     return postgres_server.new_database()

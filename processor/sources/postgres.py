@@ -59,7 +59,7 @@ from processor.sources.base import (
     SourceReader,
     SourceUnavailableError,
 )
-from processor.sources.json_values import json_value
+from processor.sources.json_values import json_row
 
 __all__ = ["CURSOR_HEADER", "QUERY_HEADER", "TABLE_HEADER", "PostgresSource"]
 
@@ -207,22 +207,22 @@ class PostgresReader(SourceReader):
                 f"the query returns the column names {repeated} more than once: give each "
                 "column its own name (AS ...)",
             )
-        ts_at = columns.index(self._source.timestamp_column)
-        id_at = columns.index(self._source.id_column)
+        ts_column, id_column = self._source.timestamp_column, self._source.id_column
+        ts_at = columns.index(ts_column)
+        if not isinstance(rows[0][ts_at], date):  # datetime is a date too
+            raise SourceError(
+                self._source.label,
+                f"timestamp_column {ts_column!r} holds {type(rows[0][ts_at]).__name__} values: "
+                "it must be a timestamp, timestamptz or date column",
+            )
         items = []
         for row in rows:
-            ts = row[ts_at]
-            if not isinstance(ts, date):  # datetime is a date too
-                raise SourceError(
-                    self._source.label,
-                    f"timestamp_column {self._source.timestamp_column!r} holds "
-                    f"{type(ts).__name__} values: it must be a timestamp, timestamptz or date",
-                )
-            cursor = (ts.isoformat(), json_value(row[id_at]))
+            value = json_row(columns, row)
+            cursor = (value[ts_column], value[id_column])
             items.append(
                 SourceItem(
-                    value={c: json_value(v) for c, v in zip(columns, row, strict=True)},
-                    headers=(self._origin, (CURSOR_HEADER, json.dumps(cursor).encode())),
+                    value=value,
+                    headers=(self._origin, (CURSOR_HEADER, _cursor_json(*cursor))),
                     position={"timestamp": cursor[0], "id": cursor[1]},
                 )
             )
@@ -237,6 +237,12 @@ class PostgresReader(SourceReader):
             f"reading {what} ordered by ({source.timestamp_column!r}, {source.id_column!r}) "
             f"failed: {message}; check table=/query= and the column names"
         )
+
+
+def _cursor_json(ts: str, id_: Any) -> bytes:
+    """`json.dumps([ts, id_])`, faster: an ISO 8601 string has nothing to escape."""
+    id_json = str(id_) if type(id_) is int else json.dumps(id_)
+    return f'["{ts}", {id_json}]'.encode()
 
 
 def _queries(source: PostgresSource) -> tuple[sql.Composed, sql.Composed]:

@@ -32,8 +32,9 @@ Position: `{"files": {path: [size, mtime_ns, offset, line]}, "reading": [path, s
 offset, line]}`: for every file seen, the identity it had when last read, the byte offset
 reading stopped at and the number of the last line read, so resuming seeks straight there.
 "reading" is the file being read (it wins over its entry in "files"). An entry is forgotten
-once its file is gone (its directory still exists but the file does not match the pattern
-any more): move or delete finished files to keep the position small; each file left in place
+once its file no longer matches the pattern while the pattern's root directory (its leading
+part without wildcards) exists, so an unmounted volume forgets nothing: move or delete
+finished files to keep the position small; each file left in place
 costs one entry (its path and four numbers). A file that reappears after its entry was
 forgotten is read as a new file, from its start; one that reappears while its entry is still
 kept follows the rule above (the same identity: nothing more to read).
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import codecs
 import glob
+import itertools
 import os
 import stat
 from collections import deque
@@ -134,6 +136,7 @@ class FileReader(SourceReader):
         self._source = source
         self._label = source.name or source.pattern
         self._strip_bom = codecs.lookup(source.encoding).name == "utf-8"
+        self._root = _pattern_root(source.pattern)
         # Never changed in place once an item's position refers to it: replaced instead.
         self._files: dict[str, list[int]] = {}
         self._queue: deque[str] = deque()
@@ -180,9 +183,8 @@ class FileReader(SourceReader):
             if stat.S_ISREG(st.st_mode):
                 found[path] = (st.st_size, st.st_mtime_ns)
         self._previous_scan, self._scan = self._scan, found
-        gone = [
-            p for p in self._files if p not in found and os.path.isdir(os.path.dirname(p) or ".")
-        ]
+        # An unmounted volume lists as empty: forget nothing unless the pattern's root is there.
+        gone = [p for p in self._files if p not in found] if os.path.isdir(self._root) else []
         if gone:
             self._files = {p: e for p, e in self._files.items() if p not in gone}
         pending = [(mtime, path) for path, (size, mtime) in found.items() if self._unread(path)]
@@ -303,6 +305,13 @@ class FileReader(SourceReader):
             return body.decode(self._source.encoding)
         except UnicodeDecodeError as e:
             return LineProblem(f"not valid {self._source.encoding}: {e.reason} at byte {e.start}")
+
+
+def _pattern_root(pattern: str) -> str:
+    """The directory a glob pattern starts from: its leading path without wildcards."""
+    parts = pattern.split(os.sep)
+    fixed = list(itertools.takewhile(lambda p: not glob.has_magic(p), parts[:-1]))
+    return os.sep.join(fixed) or (os.sep if pattern.startswith(os.sep) else ".")
 
 
 def _files_from(position: Position, label: str) -> dict[str, list[int]]:

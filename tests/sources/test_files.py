@@ -242,3 +242,15 @@ def test_resuming_at_any_items_position_reads_exactly_the_items_after_it(
 
 def _comparable(item: SourceItem) -> tuple[Any, ...]:
     return (item.value, tuple(item.headers))
+
+
+def test_nothing_is_forgotten_while_the_patterns_directory_is_missing(tmp_path: Path) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    write(incoming / "a.jsonl", "1\n")
+    reader = opened(FileSource(str(incoming / "*.jsonl"), format="jsonl"))
+    assert [i.value for i in drain(reader)] == [1]
+    incoming.rename(tmp_path / "elsewhere")  # as an unmounted volume
+    assert drain(reader) == []
+    (tmp_path / "elsewhere").rename(incoming)
+    assert drain(reader) == []

@@ -13,7 +13,7 @@ import pytest
 
 from processor.sources import PostgresSource, SourceError, SourceItem, SourceUnavailableError
 from processor.sources.base import Position, SourceReader
-from tests.sources.conftest import PostgresServer
+from processor.testing.postgres import LocalPostgres as PostgresServer
 
 TABLE = """
     CREATE TABLE orders (

@@ -7,10 +7,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from pg_sink_driver import batch, execute, query, resume_offset, sink_task
 
 from processor.sinks.base import SinkBatch, SinkFencedError
 from processor.sinks.postgres import PostgresSink
+from tests.unit.sinks.pg_sink_driver import batch, execute, query, resume_offset, sink_task
 
 ORDERS = (
     "CREATE TABLE orders (order_id bigint PRIMARY KEY, customer text NOT NULL, "

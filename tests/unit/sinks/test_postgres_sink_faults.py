@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from pg_sink_driver import batch, execute, query, resume_offset, sink_task
 
 from processor.sinks.postgres import PostgresSink
 from processor.testing.postgres import LocalPostgres
+from tests.unit.sinks.pg_sink_driver import batch, execute, query, resume_offset, sink_task
 
 
 def events(first: int, count: int) -> list[dict[str, int]]:

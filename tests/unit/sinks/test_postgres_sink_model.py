@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pg_sink_driver import batch, execute, sink_task
 
 from processor.sinks.postgres import PostgresSink
+from tests.unit.sinks.pg_sink_driver import batch, execute, sink_task
 
 TABLE = (
     "CREATE TABLE IF NOT EXISTS kv (k integer, region text, v bigint, "

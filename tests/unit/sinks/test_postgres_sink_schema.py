@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pg_sink_driver import execute, record, sink_task
 
 from processor.sinks.base import SinkError, SinkRecordError
 from processor.sinks.postgres import PostgresSink, PostgresWriter
+from tests.unit.sinks.pg_sink_driver import execute, record, sink_task
 
 
 @pytest.fixture

@@ -63,3 +63,26 @@ slow_sink.stream(
     key_serde=serdes.StringSerde(),
     value_serde=serdes.JsonSerde(),
 ).map_values(lambda value: {**value, "seen": True}).sink(SlowLinesSink(), name="lines")
+
+
+def _etl_sinks() -> Topology:
+    """Events (JSON with an `id`) -> a map -> an exactly-once PostgreSQL table (append: a record
+    written twice would be two rows) and exactly-once Parquet files rolled every second."""
+    from processor.sinks import FileSink, PostgresSink
+
+    topology = Topology("etl-sinks")
+    events = topology.stream(
+        os.environ.get("TEST_SOURCE_TOPIC", "in"),
+        key_serde=serdes.StringSerde(),
+        value_serde=serdes.JsonSerde(),
+    ).map_values(lambda value: {**value, "amount": value["id"] / 100})
+    if "TEST_PG_DSN" in os.environ:
+        events.sink(PostgresSink(os.environ["TEST_PG_DSN"], "events", mode="append"), name="pg")
+    if "TEST_FILES_DIR" in os.environ:
+        events.sink(
+            FileSink(os.environ["TEST_FILES_DIR"], format="parquet", roll_ms=1_000), name="files"
+        )
+    return topology
+
+
+etl_sinks = _etl_sinks()

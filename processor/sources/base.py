@@ -19,8 +19,20 @@ runtime drives a `SourceReader` on that worker:
 4. `close()` when the task goes away.
 
 Positions are JSON-serialisable dicts (the positions topic stores them as JSON), e.g. for files
-`{"files": {"<path>": {"size": ..., "mtime_ns": ..., "line": ...}}}` and for a database
-`{"timestamp": ..., "id": ...}`.
+`{"files": {"<path>": [size, mtime_ns, offset, line]}, "reading": [...]}` and for a database
+`{"timestamp": ..., "id": ...}`. A reader may share parts of one item's position with the next
+(they are never changed once handed out): the runtime must not mutate them either.
+
+Two things a reader hands the runtime besides records:
+
+- An item whose value is a `BadLine`: input that could not be parsed (bad JSON, a CSV row with
+  the wrong number of fields, bad encoding). The runtime sends it where the source's error
+  handling says (the dead-letter topic by default), with its file and line; its position still
+  counts, so it is not read again.
+- `SourceUnavailableError` from `poll`: the place the source reads is unreachable for now (a
+  database restarting). Nothing was read and the reader's position did not move; the runtime
+  logs it, waits (`poll_interval_ms`, backing off if it repeats) and polls the same reader again,
+  which reconnects. Any other `SourceError` is permanent until a person acts on its message.
 """
 
 from __future__ import annotations
@@ -30,9 +42,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from processor.errors import ProcessorError
+from processor.errors import ProcessorError, TransientError
 
-__all__ = ["Position", "Source", "SourceError", "SourceItem", "SourceReader"]
+__all__ = [
+    "BadLine",
+    "Position",
+    "Source",
+    "SourceError",
+    "SourceItem",
+    "SourceReader",
+    "SourceUnavailableError",
+]
 
 Position = dict[str, Any]
 
@@ -46,11 +66,32 @@ class SourceError(ProcessorError):
         super().__init__(f"source {source!r}: {problem}")
 
 
+class SourceUnavailableError(SourceError, TransientError):
+    """The place a source reads cannot be reached now; poll again later (the reader reconnects).
+    Nothing was read and the reader's position did not move."""
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """The value of a `SourceItem` for input that could not be parsed: `raw` is the line's bytes
+    as read (without its line ending), `line` its 1-based number in `path`."""
+
+    path: str
+    line: int
+    raw: bytes
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.problem}"
+
+
 @dataclass(frozen=True)
 class SourceItem:
     """One record read from outside: its value (a dict for CSV rows, the parsed object for JSON
-    lines), headers naming its origin (`processor.source.origin`: e.g. `orders-1.csv:17`), and
-    the position after it."""
+    lines, a dict for a database row, a `BadLine` for input that could not be parsed), headers
+    naming its origin (`processor.source.file` and `processor.source.line` for files,
+    `processor.source.table` or `processor.source.query` and `processor.source.cursor` for a
+    database), and the position after it."""
 
     value: Any
     headers: Sequence[tuple[str, bytes]]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from processor import ErrorHandler, Topology
-from processor.errors import TopologyError
+from processor.errors import RecordError, TopologyError
 from processor.testing.driver import TopologyTestDriver
 from tests.unit.sources.list_source import ListSource, bad_line
 
@@ -53,7 +53,7 @@ def test_a_bad_line_goes_to_the_dead_letter_topic_with_its_origin() -> None:
 
 def test_a_bad_line_stops_under_the_default_handler() -> None:
     driver = TopologyTestDriver(orders_topology(ListSource([bad_line(7, b"x")])))
-    with pytest.raises(Exception, match="orders.jsonl:7"):
+    with pytest.raises(RecordError, match=r"orders\.jsonl:7"):
         driver.poll_source("orders")
 
 

@@ -6,9 +6,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from processor.dsl.builder import GraphBuilder, check_name
 from processor.dsl.global_table import GlobalTable, declare_global_table
+from processor.dsl.source import declare_source
 from processor.dsl.stream import Stream, Table
 from processor.serdes import BytesSerde, Serde
+from processor.sources.base import Source
 from processor.topology.describe import describe
+from processor.topology.external_source import ExternalSourceSpec
 from processor.topology.global_tables import GlobalTableSpec
 from processor.topology.graph import LogicalGraph, OperatorKind, TimestampExtractor
 from processor.topology.handling import ErrorHandler
@@ -118,6 +121,35 @@ class Topology:
             name=name,
             on_deserialization_error=on_deserialization_error,
             timestamp=timestamp,
+        )
+        return Stream(self._builder, node, key, value)
+
+    def source(
+        self,
+        source: Source,
+        *,
+        topic: str,
+        partitions: int = 6,
+        key_serde: Serde[Any] | None = None,
+        value_serde: Serde[Any] | None = None,
+        name: str | None = None,
+    ) -> Stream[Any, Any]:
+        """The records `source` reads from outside Kafka (files, a database), as the stream of
+        `topic`: one task, on one worker at a time, produces them to `topic` (created with
+        `partitions` if missing), and the stream reads them like any topic (do not declare
+        `topic` again with `stream()`). `name` (default: the topic) keys where the source
+        stopped in `<application_id>-source-positions`: keep it when the topology changes.
+        Keys are `source.key(value)` as strings (no key function: no key), values JSON, unless
+        serdes are given. Input the source cannot parse goes to the deserialization error
+        handler with its origin in the headers."""
+        node, key, value = declare_source(
+            self._builder,
+            source,
+            topic=topic,
+            partitions=partitions,
+            key_serde=key_serde,
+            value_serde=value_serde,
+            name=name,
         )
         return Stream(self._builder, node, key, value)
 
@@ -248,6 +280,10 @@ class Topology:
     @property
     def graph(self) -> LogicalGraph:
         return self._builder.graph
+
+    def sources(self) -> list[ExternalSourceSpec]:
+        """The sources outside Kafka, in the order they were declared."""
+        return list(self._builder.graph.external_sources.values())
 
     def subtopologies(self, application_id: str | None = None) -> list[SubTopology]:
         """The sub-topologies, with internal topics named for `application_id` (default: the

@@ -15,6 +15,7 @@ import socket
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Any
 
 from processor.config import WorkerConfig
 from processor.dsl.topology import Topology
@@ -23,6 +24,7 @@ from processor.kafka.admin import Admin
 from processor.kafka.changelog_reader import ChangelogReader
 from processor.kafka.consumer import GroupConsumer
 from processor.kafka.global_reader import GlobalTopicReader
+from processor.kafka.positions import read_latest
 from processor.kafka.producer import OutputProducer, producer_max_bytes
 from processor.metrics import WorkerMetrics
 from processor.query.limits import QueryLimits
@@ -40,6 +42,7 @@ from processor.runtime.output import Output
 from processor.runtime.query_source import RuntimeView, WorkerQuerySource
 from processor.runtime.rebalance import Rebalancer
 from processor.runtime.sink_metrics import SinkMetrics
+from processor.runtime.source_task import SourceRuntime
 from processor.runtime.stall import StallWatch
 from processor.runtime.status_publisher import StatusPublisher
 from processor.runtime.task import RecordPosition, TaskOptions
@@ -49,6 +52,7 @@ from processor.state.backend import TaskStateBackend
 from processor.state.budget import MemoryBudget
 from processor.state.cleanup import StateCleaner
 from processor.state.restore import Restorer
+from processor.topology.external_source import source_positions_topic
 from processor.topology.graph import SinkNode, StoreKind
 from processor.topology.handling import (
     Accounting,
@@ -62,6 +66,10 @@ from processor.topology.subtopology import SubTopology
 from processor.windows.serde import WindowedSerde
 
 __all__ = ["Collaborators", "assemble"]
+
+# Reading where a source stopped: its previous owner's last transaction may have to be timed out
+# by the broker first (when it could not be fenced); the worker goes on meanwhile.
+_POSITION_READ_TIMEOUT_S = 120.0
 
 log = logging.getLogger("processor.worker")
 
@@ -111,15 +119,7 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
     )
     _log_start(parts, plan)
     output_settings = producer_settings(cfg, instance_id)
-    output = Output(
-        OutputProducer(output_settings),
-        admin,
-        instance_id=instance_id,
-        # A refused output is handled as its input: name the input of every output then.
-        track_origins=cfg.production_error_handler is not ErrorHandler.FAIL,
-    )
-    output.limit_records(_output_topics(parts))
-    output.partition_by_inner_key(_windowed_key_topics(parts))
+    output = _output(parts, admin, output_settings)
     group_settings = consumer_settings(cfg, instance_id, plan.identity.client_id())
     consumer = GroupConsumer(group_settings)
     on_failure.callback(_close_quietly, consumer, instance_id)
@@ -199,6 +199,50 @@ def _global_tables(parts: WorkerParts, admin: Admin, resources: ExitStack) -> Gl
     resources.callback(tables.close)
     tables.start()
     return tables
+
+
+def _output(parts: WorkerParts, admin: Admin, settings: dict[str, Any]) -> Output:
+    """The emitter sinks write through, knowing the limits of the topics it writes."""
+    output = Output(
+        OutputProducer(settings),
+        admin,
+        instance_id=parts.instance_id,
+        # A refused output is handled as its input: name the input of every output then.
+        track_origins=parts.config.production_error_handler is not ErrorHandler.FAIL,
+    )
+    output.limit_records(_output_topics(parts))
+    output.partition_by_inner_key(_windowed_key_topics(parts))
+    return output
+
+
+def _source_runtime(parts: WorkerParts, output: Output) -> SourceRuntime | None:
+    """What source tasks need, when the topology has sources outside Kafka."""
+    if not any(sub.source is not None for sub in parts.subtopologies.values()):
+        return None
+    cfg = parts.config
+    topic = source_positions_topic(cfg.application_id)
+
+    def read_position(source: str) -> bytes | None:
+        return read_latest(
+            {
+                **restore_consumer_settings(cfg, parts.instance_id),
+                "client.id": f"{parts.instance_id}-source-positions",
+            },
+            topic,
+            source.encode(),
+            group_id=f"{cfg.application_id}-sources-{parts.instance_id}",
+            read_committed=cfg.exactly_once,
+            timeout_s=_POSITION_READ_TIMEOUT_S,
+        )
+
+    return SourceRuntime(
+        output,
+        parts.handling,
+        parts.accounting,
+        read_position,
+        topic,
+        exactly_once=cfg.exactly_once,
+    )
 
 
 def _task_options(
@@ -326,4 +370,5 @@ def _task_manager(parts: WorkerParts, output: Output, options: TaskOptions) -> T
         memory=MemoryBudget(parts.config.store_cache_bytes),
         task_options=options,
         sink_metrics=SinkMetrics(parts.metrics.registry).observer,
+        sources=_source_runtime(parts, output),
     )

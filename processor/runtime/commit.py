@@ -133,6 +133,8 @@ class Committer(ABC):
                 # rewind, as after any failed transaction.
                 raise BrokerError(f"{e}; the producer was replaced") from e
             raise
+        for task in task_list:
+            task.committed()
         if offsets:
             self.broker.answered()
         took = time.monotonic() - began

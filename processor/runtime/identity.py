@@ -111,15 +111,7 @@ def fingerprint_of(
     idle_advance_ms: int = 0,
 ) -> Fingerprint:
     subs = sorted(subtopologies, key=lambda s: s.id)
-    shape = [
-        {
-            "id": s.id,
-            "sources": sorted(s.source_topics),
-            "stores": sorted(_store_shape(spec) for spec in s.stores),
-            "repartition": sorted(s.repartition_sink_topics),
-        }
-        for s in subs
-    ]
+    shape = [_sub_shape(s) for s in subs]
     counts = sorted((int(sub), int(n)) for sub, n in task_counts.items())
     settings: dict[str, float] = {
         "num_standby_replicas": num_standby_replicas,
@@ -130,6 +122,20 @@ def fingerprint_of(
         # workers that leave it off (a rolling upgrade needs no restart of the whole group).
         settings["idle_advance_ms"] = idle_advance_ms
     return Fingerprint(_digest(shape), _digest(counts), _digest(settings))
+
+
+def _sub_shape(sub: SubTopology) -> dict[str, object]:
+    shape: dict[str, object] = {
+        "id": sub.id,
+        "sources": sorted(sub.source_topics),
+        "stores": sorted(_store_shape(spec) for spec in sub.stores),
+        "repartition": sorted(sub.repartition_sink_topics),
+    }
+    if sub.source is not None:
+        # Named only for a source outside Kafka, so that topologies without one keep their
+        # fingerprint.
+        shape["external_source"] = [sub.source.name, sub.source.topic]
+    return shape
 
 
 def _store_shape(spec: StoreSpec) -> str:

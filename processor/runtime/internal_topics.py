@@ -12,15 +12,20 @@ altered.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from processor.config import WorkerConfig
 from processor.errors import CoPartitioningError, TopicError, TopologyError
 from processor.kafka.admin import Admin, TopicSpec
+from processor.topology.external_source import source_positions_topic
 from processor.topology.graph import StoreSpec
 from processor.topology.subtopology import SubTopology
 from processor.windows.spec import DEFAULT_RETENTION_MARGIN_MS
+
+# How long a topic just created may take to show in the broker's metadata.
+_CREATED_VISIBLE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,11 @@ def plan_partitions(
     while pending:
         progressed = False
         for sub in list(pending):
+            if sub.source is not None:  # polls one source outside Kafka: one task
+                tasks[sub.id] = 1
+                pending.remove(sub)
+                progressed = True
+                continue
             known = {**external_counts, **repartition}
             if not all(t in known for t in sub.source_topics):
                 continue
@@ -109,6 +119,10 @@ def internal_topic_specs(
         TopicSpec(config.coordination_topic, 1, replication_factor),
         TopicSpec(config.metadata_topic, 1, replication_factor, {"cleanup.policy": "compact"}),
     ]
+    if any(sub.source is not None for sub in subtopologies):
+        positions = source_positions_topic(config.application_id)
+        # One partition: few keys (one per source), read whole by a source task as it starts.
+        specs.append(TopicSpec(positions, 1, replication_factor, {"cleanup.policy": "compact"}))
     for topic, partitions in sorted(plan.repartition.items()):
         specs.append(TopicSpec(topic, partitions, replication_factor, {"cleanup.policy": "delete"}))
     for sub in subtopologies:
@@ -144,6 +158,8 @@ def prepare_topics(
     """Validate sources and sinks, create or check internal topics, create `dead_letter_topic`
     when missing (one partition: dead letters are few, and read in order); returns the
     partition count (= task count) per sub-topology."""
+    replication = min(3, admin.broker_count())
+    _create_fed_topics(admin, subtopologies, replication)
     sources = sorted({t for s in subtopologies for t in s.external_source_topics})
     sinks = sorted({t for s in subtopologies for t in s.external_sink_topics})
     counts = admin.partition_counts(sources + sinks)
@@ -156,8 +172,6 @@ def prepare_topics(
             f"(missing: {', '.join(missing)})",
         )
     plan = plan_partitions(subtopologies, {t: c for t, c in counts.items() if c is not None})
-
-    replication = min(3, admin.broker_count())
     specs = internal_topic_specs(config, subtopologies, plan, replication)
     existing = admin.partition_counts([s.name for s in specs])
     admin.create_topics([s for s in specs if existing[s.name] is None])
@@ -170,6 +184,25 @@ def prepare_topics(
             [TopicSpec(dead_letter_topic, 1, replication, {"cleanup.policy": "delete"})]
         )
     return plan.tasks
+
+
+def _create_fed_topics(admin: Admin, subtopologies: list[SubTopology], replication: int) -> None:
+    """The topics sources outside Kafka feed are created when missing, with the partition count
+    each source was declared with (one that exists is used as it is)."""
+    fed = {s.source.topic: s.source.partitions for s in subtopologies if s.source is not None}
+    if not fed:
+        return
+    existing = admin.partition_counts(sorted(fed))
+    missing = [t for t in sorted(fed) if existing[t] is None]
+    admin.create_topics(
+        [TopicSpec(t, fed[t], replication, {"cleanup.policy": "delete"}) for t in missing]
+    )
+    # The broker's metadata may show a topic a moment after its creation returned.
+    deadline = time.monotonic() + _CREATED_VISIBLE_S
+    while missing and time.monotonic() < deadline:
+        time.sleep(0.1)
+        counts = admin.partition_counts(missing)
+        missing = [t for t in missing if counts[t] is None]
 
 
 def _check_internal(admin: Admin, specs: list[TopicSpec], counts: dict[str, int | None]) -> None:

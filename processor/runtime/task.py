@@ -22,6 +22,7 @@ from processor.errors import ProcessorError
 from processor.ids import Partition, TaskId
 from processor.kafka.consumer import Message
 from processor.runtime.sink_channel import SinkChannel
+from processor.runtime.source_task import SourceTask
 from processor.state.task_stores import TaskStores
 from processor.state.typed import NO_LIMIT
 from processor.topology.clock import StreamClock, decode
@@ -141,6 +142,9 @@ class StreamTask:
         # `start`): its offsets are what the destination holds durably, not what was read.
         self.sink_channel: SinkChannel | None = None
         self._sink_reported: int | None = None
+        # A source task's poller (`processor.runtime.source_task`; set before `start`): it reads
+        # no partition and commits no offset; its position is recorded as it says.
+        self.source_task: SourceTask | None = None
 
     def start(self, stores: TaskStores | None) -> None:
         """Build the processors over `stores` (restored, for a stateful task) and run."""
@@ -271,6 +275,8 @@ class StreamTask:
         """The next offset to read per partition advanced since the last call; with a stream
         time that moved since, every partition's (the metadata of each carries it)."""
         offsets, self._next_offsets = self._next_offsets, {}
+        if self.source_task is not None:
+            self.source_task.begin_commit()
         if self.sink_channel is not None:
             return self._take_sink_offsets()
         if not self.timed:
@@ -290,6 +296,11 @@ class StreamTask:
             return {}
         self._sink_reported = durable
         return {self.partitions[0]: durable}
+
+    def committed(self) -> None:
+        """The commit that last took this task's offsets succeeded."""
+        if self.source_task is not None:
+            self.source_task.committed()
 
     @property
     def offset_metadata(self) -> str | None:
@@ -312,6 +323,8 @@ class StreamTask:
             self._sink_reported = None  # report the durable offset again
 
     def close(self) -> None:
+        if self.source_task is not None:
+            self.source_task.close()
         if self.sink_channel is not None:
             self.sink_channel.close()
         if self.stores is not None:

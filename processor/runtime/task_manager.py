@@ -32,6 +32,7 @@ from typing import Any
 from processor.ids import Partition, TaskId
 from processor.kafka.consumer import Message
 from processor.runtime.sink_channel import ChannelState, SinkChannel
+from processor.runtime.source_task import SourceRuntime, SourceTask
 from processor.runtime.task import StreamTask, TaskOptions, TaskState
 from processor.sinks.base import Sink, SinkTask
 from processor.state.backend import TaskStateBackend
@@ -108,6 +109,7 @@ class TaskManager:
         memory: MemoryBudget,
         task_options: TaskOptions | None = None,
         sink_metrics: Callable[[str], Callable[[str, float], None]] | None = None,
+        sources: SourceRuntime | None = None,
     ) -> None:
         self._subtopologies = subtopologies
         self._emitter = emitter
@@ -143,6 +145,9 @@ class TaskManager:
         self._opening: set[TaskId] = set()
         self._start_offsets: dict[Partition, int] = {}
         self.sink_metrics = sink_metrics
+        # What source tasks need (`processor.runtime.source_task`); given when the topology
+        # has sources outside Kafka.
+        self._sources = sources
 
     def task_dir(self, task_id: TaskId) -> Path:
         return self._state_dir / str(task_id)
@@ -162,6 +167,13 @@ class TaskManager:
             self.tasks[task_id] = task
             if sub.external_sink is not None:
                 self._open_sink(task, sub.external_sink.external)
+                continue
+            if sub.source is not None:
+                assert self._sources is not None, "a topology with sources needs a SourceRuntime"
+                # Opens on a thread of its own; runs once it has (`poll_opened`).
+                task.source_task = SourceTask(task_id, sub.source, self._sources)
+                task.transition(TaskState.RESTORING)
+                self._opening.add(task_id)
                 continue
             if not sub.stateful:
                 self._start(task, None)
@@ -193,6 +205,13 @@ class TaskManager:
         started: list[Partition] = []
         for task_id in sorted(self._opening):
             task = self.tasks[task_id]
+            source = task.source_task
+            if source is not None:
+                source.raise_if_failed()
+                if source.opened:
+                    self._opening.discard(task_id)
+                    self._start(task, None)
+                continue
             channel = task.sink_channel
             assert channel is not None
             channel.raise_if_failed()
@@ -222,6 +241,15 @@ class TaskManager:
             t.sink_channel
             for t in self.tasks.values()
             if t.sink_channel is not None and t.state is TaskState.RUNNING
+        ]
+
+    @property
+    def source_tasks(self) -> list[SourceTask]:
+        """The running tasks' sources outside Kafka, to poll."""
+        return [
+            t.source_task
+            for t in self.tasks.values()
+            if t.source_task is not None and t.state is TaskState.RUNNING
         ]
 
     def set_standbys(self, wanted: set[TaskId]) -> None:

@@ -276,6 +276,8 @@ class Worker:
             return
         if parts.tasks.sink_channels:
             self._serve_sinks(parts)
+        if parts.tasks.source_tasks and not self._serve_sources(parts):
+            return
         self._advance_time(parts)
         parts.stalls.tick()
         if parts.stalls.suspect and not self._still_a_member(parts):
@@ -316,6 +318,21 @@ class Worker:
             channel.raise_if_failed()
             channel.tick(now)
         parts.consumer.pause_only(parts.tasks.overfull_partitions())
+
+    def _serve_sources(self, parts: Collaborators) -> bool:
+        """Poll the sources outside Kafka that are due, producing what they read (in the
+        transaction, under exactly-once). False after a failure."""
+        now = time.monotonic()
+        for source in parts.tasks.source_tasks:
+            source.raise_if_failed()
+            if not source.due(now):
+                continue
+            try:
+                source.poll(now, parts.committer.before_output)
+            except BrokerError as e:
+                self._after_failed_processing(parts, e)
+                return False
+        return True
 
     def _advance_time(self, parts: Collaborators) -> None:
         """Let the wall clock move the stream time of idle tasks (`--idle-advance-ms`), and

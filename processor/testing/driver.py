@@ -60,6 +60,7 @@ from processor.state.timer_store import TimerStore
 from processor.state.typed import KeyValueStore
 from processor.state.window_store import WindowStore
 from processor.testing.driver_sinks import DriverSinkInput, flush_sinks, sink_inputs
+from processor.testing.driver_sources import DriverSources
 from processor.topology.clock import StreamClock
 from processor.topology.graph import SinkNode, timer_store_name
 from processor.topology.handling import (
@@ -123,7 +124,7 @@ def _global_stores(topology: Topology, handler: ErrorHandler) -> GlobalStores:
     return GlobalStores(backend, tables, undecodable_handler(handler))
 
 
-class TopologyTestDriver:
+class TopologyTestDriver(DriverSources):
     """Runs `topology` in memory, as application `application_id` (default: its name)."""
 
     # Inside `backlog()`: the records piped, held until it ends.
@@ -180,8 +181,7 @@ class TopologyTestDriver:
         self._serdes: dict[str, tuple[Serde[Any], Serde[Any]]] = {}
         self._task_stores: list[TaskStores] = []
         self._sinks: list[DriverSinkInput] = []
-        # A worker's default budget; the driver commits after every record, so it never fills.
-        memory = MemoryBudget(DEFAULT_STORE_CACHE_BYTES)
+        memory = MemoryBudget(DEFAULT_STORE_CACHE_BYTES)  # the driver commits: it never fills
         self._stores: dict[str, AnyStore] = {}
         self._global = _global_stores(topology, deserialization_error_handler)
         # One clock per task (per sub-topology), and the task of each source topic.

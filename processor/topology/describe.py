@@ -21,6 +21,8 @@ def describe(
     lines = [f"Topology: {name}"]
     for sub in subtopologies:
         lines.append(f"  Sub-topology {sub.id}")
+        if sub.source is not None:  # a source outside Kafka, alone in its sub-topology
+            lines.append(f"    {sub.source.describe()}")
         specs = {spec.name: spec for spec in sub.stores}
         children: dict[str, list[str]] = {n.name: [] for n in sub.nodes}
         for node in sub.nodes:

@@ -13,6 +13,7 @@ from typing import Any
 
 from processor.errors import TopologyError
 from processor.serdes import Serde
+from processor.topology.external_source import ExternalSourceSpec
 from processor.topology.global_tables import GlobalJoinSpec, GlobalTableSpec
 from processor.topology.handling import ErrorHandler
 from processor.topology.retry import Retry
@@ -216,6 +217,15 @@ class LogicalGraph:
     stores: dict[str, StoreSpec] = field(default_factory=dict)
     # Global tables by store name: no node reads their topics, every worker reads them whole.
     global_tables: dict[str, GlobalTableSpec] = field(default_factory=dict)
+    # Sources outside Kafka by name: each feeds a topic some node reads, from a task of its own.
+    external_sources: dict[str, ExternalSourceSpec] = field(default_factory=dict)
+
+    def add_external_source(self, spec: ExternalSourceSpec) -> None:
+        if spec.name in self.external_sources:
+            raise TopologyError(
+                f"two sources are named {spec.name!r}; give each topology.source(...) its own name="
+            )
+        self.external_sources[spec.name] = spec
 
     def add_store(self, spec: StoreSpec) -> None:
         if spec.name in self.stores or spec.name in self.global_tables:

@@ -4,7 +4,8 @@ Nodes are connected by edges, by the stores they share, and by the tables they r
 Repartition topics cut the graph: the sink writing one and the source reading it land in
 different sub-topologies. Sub-topologies are numbered in the order their first source was
 declared, so the numbering, and therefore every task id, is stable as long as the declaration
-order is.
+order is. Sources outside Kafka (`topology.source(...)`) come after them, one sub-topology each
+in declaration order: adding one never renumbers the others.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from processor.topology.external_source import ExternalSourceSpec
 from processor.topology.graph import (
     LogicalGraph,
     Node,
@@ -43,6 +45,9 @@ class SubTopology:
     nodes: tuple[Node, ...]
     stores: tuple[StoreSpec, ...] = ()
     application_id: str = ""
+    # A source outside Kafka: then this sub-topology has no node and exactly one task, which
+    # polls the source and produces to its topic (`processor.topology.external_source`).
+    source: ExternalSourceSpec | None = None
 
     @property
     def source_topics(self) -> tuple[str, ...]:
@@ -172,4 +177,6 @@ def build_subtopologies(graph: LogicalGraph, application_id: str) -> list[SubTop
                 application_id,
             )
         )
+    for spec in graph.external_sources.values():
+        result.append(SubTopology(len(result), (), (), application_id, spec))
     return result

@@ -17,6 +17,8 @@ from processor.topology.record import Headers
 if TYPE_CHECKING:
     from processor.testing.driver import _Collector
 
+from processor.testing.driver_sinks import DriverSinkInput
+
 __all__ = ["DriverSources"]
 
 
@@ -27,6 +29,7 @@ class DriverSources:
     _handling: ErrorHandling
     accounting: Accounting
     _source_readers: dict[str, SourceReader] | None = None
+    _sinks: list[DriverSinkInput]
 
     def poll_source(self, name: str, max_records: int = 500) -> int:
         """Poll source `name` once for up to `max_records` items and process them; returns how
@@ -48,6 +51,12 @@ class DriverSources:
                 handle_failure(self._handling, failure, record, self._collector, self.accounting)
                 self.accounting.commit()
         return len(items)
+
+    def close(self) -> None:
+        """Close the sources' readers and the sinks' writers (their connections, open files)."""
+        self.close_sources()
+        for sink in self._sinks:
+            sink.close()
 
     def close_sources(self) -> None:
         """Close the readers `poll_source` opened."""

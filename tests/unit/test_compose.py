@@ -34,7 +34,7 @@ PYPROJECT = REPO / "pyproject.toml"
 
 STATE_DIR = "/var/lib/processor"
 KAFKA_IMAGE = "apache/kafka:4.1.1"
-EXPECTED_TOPICS = {"sentences": 6, "words": 6}
+EXPECTED_TOPICS = {"sentences": 6, "words": 6, "currency-rates": 1}
 
 COMPOSE_INSTALL = "apt-get update && apt-get install -y --no-install-recommends docker-compose"
 
@@ -353,3 +353,22 @@ def test_prometheus_scrapes_the_port_every_worker_serves_metrics_on() -> None:
     (job,) = config["scrape_configs"]
     (discovery,) = job["dns_sd_configs"]
     assert discovery["names"] == ["worker"] and discovery["port"] == port
+
+
+def test_the_etl_example_runs_against_postgres_with_a_shared_data_volume() -> None:
+    compose = _load_compose()
+    etl, postgres = _service(compose, "etl"), _service(compose, "postgres")
+    assert etl["command"][:2] == ["run", "topologies.etl_orders"]
+    assert (REPO / "topologies" / "etl_orders.py").is_file()
+    database = etl["environment"]["ETL_DATABASE"]
+    env = postgres["environment"]
+    assert database == (
+        f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@postgres:5432/"
+        f"{env['POSTGRES_DB']}"
+    )
+    assert (etl.get("depends_on") or {}).get("postgres", {}).get("condition") == "service_healthy"
+    assert "etl-data:/data" in etl["volumes"], (
+        "the source's input and the Parquet output are shared"
+    )
+    schema = [v for v in postgres["volumes"] if "docker-entrypoint-initdb.d" in v]
+    assert schema and (REPO / schema[0].split(":")[0]).is_file()

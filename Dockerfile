@@ -49,8 +49,8 @@ ENV PYTHONPATH=/app
 RUN groupadd --system --gid 10001 processor \
     && useradd --system --uid 10001 --gid processor \
         --home-dir /var/lib/processor --no-create-home --shell /usr/sbin/nologin processor \
-    && mkdir -p /var/lib/processor \
-    && chown processor:processor /var/lib/processor
+    && mkdir -p /var/lib/processor /data/incoming /data/orders \
+    && chown processor:processor /var/lib/processor /data /data/incoming /data/orders
 ENV PROCESSOR_STATE_DIR=/var/lib/processor
 VOLUME ["/var/lib/processor"]
 

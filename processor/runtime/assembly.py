@@ -42,6 +42,7 @@ from processor.runtime.output import Output
 from processor.runtime.query_source import RuntimeView, WorkerQuerySource
 from processor.runtime.rebalance import Rebalancer
 from processor.runtime.sink_metrics import SinkMetrics
+from processor.runtime.source_metrics import SourceMetrics
 from processor.runtime.source_task import SourceRuntime
 from processor.runtime.stall import StallWatch
 from processor.runtime.status_publisher import StatusPublisher
@@ -242,6 +243,7 @@ def _source_runtime(parts: WorkerParts, output: Output) -> SourceRuntime | None:
         read_position,
         topic,
         exactly_once=cfg.exactly_once,
+        count_produced=SourceMetrics(parts.metrics.registry).counter(),
     )
 
 

@@ -89,6 +89,8 @@ class SourceRuntime:
     positions_topic: str
     exactly_once: bool
     max_records: int = MAX_RECORDS
+    count_produced: Callable[[str, int], None] = lambda source, records: None
+    """Told (source name, records) after each poll that produced some (`/metrics`)."""
 
 
 class SourceTask:
@@ -188,6 +190,7 @@ class SourceTask:
             else:
                 handle_failure(runtime.handling, failure, record, emitter, runtime.accounting)
         self._position = items[-1].position
+        runtime.count_produced(spec.name, len(items))
         if runtime.exactly_once:
             self._write_position(self._position)
         return len(items)

@@ -53,6 +53,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,8 +64,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from psycopg.conninfo import conninfo_to_dict
 
 from bench.compare import base_env, contenders_python
-from bench.stateful_count import broker
-from processor.testing.broker import KAFKA_VERSION
+from processor.testing.broker import KAFKA_VERSION, LocalBroker
 from processor.testing.postgres import LocalPostgres
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,6 +92,50 @@ LABELS = {
 
 def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def broker() -> Iterator[tuple[str, int | None]]:
+    """The bootstrap servers, and the broker's process id when it is ours (`LocalBroker`)."""
+    external = os.environ.get("PROCESSOR_TEST_BOOTSTRAP")
+    if external:
+        yield external, None
+        return
+    with LocalBroker() as local:
+        process = getattr(local, "_process", None)
+        yield local.bootstrap_servers, None if process is None else process.pid
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(root: int | None) -> float:
+    """CPU time (user + system) of the process `root`, its live descendants and the children
+    they have reaped, from /proc; 0 when unknown."""
+    if root is None:
+        return 0.0
+    stats: dict[int, tuple[int, float]] = {}  # pid: (parent, seconds)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        # after the name: state ppid ... utime(14) stime(15) cutime(16) cstime(17), 1-based
+        ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+        stats[int(entry)] = (int(fields[1]), ticks / _TICKS)
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            total += stats[pid][1]
+        todo.extend(children.get(pid, []))
+    return total
 
 
 def load() -> str:
@@ -170,6 +214,7 @@ class Run:
     rows: int  # rows in the table when the worker was stopped
     duplicates: int  # rows beyond one per id
     load1: float  # the 1-minute load average at the end of the run
+    cpu: tuple[float, float, float]  # CPU seconds of the worker, the broker, PostgreSQL
 
     @property
     def rate(self) -> float:
@@ -281,6 +326,7 @@ def check(conn: psycopg.Connection, contender: str, records: int) -> tuple[int, 
 def run_once(
     server: LocalPostgres,
     bootstrap: str,
+    broker_pid: int | None,
     topic: str,
     contender: str,
     index: int,
@@ -299,6 +345,8 @@ def run_once(
             cmd, env = command(contender, bootstrap, topic, group, dsn, work / name)
             log_path = work / f"{name}.log"
             with log_path.open("wb") as log:
+                postgres_pid = getattr(getattr(server, "_process", None), "pid", None)
+                cpu_before = (cpu_seconds(broker_pid), cpu_seconds(postgres_pid))
                 started = time.monotonic()
                 process = subprocess.Popen(
                     cmd,
@@ -315,6 +363,11 @@ def run_once(
                     seconds = wait_for_rows(
                         conn, process, contender, index, records, started, timeout
                     )
+                    cpu = (
+                        cpu_seconds(process.pid),
+                        cpu_seconds(broker_pid) - cpu_before[0],
+                        cpu_seconds(postgres_pid) - cpu_before[1],
+                    )
                 finally:
                     if spy is not None:
                         spy.send_signal(signal.SIGINT)
@@ -328,7 +381,7 @@ def run_once(
     finally:
         with psycopg.connect(server.dsn(), autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    return Run(contender, seconds, rows, duplicates, os.getloadavg()[0])
+    return Run(contender, seconds, rows, duplicates, os.getloadavg()[0], cpu)
 
 
 def wait_for_rows(
@@ -429,22 +482,26 @@ def report(
         f"{records:,} JSON records (5 fields) in a 6-partition topic into an empty table, one "
         f"worker process each; rows/s = {records:,} / (seconds from the worker's start until "
         f"`count(*)` reaches {records:,}), median of {runs} runs (min-max), the contenders "
-        "alternating; the 1-minute load average at the end of each run in the last column.",
+        "alternating; the CPU seconds that the worker, the broker and PostgreSQL (all its "
+        "processes) used during the run (from /proc); the 1-minute load average at the end of "
+        "each run in the last column.",
         "",
-        "| contender | rows/s (median) | min-max | seconds (median) | duplicates | load |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| contender | rows/s (median) | min-max | seconds (median) | CPU s: worker / broker "
+        "/ PostgreSQL (medians) | duplicates | load |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for contender, done in results.items():
         if not done:
-            lines.append(f"| {LABELS[contender]} | failed | | | | |")
+            lines.append(f"| {LABELS[contender]} | failed | | | | | |")
             continue
         median, low, high = summary(done)
         seconds = statistics.median(r.seconds for r in done)
         dups = ", ".join(str(r.duplicates) for r in done)
         loads = ", ".join(f"{r.load1:.1f}" for r in done)
+        cpu = " / ".join(f"{statistics.median(r.cpu[i] for r in done):.1f}" for i in range(3))
         lines.append(
             f"| {LABELS[contender]} | {median:,.0f} | {low:,.0f}-{high:,.0f} | {seconds:.1f} | "
-            f"{dups} | {loads} |"
+            f"{cpu} | {dups} | {loads} |"
         )
     medians = {c: summary(done)[0] for c, done in results.items() if done}
     ratios = []
@@ -534,7 +591,7 @@ def main() -> None:
     results: dict[str, list[Run]] = {c: [] for c in chosen}
     failed: set[str] = set()
     try:
-        with broker() as bootstrap, LocalPostgres() as server:
+        with broker() as (bootstrap, broker_pid), LocalPostgres() as server:
             topic = f"bench-pg-input-{uuid.uuid4().hex[:6]}"
             progress(f"producing {args.records:,} records to {topic}")
             produce_input(bootstrap, topic, args.records)
@@ -549,6 +606,7 @@ def main() -> None:
                         run = run_once(
                             server,
                             bootstrap,
+                            broker_pid,
                             topic,
                             contender,
                             index,
@@ -565,8 +623,9 @@ def main() -> None:
                     results[contender].append(run)
                     progress(
                         f"{contender} run {index + 1}: {run.rate:,.0f} rows/s "
-                        f"({run.seconds:.1f} s, {run.rows:,} rows, {run.duplicates} duplicates, "
-                        f"load {load()})"
+                        f"({run.seconds:.1f} s, {run.rows:,} rows, {run.duplicates} duplicates; "
+                        f"CPU s: worker {run.cpu[0]:.1f}, broker {run.cpu[1]:.1f}, PostgreSQL "
+                        f"{run.cpu[2]:.1f}; load {load()})"
                     )
     finally:
         if args.keep:

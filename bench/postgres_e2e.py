@@ -199,7 +199,7 @@ def warm_up(bootstrap: str, topic: str) -> None:
     while time.monotonic() < deadline:
         message = consumer.poll(0.5)
         if message is not None and not message.error():
-            consumer.commit(message, asynchronous=False)
+            consumer.commit(message=message, asynchronous=False)
             break
     consumer.close()
 

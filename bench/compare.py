@@ -143,7 +143,13 @@ FAILOVER_COMMIT_MS = 200
 FAILOVER_TRANSACTION_MS = "10000"
 
 CONTENDERS_VENV = ROOT / ".cache" / "bench-contenders"
-CONTENDERS_REQUIREMENTS = ["quixstreams==3.28.1", "faust-streaming==0.15.3", "matplotlib==3.11.2"]
+# psycopg2-binary: Quix Streams' PostgreSQLSink needs it (bench/postgres_e2e.py)
+CONTENDERS_REQUIREMENTS = [
+    "quixstreams==3.28.1",
+    "faust-streaming==0.15.3",
+    "matplotlib==3.11.2",
+    "psycopg2-binary==2.9.13",
+]
 KS_PROJECT = BENCH / "contenders" / "kafka-streams"
 KS_BUILD = ROOT / ".cache" / "bench-kafka-streams"
 

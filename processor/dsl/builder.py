@@ -325,6 +325,13 @@ class GraphBuilder:
         `<application_id>-<name>-sink`: the sink task reads only that topic, so its progress
         (the offsets it commits) is the sink's alone, whatever runs before it."""
         check_name("sink", name)
+        read = self._graph.nodes[parent]
+        if isinstance(read, SourceNode) and not self._graph.children_of(parent):
+            # Read the source topic itself, no hop through an internal topic (until another
+            # node reads the source: `LogicalGraph.add` moves the sink behind one then).
+            node = OperatorNode(name, OperatorKind.EXTERNAL_SINK, (parent,), external=sink)
+            self._graph.add_direct_sink(node, read)
+            return name
         topic = f"{name}-sink"
         self._graph.add(
             SinkNode(f"{name}-to", topic, parent, key_serde, value_serde, internal=True)

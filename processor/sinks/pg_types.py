@@ -115,10 +115,15 @@ def _timestamp(aware: bool) -> Callable[[int], tuple[Check, str]]:
     def make(type_modifier: int) -> tuple[Check, str]:
         def check(value: Any) -> Any:
             if type(value) is str:
+                text = value
                 try:
                     value = datetime.fromisoformat(value)
                 except ValueError:
                     raise TypeMismatch(expected, f"{value[:40]!r} is not ISO 8601") from None
+                if aware and value.tzinfo is not None:
+                    # Checked; PostgreSQL reads ISO 8601 with an offset as it is, and COPY
+                    # then sends the text rather than formatting the datetime back into it.
+                    return text
             if type(value) is int:
                 value = _EPOCH + timedelta(milliseconds=value)
             if not isinstance(value, datetime):

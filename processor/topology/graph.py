@@ -7,7 +7,7 @@ and `processor.topology.processors` turns nodes into the objects that process re
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -219,6 +219,9 @@ class LogicalGraph:
     global_tables: dict[str, GlobalTableSpec] = field(default_factory=dict)
     # Sources outside Kafka by name: each feeds a topic some node reads, from a task of its own.
     external_sources: dict[str, ExternalSourceSpec] = field(default_factory=dict)
+    # Source node -> the EXTERNAL_SINK operator reading it directly, while it is its only child
+    # (`add_direct_sink`).
+    direct_sinks: dict[str, str] = field(default_factory=dict)
 
     def add_external_source(self, spec: ExternalSourceSpec) -> None:
         if spec.name in self.external_sources:
@@ -241,7 +244,41 @@ class LogicalGraph:
             raise TopologyError(f"two stores are named {spec.name!r}; store names must be unique")
         self.global_tables[spec.name] = spec
 
+    def add_direct_sink(self, sink: OperatorNode, source: SourceNode) -> None:
+        """A sink that reads `source`'s topic itself (its sub-topology is that source and the
+        sink), while nothing else reads it; once another node does, the sink moves behind an
+        internal topic of its own (`<name>-sink`), as sinks after other operators are."""
+        if self.children_of(source.name):
+            raise TopologyError(f"source {source.name!r} has other readers: sink behind a topic")
+        self.add(sink)
+        self.direct_sinks[source.name] = sink.name
+
+    def _move_sink_behind_topic(self, source_name: str) -> None:
+        sink = self.nodes[self.direct_sinks.pop(source_name)]
+        source = self.nodes[source_name]
+        assert isinstance(sink, OperatorNode) and isinstance(source, SourceNode)
+        topic = f"{sink.name}-sink"
+        to = SinkNode(
+            f"{sink.name}-to", topic, source_name, source.key_serde, source.value_serde, True
+        )
+        back = SourceNode(
+            f"{sink.name}-from", topic, source.key_serde, source.value_serde, internal=True
+        )
+        for added in (to.name, back.name):
+            if added in self.nodes:
+                raise TopologyError(f"two nodes are named {added!r}; node names must be unique")
+        reordered: dict[str, Node] = {}
+        for name, existing in self.nodes.items():
+            if name == sink.name:  # where the sink was declared: numbering stays stable
+                reordered[to.name], reordered[back.name] = to, back
+                existing = replace(sink, parents=(back.name,))
+            reordered[name] = existing
+        self.nodes = reordered
+
     def add(self, node: Node) -> None:
+        for parent in parents_of(node):
+            if parent in self.direct_sinks:
+                self._move_sink_behind_topic(parent)
         if node.name in self.nodes:
             raise TopologyError(f"two nodes are named {node.name!r}; node names must be unique")
         for parent in parents_of(node):

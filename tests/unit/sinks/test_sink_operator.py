@@ -61,3 +61,22 @@ def test_a_sink_reads_its_own_internal_topic() -> None:
     assert "Sink: db-to (topic: sinks-db-sink" in description
     assert "Source: db-from (topic: sinks-db-sink" in description
     assert "Processor: db (external_sink, RecordingSink, exactly once) <-- db-from" in description
+
+
+def test_a_sink_right_after_a_source_reads_its_topic_until_something_else_does() -> None:
+    destination = Destination()
+    t = Topology("direct")
+    orders = t.stream("orders", key_serde=serdes.StringSerde(), value_serde=serdes.JsonSerde())
+    orders.sink(RecordingSink(destination), name="db")
+    [sub] = t.subtopologies()
+    assert sub.source_topics == ("orders",) and sub.external_sink is not None
+    driver = TopologyTestDriver(t)
+    driver.pipe("orders", "a", {"n": 1})
+    assert [item for _, item in destination.rows] == [("a", {"n": 1})]
+    assert [(b.first_offset, b.next_offset) for b in destination.batches] == [(0, 1)]
+
+    orders.map_values(lambda v: v).to("copies")  # another reader of the source
+    first, second = t.subtopologies()
+    assert first.sink_topics == ("direct-db-sink", "copies")
+    assert second.source_topics == ("direct-db-sink",) and second.external_sink is not None
+    assert "Processor: db (external_sink" in t.describe()

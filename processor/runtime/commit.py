@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from processor.errors import BrokerError
 from processor.ids import Partition
@@ -89,6 +89,10 @@ class Committer(ABC):
         self._metadata: dict[Partition, str] = {}
         self.broker = BrokerWatch()
         self.producer_replacements = 0
+        self.guard: Callable[[], bool] | None = None
+        """Asked right before a commit writes anything: False when this worker may have been
+        replaced meanwhile (a stall) and the group does not say otherwise; the commit is then
+        skipped (the guard has dropped the tasks, or holds them until it can ask)."""
 
     def start(self) -> None:
         self._next_commit_at = time.monotonic()
@@ -112,6 +116,8 @@ class Committer(ABC):
     def commit(self, tasks: Iterable[StreamTask]) -> None:
         """Commit everything the (running) tasks processed so far. On a BrokerError nothing of
         this commit is visible (see `_forget`)."""
+        if self.guard is not None and not self.guard():
+            return
         task_list = list(tasks)
         self._last_tasks = task_list
         offsets: dict[Partition, int] = {}

@@ -36,6 +36,7 @@ import signal
 import time
 from contextlib import ExitStack
 from enum import Enum
+from functools import partial
 from types import FrameType
 from typing import Any
 
@@ -199,6 +200,7 @@ class Worker:
         )
         parts = assemble(made, self._resources, self._on_failure)
         self.endpoint, self.http_port = parts.endpoint, parts.http_port
+        parts.committer.guard = partial(self._may_commit, parts)
         return parts
 
     def _join(self, parts: Collaborators) -> None:
@@ -358,6 +360,12 @@ class Worker:
         stale_limits = parts.committer.take_stale_limits()
         if stale_limits:
             parts.output.reread_limits(stale_limits)
+
+    def _may_commit(self, parts: Collaborators) -> bool:
+        """Right before a commit writes: a stall since the loop last looked (the worker stopped
+        between that look and the commit) is asked about first."""
+        parts.stalls.tick()
+        return not parts.stalls.suspect or self._still_a_member(parts)
 
     def _still_a_member(self, parts: Collaborators) -> bool:
         """After a stall (stall.py): nothing more is written before the group says this worker

@@ -4,8 +4,8 @@ At-least-once, every commit interval:
   1. flush the stores' caches: each dirty key once to its changelog;
   2. flush the producer: every changelog and output record is acknowledged by the broker;
   3. stop if the broker refused any record (its input offset must not be committed);
-  4. checkpoint the stores: their data with the changelog offsets, in one local write;
-  5. commit the next source offsets as the group member (a fenced member is refused).
+  4. commit the next source offsets as the group member (a fenced member is refused);
+  5. only then checkpoint the stores: their data with the changelog offsets, in one local write.
 
 Exactly-once, every commit interval, inside the transaction begun by the first output since the
 last commit:
@@ -245,8 +245,13 @@ class AtLeastOnceCommitter(Committer):
         self._flush_stores(tasks)
         self._flush_producer()
         self._refusals.handle_after_flush(tasks)
-        self._checkpoint(tasks)
+        # Offsets before the checkpoint: a worker that was replaced while it stood still (its
+        # commit refused as from an unknown member) must not checkpoint, for the changelogs'
+        # end offsets it would record may cover what its successor wrote since, which its
+        # stores never saw. A crash between the two is safe: the next restore reads the
+        # changelog from the previous checkpoint.
         self._consumer.commit(offsets, metadata=self._metadata)
+        self._checkpoint(tasks)
 
     def _flush_producer(self) -> None:
         remaining = self._producer.flush(TIMEOUT_S)

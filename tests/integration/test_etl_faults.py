@@ -23,7 +23,7 @@ from tests.integration.test_state_faults import cluster_factory as cluster_facto
 from tests.kafka_helpers import create_topic, produce
 
 TOPOLOGY = "topologies.etl_orders:topology"
-FILES = 40
+FILES = 24
 ROWS_PER_FILE = 60
 RATES = {"EUR": 1.0, "USD": 0.5, "GBP": 2.0}
 TABLE = (

@@ -20,8 +20,8 @@ from tests.integration.workers import PARTITIONS
 from tests.kafka_helpers import create_topic, produce
 
 TOPOLOGY = "tests.integration.sink_topology:etl_sinks"
-RECORDS = 6_000
-STEPS = 60
+RECORDS = 3_000
+STEPS = 30
 
 
 def _table_ids(dsn: str) -> list[int]:

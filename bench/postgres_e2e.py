@@ -20,7 +20,7 @@ The contenders (programs in bench/contenders/):
 
 - `ours-eos`: `processor run bench.contenders.pg_ours --processing-guarantee exactly_once`,
   the stream into `PostgresSink(mode="append")` (exactly-once: rows and offsets in one
-  transaction per batch); the records pass through the sink's internal topic.
+  transaction per batch); the sink reads the topic itself (it follows the source directly).
 - `ours-alos`: the same with `--processing-guarantee at_least_once` and
   `PostgresSink(exactly_once=False)`.
 - `quix`: Quix Streams (`bench/contenders/pg_quix.py`) with its `PostgreSQLSink` (at-least-once,
@@ -526,10 +526,9 @@ def report(
 NOTES = """What each contender does (all read the same topic from the start with a new consumer \
 group, and write into the same kind of table: five columns, no index):
 
-- **ours, exactly-once**: `processor run`, `--processing-guarantee exactly_once`: the source \
-stream is written (in Kafka transactions, committed every `--commit-interval-ms`, 1 s) to the \
-sink's internal topic `<app>-pg-sink`, whose 6 partitions are 6 sink tasks; each task's records \
-are checked against the table's columns on the main thread (`prepare`) and written by its own \
+- **ours, exactly-once**: `processor run`, `--processing-guarantee exactly_once`: the sink \
+follows the source stream directly, so it reads the topic itself (no internal topic since \
+92df2a6); its 6 partitions are 6 sink tasks; each task's records are checked against the table's columns on the main thread (`prepare`) and written by its own \
 writer thread and connection in batches (up to 10,000 records or 500 ms): one transaction per \
 batch that locks the task's row in `processor_sink_offsets` (the fence), COPYs the rows and \
 records the batch's next offset. The table is exactly the input after any crash.
@@ -547,8 +546,7 @@ column), `include_metadata=False` (else it adds `__key` and `timestamp` columns)
 psycopg 3 `COPY ... FROM STDIN` of the 10,000 tuples, commit, async offset commit; one thread, \
 no internal topic, no checks, no fencing, no backpressure, at-least-once.
 
-The timed span includes process start-up and the consumer group join for every contender, and \
-for ours the hop through the internal topic (produced, then read back, by the same worker). \
+The timed span includes process start-up and the consumer group join for every contender. \
 Each run's table is checked after the worker stops: every id present, every row holding the \
 values produced; for exactly-once also no duplicate (at-least-once duplicates are counted in the \
 table: none occur in a run without failures)."""

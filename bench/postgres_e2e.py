@@ -528,7 +528,8 @@ group, and write into the same kind of table: five columns, no index):
 
 - **ours, exactly-once**: `processor run`, `--processing-guarantee exactly_once`: the sink \
 follows the source stream directly, so it reads the topic itself (no internal topic since \
-92df2a6); its 6 partitions are 6 sink tasks; each task's records are checked against the table's columns on the main thread (`prepare`) and written by its own \
+ce9bae8); its 6 partitions are 6 sink tasks; each task's records are checked against the \
+table's columns on the main thread (`prepare`) and written by its own \
 writer thread and connection in batches (up to 10,000 records or 500 ms): one transaction per \
 batch that locks the task's row in `processor_sink_offsets` (the fence), COPYs the rows and \
 records the batch's next offset. The table is exactly the input after any crash.

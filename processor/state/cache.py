@@ -127,6 +127,11 @@ class StoreCache:
         return _bytes_of(self._clean)
 
     @property
+    def clean(self) -> bool:
+        """Whether the backend has every change (none dirty, none taken and not written)."""
+        return not self._dirty and not self._unwritten
+
+    @property
     def is_full(self) -> bool:
         """Whether pinned bytes fill the budget: time to commit."""
         return self._budget.is_full

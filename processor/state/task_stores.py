@@ -134,12 +134,17 @@ class TaskStores:
             cache.drop()
         for store in self.stores.values():
             if isinstance(store, TimerStore | TtlKeyValueStore):
-                store.index.take_removed()
+                store.index.discard()
         self._unwritten = {}
 
     def close(self) -> None:
         """Give the caches' bytes back to the memory budget and close the backend (after
         committing what should be committed)."""
+        for store in self.stores.values():
+            if isinstance(store, TimerStore) and store.cache.clean:
+                # Nothing changed since the checkpoint: the timers the index keeps in memory are
+                # those of the backend, and writing them spares the next owner a rebuild.
+                store.index.spill()
         for cache in self._all_caches():
             cache.close()
         self.backend.close()

@@ -7,6 +7,8 @@ One column family and one changelog hold the timers; the index by time shares th
 - timer: `b"T" + len + key + name` (name in UTF-8) -> `clock + at`: one timer per key and name,
   on the stream or wall clock (`time_index.STREAM`/`WALL`), due at `at` (8 bytes).
 - index: `b"I" + clock + at + len + key + name` -> `b""`.
+- `b"P"` -> `b""` while index entries are kept in memory only (`time_index.PARTIAL`): whoever
+  opens the store then derives the index from the timer entries again.
 
 Setting a timer writes its timer entry (through the cache) and indexes it; the entry of the time
 it replaces is removed at once when the cache holds that time in memory (`StoreCache.swap`, no
@@ -18,7 +20,9 @@ may set it again.
 
 from __future__ import annotations
 
+import logging
 import struct
+import time
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
@@ -26,11 +30,19 @@ from processor.errors import ChangelogRecordTooLargeError
 from processor.serdes import Serde
 from processor.state.backend import Change
 from processor.state.cache import StoreCache
-from processor.state.time_index import U64, TimeIndex, index_entry, parse_entry
+from processor.state.time_index import PARTIAL, U64, TimeIndex, index_entry, parse_entry
 from processor.state.typed import NO_LIMIT
 
 TIMER = b"T"
 U32 = struct.Struct(">I")
+
+MEMORY_ENTRIES = 20_000
+"""Index entries a timer store keeps in memory across commits (about 200 bytes each): a timer
+that fires or is replaced before it is written costs no write to RocksDB and no delete."""
+
+_REBUILD_BATCH = 100_000
+
+log = logging.getLogger("processor.timers")
 
 
 def timer_ref(key: bytes, name: str) -> bytes:
@@ -56,6 +68,32 @@ def timer_index_changes(changes: Sequence[Change]) -> list[Change]:
     return derived
 
 
+def _complete_index(cache: StoreCache) -> None:
+    """Derive the index from the timer entries when the backend says some of its entries were
+    in memory only (a crash, or a task closed with uncommitted work)."""
+    backend, store = cache.backend, cache.store
+    if backend.get(store, PARTIAL) is None:
+        return
+    started = time.monotonic()
+    count = 0
+    batch: list[Change] = []
+    for stored, value in backend.range(store, TIMER, b"U"):
+        batch.append((stored, value))
+        if len(batch) == _REBUILD_BATCH:
+            backend.write({store: timer_index_changes(batch)}, {})
+            count += len(batch)
+            batch = []
+    count += len(batch)
+    backend.write({store: [*timer_index_changes(batch), (PARTIAL, None)]}, {})
+    log.info(
+        "timer store %r: index of %d timers derived again in %.1f s (the last owner stopped "
+        "with part of it in memory)",
+        store,
+        count,
+        time.monotonic() - started,
+    )
+
+
 class TimerStore:
     """Timers per (key bytes, name) over `cache`; keys are typed with `key_serde`."""
 
@@ -63,7 +101,8 @@ class TimerStore:
         self.name = cache.store
         self.cache = cache
         self.key_serde = key_serde
-        self.index = TimeIndex(cache.backend, cache.store)
+        _complete_index(cache)
+        self.index = TimeIndex(cache.backend, cache.store, MEMORY_ENTRIES)
         self._max_record_bytes = NO_LIMIT
         self._changelog = ""
         # What the last `take_due` found due next, as (clock, time), for `next_due` right

@@ -56,6 +56,7 @@ def test_a_due_group_is_the_oldest_time_due_and_consuming_moves_the_cursor() -> 
     idx.add(STREAM, 5, b"b")
     idx.add(STREAM, 5, b"a")
     idx.add(WALL, 1, b"w")
+    idx.write()  # a commit: in the backend from now on
     assert idx.due_group(STREAM, 4) == []
     assert idx.first(STREAM) == 5 and idx.first(WALL) == 1
     assert consume(idx, STREAM, 9) == [(5, b"a"), (5, b"b")]  # one time at a time
@@ -73,10 +74,12 @@ def test_entries_added_behind_the_cursor_are_still_found() -> None:
     idx, backend = index()
     idx.add(STREAM, 5, b"a")
     idx.add(STREAM, 9, b"z")
+    idx.write()
     assert consume(idx, STREAM, 9) == [(5, b"a")]
     idx.add(STREAM, 3, b"late")  # earlier than the consumed group
     idx.add(STREAM, 5, b"0")  # same time as the consumed group, smaller ref
     assert idx.first(STREAM) == 3
+    idx.write()  # written behind the cursor
     assert consume(idx, STREAM, 9) == [(3, b"late")]
     # Scanning from the start again finds the consumed entry (5, b"a") too, still in the backend
     # until the checkpoint: readers skip it, its timer being gone.
@@ -151,7 +154,7 @@ def test_replaced_and_cancelled_timers_do_not_fire_at_their_old_time() -> None:
     store.set(b"k", "a", STREAM, 5)
     store.set(b"k", "b", STREAM, 5)
     store.set(b"k", "c", STREAM, 5)
-    store.write_index()  # their entries at 5 are in the backend
+    store.index.spill()  # their entries at 5 are in the backend
     store.set(b"k", "a", STREAM, 8)  # moved
     store.set(b"k", "b", WALL, 5)  # same time, other clock
     store.cancel(b"k", "c")

@@ -13,7 +13,7 @@ a repartition: a sink writing the internal topic `<base>-repartition` and a sour
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from processor.errors import TopologyError
@@ -339,6 +339,32 @@ class GraphBuilder:
         source = f"{name}-from"
         self._graph.add(SourceNode(source, topic, key_serde, value_serde, internal=True))
         self._graph.add(OperatorNode(name, OperatorKind.EXTERNAL_SINK, (source,), external=sink))
+        return name
+
+    def add_async(
+        self,
+        parent: str,
+        node: OperatorNode,
+        key_serde: Serde[Any],
+        value_serde: Serde[Any],
+    ) -> str:
+        """The async operator `node` as the only child of its sub-topology's source: `parent`
+        itself when it is a source nothing else reads, else the internal topic
+        `<application_id>-<name>-async` (so every effect of a record follows its call's
+        result, and the task can commit the completed prefix)."""
+        name = node.name
+        check_name("async operator", name)
+        read = self._graph.nodes[parent]
+        if isinstance(read, SourceNode) and not self._graph.children_of(parent):
+            self._graph.add_direct_sink(replace(node, parents=(parent,)), read)
+            return name
+        topic = f"{name}-async"
+        self._graph.add(
+            SinkNode(f"{name}-to", topic, parent, key_serde, value_serde, internal=True)
+        )
+        source = f"{name}-from"
+        self._graph.add(SourceNode(source, topic, key_serde, value_serde, internal=True))
+        self._graph.add(replace(node, parents=(source,)))
         return name
 
     def add_repartition(

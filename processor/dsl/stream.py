@@ -25,6 +25,7 @@ import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
+from processor.dsl.async_stream import AsyncOperations
 from processor.dsl.builder import GraphBuilder, Predicate, ProcessTiming
 from processor.errors import TopologyError
 from processor.serdes import IntSerde, Serde
@@ -45,7 +46,7 @@ V2 = TypeVar("V2")  # the type of the values an operator makes
 A = TypeVar("A")  # the type of an aggregate
 
 
-class Stream(Generic[K, V]):
+class Stream(AsyncOperations, Generic[K, V]):
     """A stream of records inside a `Topology`; create one with `Topology.stream`."""
 
     def __init__(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from processor.dsl.builder import GraphBuilder, check_name
@@ -45,6 +46,19 @@ class Topology:
         self.name = name
         self._builder = GraphBuilder()
         self.restore_listener: RestoreListener | None = None
+        self.start_hooks: list[Callable[[], Awaitable[None]]] = []
+        self.stop_hooks: list[Callable[[], Awaitable[None]]] = []
+
+    def on_start(self, hook: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """Run `await hook()` on the worker's event loop before its first async call (open the
+        clients async operators use there); usable as a decorator."""
+        self.start_hooks.append(hook)
+        return hook
+
+    def on_stop(self, hook: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        """Run `await hook()` on the worker's event loop when it stops (close those clients)."""
+        self.stop_hooks.append(hook)
+        return hook
 
     def on_restore(self, listener: RestoreListener | None) -> None:
         """Call `listener` (a `processor.RestoreListener`) as workers running this topology

@@ -36,10 +36,9 @@ one with the lowest timestamp first (timestamp synchronisation, README "Stream-t
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from processor.dsl.topology import Topology
@@ -59,6 +58,8 @@ from processor.state.task_stores import AnyStore, TaskStores
 from processor.state.timer_store import TimerStore
 from processor.state.typed import KeyValueStore
 from processor.state.window_store import WindowStore
+from processor.testing.driver_async import async_inputs
+from processor.testing.driver_output import OutputRecord, _Collector
 from processor.testing.driver_sinks import DriverSinkInput, flush_sinks, sink_inputs
 from processor.testing.driver_sources import DriverSources
 from processor.topology.clock import StreamClock
@@ -83,37 +84,6 @@ from processor.topology.timers import fire_events
 DEFAULT_MAX_CHANGELOG_RECORD_BYTES = max_record_bytes(None, DEFAULT_MESSAGE_MAX_BYTES)
 """The most key + value bytes a store update may have in the driver by default: as much as a
 worker with librdkafka's default message.max.bytes lets a changelog record hold."""
-
-
-@dataclass(frozen=True)
-class OutputRecord:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    timestamp: int
-    headers: Headers | None
-
-
-class _Collector:
-    def __init__(self, internal_topics: set[str]) -> None:
-        self.records: dict[str, list[OutputRecord]] = defaultdict(list)
-        self.internal: deque[OutputRecord] = deque()
-        self._internal_topics = internal_topics
-
-    def emit(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        timestamp: int,
-        headers: Headers | None,
-        origin: RecordContext | None = None,
-    ) -> None:
-        record = OutputRecord(topic, key, value, timestamp, headers)
-        if topic in self._internal_topics:
-            self.internal.append(record)
-        else:
-            self.records[topic].append(record)
 
 
 def _global_stores(topology: Topology, handler: ErrorHandler) -> GlobalStores:
@@ -194,6 +164,7 @@ class TopologyTestDriver(DriverSources):
             self._clocks.append(clock)
             self._clock_of.update(dict.fromkeys(sub.source_topics, clock))
             stores = self._stores_of(sub, memory, max_changelog_record_bytes)
+            stores.update(async_inputs(sub, self))
             self._sources.update(
                 instantiate(
                     sub,

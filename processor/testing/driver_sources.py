@@ -15,8 +15,9 @@ from processor.topology.handling import Accounting, ErrorHandling, handle_failur
 from processor.topology.record import Headers
 
 if TYPE_CHECKING:
-    from processor.testing.driver import _Collector
+    from processor.testing.driver_output import _Collector
 
+from processor.testing.driver_async import DriverAsyncCalls
 from processor.testing.driver_sinks import DriverSinkInput
 
 __all__ = ["DriverSources"]
@@ -30,6 +31,7 @@ class DriverSources:
     accounting: Accounting
     _source_readers: dict[str, SourceReader] | None = None
     _sinks: list[DriverSinkInput]
+    _async_calls: DriverAsyncCalls | None = None
 
     def poll_source(self, name: str, max_records: int = 500) -> int:
         """Poll source `name` once for up to `max_records` items and process them; returns how
@@ -57,6 +59,8 @@ class DriverSources:
         self.close_sources()
         for sink in self._sinks:
             sink.close()
+        if self._async_calls is not None:
+            self._async_calls.close()
 
     def close_sources(self) -> None:
         """Close the readers `poll_source` opened."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from processor.topology.global_tables import GlobalTableSpec
+from processor.topology.async_ops import AsyncSpec
 from processor.topology.graph import OperatorNode, SinkNode, SourceNode, StoreSpec, parents_of
 from processor.topology.stream_table_join import JOIN_KINDS, describe_join
 from processor.topology.subtopology import SubTopology
@@ -67,7 +68,9 @@ def _operator(node: OperatorNode, specs: Mapping[str, StoreSpec]) -> str:
         parts.append(f"emit {'final' if node.emit_final else 'update'}")
     if node.global_join is not None:
         parts.append(node.global_join.describe())
-    if node.external is not None:
+    if isinstance(node.external, AsyncSpec):
+        parts.append(node.external.describe())
+    elif node.external is not None:
         guarantee = "exactly once" if node.external.exactly_once else "at least once"
         parts.append(f"{node.external.describe()}, {guarantee}")
     stores = [_store(store, specs.get(store)) for store in node.stores if store != node.timer_store]

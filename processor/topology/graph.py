@@ -68,6 +68,9 @@ class OperatorKind(Enum):
     # Writes each record to a destination outside Kafka (`external`: a `processor.sinks.Sink`),
     # alone in its sub-topology behind an internal topic (`processor.topology.external_sink`).
     EXTERNAL_SINK = "external_sink"
+    # Calls an async function per record (`external`: a `processor.topology.async_ops.AsyncSpec`),
+    # the only child of its sub-topology's source (behind an internal topic when it is not).
+    ASYNC = "async"
 
 
 class StoreKind(Enum):
@@ -219,8 +222,8 @@ class LogicalGraph:
     global_tables: dict[str, GlobalTableSpec] = field(default_factory=dict)
     # Sources outside Kafka by name: each feeds a topic some node reads, from a task of its own.
     external_sources: dict[str, ExternalSourceSpec] = field(default_factory=dict)
-    # Source node -> the EXTERNAL_SINK operator reading it directly, while it is its only child
-    # (`add_direct_sink`).
+    # Source node -> the EXTERNAL_SINK or ASYNC operator reading it directly, while it is its
+    # only child (`add_direct_sink`).
     direct_sinks: dict[str, str] = field(default_factory=dict)
 
     def add_external_source(self, spec: ExternalSourceSpec) -> None:
@@ -245,9 +248,10 @@ class LogicalGraph:
         self.global_tables[spec.name] = spec
 
     def add_direct_sink(self, sink: OperatorNode, source: SourceNode) -> None:
-        """A sink that reads `source`'s topic itself (its sub-topology is that source and the
-        sink), while nothing else reads it; once another node does, the sink moves behind an
-        internal topic of its own (`<name>-sink`), as sinks after other operators are."""
+        """A sink (or an async operator) that reads `source`'s topic itself (its sub-topology is
+        that source and the sink), while nothing else reads it; once another node does, the sink
+        moves behind an internal topic of its own (`<name>-sink`, `<name>-async`), as sinks
+        after other operators are."""
         if self.children_of(source.name):
             raise TopologyError(f"source {source.name!r} has other readers: sink behind a topic")
         self.add(sink)
@@ -257,7 +261,7 @@ class LogicalGraph:
         sink = self.nodes[self.direct_sinks.pop(source_name)]
         source = self.nodes[source_name]
         assert isinstance(sink, OperatorNode) and isinstance(source, SourceNode)
-        topic = f"{sink.name}-sink"
+        topic = f"{sink.name}-{'async' if sink.kind is OperatorKind.ASYNC else 'sink'}"
         to = SinkNode(
             f"{sink.name}-to", topic, source_name, source.key_serde, source.value_serde, True
         )

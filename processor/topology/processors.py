@@ -14,6 +14,7 @@ from typing import Any
 
 from processor.errors import DeserializationError, RecordRejectedError, TransientError
 from processor.serdes import Serde
+from processor.topology.async_ops import AsyncProcessor, async_input_key
 from processor.topology.clock import StreamClock
 from processor.topology.external_sink import ExternalSinkProcessor, sink_input_key
 from processor.topology.foreign_join import FOREIGN_JOIN_KINDS, make_foreign_join
@@ -80,7 +81,16 @@ class SourceProcessor(Processor):
     registry that cannot be reached) is retried per `retry`, then the error stops the worker:
     the record is not at fault, so no error handler may skip or dead-letter it."""
 
-    __slots__ = ("clock", "context", "extract", "key_serde", "retry", "timed", "value_serde")
+    __slots__ = (
+        "clock",
+        "context",
+        "defer_time",
+        "extract",
+        "key_serde",
+        "retry",
+        "timed",
+        "value_serde",
+    )
 
     def __init__(
         self,
@@ -98,6 +108,8 @@ class SourceProcessor(Processor):
         self.retry = retry
         self.clock = clock
         self.extract = node.timestamp
+        # Its child is an async operator, which moves stream time as results come out.
+        self.defer_time = False
         # Whether an operator of the task works with event time: a negative timestamp is then
         # the record's fault.
         self.timed = timed or node.timestamp is not None
@@ -152,8 +164,8 @@ class SourceProcessor(Processor):
                 f"the record's timestamp is {c.timestamp}, negative, so it belongs to no window"
                 f"; give source {self.name!r} a timestamp= extractor, or fix the producer",
             )
-        clock = self.clock
-        clock.observe(c.timestamp)
+        if not self.defer_time:
+            self.clock.observe(c.timestamp)
 
     def _deserialize_again(
         self, part: str, serde: Serde[Any], data: bytes | None, error: TransientError
@@ -250,6 +262,12 @@ def _make(
     if kind is OperatorKind.EXTERNAL_SINK:
         return ExternalSinkProcessor(name, context, stores[sink_input_key(name)])
     policy = node.retry or retry  # for the user function
+    if kind is OperatorKind.ASYNC:
+        assert fn is not None, f"async operator {name} has no function"
+        calls = stores[async_input_key(name)]
+        return AsyncProcessor(
+            name, node.external, fn, context, calls, policy, clock if timed else None
+        )
     if kind in TABLE_OPERATORS:
         return make_table_processor(node, context, stores, policy, tables)
     if kind in FOREIGN_JOIN_KINDS:
@@ -426,6 +444,11 @@ def instantiate(
             else:
                 parent.children.append(child)
     tables.connect(built)
+    for processor in built.values():
+        if isinstance(processor, SourceProcessor) and any(
+            isinstance(child, AsyncProcessor) for child in processor.children
+        ):
+            processor.defer_time = True
     for node in reversed(subtopology.nodes):  # children before their parents
         _shortcut(built[node.name])
     return {

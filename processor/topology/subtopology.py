@@ -106,6 +106,13 @@ class SubTopology:
         return None
 
     @property
+    def async_operators(self) -> list[OperatorNode]:
+        """The operators calling async functions, each the only child of its source."""
+        return [
+            n for n in self.nodes if isinstance(n, OperatorNode) and n.kind is OperatorKind.ASYNC
+        ]
+
+    @property
     def emits_final(self) -> bool:
         """Whether an operator emits windows once, when they close, and keeps in its store how
         far it got (`processor.topology.windowed`)."""

@@ -1,0 +1,49 @@
+"""Async operators in the `TopologyTestDriver`: one event loop, started with the topology's
+`on_start` hooks; each record's call runs to completion when the record arrives and its result
+goes on at once, so a test sees the outputs of a topology with `map_values_async` in input
+order, deterministically, with the operator's timeout, retries and error handling as in a
+worker."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from processor.dsl.topology import Topology
+from processor.topology.async_ops import AsyncProcessor, async_input_key
+from processor.topology.subtopology import SubTopology
+
+__all__ = ["DriverAsyncCalls", "async_inputs"]
+
+
+class DriverAsyncCalls:
+    def __init__(self, topology: Topology) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._stop_hooks = list(topology.stop_hooks)
+        for hook in topology.start_hooks:
+            self._loop.run_until_complete(hook())
+
+    def submit(self, processor: AsyncProcessor, key: Any, value: Any) -> None:
+        try:
+            outcome, error = self._loop.run_until_complete(processor.call(key, value)), None
+        except Exception as e:
+            outcome, error = None, e
+        processor.emit(key, value, outcome, error)
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        for hook in self._stop_hooks:
+            self._loop.run_until_complete(hook())
+        self._loop.close()
+
+
+def async_inputs(sub: SubTopology, driver: Any) -> dict[str, DriverAsyncCalls]:
+    """What the processors of `sub` are built over for its async operators: the driver's loop
+    (made at the first one, kept in `driver._async_calls`)."""
+    operators = sub.async_operators
+    if not operators:
+        return {}
+    if driver._async_calls is None:
+        driver._async_calls = DriverAsyncCalls(driver._topology)
+    return {async_input_key(node.name): driver._async_calls for node in operators}

@@ -68,6 +68,7 @@ def _add_worker_settings(run: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--assignment-balance-factor", dest="assignment_balance_factor")
     run.add_argument("--consume-batch-size", dest="consume_batch_size")
+    run.add_argument("--async-max-in-flight", dest="async_max_in_flight")
     run.add_argument(
         "--store-cache-bytes",
         dest="store_cache_bytes",

@@ -11,6 +11,7 @@
 | static_membership | --static-membership | PROCESSOR_STATIC_MEMBERSHIP | false |
 | assignment_balance_factor | --assignment-balance-factor | PROCESSOR_ASSIGNMENT_... | 1.0 |
 | consume_batch_size | --consume-batch-size | PROCESSOR_CONSUME_BATCH_SIZE | 1000 |
+| async_max_in_flight | --async-max-in-flight | PROCESSOR_ASYNC_MAX_IN_FLIGHT | 1000 |
 | store_cache_bytes | --store-cache-bytes | PROCESSOR_STORE_CACHE_BYTES | 64 MiB (67108864) |
 | num_standby_replicas | --num-standby-replicas | PROCESSOR_NUM_STANDBY_REPLICAS | 0 |
 | acceptable_recovery_lag | --acceptable-recovery-lag | PROCESSOR_ACCEPTABLE_RECOVERY_LAG | 10000 |
@@ -94,6 +95,9 @@ class WorkerConfig:
     static_membership: bool = False
     assignment_balance_factor: float = 1.0
     consume_batch_size: int = 1000
+    # Calls of async operators (`map_values_async`, ...) running at once on this worker, all
+    # tasks together; each operator's `concurrency` bounds its task's share.
+    async_max_in_flight: int = 1000
     # Bytes the stores' write-back caches of this worker may hold, all tasks and stores
     # together (processor.state.budget): changes not yet committed may fill all of it, then the
     # worker commits early; recently read entries use what they leave and give way first. A hot
@@ -213,6 +217,10 @@ class WorkerConfig:
         if self.consume_batch_size <= 0:
             raise ConfigError(
                 "consume_batch_size", f"must be positive, got {self.consume_batch_size}"
+            )
+        if self.async_max_in_flight <= 0:
+            raise ConfigError(
+                "async_max_in_flight", f"must be positive, got {self.async_max_in_flight}"
             )
         for name in ("query_timeout_ms", "query_max_requests", "query_max_forwards"):
             if getattr(self, name) <= 0:
@@ -393,6 +401,7 @@ _NUMBERS: tuple[tuple[str, type[int] | type[float]], ...] = (
     ("idle_advance_ms", int),
     ("max_task_idle_ms", int),
     ("consume_batch_size", int),
+    ("async_max_in_flight", int),
     ("assignment_balance_factor", float),
     ("num_standby_replicas", int),
     ("acceptable_recovery_lag", int),

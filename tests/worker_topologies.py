@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from processor import ProcessorContext, Topology, TransientError, serdes
+from processor import ProcessorContext, Retry, Topology, TransientError, serdes
 from processor.windows import JoinWindows, SessionWindows, TumblingWindows
 
 SOURCE = os.environ.get("TEST_SOURCE_TOPIC", "test-source")
@@ -350,4 +350,52 @@ _clicks = click_through.stream(
         how="left",
         name="click-through",
     ).to(SINK)
+)
+
+
+# Counts records per value after an async call to a local HTTP service (`TEST_SERVICE_URL`,
+# started by the test: /echo answers the value, slowly, sometimes with a 503): the call's
+# result is grouped and counted, so a lost or repeated call shows in the counts.
+SERVICE_URL = os.environ.get("TEST_SERVICE_URL", "http://127.0.0.1:9")
+async_counting = Topology("async-counting")
+_http: dict[str, Any] = {}
+
+
+@async_counting.on_start
+async def _open_http() -> None:
+    import httpx
+
+    _http["client"] = httpx.AsyncClient(base_url=SERVICE_URL, timeout=10.0)
+
+
+@async_counting.on_stop
+async def _close_http() -> None:
+    await _http["client"].aclose()
+
+
+async def _echo(value: str) -> str:
+    response = await _http["client"].get("/echo", params={"v": value})
+    response.raise_for_status()
+    return str(response.text)
+
+
+def _service_errors() -> tuple[type[BaseException], ...]:
+    import httpx
+
+    return (httpx.HTTPError, TimeoutError)
+
+
+(
+    async_counting.stream(SOURCE, key_serde=serdes.StringSerde(), value_serde=serdes.StringSerde())
+    .map_values_async(
+        _echo,
+        concurrency=16,
+        timeout_ms=3_000,
+        retry=Retry(attempts=1_000, backoff_ms=20, max_backoff_ms=200, on=_service_errors()),
+        name="echo",
+    )
+    .group_by(lambda _key, value: value, name="by-value")
+    .count(name="counts")
+    .to_stream()
+    .to(SINK, value_serde=serdes.IntSerde())
 )

@@ -30,6 +30,7 @@ from processor.metrics import WorkerMetrics
 from processor.query.limits import QueryLimits
 from processor.query.server import QueryServer, build_app
 from processor.query.source import StoreInfo
+from processor.runtime.async_runner import AsyncRunner
 from processor.runtime.clients import (
     admin_settings,
     consumer_settings,
@@ -133,7 +134,7 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
     )
     on_failure.callback(committer.abandon)
     committer.start()
-    tasks = _task_manager(parts, output, options)
+    tasks = _task_manager(parts, output, options, resources)
     resources.callback(tasks.shutdown)
     # After a failure the active tasks go uncommitted, before the consumer's revoke callback
     # could commit them.
@@ -265,6 +266,7 @@ def _task_options(
         idle_advance_ms=cfg.idle_advance_ms,
         max_task_idle_ms=cfg.max_task_idle_ms,
         global_stores=global_tables.stores,
+        exactly_once=cfg.exactly_once,
     )
 
 
@@ -363,8 +365,10 @@ def _log_start(parts: WorkerParts, plan: TaskPlan) -> None:
     )
 
 
-def _task_manager(parts: WorkerParts, output: Output, options: TaskOptions) -> TaskManager:
-    return TaskManager(
+def _task_manager(
+    parts: WorkerParts, output: Output, options: TaskOptions, resources: ExitStack
+) -> TaskManager:
+    manager = TaskManager(
         parts.subtopologies,
         output,
         parts.config.app_state_dir,
@@ -374,3 +378,13 @@ def _task_manager(parts: WorkerParts, output: Output, options: TaskOptions) -> T
         sink_metrics=SinkMetrics(parts.metrics.registry).observer,
         sources=_source_runtime(parts, output),
     )
+    if any(sub.async_operators for sub in parts.subtopologies.values()):
+        # Closed after the tasks (a callback registered later runs first): on_stop hooks last.
+        runner = AsyncRunner(
+            parts.topology.start_hooks,
+            parts.topology.stop_hooks,
+            parts.config.async_max_in_flight,
+        )
+        resources.callback(runner.close)
+        manager.async_runner = runner
+    return manager

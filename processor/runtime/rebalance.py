@@ -137,6 +137,7 @@ class Rebalancer:
         if self._tasks.tasks:
             self._tasks.drain_sinks(_SINK_DRAIN_S)
             try:
+                self._tasks.drain_async(_SINK_DRAIN_S, self._committer.before_output)
                 self._committer.commit(self._tasks.running())
             except BrokerError as e:
                 if e.fatal:

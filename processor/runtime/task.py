@@ -21,12 +21,16 @@ from typing import Any
 from processor.errors import ProcessorError
 from processor.ids import Partition, TaskId
 from processor.kafka.consumer import Message
+from processor.runtime.async_channel import AsyncChannel, Slot
+from processor.runtime.async_runner import AsyncRunner
 from processor.runtime.sink_channel import SinkChannel
 from processor.runtime.source_task import SourceTask
 from processor.state.task_stores import TaskStores
 from processor.state.typed import NO_LIMIT
+from processor.topology.async_ops import async_input_key
 from processor.topology.clock import StreamClock, decode
 from processor.topology.external_sink import sink_input_key
+from processor.topology.graph import SourceNode
 from processor.topology.handling import (
     RECORD_ERRORS,
     Accounting,
@@ -73,6 +77,8 @@ class TaskOptions:
     max_task_idle_ms: int = 0
     # The global tables' stores by name (`processor.runtime.global_tables`), for joins.
     global_stores: Mapping[str, Any] = field(default_factory=dict)
+    # Async operators release results only in offset order under exactly-once.
+    exactly_once: bool = False
 
 
 class TaskState(Enum):
@@ -116,6 +122,7 @@ class StreamTask:
         self._handling = options.handling
         self._accounting = options.accounting
         self._retry = options.retry
+        self._exactly_once = options.exactly_once
         self._unproducible = options.unproducible
         self._changelog_limits = options.changelog_limits
         self._global_stores = options.global_stores
@@ -145,6 +152,13 @@ class StreamTask:
         # A source task's poller (`processor.runtime.source_task`; set before `start`): it reads
         # no partition and commits no offset; its position is recorded as it says.
         self.source_task: SourceTask | None = None
+        # Async operators' calls run here (set before `start` when the topology has any); a
+        # channel per partition read by one (`processor.runtime.async_channel`), whose offsets
+        # are the completed prefix, and what was last reported of them.
+        self.async_runner: AsyncRunner | None = None
+        self.async_channels: dict[Partition, AsyncChannel] = {}
+        self._async_reported: dict[Partition, int] = {}
+        self._message: Message | None = None
 
     def start(self, stores: TaskStores | None) -> None:
         """Build the processors over `stores` (restored, for a stateful task) and run."""
@@ -159,6 +173,8 @@ class StreamTask:
             built_over.update(stores.stores)
         if self.sink_channel is not None:
             built_over[sink_input_key(self.sink_channel.sink.name)] = self.sink_channel
+        if self.async_runner is not None:
+            built_over.update(self._open_async_channels(self.async_runner))
         self._sources = instantiate(
             self.subtopology,
             self._context,
@@ -178,6 +194,7 @@ class StreamTask:
         self.state = target
 
     def process(self, message: Message) -> None:
+        self._message = message
         topic = message.topic()
         offset = message.offset()
         context = self._context
@@ -263,13 +280,60 @@ class StreamTask:
 
     def _fail(self, failure: RecordFailure, message: Message) -> None:
         """Hand `message` to its stage's handler; raises (stopping the worker) under `fail`."""
-        handle_failure(
-            self._handling,
-            failure,
-            (message.key(), message.value(), message.timestamp()[1], message.headers()),
-            self._emitter,
-            self._accounting,
-        )
+        record = (message.key(), message.value(), message.timestamp()[1], message.headers())
+        handle_failure(self._handling, failure, record, self._emitter, self._accounting)
+
+    # -- async operators ------------------------------------------------------------------
+
+    def _open_async_channels(self, runner: AsyncRunner) -> dict[str, AsyncChannel]:
+        """A channel for each async operator, by where its processor finds it."""
+        sources = {n.name: n.topic for n in self.subtopology.nodes if isinstance(n, SourceNode)}
+        inputs: dict[str, AsyncChannel] = {}
+        for node in self.subtopology.async_operators:
+            channel = AsyncChannel(
+                runner,
+                node.external,
+                sources[node.parents[0]],
+                self.id.partition,
+                exactly_once=self._exactly_once,
+                current=self._current_record,
+                release=self._release_async,
+            )
+            self.async_channels[channel.partition] = channel
+            inputs[async_input_key(node.name)] = channel
+        return inputs
+
+    def _current_record(self) -> RecordBytes:
+        message = self._message
+        assert message is not None
+        return (message.key(), message.value(), message.timestamp()[1], message.headers())
+
+    def _release_async(self, channel: AsyncChannel, slot: Slot) -> None:
+        """Forward what `slot`'s call gave, as its record; its error goes to the handler."""
+        context = self._context
+        topic, partition = channel.partition
+        context.topic, context.offset = topic, slot.offset
+        context.timestamp, context.headers = slot.timestamp, slot.headers
+        assert channel.processor is not None
+        try:
+            channel.processor.emit(slot.key, slot.value, slot.outcome, slot.error)
+        except RECORD_ERRORS as e:
+            context.late = None
+            failure = failure_of(e, topic, partition, slot.offset, str(self.id))
+            handle_failure(self._handling, failure, slot.raw, self._emitter, self._accounting)
+        clock = self.clock
+        if clock.stream_time >= clock.due_at:
+            self._fire(topic, slot.offset)
+
+    def _take_async_offsets(self, offsets: dict[Partition, int]) -> None:
+        """A partition read by an async operator commits the completed prefix, not what was
+        read."""
+        for partition, channel in self.async_channels.items():
+            offsets.pop(partition, None)
+            committable = channel.committable()
+            if committable is not None and committable != self._async_reported.get(partition):
+                offsets[partition] = committable
+                self._async_reported[partition] = committable
 
     def take_offsets(self) -> dict[Partition, int]:
         """The next offset to read per partition advanced since the last call; with a stream
@@ -279,6 +343,8 @@ class StreamTask:
             self.source_task.begin_commit()
         if self.sink_channel is not None:
             return self._take_sink_offsets()
+        if self.async_channels:
+            self._take_async_offsets(offsets)
         if not self.timed:
             return offsets
         self._known_offsets.update(offsets)
@@ -321,12 +387,15 @@ class StreamTask:
             self._next_offsets.setdefault(partition, offset)
         if offsets and self.sink_channel is not None:
             self._sink_reported = None  # report the durable offset again
+        self._async_reported = {}
 
     def close(self) -> None:
         if self.source_task is not None:
             self.source_task.close()
         if self.sink_channel is not None:
             self.sink_channel.close()
+        for channel in self.async_channels.values():
+            channel.close()
         if self.stores is not None:
             self.stores.close()
             self.stores = None

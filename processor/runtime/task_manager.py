@@ -31,6 +31,8 @@ from typing import Any
 
 from processor.ids import Partition, TaskId
 from processor.kafka.consumer import Message
+from processor.runtime.async_channel import AsyncChannel
+from processor.runtime.async_runner import AsyncRunner
 from processor.runtime.sink_channel import ChannelState, SinkChannel
 from processor.runtime.source_task import SourceRuntime, SourceTask
 from processor.runtime.task import StreamTask, TaskOptions, TaskState
@@ -148,6 +150,8 @@ class TaskManager:
         # What source tasks need (`processor.runtime.source_task`); given when the topology
         # has sources outside Kafka.
         self._sources = sources
+        # The event loop of async operators' calls, when the topology has any.
+        self.async_runner: AsyncRunner | None = None
 
     def task_dir(self, task_id: TaskId) -> Path:
         return self._state_dir / str(task_id)
@@ -164,6 +168,7 @@ class TaskManager:
         for task_id in task_ids:
             sub = self._subtopologies[task_id.subtopology]
             task = StreamTask(task_id, sub, self._emitter, self._task_options)
+            task.async_runner = self.async_runner
             self.tasks[task_id] = task
             if sub.external_sink is not None:
                 self._open_sink(task, sub.external_sink.external)
@@ -230,6 +235,29 @@ class TaskManager:
         deadline = time.monotonic() + seconds
         for channel in self.sink_channels:
             channel.drain(max(0.0, deadline - time.monotonic()))
+
+    def drain_async(self, seconds: float, before_output: Callable[[], None]) -> None:
+        """Let the async operators' running calls finish (up to `seconds`) and their results
+        go on, before the tasks' last commit here: less is called again by the next owner."""
+        runner = self.async_runner
+        if runner is None:
+            return
+        deadline = time.monotonic() + seconds
+        while any(c.running for c in self.async_channels) and time.monotonic() < deadline:
+            if runner.completed:
+                before_output()
+                runner.pump()
+            else:
+                time.sleep(0.002)
+
+    @property
+    def async_channels(self) -> list[AsyncChannel]:
+        return [
+            c
+            for t in self.tasks.values()
+            if t.state is TaskState.RUNNING
+            for c in t.async_channels.values()
+        ]
 
     def take_start_offsets(self) -> dict[Partition, int]:
         offsets, self._start_offsets = self._start_offsets, {}
@@ -399,6 +427,8 @@ class TaskManager:
         task's input buffers, or a sink's records waiting for its writer."""
         overfull = {p for t in self.synchronised if t.inputs for p in t.inputs.over_limit()}
         overfull.update(c.partition for c in self.sink_channels if c.over_limit())
+        if self.async_runner is not None:
+            overfull.update(c.partition for c in self.async_channels if c.over_limit())
         return overfull
 
     def needs_commit(self) -> bool:

@@ -46,6 +46,7 @@ from processor.errors import BrokerError, DuplicateInstanceError, ProcessorError
 from processor.kafka.consumer import is_fatal, is_partition_eof
 from processor.metrics import WorkerMetrics
 from processor.runtime.assembly import Collaborators, WorkerParts, assemble
+from processor.runtime.async_runner import AsyncRunner
 from processor.runtime.instance import StateDirLock, resolve_instance_id
 from processor.runtime.joining import POLL_INTERVAL_S, WarmUp
 from processor.runtime.preflight import preflight
@@ -90,6 +91,8 @@ _TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
 # How long one consume() call may wait for records. librdkafka's batch consume waits the whole
 # timeout when fewer records than the batch size arrive, so this bounds end-to-end latency too.
 _CONSUME_TIMEOUT_S = 0.1
+# ... and while async calls are running, whose results should not wait that long.
+_ASYNC_WAIT_S = 0.005
 _DUPLICATE_LINGER_S = 3.0
 _HOUSEKEEPING_INTERVAL_S = 1.0
 # Status is republished this often while warming up or pre-warming for a joiner, else this often.
@@ -251,7 +254,10 @@ class Worker:
                         self._after_failed_processing(parts, e)
                         return
         parts.stalls.tick()
-        messages = parts.consumer.consume(self.config.consume_batch_size, _CONSUME_TIMEOUT_S)
+        runner = parts.tasks.async_runner
+        # Results of async calls come back meanwhile: wait for records only briefly then.
+        wait = _CONSUME_TIMEOUT_S if runner is None or not runner.in_flight else _ASYNC_WAIT_S
+        messages = parts.consumer.consume(self.config.consume_batch_size, wait)
         parts.stalls.tick()
         # Rebalance callbacks ran inside consume(). A new generation is taken at the next pass,
         # once the records fetched before it are left behind.
@@ -275,6 +281,8 @@ class Worker:
                 self._after_failed_processing(parts, e)
                 return
         if parts.tasks.synchronised and not self._process_buffered(parts):
+            return
+        if runner is not None and not self._serve_async(parts, runner):
             return
         if parts.tasks.sink_channels:
             self._serve_sinks(parts)
@@ -304,6 +312,19 @@ class Worker:
         except BrokerError as e:
             self._after_failed_processing(parts, e)
             return False
+        return True
+
+    def _serve_async(self, parts: Collaborators, runner: AsyncRunner) -> bool:
+        """Let the results of async calls go on through their tasks; pause the partitions
+        whose records wait for a call. False after a failure."""
+        if runner.completed:
+            parts.committer.before_output()
+            try:
+                runner.pump()
+            except BrokerError as e:
+                self._after_failed_processing(parts, e)
+                return False
+        parts.consumer.pause_only(parts.tasks.overfull_partitions())
         return True
 
     def _serve_sinks(self, parts: Collaborators) -> None:

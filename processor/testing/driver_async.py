@@ -25,7 +25,9 @@ class DriverAsyncCalls:
 
     def submit(self, processor: AsyncProcessor, key: Any, value: Any) -> None:
         try:
-            outcome, error = self._loop.run_until_complete(processor.call(key, value)), None
+            c = processor.context
+            call = processor.call(key, value, (c.topic, c.partition, c.offset))
+            outcome, error = self._loop.run_until_complete(call), None
         except Exception as e:
             outcome, error = None, e
         processor.emit(key, value, outcome, error)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
@@ -161,14 +161,13 @@ class AsyncProcessor(Processor):
         self._input.submit(self, key, value)
         return True  # its outcome is counted when it arrives
 
-    def call(self, key: Any, value: Any) -> Awaitable[Any]:
-        """The call for one record, with this operator's timeout and retries."""
+    def call(self, key: Any, value: Any, where: tuple[str, int, int]) -> Coroutine[Any, Any, Any]:
+        """The call for the record (key, value) at `where` (topic, partition, offset), with
+        this operator's timeout and retries."""
         kind = self.spec.kind
         args = (
             (value,) if kind in (AsyncKind.MAP_VALUES, AsyncKind.FLAT_MAP_VALUES) else (key, value)
         )
-        context = self.context
-        where = (context.topic, context.partition, context.offset)
 
         def describe() -> str:
             return f"{kind.value} {self.name!r} on record {where[0]}[{where[1]}]@{where[2]}"

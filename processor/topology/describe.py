@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from processor.topology.global_tables import GlobalTableSpec
 from processor.topology.async_ops import AsyncSpec
+from processor.topology.global_tables import GlobalTableSpec
 from processor.topology.graph import OperatorNode, SinkNode, SourceNode, StoreSpec, parents_of
 from processor.topology.stream_table_join import JOIN_KINDS, describe_join
 from processor.topology.subtopology import SubTopology

@@ -52,7 +52,7 @@ def test_exactly_once_counts_after_async_calls_are_exact_through_sigkills_and_an
         kill_and_restart_while_processing(cluster, output, records, seed=11, timeout=240)
         output.poll(2.0)
         duplicated = {pair: n for pair, n in output.pairs.items() if n > 1}
-        assert not duplicated, f"{len(duplicated)} outputs duplicated, e.g. {next(iter(duplicated))}"
+        assert not duplicated, f"{len(duplicated)} duplicated, e.g. {next(iter(duplicated))}"
         assert output.total == records, "one count update per input record, exactly once"
         assert {k: count_of(v) for k, v in output.latest.items()} == truth
         assert service.refused > 0, "the service refused some calls, which were retried"

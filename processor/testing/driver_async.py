@@ -7,6 +7,7 @@ worker."""
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
 from processor.dsl.topology import Topology
@@ -19,6 +20,8 @@ __all__ = ["DriverAsyncCalls", "async_inputs"]
 class DriverAsyncCalls:
     def __init__(self, topology: Topology) -> None:
         self._loop = asyncio.new_event_loop()
+        # A driver dropped without close() still closes its loop.
+        weakref.finalize(self, self._loop.close)
         self._stop_hooks = list(topology.stop_hooks)
         for hook in topology.start_hooks:
             self._loop.run_until_complete(hook())

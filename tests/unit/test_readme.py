@@ -163,3 +163,8 @@ def test_the_readme_global_table_example_runs() -> None:
 def test_the_readme_sink_example_runs() -> None:
     block = next(b for b in python_blocks() if "class ListSink" in b)
     exec(compile(block, "README.md", "exec"), {})
+
+
+def test_the_readme_async_example_runs() -> None:
+    [block] = [b for b in python_blocks() if b.startswith("# async:")]
+    exec(compile(block, "README.md", "exec"), {})

@@ -26,6 +26,9 @@ class FakeCommitter:
     def abandon(self) -> None:
         self.calls.append("abandon")
 
+    def before_output(self) -> None:
+        pass
+
 
 class FakeTasks:
     def __init__(self) -> None:
@@ -38,6 +41,9 @@ class FakeTasks:
         self.tasks = {}
 
     def drain_sinks(self, seconds: float) -> None:
+        pass
+
+    def drain_async(self, seconds: float, before_output: object) -> None:
         pass
 
 

@@ -363,26 +363,28 @@ _http: dict[str, Any] = {}
 
 @async_counting.on_start
 async def _open_http() -> None:
-    import httpx
+    import aiohttp
 
-    _http["client"] = httpx.AsyncClient(base_url=SERVICE_URL, timeout=10.0)
+    _http["session"] = aiohttp.ClientSession(
+        base_url=SERVICE_URL, timeout=aiohttp.ClientTimeout(total=10)
+    )
 
 
 @async_counting.on_stop
 async def _close_http() -> None:
-    await _http["client"].aclose()
+    await _http["session"].close()
 
 
 async def _echo(value: str) -> str:
-    response = await _http["client"].get("/echo", params={"v": value})
-    response.raise_for_status()
-    return str(response.text)
+    async with _http["session"].get("/echo", params={"v": value}) as response:
+        response.raise_for_status()
+        return str(await response.text())
 
 
 def _service_errors() -> tuple[type[BaseException], ...]:
-    import httpx
+    import aiohttp
 
-    return (httpx.HTTPError, TimeoutError)
+    return (aiohttp.ClientError, TimeoutError)
 
 
 (

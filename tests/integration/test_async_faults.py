@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.integration.echo_service import EchoService
+from processor.testing.http_service import EchoService
 from tests.integration.test_state_faults import (
     Cluster,
     Latest,

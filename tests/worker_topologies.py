@@ -401,3 +401,14 @@ def _service_errors() -> tuple[type[BaseException], ...]:
     .to_stream()
     .to(SINK, value_serde=serdes.IntSerde())
 )
+
+# Each value replaced by the service's answer (the same value, after a delay that varies from
+# call to call), in input order per partition: `ordered=True` must undo the calls' reordering.
+async_echo = Topology("async-echo")
+async_echo.on_start(_open_http)
+async_echo.on_stop(_close_http)
+(
+    async_echo.stream(SOURCE, key_serde=serdes.StringSerde(), value_serde=serdes.StringSerde())
+    .map_values_async(_echo, concurrency=32, timeout_ms=3_000, name="echo")
+    .to(SINK)
+)

@@ -55,6 +55,8 @@ if MODE == "async":
         ordered=os.environ.get("BENCH_ORDERED", "1") != "0",
         name="echo",
     )
+elif MODE == "none":  # no call at all: what the rest of the pipeline costs
+    called = stream
 else:
     called = stream.map_values(echo_blocking, name="echo")
 called.to(os.environ["BENCH_OUTPUT"])

@@ -3,6 +3,7 @@ worker assigns itself. The only module that touches `confluent_kafka.Consumer`."
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, cast
@@ -18,6 +19,8 @@ from confluent_kafka import (
 
 from processor.errors import BrokerError
 from processor.ids import Partition
+
+log = logging.getLogger("processor.consumer")
 
 
 class Message(Protocol):
@@ -79,13 +82,13 @@ class GroupConsumer:
             finally:
                 self._in_rebalance_callback = False
             self._started_at.clear()
-            self._paused.clear()
+            self._release_pauses()
             consumer.unassign()
 
         def lost(consumer: Any, partitions: list[TopicPartition]) -> None:
             on_lost()
             self._started_at.clear()
-            self._paused.clear()
+            self._release_pauses()
             consumer.unassign()
 
         def subscribe() -> None:
@@ -118,7 +121,7 @@ class GroupConsumer:
     def assign(self, partitions: Sequence[Partition]) -> None:
         """Consume exactly `partitions` (none: stop consuming), each from its committed offset."""
         self._started_at.clear()
-        self._paused.clear()
+        self._release_pauses()
         self._consumer.assign([TopicPartition(t, p) for t, p in partitions])
 
     def add(
@@ -163,9 +166,9 @@ class GroupConsumer:
             for tp in self._consumer.committed(unread, timeout) if unread else []:
                 resume[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
                 committed[(tp.topic, tp.partition)] = (tp.offset, tp.metadata)
+            self._release_pauses()
             self._consumer.assign([TopicPartition(t, p, o) for (t, p), o in resume.items()])
             self._started_at = resume
-            self._paused.clear()
         except KafkaException as e:
             raise BrokerError(f"assigning partitions {list(partitions)} failed: {e.args[0]}") from e
         return {p: committed.get(p, (-1, None)) for p in partitions}
@@ -228,8 +231,20 @@ class GroupConsumer:
 
     def unassign(self) -> None:
         self._started_at.clear()
-        self._paused.clear()
+        self._release_pauses()
         self._consumer.unassign()
+
+    def _release_pauses(self) -> None:
+        """Resume what this consumer paused, before its assignment changes: librdkafka keeps a
+        partition paused across assignments, so one paused now and assigned again later would
+        never be fetched (and `pause_only` would not know it is paused)."""
+        paused, self._paused = self._paused, set()
+        if not paused:
+            return
+        try:
+            self._consumer.resume([TopicPartition(t, p) for t, p in sorted(paused)])
+        except KafkaException as e:
+            log.warning("resuming %s before a new assignment failed: %s", sorted(paused), e)
 
     def commit(
         self,

@@ -12,6 +12,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from confluent_kafka import Consumer
+
 from processor.testing.http_service import EchoService
 from tests.integration.test_state_faults import (
     Cluster,
@@ -76,3 +78,58 @@ def test_exactly_once_counts_after_async_calls_are_exact_through_sigkills_and_an
         output.close()
     finally:
         service.close()
+
+
+def test_ordered_results_keep_each_partitions_order_though_calls_finish_out_of_order(
+    kafka_bootstrap: str, topics: dict[str, str], cluster_factory: list[Cluster], tmp_path: Path
+) -> None:
+    service = EchoService(delay_s=0.001, max_delay_s=0.03)  # later calls often finish first
+    try:
+        records = 3_000
+        sent = [(f"k{n % 50}", f"{n}") for n in range(records)]
+        produce(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], sent)
+        env = {**topics, "TEST_SERVICE_URL": service.url}
+        cluster = new_cluster(
+            cluster_factory,
+            kafka_bootstrap,
+            env,
+            tmp_path,
+            "tests.worker_topologies:async_echo",
+            "--processing-guarantee",
+            "exactly_once",
+        )
+        cluster.start("w0")
+        by_key = read_in_topic_order(kafka_bootstrap, topics["TEST_SINK_TOPIC"], records)
+        assert sorted(int(v) for values in by_key.values() for v in values) == list(range(records))
+        for key, values in by_key.items():
+            assert [int(v) for v in values] == sorted(int(v) for v in values), key
+    finally:
+        service.close()
+
+
+def read_in_topic_order(bootstrap: str, topic: str, records: int) -> dict[str, list[str]]:
+    """Each key's values in the order of its partition (read_committed)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{topic}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    consumer.subscribe([topic])
+    found: dict[tuple[int, int], tuple[str, str]] = {}
+    deadline = time.monotonic() + 90
+    try:
+        while len(found) < records:
+            assert time.monotonic() < deadline, f"{len(found)} of {records} outputs"
+            for message in consumer.consume(500, 0.5):
+                if message.error() is None:
+                    key, value = message.key().decode(), message.value().decode()
+                    found[(message.partition(), message.offset())] = (key, value)
+    finally:
+        consumer.close()
+    by_key: dict[str, list[str]] = {}
+    for _, (key, value) in sorted(found.items()):
+        by_key.setdefault(key, []).append(value)
+    return by_key

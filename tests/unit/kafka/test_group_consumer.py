@@ -59,3 +59,52 @@ def test_a_commit_the_coordinator_does_not_answer_fails_after_its_timeout(
         [(0, 5)],
         [(0, 9)],
     ]
+
+
+class RecordingClient:
+    """Stands in for the confluent_kafka consumer: records pause, resume and assign calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[tuple[str, int]]]] = []
+
+    def _record(self, name: str, partitions: list[Any]) -> None:
+        self.calls.append((name, [(tp.topic, tp.partition) for tp in partitions]))
+
+    def pause(self, partitions: list[Any]) -> None:
+        self._record("pause", partitions)
+
+    def resume(self, partitions: list[Any]) -> None:
+        self._record("resume", partitions)
+
+    def assign(self, partitions: list[Any]) -> None:
+        self._record("assign", partitions)
+
+    def unassign(self) -> None:
+        self._record("unassign", [])
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("change", ["assign", "unassign"])
+def test_what_was_paused_is_resumed_before_the_assignment_changes(change: str) -> None:
+    """librdkafka keeps a partition paused across assignments: one paused for backpressure and
+    assigned again after a rebalance would never be fetched again."""
+    consumer = GroupConsumer({"bootstrap.servers": "127.0.0.1:1", "group.id": "unused"})
+    real = consumer._consumer
+    client = RecordingClient()
+    consumer._consumer = client
+    try:
+        consumer.pause_only({("in", 1), ("in", 2)})
+        if change == "assign":
+            consumer.assign([("in", 1), ("in", 3)])
+        else:
+            consumer.unassign()
+        assert client.calls[-2:] == [
+            ("resume", [("in", 1), ("in", 2)]),
+            (change, [("in", 1), ("in", 3)] if change == "assign" else []),
+        ]
+        consumer.pause_only(set())  # nothing is paused any more: nothing to resume
+        assert client.calls[-1][0] == change
+    finally:
+        real.close()

@@ -30,6 +30,9 @@ counters are the task's own and are read when the snapshot is taken.
 | processor_worker_outvoted | | 1 while this worker differs from the majority and waits |
 | processor_metadata_records_ignored_total | reason | records of `<app>-metadata` ignored (below) |
 
+Sinks (`processor.runtime.sink_metrics`) and async operators (`processor.runtime.async_metrics`:
+calls by outcome, call time, calls in flight) add their own, where the topology has them.
+
 `processor_records_total` counts every input record once its outcome is committed: `output`
 (it wrote to a sink or a store), `filtered` (the topology dropped it), `late` (its windows had
 closed; `late_record_handler` skip), `skipped` or `dead_lettered` (by an error handler; `reason`

@@ -30,6 +30,7 @@ from processor.metrics import WorkerMetrics
 from processor.query.limits import QueryLimits
 from processor.query.server import QueryServer, build_app
 from processor.query.source import StoreInfo
+from processor.runtime.async_metrics import AsyncMetrics
 from processor.runtime.async_runner import AsyncRunner
 from processor.runtime.clients import (
     admin_settings,
@@ -386,5 +387,6 @@ def _task_manager(
             parts.config.async_max_in_flight,
         )
         resources.callback(runner.close)
+        runner.observe = AsyncMetrics(parts.metrics.registry, runner).observe
         manager.async_runner = runner
     return manager

@@ -20,6 +20,7 @@ last record read when none is left: a crash repeats only the calls not released.
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class Slot:
     raw: RecordBytes  # for the error handlers
     key_id: bytes | None
     started: bool = False
+    started_at: float = 0.0
     done: bool = False
     released: bool = False
     outcome: Any = None
@@ -103,6 +105,9 @@ class AsyncChannel:
             slot.error = future.exception()
             if slot.error is None:
                 slot.outcome = future.result()
+        if self.processor is not None:
+            seconds = time.monotonic() - slot.started_at
+            self._runner.observe(self.processor.name, slot.error is None, seconds)
         if self._per_key:
             self._busy.discard(slot.key_id)
         self._release_ready(slot)
@@ -150,6 +155,7 @@ class AsyncChannel:
             assert self.processor is not None
             call = self.processor.call(slot.key, slot.value, where)
             slot.started = True
+            slot.started_at = time.monotonic()
             self.running += 1
             slot.future = runner.submit(call, self, slot)
 

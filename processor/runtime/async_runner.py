@@ -35,6 +35,10 @@ class CallDone(Protocol):
     def complete(self, ticket: Any, future: concurrent.futures.Future[Any]) -> None: ...
 
 
+def _ignore(operator: str, ok: bool, seconds: float) -> None:
+    pass
+
+
 class AsyncRunner:
     def __init__(
         self,
@@ -44,6 +48,8 @@ class AsyncRunner:
     ) -> None:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        # Told of each call's outcome: (operator, ok, seconds) (`AsyncMetrics.observe`).
+        self.observe: Callable[[str, bool, float], None] = _ignore
         self.completed: deque[tuple[CallDone, Any, concurrent.futures.Future[Any]]] = deque()
         self._stop_hooks = stop_hooks
         self._loop = asyncio.new_event_loop()

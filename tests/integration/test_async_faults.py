@@ -15,6 +15,7 @@ from pathlib import Path
 from confluent_kafka import Consumer
 
 from processor.testing.http_service import EchoService
+from tests.integration.failover import metrics as scrape_metrics
 from tests.integration.test_state_faults import (
     Cluster,
     Latest,
@@ -98,11 +99,19 @@ def test_ordered_results_keep_each_partitions_order_though_calls_finish_out_of_o
             "--processing-guarantee",
             "exactly_once",
         )
-        cluster.start("w0")
+        worker = cluster.start("w0")
         by_key = read_in_topic_order(kafka_bootstrap, topics["TEST_SINK_TOPIC"], records)
         assert sorted(int(v) for values in by_key.values() for v in values) == list(range(records))
         for key, values in by_key.items():
             assert [int(v) for v in values] == sorted(int(v) for v in values), key
+        # Operators see the calls in the worker's metrics.
+        metrics = scrape_metrics(worker)
+        assert (
+            metrics["processor_async_calls_total"][(("operator", "echo"), ("outcome", "ok"))]
+            >= records
+        )
+        assert metrics["processor_async_call_seconds_count"][(("operator", "echo"),)] >= records
+        assert () in metrics["processor_async_calls_in_flight"]
     finally:
         service.close()
 

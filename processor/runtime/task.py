@@ -208,7 +208,9 @@ class StreamTask:
                 failure, output = self._unproducible[(topic, self.id.partition, offset)]
                 handle_failure(self._handling, failure, output, self._emitter, self._accounting)
             elif self._sources[topic].process_bytes(message.key(), message.value()):
-                self._accounting.pending_output += 1  # reached a sink or a store
+                if not self.async_channels or self._partition_of[topic] not in self.async_channels:
+                    # Reached a sink or a store (an async call's record: once its result does).
+                    self._accounting.pending_output += 1
                 context.late = None
             elif context.late is None:
                 self._accounting.pending_filtered += 1
@@ -316,7 +318,16 @@ class StreamTask:
         context.timestamp, context.headers = slot.timestamp, slot.headers
         assert channel.processor is not None
         try:
-            channel.processor.emit(slot.key, slot.value, slot.outcome, slot.error)
+            if channel.processor.emit(slot.key, slot.value, slot.outcome, slot.error):
+                self._accounting.pending_output += 1
+                context.late = None
+            elif context.late is None:
+                self._accounting.pending_filtered += 1
+            else:
+                error = LateRecordError(context.late, context.timestamp, self.clock.stream_time)
+                context.late = None
+                failure = failure_of(error, topic, partition, slot.offset, str(self.id))
+                handle_failure(self._handling, failure, slot.raw, self._emitter, self._accounting)
         except RECORD_ERRORS as e:
             context.late = None
             failure = failure_of(e, topic, partition, slot.offset, str(self.id))

@@ -325,40 +325,35 @@ class GraphBuilder:
         `<application_id>-<name>-sink`: the sink task reads only that topic, so its progress
         (the offsets it commits) is the sink's alone, whatever runs before it."""
         check_name("sink", name)
-        read = self._graph.nodes[parent]
-        if isinstance(read, SourceNode) and not self._graph.children_of(parent):
-            # Read the source topic itself, no hop through an internal topic (until another
-            # node reads the source: `LogicalGraph.add` moves the sink behind one then).
-            node = OperatorNode(name, OperatorKind.EXTERNAL_SINK, (parent,), external=sink)
-            self._graph.add_direct_sink(node, read)
-            return name
-        topic = f"{name}-sink"
-        self._graph.add(
-            SinkNode(f"{name}-to", topic, parent, key_serde, value_serde, internal=True)
-        )
-        source = f"{name}-from"
-        self._graph.add(SourceNode(source, topic, key_serde, value_serde, internal=True))
-        self._graph.add(OperatorNode(name, OperatorKind.EXTERNAL_SINK, (source,), external=sink))
-        return name
+        node = OperatorNode(name, OperatorKind.EXTERNAL_SINK, (), external=sink)
+        return self._first_of_its_own(parent, node, "sink", key_serde, value_serde)
 
     def add_async(
+        self, parent: str, node: OperatorNode, key_serde: Serde[Any], value_serde: Serde[Any]
+    ) -> str:
+        """The async operator `node` as the only child of its sub-topology's source (behind
+        `<application_id>-<name>-async` when needed): every effect of a record then follows its
+        call's result, and the task can commit the completed prefix."""
+        check_name("async operator", node.name)
+        return self._first_of_its_own(parent, node, "async", key_serde, value_serde)
+
+    def _first_of_its_own(
         self,
         parent: str,
         node: OperatorNode,
+        suffix: str,
         key_serde: Serde[Any],
         value_serde: Serde[Any],
     ) -> str:
-        """The async operator `node` as the only child of its sub-topology's source: `parent`
-        itself when it is a source nothing else reads, else the internal topic
-        `<application_id>-<name>-async` (so every effect of a record follows its call's
-        result, and the task can commit the completed prefix)."""
+        """`node` as the only child of a source: `parent` itself when it is a source nothing
+        else reads (no hop; `LogicalGraph.add` moves `node` behind a topic once another node
+        reads it), else the internal topic `<name>-<suffix>` written from `parent`."""
         name = node.name
-        check_name("async operator", name)
         read = self._graph.nodes[parent]
         if isinstance(read, SourceNode) and not self._graph.children_of(parent):
             self._graph.add_direct_sink(replace(node, parents=(parent,)), read)
             return name
-        topic = f"{name}-async"
+        topic = f"{name}-{suffix}"
         self._graph.add(
             SinkNode(f"{name}-to", topic, parent, key_serde, value_serde, internal=True)
         )

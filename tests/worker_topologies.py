@@ -263,6 +263,34 @@ _events = windowed_collecting.stream(
 )
 
 
+# The windows of `windowed_counting` and of `session_counting` over one stream, counted, each
+# window written once when it closes, as ("tumbling:<key>@<start>", count) and
+# ("session:<key>@<start>-<end>", count): one cluster shows both kinds exactly once under faults.
+windowed_and_session_counting = Topology("windowed-and-session-counting")
+_counted = windowed_and_session_counting.stream(
+    SOURCE,
+    key_serde=serdes.StringSerde(),
+    value_serde=serdes.JsonSerde(),
+    timestamp=lambda _key, value, _record_ts: value["ts"],
+)
+(
+    _counted.group_by_key()
+    .windowed_by(TumblingWindows(size_ms=1_000, grace_ms=500), emit="final")
+    .count(name="per-second")
+    .to_stream()
+    .map(lambda window, count: (f"tumbling:{window.key}@{window.start_ms}", count))
+    .to(SINK, key_serde=serdes.StringSerde(), value_serde=serdes.IntSerde())
+)
+(
+    _counted.group_by_key()
+    .windowed_by(SessionWindows(inactivity_gap_ms=1_000, grace_ms=500), emit="final")
+    .count(name="sessions")
+    .to_stream()
+    .map(lambda window, count: (f"session:{window.key}@{window.start_ms}-{window.end_ms}", count))
+    .to(SINK, key_serde=serdes.StringSerde(), value_serde=serdes.IntSerde())
+)
+
+
 # Timers and a store with a TTL in one process() operator (`tests/integration/timer_scenario.py`
 # computes what it must emit). Each record's JSON value carries its event time "ts" and a command
 # "op": "set:<name>:<at_ms>" sets (or replaces) the key's stream-clock timer <name>,

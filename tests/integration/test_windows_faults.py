@@ -14,7 +14,7 @@ import shutil
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -37,7 +37,6 @@ from tests.integration.window_scenario import (
     SIZE_MS,
     Event,
     EventProducer,
-    Final,
     Producible,
     Results,
     Sender,
@@ -56,6 +55,8 @@ EXACTLY_ONCE = ["--processing-guarantee", "exactly_once"]
 TUMBLING = "tests.worker_topologies:windowed_counting"
 SESSIONS = "tests.worker_topologies:session_counting"
 COLLECTING = "tests.worker_topologies:windowed_collecting"
+# Both kinds of windows in one topology: one cluster, one run of SIGKILLs, shows both.
+BOTH = "tests.worker_topologies:windowed_and_session_counting"
 _ASSIGNMENT = re.compile(r"; active tasks \[([^\]]*)\]; standby tasks \[([^\]]*)\]")
 
 
@@ -149,29 +150,24 @@ def held_standbys(cluster: Cluster) -> bool:
 # -- final windows under SIGKILLs ------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("topology", "finals"), [(TUMBLING, tumbling_finals), (SESSIONS, session_finals)]
-)
 def test_exactly_once_each_final_window_once_and_exact_through_sigkills(
-    kafka_bootstrap: str,
-    topics: dict[str, str],
-    cluster_factory: list[Cluster],
-    tmp_path: Path,
-    topology: str,
-    finals: Callable[[list[list[Event]]], tuple[dict[str, Final], int]],
+    kafka_bootstrap: str, topics: dict[str, str], cluster_factory: list[Cluster], tmp_path: Path
 ) -> None:
-    """Three workers with a standby each, three SIGKILLs while records flow: each window the
-    input closes is emitted exactly once, with the reference's count (late records left out)
-    and timestamp, and no other window is."""
+    """Three workers with a standby each, three SIGKILLs while records flow: each tumbling
+    window and each session the input closes is emitted exactly once, with the reference's
+    count (late records left out) and timestamp, and no other window is."""
     partitions = with_flush(generate(seed=21, records_per_partition=5_000))
-    expected, late = finals(partitions)
-    assert late > 0
+    tumbling, late_t = tumbling_finals(partitions)
+    session, late_s = session_finals(partitions)
+    assert late_t > 0 and late_s > 0
+    expected = {f"tumbling:{k}": f for k, f in tumbling.items()}
+    expected.update({f"session:{k}": f for k, f in session.items()})
     cluster = new_cluster(
         cluster_factory,
         kafka_bootstrap,
         topics,
         tmp_path,
-        topology,
+        BOTH,
         *EXACTLY_ONCE,
         "--num-standby-replicas",
         "1",
@@ -183,7 +179,7 @@ def test_exactly_once_each_final_window_once_and_exact_through_sigkills(
     kills = produce_with_kills(cluster, producer, partitions, results, seed=5)
     wait_for_windows(results, set(expected), timeout=120)
     print(
-        f"{sum(map(len, partitions))} records ({late} late), {len(expected)} windows, "
+        f"{sum(map(len, partitions))} records ({late_t}/{late_s} late), {len(expected)} windows, "
         f"in {time.monotonic() - started:.0f}s; SIGKILL {kills}"
     )
 

@@ -68,6 +68,7 @@ def run(
     seed: int,
     restart_after_s: tuple[float, float, float],
     wipe_state: tuple[bool, bool, bool],
+    batches: int = BATCHES,
 ) -> tuple[Results, JoinProducer, str]:
     """Produce `partitions` while SIGKILLing workers; the sink's reader, the producer, and what
     was killed when."""
@@ -79,7 +80,7 @@ def run(
         partitions,
         results,
         seed=seed,
-        batches=BATCHES,
+        batches=batches,
         restart_after_s=restart_after_s,
         wipe_state=wipe_state,
     )
@@ -116,8 +117,9 @@ def test_exactly_once_enrichment_gives_each_order_once_with_its_customer_through
     a task's fetches of the two topics interleave, and after a restart from the committed
     offsets, timestamp-synchronised input processes every update of an earlier step before the
     order and every update of a later step after it (checked by `check_enrichment`)."""
-    partitions = enrichment(seed=41, records_per_partition=2_000, start_ms=now_ms())
-    expected = check_enrichment(partitions)
+    # The third kill waits for the second worker to come back, 9 s later: 400 steps.
+    partitions = enrichment(seed=41, records_per_partition=2_000, start_ms=now_ms(), batches=400)
+    expected = check_enrichment(partitions, batches=400)
     cluster = new_cluster(
         cluster_factory, kafka_bootstrap, join_topics, tmp_path, ENRICH, *EXACTLY_ONCE, *STANDBY
     )
@@ -130,6 +132,7 @@ def test_exactly_once_enrichment_gives_each_order_once_with_its_customer_through
         seed=11,
         restart_after_s=(1.0, 9.0, 1.0),
         wipe_state=(False, False, True),
+        batches=400,
     )
     got = read_all(results, sum(expected.outputs.values()))
     print(
@@ -152,7 +155,7 @@ def test_at_least_once_enrichment_loses_no_order_through_sigkills(
     changelog and local store can be ahead of the committed input offsets), but no order is
     lost: each order's reference output arrives, and every other output is one of its orders
     with its key and timestamp and a later row of its customer."""
-    partitions = enrichment(seed=42, records_per_partition=2_000, start_ms=now_ms())
+    partitions = enrichment(seed=42, records_per_partition=1_700, start_ms=now_ms())
     expected = check_enrichment(partitions)
     cluster = new_cluster(cluster_factory, kafka_bootstrap, join_topics, tmp_path, ENRICH, *STANDBY)
     start_all(cluster, ["a0", "a1", "a2"])

@@ -24,6 +24,7 @@ from tests.integration.test_state_faults import Cluster, new_cluster
 from tests.integration.test_state_faults import cluster_factory as cluster_factory
 from tests.integration.test_windows_faults import (
     EXACTLY_ONCE,
+    STEPS,
     held_standbys,
     produce_with_kills,
     start_all,
@@ -66,6 +67,7 @@ def run(
     seed: int,
     restart_after_s: tuple[float, float, float],
     wipe_state: tuple[bool, bool, bool],
+    batches: int = STEPS,
 ) -> Results:
     """Produce `partitions` while SIGKILLing workers (`produce_with_kills`: one comes back at
     once to its own state, one without its state, one after its tasks moved to the others),
@@ -79,6 +81,7 @@ def run(
         partitions,
         results,
         seed=seed,
+        batches=batches,
         restart_after_s=restart_after_s,
         wipe_state=wipe_state,
     )
@@ -145,6 +148,8 @@ def test_at_least_once_timers_fire_and_keys_expire_through_sigkills(
         seed=9,
         restart_after_s=(1.0, 9.0, 1.0),
         wipe_state=(False, False, True),
+        # The third kill waits for the second worker to come back, 9 s later.
+        batches=400,
     )
     got = {(r.key, r.value, r.timestamp) for r in results.all}
     results.close()

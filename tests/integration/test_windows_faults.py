@@ -76,6 +76,13 @@ def start_all(
         time.sleep(0.2)
 
 
+# The steps `produce_with_kills` takes by default: about 23 s at ~67 ms a step. A kill waits
+# until the group has settled after the one before (~6 s after a SIGKILL when the worker comes
+# back at once or its tasks move): the last kill still comes with seconds to spare, unless a
+# worker coming back 9 s later holds it back (pass more steps then).
+STEPS = 340
+
+
 def produce_with_kills(
     cluster: Cluster,
     producer: Sender,
@@ -83,7 +90,7 @@ def produce_with_kills(
     results: Results,
     *,
     seed: int,
-    batches: int = 400,
+    batches: int = STEPS,
     pause_s: float = 0.06,
     restart_after_s: Sequence[float] = (1.0, 1.0, 1.0),
     wipe_state: Sequence[bool] = (False, False, False),

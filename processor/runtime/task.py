@@ -215,10 +215,11 @@ class StreamTask:
             elif context.late is None:
                 self._accounting.pending_filtered += 1
             else:
-                self._late(message)
+                self._late(_bytes_of(message))
         except RECORD_ERRORS as e:
             context.late = None
-            self._fail(failure_of(e, topic, self.id.partition, offset, str(self.id)), message)
+            failure = failure_of(e, topic, self.id.partition, offset, str(self.id))
+            self._fail(failure, _bytes_of(message))
         self._next_offsets[self._partition_of[topic]] = offset + 1
         self.processed += 1
         clock = self.clock
@@ -252,12 +253,13 @@ class StreamTask:
         """What waits for stream time or the wall clock acts, with no record being processed."""
         self._fire("", -1, wall=True)
 
-    def _late(self, message: Message) -> None:
+    def _late(self, record: RecordBytes) -> None:
+        """The record being processed (`record`, as read) reached only closed windows."""
         context = self._context
         error = LateRecordError(context.late or "", context.timestamp, self.clock.stream_time)
         context.late = None
         failure = failure_of(error, context.topic, self.id.partition, context.offset, str(self.id))
-        self._fail(failure, message)
+        self._fail(failure, record)
 
     def _fire(self, topic: str, offset: int, *, wall: bool = False) -> None:
         """Windows closing, timers firing, keys expiring (what waits for stream time) after the
@@ -280,9 +282,9 @@ class StreamTask:
             record = (error.key, None, error.at_ms, None)
         handle_failure(self._handling, failure, record, self._emitter, self._accounting)
 
-    def _fail(self, failure: RecordFailure, message: Message) -> None:
-        """Hand `message` to its stage's handler; raises (stopping the worker) under `fail`."""
-        record = (message.key(), message.value(), message.timestamp()[1], message.headers())
+    def _fail(self, failure: RecordFailure, record: RecordBytes) -> None:
+        """Hand `record` (as read) to its stage's handler; raises (stopping the worker) under
+        `fail`."""
         handle_failure(self._handling, failure, record, self._emitter, self._accounting)
 
     # -- async operators ------------------------------------------------------------------
@@ -308,7 +310,7 @@ class StreamTask:
     def _current_record(self) -> RecordBytes:
         message = self._message
         assert message is not None
-        return (message.key(), message.value(), message.timestamp()[1], message.headers())
+        return _bytes_of(message)
 
     def _release_async(self, channel: AsyncChannel, slot: Slot) -> None:
         """Forward what `slot`'s call gave, as its record; its error goes to the handler."""
@@ -324,14 +326,10 @@ class StreamTask:
             elif context.late is None:
                 self._accounting.pending_filtered += 1
             else:
-                error = LateRecordError(context.late, context.timestamp, self.clock.stream_time)
-                context.late = None
-                failure = failure_of(error, topic, partition, slot.offset, str(self.id))
-                handle_failure(self._handling, failure, slot.raw, self._emitter, self._accounting)
+                self._late(slot.raw)
         except RECORD_ERRORS as e:
             context.late = None
-            failure = failure_of(e, topic, partition, slot.offset, str(self.id))
-            handle_failure(self._handling, failure, slot.raw, self._emitter, self._accounting)
+            self._fail(failure_of(e, topic, partition, slot.offset, str(self.id)), slot.raw)
         clock = self.clock
         if clock.stream_time >= clock.due_at:
             self._fire(topic, slot.offset)
@@ -411,3 +409,8 @@ class StreamTask:
             self.stores.close()
             self.stores = None
         self.transition(TaskState.CLOSED)
+
+
+def _bytes_of(message: Message) -> RecordBytes:
+    """A consumed record as the error handlers take it."""
+    return (message.key(), message.value(), message.timestamp()[1], message.headers())

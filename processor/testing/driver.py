@@ -58,7 +58,6 @@ from processor.state.task_stores import AnyStore, TaskStores
 from processor.state.timer_store import TimerStore
 from processor.state.typed import KeyValueStore
 from processor.state.window_store import WindowStore
-from processor.testing.driver_async import async_inputs
 from processor.testing.driver_output import OutputRecord, _Collector
 from processor.testing.driver_sinks import DriverSinkInput, flush_sinks, sink_inputs
 from processor.testing.driver_sources import DriverSources
@@ -164,7 +163,7 @@ class TopologyTestDriver(DriverSources):
             self._clocks.append(clock)
             self._clock_of.update(dict.fromkeys(sub.source_topics, clock))
             stores = self._stores_of(sub, memory, max_changelog_record_bytes)
-            stores.update(async_inputs(sub, self))
+            stores.update(self._async_inputs(sub))
             self._sources.update(
                 instantiate(
                     sub,

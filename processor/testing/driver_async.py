@@ -11,10 +11,9 @@ import weakref
 from typing import Any
 
 from processor.dsl.topology import Topology
-from processor.topology.async_ops import AsyncProcessor, async_input_key
-from processor.topology.subtopology import SubTopology
+from processor.topology.async_ops import AsyncProcessor
 
-__all__ = ["DriverAsyncCalls", "async_inputs"]
+__all__ = ["DriverAsyncCalls"]
 
 
 class DriverAsyncCalls:
@@ -41,14 +40,3 @@ class DriverAsyncCalls:
         for hook in self._stop_hooks:
             self._loop.run_until_complete(hook())
         self._loop.close()
-
-
-def async_inputs(sub: SubTopology, driver: Any) -> dict[str, DriverAsyncCalls]:
-    """What the processors of `sub` are built over for its async operators: the driver's loop
-    (made at the first one, kept in `driver._async_calls`)."""
-    operators = sub.async_operators
-    if not operators:
-        return {}
-    if driver._async_calls is None:
-        driver._async_calls = DriverAsyncCalls(driver._topology)
-    return {async_input_key(node.name): driver._async_calls for node in operators}

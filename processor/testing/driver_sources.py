@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING
 from processor.dsl.topology import Topology
 from processor.errors import TopologyError
 from processor.sources.base import SourceReader
+from processor.topology.async_ops import async_input_key
 from processor.topology.external_source import ExternalSourceSpec, encode_item
 from processor.topology.handling import Accounting, ErrorHandling, handle_failure
 from processor.topology.record import Headers
+from processor.topology.subtopology import SubTopology
 
 if TYPE_CHECKING:
     from processor.testing.driver_output import _Collector
@@ -53,6 +55,16 @@ class DriverSources:
                 handle_failure(self._handling, failure, record, self._collector, self.accounting)
                 self.accounting.commit()
         return len(items)
+
+    def _async_inputs(self, sub: SubTopology) -> dict[str, DriverAsyncCalls]:
+        """What the processors of `sub` are built over for its async operators: the driver's
+        event loop (made at the first one)."""
+        operators = sub.async_operators
+        if not operators:
+            return {}
+        if self._async_calls is None:
+            self._async_calls = DriverAsyncCalls(self._topology)
+        return {async_input_key(node.name): self._async_calls for node in operators}
 
     def close(self) -> None:
         """Close the sources' readers and the sinks' writers (their connections, open files)."""

@@ -36,7 +36,6 @@ class EchoService:
         self.max_delay_s = max_delay_s
         self.error_rate = error_rate
         self.answered: Counter[str] = Counter()
-        self.requests = 0
         self.refused = 0
         self._down = False
         self._rng = random.Random(seed)
@@ -104,7 +103,6 @@ class EchoService:
                 await writer.wait_closed()
 
     async def _answer(self, target: str, writer: asyncio.StreamWriter) -> None:
-        self.requests += 1
         value = parse_qs(urlparse(target).query).get("v", [""])[0]
         delay = self.delay_s
         if self.max_delay_s is not None:

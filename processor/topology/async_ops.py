@@ -69,7 +69,7 @@ class AsyncSpec:
         )
 
     def check(self, name: str, function: Callable[..., Any]) -> None:
-        if not inspect.iscoroutinefunction(function) and not callable(function):
+        if not callable(function):
             raise TopologyError(f"{self.kind.value} {name!r}: the function is not callable")
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise TopologyError(
@@ -135,7 +135,7 @@ async def _awaited(function: Callable[..., Any], args: tuple[Any, ...]) -> Any:
 class AsyncProcessor(Processor):
     """The operator: hands each record to its input, and forwards what its call returned."""
 
-    __slots__ = ("_clock", "_input", "_observe_time", "context", "function", "retry", "spec")
+    __slots__ = ("_clock", "_input", "context", "function", "retry", "spec")
 
     def __init__(
         self,

@@ -241,12 +241,17 @@ class Rebalancer:
 
     def accept_snapshot(self) -> Membership | None:
         """The membership of the generation this worker just joined, or None (try again soon)."""
+        began = time.monotonic()
         try:
             snapshot = self._admin.describe_group(self._config.application_id)
         except BrokerError as e:
+            # A worker whose tasks an outage took has no commit to notice the broker's absence:
+            # this request is then what tells its logs and metrics.
+            self._committer.broker.failed(began, "describing the group", e)
             log.warning("worker %s: %s (retrying)", self._instance_id, e)
             self._next_snapshot_at = time.monotonic() + _SNAPSHOT_ERROR_RETRY_S
             return None
+        self._committer.broker.answered()
         membership = stable_membership(snapshot, self._consumer.member_id)
         if membership is None or not self._is_own_view(snapshot.members):
             self._next_snapshot_at = time.monotonic() + _SNAPSHOT_RETRY_S

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from processor.cli import _without_options, main
+from processor.cli import main
+from processor.cli.run import _without_options
 
 
 @pytest.fixture(autouse=True)

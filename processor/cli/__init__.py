@@ -1,0 +1,61 @@
+"""The `processor` command: `run` a topology as a worker, `describe` it, `query` its stores.
+
+Each command is a module of this package with `add(commands)`, which adds its parser, and
+`execute(args, ...)`; `main` dispatches on the command's name."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from processor.cli import query, run
+from processor.errors import ConfigError, ProcessorError, TopologyError
+from processor.runtime.loader import load_topology
+
+log = logging.getLogger("processor")
+
+
+def _parser() -> argparse.ArgumentParser:
+    # No abbreviations: --workers is stripped from the arguments handed to child workers by its
+    # exact spelling, and an abbreviated --worker would make every child start its own children.
+    parser = argparse.ArgumentParser(
+        prog="processor", description=(__doc__ or "").splitlines()[0], allow_abbrev=False
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run.add(commands)
+    describe = commands.add_parser(
+        "describe", help="print a topology's sources, operators and sinks"
+    )
+    describe.add_argument("topology", metavar="MODULE[:ATTR]")
+
+    query.add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s [pid %(process)d] %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "describe":
+            print(load_topology(args.topology).describe())
+            return 0
+        if args.command == "query":
+            return query.execute(args)
+        return run.execute(args, argv)
+    except ConfigError as e:
+        print(f"processor: configuration error: {e}", file=sys.stderr)
+        return 2
+    except TopologyError as e:
+        print(f"processor: topology error: {e}", file=sys.stderr)
+        return 2
+    except ProcessorError as e:
+        print(f"processor: error: {e}", file=sys.stderr)
+        return 1

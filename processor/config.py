@@ -303,9 +303,14 @@ REPLACED_SETTINGS = {
 }
 ENV_PREFIX = "PROCESSOR_"
 KAFKA_ENV_PREFIX = "PROCESSOR_KAFKA_"
-# `PROCESSOR_*` variables read elsewhere: the CLI's log level, the test broker's jar cache and
-# the test suite's broker address. They are neither settings nor librdkafka settings.
-OTHER_ENVIRONMENT = {"PROCESSOR_LOG_LEVEL", "PROCESSOR_KAFKA_CACHE", "PROCESSOR_TEST_BOOTSTRAP"}
+# `PROCESSOR_*` variables read elsewhere: the CLI's log level and format, the test broker's jar
+# cache and the test suite's broker address. They are neither settings nor librdkafka settings.
+OTHER_ENVIRONMENT = {
+    "PROCESSOR_LOG_LEVEL",
+    "PROCESSOR_LOG_FORMAT",
+    "PROCESSOR_KAFKA_CACHE",
+    "PROCESSOR_TEST_BOOTSTRAP",
+}
 
 
 def _is_topic_name(name: str) -> bool:

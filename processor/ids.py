@@ -3,6 +3,7 @@ sub-topology). At the bottom of the package: imports nothing of it but its error
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from processor.errors import ProcessorError
@@ -33,3 +34,14 @@ class TaskId:
 
 def _is_number(text: str) -> bool:
     return text.isascii() and text.isdigit()
+
+
+def tasks_field(task_ids: Iterable[TaskId]) -> dict[str, list[str]]:
+    """`extra=` of a log line about these tasks: `--log-format json` shows them as a `tasks`
+    field, so a log shipper can follow one task through assignments, restores and commits."""
+    return {"tasks": [str(task_id) for task_id in sorted(task_ids)]}
+
+
+def tasks_text(task_ids: Iterable[TaskId]) -> str:
+    """`0_1, 0_2`: task ids in the text of a log line, in order."""
+    return ", ".join(str(task_id) for task_id in sorted(task_ids))

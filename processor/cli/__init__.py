@@ -9,8 +9,9 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
-from processor.cli import query, run
+from processor.cli import logs, query, run
 from processor.errors import ConfigError, ProcessorError, TopologyError
 from processor.runtime.loader import load_topology
 
@@ -23,13 +24,20 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="processor", description=(__doc__ or "").splitlines()[0], allow_abbrev=False
     )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_version()}", help="print the version"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     run.add(commands)
     describe = commands.add_parser(
         "describe", help="print a topology's sources, operators and sinks"
     )
-    describe.add_argument("topology", metavar="MODULE[:ATTR]")
+    describe.add_argument(
+        "topology",
+        metavar="MODULE[:ATTR]",
+        help="the topology: a module holding one Topology, or ATTR of it (e.g. topologies.words)",
+    )
 
     query.add(commands)
     return parser
@@ -38,12 +46,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(args, "log_level", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s [pid %(process)d] %(message)s",
-        stream=sys.stderr,
-    )
     try:
+        logs.configure(args)
         if args.command == "describe":
             print(load_topology(args.topology).describe())
             return 0
@@ -59,3 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ProcessorError as e:
         print(f"processor: error: {e}", file=sys.stderr)
         return 1
+
+
+def _version() -> str:
+    try:
+        return metadata.version("processor")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "(version unknown: not installed)"

@@ -7,6 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from processor.cli import logs
 from processor.errors import ProcessorError
 
 if TYPE_CHECKING:
@@ -29,9 +30,9 @@ def add(commands: Any) -> None:
         "APP_OR_URL is a worker's URL (http://HOST:PORT) or an application id, whose workers "
         "are found on the <application_id>-metadata topic. Errors exit with 2.",
     )
-    query.add_argument("target", metavar="APP_OR_URL")
-    query.add_argument("store", metavar="STORE")
-    query.add_argument("key", metavar="KEY", nargs="?")
+    query.add_argument("target", metavar="APP_OR_URL", help="a worker's URL, or the application id")
+    query.add_argument("store", metavar="STORE", help="the store's name")
+    query.add_argument("key", metavar="KEY", nargs="?", help="one key (default: every entry)")
     query.add_argument(
         "--bootstrap-servers",
         dest="bootstrap_servers",
@@ -44,15 +45,19 @@ def add(commands: Any) -> None:
         help="the workers' --http-token (default: $PROCESSOR_HTTP_TOKEN)",
     )
     query.add_argument(
-        "--stale", action="store_true", help="answer from a standby copy when the active is down"
+        "--stale",
+        action="store_true",
+        help="answer from a standby copy when the active is down (default: off)",
     )
-    query.add_argument("--prefix", help="only keys starting with PREFIX (without KEY)")
+    query.add_argument(
+        "--prefix", help="only keys starting with PREFIX, without KEY (default: every key)"
+    )
     query.add_argument(
         "--from-ms",
         dest="from_ms",
         type=int,
         metavar="MS",
-        help="windows from this time, inclusive (window and session stores; default 0)",
+        help="windows from this time, inclusive (window and session stores; default: 0)",
     )
     query.add_argument(
         "--to-ms",
@@ -62,10 +67,12 @@ def add(commands: Any) -> None:
         help="windows to this time, inclusive (window and session stores; default: no bound)",
     )
     query.add_argument(
-        "--limit", type=int, metavar="N", help="print at most N entries (without KEY)"
+        "--limit", type=int, metavar="N", help="print at most N entries, without KEY (default: all)"
     )
-    query.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
-    query.add_argument("--log-level", default=os.environ.get("PROCESSOR_LOG_LEVEL", "WARNING"))
+    query.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds per request (default: 10)"
+    )
+    logs.add_options(query, default_level="WARNING")
 
 
 def execute(args: argparse.Namespace) -> int:

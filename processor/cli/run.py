@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from processor import config as config_module
+from processor.cli import logs
+from processor.cli.settings_help import setting_help, setting_metavar
 from processor.errors import ConfigError
 from processor.runtime.loader import load_topology
 
@@ -20,126 +22,49 @@ def add(commands: Any) -> None:
         allow_abbrev=False,
         help="run a topology as a worker of its application",
         description="Run MODULE[:ATTR] as a worker. Every setting can also come from a "
-        "PROCESSOR_<SETTING> environment variable; librdkafka settings from --kafka KEY=VALUE or "
-        "PROCESSOR_KAFKA_<KEY> (dots as underscores).",
-    )
-    _add_worker_settings(run)
-    _add_service_settings(run)
-
-
-def _add_worker_settings(run: argparse.ArgumentParser) -> None:
-    """Where and how the worker runs: its application, state, guarantee, group and cache."""
-    run.add_argument("topology", metavar="MODULE[:ATTR]")
-    run.add_argument("--bootstrap-servers", dest="bootstrap_servers")
-    run.add_argument("--application-id", dest="application_id", help="default: the topology's name")
-    run.add_argument(
-        "--instance-id", dest="instance_id", help="default: generated once, kept in the state dir"
-    )
-    run.add_argument("--state-dir", dest="state_dir")
-    run.add_argument(
-        "--processing-guarantee",
-        dest="processing_guarantee",
-        choices=["at_least_once", "exactly_once"],
-    )
-    run.add_argument("--commit-interval-ms", dest="commit_interval_ms")
-    run.add_argument(
-        "--static-membership", dest="static_membership", action="store_const", const="true"
-    )
-    run.add_argument("--assignment-balance-factor", dest="assignment_balance_factor")
-    run.add_argument("--consume-batch-size", dest="consume_batch_size")
-    run.add_argument("--async-max-in-flight", dest="async_max_in_flight")
-    run.add_argument(
-        "--store-cache-bytes",
-        dest="store_cache_bytes",
-        help="memory for the stores' write-back caches of this worker, all tasks together: "
-        "bytes, or with a unit, e.g. 64MiB (the default), 512KiB, 1GB; uncommitted changes may "
-        "fill it, then the worker commits early",
-    )
-    # Replaced by --store-cache-bytes: still parsed, so that config.load refuses it by name.
-    run.add_argument("--store-cache-size", dest="store_cache_size", help=argparse.SUPPRESS)
-    run.add_argument(
-        "--num-standby-replicas",
-        dest="num_standby_replicas",
-        help="warm copies of each stateful task on other workers (default 0)",
-    )
-    run.add_argument("--acceptable-recovery-lag", dest="acceptable_recovery_lag")
-    run.add_argument("--max-warmup-time-ms", dest="max_warmup_time_ms")
-    run.add_argument("--state-cleanup-delay-ms", dest="state_cleanup_delay_ms")
-
-
-def _add_service_settings(run: argparse.ArgumentParser) -> None:
-    """Its HTTP server, error handlers, retries, startup and librdkafka settings, process count."""
-    run.add_argument("--http-host", dest="http_host")
-    run.add_argument(
-        "--http-port",
-        dest="http_port",
-        help="serve the query API and /metrics here (default 0: any free port; off: none)",
+        "PROCESSOR_<SETTING> environment variable (a flag wins); librdkafka settings from "
+        "--kafka KEY=VALUE or PROCESSOR_KAFKA_<KEY> (dots as underscores).",
     )
     run.add_argument(
-        "--http-token", dest="http_token", help="require 'Authorization: Bearer TOKEN'"
+        "topology",
+        metavar="MODULE[:ATTR]",
+        help="the topology: a module holding one Topology, or ATTR of it (e.g. topologies.words)",
     )
-    run.add_argument(
-        "--query-timeout-ms",
-        dest="query_timeout_ms",
-        help="time one query may take, its forwards included (default 5000)",
-    )
-    run.add_argument(
-        "--query-max-requests",
-        dest="query_max_requests",
-        help="reads of store contents served at once; more get 503 (default 8)",
-    )
-    run.add_argument(
-        "--query-max-forwards",
-        dest="query_max_forwards",
-        help="queries forwarded to other workers at once; more get 503 (default 4)",
-    )
-    for stage in ("deserialization", "processing", "production"):
-        run.add_argument(
-            f"--{stage}-error-handler",
-            dest=f"{stage}_error_handler",
-            help="fail (default), skip or dead_letter",
+    settings = run.add_argument_group("worker settings")
+    for setting in config_module.SETTINGS:
+        settings.add_argument(
+            "--" + setting.replace("_", "-"),
+            dest=setting,
+            help=setting_help(setting),
+            **_FLAG_KINDS.get(setting, {"metavar": setting_metavar(setting)}),
         )
-    run.add_argument(
-        "--late-record-handler",
-        dest="late_record_handler",
-        help="records whose windows have closed: skip (default: counted as late), dead_letter "
-        "or fail",
+    # Replaced by --store-cache-bytes: still parsed, so that config.load refuses it by name.
+    settings.add_argument("--store-cache-size", dest="store_cache_size", help=argparse.SUPPRESS)
+    settings.add_argument(
+        "--kafka",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a librdkafka setting, repeatable; prefix it with consumer., producer. or admin. "
+        "for one client (default: none; PROCESSOR_KAFKA_<KEY>)",
     )
-    run.add_argument(
-        "--idle-advance-ms",
-        dest="idle_advance_ms",
-        help="a task with no input for this long has its stream time follow the wall clock, so "
-        "its windows close (default 0: off; the same on every worker)",
+    process = run.add_argument_group("process")
+    process.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        default=1,
+        help="start N worker processes on this host, each a member of the application with "
+        "its own state dir <state_dir>/worker-<i> (default: 1)",
     )
-    run.add_argument(
-        "--max-task-idle-ms",
-        dest="max_task_idle_ms",
-        help="a task reading several topics (a join, a merge) waits this long for an input with "
-        "no buffered record before processing the others (default 0: only while records are "
-        "known to be on the broker; -1: never)",
-    )
-    run.add_argument(
-        "--dead-letter-topic",
-        dest="dead_letter_topic",
-        help="default: <application_id>-dead-letters",
-    )
-    run.add_argument(
-        "--processing-retry-attempts",
-        dest="processing_retry_attempts",
-        help="retries of a user function raising TransientError (default 3)",
-    )
-    run.add_argument("--processing-retry-backoff-ms", dest="processing_retry_backoff_ms")
-    run.add_argument("--processing-retry-max-backoff-ms", dest="processing_retry_max_backoff_ms")
-    run.add_argument(
-        "--startup-timeout-ms",
-        dest="startup_timeout_ms",
-        help="how long startup checks wait for the broker before failing (default 30000)",
-    )
-    run.add_argument(
-        "--kafka", action="append", default=[], metavar="KEY=VALUE", help="a librdkafka setting"
-    )
-    run.add_argument("--workers", type=int, default=1, help="start N worker processes on this host")
-    run.add_argument("--log-level", default=os.environ.get("PROCESSOR_LOG_LEVEL", "INFO"))
+    logs.add_options(process, default_level="INFO")
+
+
+# Flags that are not `--setting VALUE`.
+_FLAG_KINDS: dict[str, dict[str, Any]] = {
+    "processing_guarantee": {"choices": [g.value for g in config_module.ProcessingGuarantee]},
+    "static_membership": {"action": "store_const", "const": "true"},
+}
 
 
 def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:

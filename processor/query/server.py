@@ -148,6 +148,9 @@ class QueryServer:
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
             app,
+            # No handlers of uvicorn's own: its lines go through the root logger, in the
+            # format the worker logs in (--log-format json included).
+            log_config=None,
             log_level="warning",
             access_log=False,
             h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,

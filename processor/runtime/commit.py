@@ -47,7 +47,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 
 from processor.errors import BrokerError
-from processor.ids import Partition
+from processor.ids import Partition, tasks_field, tasks_text
 from processor.kafka.consumer import GroupConsumer
 from processor.kafka.producer import OutputProducer
 from processor.runtime.broker_watch import BrokerWatch
@@ -133,6 +133,10 @@ class Committer(ABC):
         try:
             self._commit(task_list, offsets, began)
         except BrokerError as e:
+            ids = [task.id for task in task_list]
+            log.warning(
+                "commit of tasks [%s] failed: %s", tasks_text(ids), e, extra=tasks_field(ids)
+            )
             self._forget(task_list, offsets, began, e)
             if e.fatal and self.producer_replacements > replacements:
                 # The producer was in a fatal state (fenced) and has been replaced: the tasks

@@ -22,7 +22,7 @@ import time
 
 from processor.config import WorkerConfig
 from processor.errors import BrokerError
-from processor.ids import TaskId
+from processor.ids import TaskId, tasks_field, tasks_text
 from processor.kafka.admin import Admin, GroupMember
 from processor.kafka.consumer import GroupConsumer
 from processor.kafka.producer import fence_transactional_id
@@ -135,6 +135,12 @@ class Rebalancer:
                 return
             self._stalls.clear()
         if self._tasks.tasks:
+            log.info(
+                "worker %s: rebalance; committing and closing active tasks [%s]",
+                self._instance_id,
+                tasks_text(self._tasks.tasks),
+                extra=tasks_field(self._tasks.tasks),
+            )
             self._tasks.drain_sinks(_SINK_DRAIN_S)
             try:
                 self._tasks.drain_async(_SINK_DRAIN_S, self._committer.before_output)
@@ -142,14 +148,17 @@ class Rebalancer:
             except BrokerError as e:
                 if e.fatal:
                     raise
-                # The next owner reprocesses from the last committed offsets.
-                log.warning("worker %s: commit on revoke failed: %s", self._instance_id, e)
+                # The next owner reprocesses from the last committed offsets (the committer
+                # has logged the failure and the tasks).
                 self._committer.abandon()
         self._tasks.close_active()
 
     def on_lost(self) -> None:
         log.warning(
-            "worker %s: lost its group membership; dropping tasks uncommitted", self._instance_id
+            "worker %s: lost its group membership; dropping tasks [%s] uncommitted",
+            self._instance_id,
+            tasks_text(self._tasks.tasks),
+            extra=tasks_field(self._tasks.tasks),
         )
         self._snapshot_pending = False
         self._committer.abandon()
@@ -159,7 +168,12 @@ class Rebalancer:
         """Drop the active tasks and take them again from the last committed offsets."""
         if not self._tasks.tasks:
             return
-        log.warning("worker %s: rewinding tasks to the last committed offsets", self._instance_id)
+        log.warning(
+            "worker %s: rewinding tasks [%s] to the last committed offsets",
+            self._instance_id,
+            tasks_text(self._tasks.tasks),
+            extra=tasks_field(self._tasks.tasks),
+        )
         self._tasks.close_active()
         self._consumer.unassign()
         self._snapshot_pending = True
@@ -299,8 +313,12 @@ class Rebalancer:
             "worker %s: members [%s]; active tasks [%s]; standby tasks [%s]",
             self._instance_id,
             ", ".join(members),
-            ", ".join(str(t) for t in mine),
-            ", ".join(str(t) for t in sorted(self._tasks.standbys)),
+            tasks_text(mine),
+            tasks_text(self._tasks.standbys),
+            extra={
+                **tasks_field(mine),
+                "standby_tasks": tasks_field(self._tasks.standbys)["tasks"],
+            },
         )
 
     def _is_own_view(self, members: tuple[GroupMember, ...]) -> bool:
@@ -400,7 +418,8 @@ class Rebalancer:
                 "worker %s: instances [%s] are warming up to join; pre-warming tasks [%s]",
                 self._instance_id,
                 ", ".join(joiners),
-                ", ".join(str(t) for t in sorted(prewarm)),
+                tasks_text(prewarm),
+                extra=tasks_field(prewarm),
             )
         self._prewarm = prewarm
         self._tasks.set_standbys(self._standbys_wanted())

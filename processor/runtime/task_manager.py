@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from processor.ids import Partition, TaskId
+from processor.ids import Partition, TaskId, tasks_field, tasks_text
 from processor.kafka.consumer import Message
 from processor.runtime.async_channel import AsyncChannel
 from processor.runtime.async_runner import AsyncRunner
@@ -194,6 +194,13 @@ class TaskManager:
                 with self._open_lock:
                     self._backends[task_id] = self._open(task_id)
                 self._restorer.add(task_id, self._backends[task_id], sub.changelog_topics)
+        if task_ids:
+            log.info(
+                "tasks [%s] created: [%s] processing, the others restoring or opening first",
+                tasks_text(task_ids),
+                tasks_text(t for t in task_ids if self.tasks[t].state is TaskState.RUNNING),
+                extra=tasks_field(task_ids),
+            )
 
     def _open_sink(self, task: StreamTask, sink: Sink) -> None:
         """A sink task reads nothing before its writer has opened (and said where to resume)."""
@@ -411,6 +418,7 @@ class TaskManager:
                 task_id,
                 seconds,
                 records,
+                extra=tasks_field([task_id]),
             )
         return to_resume
 
@@ -452,6 +460,8 @@ class TaskManager:
             )
             for task in self.tasks.values():
                 task.close()
+            if self.tasks:
+                log.info("tasks [%s] closed", tasks_text(self.tasks), extra=tasks_field(self.tasks))
             self.tasks = {}
             self.by_partition = {}
             self.routes = {}
@@ -467,7 +477,12 @@ class TaskManager:
 
     def _wipe_for_restorer(self, task_id: TaskId, reason: str) -> TaskStateBackend:
         """The stored changelog offset of `task_id` is outside its changelog: start afresh."""
-        log.warning("task %s: wiping local state and restoring from scratch: %s", task_id, reason)
+        log.warning(
+            "task %s: wiping local state and restoring from scratch: %s",
+            task_id,
+            reason,
+            extra=tasks_field([task_id]),
+        )
         with self._open_lock:
             old = self._backends[task_id]
             self._readers.drain([old])

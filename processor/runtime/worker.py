@@ -476,7 +476,7 @@ class Worker:
         rewinds its tasks to the last committed offsets."""
         if error.fatal:
             raise error
-        log.warning("worker %s: commit failed, will retry: %s", self.instance_id, error)
+        # The committer has logged which tasks' commit failed; at-least-once retries them.
         if self.config.exactly_once:
             parts.rebalancer.rewind()
             self._show_group_state(parts)

@@ -127,10 +127,17 @@ class StateCleaner:
                     task,
                     path,
                     e,
+                    extra={"tasks": [task]},
                 )
                 continue
             unused_s = now - self._unused_since.pop(task)
-            _log.info("task %s: deleted state directory %s, unused for %.1fs", task, path, unused_s)
+            _log.info(
+                "task %s: deleted state directory %s, unused for %.1fs",
+                task,
+                path,
+                unused_s,
+                extra={"tasks": [task]},
+            )
             deleted.append(path)
         self._deleted_total += len(deleted)
         return deleted

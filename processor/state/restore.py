@@ -49,7 +49,7 @@ import time
 from collections.abc import Iterable, Mapping
 
 from processor.errors import ProcessorError
-from processor.ids import TaskId
+from processor.ids import TaskId, tasks_field
 from processor.state.backend import TaskStateBackend
 from processor.state.restore_protocols import ChangelogSource, RestoreListener
 from processor.state.restore_task import RestoreProgress, RestoreState, TaskRestore
@@ -164,6 +164,7 @@ class Restorer:
                 "task %s: promoted from standby (%d records applied); reading the changelog tail",
                 task_id,
                 task.applied,
+                extra=tasks_field([task_id]),
             )
             self._lock.notify_all()
 
@@ -180,7 +181,12 @@ class Restorer:
                 task = self._book.tasks.pop(task_id, None)
                 if task is not None:
                     self._book.forget_partitions(task)
-                    _log.info("task %s: restore stopped (%s)", task_id, task.state.value)
+                    _log.info(
+                        "task %s: restore stopped (%s)",
+                        task_id,
+                        task.state.value,
+                        extra=tasks_field([task_id]),
+                    )
                 if task_id in self._book.completed:
                     self._book.completed.remove(task_id)
             self._lock.notify_all()

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from processor.errors import BrokerError, RecordError, StateError
-from processor.ids import TaskId
+from processor.ids import TaskId, tasks_field
 from processor.state.backend import Change, TaskStateBackend
 from processor.state.restore_protocols import (
     ChangelogBatch,
@@ -165,7 +165,9 @@ class RestorerThread:
         except BrokerError as e:
             if e.fatal:
                 raise RestoreError(task.task_id, str(e)) from e
-            _log.warning("task %s: %s; trying again", task.task_id, e)
+            _log.warning(
+                "task %s: %s; trying again", task.task_id, e, extra=tasks_field([task.task_id])
+            )
             with self._book.lock:
                 task.retry_at = time.monotonic() + self._settings.retry_interval
         except Exception as e:
@@ -236,6 +238,7 @@ class RestorerThread:
                 "task %s: state is up to date with %s, nothing to restore",
                 task.task_id,
                 task.describe(),
+                extra=tasks_field([task.task_id]),
             )
             self._complete(task)
             return
@@ -246,6 +249,7 @@ class RestorerThread:
             task.task_id,
             task.describe(),
             task.remaining(),
+            extra=tasks_field([task.task_id]),
         )
         self._reader.assign(to_read)
 
@@ -260,6 +264,7 @@ class RestorerThread:
             task.task_id,
             task.describe(),
             task.remaining(),
+            extra=tasks_field([task.task_id]),
         )
         self._reader.assign(to_read)
 
@@ -329,6 +334,7 @@ class RestorerThread:
                     task.task_id,
                     task.restored,
                     time.monotonic() - task.started,
+                    extra=tasks_field([task.task_id]),
                 )
             return
         if high is not None and high > end.offset:
@@ -343,6 +349,7 @@ class RestorerThread:
                     end.offset,
                     high,
                     self._settings.end_offset_grace,
+                    extra=tasks_field([task.task_id]),
                 )
             return  # finished by a later end event, or by _check_open_transactions()
         self._finish(task, changelog)
@@ -364,6 +371,7 @@ class RestorerThread:
                     changelog.partition,
                     now - since,
                     changelog.position,
+                    extra=tasks_field([task.task_id]),
                 )
                 self._finish(task, changelog)
 
@@ -380,6 +388,7 @@ class RestorerThread:
                 task.restored,
                 seconds,
                 task.restored / seconds,
+                extra=tasks_field([task.task_id]),
             )
             self._complete(task)
 
@@ -408,4 +417,5 @@ class RestorerThread:
                     p.restored,
                     p.remaining,
                     p.rate,
+                    extra=tasks_field([task.task_id]),
                 )

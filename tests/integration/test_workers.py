@@ -3,7 +3,9 @@ processed, a killed worker's tasks move to the others, a restarted one gets its 
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from tests.kafka_group_generation import group_generation
 from tests.kafka_helpers import create_topic, produce
 
 SESSION_TIMEOUT_MS = 6000
+LIBRDKAFKA_LINE = re.compile(r"%\d\|\d+\.\d+\|")
 FAST_GROUP = [
     "--kafka",
     f"session.timeout.ms={SESSION_TIMEOUT_MS}",
@@ -288,7 +291,8 @@ def test_workers_flag_starts_several_members_and_sigterm_stops_them_all(
             *FAST_GROUP,
         ],
         cwd=REPO,
-        env={**os.environ, **topics},
+        # The format reaches the children through the environment they inherit.
+        env={**os.environ, **topics, "PROCESSOR_LOG_FORMAT": "json"},
         stdout=log_file,
         stderr=subprocess.STDOUT,
     )
@@ -313,6 +317,19 @@ def test_workers_flag_starts_several_members_and_sigterm_stops_them_all(
     log = log_path.read_text(errors="replace")
     assert supervisor.returncode == 0, log[-3000:]
     assert log.count("pending_shutdown -> stopped") == 2
+    # Every line the processes log is one JSON object (librdkafka writes its own lines, such as
+    # `%4|1796305953.252|GETPID|...`, past Python's logging); each child's assignment lines
+    # carry the task ids they name, and between them the children hold every task.
+    entries = [json.loads(line) for line in log.splitlines() if not LIBRDKAFKA_LINE.match(line)]
+    assignments = [e for e in entries if "; active tasks [" in e["message"]]
+    assert {e["pid"] for e in assignments} == {e["pid"] for e in entries} - {supervisor.pid}
+    for entry in assignments:
+        named = entry["message"].split("; active tasks [")[1].split("]")[0]
+        assert entry["tasks"] == [t for t in named.split(", ") if t], entry
+    last = {e["pid"]: e["tasks"] for e in assignments}
+    assert sorted(t for tasks in last.values() for t in tasks) == [
+        f"0_{p}" for p in range(PARTITIONS)
+    ]
 
 
 def test_a_static_member_restarted_within_the_session_timeout_keeps_its_tasks_quietly(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from collections.abc import Iterator
+from enum import Enum
+from importlib import metadata
 
 import pytest
 
-from processor.cli import main
+from processor import config
+from processor.cli import _parser, main
 from processor.cli.run import _without_options
 
 
@@ -191,3 +195,47 @@ def test_run_help_documents_the_store_cache_budget_and_hides_the_old_flag(
     out = capsys.readouterr().out
     assert "--store-cache-bytes" in out and "64MiB" in out
     assert "--store-cache-size" not in out
+
+
+# --- help and version -------------------------------------------------------------------------
+
+
+def _command_parser(name: str) -> argparse.ArgumentParser:
+    (commands,) = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    parser: argparse.ArgumentParser = commands.choices[name]
+    return parser
+
+
+@pytest.mark.parametrize("command", ["run", "query", "describe"])
+def test_every_option_says_what_it_does_and_its_default(command: str) -> None:
+    options = [
+        action
+        for action in _command_parser(command)._actions
+        if action.option_strings and action.help != argparse.SUPPRESS and action.dest != "help"
+    ]
+    undocumented = [a.option_strings[0] for a in options if "default: " not in (a.help or "")]
+    assert not undocumented, f"processor {command}: options that name no default: {undocumented}"
+    if command == "run":
+        assert len(options) > len(config.SETTINGS), "every setting is an option of run"
+
+
+def test_run_help_names_the_defaults_the_worker_uses(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    defaults = config.WorkerConfig(bootstrap_servers="x:1", application_id="a")
+    for setting in config.SETTINGS:
+        value = getattr(defaults, setting)
+        if isinstance(value, bool | int | float | Enum) and setting != "store_cache_bytes":
+            shown = ("on" if value else "off") if isinstance(value, bool) else value
+            shown = shown.value if isinstance(shown, Enum) else shown
+            flag = "--" + setting.replace("_", "-")
+            documented = out.split(flag, 2)[2].split(" --")[0]  # its help, after the usage
+            assert f"(default: {shown}; PROCESSOR_{setting.upper()})" in documented, flag
+
+
+def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"processor {metadata.version('processor')}\n"

@@ -6,10 +6,12 @@ computes everything again from its inputs, as Kafka Streams' application reset t
 1. the consumer group's offsets: every partition of every source topic (streams, tables, and
    global tables where the group committed one) back to its earliest offset, or to the first
    record at or after a time; the group's other offsets (on internal topics) go with the group;
-2. the internal topics, deleted: changelogs (timers and join buffers are stores, so theirs
-   too), repartition and other topics between sub-topologies (foreign-key joins, async
-   operators, sinks), the coordination and metadata topics, the source positions topic, and the
-   dead-letter topic only when asked (it holds user data);
+2. the topics the application creates, deleted: changelogs (timers and join buffers are
+   stores, so theirs too), repartition and other topics between sub-topologies (foreign-key
+   joins, async operators, sinks), the coordination and metadata topics, the source positions
+   topic with the topics its sources outside Kafka feed (the sources read again from their
+   start: a fed topic kept would then hold every item twice), and the dead-letter topic only
+   when asked (it holds user data);
 3. local state directories, wiped where given (only the application's directory in each);
 4. the progress exactly-once sinks keep outside Kafka, cleared.
 
@@ -36,6 +38,7 @@ __all__ = [
     "ResetPlan",
     "build_plan",
     "coordination_topic",
+    "fed_topics",
     "internal_topics",
     "metadata_topic",
     "source_topics",
@@ -53,9 +56,10 @@ def metadata_topic(application_id: str) -> str:
 def internal_topics(
     subtopologies: Sequence[SubTopology], application_id: str, *, dead_letter_topic: str | None
 ) -> list[str]:
-    """Every topic the application's workers create for themselves, by exact name, sorted;
-    `dead_letter_topic` added when given."""
+    """Every topic the application's workers create, by exact name, sorted (`fed_topics`
+    included); `dead_letter_topic` added when given."""
     names = {coordination_topic(application_id), metadata_topic(application_id)}
+    names.update(fed_topics(subtopologies))
     for sub in subtopologies:
         if sub.source is not None:
             names.add(source_positions_topic(application_id))
@@ -67,9 +71,16 @@ def internal_topics(
     return sorted(names)
 
 
+def fed_topics(subtopologies: Sequence[SubTopology]) -> list[str]:
+    """The topics the topology's sources outside Kafka feed (`topology.source(...)`), sorted."""
+    return sorted({sub.source.topic for sub in subtopologies if sub.source is not None})
+
+
 def source_topics(subtopologies: Sequence[SubTopology]) -> list[str]:
-    """The topics the application reads from outside itself (streams and tables), sorted."""
-    return sorted({t for sub in subtopologies for t in sub.external_source_topics})
+    """The topics the application reads that it does not write itself (streams and tables),
+    sorted."""
+    fed = set(fed_topics(subtopologies))
+    return sorted({t for sub in subtopologies for t in sub.external_source_topics} - fed)
 
 
 @dataclass(frozen=True, order=True)

@@ -56,8 +56,9 @@ def add(commands: Any) -> None:
         action="append",
         default=[],
         type=Path,
-        help="a worker's state directory: the application's directory in it is wiped (the "
-        "instance id kept); repeatable (default: none, local state is not touched)",
+        help="a worker's state directory: the application's directory in it (and in its "
+        "worker-<i> directories, from run --workers) is wiped, the instance id kept; "
+        "repeatable (default: none, local state is not touched)",
     )
     reset.add_argument(
         "--dead-letters",

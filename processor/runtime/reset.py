@@ -35,6 +35,7 @@ from processor.runtime.reset_plan import (
     metadata_topic,
     source_topics,
 )
+from processor.runtime.supervisor import WORKER_DIR_PREFIX
 from processor.sinks.base import SinkProgress
 from processor.status.record import InstancePhase, StatusBoard
 
@@ -70,10 +71,15 @@ class ResetRequest:
         return self.config.application_id
 
     def app_state_dirs(self) -> list[Path]:
-        """The application's directory in each state directory given (where it exists)."""
-        return [
-            d / self.application_id for d in self.state_dirs if (d / self.application_id).is_dir()
-        ]
+        """The application's directory in each state directory given, and in the directories
+        `processor run --workers N` gives its workers there (`worker-<i>`), where they exist."""
+        found = []
+        for given in self.state_dirs:
+            children = sorted(given.glob(f"{WORKER_DIR_PREFIX}*")) if given.is_dir() else []
+            for directory in [given, *children]:
+                if (directory / self.application_id).is_dir():
+                    found.append(directory / self.application_id)
+        return found
 
 
 def make_admin(request: ResetRequest) -> Admin:

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from processor.kafka.admin import Admin
 from tests.integration.workers import PARTITIONS, REPO, start_worker
@@ -151,3 +151,20 @@ def test_run_reset_run_counts_again_from_the_start_exactly(
         assert second.terminate() == 0, second.log()[-3000:]
     finally:
         second.stop_quietly()
+
+
+def test_reset_to_a_time_commits_the_offset_of_the_first_record_at_or_after_it(
+    kafka_bootstrap: str, topics: dict[str, str]
+) -> None:
+    app, source = topics["PROCESSOR_APPLICATION_ID"], topics["TEST_SOURCE_TOPIC"]
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "acks": "all"})
+    base_ms = 1_796_119_200_000  # 2026-12-01T10:00:00Z
+    for i in range(10):  # one record a minute from 10:00, on partition 0 only
+        producer.produce(source, value=b"v", partition=0, timestamp=base_ms + i * 60_000)
+    assert producer.flush(30) == 0
+    reset = _reset(kafka_bootstrap, topics, "--to-datetime", "2026-12-01T10:03:30Z")
+    assert reset.returncode == 0, reset.stderr
+    assert "to the first record at or after 2026-12-01T10:03:30Z" in reset.stdout, reset.stdout
+    committed = Admin({"bootstrap.servers": kafka_bootstrap}).committed_offsets(app)
+    # 10:04 is offset 4; the empty partitions are at their end, where their next record goes.
+    assert committed == {(source, 0): 4, **{(source, p): 0 for p in range(1, PARTITIONS)}}

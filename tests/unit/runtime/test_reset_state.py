@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from processor import Topology
+from processor.config import WorkerConfig
 from processor.errors import ConfigError
 from processor.runtime.instance import StateDirLock
-from processor.runtime.reset import wipe_state_dir
+from processor.runtime.reset import ResetRequest, wipe_state_dir
 
 
 def _app_dir(tmp_path: Path) -> Path:
@@ -39,3 +41,20 @@ def test_a_directory_a_worker_holds_is_not_wiped(tmp_path: Path) -> None:
     finally:
         worker.release()
     assert (app / "0_1" / "CURRENT").exists()
+
+
+def test_the_directories_of_run_workers_are_found_under_the_one_given(tmp_path: Path) -> None:
+    for directory in ("app", "worker-0/app", "worker-1/app", "worker-1/app-v2", "other/app"):
+        (tmp_path / directory).mkdir(parents=True)
+    request = ResetRequest(
+        topology=Topology("app"),
+        config=WorkerConfig(bootstrap_servers="x:1", application_id="app"),
+        to_time_ms=None,
+        state_dirs=(tmp_path, tmp_path / "missing"),
+        dead_letters=False,
+    )
+    assert request.app_state_dirs() == [
+        tmp_path / "app",
+        tmp_path / "worker-0" / "app",
+        tmp_path / "worker-1" / "app",
+    ]

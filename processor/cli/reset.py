@@ -38,10 +38,13 @@ def add(commands: Any) -> None:
     reset.add_argument(
         "--bootstrap-servers",
         dest="bootstrap_servers",
+        metavar="HOST:PORT[,...]",
         help="the Kafka cluster (default: PROCESSOR_BOOTSTRAP_SERVERS)",
     )
     reset.add_argument(
-        "--application-id", dest="application_id", help="default: the topology's name"
+        "--application-id",
+        dest="application_id",
+        help="the application to reset (default: the topology's name)",
     )
     reset.add_argument(
         "--to-datetime",
@@ -53,6 +56,7 @@ def add(commands: Any) -> None:
     reset.add_argument(
         "--state-dir",
         dest="state_dirs",
+        metavar="DIR",
         action="append",
         default=[],
         type=Path,
@@ -68,6 +72,7 @@ def add(commands: Any) -> None:
     reset.add_argument(
         "--dead-letter-topic",
         dest="dead_letter_topic",
+        metavar="TOPIC",
         help="the dead-letter topic, with --dead-letters (default: <application_id>-dead-letters)",
     )
     reset.add_argument(

@@ -104,8 +104,9 @@ def refuse_if_running(admin: Admin, request: ResetRequest) -> None:
     for directory in request.app_state_dirs():
         try:
             StateDirLock(directory).release()
-        except ConfigError as e:
-            running.append(f"a worker using {directory} ({e.problem})")
+        except ConfigError:
+            holder = (directory / ".lock").read_text().strip() or "unknown"
+            running.append(f"the worker using {directory} (pid {holder})")
     if running:
         raise WorkersRunningError(
             f"application {app!r} has running workers: {'; '.join(running)}; stop every worker "
@@ -136,7 +137,12 @@ def _warming_up(admin: Admin, request: ResetRequest) -> list[str]:
                 board.apply(record.key, record.value, record.headers, origin=record.origin)
     finally:
         tail.close()
-    now_ms = int(time.time() * 1000)
+    return warming_up(board, int(time.time() * 1000))
+
+
+def warming_up(board: StatusBoard, now_ms: int) -> list[str]:
+    """The instances whose latest status says they are warming up to join, dated within
+    `JOINER_MAX_SILENCE_MS` of `now_ms` (a worker killed while warming up stops counting)."""
     return sorted(
         s.instance_id
         for s in board.statuses.values()

@@ -99,6 +99,7 @@ def test_run_reset_run_counts_again_from_the_start_exactly(
     truth = Counter(value for _, value in records)
     sink = topics["TEST_SINK_TOPIC"]
 
+    state_dir = tmp_path / "state" / "r1"
     first = start_worker(
         TOPOLOGY,
         bootstrap=kafka_bootstrap,
@@ -109,13 +110,14 @@ def test_run_reset_run_counts_again_from_the_start_exactly(
     )
     try:
         assert _latest_counts(kafka_bootstrap, sink, {}, truth, 60) == truth
-        refused = _reset(kafka_bootstrap, topics)
+        refused = _reset(kafka_bootstrap, topics, "--state-dir", str(state_dir))
         assert refused.returncode == 2, refused.stderr
         assert "r1 (member of group" in refused.stderr, refused.stderr
+        holder = f"the worker using {state_dir / app} (pid {first.process.pid})"
+        assert holder in refused.stderr, refused.stderr
         assert first.terminate() == 0, first.log()[-3000:]
     finally:
         first.stop_quietly()
-    state_dir = tmp_path / "state" / "r1"
     assert any((state_dir / app).glob("*_*")), "the first run kept no task state"
 
     dry = _reset(kafka_bootstrap, topics, "--state-dir", str(state_dir), "--dry-run")

@@ -11,7 +11,8 @@ from processor import Topology
 from processor.config import WorkerConfig
 from processor.errors import ConfigError
 from processor.runtime.instance import StateDirLock
-from processor.runtime.reset import ResetRequest, wipe_state_dir
+from processor.runtime.reset import JOINER_MAX_SILENCE_MS, ResetRequest, warming_up, wipe_state_dir
+from processor.status.record import InstancePhase, InstanceStatus, StatusBoard
 
 
 def _app_dir(tmp_path: Path) -> Path:
@@ -58,3 +59,17 @@ def test_the_directories_of_run_workers_are_found_under_the_one_given(tmp_path: 
         tmp_path / "worker-0" / "app",
         tmp_path / "worker-1" / "app",
     ]
+
+
+def _status(instance: str, phase: InstancePhase, updated_ms: int) -> bytes:
+    return InstanceStatus(instance, phase, updated_ms=updated_ms).to_json()
+
+
+def test_a_worker_warming_up_to_join_counts_as_running_while_its_status_is_fresh() -> None:
+    now_ms = 1_000_000_000
+    board = StatusBoard()
+    board.apply(b"w1", _status("w1", InstancePhase.WARMING_UP, now_ms - 1_000))
+    board.apply(b"w2", _status("w2", InstancePhase.WARMING_UP, now_ms - JOINER_MAX_SILENCE_MS - 1))
+    board.apply(b"w3", _status("w3", InstancePhase.RUNNING, now_ms))  # the group tells of those
+    board.apply(b"w4", _status("w4", InstancePhase.STOPPED, now_ms))
+    assert warming_up(board, now_ms) == ["w1"]

@@ -92,15 +92,17 @@ def make_admin(request: ResetRequest) -> Admin:
 def refuse_if_running(admin: Admin, request: ResetRequest) -> None:
     """Raises WorkersRunningError naming every worker found running."""
     app = request.application_id
-    running = []
+    members: dict[str, str] = {}  # instance id (a stranger: its client id) -> host
     for member in admin.describe_group(app).members:
         identity = parse_client_id(member.client_id)
         name = identity.instance_id if identity is not None else member.client_id
-        running.append(f"{name} (member of group {app!r} from {member.host or 'unknown host'})")
-    members = {r.split(" ", 1)[0] for r in running}
-    for instance in _warming_up(admin, request):
-        if instance not in members:
-            running.append(f"{instance} (warming up to join, on {metadata_topic(app)})")
+        members[name] = member.host or "unknown host"
+    running = [f"{name} (member of group {app!r} from {host})" for name, host in members.items()]
+    running += [
+        f"{instance} (warming up to join, on {metadata_topic(app)})"
+        for instance in _warming_up(admin, request)
+        if instance not in members
+    ]
     for directory in request.app_state_dirs():
         try:
             StateDirLock(directory).release()

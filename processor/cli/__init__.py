@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
-from processor.cli import logs, query, run
+from processor.cli import logs, query, reset, run
 from processor.errors import ConfigError, ProcessorError, TopologyError
 from processor.runtime.loader import load_topology
 
@@ -40,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     query.add(commands)
+    reset.add(commands)
     return parser
 
 
@@ -53,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "query":
             return query.execute(args)
+        if args.command == "reset":
+            return reset.execute(args)
         return run.execute(args, argv)
     except ConfigError as e:
         print(f"processor: configuration error: {e}", file=sys.stderr)

@@ -1,15 +1,21 @@
-"""Cluster metadata, topic creation and group descriptions. The only module touching
-`confluent_kafka.admin`."""
+"""Cluster metadata, topic creation and deletion, group descriptions and group offsets. The only
+module touching `confluent_kafka.admin`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from confluent_kafka import ConsumerGroupState, KafkaException
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+from confluent_kafka import (
+    ConsumerGroupState,
+    ConsumerGroupTopicPartitions,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec, ResourceType
 
 from processor.errors import BrokerError
+from processor.ids import Partition
 
 # How long the metadata request sent before a group description may take.
 _PROBE_TIMEOUT_S = 5.0
@@ -124,3 +130,102 @@ class Admin:
         )
         state = description.state
         return GroupSnapshot(state == ConsumerGroupState.STABLE, str(state.name), members)
+
+    def delete_topics(self, topics: Sequence[str]) -> None:
+        """Delete topics; one that does not exist (any more) is fine."""
+        if not topics:
+            return
+        futures = self._client.delete_topics(list(topics), request_timeout=self._timeout)
+        for name, future in futures.items():
+            try:
+                future.result()
+            except KafkaException as e:
+                if e.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                    raise BrokerError(f"cannot delete topic {name!r}: {e.args[0]}") from e
+
+    def committed_offsets(self, group_id: str) -> dict[Partition, int]:
+        """The offsets `group_id` has committed, per partition (none when the group is unknown)."""
+        request = [ConsumerGroupTopicPartitions(group_id)]
+        future = self._client.list_consumer_group_offsets(request, request_timeout=self._timeout)
+        try:
+            result = future[group_id].result()
+        except KafkaException as e:
+            raise BrokerError(f"cannot read the offsets of group {group_id!r}: {e.args[0]}") from e
+        return {
+            (tp.topic, tp.partition): tp.offset
+            for tp in result.topic_partitions or []
+            if tp.offset >= 0 and tp.error is None
+        }
+
+    def offsets_at(
+        self, partitions: Sequence[Partition], timestamp_ms: int | None
+    ) -> dict[Partition, int]:
+        """Per partition, its earliest offset (`timestamp_ms` None), or the first offset whose
+        record's timestamp is at or after `timestamp_ms` (the end offset when there is none)."""
+        if not partitions:
+            return {}
+        spec = (
+            OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+            if timestamp_ms is None
+            else OffsetSpec.for_timestamp(timestamp_ms)
+        )
+        request = {TopicPartition(t, p): spec for t, p in partitions}
+        offsets: dict[Partition, int] = {}
+        missing: list[Partition] = []
+        for tp, future in self._client.list_offsets(request, request_timeout=self._timeout).items():
+            try:
+                found = future.result().offset
+            except KafkaException as e:
+                raise BrokerError(
+                    f"cannot list the offsets of {tp.topic}[{tp.partition}]: {e.args[0]}"
+                ) from e
+            if found < 0:
+                missing.append((tp.topic, tp.partition))
+            else:
+                offsets[(tp.topic, tp.partition)] = found
+        if missing:  # no record that late: the end, where the next record will be
+            end = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+            latest = {TopicPartition(t, p): end for t, p in missing}
+            for tp, future in self._client.list_offsets(
+                latest, request_timeout=self._timeout
+            ).items():
+                try:
+                    offsets[(tp.topic, tp.partition)] = future.result().offset
+                except KafkaException as e:
+                    raise BrokerError(
+                        f"cannot list the offsets of {tp.topic}[{tp.partition}]: {e.args[0]}"
+                    ) from e
+        return offsets
+
+    def delete_group(self, group_id: str) -> bool:
+        """Delete an empty group with its committed offsets; False when it does not exist."""
+        futures = self._client.delete_consumer_groups([group_id], request_timeout=self._timeout)
+        try:
+            futures[group_id].result()
+        except KafkaException as e:
+            if e.args[0].name() == "GROUP_ID_NOT_FOUND":
+                return False
+            raise BrokerError(f"cannot delete group {group_id!r}: {e.args[0]}") from e
+        return True
+
+    def commit_group_offsets(self, group_id: str, offsets: Mapping[Partition, int]) -> None:
+        """Commit `offsets` for `group_id`, which must have no members."""
+        if not offsets:
+            return
+        request = [
+            ConsumerGroupTopicPartitions(
+                group_id, [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
+            )
+        ]
+        future = self._client.alter_consumer_group_offsets(request, request_timeout=self._timeout)
+        try:
+            result = future[group_id].result()
+        except KafkaException as e:
+            raise BrokerError(f"cannot commit offsets for group {group_id!r}: {e.args[0]}") from e
+        failed = [tp for tp in result.topic_partitions or [] if tp.error is not None]
+        if failed:
+            tp = failed[0]
+            raise BrokerError(
+                f"cannot commit offsets for group {group_id!r}: {tp.topic}[{tp.partition}]: "
+                f"{tp.error}"
+            )

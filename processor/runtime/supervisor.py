@@ -18,6 +18,9 @@ from types import FrameType
 
 log = logging.getLogger("processor.supervisor")
 
+WORKER_DIR_PREFIX = "worker-"
+"""Child i's state directory is `<state_dir>/worker-<i>`."""
+
 
 def child_arguments(
     base: list[str],
@@ -26,7 +29,7 @@ def child_arguments(
     instance_id: str | None,
     http_port: int | None = None,
 ) -> list[str]:
-    args = [*base, "--state-dir", str(state_dir / f"worker-{index}")]
+    args = [*base, "--state-dir", str(state_dir / f"{WORKER_DIR_PREFIX}{index}")]
     if instance_id is not None:
         args += ["--instance-id", f"{instance_id}-{index}"]
     args += [

@@ -36,7 +36,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from processor.errors import ProcessorError
 
@@ -45,6 +45,7 @@ __all__ = [
     "SinkBatch",
     "SinkError",
     "SinkFencedError",
+    "SinkProgress",
     "SinkRecord",
     "SinkRecordError",
     "SinkTask",
@@ -171,3 +172,20 @@ class Sink(ABC):
     def describe(self) -> str:
         """One line for `describe()` and the status page: what and where (no secrets)."""
         return type(self).__name__
+
+    def progress(self, application_id: str, topic: str) -> SinkProgress | None:
+        """What this sink keeps outside Kafka of how far `application_id` has written the
+        records of `topic`, for `processor reset` to clear; None: nothing (the default)."""
+        return None
+
+
+class SinkProgress(Protocol):
+    """An exactly-once sink's progress for one application, kept outside Kafka."""
+
+    def describe(self) -> str:
+        """What `clear()` removes, and where (no secrets)."""
+        ...
+
+    def clear(self) -> str:
+        """Remove it; returns one line saying what was removed."""
+        ...

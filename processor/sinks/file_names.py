@@ -19,9 +19,10 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["PublishedFile", "TaskFiles", "fsync_directory"]
+__all__ = ["PublishedFile", "SinkFiles", "TaskFiles", "fsync_directory"]
 
 _OFFSET_DIGITS = 20
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -106,9 +107,65 @@ class TaskFiles:
         )
 
     def _folders(self) -> list[Path]:
-        if not self.by_date:
-            return [self.directory]
-        return [self.directory / name for name in _names_in(self.directory) if _DAY.fullmatch(name)]
+        return _folders(self.directory, self.by_date)
+
+
+@dataclass(frozen=True)
+class SinkFiles:
+    """Every file one sink wrote from `topic` (all partitions, published and temporary): both
+    its output and its progress, since the names say up to which offset each task wrote. For
+    `processor reset` (`processor.sinks.base.SinkProgress`), `clear()` moves them out of the
+    sink's sight, into a new hidden directory `.reset-<UTC time>` of `directory`: the next
+    run writes from offset 0 again, and the old files are kept for the user to delete."""
+
+    directory: Path
+    sink: str
+    topic: str
+    extension: str
+    by_date: bool = False
+
+    def describe(self) -> str:
+        return (
+            f"the files sink {self.sink!r} wrote from {self.topic} in {self.directory} (their "
+            "names are its progress; moved into a new directory .reset-<UTC time> there)"
+        )
+
+    def files(self) -> list[Path]:
+        prefix = re.escape(f"{self.sink}-{self.topic}-") + r"\d+-"
+        extension = re.escape(self.extension)
+        published = re.compile(
+            prefix + rf"\d{{{_OFFSET_DIGITS}}}-\d{{{_OFFSET_DIGITS}}}\.{extension}"
+        )
+        temporary = re.compile(
+            r"\." + prefix + rf"\d{{{_OFFSET_DIGITS}}}\.{extension}\.tmp-[0-9a-f]+"
+        )
+        return sorted(
+            folder / name
+            for folder in self._folders()
+            for name in _names_in(folder)
+            if published.fullmatch(name) or temporary.fullmatch(name)
+        )
+
+    def clear(self, now: datetime | None = None) -> str:
+        files = self.files()
+        stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S.%fZ")
+        target = self.directory / f".reset-{stamp}"
+        for path in files:
+            moved = target / path.relative_to(self.directory)
+            moved.parent.mkdir(parents=True, exist_ok=True)
+            path.rename(moved)
+        if files:
+            fsync_directory(self.directory)
+        return f"moved {len(files)} files sink {self.sink!r} wrote from {self.topic} into {target}"
+
+    def _folders(self) -> list[Path]:
+        return _folders(self.directory, self.by_date)
+
+
+def _folders(directory: Path, by_date: bool) -> list[Path]:
+    if not by_date:
+        return [directory]
+    return [directory / name for name in _names_in(directory) if _DAY.fullmatch(name)]
 
 
 def _names_in(folder: Path) -> list[str]:

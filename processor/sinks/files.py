@@ -64,7 +64,7 @@ from processor.sinks.base import (
     SinkWriter,
 )
 from processor.sinks.file_formats import FileLostError, OpenFile, file_format, format_names
-from processor.sinks.file_names import TaskFiles, fsync_directory
+from processor.sinks.file_names import SinkFiles, TaskFiles, fsync_directory
 
 __all__ = ["FileSink", "FileSinkWriter"]
 
@@ -143,6 +143,11 @@ class FileSink(Sink):
                 "contain '/' or start with '.': pass stream.sink(..., name='orders')",
             )
         return FileSinkWriter(self, task)
+
+    def progress(self, application_id: str, topic: str) -> SinkFiles:
+        return SinkFiles(
+            self.directory, self.name, topic, self.format.extension, self.path_by == "date"
+        )
 
     def describe(self) -> str:
         by_date = ", by date" if self.path_by else ""

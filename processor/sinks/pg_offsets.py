@@ -16,6 +16,7 @@ write after a take-over sees the new epoch: there is no moment when both may wri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ from psycopg import sql
 
 from processor.sinks.base import SinkFencedError, SinkTask
 
-__all__ = ["OFFSETS_TABLE", "Claim", "TaskOffsets"]
+__all__ = ["OFFSETS_TABLE", "Claim", "SinkOffsets", "TaskOffsets"]
 
 OFFSETS_TABLE = "processor_sink_offsets"
 """The offsets table's name, in the schema the connection creates tables in (`public`)."""
@@ -51,6 +52,9 @@ FOR UPDATE""")
 _ADVANCE = sql.SQL("""
 UPDATE {table} SET next_offset = %s
 WHERE application_id = %s AND sink = %s AND topic = %s AND partition = %s""")
+
+_EXISTS = "SELECT to_regclass(%s) IS NOT NULL"
+_CLEAR = sql.SQL("DELETE FROM {table} WHERE application_id = %s AND sink = %s AND topic = %s")
 
 
 @dataclass(frozen=True)
@@ -98,3 +102,34 @@ class TaskOffsets:
     def advance(self, conn: psycopg.Connection[tuple[Any, ...]], next_offset: int) -> None:
         """Record `next_offset` in the current (claimed) transaction."""
         conn.execute(_ADVANCE.format(table=self._table), (next_offset, *self._key))
+
+
+@dataclass(frozen=True)
+class SinkOffsets:
+    """Every task's row of one sink reading `topic` for `application_id`: its progress, which
+    `processor reset` clears (`processor.sinks.base.SinkProgress`), so that the sink writes
+    again from the start of the topic. `connect` opens an autocommit connection; `where` names
+    the database without secrets."""
+
+    connect: Callable[[], psycopg.Connection[tuple[Any, ...]]]
+    where: str
+    application_id: str
+    sink: str
+    topic: str
+
+    def describe(self) -> str:
+        return (
+            f"the progress of sink {self.sink!r} on {self.topic}: the rows of application "
+            f"{self.application_id!r} in table {OFFSETS_TABLE} of {self.where}"
+        )
+
+    def clear(self) -> str:
+        with self.connect() as conn:
+            [exists] = conn.execute(_EXISTS, (OFFSETS_TABLE,)).fetchone() or (False,)
+            deleted = 0
+            if exists:
+                key = (self.application_id, self.sink, self.topic)
+                deleted = conn.execute(
+                    _CLEAR.format(table=sql.Identifier(OFFSETS_TABLE)), key
+                ).rowcount
+        return f"cleared {deleted} rows of {self.describe()[len('the ') :]}"

@@ -36,7 +36,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from processor.sinks.base import Sink, SinkBatch, SinkError, SinkRecord, SinkTask, SinkWriter
 from processor.sinks.pg_catalog import read_table, require_columns, require_unique_key
-from processor.sinks.pg_offsets import TaskOffsets
+from processor.sinks.pg_offsets import SinkOffsets, TaskOffsets
 from processor.sinks.pg_rows import PreparedRow, RowMapper
 from processor.sinks.pg_write import RowWriter
 
@@ -103,15 +103,33 @@ class PostgresSink(Sink):
         return PostgresWriter(self, task)
 
     def describe(self) -> str:
-        where = conninfo_to_dict(self.dsn)
-        address = (
-            f"{where.get('host', 'localhost')}:{where.get('port', 5432)}/{where.get('dbname')}"
-        )
         keys = f", key_columns={list(self.key_columns)}" if self.key_columns else ""
         return (
             f"PostgresSink(table={self.table}, mode={self.mode}{keys}, "
-            f"exactly_once={self.exactly_once}, database={address})"
+            f"exactly_once={self.exactly_once}, database={self._address()})"
         )
+
+    def progress(self, application_id: str, topic: str) -> SinkOffsets | None:
+        if not self.exactly_once:
+            return None
+        return SinkOffsets(
+            lambda: connect(self.dsn),
+            f"database {self._address()}",
+            application_id,
+            self.name,
+            topic,
+        )
+
+    def _address(self) -> str:
+        where = conninfo_to_dict(self.dsn)
+        return f"{where.get('host', 'localhost')}:{where.get('port', 5432)}/{where.get('dbname')}"
+
+
+def connect(dsn: str) -> psycopg.Connection[tuple[Any, ...]]:
+    """An autocommit connection, timing out after `_CONNECT_TIMEOUT_S` unless `dsn` says."""
+    if "connect_timeout" not in conninfo_to_dict(dsn):
+        dsn = make_conninfo(dsn, connect_timeout=_CONNECT_TIMEOUT_S)
+    return psycopg.connect(dsn, autocommit=True)
 
 
 class PostgresWriter(SinkWriter):
@@ -198,10 +216,7 @@ class PostgresWriter(SinkWriter):
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn
         self._disconnect()
-        dsn = self._sink.dsn
-        if "connect_timeout" not in conninfo_to_dict(dsn):
-            dsn = make_conninfo(dsn, connect_timeout=_CONNECT_TIMEOUT_S)
-        conn = psycopg.connect(dsn, autocommit=True)
+        conn = connect(self._sink.dsn)
         try:
             if self._rows is not None:
                 self._rows.attach(conn)

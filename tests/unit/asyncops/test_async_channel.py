@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -34,6 +34,7 @@ class Harness:
         self.released: list[tuple[int, str]] = []
         self.running: dict[str, int] = {}
         self.overlapped = False
+        self.held: set[str] = set()  # keys whose calls wait until the test lets them go
         self.key = ""  # of the record being read
         spec = AsyncSpec(AsyncKind.MAP_VALUES, concurrency=limit, ordered=ordered)
         self.channel = AsyncChannel(
@@ -55,6 +56,8 @@ class Harness:
         self.running[key] = self.running.get(key, 0) + 1
         self.overlapped = self.overlapped or self.running[key] > 1
         await asyncio.sleep(DELAYS[key])
+        while key in self.held:
+            await asyncio.sleep(0.001)
         self.running[key] -= 1
         return value
 
@@ -66,6 +69,13 @@ class Harness:
             self.context.offset += 1
             self.key = value[0]
             self.processor.process(value[0], value)
+
+    def pump_until(self, condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 5
+        while not condition():
+            assert time.monotonic() < deadline
+            self.runner.pump()
+            time.sleep(0.001)
 
     def settle(self) -> None:
         deadline = time.monotonic() + 5
@@ -79,12 +89,14 @@ def test_ordered_results_come_in_offset_order_and_the_prefix_is_committed(
     runner: AsyncRunner,
 ) -> None:
     harness = Harness(runner, ordered=True, exactly_once=False, limit=8)
+    harness.held.add("a")  # a1 runs until the test lets it go, however busy the machine
     harness.context.offset = -1
     harness.read(["a1", "b1", "c1", "d1"])
     assert harness.channel.committable() == 0
-    time.sleep(0.04)  # b, c and d are done, a is not
+    time.sleep(0.04)  # b, c and d are done (on a quiet machine), a is not
     runner.pump()
     assert harness.released == [] and harness.channel.committable() == 0
+    harness.held.clear()
     harness.settle()
     assert harness.released == [(0, "a1"), (1, "b1"), (2, "c1"), (3, "d1")]
     assert harness.channel.committable() == 4
@@ -94,12 +106,14 @@ def test_unordered_results_come_as_they_arrive_one_call_per_key_at_a_time(
     runner: AsyncRunner,
 ) -> None:
     harness = Harness(runner, ordered=False, exactly_once=False, limit=8)
+    harness.held.add("a")  # a1 runs until c1 and c2 are out, however busy the machine
     harness.context.offset = -1
     harness.read(["a1", "c1", "a2", "c2"])
-    time.sleep(0.03)
-    runner.pump()  # c2 starts once c1 is back (one call per key), a1 is still running
-    assert [value for _, value in harness.released][:1] == ["c1"]
+    # c2 starts once c1 is back (one call per key); both come out while a1 still runs
+    harness.pump_until(lambda: len(harness.released) == 2)
+    assert [value for _, value in harness.released] == ["c1", "c2"]
     assert harness.channel.committable() == 0  # a1 is not done: nothing past it commits
+    harness.held.clear()
     harness.settle()
     assert [value for _, value in harness.released] == ["c1", "c2", "a1", "a2"]
     assert not harness.overlapped and harness.channel.committable() == 4

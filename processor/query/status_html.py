@@ -124,7 +124,7 @@ def _task_row(task: TaskFigures) -> str:
 def _progress(task: TaskFigures) -> str:
     fraction = task.progress
     if fraction is None:
-        return ""
+        return "" if task.state == RUNNING else "nothing to read"
     percent = 100 * fraction
     total = task.restored + task.remaining
     return (

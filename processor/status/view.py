@@ -56,11 +56,12 @@ class TaskFigures:
 
     @property
     def progress(self) -> float | None:
-        """How much of the restore is done (0..1), for a restoring or standby task."""
-        if self.state == RUNNING:
-            return None
+        """How much of the restore is done (0..1), for a restoring or standby task; None
+        while there is nothing known to read (its changelogs' ends are being read)."""
         total = self.restored + self.remaining
-        return 1.0 if total == 0 else self.restored / total
+        if self.state == RUNNING or total == 0:
+            return None
+        return self.restored / total
 
     @property
     def eta_s(self) -> float | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -97,7 +99,18 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
         )
     worker = Worker(topology, cfg)
     worker.install_signal_handlers()
-    worker.run()
+    if not sys.stderr.isatty():
+        worker.run()
+        return 0
+    from processor.cli.restore_progress import show_restores
+
+    done = threading.Event()
+    drawing = show_restores(sys.stderr, lambda: worker.metrics.snapshot, done)
+    try:
+        worker.run()
+    finally:
+        done.set()
+        drawing.join(5)
     return 0
 
 

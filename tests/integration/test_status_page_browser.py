@@ -2,13 +2,16 @@
 `scripts/setup` installs) from a running 3-worker application with standbys. The page lists
 every instance and its tasks; a worker whose state was wiped shows its tasks restoring, with
 bars that move from one load of the page to the next; a worker with an HTTP token shows the
-token form to a browser without its cookie, and none of the data."""
+token form to a browser without its cookie, and none of the data. `processor status APP` shows
+the same instances and tasks in a terminal."""
 
 from __future__ import annotations
 
 import json
 import re
 import shutil
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -134,6 +137,28 @@ def test_the_status_page_in_a_browser(
     assert sorted(t for t, s in states if s == "running") == [f"0_{p}" for p in range(6)]
     assert sorted(set(t for t, s in states if s == "standby")) == [f"0_{p}" for p in range(6)]
     assert "Sub-topology 0" in page and "not answering" not in page
+
+    # The same in a terminal, the worker found on the metadata topic.
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "processor.cli",
+            "status",
+            topics["PROCESSOR_APPLICATION_ID"],
+            "--bootstrap-servers",
+            kafka_bootstrap,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "3 instances, 3 answering" in shown.stdout
+    table = [line.split() for line in shown.stdout.splitlines()]
+    assert sorted(row[0] for row in table if row[1:2] == ["running"] and row[0][:2] == "0_") == [
+        f"0_{p}" for p in range(6)
+    ]
 
     token_page = browser.dom(browser.open(workers["t0"].url()))
     assert 'name="token"' in token_page and "data-instance" not in token_page

@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any
 
+from processor.cli import logs
 from processor.errors import ProcessorError
 
 __all__ = ["add", "execute"]
@@ -46,7 +47,7 @@ def add(commands: Any) -> None:
         help=f"redraw every {WATCH_INTERVAL_S:g} s until interrupted (Ctrl-C)",
     )
     status.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
-    status.add_argument("--log-level", default=os.environ.get("PROCESSOR_LOG_LEVEL", "WARNING"))
+    logs.add_options(status, default_level="WARNING")
 
 
 def execute(args: argparse.Namespace) -> int:

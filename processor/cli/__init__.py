@@ -1,5 +1,5 @@
 """The `processor` command: `run` a topology as a worker, `describe` it, `query` its stores,
-show its `status`.
+show its `status`, `reset` it.
 
 Each command is a module of this package with `add(commands)`, which adds its parser, and
 `execute(args, ...)`; `main` dispatches on the command's name."""

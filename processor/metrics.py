@@ -46,14 +46,17 @@ again after a restart counts again.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["RestoreSample", "WorkerMetrics", "WorkerSnapshot"]
+from processor.topology.handling import FailureNote
+
+__all__ = ["FailureNote", "RestoreSample", "WorkerMetrics", "WorkerSnapshot"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,12 @@ class WorkerSnapshot:
     outvoted: bool = False
     # reason -> records of the metadata topic ignored
     metadata_ignored: dict[str, int] = field(default_factory=dict)
+    # task -> records behind the end of its input partitions (no entry: not known)
+    consumer_lag: dict[str, int] = field(default_factory=dict)
+    # The last records skipped or dead-lettered here, oldest first (the status page's).
+    recent_failures: tuple[FailureNote, ...] = ()
+    # When the main loop took it (time.monotonic()): rates are counted between two snapshots.
+    taken_at: float = 0.0
 
 
 class _SnapshotCollector(Collector):
@@ -265,12 +274,26 @@ class _SnapshotCollector(Collector):
 
 
 class WorkerMetrics:
-    """A registry of its own (several workers may share a process in tests)."""
+    """A registry of its own (several workers may share a process in tests).
 
-    def __init__(self) -> None:
+    Besides the latest snapshot it keeps the one before (`previous`), so that the status page
+    can tell rates, and `published_at`, when the main loop last published (from creation on:
+    a worker that has not published yet is starting), which `/health/live` judges by."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.snapshot = WorkerSnapshot()
+        self.previous: WorkerSnapshot | None = None
+        self._clock = clock
+        self.published_at = clock()
         self.registry.register(_SnapshotCollector(self))
 
     def publish(self, snapshot: WorkerSnapshot) -> None:
-        self.snapshot = snapshot  # one reference swap: a scrape sees one whole snapshot
+        # One attribute swap each: a reader sees whole snapshots (at worst `previous` and
+        # `snapshot` one publication apart, which a rate over their own `taken_at` allows).
+        self.previous = self.snapshot
+        self.snapshot = snapshot
+        self.published_at = self._clock()
+
+    def seconds_since_publish(self) -> float:
+        return self._clock() - self.published_at

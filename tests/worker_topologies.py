@@ -51,8 +51,14 @@ collecting = Topology("collecting")
 )
 
 
+# Microseconds the restorer waits per record it applied: a restore of a few thousand records
+# then lasts long enough for a test to watch it move (the status page's browser test).
+RESTORE_PAUSE_US = int(os.environ.get("TEST_RESTORE_PAUSE_US", "0"))
+
+
 class LoggingRestoreListener:
-    """Logs every restore call, for tests to read in the worker's log."""
+    """Logs every restore call, for tests to read in the worker's log (and waits
+    `RESTORE_PAUSE_US` per record applied, when set)."""
 
     def on_restore_start(self, task_id: object, topic: str, start: int, end: int) -> None:
         logging.getLogger("test.listener").info(
@@ -61,6 +67,8 @@ class LoggingRestoreListener:
 
     def on_batch_restored(self, task_id: object, topic: str, last_offset: int, count: int) -> None:
         logging.getLogger("test.listener").info("restore batch %s %d", task_id, count)
+        if RESTORE_PAUSE_US:
+            time.sleep(count * RESTORE_PAUSE_US / 1e6)
 
     def on_restore_end(self, task_id: object, topic: str, total: int) -> None:
         logging.getLogger("test.listener").info("restore end %s %s %d", task_id, topic, total)

@@ -1,4 +1,5 @@
-"""The `processor` command: `run` a topology as a worker, `describe` it, `query` its stores.
+"""The `processor` command: `run` a topology as a worker, `describe` it, `query` its stores,
+show its `status`, `reset` it.
 
 Each command is a module of this package with `add(commands)`, which adds its parser, and
 `execute(args, ...)`; `main` dispatches on the command's name."""
@@ -11,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
-from processor.cli import logs, query, reset, run
+from processor.cli import logs, query, reset, run, status
 from processor.errors import ConfigError, ProcessorError, TopologyError
 from processor.runtime.loader import load_topology
 
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
     query.add(commands)
     reset.add(commands)
+    status.add(commands)
     return parser
 
 
@@ -56,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return query.execute(args)
         if args.command == "reset":
             return reset.execute(args)
+        if args.command == "status":
+            return status.execute(args)
         return run.execute(args, argv)
     except ConfigError as e:
         print(f"processor: configuration error: {e}", file=sys.stderr)

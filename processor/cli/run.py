@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,6 +59,14 @@ def add(commands: Any) -> None:
         help="start N worker processes on this host, each a member of the application with "
         "its own state dir <state_dir>/worker-<i> (default: 1)",
     )
+    process.add_argument(
+        "--restore-progress",
+        dest="restore_progress",
+        choices=("auto", "off"),
+        default="auto",
+        help="a progress line per restoring task below the log when stderr is a terminal and "
+        "the log format text (auto; not with --workers above 1), or never (off) (default: auto)",
+    )
     logs.add_options(process, default_level="INFO")
 
 
@@ -87,8 +97,11 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
         from processor.runtime.supervisor import child_arguments, supervise
 
         base = _without_options(
-            list(argv), {"--workers", "--state-dir", "--instance-id", "--http-port"}
+            list(argv),
+            {"--workers", "--state-dir", "--instance-id", "--http-port", "--restore-progress"},
         )
+        # N processes redrawing lines in place on one terminal would overwrite each other.
+        base += ["--restore-progress", "off"]
         return supervise(
             [
                 child_arguments(base, i, cfg.state_dir, cfg.instance_id, cfg.http_port)
@@ -97,7 +110,19 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
         )
     worker = Worker(topology, cfg)
     worker.install_signal_handlers()
-    worker.run()
+    shipped = args.log_format.strip().lower() == "json"  # lines for a machine, not a person
+    if args.restore_progress == "off" or shipped or not sys.stderr.isatty():
+        worker.run()
+        return 0
+    from processor.cli.restore_progress import show_restores
+
+    done = threading.Event()
+    drawing = show_restores(sys.stderr, lambda: worker.metrics.snapshot, done)
+    try:
+        worker.run()
+    finally:
+        done.set()
+        drawing.join(5)
     return 0
 
 

@@ -361,6 +361,12 @@ class QueryClient:
         )
         return answer
 
+    def status(self) -> dict[str, Any]:
+        """Every instance with its tasks and figures, as the status page shows them
+        (`processor.status.view.StatusView.from_json` reads it)."""
+        answer: dict[str, Any] = self._request("GET", "/v1/status")
+        return answer
+
     def lag(self) -> dict[str, Any]:
         """Changelog records behind, per task held by the worker asked."""
         answer: dict[str, Any] = self._request("GET", "/v1/lag")

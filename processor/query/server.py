@@ -1,4 +1,5 @@
-"""The HTTP API every worker serves: its stores' contents (one key, many keys, ranges and whole
+"""The HTTP API every worker serves: the status page and health endpoints
+(`processor.query.status_routes`), its stores' contents (one key, many keys, ranges and whole
 stores with paging; the windows of window and session stores in a time range, of one key or of
 every key), where each key lives, lag per task, and Prometheus `/metrics`.
 
@@ -23,7 +24,9 @@ refused at once with 503 (413 for too many keys), a `Retry-After` header and a J
 the limit (`processor.query.limits`).
 
 Security. With a token configured every endpoint, `/metrics` and the OpenAPI document
-included, requires `Authorization: Bearer <token>`. Bad requests get a 4xx with a message.
+included, requires `Authorization: Bearer <token>`, except the health endpoints and the status
+page, which takes the token once in a form and keeps a cookie (`processor.query.guard`). Bad
+requests get a 4xx with a message.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ from processor.query.limits import Gate, Overloaded, QueryLimits
 from processor.query.queries import StoreQueries
 from processor.query.routes import MAX_KEY_CHARS, MAX_LIMIT
 from processor.query.source import QuerySource
+from processor.query.status_html import token_form
+from processor.query.status_routes import StatusSource, add_status_routes
 
 __all__ = ["MAX_KEY_CHARS", "MAX_LIMIT", "MAX_REQUEST_HEAD_BYTES", "QueryServer", "build_app"]
 
@@ -63,10 +68,12 @@ def build_app(
     token: str | None,
     registry: CollectorRegistry | None = None,
     limits: QueryLimits | None = None,
+    status: StatusSource | None = None,
 ) -> FastAPI:
     """The query API of the worker `source` describes: the endpoints of
     `processor.query.routes` over one `StoreQueries`, behind the `Guard` (the token, the body
-    size, the worker's gate of reads), with `registry` at `/metrics` when given."""
+    size, the worker's gate of reads), with `registry` at `/metrics` and the status page and
+    health endpoints over `status` when given."""
     queries = StoreQueries(source, token=token, limits=limits)
     app = FastAPI(
         title="processor queryable state",
@@ -83,12 +90,15 @@ def build_app(
             setting="query_max_requests",
             what="reads of store contents",
         ),
+        token_form="" if status is None else token_form(status.application),
     )
     if registry is not None:
         _serve_metrics(app, registry)
     if token is not None:
         _document_bearer(app)
     routes.add_routes(app)
+    if status is not None:
+        add_status_routes(app, status)
     return app
 
 

@@ -30,6 +30,7 @@ from processor.metrics import WorkerMetrics
 from processor.query.limits import QueryLimits
 from processor.query.server import QueryServer, build_app
 from processor.query.source import StoreInfo
+from processor.query.status_routes import StatusSource
 from processor.runtime.async_metrics import AsyncMetrics
 from processor.runtime.async_runner import AsyncRunner
 from processor.runtime.clients import (
@@ -55,6 +56,7 @@ from processor.state.backend import TaskStateBackend
 from processor.state.budget import MemoryBudget
 from processor.state.cleanup import StateCleaner
 from processor.state.restore import Restorer
+from processor.status.graph import topology_svg
 from processor.topology.external_source import source_positions_topic
 from processor.topology.graph import SinkNode, StoreKind
 from processor.topology.handling import (
@@ -316,11 +318,21 @@ def _serve(parts: WorkerParts, plan: TaskPlan, view: RuntimeView) -> tuple[Query
         # Internal to their operator: timers, a stream-stream join's buffers.
         if spec.kind not in (StoreKind.TIMERS, StoreKind.JOIN_BUFFER)
     }
+    source = WorkerQuerySource(view, stores)
+    status = StatusSource(
+        application=cfg.application_id,
+        instance_id=parts.instance_id,
+        metrics=parts.metrics,
+        topology_svg=topology_svg(sorted(parts.subtopologies.values(), key=lambda s: s.id)),
+        known=source.known_instances,
+        token=cfg.http_token,
+    )
     app = build_app(
-        WorkerQuerySource(view, stores),
+        source,
         token=cfg.http_token,
         registry=parts.metrics.registry,
         limits=QueryLimits.from_config(cfg),
+        status=status,
     )
     server = QueryServer(app, cfg.http_host, cfg.http_port or 0)
     endpoint = _endpoint(cfg, server.port)

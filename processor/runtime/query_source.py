@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from processor.ids import TaskId
 from processor.query.source import LocalRead, Owners, StoreInfo
 from processor.state.backend import TaskStateBackend
+from processor.status.view import KnownInstance
 
 if TYPE_CHECKING:
     from processor.runtime.assignment import Assignment
@@ -104,6 +105,34 @@ class WorkerQuerySource:
                 "status_updated_ms": status.updated_ms if status is not None else None,
             }
         return result
+
+    def known_instances(self) -> dict[str, KnownInstance]:
+        """Every instance with a status on the metadata topic or in the current assignment
+        (the status page's): its tasks by the assignment (a non-member: as its status says)
+        and, for members only, its endpoint. Runs on the HTTP thread: the board's dict is
+        copied in one step."""
+        statuses = dict(self._worker.board.statuses)
+        assignment = self._worker.assignment
+        members = assignment.instances if assignment is not None else frozenset()
+        known: dict[str, KnownInstance] = {}
+        for name in sorted(set(statuses) | set(members)):
+            status = statuses.get(name)
+            if assignment is not None and name in members:
+                active = tuple(sorted(str(t) for t in assignment.tasks_of(name)))
+                standby = tuple(sorted(str(t) for t in assignment.standby.get(name, ())))
+            elif status is not None:
+                active, standby = status.active_tasks, status.standby_tasks
+            else:
+                active = standby = ()
+            known[name] = KnownInstance(
+                instance=name,
+                phase=status.phase.value if status is not None else "",
+                host=status.host if status is not None else "",
+                endpoint=self.endpoint(name),
+                active_tasks=active,
+                standby_tasks=standby,
+            )
+        return known
 
     def read_local(
         self, task: TaskId, read: Callable[[TaskStateBackend], Any], *, standby: bool

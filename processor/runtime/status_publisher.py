@@ -165,6 +165,8 @@ class StatusPublisher:
                     for (outcome, reason), n in self._accounting.committed.items()
                 },
                 timer_firings=dict(self._accounting.timers),
+                recent_failures=tuple(self._accounting.recent),
+                taken_at=time.monotonic(),
                 **broker,
             )
         )

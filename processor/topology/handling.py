@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -221,6 +221,21 @@ def dead_letter_headers(
     return headers
 
 
+# How many skipped and dead-lettered records a worker remembers for the status page.
+RECENT_FAILURES = 20
+
+
+@dataclass(frozen=True)
+class FailureNote:
+    """A record (or a firing) that a handler skipped or dead-lettered, for people to see."""
+
+    time_ms: int
+    task: str
+    outcome: str  # Outcome.SKIPPED or DEAD_LETTERED's value
+    where: str  # topic[partition]@offset
+    description: str
+
+
 class Accounting:
     """How many input records ended in each outcome, by reason (the failing stage, or "" for
     output and filtered).
@@ -229,7 +244,10 @@ class Accounting:
     transaction that aborts (and whose records are processed again) drops its pending counts,
     so under exactly-once each input record is counted once. Output and filtered records, one
     per record processed, are plain integers (`pending_output`, `pending_filtered`) that the
-    task increments itself; the rare rest goes through `count`."""
+    task increments itself; the rare rest goes through `count`.
+
+    `recent`: the last `RECENT_FAILURES` records skipped or dead-lettered, committed or not
+    (what a person looking at the status page wants to know about)."""
 
     __slots__ = (
         "committed",
@@ -237,6 +255,7 @@ class Accounting:
         "pending_filtered",
         "pending_output",
         "pending_timers",
+        "recent",
         "timers",
     )
 
@@ -248,6 +267,7 @@ class Accounting:
         # Timer firings (timers, ticks, expiries), by outcome: fired, skipped, dead_lettered.
         self.pending_timers: Counter[str] = Counter()
         self.timers: Counter[str] = Counter()
+        self.recent: deque[FailureNote] = deque(maxlen=RECENT_FAILURES)
 
     def count_firing(self, outcome: str = "fired") -> None:
         self.pending_timers[outcome] += 1
@@ -353,6 +373,12 @@ def handle_failure(
 
 
 def _count(accounting: Accounting, failure: RecordFailure, outcome: Outcome) -> None:
+    where = f"{failure.topic}[{failure.partition}]@{failure.offset}"
+    accounting.recent.append(
+        FailureNote(
+            int(time.time() * 1000), failure.task, outcome.value, where, failure.description[:500]
+        )
+    )
     if failure.timer is not None:
         accounting.pending_timers[outcome.value] += 1
     else:

@@ -380,6 +380,29 @@ def test_forwarded_queries_go_to_members_only() -> None:
     assert source.endpoint("w1") is None
 
 
+def test_the_status_page_knows_members_and_statuses_and_asks_members_only() -> None:
+    board = StatusBoard()
+    _apply(board, b"w1", _valid("w1", endpoint="http://w1:80", active_tasks=["0_5"]))
+    _apply(board, b"gone", _valid("gone", endpoint="http://gone:80", active_tasks=["0_3"]))
+    worker = SimpleNamespace(
+        instance_id="w0",
+        endpoint="http://w0:80",
+        board=board,
+        assignment=Assignment(
+            active={TaskId(0, 0): "w0", TaskId(0, 1): "w1"}, standby={"w0": {TaskId(0, 1)}}
+        ),
+    )
+    known = WorkerQuerySource(cast(Any, worker), {}).known_instances()
+
+    assert sorted(known) == ["gone", "w0", "w1"]
+    # Members: their tasks by the assignment (not their status), their endpoint.
+    assert (known["w1"].active_tasks, known["w1"].endpoint) == (("0_1",), "http://w1:80")
+    assert (known["w0"].active_tasks, known["w0"].standby_tasks) == (("0_0",), ("0_1",))
+    assert known["w0"].phase == ""  # no status of its own read yet
+    # Not a member: what its status says, and nobody asks it for anything.
+    assert (known["gone"].active_tasks, known["gone"].endpoint) == (("0_3",), None)
+
+
 def test_ignored_records_are_a_metric_by_reason() -> None:
     metrics = WorkerMetrics()
     metrics.publish(WorkerSnapshot(metadata_ignored={"invalid": 3, "unsigned": 0}))

@@ -25,6 +25,7 @@ from processor.topology.handling import (
     HEADER_TOPIC,
     HEADER_TYPE,
     MAX_MESSAGE_CHARS,
+    RECENT_FAILURES,
     Accounting,
     ErrorHandling,
     ErrorStage,
@@ -346,3 +347,22 @@ def test_a_registry_that_stays_unreachable_stops_processing_instead_of_dead_lett
     with pytest.raises(TransientError, match="cannot be reached"):
         driver.pipe_bytes("in", None, b"a")
     assert driver.read_records(DLQ) == []
+
+
+def test_the_last_skipped_and_dead_lettered_records_are_remembered_for_the_status_page() -> None:
+    driver = TopologyTestDriver(
+        _checks(),
+        deserialization_error_handler=ErrorHandler.SKIP,
+        processing_error_handler=ErrorHandler.DEAD_LETTER,
+    )
+    driver.pipe_bytes("in", b"bad", b"\x00")
+    driver.pipe("in", "list", [1, 2])
+    skipped, dead_lettered = driver.accounting.recent
+    assert (skipped.outcome, skipped.task, skipped.where) == ("skipped", "0_0", "in[0]@0")
+    assert skipped.description.startswith("deserialization error")
+    assert (dead_lettered.outcome, dead_lettered.where) == ("dead_lettered", "in[0]@1")
+    assert "operator 'even'" in dead_lettered.description
+    for _ in range(RECENT_FAILURES + 5):
+        driver.pipe_bytes("in", b"bad", b"\x00")
+    assert len(driver.accounting.recent) == RECENT_FAILURES  # a ring: the oldest go
+    assert driver.accounting.recent[-1].where == f"in[0]@{RECENT_FAILURES + 6}"

@@ -158,7 +158,7 @@ def test_every_dashboard_panel_shows_data_from_a_running_application(
         )
 
     rng = random.Random(19)
-    keys = [f"k{rng.randrange(3_000)}" for _ in range(30_000)]
+    keys = [f"k{rng.randrange(3_000)}" for _ in range(20_000)]
     load = KeyedLoad(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], keys, rate=1_000)
     began = time.time()
     try:
@@ -167,7 +167,7 @@ def test_every_dashboard_panel_shows_data_from_a_running_application(
         prometheus.set_targets(list(workers.values()))
         load.start()
         # Steady state: everything but what a restore and a second rebalance bring.
-        wait_for_data(prometheus, began, titles - RESTORE_PANELS, timeout=45)
+        wait_for_data(prometheus, began, titles - RESTORE_PANELS, timeout=60)
 
         steady = time.time() - began
 
@@ -175,8 +175,9 @@ def test_every_dashboard_panel_shows_data_from_a_running_application(
         # first, so the application stops: w1 leaves (w0 rebalances), then w0, w1's state is
         # wiped, and w1 comes back alone and restores every task from the changelogs, slowly
         # enough to be scraped.
+        w0_log = len(workers["w0"].log())
         workers["w1"].terminate()
-        time.sleep(2.0)
+        workers["w0"].wait_for_log(r"members \[w0\];", timeout=30, after=w0_log)
         workers["w0"].terminate()
         shutil.rmtree(tmp_path / "state" / "w1")
         start("w1", TEST_RESTORE_BATCH_DELAY_S="1")

@@ -12,7 +12,7 @@ counters are the task's own and are read when the snapshot is taken.
 | processor_records_total | outcome, reason | input records by committed outcome (see below) |
 | processor_timer_firings_total | outcome | timers, ticks and expiries fired (committed) |
 | processor_tasks | kind (active, restoring, standby) | tasks of each kind here |
-| processor_restore_records_total | task, kind (active, standby) | changelog records applied |
+| processor_restore_records_total | task | changelog records applied, restoring or as a standby |
 | processor_restore_remaining_records | task, kind | records left to read (standby: its lag) |
 | processor_restore_rate_records_per_second | task, kind | since the restore began |
 | processor_standby_lag_records | task | how far a standby is behind its changelogs |
@@ -40,9 +40,9 @@ counters are the task's own and are read when the snapshot is taken.
 | processor_store_size_bytes | task | bytes on disk of a task's state directory |
 
 Consumer lag is computed about once a second from what the consumer knows, with no request: its
-position and the end offset the last fetch response carried (under exactly-once the last stable
-offset's neighbourhood: a transaction marker may show as one record). Only running tasks have
-it; `WorkerSnapshot.consumer_lag` is its sum per task. End-to-end latency is sampled once per
+position and the end offset the last fetch response carried (idle, it reads 0 under either
+guarantee: the position moves past transaction markers). Only running tasks have it;
+`WorkerSnapshot.consumer_lag` is its sum per task. End-to-end latency is sampled once per
 consumed batch: the batch's last record, from its timestamp to the end of the batch's
 processing (a record replayed from long ago is as old as its timestamp says). The cache
 counters keep the reads of tasks this worker no longer runs (monotonic across rebalances);

@@ -48,10 +48,20 @@ class Measurements:
 
     def figures(self) -> dict[str, Any]:
         """The snapshot's fields this module measures (`processor.metrics.WorkerSnapshot`)."""
-        lags = self._lags()
-        per_task: dict[str, int] = {}
-        for (task, _topic, _partition), records in lags.items():
-            per_task[task] = per_task.get(task, 0) + records
+        running = self._tasks.running()
+        known = self._consumer.fetched_lags([p for task in running for p in task.partitions])
+        lags = {
+            (str(task.id), topic, partition): known[(topic, partition)]
+            for task in running
+            for topic, partition in task.partitions
+            if (topic, partition) in known
+        }
+        # A task's sum only when every input partition's lag is known (else: not known).
+        per_task = {
+            str(task.id): sum(known[p] for p in task.partitions)
+            for task in running
+            if task.partitions and all(p in known for p in task.partitions)
+        }
         hits, misses = self._cache_reads()
         return {
             "partition_lags": lags,
@@ -61,16 +71,6 @@ class Measurements:
             "cache_hits": hits,
             "cache_misses": misses,
             "store_bytes": self._store_sizes(),
-        }
-
-    def _lags(self) -> dict[tuple[str, str, int], int]:
-        running = self._tasks.running()
-        known = self._consumer.fetched_lags([p for task in running for p in task.partitions])
-        return {
-            (str(task.id), topic, partition): known[(topic, partition)]
-            for task in running
-            for topic, partition in task.partitions
-            if (topic, partition) in known
         }
 
     def _cache_reads(self) -> tuple[dict[str, int], dict[str, int]]:

@@ -20,22 +20,40 @@ class _Stores:
 @dataclass
 class _Task:
     stores: _Stores | None
+    id: str = ""
+    partitions: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass
 class _Tasks:
     tasks: dict[str, _Task] = field(default_factory=dict)
 
-    def running(self) -> list[Any]:
-        return []
+    def running(self) -> list[_Task]:
+        return list(self.tasks.values())
 
     def held(self) -> set[str]:
         return set()
 
 
+@dataclass
 class _Consumer:
-    def fetched_lags(self, partitions: list[Any]) -> dict[Any, int]:
-        return {}
+    lags: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def fetched_lags(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return {p: self.lags[p] for p in partitions if p in self.lags}
+
+
+def test_a_tasks_lag_is_the_sum_over_its_partitions_when_each_is_known() -> None:
+    tasks = _Tasks(
+        {
+            "0_1": _Task(None, "0_1", (("a", 1), ("b", 1))),
+            "0_2": _Task(None, "0_2", (("a", 2), ("b", 2))),
+        }
+    )
+    consumer = _Consumer({("a", 1): 5, ("b", 1): 7, ("a", 2): 3})  # b[2]: no fetch answered yet
+    figures = Measurements(cast(Any, tasks), cast(Any, consumer)).figures()
+    assert figures["consumer_lag"] == {"0_1": 12}
+    assert figures["partition_lags"] == {("0_1", "a", 1): 5, ("0_1", "b", 1): 7, ("0_2", "a", 2): 3}
 
 
 def test_cache_reads_keep_counting_when_tasks_go_and_come_back() -> None:

@@ -12,7 +12,7 @@ counters are the task's own and are read when the snapshot is taken.
 | processor_records_total | outcome, reason | input records by committed outcome (see below) |
 | processor_timer_firings_total | outcome | timers, ticks and expiries fired (committed) |
 | processor_tasks | kind (active, restoring, standby) | tasks of each kind here |
-| processor_restore_records_total | task, kind (active, standby) | changelog records applied |
+| processor_restore_records_total | task | changelog records applied, restoring or as a standby |
 | processor_restore_remaining_records | task, kind | records left to read (standby: its lag) |
 | processor_restore_rate_records_per_second | task, kind | since the restore began |
 | processor_standby_lag_records | task | how far a standby is behind its changelogs |
@@ -29,6 +29,24 @@ counters are the task's own and are read when the snapshot is taken.
 | processor_group_outvoted_members | | workers whose fingerprint differs from the majority's |
 | processor_worker_outvoted | | 1 while this worker differs from the majority and waits |
 | processor_metadata_records_ignored_total | reason | records of `<app>-metadata` ignored (below) |
+| processor_consumer_lag_records | task, topic, partition | records behind a partition's end |
+| processor_end_to_end_latency_seconds | | histogram: record timestamp to output (sampled) |
+| processor_batch_processing_seconds | | histogram: processing one consumed batch |
+| processor_commit_seconds | | histogram: a commit that carried offsets |
+| processor_rebalance_seconds | | histogram: first rebalance callback to assignment applied |
+| processor_assignment_generation | | group generations accepted since the worker started |
+| processor_store_cache_hits_total | store | store reads the cache answered |
+| processor_store_cache_misses_total | store | store reads that went to RocksDB |
+| processor_store_size_bytes | task | bytes on disk of a task's state directory |
+
+Consumer lag is computed about once a second from what the consumer knows, with no request: its
+position and the end offset the last fetch response carried (idle, it reads 0 under either
+guarantee: the position moves past transaction markers). Only running tasks have it;
+`WorkerSnapshot.consumer_lag` is its sum per task. End-to-end latency is sampled once per
+consumed batch: the batch's last record, from its timestamp to the end of the batch's
+processing (a record replayed from long ago is as old as its timestamp says). The cache
+counters keep the reads of tasks this worker no longer runs (monotonic across rebalances);
+store sizes are measured every 5 seconds, for active and standby tasks.
 
 Sinks (`processor.runtime.sink_metrics`) and async operators (`processor.runtime.async_metrics`:
 calls by outcome, call time, calls in flight) add their own, where the topology has them.
@@ -51,9 +69,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from processor.histogram import (
+    BATCH_BOUNDS_S,
+    LATENCY_BOUNDS_S,
+    REBALANCE_BOUNDS_S,
+    HistogramSample,
+    empty,
+)
 from processor.topology.handling import FailureNote
 
 __all__ = ["FailureNote", "RestoreSample", "WorkerMetrics", "WorkerSnapshot"]
@@ -99,26 +124,41 @@ class WorkerSnapshot:
     outvoted: bool = False
     # reason -> records of the metadata topic ignored
     metadata_ignored: dict[str, int] = field(default_factory=dict)
-    # task -> records behind the end of its input partitions (no entry: not known)
+    # task -> records behind the end of its input partitions (no entry: not known), and per
+    # (task, topic, partition); running tasks whose positions the consumer knows
     consumer_lag: dict[str, int] = field(default_factory=dict)
+    partition_lags: dict[tuple[str, str, int], int] = field(default_factory=dict)
     # The last records skipped or dead-lettered here, oldest first (the status page's).
     recent_failures: tuple[FailureNote, ...] = ()
     # When the main loop took it (time.monotonic()): rates are counted between two snapshots.
     taken_at: float = 0.0
+    end_to_end_seconds: HistogramSample = field(default_factory=lambda: empty(LATENCY_BOUNDS_S))
+    batch_seconds: HistogramSample = field(default_factory=lambda: empty(BATCH_BOUNDS_S))
+    commit_seconds: HistogramSample = field(default_factory=lambda: empty(BATCH_BOUNDS_S))
+    rebalance_seconds: HistogramSample = field(default_factory=lambda: empty(REBALANCE_BOUNDS_S))
+    # store -> reads its caches answered / sent to the backend, over every task this worker ran
+    cache_hits: dict[str, int] = field(default_factory=dict)
+    cache_misses: dict[str, int] = field(default_factory=dict)
+    store_bytes: dict[str, int] = field(default_factory=dict)  # task -> bytes on disk
+
+
+_Family = GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily
 
 
 class _SnapshotCollector(Collector):
     def __init__(self, metrics: WorkerMetrics) -> None:
         self._metrics = metrics
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[_Family]:
         s = self._metrics.snapshot
         yield from self._records(s)
         yield from self._tasks(s)
         yield from self._worker(s)
         yield from self._group(s)
+        yield from self._timings(s)
+        yield from self._stores(s)
 
-    def _records(self, s: WorkerSnapshot) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def _records(self, s: WorkerSnapshot) -> Iterator[_Family]:
         """The worker and its input records."""
         info = GaugeMetricFamily(
             "processor_worker_info",
@@ -154,7 +194,7 @@ class _SnapshotCollector(Collector):
             firings.add_metric([outcome], count)
         yield firings
 
-    def _tasks(self, s: WorkerSnapshot) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def _tasks(self, s: WorkerSnapshot) -> Iterator[_Family]:
         """Tasks, restores and standbys."""
         tasks = GaugeMetricFamily("processor_tasks", "Tasks here by kind", labels=["kind"])
         tasks.add_metric(["active"], s.active)
@@ -212,7 +252,7 @@ class _SnapshotCollector(Collector):
             stream_time.add_metric([task], ms)
         yield stream_time
 
-    def _worker(self, s: WorkerSnapshot) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def _worker(self, s: WorkerSnapshot) -> Iterator[_Family]:
         """Rebalances, commits, state cleanup and the broker."""
         yield CounterMetricFamily(
             "processor_rebalances", "Group generations this worker accepted", value=s.rebalances
@@ -244,7 +284,7 @@ class _SnapshotCollector(Collector):
             value=s.producer_replacements,
         )
 
-    def _group(self, s: WorkerSnapshot) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def _group(self, s: WorkerSnapshot) -> Iterator[_Family]:
         """The group's members, and the metadata topic."""
         yield GaugeMetricFamily(
             "processor_group_foreign_members",
@@ -271,6 +311,76 @@ class _SnapshotCollector(Collector):
         for reason, count in sorted(s.metadata_ignored.items()):
             ignored.add_metric([reason], count)
         yield ignored
+
+    def _timings(self, s: WorkerSnapshot) -> Iterator[_Family]:
+        """Consumer lag and how long things take."""
+        lag = GaugeMetricFamily(
+            "processor_consumer_lag_records",
+            "Records behind the end of an input partition of a running task (from the "
+            "consumer's position and the end offset its last fetch saw)",
+            labels=["task", "topic", "partition"],
+        )
+        for (task, topic, partition), records in sorted(s.partition_lags.items()):
+            lag.add_metric([task, topic, str(partition)], records)
+        yield lag
+        for name, help_text, sample in (
+            (
+                "processor_end_to_end_latency_seconds",
+                "From an input record's timestamp to the end of processing of its batch, "
+                "when its outputs go to the producer (the last record of each batch)",
+                s.end_to_end_seconds,
+            ),
+            (
+                "processor_batch_processing_seconds",
+                "Processing one batch of consumed records",
+                s.batch_seconds,
+            ),
+            (
+                "processor_commit_seconds",
+                "A commit that carried offsets, from its start to the broker's answer",
+                s.commit_seconds,
+            ),
+            (
+                "processor_rebalance_seconds",
+                "From the first rebalance callback to the new assignment applied here",
+                s.rebalance_seconds,
+            ),
+        ):
+            yield HistogramMetricFamily(
+                name, help_text, buckets=sample.cumulative(), sum_value=sample.sum
+            )
+        yield GaugeMetricFamily(
+            "processor_assignment_generation",
+            "Group generations this worker accepted since it started (changes at every "
+            "rebalance; the broker's generation id is not exposed by the client)",
+            value=s.rebalances,
+        )
+
+    def _stores(self, s: WorkerSnapshot) -> Iterator[_Family]:
+        """Store caches and state on disk."""
+        hits = CounterMetricFamily(
+            "processor_store_cache_hits",
+            "Store reads the cache answered, over the tasks this worker ran",
+            labels=["store"],
+        )
+        misses = CounterMetricFamily(
+            "processor_store_cache_misses",
+            "Store reads that went to the backend (RocksDB)",
+            labels=["store"],
+        )
+        for store in sorted(s.cache_hits.keys() | s.cache_misses.keys()):
+            hits.add_metric([store], s.cache_hits.get(store, 0))
+            misses.add_metric([store], s.cache_misses.get(store, 0))
+        yield hits
+        yield misses
+        size = GaugeMetricFamily(
+            "processor_store_size_bytes",
+            "Bytes on disk of a task's state directory (active or standby; every few seconds)",
+            labels=["task"],
+        )
+        for task, nbytes in sorted(s.store_bytes.items()):
+            size.add_metric([task], nbytes)
+        yield size
 
 
 class WorkerMetrics:

@@ -177,20 +177,31 @@ class GroupConsumer:
         """How many records of `partition` are on the broker past what was consumed, as of the
         last fetch response (no request is made); None while not known: no fetch answered
         yet, or no position (nothing consumed since a plain `assign()`)."""
-        tp = TopicPartition(*partition)
+        return self.fetched_lags([partition]).get(partition)
+
+    def fetched_lags(self, partitions: Sequence[Partition]) -> dict[Partition, int]:
+        """`fetched_lag` of each of `partitions` whose lag is known, with one position call."""
+        if not partitions:
+            return {}
         try:
-            low, high = self._consumer.get_watermark_offsets(tp, cached=True)
-            [position] = self._consumer.position([tp])
+            positions = self._consumer.position([TopicPartition(t, p) for t, p in partitions])
         except KafkaException:
-            return None
-        offset = position.offset
-        if offset < 0:
-            offset = self._started_at.get(partition, offset)
-        if offset == OFFSET_BEGINNING:
-            offset = low
-        if high < 0 or offset < 0:
-            return None
-        return max(0, high - offset)
+            return {}
+        lags: dict[Partition, int] = {}
+        for tp in positions:
+            partition = (tp.topic, tp.partition)
+            try:
+                low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            offset = tp.offset
+            if offset < 0:
+                offset = self._started_at.get(partition, offset)
+            if offset == OFFSET_BEGINNING:
+                offset = low
+            if high >= 0 and offset >= 0:
+                lags[partition] = max(0, high - offset)
+        return lags
 
     def pause_only(self, partitions: set[Partition]) -> None:
         """Fetch nothing more of `partitions`, and again of the partitions paused before."""

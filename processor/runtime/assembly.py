@@ -41,6 +41,7 @@ from processor.runtime.clients import (
 )
 from processor.runtime.commit import Committer, make_committer
 from processor.runtime.global_tables import GlobalTables
+from processor.runtime.measurements import Measurements
 from processor.runtime.output import Output
 from processor.runtime.query_source import RuntimeView, WorkerQuerySource
 from processor.runtime.rebalance import Rebalancer
@@ -94,6 +95,7 @@ class Collaborators:
     cleaner: StateCleaner
     stalls: StallWatch
     global_tables: GlobalTables
+    measurements: Measurements
     endpoint: str | None
     """Where this worker serves the query API, as others reach it (None: no HTTP server)."""
     http_port: int | None
@@ -174,6 +176,7 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
         cleaner=StateCleaner(cfg.app_state_dir, cfg.state_cleanup_delay_ms / 1000),
         stalls=stalls,
         global_tables=global_tables,
+        measurements=Measurements(tasks, consumer),
         endpoint=endpoint,
         http_port=http_port,
     )

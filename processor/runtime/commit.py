@@ -45,8 +45,10 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from processor.errors import BrokerError
+from processor.histogram import BATCH_BOUNDS_S, Histogram
 from processor.ids import Partition, tasks_field, tasks_text
 from processor.kafka.consumer import GroupConsumer
 from processor.kafka.producer import OutputProducer
@@ -89,6 +91,7 @@ class Committer(ABC):
         self._metadata: dict[Partition, str] = {}
         self.broker = BrokerWatch()
         self.producer_replacements = 0
+        self.commit_seconds = Histogram(BATCH_BOUNDS_S)  # commits that carried offsets
         self.guard: Callable[[], bool] | None = None
         """Asked right before a commit writes anything: False when this worker may have been
         replaced meanwhile (a stall) and the group does not say otherwise; the commit is then
@@ -145,14 +148,27 @@ class Committer(ABC):
             raise
         for task in task_list:
             task.committed()
+        took = time.monotonic() - began
         if offsets:
             self.broker.answered()
-        took = time.monotonic() - began
+            self.commit_seconds.observe(took)
         if took > SLOW_COMMIT_S:
             self.broker.waited(took, "a commit")
             self._after_slow_commit(took)
         self._accounting.commit()
         self.commits += 1
+
+    def figures(self) -> dict[str, Any]:
+        """The snapshot's fields about commits and the broker (`processor.metrics`)."""
+        broker = self.broker
+        return {
+            "commits": self.commits,
+            "commit_seconds": self.commit_seconds.sample(),
+            "broker_reachable": broker.reachable,
+            "broker_unreachable_seconds": broker.unreachable_for(),
+            "broker_errors": broker.errors,
+            "producer_replacements": self.producer_replacements,
+        }
 
     @abstractmethod
     def _commit(self, tasks: list[StreamTask], offsets: dict[Partition, int], began: float) -> None:

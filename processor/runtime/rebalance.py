@@ -22,6 +22,7 @@ import time
 
 from processor.config import WorkerConfig
 from processor.errors import BrokerError
+from processor.histogram import REBALANCE_BOUNDS_S, Histogram
 from processor.ids import TaskId, tasks_field, tasks_text
 from processor.kafka.admin import Admin, GroupMember
 from processor.kafka.consumer import GroupConsumer
@@ -82,6 +83,9 @@ class Rebalancer:
         self._outvoted_by: WorkerIdentity | None = None
         self._strangers_seen: set[tuple[str, str]] = set()
         self._rebalances = 0
+        # When the rebalance in progress began (its first callback), and how long they took.
+        self._rebalance_began: float | None = None
+        self.rebalance_seconds = Histogram(REBALANCE_BOUNDS_S)
         self._snapshot_pending = False
         self._next_snapshot_at = 0.0
         self._assigned_member_id: str | None = None
@@ -100,6 +104,7 @@ class Rebalancer:
             foreign_members=len(self._membership.strangers),
             outvoted_members=len(self._membership.outvoted),
             outvoted=self._outvoted_by is not None,
+            rebalance_seconds=self.rebalance_seconds.sample(),
         )
 
     def assign(self, members: list[str]) -> Assignment:
@@ -120,11 +125,17 @@ class Rebalancer:
             on_lost=self.on_lost,
         )
 
+    def _rebalancing(self) -> None:
+        if self._rebalance_began is None:
+            self._rebalance_began = time.monotonic()
+
     def on_assign(self) -> None:
+        self._rebalancing()
         self._snapshot_pending = True
         self._next_snapshot_at = 0.0
 
     def on_revoke(self) -> None:
+        self._rebalancing()
         self._snapshot_pending = False
         # A revoke can arrive in the first poll after a stall, before the main loop has
         # noticed it: the commit below would write stale state over a successor's.
@@ -160,6 +171,7 @@ class Rebalancer:
             tasks_text(self._tasks.tasks),
             extra=tasks_field(self._tasks.tasks),
         )
+        self._rebalancing()
         self._snapshot_pending = False
         self._committer.abandon()
         self._tasks.close_active()
@@ -252,6 +264,9 @@ class Rebalancer:
             self.apply_assignment(membership)
         else:
             self._wait_outvoted(membership)
+        if self._rebalance_began is not None:
+            self.rebalance_seconds.observe(time.monotonic() - self._rebalance_began)
+            self._rebalance_began = None
 
     def accept_snapshot(self) -> Membership | None:
         """The membership of the generation this worker just joined, or None (try again soon)."""

@@ -13,11 +13,12 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from processor.config import WorkerConfig
 from processor.errors import BrokerError
+from processor.histogram import REBALANCE_BOUNDS_S, HistogramSample, empty
 from processor.ids import TaskId
 from processor.kafka.producer import Headers, OutputProducer
 from processor.kafka.topic_tail import TopicTail
@@ -45,6 +46,7 @@ class GroupView:
     foreign_members: int = 0
     outvoted_members: int = 0
     outvoted: bool = False
+    rebalance_seconds: HistogramSample = field(default_factory=lambda: empty(REBALANCE_BOUNDS_S))
 
 
 class StatusPublisher:
@@ -132,10 +134,11 @@ class StatusPublisher:
         state: str,
         group: GroupView,
         *,
-        commits: int,
         state_dirs_deleted: int,
-        broker: Mapping[str, Any],
+        figures: Mapping[str, Any],
     ) -> None:
+        """Publish a snapshot: the tasks', the group's and the status board's figures, with
+        `figures` the committer's and `processor.runtime.measurements`' (snapshot fields)."""
         tasks = self._tasks
         progress = tasks.restore_progress()
         self._metrics.publish(
@@ -157,7 +160,7 @@ class StatusPublisher:
                 outvoted_members=group.outvoted_members,
                 outvoted=group.outvoted,
                 rebalances=group.rebalances,
-                commits=commits,
+                rebalance_seconds=group.rebalance_seconds,
                 state_dirs_deleted=state_dirs_deleted,
                 metadata_ignored={r.value: self.board.ignored[r] for r in IgnoredReason},
                 outcomes={
@@ -167,7 +170,7 @@ class StatusPublisher:
                 timer_firings=dict(self._accounting.timers),
                 recent_failures=tuple(self._accounting.recent),
                 taken_at=time.monotonic(),
-                **broker,
+                **figures,
             )
         )
 

@@ -264,6 +264,7 @@ class Worker:
         self._show_group_state(parts)
         if messages:
             parts.committer.before_output()
+        began = time.perf_counter()
         routes = parts.tasks.routes
         for message in messages:
             error = message.error()
@@ -280,6 +281,8 @@ class Worker:
             except BrokerError as e:
                 self._after_failed_processing(parts, e)
                 return
+        if messages:
+            parts.measurements.batch_processed(messages, began)
         if parts.tasks.synchronised and not self._process_buffered(parts):
             return
         if runner is not None and not self._serve_async(parts, runner):
@@ -443,18 +446,11 @@ class Worker:
         self._refresh_metrics(parts)
 
     def _refresh_metrics(self, parts: Collaborators) -> None:
-        broker = parts.committer.broker
         parts.status.refresh_metrics(
             self.state.value,
             parts.rebalancer.group_view(),
-            commits=parts.committer.commits,
             state_dirs_deleted=parts.cleaner.deleted,
-            broker={
-                "broker_reachable": broker.reachable,
-                "broker_unreachable_seconds": broker.unreachable_for(),
-                "broker_errors": broker.errors,
-                "producer_replacements": parts.committer.producer_replacements,
-            },
+            figures={**parts.committer.figures(), **parts.measurements.figures()},
         )
 
     # -- failures --------------------------------------------------------------------------

@@ -149,5 +149,10 @@ class TaskStores:
             cache.close()
         self.backend.close()
 
+    def cache_reads(self) -> dict[str, tuple[int, int]]:
+        """Store (or expiry index) -> reads its cache answered, reads that went to the
+        backend."""
+        return {cache.store: (cache.hits, cache.misses) for cache in self._all_caches()}
+
     def _all_caches(self) -> list[StoreCache]:
         return [*self._caches.values(), *self._local_caches.values()]

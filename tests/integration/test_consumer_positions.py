@@ -3,6 +3,7 @@ restoring at different times, and none is read again from its committed offset."
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 
 from processor.kafka.consumer import GroupConsumer, Message
@@ -62,3 +63,42 @@ def test_partitions_added_one_at_a_time_are_each_read_once_without_a_commit(
     assert sorted(times_read) == [
         (partition, offset) for partition in range(PARTITIONS) for offset in range(PER_PARTITION)
     ]
+
+
+def test_fetched_lags_are_the_records_behind_each_partitions_end(
+    kafka_bootstrap: str, unique_name: str
+) -> None:
+    # What /metrics reports as consumer lag: from the consumer's positions and the end offsets
+    # its fetches saw, without asking the broker.
+    topic = f"{unique_name}-in"
+    create_topic(kafka_bootstrap, topic, 2)
+    for partition in range(2):
+        produce(kafka_bootstrap, topic, [(b"k", b"v")] * 50, partition=partition)
+    consumer = GroupConsumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": unique_name,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+        }
+    )
+    partitions = [(topic, 0), (topic, 1)]
+    try:
+        consumer.assign([])
+        consumer.add([(topic, 0)], consuming=[], start_at={(topic, 0): 40})
+        read = _drain(consumer)
+        assert {m.offset() for m in read} == set(range(40, 50))
+        # Partition 1 is not assigned: its lag is unknown, not 0.
+        assert consumer.fetched_lags(partitions) == {(topic, 0): 0}
+        consumer.add([(topic, 1)], consuming=[(topic, 0)], start_at={(topic, 1): 0})
+        for message in _drain(consumer):
+            assert message.partition() == 1
+        assert consumer.fetched_lags(partitions) == {(topic, 0): 0, (topic, 1): 0}
+        produce(kafka_bootstrap, topic, [(b"k", b"v")] * 7, partition=0)
+        # Fetched in the background, not consumed: the end moves, the position does not.
+        deadline = time.monotonic() + 10
+        while consumer.fetched_lags(partitions).get((topic, 0)) != 7:
+            assert time.monotonic() < deadline, consumer.fetched_lags(partitions)
+            time.sleep(0.1)
+    finally:
+        consumer.close()

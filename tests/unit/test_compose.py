@@ -372,3 +372,29 @@ def test_the_etl_example_runs_against_postgres_with_a_shared_data_volume() -> No
     )
     schema = [v for v in postgres["volumes"] if "docker-entrypoint-initdb.d" in v]
     assert schema and (REPO / schema[0].split(":")[0]).is_file()
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard() -> None:
+    """`docker compose up` opens Grafana with the repo's dashboard over the compose Prometheus:
+    the data source points at the prometheus service, the provider reads the directory the
+    dashboard JSON is mounted at, and the dashboard's default data source is that one."""
+    compose = _load_compose()
+    grafana = _service(compose, "grafana")
+    mounts = {v.split(":")[1]: REPO / v.split(":")[0] for v in grafana["volumes"]}
+    provisioning = mounts["/etc/grafana/provisioning"]
+    assert yaml is not None
+    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    prometheus_port = _service(compose, "prometheus")["ports"][0].split(":")[-1]
+    assert source["type"] == "prometheus"
+    assert source["url"] == f"http://prometheus:{prometheus_port}"
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "processor.yml").read_text())[
+        "providers"
+    ]
+    dashboards = mounts[provider["options"]["path"]]
+    dashboard = json.loads((dashboards / "processor.json").read_text())
+    (variable,) = dashboard["templating"]["list"]
+    assert variable["current"]["value"] == source["uid"]
+    targets = [t for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert targets and all(t["datasource"]["uid"] == "${datasource}" for t in targets)

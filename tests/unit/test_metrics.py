@@ -12,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from processor.errors import ConfigError
+from processor.histogram import Histogram
 from processor.ids import TaskId
 from processor.metrics import RestoreSample, WorkerMetrics, WorkerSnapshot
 from processor.query.server import QueryServer, build_app
@@ -140,6 +141,44 @@ def test_timer_firings_are_served_by_outcome() -> None:
 
     assert samples[("processor_timer_firings_total", (("outcome", "fired"),))] == 12
     assert samples[("processor_timer_firings_total", (("outcome", "dead_lettered"),))] == 1
+
+
+def test_histograms_lag_and_cache_reads_are_served() -> None:
+    commits = Histogram((0.01, 0.1, 1.0))
+    for seconds in (0.005, 0.01, 0.05, 3.0):
+        commits.observe(seconds)
+    metrics = WorkerMetrics()
+    server = _serve(metrics)
+    try:
+        metrics.publish(
+            WorkerSnapshot(
+                instance="w1",
+                commit_seconds=commits.sample(),
+                partition_lags={("0_1", "in", 1): 40},
+                consumer_lag={"0_1": 40},
+                cache_hits={"counts": 9},
+                cache_misses={"counts": 1},
+                store_bytes={"0_1": 4096},
+            )
+        )
+        samples = _scrape(server.port)
+    finally:
+        server.close()
+
+    buckets = {
+        dict(labels)["le"]: value
+        for (name, labels), value in samples.items()
+        if name == "processor_commit_seconds_bucket"
+    }
+    # A bound is inclusive (le): 0.01 falls in the first bucket.
+    assert buckets == {"0.01": 2, "0.1": 3, "1.0": 3, "+Inf": 4}
+    assert samples[("processor_commit_seconds_count", ())] == 4
+    assert samples[("processor_commit_seconds_sum", ())] == pytest.approx(3.065)
+    lag = ("processor_consumer_lag_records", (("partition", "1"), ("task", "0_1"), ("topic", "in")))
+    assert samples[lag] == 40
+    assert samples[("processor_store_cache_hits_total", (("store", "counts"),))] == 9
+    assert samples[("processor_store_cache_misses_total", (("store", "counts"),))] == 1
+    assert samples[("processor_store_size_bytes", (("task", "0_1"),))] == 4096
 
 
 def test_the_metrics_table_lists_every_metric_served() -> None:

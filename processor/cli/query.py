@@ -7,7 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from processor.cli import logs
+from processor.cli import logs, target
 from processor.errors import ProcessorError
 
 if TYPE_CHECKING:
@@ -27,23 +27,12 @@ def add(commands: Any) -> None:
         "range), or without KEY every key's, one "
         '{"key", "start_ms", "end_ms", "value", "timestamp_ms"} JSON line each, those that '
         "--from-ms and --to-ms select: windows starting in the range, sessions overlapping it. "
-        "APP_OR_URL is a worker's URL (http://HOST:PORT) or an application id, whose workers "
-        "are found on the <application_id>-metadata topic. Errors exit with 2.",
+        f"{target.TARGET_HELP} Errors exit with 2.",
     )
-    query.add_argument("target", metavar="APP_OR_URL", help="a worker's URL, or the application id")
+    target.add_target(query)
     query.add_argument("store", metavar="STORE", help="the store's name")
     query.add_argument("key", metavar="KEY", nargs="?", help="one key (default: every entry)")
-    query.add_argument(
-        "--bootstrap-servers",
-        dest="bootstrap_servers",
-        default=os.environ.get("PROCESSOR_BOOTSTRAP_SERVERS"),
-        help="to find a worker of an application id (default: $PROCESSOR_BOOTSTRAP_SERVERS)",
-    )
-    query.add_argument(
-        "--token",
-        default=os.environ.get("PROCESSOR_HTTP_TOKEN"),
-        help="the workers' --http-token (default: $PROCESSOR_HTTP_TOKEN)",
-    )
+    target.add_target_options(query)
     query.add_argument(
         "--stale",
         action="store_true",
@@ -69,16 +58,12 @@ def add(commands: Any) -> None:
     query.add_argument(
         "--limit", type=int, metavar="N", help="print at most N entries, without KEY (default: all)"
     )
-    query.add_argument(
-        "--timeout", type=float, default=10.0, help="seconds per request (default: 10)"
-    )
     logs.add_options(query, default_level="WARNING")
 
 
 def execute(args: argparse.Namespace) -> int:
     """`processor query`: 0 with the answer on stdout; 1 when KEY is absent (has no windows);
     2 on any error, with one line on stderr."""
-    from processor.query.client import QueryClient
 
     def fail(message: str) -> int:
         print(f"processor query: {message}", file=sys.stderr)
@@ -88,23 +73,8 @@ def execute(args: argparse.Namespace) -> int:
         return fail("--prefix and --limit list entries: give them without KEY")
     if args.limit is not None and args.limit < 1:
         return fail(f"--limit must be at least 1, got {args.limit}")
-    if args.timeout <= 0:
-        return fail(f"--timeout must be positive, got {args.timeout:g}")
-    token = args.token or None
     try:
-        if args.target.startswith(("http://", "https://")):
-            client = QueryClient(args.target, token=token, timeout=args.timeout)
-        elif not args.bootstrap_servers:
-            return fail(
-                f"{args.target!r} is not a worker URL (http://HOST:PORT); to find a worker of "
-                f"application {args.target!r} give --bootstrap-servers or set "
-                "PROCESSOR_BOOTSTRAP_SERVERS"
-            )
-        else:
-            client = QueryClient.for_application(
-                args.bootstrap_servers, args.target, token=token, timeout=args.timeout
-            )
-        with client:
+        with target.connect(args) as client:
             kinds = {s["name"]: s.get("kind", "key_value") for s in client.stores()}
             if kinds.get(args.store, "key_value") != "key_value":
                 if args.prefix is not None:

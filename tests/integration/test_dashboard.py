@@ -178,6 +178,9 @@ def test_every_dashboard_panel_shows_data_from_a_running_application(
         w0_log = len(workers["w0"].log())
         workers["w1"].terminate()
         workers["w0"].wait_for_log(r"members \[w0\];", timeout=30, after=w0_log)
+        # rate() needs the rebalance counted between two scrapes of w0: wait until they saw it
+        # (w0 publishes its metrics once a second; stopped at once, it was not always scraped).
+        wait_for_data(prometheus, began, {"Rebalance duration"}, timeout=30)
         workers["w0"].terminate()
         shutil.rmtree(tmp_path / "state" / "w1")
         start("w1", TEST_RESTORE_BATCH_DELAY_S="1")

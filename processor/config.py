@@ -279,7 +279,7 @@ class WorkerConfig:
 
     @property
     def coordination_topic(self) -> str:
-        return f"{self.application_id}-coordination"
+        return coordination_topic(self.application_id)
 
     @property
     def dead_letters(self) -> str:
@@ -288,11 +288,21 @@ class WorkerConfig:
 
     @property
     def metadata_topic(self) -> str:
-        return f"{self.application_id}-metadata"
+        return metadata_topic(self.application_id)
 
     @property
     def app_state_dir(self) -> Path:
         return self.state_dir / self.application_id
+
+
+def coordination_topic(application_id: str) -> str:
+    """The topic whose consumer group the workers of `application_id` coordinate through."""
+    return f"{application_id}-coordination"
+
+
+def metadata_topic(application_id: str) -> str:
+    """The compacted topic of the instances' statuses (`processor.status.record`)."""
+    return f"{application_id}-metadata"
 
 
 SETTINGS = tuple(f.name for f in fields(WorkerConfig) if f.name != "kafka")

@@ -169,32 +169,25 @@ class Admin:
             if timestamp_ms is None
             else OffsetSpec.for_timestamp(timestamp_ms)
         )
+        offsets = self._list_offsets(partitions, spec)
+        missing = [partition for partition, offset in offsets.items() if offset < 0]
+        if missing:  # no record that late: the end, where the next record will be
+            offsets.update(self._list_offsets(missing, OffsetSpec.latest()))  # type: ignore[no-untyped-call]
+        return offsets
+
+    def _list_offsets(
+        self, partitions: Sequence[Partition], spec: OffsetSpec
+    ) -> dict[Partition, int]:
+        """The offset `spec` names in each of `partitions` (-1: none, e.g. no record that late)."""
         request = {TopicPartition(t, p): spec for t, p in partitions}
         offsets: dict[Partition, int] = {}
-        missing: list[Partition] = []
         for tp, future in self._client.list_offsets(request, request_timeout=self._timeout).items():
             try:
-                found = future.result().offset
+                offsets[(tp.topic, tp.partition)] = future.result().offset
             except KafkaException as e:
                 raise BrokerError(
                     f"cannot list the offsets of {tp.topic}[{tp.partition}]: {e.args[0]}"
                 ) from e
-            if found < 0:
-                missing.append((tp.topic, tp.partition))
-            else:
-                offsets[(tp.topic, tp.partition)] = found
-        if missing:  # no record that late: the end, where the next record will be
-            end = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-            latest = {TopicPartition(t, p): end for t, p in missing}
-            for tp, future in self._client.list_offsets(
-                latest, request_timeout=self._timeout
-            ).items():
-                try:
-                    offsets[(tp.topic, tp.partition)] = future.result().offset
-                except KafkaException as e:
-                    raise BrokerError(
-                        f"cannot list the offsets of {tp.topic}[{tp.partition}]: {e.args[0]}"
-                    ) from e
         return offsets
 
     def delete_group(self, group_id: str) -> bool:

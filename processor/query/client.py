@@ -149,7 +149,8 @@ class QueryClient:
         an endpoint someone else published. Raises `QueryError`, naming the topic, when there
         is none, and `BrokerError` when the cluster cannot be reached."""
         # Imported here: confluent_kafka is only needed to find a worker, not to query one.
-        from processor.query.discovery import find_endpoints, metadata_topic
+        from processor.config import metadata_topic
+        from processor.query.discovery import find_endpoints
 
         endpoints = find_endpoints(bootstrap_servers, application_id, token=token, wait=wait)
         problems: list[str] = []

@@ -20,6 +20,7 @@ import logging
 import time
 import uuid
 
+from processor.config import metadata_topic
 from processor.errors import BrokerError
 from processor.kafka.admin import Admin
 from processor.kafka.topic_tail import TopicTail
@@ -34,10 +35,6 @@ __all__ = [
     "read_statuses",
     "running_endpoints",
 ]
-
-
-def metadata_topic(application_id: str) -> str:
-    return f"{application_id}-metadata"
 
 
 def find_endpoints(
@@ -100,18 +97,22 @@ def _partitions(settings: dict[str, str], topic: str, application_id: str, wait:
     return partitions
 
 
-def read_statuses(tail: TopicTail, board: StatusBoard, wait: float) -> None:
+def read_statuses(
+    tail: TopicTail, board: StatusBoard, wait: float, *, every_status: bool = False
+) -> None:
     """Apply what `tail` reads to `board` for up to `wait` seconds, or until the topic goes
-    quiet once there is a running instance with an endpoint."""
+    quiet once there is a running instance with an endpoint (`every_status`: until it goes
+    quiet, whatever it holds)."""
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         # Once there is a candidate, read on until the topic goes quiet, so that a later
         # status of the same instance (stopped, moved) is seen too.
-        quiet = 0.2 if running_endpoints(board) else 0.5
+        candidate = not every_status and bool(running_endpoints(board))
+        quiet = 0.2 if candidate else 0.5
         records = tail.poll(timeout=min(quiet, max(0.0, deadline - time.monotonic())))
         for record in records:
             board.apply(record.key, record.value, record.headers, origin=record.origin)
-        if not records and running_endpoints(board):
+        if not records and (every_status or running_endpoints(board)):
             return
 
 

@@ -25,6 +25,7 @@ from processor.dsl.topology import Topology
 from processor.errors import ConfigError, ProcessorError, TopicError
 from processor.kafka.admin import Admin
 from processor.kafka.topic_tail import TopicTail
+from processor.query.discovery import read_statuses
 from processor.runtime.clients import admin_settings
 from processor.runtime.identity import parse_client_id
 from processor.runtime.instance import StateDirLock
@@ -45,7 +46,6 @@ __all__ = ["ResetRequest", "WorkersRunningError", "execute", "read_plan", "refus
 # (the same bound the workers use, `status_publisher._JOINER_MAX_SILENCE_MS`).
 JOINER_MAX_SILENCE_MS = 30_000
 # Reading the metadata topic: until it is quiet this long, or at most METADATA_READ_S.
-_METADATA_QUIET_S = 0.5
 _METADATA_READ_S = 10.0
 # How long the broker may take to stop listing a deleted topic.
 _DELETED_VISIBLE_S = 30.0
@@ -129,14 +129,8 @@ def _warming_up(admin: Admin, request: ResetRequest) -> list[str]:
         partitions,
     )
     board = StatusBoard()
-    deadline = time.monotonic() + _METADATA_READ_S
     try:
-        while time.monotonic() < deadline:
-            records = tail.poll(timeout=_METADATA_QUIET_S)
-            if not records:
-                break
-            for record in records:
-                board.apply(record.key, record.value, record.headers, origin=record.origin)
+        read_statuses(tail, board, _METADATA_READ_S, every_status=True)
     finally:
         tail.close()
     return warming_up(board, int(time.time() * 1000))

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from processor.config import coordination_topic, metadata_topic
 from processor.ids import Partition
 from processor.sinks.base import SinkProgress
 from processor.topology.external_source import source_positions_topic
@@ -43,14 +44,6 @@ __all__ = [
     "metadata_topic",
     "source_topics",
 ]
-
-
-def coordination_topic(application_id: str) -> str:
-    return f"{application_id}-coordination"
-
-
-def metadata_topic(application_id: str) -> str:
-    return f"{application_id}-metadata"
 
 
 def internal_topics(

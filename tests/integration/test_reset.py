@@ -14,7 +14,8 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from processor.kafka.admin import Admin
-from tests.integration.workers import PARTITIONS, REPO, start_worker
+from tests.integration.test_state_faults import changelog_end_offsets
+from tests.integration.workers import PARTITIONS, REPO, WorkerProcess, start_worker
 from tests.kafka_helpers import create_topic, produce
 
 TOPOLOGY = "tests.worker_topologies:counting"
@@ -68,17 +69,6 @@ def _latest_counts(
     return latest
 
 
-def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused"})
-    try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(PARTITIONS)
-        }
-    finally:
-        consumer.close()
-
-
 def test_run_reset_run_counts_again_from_the_start_exactly(
     kafka_bootstrap: str, topics: dict[str, str], tmp_path: Path
 ) -> None:
@@ -100,14 +90,18 @@ def test_run_reset_run_counts_again_from_the_start_exactly(
     sink = topics["TEST_SINK_TOPIC"]
 
     state_dir = tmp_path / "state" / "r1"
-    first = start_worker(
-        TOPOLOGY,
-        bootstrap=kafka_bootstrap,
-        env=topics,
-        workdir=tmp_path,
-        instance="r1",
-        extra=EXACTLY_ONCE,
-    )
+
+    def run_r1() -> WorkerProcess:
+        return start_worker(
+            TOPOLOGY,
+            bootstrap=kafka_bootstrap,
+            env=topics,
+            workdir=tmp_path,
+            instance="r1",
+            extra=EXACTLY_ONCE,
+        )
+
+    first = run_r1()
     try:
         assert _latest_counts(kafka_bootstrap, sink, {}, truth, 60) == truth
         refused = _reset(kafka_bootstrap, topics, "--state-dir", str(state_dir))
@@ -137,15 +131,8 @@ def test_run_reset_run_counts_again_from_the_start_exactly(
     assert all(admin.partition_counts(neighbours).values()), "a neighbour lost its topics"
     assert not any((state_dir / app).glob("*_*")), "task state survived the reset"
 
-    start = _end_offsets(kafka_bootstrap, sink)
-    second = start_worker(
-        TOPOLOGY,
-        bootstrap=kafka_bootstrap,
-        env=topics,
-        workdir=tmp_path,
-        instance="r1",
-        extra=EXACTLY_ONCE,
-    )
+    start = changelog_end_offsets(kafka_bootstrap, sink)
+    second = run_r1()
     try:
         # Computed again from the first record: every latest count is the truth, not double.
         assert _latest_counts(kafka_bootstrap, sink, start, truth, 60) == truth

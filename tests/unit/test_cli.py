@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-from collections.abc import Iterator
 from enum import Enum
 from importlib import metadata
 
@@ -15,19 +12,7 @@ from processor import config
 from processor.cli import _parser, main
 from processor.cli.run import _without_options
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No PROCESSOR_* variable of the machine running the tests leaks into the CLI, and the
-    root logger `main()` may configure is restored afterwards."""
-    for name in list(os.environ):
-        if name.startswith("PROCESSOR_"):
-            monkeypatch.delenv(name, raising=False)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("cli_environment")
 
 
 def test_describe_prints_the_topology(capsys: pytest.CaptureFixture[str]) -> None:

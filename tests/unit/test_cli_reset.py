@@ -3,7 +3,6 @@ the question it asks before clearing what sinks keep outside Kafka."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,12 +13,7 @@ from processor.cli import reset as reset_command
 from processor.runtime import reset as reset_runtime
 from processor.runtime.reset_plan import ResetPlan
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("PROCESSOR_"):
-            monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("cli_environment")
 
 
 class _Progress:

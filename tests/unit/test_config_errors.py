@@ -4,9 +4,7 @@ setting and the fix (the ones that need a broker are in tests/integration/test_s
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import pytest
 
@@ -15,18 +13,7 @@ from processor.config import WorkerConfig, load
 from processor.errors import ConfigError
 from processor.runtime.preflight import LIBRDKAFKA_SETTINGS_URL, check_settings
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No PROCESSOR_* variable of the machine leaks in; `main()`'s logging set-up is undone."""
-    for name in list(os.environ):
-        if name.startswith("PROCESSOR_"):
-            monkeypatch.delenv(name, raising=False)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("cli_environment")
 
 
 def _load(

@@ -4,8 +4,6 @@ on a free port) over an in-memory fake of a worker: one instance holding every t
 from __future__ import annotations
 
 import json
-import logging
-import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -365,19 +363,6 @@ def test_a_token_is_required_when_the_worker_has_one(guarded: tuple[str, FakeWor
 
 
 # -- processor query -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No PROCESSOR_* variable leaks in; the root logger `main()` configures is restored."""
-    for name in list(os.environ):
-        if name.startswith("PROCESSOR_"):
-            monkeypatch.delenv(name, raising=False)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def test_cli_prints_a_keys_value_as_json(

@@ -13,7 +13,6 @@ from processor.cli import main
 from processor.query.client import QueryClient, QueryError
 from processor.query.server import QueryServer, build_app
 from processor.query.source import Owners
-from tests.unit.query.test_client import cli_environment  # noqa: F401 - a fixture
 from tests.unit.query.test_window_queries import (
     KEYS,
     MINUTE,
@@ -95,7 +94,7 @@ def test_the_token_is_required_for_windows_where_one_is_set(
 
 
 def test_cli_prints_a_keys_windows_as_json_lines(
-    cli_environment: None,  # noqa: F811
+    cli_environment: None,
     served: tuple[str, str | None],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -120,7 +119,7 @@ def test_cli_prints_a_keys_windows_as_json_lines(
 
 
 def test_cli_lists_every_keys_windows_and_refuses_what_does_not_fit(
-    cli_environment: None,  # noqa: F811
+    cli_environment: None,
     served: tuple[str, str | None],
     capsys: pytest.CaptureFixture[str],
 ) -> None:

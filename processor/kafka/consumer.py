@@ -1,5 +1,13 @@
 """The group consumer: membership in the application's group, and the source partitions the
-worker assigns itself. The only module that touches `confluent_kafka.Consumer`."""
+worker assigns itself. The only module that touches `confluent_kafka.Consumer`.
+
+Two librdkafka consumers make one `GroupConsumer`: the *member* joins the group (subscribed to
+the coordination topic, consuming nothing), commits offsets as the group member and gives the
+group metadata transactions fence with; the *fetcher* is in no group (it only `assign()`s) and
+reads the source partitions of the worker's tasks. The group's rebalances (the eager protocol's
+barrier: every member revokes and rejoins) then never touch what the fetcher reads, so the tasks
+that keep their owner keep processing through a membership change; which tasks move, and when,
+is the worker's business (`processor.runtime.handover`)."""
 
 from __future__ import annotations
 
@@ -37,13 +45,14 @@ class Message(Protocol):
 
 
 class GroupConsumer:
-    """One consumer: a member of group `group_id` subscribed to the coordination topic, consuming
-    whatever partitions the worker `assign()`s. Rebalance callbacks take no arguments: under the
-    eager protocol the worker revokes everything and recomputes everything."""
+    """A member of group `group_id` subscribed to the coordination topic, and a fetcher consuming
+    whatever partitions the worker `assign()`s (see the module docstring). Rebalance callbacks
+    take no arguments: the worker recomputes the whole assignment from the group's members."""
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self._settings = dict(settings)
-        self._consumer = Consumer(self._settings)
+        self._member = Consumer(self._settings)
+        self._fetcher = Consumer(fetcher_settings(self._settings))
         # Asks for end offsets (`end_offsets`); created on first use. Not the group consumer:
         # its requests would queue on the broker connection behind a fetch waiting up to
         # fetch.wait.max.ms for data, which made every exactly-once commit wait too.
@@ -70,8 +79,8 @@ class GroupConsumer:
         on_lost: Callable[[], None],
     ) -> None:
         def assigned(consumer: Any, partitions: list[TopicPartition]) -> None:
-            # Take nothing now; the worker assigns its tasks' partitions once it has accepted a
-            # membership snapshot. Calling assign() here stops the client assigning by itself.
+            # The member consumes nothing: calling assign() here stops the client assigning the
+            # coordination topic's partitions by itself.
             consumer.assign([])
             on_assign()
 
@@ -81,18 +90,14 @@ class GroupConsumer:
                 on_revoke()
             finally:
                 self._in_rebalance_callback = False
-            self._started_at.clear()
-            self._release_pauses()
             consumer.unassign()
 
         def lost(consumer: Any, partitions: list[TopicPartition]) -> None:
             on_lost()
-            self._started_at.clear()
-            self._release_pauses()
             consumer.unassign()
 
         def subscribe() -> None:
-            self._consumer.subscribe([topic], on_assign=assigned, on_revoke=revoked, on_lost=lost)
+            self._member.subscribe([topic], on_assign=assigned, on_revoke=revoked, on_lost=lost)
 
         self._subscription = subscribe
         subscribe()
@@ -103,75 +108,87 @@ class GroupConsumer:
         if self._subscription is None:
             raise RuntimeError("rejoin() before subscribe()")
         self._settle_pending_commit()
-        self._consumer.close()
-        self._started_at.clear()
-        self._paused.clear()
+        self._member.close()
         self._settings["client.id"] = client_id
-        self._consumer = Consumer(self._settings)
+        self._member = Consumer(self._settings)
         self._subscription()
 
     @property
     def member_id(self) -> str | None:
-        member: str | None = self._consumer.memberid()
+        member: str | None = self._member.memberid()
         return member or None
 
     def consume(self, max_records: int, timeout: float) -> list[Message]:
-        return cast(list[Message], self._consumer.consume(max_records, timeout))
+        """Records of the assigned partitions; the group's callbacks run first, in here."""
+        self.serve_group()
+        return cast(list[Message], self._fetcher.consume(max_records, timeout))
+
+    def serve_group(self) -> None:
+        """Run the member's rebalance callbacks that are due, and keep it in the group (it must
+        be polled within `max.poll.interval.ms`)."""
+        event = self._member.poll(0)
+        error = None if event is None else event.error()
+        if error is not None:
+            if error.fatal():
+                raise BrokerError(f"the group member failed fatally: {error.str()}")
+            log.debug("group member: %s", error.str())
 
     def assign(self, partitions: Sequence[Partition]) -> None:
-        """Consume exactly `partitions` (none: stop consuming), each from its committed offset."""
+        """Consume exactly `partitions` (none: stop consuming), each from its committed offset
+        (the partitions consumed now, too: call it when nothing uncommitted is in flight)."""
         self._started_at.clear()
         self._release_pauses()
-        self._consumer.assign([TopicPartition(t, p) for t, p in partitions])
+        self._fetcher.assign([TopicPartition(t, p) for t, p in partitions])
 
     def add(
         self,
         partitions: Sequence[Partition],
-        consuming: Sequence[Partition],
         *,
         start_at: Mapping[Partition, int] | None = None,
         timeout: float = 30.0,
     ) -> dict[Partition, tuple[int, str | None]]:
         """Start consuming `partitions` too, each from its committed offset (the earliest when it
-        has none); `consuming` (the partitions assigned now) go on from where the worker is.
-        Returns what was committed for `partitions`: (offset, metadata), offset -1 for none.
-        `start_at`: partitions that start at a given offset instead (a sink whose destination
-        keeps its own progress).
+        has none); the partitions consumed now go on from where they are. Returns what was
+        committed for `partitions`: (offset, metadata), offset -1 for none. `start_at`:
+        partitions that start at a given offset instead (a sink whose destination keeps its own
+        progress).
 
         Tasks whose state was restoring join this way rather than by `resume()` of paused
         partitions: librdkafka resumed fetching a paused partition only at its next periodic
-        check, up to a second later. The eager protocol allows no incremental assignment, so
-        this is one whole `assign()` with an explicit offset for every partition.
-
-        Where the worker is: the position of the last record consumed; for a partition nothing
-        was consumed from since an earlier `add()`, the offset that call started it at; only
-        otherwise the committed offset. Going back to the committed offset of a partition whose
-        records were processed but not yet committed would process them twice."""
+        check, up to a second later."""
         if not partitions:
             return {}
+        start = dict(start_at or {})
         committed: dict[Partition, tuple[int, str | None]] = {}
         try:
-            positions = self._consumer.position([TopicPartition(t, p) for t, p in consuming])
-            resume: dict[Partition, int] = {}
-            for tp in positions:
-                partition = (tp.topic, tp.partition)
-                if tp.offset >= 0:
-                    resume[partition] = tp.offset
-                elif partition in self._started_at:
-                    resume[partition] = self._started_at[partition]
-            resume.update(start_at or {})
-            unread = [
-                TopicPartition(t, p) for t, p in [*partitions, *consuming] if (t, p) not in resume
-            ]
-            for tp in self._consumer.committed(unread, timeout) if unread else []:
-                resume[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            unread = [TopicPartition(t, p) for t, p in partitions if (t, p) not in start]
+            for tp in self._fetcher.committed(unread, timeout) if unread else []:
+                start[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
                 committed[(tp.topic, tp.partition)] = (tp.offset, tp.metadata)
-            self._release_pauses()
-            self._consumer.assign([TopicPartition(t, p, o) for (t, p), o in resume.items()])
-            self._started_at = resume
+            self._fetcher.incremental_assign(
+                [TopicPartition(t, p, start[(t, p)]) for t, p in partitions]
+            )
         except KafkaException as e:
             raise BrokerError(f"assigning partitions {list(partitions)} failed: {e.args[0]}") from e
+        for partition in partitions:
+            self._started_at[partition] = start[partition]
         return {p: committed.get(p, (-1, None)) for p in partitions}
+
+    def remove(self, partitions: Sequence[Partition]) -> None:
+        """Stop consuming `partitions` (their tasks closed); the others go on."""
+        if not partitions:
+            return
+        gone = set(partitions)
+        resume = sorted(self._paused & gone)
+        try:
+            if resume:
+                self._fetcher.resume([TopicPartition(t, p) for t, p in resume])
+            self._fetcher.incremental_unassign([TopicPartition(t, p) for t, p in sorted(gone)])
+        except KafkaException as e:
+            raise BrokerError(f"unassigning partitions {sorted(gone)} failed: {e.args[0]}") from e
+        self._paused -= gone
+        for partition in gone:
+            self._started_at.pop(partition, None)
 
     def fetched_lag(self, partition: Partition) -> int | None:
         """How many records of `partition` are on the broker past what was consumed, as of the
@@ -184,14 +201,14 @@ class GroupConsumer:
         if not partitions:
             return {}
         try:
-            positions = self._consumer.position([TopicPartition(t, p) for t, p in partitions])
+            positions = self._fetcher.position([TopicPartition(t, p) for t, p in partitions])
         except KafkaException:
             return {}
         lags: dict[Partition, int] = {}
         for tp in positions:
             partition = (tp.topic, tp.partition)
             try:
-                low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                low, high = self._fetcher.get_watermark_offsets(tp, cached=True)
             except KafkaException:
                 continue
             offset = tp.offset
@@ -210,9 +227,9 @@ class GroupConsumer:
         resume, pause = self._paused - partitions, partitions - self._paused
         try:
             if resume:
-                self._consumer.resume([TopicPartition(t, p) for t, p in sorted(resume)])
+                self._fetcher.resume([TopicPartition(t, p) for t, p in sorted(resume)])
             if pause:
-                self._consumer.pause([TopicPartition(t, p) for t, p in sorted(pause)])
+                self._fetcher.pause([TopicPartition(t, p) for t, p in sorted(pause)])
         except KafkaException as e:
             raise BrokerError(f"pausing or resuming {sorted(pause | resume)} failed: {e}") from e
         self._paused = set(partitions)
@@ -225,7 +242,7 @@ class GroupConsumer:
         latest = [TopicPartition(t, p, OFFSET_END) for t, p in partitions]
         try:
             if self._offsets_client is None:
-                self._offsets_client = Consumer(self._settings)
+                self._offsets_client = Consumer(fetcher_settings(self._settings))
             found = self._offsets_client.offsets_for_times(latest, timeout)
         except KafkaException as e:
             raise BrokerError(
@@ -243,7 +260,7 @@ class GroupConsumer:
     def unassign(self) -> None:
         self._started_at.clear()
         self._release_pauses()
-        self._consumer.unassign()
+        self._fetcher.unassign()
 
     def _release_pauses(self) -> None:
         """Resume what this consumer paused, before its assignment changes: librdkafka keeps a
@@ -253,7 +270,7 @@ class GroupConsumer:
         if not paused:
             return
         try:
-            self._consumer.resume([TopicPartition(t, p) for t, p in sorted(paused)])
+            self._fetcher.resume([TopicPartition(t, p) for t, p in sorted(paused)])
         except KafkaException as e:
             log.warning("resuming %s before a new assignment failed: %s", sorted(paused), e)
 
@@ -278,7 +295,7 @@ class GroupConsumer:
         partitions = topic_partitions(offsets, metadata)
         if self._in_rebalance_callback:
             try:
-                self._consumer.commit(offsets=partitions, asynchronous=False)
+                self._member.commit(offsets=partitions, asynchronous=False)
             except KafkaException as e:
                 raise BrokerError(f"committing offsets failed: {e.args[0]}") from e
             return
@@ -295,7 +312,7 @@ class GroupConsumer:
 
         def commit() -> None:
             try:
-                self._consumer.commit(offsets=partitions, asynchronous=False)
+                self._member.commit(offsets=partitions, asynchronous=False)
             except KafkaException as e:
                 failure.append(e)
 
@@ -312,7 +329,7 @@ class GroupConsumer:
             raise BrokerError(f"committing offsets failed: {failure[0].args[0]}") from failure[0]
 
     def group_metadata(self) -> Any:
-        return self._consumer.consumer_group_metadata()
+        return self._member.consumer_group_metadata()
 
     def _settle_pending_commit(self) -> None:
         if self._pending_commit is not None:
@@ -323,7 +340,16 @@ class GroupConsumer:
         self._settle_pending_commit()
         if self._offsets_client is not None:
             self._offsets_client.close()
-        self._consumer.close()
+        self._member.close()
+        self._fetcher.close()
+
+
+def fetcher_settings(member: Mapping[str, Any]) -> dict[str, Any]:
+    """The fetcher's settings: the member's (its group id, to read committed offsets), without
+    static membership (it never joins) and with a client id of its own."""
+    settings = {k: v for k, v in member.items() if k != "group.instance.id"}
+    settings["client.id"] = f"{member.get('client.id', 'processor')}-fetch"
+    return settings
 
 
 def topic_partitions(

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from processor.errors import BrokerError
 
@@ -52,6 +52,9 @@ class TopicTail:
         self._consumer.assign(
             [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)]
         )
+        self._partitions = partitions
+        # Per partition: the offset after the last record read.
+        self.read_to: dict[int, int] = {}
 
     def poll(self, max_records: int = 500, timeout: float = 0.0) -> list[TailRecord]:
         """The records that arrived since the last call, in offset order per partition."""
@@ -60,6 +63,7 @@ class TopicTail:
         for message in messages:
             error = message.error()
             if error is None:
+                self.read_to[message.partition()] = message.offset() + 1
                 records.append(
                     TailRecord(
                         message.key(),
@@ -73,6 +77,21 @@ class TopicTail:
             elif error.fatal() or error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise BrokerError(f"reading topic {self.topic!r} failed: {error.str()}")
         return records
+
+    def end_offsets(self, timeout: float) -> dict[int, int]:
+        """Per partition, the offset the next record will get (asked of the broker)."""
+        ends: dict[int, int] = {}
+        try:
+            for partition in range(self._partitions):
+                tp = TopicPartition(self.topic, partition)
+                _, ends[partition] = self._consumer.get_watermark_offsets(tp, timeout, False)
+        except KafkaException as e:
+            raise BrokerError(f"reading the end of topic {self.topic!r} failed: {e}") from e
+        return ends
+
+    def has_read_to(self, offsets: dict[int, int]) -> bool:
+        """Whether every record before `offsets` (per partition) has been read."""
+        return all(self.read_to.get(p, 0) >= o for p, o in offsets.items() if o > 0)
 
     def close(self) -> None:
         self._consumer.close()

@@ -9,7 +9,9 @@ topic, which anyone may write, is not trusted for this):
 processor~<protocol>~<topology>.<partitions>.<settings>~<instance id>
 ```
 
-- `protocol` is `ASSIGNMENT_PROTOCOL`, raised whenever the assignment function changes;
+- `protocol` is `ASSIGNMENT_PROTOCOL`, raised whenever the assignment function or how workers
+  hand tasks over changes (1: every task stopped at every rebalance; 2: tasks that keep their
+  owner go on, moved ones are handed over through claims, `processor.runtime.handover`);
 - the fingerprint has three parts, so that a worker can say *what* differs: the topology's shape
   as tasks see it (sub-topologies, their source topics, stores and repartition topics), the task
   count per sub-topology (from the source topics' partition counts), and the settings the
@@ -38,7 +40,7 @@ __all__ = [
     "parse_client_id",
 ]
 
-ASSIGNMENT_PROTOCOL = 1
+ASSIGNMENT_PROTOCOL = 2
 _PREFIX = "processor"
 _SEPARATOR = "~"
 _PART_LENGTH = 8  # hex digits per part: 32 bits, plenty to tell versions of one application apart

@@ -18,6 +18,7 @@ settings, a stale partition count) never own a task another worker owns.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 from processor.errors import DuplicateInstanceError
 from processor.kafka.admin import GroupMember, GroupSnapshot
 from processor.runtime.identity import Fingerprint, WorkerIdentity, parse_client_id
+
+log = logging.getLogger("processor.worker")
 
 
 @dataclass(frozen=True)
@@ -136,3 +139,25 @@ class DuplicateWatch:
         """Raise DuplicateInstanceError when the duplicate outlived the grace period."""
         if self._since is not None and now - self._since > self.grace_s:
             raise DuplicateInstanceError(self.instance_id, self._member_ids)
+
+
+def report_strangers(
+    instance_id: str, application_id: str, membership: Membership, seen: set[tuple[str, str]]
+) -> None:
+    """Warn once per (client id, host) of a group member that is no worker (`seen`: those
+    warned of already, updated)."""
+    for stranger in membership.strangers:
+        key = (stranger.client_id, stranger.host)
+        if key in seen:
+            continue
+        seen.add(key)
+        log.warning(
+            "worker %s: group member %r (client id %r, host %s) is not a worker of this "
+            "application; it gets no tasks. A consumer that joins the group %r (a console "
+            "consumer, a tool) only slows rebalances down: give it a group id of its own",
+            instance_id,
+            stranger.member_id,
+            stranger.client_id,
+            stranger.host or "unknown",
+            application_id,
+        )

@@ -1,16 +1,18 @@
 """Rebalancing: from the group's members to the tasks this worker runs.
 
 The group consumer's callbacks arrive inside `consume()`. On revoke the tasks are committed and
-dropped (standbys go on); on lost they are dropped uncommitted; on assign the worker waits for a
-snapshot of the generation it just joined. Then two named steps:
+go on processing (standbys too), while no commit is made until the new generation is taken; on
+lost they are dropped uncommitted; on assign the worker waits for a snapshot of the generation
+it just joined. Then two named steps:
 
 1. `accept_snapshot()`: the group is Stable and shows this member with its own client id; who
    takes part is decided from every member's client id (`processor.runtime.membership`):
    strangers and outvoted workers own nothing;
 2. `apply_assignment()`: every worker computes the same assignment from the members taking part;
-   this one creates its active tasks (restoring first where stateful), sets its standbys, fences
-   the transactions of departed owners it takes over (exactly-once) and `assign()`s the source
-   partitions of its running tasks.
+   this one commits and closes the tasks that moved away (and stops reading their partitions),
+   keeps the others running, sets its standbys, fences the transactions of departed owners it
+   takes over (exactly-once), and claims the tasks it gains: each starts (restoring first where
+   stateful) once no other worker claims it (`processor.runtime.handover`).
 
 Between rebalances it pre-warms, as standbys, what announced joiners will give this worker.
 """
@@ -26,13 +28,17 @@ from processor.histogram import REBALANCE_BOUNDS_S, Histogram
 from processor.ids import TaskId, tasks_field, tasks_text
 from processor.kafka.admin import Admin, GroupMember
 from processor.kafka.consumer import GroupConsumer
-from processor.kafka.producer import fence_transactional_id
 from processor.runtime import warmup
 from processor.runtime.assignment import Assignment, assign_with_standbys
-from processor.runtime.clients import fencing_settings, transactional_id
 from processor.runtime.commit import Committer
+from processor.runtime.handover import HANDOVER_PROTOCOL, Handover, fence_departed
 from processor.runtime.identity import WorkerIdentity
-from processor.runtime.membership import DuplicateWatch, Membership, stable_membership
+from processor.runtime.membership import (
+    DuplicateWatch,
+    Membership,
+    report_strangers,
+    stable_membership,
+)
 from processor.runtime.stall import StallWatch
 from processor.runtime.status_publisher import GroupView, StatusPublisher
 from processor.runtime.task_manager import TaskManager
@@ -88,6 +94,9 @@ class Rebalancer:
         self.rebalance_seconds = Histogram(REBALANCE_BOUNDS_S)
         self._snapshot_pending = False
         self._next_snapshot_at = 0.0
+        self._handover = Handover(self._instance_id, status)
+        # From a revoke until the next generation is taken: commits would be refused.
+        self._commits_held = False
         self._assigned_member_id: str | None = None
         """The member id this worker's tasks were assigned under. The consumer may rejoin in
         the background under a new id (after a stall), while the tasks are still the old
@@ -96,7 +105,16 @@ class Rebalancer:
     @property
     def settled(self) -> bool:
         """Whether this worker runs the assignment of the current generation."""
-        return not self._snapshot_pending and self.assignment is not None
+        return (
+            not self._snapshot_pending
+            and self.assignment is not None
+            and not self._handover.gaining
+        )
+
+    @property
+    def commits_held(self) -> bool:
+        """Between a revoke and the next generation: the tasks go on, their commits wait."""
+        return self._commits_held
 
     def group_view(self) -> GroupView:
         return GroupView(
@@ -137,6 +155,7 @@ class Rebalancer:
     def on_revoke(self) -> None:
         self._rebalancing()
         self._snapshot_pending = False
+        self._handover.cancel()
         # A revoke can arrive in the first poll after a stall, before the main loop has
         # noticed it: the commit below would write stale state over a successor's.
         self._stalls.tick()
@@ -147,22 +166,36 @@ class Rebalancer:
             self._stalls.clear()
         if self._tasks.tasks:
             log.info(
-                "worker %s: rebalance; committing and closing active tasks [%s]",
+                "worker %s: rebalance; committing active tasks [%s], which go on until the new "
+                "assignment says which move",
                 self._instance_id,
                 tasks_text(self._tasks.tasks),
                 extra=tasks_field(self._tasks.tasks),
             )
-            self._tasks.drain_sinks(_SINK_DRAIN_S)
-            try:
-                self._tasks.drain_async(_SINK_DRAIN_S, self._committer.before_output)
-                self._committer.commit(self._tasks.running())
-            except BrokerError as e:
-                if e.fatal:
-                    raise
-                # The next owner reprocesses from the last committed offsets (the committer
-                # has logged the failure and the tasks).
-                self._committer.abandon()
+            if not self._commit_all():
+                self._close_all()
+        self._commits_held = True
+
+    def _commit_all(self) -> bool:
+        """Commit every running task, its sinks' and async calls' work first. False when the
+        commit failed (the committer has logged it and the tasks): the work since the last
+        commit is dropped, and the tasks must be closed (their next start reprocesses it)."""
+        self._tasks.drain_sinks(_SINK_DRAIN_S)
+        try:
+            self._tasks.drain_async(_SINK_DRAIN_S, self._committer.before_output)
+            self._committer.commit(self._tasks.running())
+        except BrokerError as e:
+            if e.fatal:
+                raise
+            self._committer.abandon()
+            return False
+        return True
+
+    def _close_all(self) -> None:
+        """Close every active task (after committing or abandoning its work); stop reading."""
+        self._handover.cancel()
         self._tasks.close_active()
+        self._consumer.unassign()
 
     def on_lost(self) -> None:
         log.warning(
@@ -173,8 +206,9 @@ class Rebalancer:
         )
         self._rebalancing()
         self._snapshot_pending = False
+        self._commits_held = False
         self._committer.abandon()
-        self._tasks.close_active()
+        self._close_all()
 
     def rewind(self) -> None:
         """Drop the active tasks and take them again from the last committed offsets."""
@@ -186,13 +220,13 @@ class Rebalancer:
             tasks_text(self._tasks.tasks),
             extra=tasks_field(self._tasks.tasks),
         )
-        self._tasks.close_active()
-        self._consumer.unassign()
+        self._close_all()
         self._snapshot_pending = True
 
     def rejoin(self) -> None:
         """Commit, give up every task and join the group again under the plan's identity."""
         self.on_revoke()
+        self._close_all()
         self.assignment = None
         self._consumer.rejoin(self._plan.identity.client_id())
 
@@ -211,7 +245,6 @@ class Rebalancer:
             return True
         self._report_replaced(stalled_s)
         self.on_lost()
-        self._consumer.unassign()
         return False
 
     def _rejoined(self) -> bool:
@@ -253,8 +286,11 @@ class Rebalancer:
     # -- a new generation ------------------------------------------------------------------
 
     def poll(self) -> None:
-        """Take the pending generation once its snapshot is there."""
+        """Take the pending generation once its snapshot is there; start the gained tasks that
+        no other worker claims any more."""
         self._duplicates.check(time.monotonic())
+        if self._handover.gaining and not self._snapshot_pending:
+            self._start_gained()
         if not self._snapshot_pending or time.monotonic() < self._next_snapshot_at:
             return
         membership = self.accept_snapshot()
@@ -286,10 +322,13 @@ class Rebalancer:
             self._next_snapshot_at = time.monotonic() + _SNAPSHOT_RETRY_S
             return None
         self._snapshot_pending = False
+        self._commits_held = False
         self._assigned_member_id = self._consumer.member_id
         self._rebalances += 1
         self._membership = membership
-        self._report_strangers(membership)
+        report_strangers(
+            self._instance_id, self._config.application_id, membership, self._strangers_seen
+        )
         return membership
 
     def apply_assignment(self, membership: Membership) -> None:
@@ -306,8 +345,8 @@ class Rebalancer:
         self.joiners = []
         self._prewarm = frozenset()
         mine = sorted(self.assignment.tasks_of(self._instance_id))
-        standbys = self._standbys_wanted()
-        if self._duplicates.observe(membership, time.monotonic()):
+        duplicate = self._duplicates.observe(membership, time.monotonic())
+        if duplicate:
             log.warning(
                 "worker %s: group members %s both carry this instance id; taking no tasks until "
                 "the older one expires (a worker restarted within the session timeout) or, if "
@@ -317,47 +356,53 @@ class Rebalancer:
                 self._duplicates.grace_s,
             )
             mine = []
-            standbys = set()
+        self._let_go(set(self._tasks.tasks) - set(mine))
+        gaining = [t for t in mine if t not in self._tasks.tasks]
         if previous is not None and self._config.exactly_once:
-            self._fence_departed(previous, members, mine)
-        self._tasks.create(mine)
-        self._tasks.set_standbys(standbys)
-        # Tasks that restore first join the assignment when they are ready (the worker's loop).
-        self._consumer.assign(self._tasks.running_partitions())
+            fence_departed(self._config, self._instance_id, previous, members, gaining)
+        self._handover.begin(gaining, self.members, _workers(membership))
+        self._tasks.set_standbys(set() if duplicate else self._standbys_wanted())
         log.info(
-            "worker %s: members [%s]; active tasks [%s]; standby tasks [%s]",
+            "worker %s: members [%s]; active tasks [%s] (gained [%s]); standby tasks [%s]",
             self._instance_id,
             ", ".join(members),
             tasks_text(mine),
+            tasks_text(gaining),
             tasks_text(self._tasks.standbys),
             extra={
                 **tasks_field(mine),
                 "standby_tasks": tasks_field(self._tasks.standbys)["tasks"],
             },
         )
+        self._start_gained()
+
+    def _let_go(self, leaving: set[TaskId]) -> None:
+        """Commit, then close the active tasks in `leaving` (they moved to other workers) and
+        stop reading their partitions; the others go on. If the commit fails, every task is
+        closed (what was processed since the last commit is processed again)."""
+        if not leaving:
+            return
+        if not self._commit_all():
+            self._close_all()
+            return
+        log.info(
+            "worker %s: letting go of tasks [%s] (committed)",
+            self._instance_id,
+            tasks_text(leaving),
+            extra=tasks_field(leaving),
+        )
+        self._consumer.remove(self._tasks.close(sorted(leaving)))
+
+    def _start_gained(self) -> None:
+        free = self._handover.take()
+        if free:
+            self._tasks.create(free)
 
     def _is_own_view(self, members: tuple[GroupMember, ...]) -> bool:
         """Whether the snapshot shows this member with the client id it joined with (a
         coordinator still loading has been seen to describe members without their client ids)."""
         own = [m for m in members if m.member_id == self._consumer.member_id]
         return bool(own) and own[0].client_id == self._plan.identity.client_id()
-
-    def _report_strangers(self, membership: Membership) -> None:
-        for stranger in membership.strangers:
-            seen = (stranger.client_id, stranger.host)
-            if seen in self._strangers_seen:
-                continue
-            self._strangers_seen.add(seen)
-            log.warning(
-                "worker %s: group member %r (client id %r, host %s) is not a worker of this "
-                "application; it gets no tasks. A consumer that joins the group %r (a console "
-                "consumer, a tool) only slows rebalances down: give it a group id of its own",
-                self._instance_id,
-                stranger.member_id,
-                stranger.client_id,
-                stranger.host or "unknown",
-                self._config.application_id,
-            )
 
     def _wait_outvoted(self, membership: Membership) -> None:
         """This worker computes the assignment from other inputs than most of the group: own
@@ -367,9 +412,10 @@ class Rebalancer:
         assert majority is not None  # a worker that does not take part means another one does
         self.assignment = None
         self.members = []
-        self._tasks.create([])
+        self._let_go(set(self._tasks.tasks))
+        self._handover.cancel()
         self._tasks.set_standbys(set())
-        self._consumer.assign([])
+        self.publish_status()
         if self._outvoted_by == majority:
             return
         self._outvoted_by = majority
@@ -387,32 +433,6 @@ class Rebalancer:
             majority.fingerprint,
             majority.protocol,
         )
-
-    def _fence_departed(self, previous: Assignment, members: list[str], mine: list[TaskId]) -> None:
-        """Abort the open transactions of instances that left while owning tasks this worker
-        takes over. Otherwise the promoted tasks' changelogs (and their outputs, for
-        read_committed readers) stay blocked until the broker times those transactions out."""
-        for instance in sorted(previous.instances - set(members)):
-            if not any(previous.active.get(t) == instance for t in mine):
-                continue
-            started = time.monotonic()
-            fenced_id = transactional_id(self._config, instance)
-            try:
-                fence_transactional_id(
-                    fencing_settings(self._config, self._instance_id), fenced_id, timeout=10.0
-                )
-            except BrokerError as e:
-                log.warning(
-                    "worker %s: %s; its transaction times out instead", self._instance_id, e
-                )
-                continue
-            log.info(
-                "worker %s: fenced departed instance %s (transactional id %s) in %.2fs",
-                self._instance_id,
-                instance,
-                fenced_id,
-                time.monotonic() - started,
-            )
 
     # -- joiners ---------------------------------------------------------------------------
 
@@ -441,15 +461,19 @@ class Rebalancer:
         return True
 
     def _standbys_wanted(self) -> set[TaskId]:
+        """Assigned standbys, tasks pre-warmed for joiners, and gained tasks not started yet
+        (kept warm while their old owner lets go)."""
         assigned = (
             self.assignment.standby.get(self._instance_id, frozenset())
             if self.assignment is not None
             else frozenset()
         )
-        return set(assigned | self._prewarm)
+        return set(assigned | self._prewarm | self._handover.gaining)
 
     def publish_status(self) -> None:
-        self._status.publish(InstancePhase.RUNNING, self.members, self.joiners)
+        self._status.publish(
+            InstancePhase.RUNNING, self.members, self.joiners, claiming=self._handover.gaining
+        )
 
     @property
     def rebalances(self) -> int:
@@ -464,3 +488,13 @@ class Rebalancer:
         if progress is None or progress.state is not RestoreState.STANDBY:
             return None
         return progress.remaining
+
+
+def _workers(membership: Membership) -> list[str]:
+    """Every worker in the group: those taking part, and those outvoted that let go of their
+    tasks the way `processor.runtime.handover` says (an older protocol closed every task at
+    every revoke, and has none to let go of)."""
+    outvoted = [
+        i for i, identity in membership.outvoted.items() if identity.protocol >= HANDOVER_PROTOCOL
+    ]
+    return sorted({*membership.instances, *outvoted})

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,8 @@ log = logging.getLogger("processor.worker")
 
 # A joiner that has not republished its status for this long is no longer pre-warmed for.
 _JOINER_MAX_SILENCE_MS = 30_000
+# How long publishing a claim waits for the broker before trying again at a later pass.
+_CLAIM_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -96,10 +98,15 @@ class StatusPublisher:
         return status.lag_of(task)
 
     def publish(
-        self, phase: InstancePhase, members: list[str], warming_for: list[str] | None = None
+        self,
+        phase: InstancePhase,
+        members: list[str],
+        warming_for: list[str] | None = None,
+        *,
+        claiming: Iterable[TaskId] = (),
     ) -> None:
-        """Tell the application (and people) what this instance runs and how far behind its
-        copies are."""
+        """Tell the application (and people) what this instance runs, what it is about to take
+        (`claiming`) and how far behind its copies are."""
         tasks = self._tasks
         lags = {str(t): 0 for t in tasks.tasks if t not in tasks.restoring}
         for task_id, progress in tasks.restore_progress().items():
@@ -119,6 +126,7 @@ class StatusPublisher:
             lags=lags,
             warming_for=tuple(warming_for or ()),
             updated_ms=now_ms,
+            claimed_tasks=tuple(sorted(str(t) for t in claiming)),
         )
         key, value = self._instance_id.encode(), status.to_json()
         headers: Headers | None = (
@@ -126,6 +134,33 @@ class StatusPublisher:
         )
         self._producer.produce(self._config.metadata_topic, key, value, now_ms, headers)
         self._producer.poll()
+
+    def claim(self, members: list[str], claiming: Iterable[TaskId]) -> dict[int, int] | None:
+        """Publish this instance's status claiming `claiming` and wait until the broker has it.
+        Returns the metadata topic's end offsets after it: once `has_read()` them, the claims
+        of others read here are at least as recent as this one. None when the status could not
+        be published (try again)."""
+        self.publish(InstancePhase.RUNNING, members, claiming=claiming)
+        if self._producer.flush(_CLAIM_TIMEOUT_S) > 0:
+            log.warning(
+                "worker %s: its status is not on the broker yet (retrying)", self._instance_id
+            )
+            return None
+        try:
+            return self._tail.end_offsets(_CLAIM_TIMEOUT_S)
+        except BrokerError as e:
+            log.warning("worker %s: %s (retrying)", self._instance_id, e)
+            return None
+
+    def has_read(self, offsets: dict[int, int]) -> bool:
+        """Whether the statuses read here include every record before `offsets`."""
+        self.follow()
+        return self._tail.has_read_to(offsets)
+
+    def claims_of(self, instance: str) -> frozenset[str]:
+        """The tasks `instance` runs or is about to run, as its latest status says."""
+        status = self.board.statuses.get(instance)
+        return frozenset() if status is None else status.claims()
 
     # -- /metrics ------------------------------------------------------------------------------
 

@@ -8,10 +8,11 @@ store to its changelog's end, and the task processes on the state it has. Statel
 once. A standby is the same directory handed to the restorer as a standby: it follows the
 changelogs until the task becomes active here (promotion: only the tail is read) or is no
 longer wanted here (its directory stays, for the state cleaner to delete after a delay).
-Active tasks are closed at every revoke; standbys live on across rebalances.
+Active tasks are closed when they move to another worker (or on a lost membership, a rewind);
+the others, and standbys, live on across rebalances.
 
 Queries read a task's copy from the HTTP threads (`read()`). The lock that opening and closing
-take is held only to find the copy and count the read in (`_Readers`); the read itself runs
+take is held only to find the copy and count the read in (`store_readers`); the read itself runs
 without it, so a page of a whole-store query never holds up a rebalance. Closing a copy waits
 for the reads counted in, at most `READ_DRAIN_TIMEOUT_S`; a read still running then is
 answered "no copy" (its scan was cut short by the close), never with a partial result.
@@ -35,6 +36,7 @@ from processor.runtime.async_channel import AsyncChannel
 from processor.runtime.async_runner import AsyncRunner
 from processor.runtime.sink_channel import ChannelState, SinkChannel
 from processor.runtime.source_task import SourceRuntime, SourceTask
+from processor.runtime.store_readers import Readers
 from processor.runtime.task import StreamTask, TaskOptions, TaskState
 from processor.sinks.base import Sink, SinkTask
 from processor.state.backend import TaskStateBackend
@@ -47,57 +49,6 @@ from processor.topology.processors import Emitter
 from processor.topology.subtopology import SubTopology
 
 log = logging.getLogger("processor.tasks")
-
-READ_DRAIN_TIMEOUT_S = 1.0
-"""How long closing a task's state waits for queries reading it. A query reads one page (at most
-10,000 entries) of one task at a time: milliseconds, so a second is ample, and bounds what a
-rebalance can lose to readers."""
-
-
-class _Readers:
-    """Queries reading each backend now. `drain()` waits for them; a read it gave up on is
-    told so when it ends (`leave()` returns False). Thread-safe."""
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        # By id(): a counted reader holds its backend, so the id is not reused meanwhile.
-        self._reading: dict[int, int] = {}
-        self._abandoned: set[int] = set()
-
-    def enter(self, backend: TaskStateBackend) -> None:
-        with self._changed:
-            self._reading[id(backend)] = self._reading.get(id(backend), 0) + 1
-
-    def leave(self, backend: TaskStateBackend) -> bool:
-        """Count a read out; False when the backend was closed under it."""
-        key = id(backend)
-        with self._changed:
-            intact = key not in self._abandoned
-            if self._reading[key] == 1:
-                del self._reading[key]
-                self._abandoned.discard(key)
-                self._changed.notify_all()
-            else:
-                self._reading[key] -= 1
-            return intact
-
-    def drain(self, backends: list[TaskStateBackend]) -> None:
-        """Wait until no read of `backends` is in progress, at most READ_DRAIN_TIMEOUT_S.
-        Call with the open lock held, so that no new read can start."""
-        keys = {id(b) for b in backends}
-        with self._changed:
-            if self._changed.wait_for(
-                lambda: not keys & self._reading.keys(), READ_DRAIN_TIMEOUT_S
-            ):
-                return
-            late = keys & self._reading.keys()
-            self._abandoned |= late
-        log.warning(
-            "closing task state while %d quer%s still read it after %.1fs; they answer 503",
-            len(late),
-            "y" if len(late) == 1 else "ies",
-            READ_DRAIN_TIMEOUT_S,
-        )
 
 
 class TaskManager:
@@ -139,13 +90,15 @@ class TaskManager:
         # calling the restorer, whose thread takes it in the wipe callback while holding its own
         # lock.
         self._open_lock = threading.RLock()
-        self._readers = _Readers()
+        self._readers = Readers()
         # Per active task: changelog records its last restore read before it started processing.
         self.restored_before_start: dict[TaskId, int] = {}
         # Sink tasks whose writer is opening (`processor.runtime.sink_channel`); where opened
         # sink tasks start reading, when their destination says (`take_start_offsets`).
         self._opening: set[TaskId] = set()
         self._start_offsets: dict[Partition, int] = {}
+        # Partitions of tasks that started at their creation (stateless), not yet consumed.
+        self._ready: list[Partition] = []
         self.sink_metrics = sink_metrics
         # What source tasks need (`processor.runtime.source_task`); given when the topology
         # has sources outside Kafka.
@@ -165,6 +118,7 @@ class TaskManager:
         """Create the active tasks: stateless ones run at once, stateful ones restore first
         (`poll_restored()` says when they run). A task held here as a standby is promoted: it
         reads only the changelog tail."""
+        task_ids = [t for t in task_ids if t not in self.tasks]
         for task_id in task_ids:
             sub = self._subtopologies[task_id.subtopology]
             task = StreamTask(task_id, sub, self._emitter, self._task_options)
@@ -182,6 +136,7 @@ class TaskManager:
                 continue
             if not sub.stateful:
                 self._start(task, None)
+                self._ready.extend(task.partitions)
                 continue
             assert self._restorer is not None
             task.transition(TaskState.RESTORING)
@@ -212,9 +167,10 @@ class TaskManager:
         self._opening.add(task.id)
 
     def poll_opened(self) -> list[Partition]:
-        """Start the sink tasks whose writer opened; returns their partitions, to consume (from
-        `take_start_offsets` where the destination keeps its own progress)."""
-        started: list[Partition] = []
+        """Start the sink tasks whose writer opened; returns their partitions, and those of
+        stateless tasks created since the last call, to consume (from `take_start_offsets`
+        where the destination keeps its own progress)."""
+        started, self._ready = self._ready, []
         for task_id in sorted(self._opening):
             task = self.tasks[task_id]
             source = task.source_task
@@ -447,25 +403,36 @@ class TaskManager:
     def close_active(self) -> None:
         """Close every active task and its state (call after committing what should be
         committed). Standbys go on."""
-        if self._restorer is not None and self._restoring:
-            self._restorer.remove(self._restoring)
+        self.close(list(self.tasks))
+
+    def close(self, task_ids: list[TaskId]) -> list[Partition]:
+        """Close the active tasks `task_ids` and their state (call after committing what should
+        be committed); the others go on. Returns the partitions they consumed, to stop
+        consuming."""
+        closing = {t: self.tasks[t] for t in task_ids if t in self.tasks}
+        if not closing:
+            return []
+        restoring = self._restoring & set(closing)
+        if self._restorer is not None and restoring:
+            self._restorer.remove(restoring)
         with self._open_lock:
-            for task_id in self._restoring:
+            for task_id in restoring:
                 self._backends.pop(task_id).close()
-            self._restoring = set()
-            self._opening = set()
-            self._start_offsets = {}
-            self._readers.drain(
-                [t.stores.backend for t in self.tasks.values() if t.stores is not None]
-            )
-            for task in self.tasks.values():
+            self._restoring -= restoring
+            self._opening -= set(closing)
+            self._readers.drain([t.stores.backend for t in closing.values() if t.stores])
+            partitions = [p for task in closing.values() for p in task.partitions]
+            for partition in partitions:
+                self._start_offsets.pop(partition, None)
+                self.by_partition.pop(partition, None)
+                self.routes.pop(partition, None)
+            self._ready = [p for p in self._ready if p not in set(partitions)]
+            for task in closing.values():
                 task.close()
-            if self.tasks:
-                log.info("tasks [%s] closed", tasks_text(self.tasks), extra=tasks_field(self.tasks))
-            self.tasks = {}
-            self.by_partition = {}
-            self.routes = {}
-            self.synchronised = []
+                del self.tasks[task.id]
+            self.synchronised = [t for t in self.synchronised if t.id not in closing]
+            log.info("tasks [%s] closed", tasks_text(closing), extra=tasks_field(closing))
+        return partitions
 
     def shutdown(self) -> None:
         self.close_active()

@@ -233,12 +233,8 @@ class Worker:
         self._follow_group(parts)
         restored = parts.tasks.poll_restored() + parts.tasks.poll_opened()
         if restored:
-            joining = set(restored)
-            consuming = [p for p in parts.tasks.running_partitions() if p not in joining]
             try:
-                committed = parts.consumer.add(
-                    restored, consuming, start_at=parts.tasks.take_start_offsets()
-                )
+                committed = parts.consumer.add(restored, start_at=parts.tasks.take_start_offsets())
             except BrokerError as e:  # their committed offsets could not be read
                 self._after_failed_processing(parts, e)
                 return
@@ -374,6 +370,8 @@ class Worker:
                     return
 
     def _commit(self, parts: Collaborators) -> None:
+        if parts.rebalancer.commits_held:
+            return  # a rebalance is under way: the group would refuse it
         try:
             if parts.tasks.needs_commit():
                 parts.committer.commit(parts.tasks.running())

@@ -84,6 +84,13 @@ class InstanceStatus:
     # Joining instances this one is pre-warming tasks for.
     warming_for: tuple[str, ...] = ()
     updated_ms: int = 0
+    # Tasks the group's assignment gives this instance that it takes once no other instance
+    # claims them (`processor.runtime.handover`).
+    claimed_tasks: tuple[str, ...] = ()
+
+    def claims(self) -> frozenset[str]:
+        """Every task this instance runs or is about to run."""
+        return frozenset(self.active_tasks) | frozenset(self.claimed_tasks)
 
     def to_json(self) -> bytes:
         data = asdict(self)
@@ -115,6 +122,7 @@ class InstanceStatus:
             lags=fields.lags(data.get("lags", {})),
             warming_for=fields.names(data.get("warming_for", []), "warming_for"),
             updated_ms=fields.integer(data.get("updated_ms", 0), "updated_ms"),
+            claimed_tasks=fields.task_ids(data.get("claimed_tasks", []), "claimed_tasks"),
         )
 
     def lag_of(self, task: TaskId) -> int | None:

@@ -50,10 +50,8 @@ def test_partitions_added_one_at_a_time_are_each_read_once_without_a_commit(
     try:
         consumer.assign([])
         read: list[Message] = []
-        joined: list[tuple[str, int]] = []
         for partition in range(PARTITIONS):
-            consumer.add([(topic, partition)], consuming=list(joined))
-            joined.append((topic, partition))
+            consumer.add([(topic, partition)])
             read += _drain(consumer)
     finally:
         consumer.close()
@@ -85,12 +83,12 @@ def test_fetched_lags_are_the_records_behind_each_partitions_end(
     partitions = [(topic, 0), (topic, 1)]
     try:
         consumer.assign([])
-        consumer.add([(topic, 0)], consuming=[], start_at={(topic, 0): 40})
+        consumer.add([(topic, 0)], start_at={(topic, 0): 40})
         read = _drain(consumer)
         assert {m.offset() for m in read} == set(range(40, 50))
         # Partition 1 is not assigned: its lag is unknown, not 0.
         assert consumer.fetched_lags(partitions) == {(topic, 0): 0}
-        consumer.add([(topic, 1)], consuming=[(topic, 0)], start_at={(topic, 1): 0})
+        consumer.add([(topic, 1)], start_at={(topic, 1): 0})
         for message in _drain(consumer):
             assert message.partition() == 1
         assert consumer.fetched_lags(partitions) == {(topic, 0): 0, (topic, 1): 0}

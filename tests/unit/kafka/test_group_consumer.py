@@ -33,9 +33,9 @@ class StalledClient:
 def stalled() -> Iterator[tuple[GroupConsumer, StalledClient]]:
     # A real client that never connects (nothing listens on port 1); its commits are faked.
     consumer = GroupConsumer({"bootstrap.servers": "127.0.0.1:1", "group.id": "unused"})
-    real = consumer._consumer
+    real = consumer._member  # the group member commits
     client = StalledClient()
-    consumer._consumer = client
+    consumer._member = client
     yield consumer, client
     client.answer.set()
     consumer.close()
@@ -91,9 +91,9 @@ def test_what_was_paused_is_resumed_before_the_assignment_changes(change: str) -
     """librdkafka keeps a partition paused across assignments: one paused for backpressure and
     assigned again after a rebalance would never be fetched again."""
     consumer = GroupConsumer({"bootstrap.servers": "127.0.0.1:1", "group.id": "unused"})
-    real = consumer._consumer
+    real = consumer._fetcher  # what reads the source partitions
     client = RecordingClient()
-    consumer._consumer = client
+    consumer._fetcher = client
     try:
         consumer.pause_only({("in", 1), ("in", 2)})
         if change == "assign":

@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 
 from processor.errors import DuplicateInstanceError
 from processor.kafka.admin import GroupMember, GroupSnapshot
-from processor.runtime.identity import Fingerprint, WorkerIdentity, parse_client_id
+from processor.runtime.identity import (
+    ASSIGNMENT_PROTOCOL,
+    Fingerprint,
+    WorkerIdentity,
+    parse_client_id,
+)
 from processor.runtime.membership import (
     DuplicateWatch,
     Membership,
@@ -188,7 +193,7 @@ def test_a_tie_goes_to_the_side_with_the_lowest_instance_id() -> None:
 
 
 def test_a_protocol_version_counts_like_a_fingerprint() -> None:
-    newer = WorkerIdentity("w9", FINGERPRINT, protocol=2)
+    newer = WorkerIdentity("w9", FINGERPRINT, protocol=ASSIGNMENT_PROTOCOL + 1)
     members = [_member("m-1", "w0"), GroupMember("m-2", newer.client_id(), None)]
     membership = membership_of(members)
     assert membership.instances == ["w0"]

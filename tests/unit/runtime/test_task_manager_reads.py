@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from processor.ids import TaskId
-from processor.runtime import task_manager as task_manager_module
+from processor.runtime import store_readers as readers_module
 from processor.runtime.task import TaskState
 from processor.runtime.task_manager import TaskManager
 from processor.state.backend import TaskStateBackend
@@ -27,6 +27,8 @@ class RunningTask:
     """What `TaskManager.read` and `close_active` use of a running `StreamTask`."""
 
     def __init__(self, backend: InMemoryBackend) -> None:
+        self.id = TASK
+        self.partitions: list[tuple[str, int]] = [("in", TASK.partition)]
         self.state = TaskState.RUNNING
         self.stores: Any = SimpleNamespace(backend=backend)
         self.closed_at: float | None = None
@@ -94,7 +96,7 @@ def test_a_close_waits_for_the_read_in_progress(tmp_path: Path) -> None:
     began = time.monotonic()
     tasks.close_active()  # takes the lock at once, then waits for the reader
     reader.join(5)
-    assert 0.1 < time.monotonic() - began < task_manager_module.READ_DRAIN_TIMEOUT_S
+    assert 0.1 < time.monotonic() - began < readers_module.READ_DRAIN_TIMEOUT_S
     assert results == [(b"v", "active", 0)]
     assert task.closed_at is not None
     assert tasks.read(TASK, lambda b: b.get("s", b"k"), standby=False) is None
@@ -103,7 +105,7 @@ def test_a_close_waits_for_the_read_in_progress(tmp_path: Path) -> None:
 def test_a_read_that_outlives_the_wait_answers_no_copy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(task_manager_module, "READ_DRAIN_TIMEOUT_S", 0.1)
+    monkeypatch.setattr(readers_module, "READ_DRAIN_TIMEOUT_S", 0.1)
     tasks, task = manager(tmp_path)
     entered, release = threading.Event(), threading.Event()
     results: list[Any] = []

@@ -362,17 +362,15 @@ class Rebalancer:
             fence_departed(self._config, self._instance_id, previous, members, gaining)
         self._handover.begin(gaining, self.members, _workers(membership))
         self._tasks.set_standbys(set() if duplicate else self._standbys_wanted())
+        standby = sorted(self._tasks.standbys - self._handover.gaining)
         log.info(
-            "worker %s: members [%s]; active tasks [%s] (gained [%s]); standby tasks [%s]",
+            "worker %s: members [%s]; active tasks [%s]; standby tasks [%s]; gaining [%s]",
             self._instance_id,
             ", ".join(members),
             tasks_text(mine),
+            tasks_text(standby),
             tasks_text(gaining),
-            tasks_text(self._tasks.standbys),
-            extra={
-                **tasks_field(mine),
-                "standby_tasks": tasks_field(self._tasks.standbys)["tasks"],
-            },
+            extra={**tasks_field(mine), "standby_tasks": tasks_field(standby)["tasks"]},
         )
         self._start_gained()
 

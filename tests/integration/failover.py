@@ -139,40 +139,41 @@ class FailoverResult:
 def kill_and_watch(
     workers: dict[str, WorkerProcess], victim: str, timeout: float
 ) -> FailoverResult:
-    """SIGKILL `victim`; wait until every task runs again on the survivors."""
+    """SIGKILL `victim`; wait until the survivors have taken the new assignment and every task
+    that moved processes again. A task a survivor keeps never stops: it must not start again."""
     survivors = {i: w for i, w in workers.items() if i != victim}
     before = {i: last_assignment(w) for i, w in workers.items()}
     assert all(before.values()), "every worker has an assignment before the kill"
     offsets = {i: len(w.log()) for i, w in survivors.items()}
     victim_tasks = before[victim].active  # type: ignore[union-attr]
-    all_tasks = set().union(*(h.active for h in before.values() if h is not None))
     workers[victim].kill()
     killed_at = time.monotonic()
     resumed: dict[str, float] = {}
     read: dict[str, int] = {}
     after: dict[str, Held] = {}
+    moved: dict[str, str] = {}
     deadline = killed_at + timeout
-    while len(resumed) < len(all_tasks) or len(after) < len(survivors):
-        assert time.monotonic() < deadline, f"tasks resumed after the kill: {sorted(resumed)}"
+    while len(after) < len(survivors) or len(resumed) < len(moved):
+        assert time.monotonic() < deadline, (
+            f"after the kill: new assignment on {sorted(after)}, moved {moved}, tasks processing "
+            f"again {sorted(resumed)}"
+        )
         now = time.monotonic() - killed_at
         for instance, worker in survivors.items():
             held = last_assignment(worker, offsets[instance])
             if held is None or victim in held.members:
                 continue
             after[instance] = held
+            kept = before[instance].active  # type: ignore[union-attr]
+            moved.update({task: instance for task in held.active - kept})
             for match in _STARTED.finditer(worker.log(), offsets[instance]):
                 task = match.group(1)
+                assert task not in kept, f"{instance} restarted task {task}, which it kept"
                 if task in held.active and task not in resumed:
                     resumed[task] = now
                     read[task] = int(match.group(2))
         time.sleep(0.05)
     survivors_before = {i: h for i, h in before.items() if i != victim and h is not None}
-    moved = {
-        task: owner
-        for owner, held in after.items()
-        for task in held.active
-        if task not in survivors_before[owner].active
-    }
     return FailoverResult(
         victim, victim_tasks, survivors_before, after, resumed, read, moved, offsets
     )

@@ -459,14 +459,14 @@ class Rebalancer:
         return True
 
     def _standbys_wanted(self) -> set[TaskId]:
-        """Assigned standbys, tasks pre-warmed for joiners, and gained tasks not started yet
-        (kept warm while their old owner lets go)."""
+        """Assigned standbys, tasks pre-warmed for joiners, and the standbys of gained tasks
+        not started yet (kept until they are promoted)."""
         assigned = (
             self.assignment.standby.get(self._instance_id, frozenset())
             if self.assignment is not None
             else frozenset()
         )
-        return set(assigned | self._prewarm | self._handover.gaining)
+        return set(assigned | self._prewarm | (self._handover.gaining & self._tasks.standbys))
 
     def publish_status(self) -> None:
         self._status.publish(

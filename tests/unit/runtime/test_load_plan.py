@@ -6,6 +6,7 @@ order its inputs come in."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -260,7 +261,7 @@ def test_steady_slightly_noisy_rates_never_flap(
     and the plans stop after at most (first excess) / (MIN_EXCESS_GAIN - 4 eps) of them."""
     history = _simulate(members, base, eps, max_moves, seed)
     excesses = [excess(members, a, base) for _, a in history]
-    assert all(b < a for a, b in zip(excesses, excesses[1:], strict=False))
+    assert all(b < a for a, b in itertools.pairwise(excesses))
     assignments = [repr(sorted(a.items())) for _, a in history]
     assert len(set(assignments)) == len(assignments)
     assert len(history) - 1 <= excesses[0] / (MIN_EXCESS_GAIN - 4 * eps) + 1
@@ -279,7 +280,7 @@ def test_under_any_noise_a_task_moves_at_most_once_per_cooldown(
 ) -> None:
     history = _simulate(members, base, eps, max_moves, seed, cooldown_s=100.0)
     last_move: dict[TaskId, float] = {}
-    for (_, before), (when, after) in zip(history, history[1:], strict=False):
+    for (_, before), (when, after) in itertools.pairwise(history):
         assert 1 <= len(moved(before, after)) <= max_moves
         for task in moved(before, after):
             assert when - last_move.get(task, -math.inf) >= 100.0
@@ -298,7 +299,7 @@ def test_two_hot_partitions_end_alone_a_few_moves_at_a_time() -> None:
     assert final[tasks[0]] != final[tasks[1]]
     # The best any assignment can do: a hot task (400 of 1000 / 3 per worker) alone.
     assert math.isclose(spread(members, final, base), 1.2)
-    for (_, before), (_, after) in zip(history, history[1:], strict=False):
+    for (_, before), (_, after) in itertools.pairwise(history):
         assert len(moved(before, after)) <= 2
 
 

@@ -74,7 +74,8 @@ MIN_EXCESS_GAIN = 0.02
 
 AssignFunction = Callable[[Sequence[str], Mapping[TaskId, int] | None], Mapping[TaskId, str]]
 """`(members, weights) -> {task: owner}`: the assignment every worker would compute (weights
-None: count-based). The leader binds the task list and the assignment settings."""
+None or empty: count-based; a task not named weighs 1). The leader binds the task list and the
+assignment settings."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ class PlanSettings:
 
 @dataclass(frozen=True)
 class Decision:
-    """`weights`: publish these (None: keep what runs). `imbalanced_since`: pass it back to
+    """`weights`: publish these (None: keep what runs; empty: every task weighs 1, i.e. back to
+    count-based). `imbalanced_since`: pass it back to
     the next call (when the spread went over the threshold, None while it is not). `reason`:
     why, for the log. `moves`: the tasks the published weights move. `spread_now` and
     `spread_after`: under the rates given, today's and the plan's (equal when kept)."""
@@ -185,7 +187,7 @@ def decide(
     moved_at: Mapping[TaskId, float] | None = None,
 ) -> Decision:
     """Steps 1-5 of the module docstring. `active`: the assignment that runs; `rates`:
-    records/s of every task in it; `current`: the weights it was computed with (None:
+    records/s of every task in it; `current`: the weights it was computed with (None or empty:
     count-based); `imbalanced_since`: the previous decision's; `now`: monotonic seconds;
     `moved_at`: when plans last moved each task (same clock)."""
     spread_now = spread(members, active, rates)
@@ -199,7 +201,7 @@ def decide(
     if now - since < settings.sustain_s:
         return keep(since, "imbalance not sustained yet")
     target = quantise({t: rates.get(t, 0.0) for t in active})
-    if target is None and current is None:
+    if target is None and not current:
         return keep(since, "the tasks weigh the same")
     cooling = frozenset(t for t, at in (moved_at or {}).items() if now - at < settings.cooldown_s)
     best = _best_candidate(members, active, rates, current, target, assign, settings, cooling)
@@ -234,12 +236,12 @@ def _best_candidate(
     assign: AssignFunction,
     settings: PlanSettings,
     cooling: frozenset[TaskId],
-) -> tuple[dict[TaskId, int] | None, frozenset[TaskId], Mapping[TaskId, str]] | None:
+) -> tuple[dict[TaskId, int], frozenset[TaskId], Mapping[TaskId, str]] | None:
     """Step 4 and the choice of step 5: (weights, moves, assignment) of the best eligible
     candidate, or None."""
     tasks = sorted(active)
     # Count-based is every task at the mean's weight, in the target's units.
-    was = {t: (SCALE if current is None else current.get(t, 1)) for t in tasks}
+    was = {t: (current.get(t, 1) if current else SCALE) for t in tasks}
     goal = {t: (SCALE if target is None else target[t]) for t in tasks}
     changed = sorted(
         (t for t in tasks if goal[t] != was[t]),
@@ -250,7 +252,7 @@ def _best_candidate(
     for k in _prefix_sizes(len(changed)):
         candidate = dict(was)
         candidate.update({t: goal[t] for t in changed[:k]})
-        weights = None if len(set(candidate.values())) <= 1 else candidate
+        weights = {} if len(set(candidate.values())) <= 1 else candidate
         placed = assign(ordered, weights)
         moves = moved(active, placed)
         if not 1 <= len(moves) <= settings.max_moves or moves & cooling:

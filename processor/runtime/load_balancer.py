@@ -100,6 +100,7 @@ class LoadBalancer:
         self._imbalanced_since: float | None = None
         self._moved_at: dict[TaskId, float] = {}
         self._version = 0
+        self._last_reason = ""
 
     def weights(self, members: Sequence[str]) -> Mapping[TaskId, int] | None:
         """The weights to assign `members` with: the plan's when it was made for these members
@@ -142,9 +143,15 @@ class LoadBalancer:
             moved_at=self._moved_at,
         )
         self._imbalanced_since = decision.imbalanced_since
+        if decision.searched:
+            # Candidates cost a few assignments: at most once an interval.
+            self._next_look = now + self._interval_s
         if decision.weights is None:
-            if decision.imbalanced_since is not None:
-                log.debug("worker %s: no load plan: %s", self._instance_id, decision.reason)
+            if decision.searched:
+                # Said once while it stays the same reason (an imbalance no plan can help).
+                level = logging.DEBUG if decision.reason == self._last_reason else logging.INFO
+                log.log(level, "worker %s: no load plan: %s", self._instance_id, decision.reason)
+                self._last_reason = decision.reason
             return
         self._version = max(self._version, self._board.plans.highest_version) + 1
         plan = LoadPlan(
@@ -156,7 +163,6 @@ class LoadBalancer:
         )
         self._publish(plan)
         self._moved_at.update(dict.fromkeys(decision.moves, now))
-        self._next_look = now + self._interval_s
         log.info(
             "worker %s: load plan %d for [%s]: %s (tasks [%s]); weights %s",
             self._instance_id,

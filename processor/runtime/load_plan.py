@@ -109,7 +109,9 @@ class Decision:
     count-based). `imbalanced_since`: pass it back to
     the next call (when the spread went over the threshold, None while it is not). `reason`:
     why, for the log. `moves`: the tasks the published weights move. `spread_now` and
-    `spread_after`: under the rates given, today's and the plan's (equal when kept)."""
+    `spread_after`: under the rates given, today's and the plan's (equal when kept).
+    `searched`: whether candidates were computed (up to `log2(tasks) + 2` calls of `assign`:
+    the caller should not ask again before the imbalance has had time to change)."""
 
     weights: Mapping[TaskId, int] | None
     imbalanced_since: float | None
@@ -117,6 +119,7 @@ class Decision:
     moves: frozenset[TaskId] = frozenset()
     spread_now: float = 1.0
     spread_after: float = 1.0
+    searched: bool = False
 
 
 def quantise(rates: Mapping[TaskId, float]) -> dict[TaskId, int] | None:
@@ -192,8 +195,10 @@ def decide(
     `moved_at`: when plans last moved each task (same clock)."""
     spread_now = spread(members, active, rates)
 
-    def keep(since: float | None, reason: str) -> Decision:
-        return Decision(None, since, reason, spread_now=spread_now, spread_after=spread_now)
+    def keep(since: float | None, reason: str, searched: bool = False) -> Decision:
+        return Decision(
+            None, since, reason, spread_now=spread_now, spread_after=spread_now, searched=searched
+        )
 
     if spread_now <= 1 + settings.threshold:
         return keep(None, "balanced")
@@ -206,7 +211,7 @@ def decide(
     cooling = frozenset(t for t, at in (moved_at or {}).items() if now - at < settings.cooldown_s)
     best = _best_candidate(members, active, rates, current, target, assign, settings, cooling)
     if best is None:
-        return keep(since, f"no plan moves 1 to {settings.max_moves} tasks free to move")
+        return keep(since, f"no plan moves 1 to {settings.max_moves} tasks free to move", True)
     weights, moves, after = best
     before = excess(members, active, rates)
     gained = before - excess(members, after, rates)
@@ -215,6 +220,7 @@ def decide(
             since,
             f"the best plan would lower the excess load by {gained:.1%} of the total "
             f"(now {before:.1%})",
+            True,
         )
     spread_after = spread(members, after, rates)
     return Decision(
@@ -224,6 +230,7 @@ def decide(
         moves=moves,
         spread_now=spread_now,
         spread_after=spread_after,
+        searched=True,
     )
 
 

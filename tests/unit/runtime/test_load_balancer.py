@@ -5,6 +5,7 @@ count-based."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Mapping, Sequence
 
@@ -197,3 +198,27 @@ def test_the_settings_come_from_flags_and_variables() -> None:
 def test_settings_that_are_refused(setting: str, value: object) -> None:
     with pytest.raises(ConfigError, match=setting):
         _config(**{setting: value})
+
+
+def test_an_imbalance_no_plan_helps_is_searched_once_an_interval() -> None:
+    """One task carries 90% of the records: no assignment evens that out, and computing
+    candidates costs assignments, so the leader tries again only after an interval."""
+    calls: list[float] = []
+    clock = [0.0]
+
+    def counting(members: Sequence[str], weights: Mapping[TaskId, int] | None) -> dict[TaskId, str]:
+        calls.append(clock[0])
+        return _assign(members, weights)
+
+    board = StatusBoard()
+    published: list[LoadPlan] = []
+    balancer = LoadBalancer(_config(), "w0", board, published.append, counting)
+    running = _running()
+    rates = {t: (9000.0 if t.partition == 0 else 10.0) for t in TASKS}
+    _report(board, running.active, rates)
+    for second in range(0, 181):
+        clock[0] = float(second)
+        balancer.tick(MEMBERS, running, float(second))
+    searches = sorted(set(calls))
+    assert published == []
+    assert searches and all(b - a >= 30.0 for a, b in itertools.pairwise(searches))

@@ -17,12 +17,14 @@ time in three with 3 workers). After `--warmup` seconds the bench reads every wo
 - plans: the load plans the leader logged (load-aware runs).
 
 Load-aware runs pass `--assignment-load-aware --load-balance-interval-ms <--interval-ms>` (10 s
-by default here, so that the leader plans within the warm-up). The plans only change the
+by default here, so that the leader plans within the warm-up), and `--load-balance-max-moves`
+when `--max-moves` is given. The plans only change the
 assignment once the worker applies `LoadBalancer.weights()` (processor.runtime.load_balancer);
 until then a load-aware run measures the same as a count-based one, with the plans logged.
 
     .venv/bin/python -m bench.load_balance [--mode count|load-aware|both] [--rate 3000]
         [--hot-share 0.35] [--cost-us 400] [--warmup 60] [--measure 60] [--runs 1]
+        [--interval-ms 10000] [--max-moves N] [--cost-kind sleep|spin]
 
 It starts its own broker (`LocalBroker`) unless PROCESSOR_TEST_BOOTSTRAP names one.
 BENCH_KEEP=1 keeps each run's worker logs.
@@ -164,6 +166,8 @@ def run_once(bootstrap: str, mode: str, args: argparse.Namespace) -> Outcome:
     extra = ["--application-id", app]
     if mode == "load-aware":
         extra += ["--assignment-load-aware", "--load-balance-interval-ms", str(args.interval_ms)]
+        if args.max_moves is not None:
+            extra += ["--load-balance-max-moves", str(args.max_moves)]
     load = Load(bootstrap, source, args.rate, shares)
     workers: list[WorkerProcess] = []
     try:
@@ -220,6 +224,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=60.0)
     parser.add_argument("--measure", type=float, default=60.0)
     parser.add_argument("--interval-ms", type=int, default=10_000)
+    parser.add_argument("--max-moves", type=int, default=None, help="default: the setting's")
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     if not 0 < 2 * args.hot_share < 1:

@@ -10,6 +10,8 @@
 | commit_interval_ms | --commit-interval-ms | PROCESSOR_COMMIT_INTERVAL_MS | 1000 |
 | static_membership | --static-membership | PROCESSOR_STATIC_MEMBERSHIP | false |
 | assignment_balance_factor | --assignment-balance-factor | PROCESSOR_ASSIGNMENT_... | 1.0 |
+| assignment_load_aware | --assignment-load-aware | PROCESSOR_ASSIGNMENT_LOAD_AWARE | false |
+| load_balance_{interval_ms,max_moves,threshold} | --load-balance-... | ... | 30000, 2, 0.25 |
 | consume_batch_size | --consume-batch-size | PROCESSOR_CONSUME_BATCH_SIZE | 1000 |
 | async_max_in_flight | --async-max-in-flight | PROCESSOR_ASYNC_MAX_IN_FLIGHT | 1000 |
 | store_cache_bytes | --store-cache-bytes | PROCESSOR_STORE_CACHE_BYTES | 64 MiB (67108864) |
@@ -94,6 +96,11 @@ class WorkerConfig:
     commit_interval_ms: int = 1000
     static_membership: bool = False
     assignment_balance_factor: float = 1.0
+    # Weigh tasks by measured load: processor.runtime.load_balancer explains these defaults.
+    assignment_load_aware: bool = False
+    load_balance_interval_ms: int = 30_000
+    load_balance_max_moves: int = 2
+    load_balance_threshold: float = 0.25
     consume_batch_size: int = 1000
     # Calls of async operators (`map_values_async`, ...) running at once on this worker, all
     # tasks together; each operator's `concurrency` bounds its task's share.
@@ -222,7 +229,8 @@ class WorkerConfig:
             raise ConfigError(
                 "async_max_in_flight", f"must be positive, got {self.async_max_in_flight}"
             )
-        for name in ("query_timeout_ms", "query_max_requests", "query_max_forwards"):
+        positive = ("query_timeout_ms", "query_max_requests", "query_max_forwards")
+        for name in (*positive, "load_balance_interval_ms", "load_balance_max_moves"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be positive, got {getattr(self, name)}")
         for name in (
@@ -235,6 +243,11 @@ class WorkerConfig:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be 0 or more, got {getattr(self, name)}")
+        if not 0 < self.load_balance_threshold < 100:  # also rejects NaN
+            raise ConfigError(
+                "load_balance_threshold",
+                f"must be above 0 and below 100, got {self.load_balance_threshold}",
+            )
         if self.processing_retry_max_backoff_ms < self.processing_retry_backoff_ms:
             raise ConfigError(
                 "processing_retry_max_backoff_ms",
@@ -362,8 +375,9 @@ def load(
     kwargs.update(_handlers(raw))
     if raw.get("dead_letter_topic", "").strip():
         kwargs["dead_letter_topic"] = raw["dead_letter_topic"].strip()
-    if "static_membership" in raw:
-        kwargs["static_membership"] = _parse_bool("static_membership", raw["static_membership"])
+    for switch in ("static_membership", "assignment_load_aware"):
+        if switch in raw:
+            kwargs[switch] = _parse_bool(switch, raw[switch])
     return WorkerConfig(**kwargs)  # type: ignore[arg-type]
 
 
@@ -418,6 +432,9 @@ _NUMBERS: tuple[tuple[str, type[int] | type[float]], ...] = (
     ("consume_batch_size", int),
     ("async_max_in_flight", int),
     ("assignment_balance_factor", float),
+    ("load_balance_interval_ms", int),
+    ("load_balance_max_moves", int),
+    ("load_balance_threshold", float),
     ("num_standby_replicas", int),
     ("acceptable_recovery_lag", int),
     ("max_warmup_time_ms", int),

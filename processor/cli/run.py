@@ -74,6 +74,7 @@ def add(commands: Any) -> None:
 _FLAG_KINDS: dict[str, dict[str, Any]] = {
     "processing_guarantee": {"choices": [g.value for g in config_module.ProcessingGuarantee]},
     "static_membership": {"action": "store_const", "const": "true"},
+    "assignment_load_aware": {"action": "store_const", "const": "true"},
 }
 
 

@@ -30,6 +30,13 @@ _PURPOSE = {
     "timeout, so that it causes no rebalance",
     "assignment_balance_factor": "how uneven task counts per worker may be (1.0: differ by at "
     "most one task)",
+    "assignment_load_aware": "weigh tasks by the records/s they receive, so that no worker is "
+    "overloaded while others idle (every worker the same)",
+    "load_balance_interval_ms": "with load-aware assignment: how long an imbalance must last, "
+    "and the least time between two re-plans",
+    "load_balance_max_moves": "with load-aware assignment: tasks one re-plan may move",
+    "load_balance_threshold": "with load-aware assignment: re-plan when the busiest worker "
+    "carries this much more than the mean (0.25: 25%)",
     "consume_batch_size": "records read from the broker per poll",
     "async_max_in_flight": "calls of async operators running at once on this worker, all "
     "operators together",
@@ -81,6 +88,7 @@ _METAVARS = {
     "instance_id": "ID",
     "state_dir": "DIR",
     "assignment_balance_factor": "FACTOR",
+    "load_balance_threshold": "FRACTION",
     "http_host": "HOST",
     "http_port": "PORT",
     "http_token": "TOKEN",

@@ -29,6 +29,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from processor.status.plan import PLAN_FORMAT
 from processor.topology.graph import StoreSpec
 from processor.topology.subtopology import SubTopology
 
@@ -72,7 +73,10 @@ class Fingerprint:
         if self.partitions != other.partitions:
             found.append("partition counts of the source topics")
         if self.settings != other.settings:
-            found.append("assignment settings (num_standby_replicas, assignment_balance_factor)")
+            found.append(
+                "assignment settings (num_standby_replicas, assignment_balance_factor, "
+                "assignment_load_aware)"
+            )
         return found
 
 
@@ -111,6 +115,7 @@ def fingerprint_of(
     num_standby_replicas: int,
     balance_factor: float,
     idle_advance_ms: int = 0,
+    load_aware: bool = False,
 ) -> Fingerprint:
     subs = sorted(subtopologies, key=lambda s: s.id)
     shape = [_sub_shape(s) for s in subs]
@@ -123,6 +128,8 @@ def fingerprint_of(
         # Named only when set, so that workers from before the setting existed agree with
         # workers that leave it off (a rolling upgrade needs no restart of the whole group).
         settings["idle_advance_ms"] = idle_advance_ms
+    if load_aware:  # named only when on, likewise
+        settings["load_plan_format"] = PLAN_FORMAT
     return Fingerprint(_digest(shape), _digest(counts), _digest(settings))
 
 

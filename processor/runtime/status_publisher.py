@@ -1,6 +1,7 @@
 """What a worker tells others about itself, and learns of them: its status on the metadata
-topic (`processor.status.record`), the board of every instance's latest status, and the
-Prometheus snapshot `/metrics` serves.
+topic (`processor.status.record`, with its tasks' rates from `processor.runtime.task_rates`),
+the board of every instance's latest status and of the load plan, the load plan when this worker
+is the leader (`publish_plan`), and the Prometheus snapshot `/metrics` serves.
 
 With an HTTP token, statuses are signed and only signed ones are believed (`status_signing`):
 an endpoint that forwarded queries, and with them the token, go to cannot be forged.
@@ -25,7 +26,9 @@ from processor.kafka.topic_tail import TopicTail
 from processor.metrics import RestoreSample, WorkerMetrics, WorkerSnapshot
 from processor.runtime.clients import metadata_reader_settings, status_producer_settings
 from processor.runtime.task_manager import TaskManager
+from processor.runtime.task_rates import TaskRates
 from processor.state.restore import RestoreState
+from processor.status.plan import PLAN_KEY, LoadPlan
 from processor.status.record import IgnoredReason, InstancePhase, InstanceStatus, StatusBoard
 from processor.status.signing import SIGNATURE_HEADER, StatusSigner
 from processor.topology.handling import Accounting
@@ -74,6 +77,7 @@ class StatusPublisher:
             metadata_reader_settings(config, instance_id), config.metadata_topic, partitions=1
         )
         self.endpoint: str | None = None
+        self.rates = TaskRates()
 
     # -- the metadata topic ------------------------------------------------------------------
 
@@ -127,8 +131,16 @@ class StatusPublisher:
             warming_for=tuple(warming_for or ()),
             updated_ms=now_ms,
             claimed_tasks=tuple(sorted(str(t) for t in claiming)),
+            task_rates={str(t): round(r, 3) for t, r in self.rates.rates().items()},
         )
-        key, value = self._instance_id.encode(), status.to_json()
+        self._produce(self._instance_id.encode(), status.to_json(), now_ms)
+
+    def publish_plan(self, plan: LoadPlan) -> None:
+        """Publish the load plan (this worker is its members' leader)."""
+        self._produce(PLAN_KEY, plan.to_json(), int(time.time() * 1000))
+
+    def _produce(self, key: bytes, value: bytes, now_ms: int) -> None:
+        """One record on the metadata topic, signed when there is an HTTP token."""
         headers: Headers | None = (
             None if self._signer is None else [(SIGNATURE_HEADER, self._signer.sign(key, value))]
         )
@@ -175,6 +187,11 @@ class StatusPublisher:
         """Publish a snapshot: the tasks', the group's and the status board's figures, with
         `figures` the committer's and `processor.runtime.measurements`' (snapshot fields)."""
         tasks = self._tasks
+        self.rates.observe(
+            time.monotonic(),
+            {t: task.processed for t, task in tasks.tasks.items()},
+            {TaskId.parse(t): lag for t, lag in figures.get("consumer_lag", {}).items()},
+        )
         progress = tasks.restore_progress()
         self._metrics.publish(
             WorkerSnapshot(

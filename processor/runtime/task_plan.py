@@ -117,5 +117,6 @@ class TaskPlan:
             num_standby_replicas=cfg.num_standby_replicas,
             balance_factor=cfg.assignment_balance_factor,
             idle_advance_ms=cfg.idle_advance_ms,
+            load_aware=cfg.assignment_load_aware,
         )
         return tasks, WorkerIdentity(self._instance_id, fingerprint)

@@ -29,6 +29,8 @@ __all__ = [
     "lags",
     "names",
     "task_ids",
+    "task_integers",
+    "task_rates",
     "text",
 ]
 
@@ -41,6 +43,7 @@ MAX_MEMBERS = 10_000
 _MAX_ENDPOINT_CHARS = 2_048
 _MAX_TASKS = 100_000  # per list; the byte limit binds first
 _MAX_INT = 2**63 - 1  # a Kafka offset difference, a pid, milliseconds since the epoch
+_MAX_RATE = 1e12  # records/s: far above any partition (also refuses infinity)
 _TASK_ID = re.compile(r"[0-9]{1,9}_[0-9]{1,9}")
 
 
@@ -174,8 +177,30 @@ def task_ids(value: object, where: str) -> tuple[str, ...]:
 
 def lags(value: object) -> dict[str, int]:
     """An object of task ids to changelog records behind."""
+    return task_integers(value, "lags", "lags")
+
+
+def task_integers(value: object, where: str, what: str) -> dict[str, int]:
+    """An object of task ids to integers (0 to 2^63-1); `what` names the integers."""
     if not isinstance(value, dict):
-        raise invalid(f"lags must be an object of task ids to lags, not {kind(value)}")
+        raise invalid(f"{where} must be an object of task ids to {what}, not {kind(value)}")
     if len(value) > _MAX_TASKS:
-        raise invalid(f"lags has {len(value)} tasks, over {_MAX_TASKS}")
-    return {_task_id(k, "lags key"): integer(v, f"lags[{k!r}]") for k, v in value.items()}
+        raise invalid(f"{where} has {len(value)} tasks, over {_MAX_TASKS}")
+    return {_task_id(k, f"{where} key"): integer(v, f"{where}[{k!r}]") for k, v in value.items()}
+
+
+def task_rates(value: object) -> dict[str, float]:
+    """An object of task ids to records per second: finite numbers from 0 to `_MAX_RATE`."""
+    if not isinstance(value, dict):
+        raise invalid(f"task_rates must be an object of task ids to records/s, not {kind(value)}")
+    if len(value) > _MAX_TASKS:
+        raise invalid(f"task_rates has {len(value)} tasks, over {_MAX_TASKS}")
+    rates = {}
+    for k, v in value.items():
+        task = _task_id(k, "task_rates key")
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            raise invalid(f"task_rates[{task!r}] must be a number, not {kind(v)}")
+        if not 0 <= v <= _MAX_RATE:  # also refuses NaN
+            raise invalid(f"task_rates[{task!r}] {v} is out of range (0 to {_MAX_RATE:.0e})")
+        rates[task] = float(v)
+    return rates

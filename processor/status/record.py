@@ -40,7 +40,8 @@ from processor.status.fields import (
     IgnoredReason,
     InvalidStatusError,
 )
-from processor.status.signing import SIGNATURE_HEADER, StatusSigner
+from processor.status.plan import PLAN_KEY, PlanBoard
+from processor.status.signing import StatusSigner, verify
 
 __all__ = [
     "MAX_CLOCK_AHEAD_MS",
@@ -92,6 +93,10 @@ class InstanceStatus:
         """Every task this instance runs or is about to run."""
         return frozenset(self.active_tasks) | frozenset(self.claimed_tasks)
 
+    # Records/s of each active task over the last half minute (processor.runtime.task_rates):
+    # what the leader weighs tasks by (processor.runtime.load_balancer).
+    task_rates: dict[str, float] = field(default_factory=dict)
+
     def to_json(self) -> bytes:
         data = asdict(self)
         data["phase"] = self.phase.value
@@ -123,6 +128,7 @@ class InstanceStatus:
             warming_for=fields.names(data.get("warming_for", []), "warming_for"),
             updated_ms=fields.integer(data.get("updated_ms", 0), "updated_ms"),
             claimed_tasks=fields.task_ids(data.get("claimed_tasks", []), "claimed_tasks"),
+            task_rates=fields.task_rates(data.get("task_rates", {})),
         )
 
     def lag_of(self, task: TaskId) -> int | None:
@@ -150,7 +156,7 @@ def read_status(
     and validated; raises `InvalidStatusError`. Its size and signature are checked before its
     value is parsed; `now_ms` is the reader's wall clock."""
     fields.check_size(value)
-    _verify(key, value, headers, signer)
+    verify(key, value, headers, signer)
     status = InstanceStatus.from_json(value)
     if status.instance_id.encode() != key:
         raise InvalidStatusError(
@@ -166,29 +172,9 @@ def read_status(
     return status
 
 
-def _verify(
-    key: bytes,
-    value: bytes | None,
-    headers: Sequence[tuple[str, bytes | None]],
-    signer: StatusSigner | None,
-) -> None:
-    """Raises `InvalidStatusError` unless the record is signed by `signer` (when there is one)."""
-    if signer is None:
-        return
-    signature = next((v for k, v in headers if k == SIGNATURE_HEADER), None)
-    if signature is None:
-        raise InvalidStatusError(
-            IgnoredReason.UNSIGNED, f"no {SIGNATURE_HEADER} header, and an HTTP token is set"
-        )
-    if not signer.verifies(key, value, signature):
-        raise InvalidStatusError(
-            IgnoredReason.BAD_SIGNATURE,
-            f"its {SIGNATURE_HEADER} header does not verify with the HTTP token",
-        )
-
-
 class StatusBoard:
-    """The latest valid status of every instance, from the records of the metadata topic.
+    """The latest valid status of every instance, from the records of the metadata topic, and
+    the load plan (`plans`, `processor.status.plan`: the records under its key go there).
 
     `signer`: accept only statuses it signed (given when an HTTP token is set). `clock`:
     monotonic seconds, to note when each status was received (tests pass their own).
@@ -209,6 +195,7 @@ class StatusBoard:
         self._received: dict[str, float] = {}
         self._warned: set[str | None] = set()
         self._log_level = log_level
+        self.plans = PlanBoard(signer=signer, ignored=self.ignored, log_level=log_level)
 
     def apply(
         self,
@@ -221,6 +208,9 @@ class StatusBoard:
         """Take one record (`origin`: where it was read, for the log): a status replaces the
         instance's previous one, a tombstone removes it. A record that does not validate is
         ignored, and the previous status stays. Never raises."""
+        if key == PLAN_KEY:
+            self.plans.apply(value, headers, origin=origin)
+            return
         try:
             if key is None:
                 raise fields.invalid("it has no key (a status is keyed by its instance id)")
@@ -228,7 +218,7 @@ class StatusBoard:
                 raise InvalidStatusError(IgnoredReason.TOO_LARGE, f"a key of {len(key)} bytes")
             instance = key.decode(errors="replace")
             if value is None:
-                _verify(key, value, headers, self._signer)
+                verify(key, value, headers, self._signer)
                 self.statuses.pop(instance, None)
                 self._received.pop(instance, None)
                 return

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 
-__all__ = ["SIGNATURE_HEADER", "StatusSigner"]
+from processor.status.fields import IgnoredReason, InvalidStatusError
+
+__all__ = ["SIGNATURE_HEADER", "StatusSigner", "verify"]
 
 SIGNATURE_HEADER = "processor-signature"
 _KEY_CONTEXT = b"processor metadata status signing key\x00"
@@ -34,6 +37,27 @@ class StatusSigner:
 
     def verifies(self, key: bytes, value: bytes | None, signature: bytes) -> bool:
         return hmac.compare_digest(self.sign(key, value), signature)
+
+
+def verify(
+    key: bytes,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]],
+    signer: StatusSigner | None,
+) -> None:
+    """Raises `InvalidStatusError` unless the record is signed by `signer` (when there is one)."""
+    if signer is None:
+        return
+    signature = next((v for k, v in headers if k == SIGNATURE_HEADER), None)
+    if signature is None:
+        raise InvalidStatusError(
+            IgnoredReason.UNSIGNED, f"no {SIGNATURE_HEADER} header, and an HTTP token is set"
+        )
+    if not signer.verifies(key, value, signature):
+        raise InvalidStatusError(
+            IgnoredReason.BAD_SIGNATURE,
+            f"its {SIGNATURE_HEADER} header does not verify with the HTTP token",
+        )
 
 
 def _signed_bytes(key: bytes, value: bytes | None) -> bytes:

@@ -26,3 +26,23 @@ def test_a_store_without_ttl_is_named_as_before_ttls_existed() -> None:
     """A rolling upgrade from workers that knew no TTL keeps agreeing."""
     shape = [{"id": 0, "sources": ["in"], "stores": ["last"], "repartition": []}]
     assert _fingerprint().topology == _digest(shape)
+
+
+def test_load_aware_workers_never_take_part_with_count_based_ones() -> None:
+    """They would compute different owners from the same members; off, the fingerprint is the
+    one from before the setting existed (a rolling upgrade keeps agreeing)."""
+    t = Topology("app")
+    t.stream("in").to("out")
+    subs = t.subtopologies()
+
+    def fingerprint(**kwargs: bool) -> Fingerprint:
+        return fingerprint_of(subs, {0: 4}, num_standby_replicas=0, balance_factor=1.0, **kwargs)
+
+    assert fingerprint(load_aware=True).settings != fingerprint().settings
+    assert fingerprint(load_aware=False) == fingerprint()
+    assert fingerprint().settings == _digest({"num_standby_replicas": 0, "balance_factor": 1.0})
+    differences = fingerprint(load_aware=True).differences(fingerprint())
+    assert differences == [
+        "assignment settings (num_standby_replicas, assignment_balance_factor, "
+        "assignment_load_aware)"
+    ]

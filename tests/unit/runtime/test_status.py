@@ -43,6 +43,7 @@ FIELDS = [
     "lags",
     "warming_for",
     "updated_ms",
+    "task_rates",
 ]
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
@@ -69,6 +70,7 @@ def _valid(instance: str = "w1", **changes: Any) -> dict[str, Any]:
             restoring_tasks=("0_2",),
             lags={"0_1": 0, "0_2": 5},
             updated_ms=_now_ms(),
+            task_rates={"0_1": 12.5},
         ).to_json()
     )
     data.update(changes)
@@ -115,6 +117,7 @@ def test_any_json_in_the_known_fields_is_taken_or_ignored_never_raised(
     assert all(TaskId.parse(t) for t in (*status.active_tasks, *status.lags))
     assert status.endpoint is None or status.endpoint.startswith(("http://", "https://"))
     assert type(status.updated_ms) is int and type(status.pid) is int
+    assert all(type(r) is float and 0 <= r < float("inf") for r in status.task_rates.values())
 
 
 @settings(max_examples=300, deadline=None)
@@ -294,6 +297,14 @@ def test_endpoints_that_are_refused(endpoint: object) -> None:
         {"instance_id": None},
         {"instance_id": "w\x001"},
         {"active_tasks": ["0_1"] * 100_001},
+        {"task_rates": {"0_1": -1}},
+        {"task_rates": {"0_1": "5"}},
+        {"task_rates": {"0_1": True}},
+        {"task_rates": {"0_1": float("nan")}},
+        {"task_rates": {"0_1": float("inf")}},
+        {"task_rates": {"0_1": 1e13}},
+        {"task_rates": {"x": 1.0}},
+        {"task_rates": [["0_1", 1.0]]},
     ],
 )
 def test_fields_that_are_refused(changes: dict[str, object]) -> None:

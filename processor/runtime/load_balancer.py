@@ -1,0 +1,193 @@
+"""Load-aware balancing: the leader weighs tasks by their measured load, every worker assigns
+with those weights (`assignment_load_aware`).
+
+```
+every worker:  status (task_rates: records/s of its active tasks)  ──┐
+                                                                     v  <app>-metadata
+leader:        tick(): rates of every task from its owner's status, load_plan.decide()
+               └─ publishes a LoadPlan (processor.status.plan) ───────┐
+                                                                      v
+every worker:  weights(members) -> the plan's weights -> assign(..., weights=)
+```
+
+**The leader** is the smallest instance id among the members taking part: every worker
+knows the members, so all agree on it without a vote, and a plan names its leader (readers check
+that it is its members' smallest). A leader that leaves takes its plan's authority with it:
+a plan made for other members than the current ones is not used, so the next leader starts
+from count-based (or from the plan it can still use, below) and plans again.
+
+**Which plan a worker uses** (`weights()`): the last record under the plan's key, when it was
+made for these members or for a superset of them. A superset, because standby replicas are placed
+where tasks land after up to r members fail (`assign_with_standbys` computes those assignments
+with the same weights): after a failure the survivors must keep assigning with the weights the
+standbys were placed by, or a promoted task would land where no warm copy is. Joins (members the
+plan does not know) go back to count-based, which is also what a joiner warms up for.
+
+**Timing.** `tick()` looks every `_LOOK_S`. An imbalance must last `load_balance_interval_ms`
+(30 s by default: the rate window is 30 s, so one interval is one full window of evidence, and a
+rebalance's catch-up is over by then) before a plan is tried, and two plans are at least that far
+apart. A task a plan moved is not moved again for `_COOLDOWN_INTERVALS` intervals (5 minutes by
+default). `load_balance_max_moves` (2) bounds what one plan moves: with a handful of tasks per
+worker, two moves a plan are enough to correct a skew within a few minutes while at most two
+tasks at a time pause for their hand-over. `load_balance_threshold` (0.25): under that the spread
+is what counting tasks gives with equal loads (7 tasks on 3 workers: 1.29 is the worst a count
+can do, and a count-based split of equal tasks never triggers a plan anyway).
+
+Rates are taken only from owners' fresh statuses (at most `_MAX_RATE_AGE_MS` old) that report
+the task as theirs with a rate: a task that just moved has none until its new owner has watched
+it for a while (`processor.runtime.task_rates`), and no plan is made while any task lacks one.
+
+`assignment_load_aware` is off by default: it moves tasks on measurements, which only pays where
+keys are skewed, and it needs the hand-over of moved tasks that applies a new plan without a
+group rebalance. Every worker of an application must agree on it (it is in the fingerprint).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from processor.config import WorkerConfig
+from processor.ids import TaskId, tasks_text
+from processor.runtime.assignment import Assignment
+from processor.runtime.load_plan import AssignFunction, PlanSettings, decide
+from processor.status.plan import LoadPlan
+from processor.status.record import InstancePhase, StatusBoard
+
+__all__ = ["LoadBalancer"]
+
+log = logging.getLogger("processor.worker")
+
+_LOOK_S = 5.0  # how often the leader looks at the rates: cheap, and well under an interval
+_COOLDOWN_INTERVALS = 10
+# Statuses are republished every 10 s when nothing happens; three missed ones mean stale rates.
+_MAX_RATE_AGE_MS = 30_000
+
+
+class LoadBalancer:
+    """`instance_id`: this worker's. `board`: the status board (statuses with their rates, and
+    the plan). `publish`: writes a plan to the metadata topic (`StatusPublisher.publish_plan`).
+    `assign`: `(members, weights) -> {task: owner}`, the active part of the assignment every
+    worker computes with these settings and task list. `wall_clock`: seconds since the epoch
+    (tests pass their own)."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        instance_id: str,
+        board: StatusBoard,
+        publish: Callable[[LoadPlan], None],
+        assign: AssignFunction,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._enabled = config.assignment_load_aware
+        interval_s = config.load_balance_interval_ms / 1000
+        self._interval_s = interval_s
+        self._settings = PlanSettings(
+            threshold=config.load_balance_threshold,
+            sustain_s=interval_s,
+            max_moves=config.load_balance_max_moves,
+            cooldown_s=interval_s * _COOLDOWN_INTERVALS,
+        )
+        self._instance_id = instance_id
+        self._board = board
+        self._publish = publish
+        self._assign = assign
+        self._wall_clock = wall_clock
+        self._next_look = 0.0
+        self._imbalanced_since: float | None = None
+        self._moved_at: dict[TaskId, float] = {}
+        self._version = 0
+        self._last_reason = ""
+
+    def weights(self, members: Sequence[str]) -> Mapping[TaskId, int] | None:
+        """The weights to assign `members` with: the plan's when it was made for these members
+        or a superset of them (see the module docstring); None (count-based) otherwise, and
+        always when load-aware assignment is off."""
+        plan = self._board.plans.latest
+        if not self._enabled or plan is None or not members:
+            return None
+        if not set(members) <= set(plan.members):
+            return None
+        return dict(plan.weights) or None
+
+    def leader(self, members: Sequence[str]) -> str | None:
+        return min(members) if members else None
+
+    def tick(self, members: Sequence[str], assignment: Assignment, now: float) -> None:
+        """On the leader, at most every `_LOOK_S` (`now`: monotonic seconds): decide from the
+        rates the owners report, and publish a plan when `load_plan.decide` says so. Elsewhere
+        (or when off) nothing; a worker that stops being the leader forgets what it watched."""
+        if not self._enabled or self.leader(members) != self._instance_id:
+            self._imbalanced_since = None
+            self._moved_at.clear()
+            return
+        if now < self._next_look:
+            return
+        self._next_look = now + _LOOK_S
+        rates = self._rates(assignment)
+        if rates is None:
+            self._imbalanced_since = None  # the evidence must be complete for a whole interval
+            return
+        decision = decide(
+            members=sorted(set(members)),
+            active=assignment.active,
+            rates=rates,
+            current=self.weights(members),
+            assign=self._assign,
+            settings=self._settings,
+            imbalanced_since=self._imbalanced_since,
+            now=now,
+            moved_at=self._moved_at,
+        )
+        self._imbalanced_since = decision.imbalanced_since
+        if decision.searched:
+            # Candidates cost a few assignments: at most once an interval.
+            self._next_look = now + self._interval_s
+        if decision.weights is None:
+            if decision.searched:
+                # Said once while it stays the same reason (an imbalance no plan can help).
+                level = logging.DEBUG if decision.reason == self._last_reason else logging.INFO
+                log.log(level, "worker %s: no load plan: %s", self._instance_id, decision.reason)
+                self._last_reason = decision.reason
+            return
+        self._version = max(self._version, self._board.plans.highest_version) + 1
+        plan = LoadPlan(
+            version=self._version,
+            leader=self._instance_id,
+            members=tuple(members),
+            weights=decision.weights,
+            made_ms=int(self._wall_clock() * 1000),
+        )
+        self._publish(plan)
+        self._moved_at.update(dict.fromkeys(decision.moves, now))
+        log.info(
+            "worker %s: load plan %d for [%s]: %s (tasks [%s]); weights %s",
+            self._instance_id,
+            plan.version,
+            ", ".join(plan.members),
+            decision.reason,
+            tasks_text(decision.moves),
+            {str(t): w for t, w in plan.weights.items()} or "all 1 (count-based)",
+        )
+
+    def _rates(self, assignment: Assignment) -> dict[TaskId, float] | None:
+        """Every active task's rate from its owner's fresh status, or None while one is missing."""
+        oldest_ms = int(self._wall_clock() * 1000) - _MAX_RATE_AGE_MS
+        rates: dict[TaskId, float] = {}
+        for task, owner in sorted(assignment.active.items()):
+            status = self._board.statuses.get(owner)
+            if (
+                status is None
+                or status.phase is not InstancePhase.RUNNING
+                or status.updated_ms < oldest_ms
+                or str(task) not in status.active_tasks
+            ):
+                return None
+            rate = status.task_rates.get(str(task))
+            if rate is None:
+                return None
+            rates[task] = rate
+        return rates

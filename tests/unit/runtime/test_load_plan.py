@@ -1,0 +1,335 @@
+"""Properties of the load planner (`processor.runtime.load_plan`): it keeps count-based
+assignment while tasks weigh alike, never moves more than `max_moves` tasks at once, waits for
+an imbalance to last, does not flap under noisy but steady rates, and decides alike whatever
+order its inputs come in."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+import random
+from collections.abc import Mapping, Sequence
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from processor.ids import TaskId
+from processor.runtime.load_plan import (
+    MAX_WEIGHT,
+    MIN_EXCESS_GAIN,
+    SCALE,
+    AssignFunction,
+    PlanSettings,
+    decide,
+    excess,
+    moved,
+    quantise,
+    spread,
+)
+from tests.unit.runtime.load_shim import weighted_assign
+
+CORE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+members_st = st.lists(st.sampled_from([f"w{i}" for i in range(8)]), min_size=2, max_size=6).map(
+    lambda ms: sorted(set(ms))
+)
+task_counts = st.integers(2, 40)
+
+
+def _tasks(n: int) -> list[TaskId]:
+    return [TaskId(0, p) for p in range(n)]
+
+
+def _assigner(tasks: Sequence[TaskId]) -> AssignFunction:
+    return lambda members, weights: weighted_assign(members, tasks, weights)
+
+
+def _noisy(base: Mapping[TaskId, float], rng: random.Random, eps: float) -> dict[TaskId, float]:
+    return {t: r * (1 + rng.uniform(-eps, eps)) for t, r in base.items()}
+
+
+def test_quantise_weighs_the_mean_task_scale_and_clamps() -> None:
+    tasks = _tasks(4)
+    weights = quantise({tasks[0]: 100.0, tasks[1]: 1.0, tasks[2]: 0.0, tasks[3]: 2000.0})
+    assert weights is not None
+    # mean = 525.25: 100 -> round(0.38) = 0 -> 1; 2000 -> round(7.6) = 8
+    assert weights == {tasks[0]: 1, tasks[1]: 1, tasks[2]: 1, tasks[3]: 8}
+    many = _tasks(20)
+    hot = quantise({t: (1e6 if t == many[0] else 0.0) for t in many})  # 20 times the mean
+    assert hot is not None and hot[many[0]] == MAX_WEIGHT
+    mean_task = quantise({tasks[0]: 10.0, tasks[1]: 10.0, tasks[2]: 5.0, tasks[3]: 15.0})
+    assert mean_task is not None and mean_task[tasks[0]] == SCALE
+
+
+@given(n=st.integers(1, 50), rate=st.floats(0, 1e6), noise=st.floats(0, 0.15), seed=st.integers())
+@CORE
+def test_equal_rates_even_noisy_are_no_plan(n: int, rate: float, noise: float, seed: int) -> None:
+    rng = random.Random(seed)
+    assert quantise(_noisy(dict.fromkeys(_tasks(n), rate), rng, noise)) is None
+
+
+@given(members=members_st, n=task_counts, noise=st.floats(0, 0.1), seed=st.integers())
+@CORE
+def test_equal_rates_keep_count_based_assignment(
+    members: list[str], n: int, noise: float, seed: int
+) -> None:
+    """Even when counts cannot split evenly (7 tasks on 3 workers is a spread of 1.29), tasks
+    that weigh alike never make a plan."""
+    rng = random.Random(seed)
+    tasks = _tasks(n)
+    assign = _assigner(tasks)
+    active = assign(members, None)
+    since = None
+    for tick in range(5):
+        rates = _noisy(dict.fromkeys(tasks, 100.0), rng, noise)
+        decision = decide(
+            members=members,
+            active=active,
+            rates=rates,
+            current=None,
+            assign=assign,
+            settings=PlanSettings(sustain_s=10),
+            imbalanced_since=since,
+            now=100.0 * tick,
+        )
+        assert decision.weights is None
+        since = decision.imbalanced_since
+
+
+def _random_assign(seed: int, tasks: Sequence[TaskId]) -> AssignFunction:
+    """Any function at all: owners drawn from the weights' hash."""
+
+    def assign(members: Sequence[str], weights: Mapping[TaskId, int] | None) -> dict[TaskId, str]:
+        text = repr((seed, sorted((weights or {}).items())))
+        rng = random.Random(hashlib.sha256(text.encode()).digest())
+        return {t: rng.choice(sorted(members)) for t in tasks}
+
+    return assign
+
+
+@given(
+    members=members_st,
+    n=task_counts,
+    max_moves=st.integers(1, 4),
+    seed=st.integers(0, 2**32),
+    arbitrary=st.booleans(),
+)
+@CORE
+def test_a_plan_moves_at_most_max_moves_tasks_and_says_which(
+    members: list[str], n: int, max_moves: int, seed: int, arbitrary: bool
+) -> None:
+    rng = random.Random(seed)
+    tasks = _tasks(n)
+    assign = _random_assign(seed, tasks) if arbitrary else _assigner(tasks)
+    rates = {t: rng.choice([1.0, 5.0, 50.0, 500.0]) * rng.random() for t in tasks}
+    active = assign(members, None)
+    plan_settings = PlanSettings(sustain_s=0, max_moves=max_moves)
+    decision = decide(
+        members=members,
+        active=active,
+        rates=rates,
+        current=None,
+        assign=assign,
+        settings=plan_settings,
+        imbalanced_since=None,
+        now=0.0,
+    )
+    if decision.weights is None:
+        return
+    placed = assign(members, decision.weights)
+    assert decision.moves == moved(active, placed)
+    assert 1 <= len(decision.moves) <= max_moves
+    assert math.isclose(decision.spread_after, spread(members, placed, rates))
+    before, after = excess(members, active, rates), excess(members, placed, rates)
+    assert before - after >= max(plan_settings.min_gain * before, MIN_EXCESS_GAIN)
+    assert all(1 <= w <= MAX_WEIGHT for w in decision.weights.values())
+
+
+def _skewed(tasks: list[TaskId]) -> dict[TaskId, float]:
+    """Two tasks carry 80% of the records."""
+    return {t: (400.0 if t.partition in (0, 1) else 20.0) for t in tasks}
+
+
+def test_an_imbalance_must_last_before_a_plan() -> None:
+    tasks = _tasks(12)
+    members = ["w0", "w1", "w2"]
+    assign = _assigner(tasks)
+    active = assign(members, None)
+    rates = _skewed(tasks)
+    # Where the two hot tasks land on one worker count-based, the spread is far over 1.25.
+    rates = {t: rates[t] for t in tasks}
+    hot_owners = {active[tasks[0]], active[tasks[1]]}
+    if len(hot_owners) == 2:  # make them share an owner: swap owners with a cold task
+        active = dict(active)
+        active[tasks[1]] = active[tasks[0]]
+    plan_settings = PlanSettings(sustain_s=30, max_moves=12)
+
+    def at(now: float, since: float | None) -> tuple[bool, float | None]:
+        d = decide(
+            members=members,
+            active=active,
+            rates=rates,
+            current=None,
+            assign=assign,
+            settings=plan_settings,
+            imbalanced_since=since,
+            now=now,
+        )
+        return d.weights is not None, d.imbalanced_since
+
+    planned, since = at(0.0, None)
+    assert not planned and since == 0.0
+    planned, since = at(29.0, since)
+    assert not planned and since == 0.0
+    planned, _ = at(30.0, since)
+    assert planned
+    # A drop below the threshold restarts the clock: a later imbalance waits anew.
+    even = {t: 10.0 for t in tasks}
+    d = decide(
+        members=members,
+        active=active,
+        rates=even,
+        current=None,
+        assign=assign,
+        settings=plan_settings,
+        imbalanced_since=0.0,
+        now=31.0,
+    )
+    assert d.weights is None and d.imbalanced_since is None
+
+
+def _simulate(
+    members: list[str],
+    base: dict[TaskId, float],
+    eps: float,
+    max_moves: int,
+    seed: int,
+    cooldown_s: float = 0.0,
+    rounds: int = 40,
+) -> list[tuple[float, dict[TaskId, str]]]:
+    """The leader deciding every 10 s over steady noisy rates, each plan applied at once:
+    (when, assignment) at the start and after each plan."""
+    rng = random.Random(seed)
+    tasks = sorted(base)
+    assign = _assigner(tasks)
+    current: Mapping[TaskId, int] | None = None
+    active = assign(members, None)
+    since = None
+    moved_at: dict[TaskId, float] = {}
+    plan_settings = PlanSettings(sustain_s=20, max_moves=max_moves, cooldown_s=cooldown_s)
+    history = [(0.0, dict(active))]
+    for tick in range(rounds):
+        now = 10.0 * tick
+        d = decide(
+            members=members,
+            active=active,
+            rates=_noisy(base, rng, eps),
+            current=current,
+            assign=assign,
+            settings=plan_settings,
+            imbalanced_since=since,
+            now=now,
+            moved_at=moved_at,
+        )
+        since = d.imbalanced_since
+        if d.weights is not None:
+            current = d.weights
+            active = assign(members, current)
+            moved_at.update(dict.fromkeys(d.moves, now))
+            history.append((now, dict(active)))
+    return history
+
+
+rate_lists = st.lists(
+    st.sampled_from([1.0, 10.0, 50.0, 200.0, 1000.0]), min_size=2, max_size=30
+).map(lambda rs: {TaskId(0, p): r for p, r in enumerate(rs)})
+
+
+@given(
+    members=members_st,
+    base=rate_lists,
+    eps=st.floats(0, MIN_EXCESS_GAIN / 5),
+    max_moves=st.integers(1, 3),
+    seed=st.integers(),
+)
+@CORE
+def test_steady_slightly_noisy_rates_never_flap(
+    members: list[str], base: dict[TaskId, float], eps: float, max_moves: int, seed: int
+) -> None:
+    """Without any cooldown: each plan lowers the true excess, so no assignment comes back,
+    and the plans stop after at most (first excess) / (MIN_EXCESS_GAIN - 4 eps) of them."""
+    history = _simulate(members, base, eps, max_moves, seed)
+    excesses = [excess(members, a, base) for _, a in history]
+    assert all(b < a for a, b in itertools.pairwise(excesses))
+    assignments = [repr(sorted(a.items())) for _, a in history]
+    assert len(set(assignments)) == len(assignments)
+    assert len(history) - 1 <= excesses[0] / (MIN_EXCESS_GAIN - 4 * eps) + 1
+
+
+@given(
+    members=members_st,
+    base=rate_lists,
+    eps=st.floats(0, 0.3),
+    max_moves=st.integers(1, 3),
+    seed=st.integers(),
+)
+@CORE
+def test_under_any_noise_a_task_moves_at_most_once_per_cooldown(
+    members: list[str], base: dict[TaskId, float], eps: float, max_moves: int, seed: int
+) -> None:
+    history = _simulate(members, base, eps, max_moves, seed, cooldown_s=100.0)
+    last_move: dict[TaskId, float] = {}
+    for (_, before), (when, after) in itertools.pairwise(history):
+        assert 1 <= len(moved(before, after)) <= max_moves
+        for task in moved(before, after):
+            assert when - last_move.get(task, -math.inf) >= 100.0
+            last_move[task] = when
+
+
+def test_two_hot_partitions_end_alone_a_few_moves_at_a_time() -> None:
+    """Count-based, each hot task shares its worker with 3 cold ones (460, 460, 80 of 1000);
+    at 2 moves a plan the cold ones go to the third worker until each hot task is alone."""
+    tasks = _tasks(12)
+    members = ["w0", "w1", "w2"]
+    base = _skewed(tasks)
+    history = _simulate(members, base, 0.004, max_moves=2, seed=7, rounds=60)
+    assert spread(members, history[0][1], base) > 1.25
+    final = history[-1][1]
+    assert final[tasks[0]] != final[tasks[1]]
+    # The best any assignment can do: a hot task (400 of 1000 / 3 per worker) alone.
+    assert math.isclose(spread(members, final, base), 1.2)
+    for (_, before), (_, after) in itertools.pairwise(history):
+        assert len(moved(before, after)) <= 2
+
+
+@given(members=members_st, base=rate_lists, seed=st.integers())
+@CORE
+def test_the_decision_depends_on_values_not_order(
+    members: list[str], base: dict[TaskId, float], seed: int
+) -> None:
+    rng = random.Random(seed)
+    tasks = sorted(base)
+    assign = _assigner(tasks)
+    active = assign(members, None)
+    shuffled_members = list(members)
+    rng.shuffle(shuffled_members)
+    items = list(base.items())
+    rng.shuffle(items)
+    active_items = list(active.items())
+    rng.shuffle(active_items)
+    common = {
+        "current": None,
+        "assign": assign,
+        "settings": PlanSettings(sustain_s=0),
+        "imbalanced_since": None,
+        "now": 0.0,
+    }
+    one = decide(members=members, active=active, rates=base, **common)  # type: ignore[arg-type]
+    two = decide(
+        members=shuffled_members,
+        active=dict(active_items),
+        rates=dict(items),
+        **common,  # type: ignore[arg-type]
+    )
+    assert one == two

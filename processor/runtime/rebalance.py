@@ -39,7 +39,7 @@ from processor.runtime.membership import (
     report_strangers,
     stable_membership,
 )
-from processor.runtime.stall import StallWatch
+from processor.runtime.stall import StallWatch, group_has, report_replaced
 from processor.runtime.status_publisher import GroupView, StatusPublisher
 from processor.runtime.task_manager import TaskManager
 from processor.runtime.task_plan import TaskPlan
@@ -238,12 +238,14 @@ class Rebalancer:
         if self._rejoined():
             present: bool | None = False
         else:
-            present = self._group_has(self._assigned_member_id, stalled_s)
+            present = group_has(
+                self._admin, self._config.application_id, self._assigned_member_id, stalled_s
+            )
         if present is None:
             return None
         if present:
             return True
-        self._report_replaced(stalled_s)
+        report_replaced(self._instance_id, stalled_s)
         self.on_lost()
         return False
 
@@ -256,32 +258,12 @@ class Rebalancer:
     def _member_confirmed(self, stalled_s: float) -> bool:
         """Inside a revoke: whether the group still has the tasks' member (when in doubt, no:
         dropping uncommitted work only means processing it again)."""
-        if not self._rejoined() and self._group_has(self._assigned_member_id, stalled_s):
+        if not self._rejoined() and group_has(
+            self._admin, self._config.application_id, self._assigned_member_id, stalled_s
+        ):
             return True
-        self._report_replaced(stalled_s)
+        report_replaced(self._instance_id, stalled_s)
         return False
-
-    def _group_has(self, member_id: str | None, stalled_s: float) -> bool | None:
-        try:
-            snapshot = self._admin.describe_group(self._config.application_id)
-        except BrokerError as e:
-            log.warning(
-                "worker %s: stood still for %.1fs and cannot ask the group whether it is still a "
-                "member (%s); holding its commit",
-                self._instance_id,
-                stalled_s,
-                e,
-            )
-            return None
-        return any(m.member_id == member_id for m in snapshot.members)
-
-    def _report_replaced(self, stalled_s: float) -> None:
-        log.warning(
-            "worker %s: stood still for %.1fs and is no longer a member of the group (its tasks "
-            "have moved); dropping its uncommitted work instead of writing stale state",
-            self._instance_id,
-            stalled_s,
-        )
 
     # -- a new generation ------------------------------------------------------------------
 

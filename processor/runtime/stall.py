@@ -17,7 +17,13 @@ milliseconds per commit) is not caught; README's reliability section says so.
 
 from __future__ import annotations
 
+import logging
 import time
+
+from processor.errors import BrokerError
+from processor.kafka.admin import Admin
+
+log = logging.getLogger("processor.worker")
 
 __all__ = ["StallWatch"]
 
@@ -43,3 +49,31 @@ class StallWatch:
 
     def clear(self) -> None:
         self.stalled_s = 0.0
+
+
+def group_has(
+    admin: Admin, application_id: str, member_id: str | None, stalled_s: float
+) -> bool | None:
+    """After a stall of `stalled_s`: whether the group still has `member_id` (None: the group
+    could not be asked; the caller holds its commit and asks again)."""
+    try:
+        snapshot = admin.describe_group(application_id)
+    except BrokerError as e:
+        log.warning(
+            "worker of %s: stood still for %.1fs and cannot ask the group whether it is still a "
+            "member (%s); holding its commit",
+            application_id,
+            stalled_s,
+            e,
+        )
+        return None
+    return any(m.member_id == member_id for m in snapshot.members)
+
+
+def report_replaced(instance_id: str, stalled_s: float) -> None:
+    log.warning(
+        "worker %s: stood still for %.1fs and is no longer a member of the group (its tasks "
+        "have moved); dropping its uncommitted work instead of writing stale state",
+        instance_id,
+        stalled_s,
+    )

@@ -233,6 +233,7 @@ class Cluster:
     def __init__(self, bootstrap: str, env: dict[str, str], workdir: Path, extra: list[str]):
         self.bootstrap, self.env, self.workdir, self.extra = bootstrap, env, workdir, extra
         self.workers: dict[str, WorkerProcess] = {}
+        self.gone: dict[str, WorkerProcess] = {}  # stopped by `leave`
 
     def start(self, instance: str) -> WorkerProcess:
         worker = start_worker(
@@ -259,6 +260,13 @@ class Cluster:
         for worker in self.workers.values():
             lags.update({f"{worker.instance_id}/{t}": v for t, v in standby_lags(worker).items()})
         return len(lags) >= expected and all(v == 0 for v in lags.values())
+
+    def leave(self, instance: str) -> None:
+        """Stop `instance` cleanly (SIGTERM): it commits, closes its tasks and leaves."""
+        worker = self.workers.pop(instance)
+        self.gone[instance] = worker
+        if worker.terminate() != 0:
+            raise BenchFailure(f"{instance} did not stop cleanly:\n{worker.log()[-2000:]}")
 
     def stop(self) -> None:
         for worker in self.workers.values():
@@ -440,17 +448,84 @@ def failover_run(bootstrap: str, keys: int, rate: float, standbys: int, run: int
 
 
 @dataclass
+class Change:
+    """One membership change under load (3 -> 4 or 4 -> 3), over the window from its start until
+    AFTER_S after the last moved task processes again."""
+
+    task_pause_s: float  # longest stop of a moved task: closed by its old owner to processing
+    moved_gap_s: float  # longest interval without output from a moved task (sink reader)
+    kept_gap_s: float  # the same for the tasks that kept their owner
+    pause_s: float  # longest interval with no output from any task
+    moved: dict[str, str] = field(default_factory=dict)  # task -> new owner
+
+
+@dataclass
 class ScaleOutRun:
     warmup_s: float  # logged by the joiner
-    task_pause_s: float  # longest stop of one task: old owner's revoke to processing (logs)
-    task_gap_s: float  # longest interval without output from one task, around the join
-    warmup_task_gap_s: float  # the same, only while the joiner warms up
+    warmup_task_gap_s: float  # longest gap of one task's output while the joiner warms up
     steady_task_gap_s: float  # the same over STEADY_S of steady state before the join
-    pause_s: float  # longest interval with no output at all, around the join
-    steady_pause_s: float
+    steady_pause_s: float  # longest interval with no output at all, steady state
     max_read: int  # most changelog records a moved task read before it started
-    moved: dict[str, str] = field(default_factory=dict)
+    out: Change
+    in_: Change
     over_counted: int = 0
+
+
+GAINED = re.compile(r"members \[([^\]]*)\]; active tasks .*; gaining \[([^\]]*)\]")
+CLOSED = re.compile(r"tasks \[([^\]]*)\] closed")
+
+
+def _names(listing: str) -> set[str]:
+    return set(filter(None, listing.split(", ")))
+
+
+def watch_change(
+    cluster: Cluster, output: TimedOutput, offsets: dict[str, int], began: float, members: int
+) -> Change:
+    """Wait until every worker runs an assignment of `members` members and every task it gained
+    processes; measure the pauses of the moved tasks and the output gaps of all."""
+    seen: dict[str, tuple[str, float]] = {}  # moved task -> (new owner, started, wall clock)
+    gained: dict[str, str] = {}
+
+    def settled() -> bool:
+        cluster.check_alive()
+        for instance, worker in cluster.workers.items():
+            log = worker.log()
+            found = [
+                m
+                for m in GAINED.finditer(log, offsets.get(instance, 0))
+                if len(_names(m.group(1))) == members
+            ]
+            if not found:
+                return False
+            for task in _names(found[-1].group(2)):
+                gained[task] = instance
+            for m in _STARTED.finditer(log, found[-1].start()):
+                if m.group(1) in gained and m.group(1) not in seen:
+                    seen[m.group(1)] = (instance, logged_at(log, m.start()))
+        return set(gained) <= set(seen)
+
+    wait_until(settled, 120, f"every moved task to process again on {members} workers")
+    done = time.monotonic()
+    time.sleep(AFTER_S + 1)
+    closed_at: dict[str, float] = {}
+    for instance, worker in list(cluster.workers.items()) + list(cluster.gone.items()):
+        log = worker.log()
+        for m in CLOSED.finditer(log, offsets.get(instance, 0)):
+            for task in _names(m.group(1)):
+                closed_at.setdefault(task, logged_at(log, m.start()))
+    pauses = [since - closed_at[t] for t, (_, since) in seen.items() if t in closed_at]
+    window = (began, done + AFTER_S)
+    moved = {int(t.split("_")[1]) for t in gained}
+    gaps = {p: longest_gap(a, *window) for p, a in output.arrivals.items()}
+    everything = [t for times in output.arrivals.values() for t in times]
+    return Change(
+        task_pause_s=max(pauses, default=0.0),
+        moved_gap_s=max((g for p, g in gaps.items() if p in moved), default=0.0),
+        kept_gap_s=max((g for p, g in gaps.items() if p not in moved), default=0.0),
+        pause_s=longest_gap(everything, *window),
+        moved=dict(sorted(gained.items())),
+    )
 
 
 def scale_out_run(bootstrap: str, keys: int, rate: float, run: int) -> ScaleOutRun:
@@ -459,8 +534,6 @@ def scale_out_run(bootstrap: str, keys: int, rate: float, run: int) -> ScaleOutR
         output = TimedOutput(bootstrap, sink)
         try:
             truth = load_store(cluster, output, keys, 1, first=False)
-            before = {i: last_assignment(w) for i, w in cluster.workers.items()}
-            owner_before = {t: i for i, h in before.items() if h is not None for t in h.active}
             load = SteadyLoad(bootstrap, cluster.env["TEST_SOURCE_TOPIC"], keys, rate, 100 + run)
             load.start()
             time.sleep(2.0)
@@ -479,64 +552,36 @@ def scale_out_run(bootstrap: str, keys: int, rate: float, run: int) -> ScaleOutR
             wait_until(warmed, 600, "w3 to warm up")
             match = WARMED.search(joiner.log())
             assert match is not None
-            warmup_s = float(match.group(1))
             warm_end = logged_at(joiner.log(), match.start()) - time.time() + time.monotonic()
-            progress(f"  w3 warmed up in {warmup_s:.1f}s (its log); joining")
-            seen: dict[str, float] = {}  # task -> when the bench saw it processing again
-
-            def settled() -> bool:
-                cluster.check_alive()
-                for instance, worker in cluster.workers.items():
-                    held = last_assignment(worker, offsets.get(instance, 0))
-                    if held is None or len(held.members) < 4:
-                        continue
-                    for m in _STARTED.finditer(worker.log(), offsets.get(instance, 0)):
-                        if m.group(1) in held.active:
-                            seen.setdefault(m.group(1), time.monotonic())
-                return len(seen) == PARTITIONS
-
-            wait_until(settled, 120, "every task to process again on 4 workers")
-            done = max(seen.values())
-            time.sleep(AFTER_S + 1)
-            truth.update(load.stop())
-            logs = handover(cluster.workers, offsets, members=4)
-            moved = {
-                task: owner
-                for task, (owner, _, _) in logs.started.items()
-                if owner_before.get(task) != owner
-            }
+            progress(f"  w3 warmed up in {float(match.group(1)):.1f}s (its log); joining")
+            out = watch_change(cluster, output, offsets, joined, members=4)
             reads = [
                 int(
                     metrics(cluster.workers[owner])["processor_task_restored_before_start_records"][
                         (("task", task),)
                     ]
                 )
-                for task, owner in moved.items()
+                for task, owner in out.moved.items()
             ]
-            pauses = {
-                task: since - logs.revoked[owner_before[task]]
-                for task, (_, since, _) in logs.started.items()
-            }
-            everything = [t for times in output.arrivals.values() for t in times]
-            window = (joined, done + AFTER_S)
+            progress(f"  on 4 workers: moved {out.moved}; now w3 leaves (SIGTERM)")
+            offsets = {i: len(w.log()) for i, w in cluster.workers.items()}
+            left = time.monotonic()
+            cluster.leave("w3")
+            in_ = watch_change(cluster, output, offsets, left, members=3)
+            progress(f"  on 3 workers: moved {in_.moved}; verifying counts")
+            truth.update(load.stop())
             steady = (joined - STEADY_S, joined)
+            everything = [t for times in output.arrivals.values() for t in times]
             result = ScaleOutRun(
-                warmup_s=warmup_s,
-                task_pause_s=max(pauses.values()),
-                task_gap_s=max(longest_gap(a, *window) for a in output.arrivals.values()),
+                warmup_s=float(match.group(1)),
                 warmup_task_gap_s=max(
                     longest_gap(a, joined, warm_end) for a in output.arrivals.values()
                 ),
                 steady_task_gap_s=max(longest_gap(a, *steady) for a in output.arrivals.values()),
-                pause_s=longest_gap(everything, *window),
                 steady_pause_s=longest_gap(everything, *steady),
                 max_read=max(reads, default=0),
-                moved=moved,
-            )
-            progress(
-                f"  every task processing on 4 workers; moved {moved}, read {reads}; "
-                f"task pauses (logs) { {t: round(p, 2) for t, p in sorted(pauses.items())} }; "
-                "verifying counts"
+                out=out,
+                in_=in_,
             )
             result.over_counted = verify(output, truth, exactly_once=False)
             if KEEP:
@@ -577,21 +622,28 @@ def failover_rows(runs: dict[int, list[FailoverRun]]) -> list[str]:
 
 def scale_out_rows(scale: list[ScaleOutRun]) -> list[str]:
     over = sum(s.over_counted for s in scale)
+    rows = []
+    for name, change in (("3 -> 4", lambda s: s.out), ("4 -> 3", lambda s: s.in_)):
+        rows += [
+            f"| scale {name} workers, at-least-once, 1 standby: longest time with no output "
+            f"from any task (sink reader) | {spread([change(s).pause_s for s in scale], '{:.2f}')}"
+            f" | | steady state {spread([s.steady_pause_s for s in scale], '{:.2f}')} s |",
+            f"| scale {name}: longest gap in the output of a task that kept its owner | "
+            f"{spread([change(s).kept_gap_s for s in scale], '{:.2f}')} | | steady state (any "
+            f"task) {spread([s.steady_task_gap_s for s in scale], '{:.2f}')} s |",
+            f"| scale {name}: longest gap in the output of a moved task | "
+            f"{spread([change(s).moved_gap_s for s in scale], '{:.2f}')} | | its stop in the "
+            f"logs (closed by the old owner to processing on the new one): "
+            f"{spread([change(s).task_pause_s for s in scale], '{:.2f}')} s; moved per run: "
+            f"{', '.join(str(len(change(s).moved)) for s in scale)} |",
+        ]
     return [
-        "| scale-out 3 -> 4 workers, at-least-once, 1 standby: longest stop of one task "
-        f"(worker logs) | {spread([s.task_pause_s for s in scale], '{:.2f}')} | "
-        f"{records([s.max_read for s in scale])} (most read by one moved task) | "
-        "from its old owner's revoke to processing on its new owner |",
-        "| scale-out 3 -> 4: longest gap in one task's output (sink reader) | "
-        f"{spread([s.task_gap_s for s in scale], '{:.2f}')} | | steady state "
-        f"{spread([s.steady_task_gap_s for s in scale], '{:.2f}')} s; while the joiner warmed "
-        f"up {spread([s.warmup_task_gap_s for s in scale], '{:.2f}')} s |",
-        "| scale-out 3 -> 4: longest time with no output from any task (sink reader) | "
-        f"{spread([s.pause_s for s in scale], '{:.2f}')} | | steady state "
-        f"{spread([s.steady_pause_s for s in scale], '{:.2f}')} s; "
-        f"{over} keys over-counted in all runs |",
+        *rows,
         "| scale-out 3 -> 4: joiner warm-up, the others processing meanwhile | "
-        f"{spread([s.warmup_s for s in scale])} | | as the joiner logs it |",
+        f"{spread([s.warmup_s for s in scale])} | {records([s.max_read for s in scale])} (most "
+        f"read by one moved task) | longest task output gap meanwhile "
+        f"{spread([s.warmup_task_gap_s for s in scale], '{:.2f}')} s; {over} keys over-counted "
+        "in all runs |",
     ]
 
 
@@ -632,11 +684,12 @@ def main() -> None:
                 s = scale_out_run(bootstrap, args.keys, args.rate, run)
                 scale.append(s)
                 progress(
-                    f"  warm-up {s.warmup_s:.1f}s; longest task stop {s.task_pause_s:.2f}s; "
-                    f"task output gap {s.task_gap_s:.2f}s (steady {s.steady_task_gap_s:.2f}s, "
-                    f"during the warm-up {s.warmup_task_gap_s:.2f}s); "
-                    f"no output at all {s.pause_s:.2f}s (steady {s.steady_pause_s:.2f}s); "
-                    f"max read {s.max_read:,}; {s.over_counted} keys over-counted, none short"
+                    f"  warm-up {s.warmup_s:.1f}s; no output at all: 3->4 {s.out.pause_s:.2f}s, "
+                    f"4->3 {s.in_.pause_s:.2f}s (steady {s.steady_pause_s:.2f}s); kept tasks' "
+                    f"longest gap {s.out.kept_gap_s:.2f}s / {s.in_.kept_gap_s:.2f}s, moved "
+                    f"{s.out.moved_gap_s:.2f}s / {s.in_.moved_gap_s:.2f}s (steady, any task "
+                    f"{s.steady_task_gap_s:.2f}s); max read {s.max_read:,}; "
+                    f"{s.over_counted} keys over-counted, none short"
                 )
                 if s.max_read > RECOVERY_LAG:
                     progress(f"  NOTE: a moved task read more than {RECOVERY_LAG:,} records")

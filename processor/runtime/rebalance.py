@@ -107,6 +107,7 @@ class Rebalancer:
         """Whether this worker runs the assignment of the current generation."""
         return (
             not self._snapshot_pending
+            and not self._commits_held
             and self.assignment is not None
             and not self._handover.gaining
         )

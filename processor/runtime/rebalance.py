@@ -158,7 +158,7 @@ class Rebalancer:
         self._snapshot_pending = False
         self._handover.cancel()
         # A revoke can arrive in the first poll after a stall, before the main loop has
-        # noticed it: the commit below would write stale state over a successor's.
+        # noticed it: going on would write stale state over a successor's.
         self._stalls.tick()
         if self._tasks.tasks and (self._stalls.suspect or self._rejoined()):
             if not self._member_confirmed(self._stalls.stalled_s):
@@ -166,15 +166,15 @@ class Rebalancer:
                 return
             self._stalls.clear()
         if self._tasks.tasks:
+            # No commit now: the tasks that move are committed by this worker once the new
+            # assignment says which they are; the group would refuse commits meanwhile.
             log.info(
-                "worker %s: rebalance; committing active tasks [%s], which go on until the new "
-                "assignment says which move",
+                "worker %s: rebalance; active tasks [%s] go on until the new assignment says "
+                "which move",
                 self._instance_id,
                 tasks_text(self._tasks.tasks),
                 extra=tasks_field(self._tasks.tasks),
             )
-            if not self._commit_all():
-                self._close_all()
         self._commits_held = True
 
     def _commit_all(self) -> bool:
@@ -226,8 +226,10 @@ class Rebalancer:
 
     def rejoin(self) -> None:
         """Commit, give up every task and join the group again under the plan's identity."""
-        self.on_revoke()
+        if self._tasks.tasks and not self._commit_all():
+            self._committer.abandon()
         self._close_all()
+        self._commits_held = False
         self.assignment = None
         self._consumer.rejoin(self._plan.identity.client_id())
 
@@ -339,11 +341,15 @@ class Rebalancer:
                 self._duplicates.grace_s,
             )
             mine = []
-        self._let_go(set(self._tasks.tasks) - set(mine))
+        let_go = self._let_go(set(self._tasks.tasks) - set(mine))
         gaining = [t for t in mine if t not in self._tasks.tasks]
+        # Claims what it gains, or tells those waiting for what it let go of, before anything
+        # slower (fencing, opening standbys).
+        self._handover.begin(gaining, self.members, _workers(membership))
+        if let_go and not gaining:
+            self.publish_status()
         if previous is not None and self._config.exactly_once:
             fence_departed(self._config, self._instance_id, previous, members, gaining)
-        self._handover.begin(gaining, self.members, _workers(membership))
         self._tasks.set_standbys(set() if duplicate else self._standbys_wanted())
         standby = sorted(self._tasks.standbys - self._handover.gaining)
         log.info(
@@ -357,15 +363,16 @@ class Rebalancer:
         )
         self._start_gained()
 
-    def _let_go(self, leaving: set[TaskId]) -> None:
+    def _let_go(self, leaving: set[TaskId]) -> bool:
         """Commit, then close the active tasks in `leaving` (they moved to other workers) and
         stop reading their partitions; the others go on. If the commit fails, every task is
-        closed (what was processed since the last commit is processed again)."""
+        closed (what was processed since the last commit is processed again). True when it
+        closed any."""
         if not leaving:
-            return
+            return False
         if not self._commit_all():
             self._close_all()
-            return
+            return True
         log.info(
             "worker %s: letting go of tasks [%s] (committed)",
             self._instance_id,
@@ -373,6 +380,7 @@ class Rebalancer:
             extra=tasks_field(leaving),
         )
         self._consumer.remove(self._tasks.close(sorted(leaving)))
+        return True
 
     def _start_gained(self) -> None:
         free = self._handover.take()

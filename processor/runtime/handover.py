@@ -35,9 +35,16 @@ from processor.ids import TaskId, tasks_field, tasks_text
 from processor.kafka.producer import fence_transactional_id
 from processor.runtime.assignment import Assignment
 from processor.runtime.clients import fencing_settings, transactional_id
+from processor.runtime.membership import Membership
 from processor.runtime.status_publisher import StatusPublisher
 
-__all__ = ["HANDOVER_PROTOCOL", "Handover", "claimed_elsewhere", "fence_departed"]
+__all__ = [
+    "HANDOVER_PROTOCOL",
+    "Handover",
+    "claimed_elsewhere",
+    "fence_departed",
+    "workers_of",
+]
 
 HANDOVER_PROTOCOL = 2
 """The first assignment protocol (`processor.runtime.identity`) whose workers hand tasks over
@@ -149,3 +156,13 @@ def fence_departed(
             fenced_id,
             time.monotonic() - started,
         )
+
+
+def workers_of(membership: Membership) -> list[str]:
+    """Every worker in the group: those taking part, and those outvoted that let go of their
+    tasks the way `processor.runtime.handover` says (an older protocol closed every task at
+    every revoke, and has none to let go of)."""
+    outvoted = [
+        i for i, identity in membership.outvoted.items() if identity.protocol >= HANDOVER_PROTOCOL
+    ]
+    return sorted({*membership.instances, *outvoted})

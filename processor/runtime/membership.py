@@ -161,3 +161,24 @@ def report_strangers(
             stranger.host or "unknown",
             application_id,
         )
+
+
+def report_outvoted(
+    identity: WorkerIdentity, majority: WorkerIdentity, membership: Membership
+) -> None:
+    """Say, once, that this worker (`identity`) computes the assignment from other inputs than
+    the group's majority, and what to do."""
+    log.error(
+        "worker %s runs a different %s (fingerprint %s, protocol %d) than %s (fingerprint %s, "
+        "protocol %d): it takes no tasks and waits until the group agrees. Start it with the "
+        "same topology and settings as the others, or upgrade as the README's 'Rolling "
+        "upgrades' says (a new application id, or stop every worker first)",
+        identity.instance_id,
+        " and ".join(majority.fingerprint.differences(identity.fingerprint))
+        or "assignment protocol",
+        identity.fingerprint,
+        identity.protocol,
+        ", ".join(membership.instances),
+        majority.fingerprint,
+        majority.protocol,
+    )

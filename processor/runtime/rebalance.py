@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 
 from processor.config import WorkerConfig
 from processor.errors import BrokerError
@@ -29,13 +30,15 @@ from processor.ids import TaskId, tasks_field, tasks_text
 from processor.kafka.admin import Admin, GroupMember
 from processor.kafka.consumer import GroupConsumer
 from processor.runtime import warmup
-from processor.runtime.assignment import Assignment, assign_with_standbys
+from processor.runtime.assignment import Assignment, assign, assign_with_standbys
 from processor.runtime.commit import Committer
-from processor.runtime.handover import HANDOVER_PROTOCOL, Handover, fence_departed
+from processor.runtime.handover import Handover, fence_departed, workers_of
 from processor.runtime.identity import WorkerIdentity
+from processor.runtime.load_balancer import LoadBalancer
 from processor.runtime.membership import (
     DuplicateWatch,
     Membership,
+    report_outvoted,
     report_strangers,
     stable_membership,
 )
@@ -95,6 +98,11 @@ class Rebalancer:
         self._snapshot_pending = False
         self._next_snapshot_at = 0.0
         self._handover = Handover(self._instance_id, status)
+        self.balancer = LoadBalancer(
+            config, self._instance_id, status.board, status.publish_plan, self._actives
+        )
+        # The load plan's weights the running assignment was computed with.
+        self._weights: Mapping[TaskId, int] | None = None
         # From a revoke until the next generation is taken: commits would be refused.
         self._commits_held = False
         self._assigned_member_id: str | None = None
@@ -127,12 +135,36 @@ class Rebalancer:
         )
 
     def assign(self, members: list[str]) -> Assignment:
+        """The assignment of `members`, with the load plan's weights when there is one for
+        them (`processor.runtime.load_balancer`)."""
         return assign_with_standbys(
             members,
             self._plan.tasks,
             num_standby_replicas=self._config.num_standby_replicas,
             balance_factor=self._config.assignment_balance_factor,
+            weights=self.balancer.weights(members),
         )
+
+    def _actives(
+        self, members: Sequence[str], weights: Mapping[TaskId, int] | None
+    ) -> Mapping[TaskId, str]:
+        """Owners only, as the load planner tries weights out."""
+        return assign(
+            members,
+            self._plan.tasks,
+            balance_factor=self._config.assignment_balance_factor,
+            weights=weights,
+        ).active
+
+    def follow_load(self, now: float) -> None:
+        """Let the leader plan; when the plan for these members changed, apply the assignment it
+        gives, moving only what it moves (without a group rebalance: `handover`)."""
+        if not self.settled or self.assignment is None:
+            return
+        self.balancer.tick(self.members, self.assignment, now)
+        if self.balancer.weights(self.members) != self._weights:
+            log.info("worker %s: a new load plan; applying it", self._instance_id)
+            self.apply_assignment(self._membership)
 
     # -- group consumer callbacks ----------------------------------------------------------
 
@@ -326,6 +358,7 @@ class Rebalancer:
         members = membership.instances
         self.members = list(members)
         previous = self.assignment
+        self._weights = self.balancer.weights(members)
         self.assignment = self.assign(members)
         self.joiners = []
         self._prewarm = frozenset()
@@ -345,7 +378,7 @@ class Rebalancer:
         gaining = [t for t in mine if t not in self._tasks.tasks]
         # Claims what it gains, or tells those waiting for what it let go of, before anything
         # slower (fencing, opening standbys).
-        self._handover.begin(gaining, self.members, _workers(membership))
+        self._handover.begin(gaining, self.members, workers_of(membership))
         if let_go and not gaining:
             self.publish_status()
         if previous is not None and self._config.exactly_once:
@@ -396,7 +429,6 @@ class Rebalancer:
     def _wait_outvoted(self, membership: Membership) -> None:
         """This worker computes the assignment from other inputs than most of the group: own
         nothing (so no task is ever owned twice) and wait for the group to agree."""
-        identity = self._plan.identity
         majority = membership.majority
         assert majority is not None  # a worker that does not take part means another one does
         self.assignment = None
@@ -408,20 +440,7 @@ class Rebalancer:
         if self._outvoted_by == majority:
             return
         self._outvoted_by = majority
-        log.error(
-            "worker %s runs a different %s (fingerprint %s, protocol %d) than %s (fingerprint %s, "
-            "protocol %d): it takes no tasks and waits until the group agrees. Start it with the "
-            "same topology and settings as the others, or upgrade as the README's 'Rolling "
-            "upgrades' says (a new application id, or stop every worker first)",
-            self._instance_id,
-            " and ".join(majority.fingerprint.differences(identity.fingerprint))
-            or "assignment protocol",
-            identity.fingerprint,
-            identity.protocol,
-            ", ".join(membership.instances),
-            majority.fingerprint,
-            majority.protocol,
-        )
+        report_outvoted(self._plan.identity, majority, membership)
 
     # -- joiners ---------------------------------------------------------------------------
 
@@ -477,13 +496,3 @@ class Rebalancer:
         if progress is None or progress.state is not RestoreState.STANDBY:
             return None
         return progress.remaining
-
-
-def _workers(membership: Membership) -> list[str]:
-    """Every worker in the group: those taking part, and those outvoted that let go of their
-    tasks the way `processor.runtime.handover` says (an older protocol closed every task at
-    every revoke, and has none to let go of)."""
-    outvoted = [
-        i for i, identity in membership.outvoted.items() if identity.protocol >= HANDOVER_PROTOCOL
-    ]
-    return sorted({*membership.instances, *outvoted})

@@ -27,6 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,9 @@ class TaskManager:
         # Running tasks with several input partitions, whose records wait in buffers.
         self.synchronised: list[StreamTask] = []
         self.standbys: set[TaskId] = set()
+        # Standbys whose state opens on `_state_io` (`_adopt_opened_standbys`).
+        self._standbys_opening: dict[TaskId, Future[TaskStateBackend]] = {}
+        self._state_io = ThreadPoolExecutor(1, thread_name_prefix="processor-state-open")
         # Backends the restorer owns: restoring active tasks and standbys.
         self._backends: dict[TaskId, TaskStateBackend] = {}
         self._restoring: set[TaskId] = set()
@@ -142,7 +146,11 @@ class TaskManager:
             task.transition(TaskState.RESTORING)
             self._restoring.add(task_id)
             self._restore_started[task_id] = time.monotonic()
-            if task_id in self.standbys:
+            if task_id in self._standbys_opening:  # its state is opening: restore it in full
+                with self._open_lock:
+                    self._backends[task_id] = self._standbys_opening.pop(task_id).result()
+                self._restorer.add(task_id, self._backends[task_id], sub.changelog_topics)
+            elif task_id in self.standbys:
                 self.standbys.discard(task_id)
                 self._restorer.promote(task_id)
             else:
@@ -257,11 +265,22 @@ class TaskManager:
                 self._readers.drain(closing)
                 for backend in closing:
                     backend.close()
-        for task_id in sorted(wanted - self.standbys):
+        for task_id in sorted(set(self._standbys_opening) - wanted):
+            self._standbys_opening.pop(task_id).result().close()
+        for task_id in sorted(wanted - self.standbys - set(self._standbys_opening)):
+            self._standbys_opening[task_id] = self._state_io.submit(self._open, task_id)
+
+    def _adopt_opened_standbys(self) -> None:
+        """Hand the standbys whose state has opened (on the state thread: opening a store takes
+        long enough to hold up the tasks that go on processing) to the restorer."""
+        for task_id, opening in list(self._standbys_opening.items()):
+            if not opening.done():
+                continue
+            del self._standbys_opening[task_id]
             assert self._restorer is not None
             sub = self._subtopologies[task_id.subtopology]
             with self._open_lock:
-                self._backends[task_id] = self._open(task_id)
+                self._backends[task_id] = opening.result()
             self._restorer.add(task_id, self._backends[task_id], sub.changelog_topics, standby=True)
             with self._open_lock:
                 self.standbys.add(task_id)
@@ -318,8 +337,8 @@ class TaskManager:
         return value, role, lag
 
     def held(self) -> set[TaskId]:
-        """Task ids whose state directory is in use here (active or standby)."""
-        return set(self.tasks) | self.standbys
+        """Task ids whose state directory is in use here (active or standby, or opening)."""
+        return set(self.tasks) | self.standbys | set(self._standbys_opening)
 
     def _open(self, task_id: TaskId) -> TaskStateBackend:
         sub = self._subtopologies[task_id.subtopology]
@@ -350,6 +369,7 @@ class TaskManager:
         if self._restorer is None:
             return []
         self._restorer.raise_if_failed()
+        self._adopt_opened_standbys()
         to_resume: list[Partition] = []
         for task_id in self._restorer.completed():
             task = self.tasks.get(task_id)
@@ -437,6 +457,7 @@ class TaskManager:
     def shutdown(self) -> None:
         self.close_active()
         self.set_standbys(set())
+        self._state_io.shutdown()
         if self._restorer is not None:
             self._restorer.close()
 

@@ -426,6 +426,7 @@ class Worker:
         directories."""
         parts.status.follow()
         parts.global_tables.check()
+        parts.rebalancer.follow_load(now)
         if parts.rebalancer.update_prewarm():
             self._next_status = 0.0
         busy = bool(parts.rebalancer.joiners) or any(

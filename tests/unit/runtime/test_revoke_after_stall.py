@@ -1,7 +1,8 @@
 """A worker that stood still past its session timeout may first hear of it as a revoke, inside
 its first poll after waking, or find that its consumer already rejoined under a new member id:
-either way it must not commit (write its stale caches to the changelogs) unless the group still
-has the member its tasks were assigned to."""
+either way it must not go on (and later write its stale caches to the changelogs) unless the
+group still has the member its tasks were assigned to. A revoke itself commits nothing: the
+tasks go on, and the ones that move are committed once the new assignment says which."""
 
 from __future__ import annotations
 
@@ -66,7 +67,13 @@ class FakeAdmin:
 
 def _rebalancer(members: list[str], stalls: StallWatch) -> tuple[Rebalancer, FakeCommitter, Any]:
     committer, consumer = FakeCommitter(), FakeConsumer()
-    config = SimpleNamespace(application_id="app")
+    config = SimpleNamespace(
+        application_id="app",
+        assignment_load_aware=False,
+        load_balance_interval_ms=30_000,
+        load_balance_threshold=0.25,
+        load_balance_max_moves=2,
+    )
     plan = SimpleNamespace(identity=SimpleNamespace(instance_id="z0"))
     rebalancer = Rebalancer(
         config,  # type: ignore[arg-type]
@@ -75,7 +82,7 @@ def _rebalancer(members: list[str], stalls: StallWatch) -> tuple[Rebalancer, Fak
         consumer,  # type: ignore[arg-type]
         committer,
         FakeTasks(),  # type: ignore[arg-type]
-        SimpleNamespace(),  # type: ignore[arg-type]
+        SimpleNamespace(board=None, publish_plan=None),  # type: ignore[arg-type]
         stalls,
         session_timeout_s=6.0,
     )
@@ -89,19 +96,23 @@ def _stalled(session_timeout_s: float = 6.0) -> StallWatch:
     return stalls
 
 
-def test_a_revoke_without_a_stall_commits_without_asking() -> None:
-    rebalancer, committer, _ = _rebalancer([], StallWatch(6.0))
+def test_a_revoke_without_a_stall_keeps_the_tasks_without_asking() -> None:
+    rebalancer, committer, consumer = _rebalancer([], StallWatch(6.0))
     rebalancer.on_revoke()
-    assert committer.calls == ["commit"]
+    assert committer.calls == []
+    assert rebalancer._tasks.tasks and not consumer.unassigned
+    assert rebalancer.commits_held  # until the next generation is taken
 
 
-@pytest.mark.parametrize(("members", "expected"), [(["m-1"], ["commit"]), (["m-2"], ["abandon"])])
-def test_a_revoke_after_a_stall_commits_only_while_the_group_has_the_member(
-    members: list[str], expected: list[str]
+@pytest.mark.parametrize(("members", "kept"), [(["m-1"], True), (["m-2"], False)])
+def test_a_revoke_after_a_stall_keeps_the_tasks_only_while_the_group_has_the_member(
+    members: list[str], kept: bool
 ) -> None:
-    rebalancer, committer, _ = _rebalancer(members, _stalled())
+    rebalancer, committer, consumer = _rebalancer(members, _stalled())
     rebalancer.on_revoke()
-    assert committer.calls == expected
+    assert committer.calls == ([] if kept else ["abandon"])
+    assert bool(rebalancer._tasks.tasks) is kept
+    assert consumer.unassigned is not kept
 
 
 def test_a_consumer_that_rejoined_under_a_new_id_no_longer_holds_the_tasks() -> None:

@@ -10,7 +10,9 @@ For N workers, P tasks and r standby replicas it measures:
 - max load / ideal: the largest active load over P / N.
 
 Cells with N > P are skipped (instances would idle), and so is r = 2 for N >= 200 (C(N, 2) =
-19,900 to 124,750 failure sets; the replay costs the same per set, so the time grows with it).
+19,900 to 124,750 failure sets; the replay costs about the same per set, so the time grows with
+it) and for N > 20 when P // N changes with two failures (then every failure set is walked in
+full, C(N, 2) walks of all P tasks).
 Progress goes to stderr. The results replace this script's section of bench/RESULTS.md (between
 `<!-- assignment-sim:start -->` and `<!-- assignment-sim:end -->`), with the protocol-1 assignor
 (`git show main:processor/runtime/assignment.py`, or `--old-ref`) timed on the issue's two target
@@ -72,6 +74,8 @@ def skipped(n: int, p: int, r: int) -> str | None:
         return "N > P"
     if r == 2 and n >= 200:
         return "C(N, 2) failure sets"
+    if r == 2 and n > 20 and p // (n - 2) != p // n:
+        return "P // N changes with 2 failures: C(N, 2) full walks"
     return None
 
 
@@ -198,7 +202,8 @@ def markdown(
     lines += [
         "",
         "All cells (moves: extra tasks moved beyond the joiner's or the leaver's own, mean/max; "
-        "skipped: N > P, and r = 2 for N >= 200):",
+        "skipped: N > P; r = 2 for N >= 200, and for N > 20 where P // N changes with two "
+        "failures):",
         "",
         "| N | P | ms r=0 | ms r=1 | ms r=2 | copies r=1 | copies r=2 | join extra | "
         "leave extra | max load / ideal |",
@@ -223,7 +228,12 @@ def markdown(
                 f"{zero['join_mean']:.1f}/{zero['join_max']} | "
                 f"{zero['leave_mean']:.1f}/{zero['leave_max']} | {zero['max_over_ideal']:.2f} |"
             )
-    lines += ["", "Chart: `results/assignment_sim.png`.", END_MARK]
+    lines += [
+        "",
+        "Chart: `results/assignment_sim.png`, drawn from `results/assignment_sim.json` by "
+        "`bench/assignment_sim_chart.py` (needs matplotlib).",
+        END_MARK,
+    ]
     return "\n".join(lines)
 
 
@@ -245,7 +255,17 @@ def main() -> None:
     parser.add_argument("--old-ref", default="main", help="git ref of the 'before' assignor")
     parser.add_argument("--quick", action="store_true", help="N <= 100, P <= 1,000 only")
     parser.add_argument("--no-old", action="store_true", help="skip the before/after timing")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the cells results/assignment_sim.json has"
+    )
+    parser.add_argument(
+        "--render", action="store_true", help="only rewrite RESULTS.md's section from the JSON"
+    )
     args = parser.parse_args()
+    if args.render:
+        saved = json.loads(JSON_PATH.read_text())
+        write_section(markdown(saved["rows"], saved["targets"], saved["meta"]))
+        return
     rng = random.Random(args.seed)
     meta = {
         "date": datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -253,14 +273,22 @@ def main() -> None:
         "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
         "trials": args.trials,
     }
-    targets = [] if args.no_old else before_after(args.old_ref, rng)
     rows: list[dict[str, Any]] = []
+    targets: list[dict[str, Any]] = []
+    if args.resume and JSON_PATH.exists():
+        saved = json.loads(JSON_PATH.read_text())
+        rows, targets, meta = saved["rows"], saved["targets"], saved["meta"]
+    if not targets and not args.no_old:
+        targets = before_after(args.old_ref, rng)
+    done = {(row["n"], row["p"], row["r"]) for row in rows}
     for p in TASKS:
         for n in WORKERS:
             if args.quick and (n > 100 or p > 1_000):
                 continue
             for r in REPLICAS:
                 reason = skipped(n, p, r)
+                if (n, p, r) in done:
+                    continue
                 if reason:
                     _log(f"N={n} P={p} r={r}: skipped ({reason})")
                     continue

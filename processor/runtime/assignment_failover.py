@@ -84,6 +84,7 @@ class _Replay:
         self.version: dict[int, int] = {}
         self.surplus = 0
         self.full_from: Pair | None = None
+        self.now: Pair = (-1, -1)
         self.moved: dict[int, int] = {}
         self.seen: set[tuple[int, int]] = set()
         self.heap: list[tuple[int, int, int, int, int]] = []
@@ -99,7 +100,7 @@ class _Replay:
         self.schedule_b((-1, -1))
         while self.heap:
             dist, task, member, kind, stamp = heapq.heappop(self.heap)
-            key = (dist, task)
+            key = self.now = (dist, task)
             if kind == _PROPOSE:
                 self.propose(key, member, stamp)
             elif kind == _A:
@@ -127,9 +128,23 @@ class _Replay:
         heapq.heappush(self.heap, (key[0], key[1], member, kind, stamp))
 
     def offer_next(self, task: int, rank: int) -> None:
-        entry = self.rankings.get(task, rank)
-        assert entry is not None, f"task index {task} fits no member"
-        self.push((entry[0], task), entry[1], _PROPOSE, rank)
+        """Offer *task* its member at *rank*, or the first after it that may take it: one that
+        cannot already (failed, or full for good) is skipped without queueing the pair."""
+        while True:
+            entry = self.rankings.get(task, rank)
+            assert entry is not None, f"task index {task} fits no member"
+            if entry[1] not in self.failed and not self.full_for_good(entry[1]):
+                self.push((entry[0], task), entry[1], _PROPOSE, rank)
+                return
+            rank += 1
+
+    def full_for_good(self, member: int) -> bool:
+        """Whether *member* takes nothing after the pair being decided: loads never go down in a
+        walk, and a full pool stays full."""
+        load = self.load(member, self.now)
+        if load >= self.limits.cap:
+            return True
+        return load >= self.limits.base and not self.pool_open(self.now)
 
     def schedule(self, member: int, now: Pair) -> None:
         """Queue *member*'s next pair while its load differs between the walks."""

@@ -21,7 +21,6 @@ POINTS_PER_MEMBER = 64
 """Ring points per member. Part of the protocol: changing it changes every ranking."""
 
 _MASK = (1 << 64) - 1
-_WALKED = 4
 
 
 def hash64(text: str) -> int:
@@ -46,32 +45,27 @@ class Ring:
         )
         self.keys = [point for point, _ in points]
         self.owners = [index for _, index in points]
-        self.own: list[list[int]] = [[] for _ in members]
+        self.own: list[list[int]] = [[] for _ in members]  # each member's points, ascending
         for point, index in points:
             self.own[index].append(point)
-
-    def distance(self, position: int, member: int) -> int:
-        """How far clockwise from *position* *member*'s first point lies."""
-        own = self.own[member]
-        i = bisect.bisect_left(own, position)
-        return (own[i] if i < len(own) else own[0] + _MASK + 1) - position
 
 
 @dataclass
 class Rankings:
     """Each task's members in ranking order, extended lazily: `get(task, k)` is the k-th entry as
-    `(distance, member index)`, or None past the end. The first `_WALKED` entries come from
-    walking the ring; past them, the whole ranking is sorted at once (walking on would cost ever
-    more points per new member)."""
+    `(distance, member index)`, or None past the end. Walking the ring to the k-th new member
+    visits about `n * ln(n / (n - k))` points, so even a whole ranking costs a few times n."""
 
     ring: Ring
     positions: list[int]
     n_members: int
     _lists: list[list[tuple[int, int]]] = field(default_factory=list)
+    _seen: list[set[int]] = field(default_factory=list)
     _cursor: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lists = [[] for _ in self.positions]
+        self._seen = [set() for _ in self.positions]
         self._cursor = [bisect.bisect_left(self.ring.keys, p) for p in self.positions]
 
     def get(self, task: int, k: int) -> tuple[int, int] | None:
@@ -80,15 +74,9 @@ class Rankings:
             return ranking[k]
         if k >= self.n_members:
             return None
-        if k >= _WALKED:
-            position = self.positions[task]
-            ranking[:] = sorted(
-                (self.ring.distance(position, member), member) for member in range(self.n_members)
-            )
-            return ranking[k]
         keys, owners = self.ring.keys, self.ring.owners
         size = len(keys)
-        seen = {member for _, member in ranking}
+        seen = self._seen[task]
         cursor, origin = self._cursor[task], self.positions[task]
         while len(ranking) <= k:
             member = owners[cursor % size]

@@ -189,7 +189,9 @@ def markdown(
         "`assign_with_standbys()` call, best of a few.",
         "",
         "Before and after on the issue's targets (protocol 1 = `main`'s assignor, enumerating "
-        "the failure sets; protocol 2 = ring rankings + replayed failures):",
+        "the failure sets; protocol 2 = ring rankings + replayed failures"
+        + (f"; measured {meta['targets_when']}" if "targets_when" in meta else "")
+        + "):",
         "",
         "| N | P | r | protocol 1 ms | protocol 2 ms | copies/task before | after |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",

@@ -3,51 +3,59 @@
 Every worker runs `assign()` over the same group snapshot and gets the same answer, so no worker
 has to tell the others what it owns (ARCHITECTURE.md, "Membership and task assignment").
 
-The algorithm is rendezvous (highest-random-weight) hashing with a load bound:
+The rule (protocol 2, `processor/runtime/assignment_walk.py` does the work):
 
-1. Every (task, instance) pair gets a weight from `d = blake2b(f"{task}\\x00{instance}",
-   digest_size=8)`: `weight = 2**64 - 1 - int.from_bytes(d)`, so the smallest digest weighs most
-   (the code compares digests as bytes). It depends on the pair alone, never on who else is in
-   the group, on input order, or on the Python process (`hash()` is salted per process).
-2. Each instance may own at most `capacity = ceil(len(tasks) / len(instances) * balance_factor)`
-   tasks. With `balance_factor == 1.0` the bound is exact: loads differ by at most one, so only
-   `len(tasks) % len(instances)` instances may reach `capacity` when it does not divide evenly.
-   Any larger factor is slack, and only the upper bound holds (an instance may own nothing).
-3. Pairs are taken in descending weight (ties: task, then instance, ascending); a pair is
-   assigned when its task is still free and its instance still has room.
+1. Rankings. Each member has `POINTS_PER_MEMBER` (64) points on a ring of 2**64 positions,
+   `blake2b(f"{instance}\\x00{v}", digest_size=8)`, and each task one, `blake2b(str(task))`. A
+   task ranks the members in the order their first point follows its own, walking clockwise;
+   the pair's *distance* is how far that point is. A distance depends on the pair alone, never
+   on who else is in the group, on input order, or on the Python process (`hash()` is salted).
+2. Limits, in load units (a task's weight, 1 without `weights`; W = their sum, n = members,
+   `largest` = the heaviest task): with `balance_factor == 1.0` a member may hold up to
+   `base = W // n + largest - 1`, and the first `W % n` members to go over `base` in the walk
+   one unit more; with a larger factor, up to `capacity(W, n, balance_factor) + largest - 1`.
+   Without weights that is exact balance (loads differ by at most one) or `capacity(...)`.
+3. The walk. Pairs are taken in ascending (distance, task, member) order; a pair is assigned when
+   its task is still free and it fits its member's limit. A task that fits no member (only
+   possible with weights) goes to the least loaded one, first in its ranking among equals, so
+   no load exceeds `capacity(W, n, balance_factor) + largest`.
 
-Step 3 walks one canonical order of the pairs (without the exact-balance rule its result is the
-stable matching of tasks and instances that both rank by weight), so the result depends on the
-sets of instances and tasks alone, not on the order they came in. Without the bound every
-task would go to its top-weight instance and a join or leave would move only the tasks that must
-move; the bound makes a few more move (`bench/assignment_moves.py` measures how many).
+Step 3 walks one canonical order, so the result depends on the sets of instances and tasks (and
+the weights) alone. Without limits every task would go to its first-ranked member and a join or
+leave would move only the tasks that must move; the limits make a few more move
+(`bench/assignment_moves.py`, `bench/assignment_sim.py` measure how many).
 
-The weights are part of the protocol between workers: two versions of `processor` in one group
-(a rolling upgrade) must compute the same assignment, so changing step 1 or the tie-breaking
-needs a protocol version (`tests/unit/runtime/test_assignment.py` pins an example).
+`assign_with_standbys()` places standbys where tasks will land: every instance that owns a task in
+`assign(instances - F)` for some set F of at most r failed instances holds it (as owner or
+standby). Removing members keeps every other pair's distance and order, and (while `W // n` stays
+the same) the limits, with a larger pool; so the walk over the survivors takes the full walk's
+decision on every pair except along chains that start at the failed members' tasks and at the
+pool's new places. `assignment_failover.py` replays just those chains, per F, from a record of the
+full walk, instead of walking everything again (without weights; with weights, or when `W // n`
+changes, that F is walked in full).
 
-Instead of sorting all pairs, each task keeps its instances ranked by weight and a heap holds
-each free task's best remaining candidate; popping the heap yields the pairs in the same global
-order, so the cost is one hash per pair plus one heap step per assignment or rejection.
-
-`assign_with_standbys()` adds standby replicas where tasks will land: it reruns step 3 (on the
-same rankings, skipping the failed instances' pairs) for every set of at most r failed instances
-and gives each instance a standby for every task it would receive that it does not own.
+Protocol: the rule is part of the protocol between workers: two versions of `processor` in one
+group (a rolling upgrade) must compute the same assignment (`tests/unit/runtime/
+test_assignment.py` pins an example). Protocol 1 ranked by one blake2b per (task, instance)
+pair; protocol 2 ranks on the ring: one hash per member point and per task instead of one per
+pair (300 members x 3,000 tasks: 22,200 hashes instead of 900,000), and a ranking over fewer
+members is the same ranking with entries skipped, which the replay relies on. The limits and the
+walk are protocol 1's. The results differ, so `ASSIGNMENT_PROTOCOL` goes up to 2 with this change.
 """
 
 from __future__ import annotations
 
-import hashlib
-import heapq
 import itertools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from types import MappingProxyType
 
 from processor.errors import ConfigError
 from processor.ids import TaskId
+from processor.runtime.assignment_failover import Ledger, replay
+from processor.runtime.assignment_walk import Limits, Rankings, Ring, Walk, task_positions, walk
 
 __all__ = [
     "Assignment",
@@ -102,7 +110,8 @@ class Assignment:
 
 
 def capacity(n_tasks: int, n_instances: int, balance_factor: float = 1.0) -> int:
-    """Most tasks one instance may own: `ceil(n_tasks / n_instances * balance_factor)`.
+    """Most tasks (load units, with weights) one instance may own without weights:
+    `ceil(n_tasks / n_instances * balance_factor)`.
 
     The factor is taken at its shortest decimal value, so `1.1` means 11/10 and
     `capacity(10, 1, 1.1) == 11` (binary floating point would round it up to 12)."""
@@ -113,22 +122,30 @@ def capacity(n_tasks: int, n_instances: int, balance_factor: float = 1.0) -> int
 
 
 def assign(
-    instances: Iterable[str], tasks: Iterable[TaskId], *, balance_factor: float = 1.0
+    instances: Iterable[str],
+    tasks: Iterable[TaskId],
+    *,
+    balance_factor: float = 1.0,
+    weights: Mapping[TaskId, int] | None = None,
 ) -> Assignment:
     """Assign every task to exactly one of *instances*; see the module docstring.
 
     Deterministic and independent of input order; duplicate instance ids or tasks count once.
-    No instance owns more than `capacity(...)` tasks, and with `balance_factor=1.0` (the default)
-    loads differ by at most one. Raises `ConfigError` for a balance factor that is not a finite
-    number >= 1.0, and `ValueError` when there are tasks but no instances.
+    *weights* gives tasks a load in positive integer units (missing: 1; entries for other tasks
+    are ignored). Without weights no instance owns more than `capacity(...)` tasks, and with
+    `balance_factor=1.0` (the default) loads differ by at most one; with weights, no instance's
+    load exceeds `capacity(total, n, balance_factor) + largest - 1`, and all weights 1 give
+    exactly the unweighted result. Raises `ConfigError` for a balance factor that is not a finite
+    number >= 1.0, and `ValueError` when there are tasks but no instances or a weight is not a
+    positive integer.
     """
     _check_balance_factor(balance_factor)
     members, todo = _normalise(instances, tasks)
     if not todo:
         return Assignment(active={}, instances=frozenset(members))
-    rankings = _rankings(members, todo)
-    active = _place(members, todo, rankings, balance_factor, frozenset())
-    return Assignment(active=active, instances=frozenset(members))
+    plan = _Plan(members, todo, balance_factor, _weights(todo, weights))
+    base = plan.walk(range(len(members)))
+    return Assignment(active=plan.named(base.owner), instances=frozenset(members))
 
 
 def _normalise(instances: Iterable[str], tasks: Iterable[TaskId]) -> tuple[list[str], list[TaskId]]:
@@ -138,6 +155,46 @@ def _normalise(instances: Iterable[str], tasks: Iterable[TaskId]) -> tuple[list[
     if todo and not members:
         raise ValueError(f"cannot assign {len(todo)} tasks to no instances")
     return members, todo
+
+
+def _weights(todo: list[TaskId], weights: Mapping[TaskId, int] | None) -> list[int] | None:
+    """Each task's weight by index, or None when all are 1 (the unweighted rule, and its fast
+    standby computation)."""
+    if weights is None:
+        return None
+    loads = [weights.get(task, 1) for task in todo]
+    for task, load in zip(todo, loads, strict=True):
+        if isinstance(load, bool) or not isinstance(load, int) or load < 1:
+            raise ValueError(f"the weight of task {task} must be a positive integer, got {load!r}")
+    return None if all(load == 1 for load in loads) else loads
+
+
+class _Plan:
+    """What every walk over (a subset of) the members shares: rankings, member order, totals."""
+
+    def __init__(
+        self,
+        members: list[str],
+        todo: list[TaskId],
+        balance_factor: float,
+        weights: list[int] | None,
+    ) -> None:
+        self.members, self.todo, self.weights = members, todo, weights
+        self.balance_factor = balance_factor
+        self.rankings = Rankings(Ring(members), task_positions(todo), len(members))
+        self.total = len(todo) if weights is None else sum(weights)
+        self.largest = 1 if weights is None else max(weights)
+        self.ledger: Ledger | None = None
+
+    def limits(self, n_alive: int) -> Limits:
+        return Limits.of(self.total, n_alive, self.balance_factor, self.largest)
+
+    def walk(self, alive: Sequence[int], *, record: bool = False) -> Walk:
+        limits = self.limits(len(alive))
+        return walk(self.rankings, len(self.todo), set(alive), limits, self.weights, record=record)
+
+    def named(self, owner: Sequence[int]) -> dict[TaskId, str]:
+        return {task: self.members[m] for task, m in zip(self.todo, owner, strict=True)}
 
 
 def moved_tasks(before: Assignment, after: Assignment) -> set[TaskId]:
@@ -156,23 +213,24 @@ def assign_with_standbys(
     *,
     num_standby_replicas: int,
     balance_factor: float = 1.0,
+    weights: Mapping[TaskId, int] | None = None,
 ) -> Assignment:
     """`assign()` plus standby replicas placed where the tasks will land.
 
-    The active tasks are exactly `assign(instances, tasks, balance_factor=...)`'s. Instance Z
-    holds a standby for task t when Z is not t's owner and, for some set F of at most
-    `r = num_standby_replicas` other instances, `assign(instances - F, tasks)` gives t to Z.
-    So after any r instances fail, every task's new owner already held it, as its owner or as a
-    standby: the failed instances' tasks and the tasks the load bound shuffles among the
-    survivors alike. An r of `len(instances)` or more counts as `len(instances) - 1` (someone
-    has to survive). Standby holders with no standby are left out of `standby`, so `r = 0`
-    returns exactly `assign()`'s result.
+    The active tasks are exactly `assign(instances, tasks, balance_factor=..., weights=...)`'s.
+    Instance Z holds a standby for task t when Z is not t's owner and, for some set F of at most
+    `r = num_standby_replicas` other instances, `assign(instances - F, tasks, ...)` (same
+    weights) gives t to Z. So after any r instances fail, every task's new owner already held it,
+    as its owner or as a standby: the failed instances' tasks and the tasks the quotas shuffle
+    among the survivors alike. An r of `len(instances)` or more counts as `len(instances) - 1`
+    (someone has to survive). Standby holders with no standby are left out of `standby`, so
+    `r = 0` returns exactly `assign()`'s result.
 
     A task may get more than r standbys (the shuffled tasks need theirs too); see
-    `bench/standby_load.py` for how many. The cost is one `assign()`'s hashing plus one placement
-    walk per set F, i.e. `sum(C(n, k) for k <= r)` walks for n instances: fine for the small r
-    (0..2) it is meant for. Raises `ConfigError` for an r that is not an int >= 0, otherwise as
-    `assign()`.
+    `bench/assignment_sim.py` for how many and how long it takes. Without weights each set F
+    costs only the pairs whose outcome it changes (`assignment_failover.py`); with weights every
+    F is walked in full, `sum(C(n, k) for k <= r)` walks. Raises `ConfigError` for an r that is
+    not an int >= 0, otherwise as `assign()`.
     """
     _check_balance_factor(balance_factor)
     if (
@@ -187,21 +245,39 @@ def assign_with_standbys(
     members, todo = _normalise(instances, tasks)
     if not todo:
         return Assignment(active={}, instances=frozenset(members))
-    rankings = _rankings(members, todo)
-    active = _place(members, todo, rankings, balance_factor, frozenset())
-    standby: dict[str, set[TaskId]] = {}
+    plan = _Plan(members, todo, balance_factor, _weights(todo, weights))
     failures = min(num_standby_replicas, len(members) - 1)
-    for size in range(1, failures + 1):
-        for failed in itertools.combinations(range(len(members)), size):
-            placed = _place(members, todo, rankings, balance_factor, frozenset(failed))
-            for task, owner in placed.items():
-                if owner != active[task]:
-                    standby.setdefault(owner, set()).add(task)
+    everyone = range(len(members))
+    base = plan.walk(everyone, record=failures > 0 and plan.weights is None)
+    standby: dict[int, set[int]] = {}
+    for failed in _failure_sets(len(members), failures):
+        for task, owner in _new_owners(plan, base, failed).items():
+            if owner != base.owner[task]:
+                standby.setdefault(owner, set()).add(task)
     return Assignment(
-        active=active,
-        standby={instance: frozenset(held) for instance, held in standby.items()},
+        active=plan.named(base.owner),
+        standby={members[m]: frozenset(todo[task] for task in held) for m, held in standby.items()},
         instances=frozenset(members),
     )
+
+
+def _failure_sets(n: int, failures: int) -> Iterable[tuple[int, ...]]:
+    for size in range(1, failures + 1):
+        yield from itertools.combinations(range(n), size)
+
+
+def _new_owners(plan: _Plan, base: Walk, failed: tuple[int, ...]) -> dict[int, int]:
+    """Tasks (by index) whose owner in `assign(members - failed)` differs from *base*'s, with
+    that owner: replayed from the full walk when it can be (no weights, same `base` limit),
+    walked in full otherwise."""
+    alive = [m for m in range(len(plan.members)) if m not in failed]
+    limits, full = plan.limits(len(alive)), plan.limits(len(plan.members))
+    if plan.weights is None and (limits.base == full.base or (not limits.spare and not full.spare)):
+        if plan.ledger is None:
+            plan.ledger = Ledger.of(base, full)
+        return replay(plan.ledger, plan.rankings, limits, frozenset(failed))
+    after = plan.walk(alive)
+    return {task: owner for task, owner in enumerate(after.owner) if owner != base.owner[task]}
 
 
 def standby_counts(assignment: Assignment) -> dict[str, int]:
@@ -223,69 +299,3 @@ def _check_balance_factor(balance_factor: float) -> None:
             _SETTING,
             f"must be a finite number >= 1.0 (1.0 = perfectly balanced), got {balance_factor!r}",
         )
-
-
-def _rankings(members: list[str], todo: list[TaskId]) -> list[list[tuple[bytes, int]]]:
-    """For each task (by index into *todo*), the indexes into *members* (sorted ids) ranked by
-    descending weight: ascending digest, equal digests by instance id."""
-    names = list(enumerate(member.encode() for member in members))
-    rankings: list[list[tuple[bytes, int]]] = []
-    for task in todo:
-        prefix = hashlib.blake2b(f"{task}\x00".encode(), digest_size=8)
-        ranking = []
-        for member, name in names:
-            pair = prefix.copy()
-            pair.update(name)
-            ranking.append((pair.digest(), member))
-        # Ascending digest is descending weight; equal digests rank by instance id.
-        ranking.sort()
-        rankings.append(ranking)
-    return rankings
-
-
-def _place(
-    members: list[str],
-    todo: list[TaskId],
-    rankings: list[list[tuple[bytes, int]]],
-    balance_factor: float,
-    failed: frozenset[int],
-) -> dict[TaskId, str]:
-    """Step 3 of the module docstring over `members` without the indexes in *failed*.
-
-    Skipping a failed instance's pairs leaves the surviving pairs in the order `assign()` over the
-    survivors alone would walk them (digests and id order do not depend on who else is in the
-    group), so the result equals `assign(survivors, todo).active`. Needs a non-empty *todo* and
-    at least one survivor."""
-    n_members = len(members) - len(failed)
-    cap = capacity(len(todo), n_members, balance_factor)
-    # Exact balance: at most `spare` instances may hold `floor + 1` tasks.
-    floor, spare = divmod(len(todo), n_members)
-    exact = balance_factor == 1.0 and spare > 0
-    at_cap = 0
-
-    heap = [
-        (ranking[0][0], task, index, 0)
-        for index, (task, ranking) in enumerate(zip(todo, rankings, strict=True))
-    ]
-    heapq.heapify(heap)
-    loads = [0] * len(members)
-    active: dict[TaskId, str] = {}
-    while heap:
-        _, task, task_index, rank = heap[0]
-        member = rankings[task_index][rank][1]
-        load = loads[member]
-        if (
-            member not in failed
-            and load < cap
-            and not (exact and load == floor and at_cap == spare)
-        ):
-            heapq.heappop(heap)
-            active[task] = members[member]
-            loads[member] = load + 1
-            if exact and load == floor:
-                at_cap += 1
-        else:
-            # The instance failed or is full, for good: offer the task to its next-ranked one.
-            rank += 1
-            heapq.heapreplace(heap, (rankings[task_index][rank][0], task, task_index, rank))
-    return active

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from processor.errors import ConfigError
 from processor.ids import TaskId
 from processor.runtime.assignment import Assignment, assign, capacity, moved_tasks
+from processor.runtime.assignment_walk import Rankings, Ring, task_positions
 
 CORE = settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -62,25 +63,46 @@ def _check(result: Assignment, members: Sequence[str], tasks: set[TaskId], bf: f
         assert len(result.tasks_of(member)) == loads[member]
 
 
-def _reference(members: Sequence[str], tasks: set[TaskId], bf: float) -> dict[TaskId, str]:
-    """The specification, written the slow and obvious way: every pair sorted by weight."""
+def _reference(
+    members: Sequence[str], tasks: set[TaskId], bf: float, weights: dict[TaskId, int] | None = None
+) -> dict[TaskId, str]:
+    """The specification, written the slow and obvious way: every pair's ring distance computed
+    on its own, all pairs sorted, the limits applied one pair at a time."""
 
-    def weight(task: TaskId, member: str) -> int:
-        digest = hashlib.blake2b(f"{task}\x00{member}".encode(), digest_size=8).digest()
-        return 2**64 - 1 - int.from_bytes(digest, "big")
+    def h64(text: str) -> int:
+        return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
-    cap = capacity(len(tasks), len(members), bf)
-    floor, spare = divmod(len(tasks), len(members))
-    pairs = sorted((-weight(t, m), t, m) for t in tasks for m in members)
+    points = {m: sorted(h64(f"{m}\x00{v}") for v in range(64)) for m in members}
+
+    def distance(task: TaskId, member: str) -> int:
+        """How far clockwise from the task's point the member's first point lies."""
+        position = h64(str(task))
+        after = [p for p in points[member] if p >= position]
+        return (min(after) if after else points[member][0] + 2**64) - position
+
+    weight = {t: (weights or {}).get(t, 1) for t in tasks}
+    total, largest, n = sum(weight.values()), max(weight.values(), default=1), len(members)
+    if bf == 1.0:
+        base, spare = total // n + largest - 1, total % n
+    else:
+        base, spare = capacity(total, n, bf) + largest - 1, 0
+    pairs = sorted((distance(t, m), t, m) for t in tasks for m in members)
     loads = Counter[str]()
     owners: dict[TaskId, str] = {}
+    offers = Counter[TaskId]()
     for _, task, member in pairs:
-        at_cap = sum(1 for load in loads.values() if load > floor)
-        if bf == 1.0 and spare and loads[member] == floor and at_cap == spare:
+        if task in owners:
             continue
-        if task not in owners and loads[member] < cap:
+        offers[task] += 1
+        over = sum(1 for load in loads.values() if load > base)
+        load = loads[member] + weight[task]
+        if load <= base or (load <= base + 1 and over < spare):
             owners[task] = member
-            loads[member] += 1
+            loads[member] = load
+        elif offers[task] == n:  # it fits nowhere (only with weights): the least loaded
+            least = min(loads[m] for m in members)
+            owners[task] = min((distance(task, m), m) for m in members if loads[m] == least)[1]
+            loads[owners[task]] += weight[task]
     return owners
 
 
@@ -189,19 +211,20 @@ def test_average_extra_moves_at_256_tasks(bf: float, worst_average: float) -> No
 
 def test_pinned_assignment() -> None:
     """Every worker must compute the same answer, across versions too (a rolling upgrade runs two
-    versions in one group), so the weight function is part of the protocol. If this test fails,
-    the assignment changed: that needs a protocol version, not a new expected value."""
+    versions in one group), so the ranking and the limits are part of the protocol. If this test
+    fails, the assignment changed: that needs a protocol version, not a new expected value. (This
+    is protocol 2's answer: ring rankings, see the module docstring of `assignment`.)"""
     tasks = [TaskId(s, p) for s in range(2) for p in range(5)]
     result = assign(["alpha", "bravo", "charlie"], tasks)
     assert {str(t): owner for t, owner in result.active.items()} == {
-        "0_0": "alpha",
-        "0_1": "alpha",
+        "0_0": "bravo",
+        "0_1": "charlie",
         "0_2": "alpha",
-        "0_3": "charlie",
+        "0_3": "bravo",
         "0_4": "bravo",
-        "1_0": "charlie",
-        "1_1": "bravo",
-        "1_2": "bravo",
+        "1_0": "alpha",
+        "1_1": "charlie",
+        "1_2": "charlie",
         "1_3": "charlie",
         "1_4": "alpha",
     }
@@ -262,3 +285,74 @@ def test_moved_tasks() -> None:
     after = Assignment(active={t0: "a", t1: "b", t3: "b"})
     assert moved_tasks(before, after) == {t1}  # t2 vanished and t3 is new: neither moved
     assert moved_tasks(before, before) == set()
+
+
+# --- weights ------------------------------------------------------------------------------------
+
+weight_maps = st.dictionaries(
+    st.builds(TaskId, st.integers(0, 2), st.integers(0, 32)), st.integers(1, 8), max_size=40
+)
+
+
+@settings(CORE, max_examples=500)
+@given(memberships, task_sets, balance_factors, weight_maps)
+def test_weighted_matches_the_specification_and_is_bounded(
+    members: list[str], tasks: set[TaskId], bf: float, weights: dict[TaskId, int]
+) -> None:
+    """With weights the limits are on the sum of weights per instance: no instance holds more
+    than `capacity(total, n, bf)` plus the largest weight; entries for other tasks are ignored."""
+    result = assign(members, tasks, balance_factor=bf, weights=weights)
+    assert dict(result.active) == _reference(members, tasks, bf, weights)
+    assert set(result.active) == tasks
+    load = Counter[str]()
+    for task, owner in result.active.items():
+        load[owner] += weights.get(task, 1)
+    total = sum(weights.get(task, 1) for task in tasks)
+    largest = max((weights.get(task, 1) for task in tasks), default=1)
+    assert max(load.values(), default=0) <= capacity(total, len(members), bf) + largest
+
+
+@settings(CORE, max_examples=500)
+@given(memberships, task_sets, balance_factors, st.randoms(use_true_random=True))
+def test_all_weights_one_is_the_unweighted_assignment(
+    members: list[str], tasks: set[TaskId], bf: float, rng: random.Random
+) -> None:
+    ones = {task: 1 for task in tasks if rng.random() < 0.7}  # missing weights count as 1
+    assert assign(members, tasks, balance_factor=bf, weights=ones) == assign(
+        members, tasks, balance_factor=bf
+    )
+
+
+@settings(CORE, max_examples=300)
+@given(memberships, task_sets, weight_maps, st.randoms(use_true_random=True))
+def test_weighted_independent_of_input_order(
+    members: list[str], tasks: set[TaskId], weights: dict[TaskId, int], rng: random.Random
+) -> None:
+    expected = assign(sorted(members), sorted(tasks), weights=weights)
+    shuffled_members, shuffled_tasks = list(members), list(tasks)
+    rng.shuffle(shuffled_members)
+    rng.shuffle(shuffled_tasks)
+    shuffled_weights = dict(rng.sample(sorted(weights.items()), len(weights)))
+    assert assign(shuffled_members, shuffled_tasks, weights=shuffled_weights) == expected
+
+
+@pytest.mark.parametrize("weight", [0, -2, 1.5, True, "3"])
+def test_bad_weight_is_an_error(weight: object) -> None:
+    with pytest.raises(ValueError, match="weight of task 0_1 must be a positive integer"):
+        assign(["a"], [TaskId(0, 0), TaskId(0, 1)], weights={TaskId(0, 1): weight})  # type: ignore[dict-item]
+
+
+def test_rankings_are_ascending_ring_distance() -> None:
+    """A ranking is walked on the ring for its first entries and sorted whole past them; both must
+    give ascending (distance, member), the order the specification sorts pairs in."""
+    members = [f"worker-{i:02d}" for i in range(20)]
+    tasks = [TaskId(0, p) for p in range(50)]
+    rankings = Rankings(Ring(members), task_positions(tasks), len(members))
+    for index, task in enumerate(tasks):
+        position = int.from_bytes(hashlib.blake2b(str(task).encode(), digest_size=8).digest())
+        expected = sorted(
+            (min((point - position) % 2**64 for point in rankings.ring.own[m]), m)
+            for m in range(len(members))
+        )
+        assert [rankings.get(index, k) for k in range(len(members))] == expected
+        assert rankings.get(index, len(members)) is None

@@ -1,0 +1,197 @@
+"""The placement walk behind `assignment.assign()`: ring rankings, quotas and the greedy walk.
+
+Members and tasks are referred to by their index into the sorted, de-duplicated lists; the public
+module (`processor.runtime.assignment`) documents the rule and turns indexes back into ids.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import heapq
+import itertools
+import math
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from processor.ids import TaskId
+
+POINTS_PER_MEMBER = 64
+"""Ring points per member. Part of the protocol: changing it changes every ranking."""
+
+_MASK = (1 << 64) - 1
+
+
+def hash64(text: str) -> int:
+    """64 bits of blake2b: the same in every process and on every machine (unlike `hash()`)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+class Ring:
+    """Every member's `POINTS_PER_MEMBER` points on a 2**64 ring; a task's ranking is the order in
+    which members first appear walking clockwise from the task's own point.
+
+    The *distance* of a pair (task, member) is how far clockwise from the task's point the member's
+    first point lies; a ranking is ascending distance. Removing a member removes its points and
+    changes no other pair's distance, which is what makes a ranking over `members - F` the ranking
+    over `members` with F's entries skipped."""
+
+    def __init__(self, members: Sequence[str]) -> None:
+        points = sorted(
+            (hash64(f"{member}\x00{v}"), index)
+            for index, member in enumerate(members)
+            for v in range(POINTS_PER_MEMBER)
+        )
+        self.keys = [point for point, _ in points]
+        self.owners = [index for _, index in points]
+        self.own: list[list[int]] = [[] for _ in members]  # each member's points, ascending
+        for point, index in points:
+            self.own[index].append(point)
+
+
+@dataclass
+class Rankings:
+    """Each task's members in ranking order, extended lazily: `get(task, k)` is the k-th entry as
+    `(distance, member index)`, or None past the end. Walking the ring to the k-th new member
+    visits about `n * ln(n / (n - k))` points, so even a whole ranking costs a few times n."""
+
+    ring: Ring
+    positions: list[int]
+    n_members: int
+    _lists: list[list[tuple[int, int]]] = field(default_factory=list)
+    _seen: list[set[int]] = field(default_factory=list)
+    _cursor: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lists = [[] for _ in self.positions]
+        self._seen = [set() for _ in self.positions]
+        self._cursor = [bisect.bisect_left(self.ring.keys, p) for p in self.positions]
+
+    def get(self, task: int, k: int) -> tuple[int, int] | None:
+        ranking = self._lists[task]
+        if k < len(ranking):
+            return ranking[k]
+        if k >= self.n_members:
+            return None
+        keys, owners = self.ring.keys, self.ring.owners
+        size = len(keys)
+        seen = self._seen[task]
+        cursor, origin = self._cursor[task], self.positions[task]
+        while len(ranking) <= k:
+            member = owners[cursor % size]
+            if member not in seen:
+                seen.add(member)
+                ranking.append(((keys[cursor % size] - origin) & _MASK, member))
+            cursor += 1
+        self._cursor[task] = cursor
+        return ranking[k]
+
+
+def task_positions(todo: Sequence[TaskId]) -> list[int]:
+    return [hash64(str(task)) for task in todo]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much one member may hold, in load units: up to `base`; with a pool (`spare > 0`), one
+    unit more for the first `spare` members to go over `base` in the walk."""
+
+    base: int
+    spare: int
+
+    @classmethod
+    def of(cls, total: int, n: int, balance_factor: float, largest: int) -> Limits:
+        """With a balance factor of 1.0: `total // n + largest - 1`, and `total % n` members may
+        hold one unit more (all weights 1: loads differ by at most one). Otherwise
+        `ceil(total / n * balance_factor) + largest - 1` each."""
+        if balance_factor != 1.0:
+            factor = Fraction(repr(float(balance_factor)))
+            return cls(math.ceil(Fraction(total, n) * factor) + largest - 1, 0)
+        floor, spare = divmod(total, n)
+        return cls(floor + largest - 1, spare)
+
+    @property
+    def cap(self) -> int:
+        return self.base + (1 if self.spare else 0)
+
+
+@dataclass
+class Walk:
+    """The result of one walk: each task's owner, the distance and rank of that pair; with
+    `record`, also every pair the walk offered each member (taken or not), in walk order."""
+
+    owner: list[int]
+    distance: list[int]
+    rank: list[int]
+    proposals: list[list[tuple[int, int]]] | None = None
+
+
+def walk(
+    rankings: Rankings,
+    n_tasks: int,
+    alive: Collection[int],
+    limits: Limits,
+    weights: Sequence[int] | None,
+    *,
+    record: bool = False,
+) -> Walk:
+    """Pairs in ascending (distance, task, member) order; a pair is taken when its task is free,
+    its member alive, and the task fits: `load + weight <= limits.base`, or `<= limits.cap` while
+    fewer than `limits.spare` members have gone over `base`. The heap holds each free task's next
+    candidate, so the pairs come in that order without sorting them all.
+
+    A task that fits no member (only possible with weights) goes to the least loaded one, ties
+    by its ranking: that member holds at most `(total - weight) / n` before, so no load exceeds
+    `total / n + largest`."""
+    owner = [-1] * n_tasks
+    distance = [0] * n_tasks
+    ranks = [0] * n_tasks
+    loads = dict.fromkeys(alive, 0)
+    over = 0
+    base, cap, spare = limits.base, limits.cap, limits.spare
+    proposals: list[list[tuple[int, int]]] | None = (
+        [[] for _ in range(rankings.n_members)] if record else None
+    )
+    heap = []
+    for task in range(n_tasks):
+        first = rankings.get(task, 0)
+        assert first is not None
+        heap.append((first[0], task, first[1], 0))
+    heapq.heapify(heap)
+    while heap:
+        dist, task, member, rank = heap[0]
+        if member in loads:
+            if proposals is not None:
+                proposals[member].append((dist, task))
+            load = loads[member] + (1 if weights is None else weights[task])
+            if load <= base or (load <= cap and over < spare):
+                heapq.heappop(heap)
+                owner[task], distance[task], ranks[task] = member, dist, rank
+                if load > base >= loads[member]:
+                    over += 1
+                loads[member] = load
+                continue
+        following = rankings.get(task, rank + 1)
+        if following is not None:
+            heapq.heapreplace(heap, (following[0], task, following[1], rank + 1))
+            continue
+        heapq.heappop(heap)
+        assert weights is not None, "without weights every task fits"
+        dist, chosen, rank = _least_loaded(rankings, task, loads)
+        owner[task], distance[task], ranks[task] = chosen, dist, rank
+        if loads[chosen] <= base < loads[chosen] + weights[task]:
+            over += 1
+        loads[chosen] += weights[task]
+    return Walk(owner, distance, ranks, proposals)
+
+
+def _least_loaded(rankings: Rankings, task: int, loads: dict[int, int]) -> tuple[int, int, int]:
+    """The least loaded alive member, the first in *task*'s ranking among equals."""
+    least = min(loads.values())
+    for rank in itertools.count():
+        entry = rankings.get(task, rank)
+        assert entry is not None
+        if loads.get(entry[1]) == least:
+            return entry[0], entry[1], rank
+    raise AssertionError("unreachable")

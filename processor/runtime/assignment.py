@@ -10,15 +10,16 @@ The rule (protocol 2, `processor/runtime/assignment_walk.py` does the work):
    task ranks the members in the order their first point follows its own, walking clockwise;
    the pair's *distance* is how far that point is. A distance depends on the pair alone, never
    on who else is in the group, on input order, or on the Python process (`hash()` is salted).
-2. Limits, in load units (a task's weight, 1 without `weights`; W = their sum, n = members,
-   `largest` = the heaviest task): with `balance_factor == 1.0` a member may hold up to
-   `base = W // n + largest - 1`, and the first `W % n` members to go over `base` in the walk
-   one unit more; with a larger factor, up to `capacity(W, n, balance_factor) + largest - 1`.
-   Without weights that is exact balance (loads differ by at most one) or `capacity(...)`.
+2. Limits: with `balance_factor == 1.0` a member may hold up to `P // n` tasks (P tasks, n
+   members), and the first `P % n` members to go over it in the walk one more (exact balance:
+   loads differ by at most one); with a larger factor, up to `capacity(P, n, balance_factor)`.
 3. The walk. Pairs are taken in ascending (distance, task, member) order; a pair is assigned when
-   its task is still free and it fits its member's limit. A task that fits no member (only
-   possible with weights) goes to the least loaded one, first in its ranking among equals, so
-   no load exceeds `capacity(W, n, balance_factor) + largest`.
+   its task is still free and it fits its member's limit.
+
+With `weights` (load-aware balancing: a task's load in integer units, W their sum), tasks are
+placed heaviest first, each to the first member in its ranking whose load stays within
+`max(ceil(W / n * balance_factor), heaviest task)`, else to the least loaded member
+(`assignment_walk.walk_weighted`); all weights 1 is the unweighted rule.
 
 Step 3 walks one canonical order, so the result depends on the sets of instances and tasks (and
 the weights) alone. Without limits every task would go to its first-ranked member and a join or
@@ -55,7 +56,16 @@ from types import MappingProxyType
 from processor.errors import ConfigError
 from processor.ids import TaskId
 from processor.runtime.assignment_failover import Ledger, replay
-from processor.runtime.assignment_walk import Limits, Rankings, Ring, Walk, task_positions, walk
+from processor.runtime.assignment_walk import (
+    Limits,
+    Rankings,
+    Ring,
+    Walk,
+    task_positions,
+    walk,
+    walk_weighted,
+    weighted_bound,
+)
 
 __all__ = [
     "Assignment",
@@ -190,8 +200,11 @@ class _Plan:
         return Limits.of(self.total, n_alive, self.balance_factor, self.largest)
 
     def walk(self, alive: Sequence[int], *, record: bool = False) -> Walk:
+        if self.weights is not None:
+            bound = weighted_bound(self.total, len(alive), self.balance_factor, self.largest)
+            return walk_weighted(self.rankings, len(self.todo), set(alive), bound, self.weights)
         limits = self.limits(len(alive))
-        return walk(self.rankings, len(self.todo), set(alive), limits, self.weights, record=record)
+        return walk(self.rankings, len(self.todo), set(alive), limits, None, record=record)
 
     def named(self, owner: Sequence[int]) -> dict[TaskId, str]:
         return {task: self.members[m] for task, m in zip(self.todo, owner, strict=True)}

@@ -195,3 +195,36 @@ def _least_loaded(rankings: Rankings, task: int, loads: dict[int, int]) -> tuple
         if loads.get(entry[1]) == least:
             return entry[0], entry[1], rank
     raise AssertionError("unreachable")
+
+
+def weighted_bound(total: int, n: int, balance_factor: float, largest: int) -> int:
+    """Most load units one member may hold with weights: the even share
+    `ceil(total / n * balance_factor)`, or the heaviest task where that alone is more."""
+    share = math.ceil(Fraction(total, n) * Fraction(repr(float(balance_factor))))
+    return max(share, largest)
+
+
+def walk_weighted(
+    rankings: Rankings, n_tasks: int, alive: Collection[int], bound: int, weights: Sequence[int]
+) -> Walk:
+    """With weights: heavier tasks first (then by task), each to the first member in its ranking
+    that stays within `bound`, else to the least loaded one (ties by its ranking). Placing the
+    heavy tasks first keeps a member that holds one from also filling up with light ones, so
+    loads stay within about one task of the even share (the count-based walk's pairs-in-distance
+    order lets the owner of a heavy task take its full share of light ones as well)."""
+    owner = [-1] * n_tasks
+    distance = [0] * n_tasks
+    ranks = [0] * n_tasks
+    loads = dict.fromkeys(alive, 0)
+    for task in sorted(range(n_tasks), key=lambda t: (-weights[t], t)):
+        weight, k, chosen = weights[task], 0, None
+        while (pair := rankings.get(task, k)) is not None:
+            if pair[1] in loads and loads[pair[1]] + weight <= bound:
+                chosen = (pair[0], pair[1], k)
+                break
+            k += 1
+        if chosen is None:
+            chosen = _least_loaded(rankings, task, loads)
+        distance[task], owner[task], ranks[task] = chosen
+        loads[chosen[1]] += weight
+    return Walk(owner, distance, ranks)

@@ -82,6 +82,17 @@ def _reference(
 
     weight = {t: (weights or {}).get(t, 1) for t in tasks}
     total, largest, n = sum(weight.values()), max(weight.values(), default=1), len(members)
+    if largest > 1:  # weighted: heaviest first, each to its first member with room
+        bound = max(capacity(total, n, bf), largest)
+        loads = Counter[str]()
+        owners: dict[TaskId, str] = {}
+        for task in sorted(tasks, key=lambda t: (-weight[t], t)):
+            ranked = [m for _, m in sorted((distance(task, m), m) for m in members)]
+            room = [m for m in ranked if loads[m] + weight[task] <= bound]
+            least = min(loads[m] for m in members)
+            owners[task] = room[0] if room else next(m for m in ranked if loads[m] == least)
+            loads[owners[task]] += weight[task]
+        return owners
     if bf == 1.0:
         base, spare = total // n + largest - 1, total % n
     else:

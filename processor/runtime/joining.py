@@ -104,5 +104,5 @@ class WarmUp:
                 ", ".join(members),
                 ", ".join(f"{t}@{moving[t]}" for t in waiting),
             )
-        self._tasks.raise_if_restore_failed()
+        self._tasks.follow_standbys()
         return False

@@ -300,9 +300,12 @@ class TaskManager:
             return {}
         return {t: self._restorer.records_read(t) for t in self.held()}
 
-    def raise_if_restore_failed(self) -> None:
+    def follow_standbys(self) -> None:
+        """Between assignments (a joiner warming up): hand the standbys whose state has opened
+        to the restorer; raise what the restorer failed with."""
         if self._restorer is not None:
             self._restorer.raise_if_failed()
+            self._adopt_opened_standbys()
 
     def read(
         self, task_id: TaskId, read: Callable[[TaskStateBackend], Any], *, standby: bool

@@ -196,8 +196,11 @@ class GroupConsumer:
         yet, or no position (nothing consumed since a plain `assign()`)."""
         return self.fetched_lags([partition]).get(partition)
 
-    def fetched_lags(self, partitions: Sequence[Partition]) -> dict[Partition, int]:
-        """`fetched_lag` of each of `partitions` whose lag is known, with one position call."""
+    def fetched_lags(
+        self, partitions: Sequence[Partition], *, ends: Mapping[Partition, int] | None = None
+    ) -> dict[Partition, int]:
+        """`fetched_lag` of each of `partitions` whose lag is known, with one position call
+        (`ends`: end offsets to use instead of those the fetches saw)."""
         if not partitions:
             return {}
         try:
@@ -211,6 +214,8 @@ class GroupConsumer:
                 low, high = self._fetcher.get_watermark_offsets(tp, cached=True)
             except KafkaException:
                 continue
+            if ends is not None and partition in ends:
+                high = ends[partition]
             offset = tp.offset
             if offset < 0:
                 offset = self._started_at.get(partition, offset)

@@ -176,7 +176,7 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
         cleaner=StateCleaner(cfg.app_state_dir, cfg.state_cleanup_delay_ms / 1000),
         stalls=stalls,
         global_tables=global_tables,
-        measurements=Measurements(tasks, consumer),
+        measurements=Measurements(tasks, consumer, exact_lags=cfg.assignment_load_aware),
         endpoint=endpoint,
         http_port=http_port,
     )

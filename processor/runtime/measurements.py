@@ -4,7 +4,10 @@ end-to-end latency, store cache reads and store sizes on disk.
 The main loop calls `batch_processed` once per consumed batch (a clock read, a bisect), and the
 housekeeping calls `figures` about once a second; nothing here runs per record. Lag comes from
 what the consumer already knows (its positions and the end offsets its fetches saw: no
-request), store sizes from a walk of the state directories at most every few seconds.
+request), store sizes from a walk of the state directories at most every few seconds. With
+`exact_lags` (load-aware balancing weighs tasks by it) the end offsets are asked of the broker:
+the fetcher stops fetching a partition it is far behind on (its queue is full), and the end it
+last saw then stays where it was, hiding how fast the partition grows.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from processor.errors import BrokerError
 from processor.histogram import BATCH_BOUNDS_S, LATENCY_BOUNDS_S, Histogram
 from processor.kafka.consumer import GroupConsumer, Message
 from processor.runtime.task_manager import TaskManager
@@ -26,9 +30,12 @@ _STORE_SIZE_INTERVAL_S = 5.0
 
 
 class Measurements:
-    def __init__(self, tasks: TaskManager, consumer: GroupConsumer) -> None:
+    def __init__(
+        self, tasks: TaskManager, consumer: GroupConsumer, *, exact_lags: bool = False
+    ) -> None:
         self._tasks = tasks
         self._consumer = consumer
+        self._exact_lags = exact_lags
         self.batch_seconds = Histogram(BATCH_BOUNDS_S)
         self.end_to_end_seconds = Histogram(LATENCY_BOUNDS_S)
         # Cache reads of tasks that are gone (store -> hits, misses), and what each task's
@@ -49,7 +56,15 @@ class Measurements:
     def figures(self) -> dict[str, Any]:
         """The snapshot's fields this module measures (`processor.metrics.WorkerSnapshot`)."""
         running = self._tasks.running()
-        known = self._consumer.fetched_lags([p for task in running for p in task.partitions])
+        partitions = [p for task in running for p in task.partitions]
+        known = self._consumer.fetched_lags(partitions)
+        if self._exact_lags and partitions:
+            try:
+                ends = self._consumer.end_offsets(partitions, timeout=1.0)
+            except BrokerError:
+                pass  # what the fetches saw, this time
+            else:
+                known = self._consumer.fetched_lags(partitions, ends=ends)
         lags = {
             (str(task.id), topic, partition): known[(topic, partition)]
             for task in running

@@ -383,8 +383,9 @@ class Rebalancer:
             self.publish_status()
         if previous is not None and self._config.exactly_once:
             fence_departed(self._config, self._instance_id, previous, members, gaining)
-        self._tasks.set_standbys(set() if duplicate else self._standbys_wanted())
-        standby = sorted(self._tasks.standbys - self._handover.gaining)
+        standbys = set() if duplicate else self._standbys_wanted()
+        self._tasks.set_standbys(standbys)  # they open in the background
+        standby = sorted(t for t in standbys - set(mine) if self._tasks.is_stateful(t))
         log.info(
             "worker %s: members [%s]; active tasks [%s]; standby tasks [%s]; gaining [%s]",
             self._instance_id,

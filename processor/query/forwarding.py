@@ -80,12 +80,16 @@ class Forwarder:
         self._lock = threading.Lock()
         self._waiting: Counter[str] = Counter()  # forwards in flight, per instance
         self._suspect_until: dict[str, float] = {}  # instances that did not answer
-        self._client = httpx.Client(
+        # Made at the first forward: an httpx client loads the TLS certificates when it is
+        # made (0.2 s or more), which every worker would otherwise pay at start.
+        self._make_client: Callable[[], httpx.Client] = lambda: httpx.Client(
             transport=transport,
             limits=httpx.Limits(
                 max_connections=max_forwards, max_keepalive_connections=max_forwards
             ),
         )
+        self._client: httpx.Client | None = None
+        self._closed = False
 
     def forward(
         self,
@@ -161,7 +165,7 @@ class Forwarder:
         left: float,
     ) -> httpx.Response:
         try:
-            response = self._client.request(
+            response = self._http().request(
                 "GET" if body is None else "POST",
                 endpoint + path,
                 params=params,
@@ -189,8 +193,20 @@ class Forwarder:
         with self._lock:
             self._suspect_until[instance] = self._clock() + SUSPECT_S
 
+    def _http(self) -> httpx.Client:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the forwarder is closed")
+            if self._client is None:
+                self._client = self._make_client()
+            return self._client
+
     def close(self) -> None:
-        self._client.close()
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
 
 def _detail(response: httpx.Response) -> str | None:

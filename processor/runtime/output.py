@@ -11,7 +11,7 @@ handled as its input): the sink passes the record's context, nothing is stashed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from processor.errors import BrokerError
 from processor.kafka.admin import Admin
@@ -67,6 +67,16 @@ class Output:
             self.producer.produce(topic, key, value, timestamp, headers, partition, position)
         else:
             self.producer.produce(topic, key, value, timestamp, headers, partition)
+
+    def direct(
+        self, topic: str
+    ) -> Callable[[str, bytes | None, bytes | None, int, Headers | None], None] | None:
+        """What a sink of `topic` may call instead of `emit`, with the same first five
+        arguments, when `emit` would only pass them on to the producer (no partition of its own
+        to choose, no origin to name): one Python call fewer per record. None otherwise."""
+        if self._track_origins or topic in self._by_inner_key:
+            return None
+        return self.producer.produce
 
     def limit_records(self, topics: Iterable[str]) -> None:
         """Refuse records too large for `topics` before sending them."""

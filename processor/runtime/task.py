@@ -13,7 +13,7 @@ CREATED --> RESTORING --> RUNNING --> CLOSED
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -207,7 +207,7 @@ class StreamTask:
                 # Kept until the commit that covers it: the transaction may abort again.
                 failure, output = self._unproducible[(topic, self.id.partition, offset)]
                 handle_failure(self._handling, failure, output, self._emitter, self._accounting)
-            elif self._sources[topic].process_bytes(message.key(), message.value()):
+            elif self._sources[topic].receive(message.key(), message.value()):
                 if not self.async_channels or self._partition_of[topic] not in self.async_channels:
                     # Reached a sink or a store (an async call's record: once its result does).
                     self._accounting.pending_output += 1
@@ -225,6 +225,57 @@ class StreamTask:
         clock = self.clock
         if clock.stream_time >= clock.due_at:
             self._fire(topic, offset)
+
+    def process_run(self, messages: Sequence[Message], start: int) -> int:
+        """`process` each of `messages` from index `start` on while they are records of this
+        task's partition (a task with one input partition); returns the index of the first that
+        is not (an error, or another partition's), or `len(messages)`. What `process` does per
+        record, with the bookkeeping (next offset, counts) once per run."""
+        topic, partition = self.partitions[0]
+        end, count = start, len(messages)
+        if self._unproducible or self.async_channels:
+            while end < count and _of(messages[end], topic, partition):
+                self.process(messages[end])
+                end += 1
+            return end
+        receive = self._sources[topic].receive
+        context, clock = self._context, self.clock
+        context.topic = topic
+        outputs = filtered = 0
+        try:
+            while end < count:
+                message = messages[end]
+                if (
+                    message.error() is not None
+                    or message.partition() != partition
+                    or message.topic() != topic
+                ):
+                    break
+                context.offset = offset = message.offset()
+                context.timestamp = message.timestamp()[1]
+                context.headers = message.headers()
+                try:
+                    if receive(message.key(), message.value()):
+                        outputs += 1
+                        context.late = None
+                    elif context.late is None:
+                        filtered += 1
+                    else:
+                        self._late(_bytes_of(message))
+                except RECORD_ERRORS as e:
+                    context.late = None
+                    failure = failure_of(e, topic, partition, offset, str(self.id))
+                    self._fail(failure, _bytes_of(message))
+                end += 1
+                if clock.stream_time >= clock.due_at:
+                    self._fire(topic, offset)
+        finally:
+            if end > start:
+                self._next_offsets[self.partitions[0]] = messages[end - 1].offset() + 1
+                self.processed += end - start
+                self._accounting.pending_output += outputs
+                self._accounting.pending_filtered += filtered
+        return end
 
     def buffer(self, message: Message) -> None:
         """Keep `message` for `process_buffered` (a task with several input partitions)."""
@@ -409,6 +460,11 @@ class StreamTask:
             self.stores.close()
             self.stores = None
         self.transition(TaskState.CLOSED)
+
+
+def _of(message: Message, topic: str, partition: int) -> bool:
+    """Whether `message` is a record (not an error) of `partition` of `topic`."""
+    return message.error() is None and message.partition() == partition and message.topic() == topic
 
 
 def _bytes_of(message: Message) -> RecordBytes:

@@ -47,6 +47,7 @@ from processor.kafka.consumer import is_fatal, is_partition_eof
 from processor.metrics import WorkerMetrics
 from processor.runtime.assembly import Collaborators, WorkerParts, assemble
 from processor.runtime.async_runner import AsyncRunner
+from processor.runtime.dispatch import dispatch
 from processor.runtime.instance import StateDirLock, resolve_instance_id
 from processor.runtime.joining import POLL_INTERVAL_S, WarmUp
 from processor.runtime.preflight import preflight
@@ -261,22 +262,9 @@ class Worker:
         if messages:
             parts.committer.before_output()
         began = time.perf_counter()
-        routes = parts.tasks.routes
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                self._handle_consume_error(error)
-                continue
-            route = routes.get((message.topic(), message.partition()))
-            if route is None:
-                # Fetched before a rebalance took the partition away; its new owner reads it
-                # from the committed offset.
-                continue
-            try:
-                route(message)  # processed, or buffered by a task with several inputs
-            except BrokerError as e:
-                self._after_failed_processing(parts, e)
-                return
+        failed = partial(self._after_failed_processing, parts)
+        if not dispatch(messages, parts.tasks.routes, self._handle_consume_error, failed):
+            return
         if messages:
             parts.measurements.batch_processed(messages, began)
         if parts.tasks.synchronised and not self._process_buffered(parts):

@@ -1,4 +1,9 @@
-"""Records from outside Kafka: `topology.source(...)` (see `processor.sources.base`)."""
+"""Records from outside Kafka: `topology.source(...)` (see `processor.sources.base`).
+
+`PostgresSource` is imported when first asked for: psycopg takes about 0.2 s to import, which
+every worker would otherwise pay at start whether or not it reads PostgreSQL."""
+
+from typing import TYPE_CHECKING, Any
 
 from processor.sources.base import (
     BadLine,
@@ -10,7 +15,9 @@ from processor.sources.base import (
     SourceUnavailableError,
 )
 from processor.sources.files import FileSource
-from processor.sources.postgres import PostgresSource
+
+if TYPE_CHECKING:
+    from processor.sources.postgres import PostgresSource
 
 __all__ = [
     "BadLine",
@@ -23,3 +30,11 @@ __all__ = [
     "SourceReader",
     "SourceUnavailableError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PostgresSource":
+        from processor.sources.postgres import PostgresSource
+
+        return PostgresSource
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

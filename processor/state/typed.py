@@ -64,6 +64,8 @@ class KeyValueStore(Generic[K, V]):
         self._cache = cache
         self._key_serde = key_serde
         self._value_serde = value_serde
+        self._read = value_serde.deserialize
+        self._write = value_serde.serialize
         # The last key serialized, when immutable: an aggregation reads and then writes the
         # same key, and serializing it once is a measurable part of a record's cost.
         self._last_key: object = _NO_KEY
@@ -92,17 +94,25 @@ class KeyValueStore(Generic[K, V]):
 
     def get(self, key: K, default: D | None = None) -> V | D | None:
         """The value of `key`, or `default` when the store has none."""
-        data = self._cache.get(self._key(key))
-        return default if data is None else self._value(data, key)
+        key_bytes = self._last_key_bytes if key is self._last_key else self._key(key)
+        data = self._cache.get(key_bytes)
+        if data is None:
+            return default
+        try:  # `_value`, written out: a read per record of every aggregation
+            return cast(V, self._read(data))
+        except TransientError:
+            raise
+        except Exception as e:
+            raise StoredValueError(self.name, self._value_serde.name, key, e) from e
 
     def put(self, key: K, value: V | None) -> None:
         """Set the value of `key`; None deletes it. Raises `ChangelogRecordTooLargeError`, and
         changes nothing, when the key and value do not fit one changelog record."""
-        data = self._value_serde.serialize(value) if value is not None else None
+        data = self._write(value) if value is not None else None
         if data is None:
             self._cache.delete(self._key(key))
             return
-        key_bytes = self._key(key)
+        key_bytes = self._last_key_bytes if key is self._last_key else self._key(key)
         if len(key_bytes) + len(data) > self._max_record_bytes:
             raise ChangelogRecordTooLargeError(
                 self.name, self._changelog, len(key_bytes), len(data), self._max_record_bytes

@@ -345,7 +345,7 @@ class TopologyTestDriver(DriverSources):
         task = self._task_of_topic[topic]
         record = (key, value, timestamp, headers)
         try:
-            reached = source.process_bytes(key, value)
+            reached = source.receive(key, value)
         except RECORD_ERRORS as e:
             c.late = None
             failure = failure_of(e, topic, 0, offset, task)

@@ -9,7 +9,7 @@ A record enters at a `SourceProcessor` as bytes, flows through operators (`state
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from processor.errors import DeserializationError, RecordRejectedError, TransientError
@@ -18,6 +18,7 @@ from processor.topology.async_ops import AsyncProcessor, async_input_key
 from processor.topology.clock import StreamClock
 from processor.topology.external_sink import ExternalSinkProcessor, sink_input_key
 from processor.topology.foreign_join import FOREIGN_JOIN_KINDS, make_foreign_join
+from processor.topology.fusion import fuse, fused_source
 from processor.topology.global_tables import global_join_processor
 from processor.topology.graph import (
     Node,
@@ -87,6 +88,7 @@ class SourceProcessor(Processor):
         "defer_time",
         "extract",
         "key_serde",
+        "receive",
         "retry",
         "timed",
         "value_serde",
@@ -113,6 +115,9 @@ class SourceProcessor(Processor):
         # Whether an operator of the task works with event time: a negative timestamp is then
         # the record's fault.
         self.timed = timed or node.timestamp is not None
+        # What the task calls per record: `process_bytes` and the chain after it, fused once
+        # the task's processors are wired (`processor.topology.fusion`).
+        self.receive: Callable[[bytes | None, bytes | None], bool] = self.process_bytes
 
     def process_bytes(self, key: bytes | None, value: bytes | None) -> bool:
         """Deserialize and process one record; True when it reached a sink or a store."""
@@ -210,29 +215,37 @@ class SinkProcessor(Processor):
         try:
             key_bytes = self.key_serde.serialize(key)
         except Exception as e:
-            raise OperatorError(
-                self.name,
-                TypeError(
-                    f"cannot serialize key {key!r} with the {self.key_serde.name} serde "
-                    f"({e}); give to({self.topic!r}) a matching key_serde"
-                ),
-            ) from e
+            raise self.key_error(key, e) from e
         try:
             value_bytes = self.value_serde.serialize(value)
         except Exception as e:
-            raise OperatorError(
-                self.name,
-                TypeError(
-                    f"cannot serialize value {value!r} with the {self.value_serde.name} "
-                    f"serde ({e}); give to({self.topic!r}) a matching value_serde"
-                ),
-            ) from e
+            raise self.value_error(value, e) from e
         c = self.context
         try:
             self.emitter.emit(self.topic, key_bytes, value_bytes, c.timestamp, c.headers, c)
         except RecordRejectedError as e:
             raise SinkRejectedError(self.name, e) from e
         return True
+
+    def key_error(self, key: Any, error: Exception) -> OperatorError:
+        """The key serde could not write `key`."""
+        return OperatorError(
+            self.name,
+            TypeError(
+                f"cannot serialize key {key!r} with the {self.key_serde.name} serde "
+                f"({error}); give to({self.topic!r}) a matching key_serde"
+            ),
+        )
+
+    def value_error(self, value: Any, error: Exception) -> OperatorError:
+        """The value serde could not write `value`."""
+        return OperatorError(
+            self.name,
+            TypeError(
+                f"cannot serialize value {value!r} with the {self.value_serde.name} "
+                f"serde ({error}); give to({self.topic!r}) a matching value_serde"
+            ),
+        )
 
 
 def _make(
@@ -449,20 +462,13 @@ def instantiate(
             isinstance(child, AsyncProcessor) for child in processor.children
         ):
             processor.defer_time = True
-    for node in reversed(subtopology.nodes):  # children before their parents
-        _shortcut(built[node.name])
-    return {
+    fuse(built.values())
+    sources = {
         node.topic: processor
         for node in subtopology.nodes
         if isinstance(node, SourceNode)
         and isinstance(processor := built[node.name], SourceProcessor)
     }
-
-
-def _shortcut(processor: Processor) -> None:
-    """Let a processor with one child call it directly; a pass-through child is skipped (its
-    own `forward` is already resolved, children being wired before their parents)."""
-    if len(processor.children) != 1:
-        return
-    [child] = processor.children
-    processor.forward = child.forward if type(child) is PassThroughProcessor else child.process
+    for source in sources.values():
+        source.receive = fused_source(source)
+    return sources

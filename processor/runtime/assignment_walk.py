@@ -7,6 +7,7 @@ module (`processor.runtime.assignment`) documents the rule and turns indexes bac
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import heapq
 import itertools
@@ -28,6 +29,18 @@ def hash64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
+@functools.lru_cache(maxsize=4096)
+def member_points(member: str) -> tuple[int, ...]:
+    """A member's points on the ring. Kept: every assignment a worker computes (each rebalance,
+    each joiner's future, each load plan tried, each failure set) uses the same members."""
+    return tuple(hash64(f"{member}\x00{v}") for v in range(POINTS_PER_MEMBER))
+
+
+@functools.lru_cache(maxsize=65536)
+def task_position(task: str) -> int:
+    return hash64(task)
+
+
 class Ring:
     """Every member's `POINTS_PER_MEMBER` points on a 2**64 ring; a task's ranking is the order in
     which members first appear walking clockwise from the task's own point.
@@ -39,9 +52,9 @@ class Ring:
 
     def __init__(self, members: Sequence[str]) -> None:
         points = sorted(
-            (hash64(f"{member}\x00{v}"), index)
+            (point, index)
             for index, member in enumerate(members)
-            for v in range(POINTS_PER_MEMBER)
+            for point in member_points(member)
         )
         self.keys = [point for point, _ in points]
         self.owners = [index for _, index in points]
@@ -89,7 +102,7 @@ class Rankings:
 
 
 def task_positions(todo: Sequence[TaskId]) -> list[int]:
-    return [hash64(str(task)) for task in todo]
+    return [task_position(str(task)) for task in todo]
 
 
 @dataclass(frozen=True)

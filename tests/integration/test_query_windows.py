@@ -77,6 +77,8 @@ def test_windows_are_answered_by_any_worker_forwarded_and_from_standbys(
     assert sum(EXPECTED.values()) == len(records)
     # Keyed like Kafka's Java producer, which the query API's routing assumes.
     produce(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], records, partitioner="murmur2_random")
+    for worker in started.values():  # both run the two-member assignment (not warming up)
+        worker.wait_for_log(r"members \[w0, w1\]; active tasks", 120)
     urls = {instance: worker.url() for instance, worker in started.items()}
     clients = {i: QueryClient(url, token=TOKEN, timeout=30) for i, url in urls.items()}
 

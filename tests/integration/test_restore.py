@@ -357,7 +357,11 @@ def test_a_restore_waits_for_a_transaction_open_at_its_end(
     restorer = restorer_factory(read_committed=True)
 
     restorer.add(TASK, backend, {STORE: topic})
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while restorer.progress()[TASK].state is RestoreState.PENDING:  # its thread has not begun
+        assert time.monotonic() < deadline, "the restore never began"
+        time.sleep(0.05)
+    time.sleep(0.5)  # reading: it reaches the open transaction, and must wait there
     assert restorer.completed() == []
     assert restorer.progress()[TASK].state is RestoreState.RESTORING
     producer.commit_transaction(30)

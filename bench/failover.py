@@ -17,14 +17,14 @@ of the key).
    (timestamps): when the rebalance began (their revoke; the session timeout is 6 s), when the
    last survivor accepted the new assignment, how long the moved tasks' restore took; and from
    the reader, the longest interval without output from a moved task.
-2. Scale-out, at-least-once, 1 standby: 3 workers, then a 4th starts. Warm-up = what the joiner
-   logs ("warmed up in X s"). Pause, measured three ways over the window from the joiner's start
-   until 2 s after every task processes again on the 4-member assignment: the longest stop of
-   one task in the worker logs (its old owner's revoke to "processing" on its new owner); the
-   longest interval without output from one task (reader), also over the warm-up alone and over
-   the 10 s of steady state before the join; the longest interval without output from any task
-   (reader). Max read = the largest `processor_task_restored_before_start_records` (/metrics)
-   of a task that moved (acceptable_recovery_lag is 10,000).
+2. Scale-out and back, at-least-once, 1 standby: 3 workers, then a 4th starts, then it stops
+   (SIGTERM). For each change (3 -> 4, 4 -> 3), over the window from its start until 2 s after
+   every moved task processes again: the longest interval without output from any task, from a
+   task that kept its owner and from a moved task (reader); a moved task's stop in the worker
+   logs (closed by its old owner to processing on its new one); against the same figures over
+   the 10 s of steady state before the join. Warm-up = what the joiner logs ("warmed up in X
+   s"); max read = the largest `processor_task_restored_before_start_records` (/metrics) of a
+   task that moved (acceptable_recovery_lag is 10,000).
 
 Every run checks every count: exactly-once runs must match what was produced with no duplicated
 output; the at-least-once run must have no key short. A wrong run raises; nothing is reported.

@@ -18,9 +18,8 @@ time in three with 3 workers). After `--warmup` seconds the bench reads every wo
 
 Load-aware runs pass `--assignment-load-aware --load-balance-interval-ms <--interval-ms>` (10 s
 by default here, so that the leader plans within the warm-up), and `--load-balance-max-moves`
-when `--max-moves` is given. The plans only change the
-assignment once the worker applies `LoadBalancer.weights()` (processor.runtime.load_balancer);
-until then a load-aware run measures the same as a count-based one, with the plans logged.
+when `--max-moves` is given. Every worker applies a new plan without a group rebalance: the
+tasks it moves are handed over (processor.runtime.handover), the others go on.
 
     .venv/bin/python -m bench.load_balance [--mode count|load-aware|both] [--rate 3000]
         [--hot-share 0.35] [--cost-us 400] [--warmup 60] [--measure 60] [--runs 1]

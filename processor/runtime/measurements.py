@@ -12,6 +12,7 @@ last saw then stays where it was, hiding how fast the partition grows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -57,14 +58,12 @@ class Measurements:
         """The snapshot's fields this module measures (`processor.metrics.WorkerSnapshot`)."""
         running = self._tasks.running()
         partitions = [p for task in running for p in task.partitions]
-        known = self._consumer.fetched_lags(partitions)
+        ends = None
         if self._exact_lags and partitions:
-            try:
+            # Unanswered: the ends the fetches saw, this time.
+            with contextlib.suppress(BrokerError):
                 ends = self._consumer.end_offsets(partitions, timeout=1.0)
-            except BrokerError:
-                pass  # what the fetches saw, this time
-            else:
-                known = self._consumer.fetched_lags(partitions, ends=ends)
+        known = self._consumer.fetched_lags(partitions, ends=ends)
         lags = {
             (str(task.id), topic, partition): known[(topic, partition)]
             for task in running

@@ -229,21 +229,18 @@ class SinkProcessor(Processor):
 
     def key_error(self, key: Any, error: Exception) -> OperatorError:
         """The key serde could not write `key`."""
-        return OperatorError(
-            self.name,
-            TypeError(
-                f"cannot serialize key {key!r} with the {self.key_serde.name} serde "
-                f"({error}); give to({self.topic!r}) a matching key_serde"
-            ),
-        )
+        return self._serde_error("key", key, self.key_serde.name, error)
 
     def value_error(self, value: Any, error: Exception) -> OperatorError:
         """The value serde could not write `value`."""
+        return self._serde_error("value", value, self.value_serde.name, error)
+
+    def _serde_error(self, part: str, data: Any, serde: str, error: Exception) -> OperatorError:
         return OperatorError(
             self.name,
             TypeError(
-                f"cannot serialize value {value!r} with the {self.value_serde.name} "
-                f"serde ({error}); give to({self.topic!r}) a matching value_serde"
+                f"cannot serialize {part} {data!r} with the {serde} serde ({error}); "
+                f"give to({self.topic!r}) a matching {part}_serde"
             ),
         )
 

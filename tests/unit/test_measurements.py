@@ -39,7 +39,9 @@ class _Tasks:
 class _Consumer:
     lags: dict[tuple[str, int], int] = field(default_factory=dict)
 
-    def fetched_lags(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    def fetched_lags(
+        self, partitions: list[tuple[str, int]], *, ends: object = None
+    ) -> dict[tuple[str, int], int]:
         return {p: self.lags[p] for p in partitions if p in self.lags}
 
 

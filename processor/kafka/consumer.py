@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
@@ -29,6 +30,15 @@ from processor.errors import BrokerError
 from processor.ids import Partition
 
 log = logging.getLogger("processor.consumer")
+
+# Answers of a group coordinator that is moving or still loading: asking again soon succeeds.
+_COORDINATOR_MOVING = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+    }
+)
 
 
 class Message(Protocol):
@@ -162,7 +172,7 @@ class GroupConsumer:
         committed: dict[Partition, tuple[int, str | None]] = {}
         try:
             unread = [TopicPartition(t, p) for t, p in partitions if (t, p) not in start]
-            for tp in self._fetcher.committed(unread, timeout) if unread else []:
+            for tp in self._committed(unread, timeout) if unread else []:
                 start[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
                 committed[(tp.topic, tp.partition)] = (tp.offset, tp.metadata)
             self._fetcher.incremental_assign(
@@ -173,6 +183,21 @@ class GroupConsumer:
         for partition in partitions:
             self._started_at[partition] = start[partition]
         return {p: committed.get(p, (-1, None)) for p in partitions}
+
+    def _committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        """The group's committed offsets of `partitions`. The fetcher is no group member, so its
+        first request may find the group's coordinator still moving or loading: those answers
+        are retried until `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self._fetcher.committed(partitions, timeout)
+            except KafkaException as e:
+                error = e.args[0]
+                moving = error.code() in _COORDINATOR_MOVING or error.retriable()
+                if not moving or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
 
     def remove(self, partitions: Sequence[Partition]) -> None:
         """Stop consuming `partitions` (their tasks closed); the others go on."""

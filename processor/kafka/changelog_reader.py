@@ -15,6 +15,7 @@ The only module that touches `confluent_kafka.Consumer` for changelogs. It imple
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -30,6 +31,7 @@ __all__ = [
     "ChangelogReader",
     "ChangelogRecord",
     "PartitionEnd",
+    "keys_between",
 ]
 
 _log = logging.getLogger(__name__)
@@ -206,6 +208,39 @@ class ChangelogReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def keys_between(
+    settings: Mapping[str, Any],
+    partition: Partition,
+    first: int,
+    end: int,
+    *,
+    group_id: str,
+    timeout_s: float,
+) -> set[bytes]:
+    """The keys of the records of changelog `partition` at offsets `first` to `end` (excluded),
+    read uncommitted; raises `BrokerError` when they could not all be read within `timeout_s`."""
+    topic, number = partition
+    reader = ChangelogReader(
+        {**settings, "fetch.wait.max.ms": 50}, group_id=group_id, read_committed=False
+    )
+    keys: set[bytes] = set()
+    try:
+        reader.assign({partition: first})
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for item in reader.consume(500, 0.2):
+                if item.offset >= end:
+                    return keys
+                if isinstance(item, ChangelogRecord) and item.key is not None:
+                    keys.add(item.key)
+    finally:
+        reader.close()
+    raise BrokerError(
+        f"reading changelog {topic}[{number}] offsets {first} to {end} took more than "
+        f"{timeout_s:.0f}s"
+    )
 
 
 def _raise_or_log(error: Any, topic: str | None, partition: int | None) -> None:

@@ -15,13 +15,14 @@ import socket
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from processor.config import WorkerConfig
 from processor.dsl.topology import Topology
 from processor.ids import TaskId
 from processor.kafka.admin import Admin
-from processor.kafka.changelog_reader import ChangelogReader
+from processor.kafka.changelog_reader import ChangelogReader, keys_between
 from processor.kafka.consumer import GroupConsumer
 from processor.kafka.global_reader import GlobalTopicReader
 from processor.kafka.positions import read_latest
@@ -33,13 +34,14 @@ from processor.query.source import StoreInfo
 from processor.query.status_routes import StatusSource
 from processor.runtime.async_metrics import AsyncMetrics
 from processor.runtime.async_runner import AsyncRunner
+from processor.runtime.changelog_check import ChangelogCheck
 from processor.runtime.clients import (
     admin_settings,
     consumer_settings,
     producer_settings,
     restore_consumer_settings,
 )
-from processor.runtime.commit import Committer, make_committer
+from processor.runtime.commit import AtLeastOnceCommitter, Committer, make_committer
 from processor.runtime.global_tables import GlobalTables
 from processor.runtime.measurements import Measurements
 from processor.runtime.output import Output
@@ -76,6 +78,8 @@ __all__ = ["Collaborators", "assemble"]
 # Reading where a source stopped: its previous owner's last transaction may have to be timed out
 # by the broker first (when it could not be fenced); the worker goes on meanwhile.
 _POSITION_READ_TIMEOUT_S = 120.0
+# Reading the keys other workers wrote to a changelog, to write this worker's values again.
+_KEY_READ_TIMEOUT_S = 30.0
 
 log = logging.getLogger("processor.worker")
 
@@ -158,6 +162,8 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
         stalls,
         session_timeout_s=session_timeout_s,
     )
+    if isinstance(committer, AtLeastOnceCommitter):
+        _check_changelogs(committer.changelog_check, parts, rebalancer, stalls)
     endpoint, http_port = None, None
     if cfg.http_port is not None:
         server, endpoint = _serve(parts, plan, RuntimeView(instance_id, rebalancer, status, tasks))
@@ -180,6 +186,26 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
         endpoint=endpoint,
         http_port=http_port,
     )
+
+
+def _check_changelogs(
+    check: ChangelogCheck, parts: WorkerParts, rebalancer: Rebalancer, stalls: StallWatch
+) -> None:
+    """At-least-once: how commits read other workers' changelog records, and ask the group
+    whether this worker still owns its tasks before writing over them."""
+    cfg = parts.config
+    check.read_keys = partial(
+        keys_between,
+        restore_consumer_settings(cfg, parts.instance_id),
+        group_id=f"{cfg.application_id}-check-{parts.instance_id}",
+        timeout_s=_KEY_READ_TIMEOUT_S,
+    )
+
+    def confirm_owner() -> bool | None:
+        stalls.tick()  # a stall inside the commit is what such records usually follow
+        return rebalancer.still_a_member(stalls.stalled_s)
+
+    check.confirm_owner = confirm_owner
 
 
 def _global_tables(parts: WorkerParts, admin: Admin, resources: ExitStack) -> GlobalTables:

@@ -53,6 +53,7 @@ from processor.ids import Partition, tasks_field, tasks_text
 from processor.kafka.consumer import GroupConsumer
 from processor.kafka.producer import OutputProducer
 from processor.runtime.broker_watch import BrokerWatch
+from processor.runtime.changelog_check import ChangelogCheck
 from processor.runtime.refusals import Refusals, raise_refused
 from processor.runtime.task import StreamTask, TaskOptions
 from processor.topology.record import Emitter
@@ -92,6 +93,7 @@ class Committer(ABC):
         self.broker = BrokerWatch()
         self.producer_replacements = 0
         self.commit_seconds = Histogram(BATCH_BOUNDS_S)  # commits that carried offsets
+        self._periodic = False
         self.guard: Callable[[], bool] | None = None
         """Asked right before a commit writes anything: False when this worker may have been
         replaced meanwhile (a stall) and the group does not say otherwise; the commit is then
@@ -114,13 +116,15 @@ class Committer(ABC):
         if now < self._next_commit_at:
             return
         self._next_commit_at = now + interval_ms / 1000
-        self.commit(tasks)
+        self.commit(tasks, periodic=True)
 
-    def commit(self, tasks: Iterable[StreamTask]) -> None:
+    def commit(self, tasks: Iterable[StreamTask], *, periodic: bool = False) -> None:
         """Commit everything the (running) tasks processed so far. On a BrokerError nothing of
-        this commit is visible (see `_forget`)."""
+        this commit is visible (see `_forget`). `periodic`: the commit interval's, not one
+        before tasks are handed over or closed."""
         if self.guard is not None and not self.guard():
             return
+        self._periodic = periodic
         task_list = list(tasks)
         self._last_tasks = task_list
         offsets: dict[Partition, int] = {}
@@ -221,7 +225,9 @@ class Committer(ABC):
             count += task.stores.flush(write)
         return count
 
-    def _checkpoint(self, tasks: list[StreamTask]) -> None:
+    def _checkpoint(
+        self, tasks: list[StreamTask], ends: dict[Partition, int] | None = None
+    ) -> None:
         """Write what the stores flushed to their backends, with how far each changelog got.
 
         Called once the broker has every changelog record, so each changelog's end offset is
@@ -240,11 +246,12 @@ class Committer(ABC):
             for partition, stores in pending
             for topic in stores.changelogs.values()
         ]
-        try:
-            ends = self._consumer.end_offsets(changelogs, _END_OFFSETS_TIMEOUT_S)
-        except BrokerError as e:
-            log.info("checkpointing without new changelog offsets: %s", e)
-            ends = {}
+        if ends is None or not all(changelog in ends for changelog in changelogs):
+            try:
+                ends = self._consumer.end_offsets(changelogs, _END_OFFSETS_TIMEOUT_S)
+            except BrokerError as e:
+                log.info("checkpointing without new changelog offsets: %s", e)
+                ends = {}
         for partition, stores in pending:
             stores.checkpoint(
                 {
@@ -256,6 +263,16 @@ class Committer(ABC):
 
 
 class AtLeastOnceCommitter(Committer):
+    def __init__(
+        self,
+        producer: OutputProducer,
+        consumer: GroupConsumer,
+        options: TaskOptions,
+        emitter: Emitter | None,
+    ) -> None:
+        super().__init__(producer, consumer, options, emitter)
+        self.changelog_check = ChangelogCheck(consumer)
+
     def _commit(self, tasks: list[StreamTask], offsets: dict[Partition, int], began: float) -> None:
         if any(task.outputs_before_changelog for task in tasks):
             # A store that records which windows were emitted (emit="final") must not get that
@@ -265,13 +282,18 @@ class AtLeastOnceCommitter(Committer):
         self._flush_stores(tasks)
         self._flush_producer()
         self._refusals.handle_after_flush(tasks)
+        ends = self.changelog_check.verify(tasks, self._flush_again, every_task=not self._periodic)
         # Offsets before the checkpoint: a worker that was replaced while it stood still (its
         # commit refused as from an unknown member) must not checkpoint, for the changelogs'
         # end offsets it would record may cover what its successor wrote since, which its
         # stores never saw. A crash between the two is safe: the next restore reads the
         # changelog from the previous checkpoint.
         self._consumer.commit(offsets, metadata=self._metadata)
-        self._checkpoint(tasks)
+        self._checkpoint(tasks, ends)
+
+    def _flush_again(self, tasks: list[StreamTask]) -> None:
+        self._flush_stores(tasks)
+        self._flush_producer()
 
     def _flush_producer(self) -> None:
         remaining = self._producer.flush(TIMEOUT_S)

@@ -12,7 +12,8 @@ timeout (a heartbeat may have been due just before the stall began, so a shorter
 timeout can already expire the session) makes the next commit ask the group coordinator first
 whether this member is still in the group; if not, the commit is dropped and the tasks with it.
 A stall that falls between that question and the changelog writes themselves (a few
-milliseconds per commit) is not caught; README's reliability section says so.
+milliseconds per commit) is not caught here: the task's new owner notices the records it did
+not write and writes over them (`processor.runtime.changelog_check`).
 """
 
 from __future__ import annotations

@@ -10,12 +10,13 @@ charge the worker's `MemoryBudget`, shared with every other task of the worker.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from processor.state.backend import Change, TaskStateBackend
 from processor.state.budget import MemoryBudget
 from processor.state.cache import StoreCache
+from processor.state.changelog_tail import ChangelogTail
 from processor.state.join_buffer import JoinBuffer
 from processor.state.time_index import CLOCKS
 from processor.state.timer_store import TimerStore
@@ -75,6 +76,8 @@ class TaskStores:
         self.stores: dict[str, AnyStore] = {spec.name: make_store(caches, spec) for spec in specs}
         # Flushed to the changelog, not yet in the backend: written by the next checkpoint.
         self._unwritten: dict[str, list[Change]] = {}
+        self.tail = ChangelogTail(backend.offsets())
+        """What this owner wrote to the changelogs since they were last checked (at-least-once)."""
 
     @property
     def needs_flush(self) -> bool:
@@ -110,11 +113,30 @@ class TaskStores:
                 continue
             local = cache.take_local()
             topic = self.changelogs[name]
+            written = 0
             for key, value in dirty:
                 if not local or key not in local:
                     write_changelog(topic, key, value)
-                    count += 1
+                    written += 1
+            self.tail.wrote(topic, written)
+            count += written
             self._unwritten.setdefault(name, []).extend(dirty)
+        return count
+
+    def reassert(self, topic: str, keys: Iterable[bytes]) -> int:
+        """Mark `keys` of the store whose changelog is `topic` changed, with the values they
+        have here, so that the next flush writes them (a delete where absent) after what someone
+        else wrote there (`processor.state.changelog_tail`); returns how many."""
+        name = next(name for name, changelog in self.changelogs.items() if changelog == topic)
+        cache = self._caches[name]
+        count = 0
+        for key in keys:
+            value = cache.get(key)
+            if value is None:
+                cache.delete(key)
+            else:
+                cache.put(key, value)
+            count += 1
         return count
 
     def checkpoint(self, changelog_offsets: Mapping[str, int]) -> None:

@@ -10,6 +10,7 @@ import os
 import random
 import shutil
 import signal
+import struct
 import threading
 import time
 from collections import Counter
@@ -129,6 +130,16 @@ def test_a_worker_that_wakes_after_being_replaced_does_not_overwrite_its_success
     time.sleep(max(0.0, began + stall_s - time.monotonic()) + 3.0)
     truth = load.sent
 
+    stored = _restored_from_changelogs(cluster, tmp_path)
+    lost = {k: (stored[k], n) for k, n in truth.items() if stored[k] < n}
+    assert not lost, f"{len(lost)} counts below the truth (stored, sent): {sorted(lost.items())}"
+    if guarantee == "exactly_once":
+        assert stored == truth
+
+
+def _restored_from_changelogs(cluster: Cluster, tmp_path: Path) -> Counter[str]:
+    """Every worker killed and its state wiped: the counts a new worker restores from the
+    changelogs alone."""
     for worker in cluster.all:
         worker.kill()
     shutil.rmtree(tmp_path / "state")
@@ -144,8 +155,44 @@ def test_a_worker_that_wakes_after_being_replaced_does_not_overwrite_its_success
                 stored[key.decode()] = count_of(value)
         finally:
             backend.close()
+    return stored
 
-    lost = {k: (stored[k], n) for k, n in truth.items() if stored[k] < n}
-    assert not lost, f"{len(lost)} counts below the truth (stored, sent): {sorted(lost.items())}"
-    if guarantee == "exactly_once":
-        assert stored == truth
+
+def test_at_least_once_owner_writes_over_records_a_replaced_worker_sent_to_its_changelogs(
+    kafka_bootstrap: str,
+    topics: dict[str, str],
+    cluster_factory: list[Cluster],
+    tmp_path: Path,
+) -> None:
+    """What a replaced worker's producer sends when it wakes, with no stall to catch it: stale
+    counts of every key, and counts of keys that do not exist, in every changelog partition.
+    The owner notices records it did not write, and writes its own values (or deletes) again
+    after them; an idle owner too (the load has stopped before the records come)."""
+    cluster = new_cluster(
+        cluster_factory,
+        kafka_bootstrap,
+        {**topics, "TEST_STALL_S": "0"},
+        tmp_path,
+        "tests.worker_topologies:stalling_counting",
+        "--processing-guarantee",
+        "at_least_once",
+    )
+    owner = cluster.start("o0")
+    owner.wait_for_log(r"members \[o0\]", timeout=60)
+    source = topics["TEST_SOURCE_TOPIC"]
+    with Load(kafka_bootstrap, source, rate=600) as load:
+        time.sleep(2.0)
+    truth = load.sent
+    time.sleep(1.0)  # the owner commits what it counted
+    changelog = f"{topics['PROCESSOR_APPLICATION_ID']}-counts-changelog"
+    stale = [(f"k{n}".encode(), struct.pack(">q", 1)) for n in range(KEYS + 10)]
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for partition in range(PARTITIONS):
+        for key, value in stale:
+            producer.produce(changelog, key=key, value=value, partition=partition)
+    assert producer.flush(30) == 0
+    owner.wait_for_log(r"hold records this worker did not write", timeout=30)
+    time.sleep(1.5)  # the next commit writes the owner's values
+
+    stored = _restored_from_changelogs(cluster, tmp_path)
+    assert stored == truth

@@ -416,3 +416,86 @@ def test_at_least_once_with_final_windows_flushes_the_results_before_the_changel
     first_changelog = calls.index("produce app-w-changelog")
     assert calls.index("produce out") < calls.index("flush") < first_changelog
     assert calls[first_changelog:].count("flush") == 1  # and the changelog flushed after
+
+
+def _checked_committer(
+    producer: FakeProducer, calls: list[str], owner: bool | None
+) -> tuple[Committer, list[str]]:
+    """An at-least-once committer that checks every task's changelog at every commit, reading
+    keys from what the fake producer holds; `owner` is what the group says."""
+    from processor.runtime import changelog_check
+
+    committer = make_committer(producer, FakeConsumer(calls, producer), exactly_once=False)  # type: ignore[arg-type]
+    check = committer.changelog_check  # type: ignore[attr-defined]
+    asked: list[str] = []
+
+    def read_keys(partition: tuple[str, int], first: int, end: int) -> set[bytes]:
+        asked.append(f"{partition} {first}-{end}")
+        return {key for key, *_ in _records(producer, partition)[first:end]}
+
+    def confirm_owner() -> bool | None:
+        asked.append("owner?")
+        return owner
+
+    check.read_keys, check.confirm_owner = read_keys, confirm_owner
+    changelog_check.FULL_CHECK_INTERVAL_S = 0.0
+    return committer, asked
+
+
+def _records(producer: FakeProducer, partition: tuple[str, int]) -> list[tuple[Any, Any]]:
+    return [(key, value) for topic, key, value, p in producer.produced if (topic, p) == partition]
+
+
+@pytest.fixture
+def restore_full_check_interval() -> Any:
+    from processor.runtime import changelog_check
+
+    before = changelog_check.FULL_CHECK_INTERVAL_S
+    yield
+    changelog_check.FULL_CHECK_INTERVAL_S = before
+
+
+@pytest.mark.usefixtures("restore_full_check_interval")
+def test_at_least_once_writes_the_owners_values_again_over_another_workers_records() -> None:
+    calls: list[str] = []
+    producer = FakeProducer(calls)
+    committer, asked = _checked_committer(producer, calls, owner=True)
+    task, backend = counting_task(producer)
+    feed(task, "a", "a", "b")
+    committer.commit([task])
+    assert asked == [], "only the owner wrote"
+    # A replaced worker's producer sends what it held when it stopped: a stale count of "a"
+    # and a key this task never had.
+    for key in (b"a", b"z"):
+        producer.produce(CHANGELOG, key, (1).to_bytes(8, "big"), 0, None, 2)
+    committer.commit([task])  # idle: nothing new to flush, checked all the same
+    assert asked == ["owner?", f"{(CHANGELOG, 2)} 2-4"]
+    latest = dict(_records(producer, (CHANGELOG, 2)))
+    assert latest == {b"a": (2).to_bytes(8, "big"), b"b": (1).to_bytes(8, "big"), b"z": None}
+    assert stored(backend) == {b"a": (2).to_bytes(8, "big"), b"b": (1).to_bytes(8, "big")}
+
+    asked.clear()
+    committer.commit([task])
+    assert asked == [], "the owner's own repair is not taken for another worker's records"
+
+
+@pytest.mark.usefixtures("restore_full_check_interval")
+@pytest.mark.parametrize("owner", [False, None])
+def test_at_least_once_a_worker_that_is_no_longer_the_owner_writes_nothing_over_them(
+    owner: bool | None,
+) -> None:
+    calls: list[str] = []
+    producer = FakeProducer(calls)
+    committer, asked = _checked_committer(producer, calls, owner=owner)
+    task, _ = counting_task(producer)
+    feed(task, "a")
+    committer.commit([task])
+    producer.produce(CHANGELOG, b"a", (7).to_bytes(8, "big"), 0, None, 2)  # the new owner's
+    feed(task, "a", first_offset=1)
+    calls.clear()
+    with pytest.raises(BrokerError, match="hold records of another worker"):
+        committer.commit([task])
+    assert asked == ["owner?"]
+    assert not any(c.startswith("commit_offsets") for c in calls)
+    # Its flush before the check is all it wrote; the new owner's check repairs that one.
+    assert _records(producer, (CHANGELOG, 2))[2:] == [(b"a", (2).to_bytes(8, "big"))]

@@ -449,7 +449,8 @@ class StreamTask:
             self._sink_reported = None  # report the durable offset again
         self._async_reported = {}
 
-    def close(self) -> None:
+    def close(self, *, close_backend: bool = True) -> None:
+        """`close_backend` False: the caller closes the state's backend (`stores.backend`)."""
         if self.source_task is not None:
             self.source_task.close()
         if self.sink_channel is not None:
@@ -457,7 +458,7 @@ class StreamTask:
         for channel in self.async_channels.values():
             channel.close()
         if self.stores is not None:
-            self.stores.close()
+            self.stores.close(close_backend=close_backend)
             self.stores = None
         self.transition(TaskState.CLOSED)
 

@@ -27,7 +27,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from processor.runtime.async_channel import AsyncChannel
 from processor.runtime.async_runner import AsyncRunner
 from processor.runtime.sink_channel import ChannelState, SinkChannel
 from processor.runtime.source_task import SourceRuntime, SourceTask
+from processor.runtime.state_io import StateIO
 from processor.runtime.store_readers import Readers
 from processor.runtime.task import StreamTask, TaskOptions, TaskState
 from processor.sinks.base import Sink, SinkTask
@@ -82,9 +84,10 @@ class TaskManager:
         # Running tasks with several input partitions, whose records wait in buffers.
         self.synchronised: list[StreamTask] = []
         self.standbys: set[TaskId] = set()
-        # Standbys whose state opens on `_state_io` (`_adopt_opened_standbys`).
+        # State opening on `_state_io`, of standbys and of active tasks (`_adopt_opened`).
         self._standbys_opening: dict[TaskId, Future[TaskStateBackend]] = {}
-        self._state_io = ThreadPoolExecutor(1, thread_name_prefix="processor-state-open")
+        self._actives_opening: dict[TaskId, Future[TaskStateBackend]] = {}
+        self._state_io = StateIO()
         # Backends the restorer owns: restoring active tasks and standbys.
         self._backends: dict[TaskId, TaskStateBackend] = {}
         self._restoring: set[TaskId] = set()
@@ -147,16 +150,12 @@ class TaskManager:
             self._restoring.add(task_id)
             self._restore_started[task_id] = time.monotonic()
             if task_id in self._standbys_opening:  # its state is opening: restore it in full
-                with self._open_lock:
-                    self._backends[task_id] = self._standbys_opening.pop(task_id).result()
-                self._restorer.add(task_id, self._backends[task_id], sub.changelog_topics)
+                self._actives_opening[task_id] = self._standbys_opening.pop(task_id)
             elif task_id in self.standbys:
                 self.standbys.discard(task_id)
                 self._restorer.promote(task_id)
             else:
-                with self._open_lock:
-                    self._backends[task_id] = self._open(task_id)
-                self._restorer.add(task_id, self._backends[task_id], sub.changelog_topics)
+                self._actives_opening[task_id] = self._state_io.open(partial(self._open, task_id))
         if task_ids:
             log.info(
                 "tasks [%s] created: [%s] processing, the others restoring or opening first",
@@ -261,29 +260,36 @@ class TaskManager:
             self._restorer.remove(dropped)
             with self._open_lock:
                 self.standbys -= dropped
-                closing = [self._backends.pop(task_id) for task_id in dropped]
-                self._readers.drain(closing)
-                for backend in closing:
-                    backend.close()
+                closing = {task_id: self._backends.pop(task_id) for task_id in dropped}
+                self._readers.drain(list(closing.values()))
+                for task_id, backend in closing.items():
+                    self._state_io.close(task_id, backend)
         for task_id in sorted(set(self._standbys_opening) - wanted):
-            self._standbys_opening.pop(task_id).result().close()
+            self._state_io.close_once_open(task_id, self._standbys_opening.pop(task_id))
         for task_id in sorted(wanted - self.standbys - set(self._standbys_opening)):
-            self._standbys_opening[task_id] = self._state_io.submit(self._open, task_id)
+            self._standbys_opening[task_id] = self._state_io.open(partial(self._open, task_id))
 
-    def _adopt_opened_standbys(self) -> None:
-        """Hand the standbys whose state has opened (on the state thread: opening a store takes
-        long enough to hold up the tasks that go on processing) to the restorer."""
-        for task_id, opening in list(self._standbys_opening.items()):
-            if not opening.done():
-                continue
-            del self._standbys_opening[task_id]
-            assert self._restorer is not None
-            sub = self._subtopologies[task_id.subtopology]
-            with self._open_lock:
-                self._backends[task_id] = opening.result()
-            self._restorer.add(task_id, self._backends[task_id], sub.changelog_topics, standby=True)
-            with self._open_lock:
-                self.standbys.add(task_id)
+    def _adopt_opened(self) -> None:
+        """Hand the standbys and active tasks whose state has opened (`state_io.py`) to the
+        restorer."""
+        for standby, opening_now in (
+            (True, self._standbys_opening),
+            (False, self._actives_opening),
+        ):
+            for task_id, opening in list(opening_now.items()):
+                if not opening.done():
+                    continue
+                del opening_now[task_id]
+                assert self._restorer is not None
+                sub = self._subtopologies[task_id.subtopology]
+                with self._open_lock:
+                    self._backends[task_id] = opening.result()
+                self._restorer.add(
+                    task_id, self._backends[task_id], sub.changelog_topics, standby=standby
+                )
+                if standby:
+                    with self._open_lock:
+                        self.standbys.add(task_id)
 
     def standby_progress(self) -> dict[TaskId, RestoreProgress]:
         """Where each standby stands (missing: not yet started reading)."""
@@ -305,7 +311,7 @@ class TaskManager:
         to the restorer; raise what the restorer failed with."""
         if self._restorer is not None:
             self._restorer.raise_if_failed()
-            self._adopt_opened_standbys()
+            self._adopt_opened()
 
     def read(
         self, task_id: TaskId, read: Callable[[TaskStateBackend], Any], *, standby: bool
@@ -341,7 +347,9 @@ class TaskManager:
 
     def held(self) -> set[TaskId]:
         """Task ids whose state directory is in use here (active or standby, or opening)."""
-        return set(self.tasks) | self.standbys | set(self._standbys_opening)
+        return (
+            set(self.tasks) | self.standbys | set(self._standbys_opening) | self._state_io.closing()
+        )
 
     def _open(self, task_id: TaskId) -> TaskStateBackend:
         sub = self._subtopologies[task_id.subtopology]
@@ -372,7 +380,7 @@ class TaskManager:
         if self._restorer is None:
             return []
         self._restorer.raise_if_failed()
-        self._adopt_opened_standbys()
+        self._adopt_opened()
         to_resume: list[Partition] = []
         for task_id in self._restorer.completed():
             task = self.tasks.get(task_id)
@@ -440,10 +448,14 @@ class TaskManager:
             self._restorer.remove(restoring)
         with self._open_lock:
             for task_id in restoring:
-                self._backends.pop(task_id).close()
+                if task_id in self._actives_opening:
+                    self._state_io.close_once_open(task_id, self._actives_opening.pop(task_id))
+                else:
+                    self._state_io.close(task_id, self._backends.pop(task_id))
             self._restoring -= restoring
             self._opening -= set(closing)
-            self._readers.drain([t.stores.backend for t in closing.values() if t.stores])
+            backends = {t.id: t.stores.backend for t in closing.values() if t.stores}
+            self._readers.drain(list(backends.values()))
             partitions = [p for task in closing.values() for p in task.partitions]
             for partition in partitions:
                 self._start_offsets.pop(partition, None)
@@ -451,8 +463,10 @@ class TaskManager:
                 self.routes.pop(partition, None)
             self._ready = [p for p in self._ready if p not in set(partitions)]
             for task in closing.values():
-                task.close()
+                task.close(close_backend=False)
                 del self.tasks[task.id]
+            for task_id, backend in backends.items():
+                self._state_io.close(task_id, backend)
             self.synchronised = [t for t in self.synchronised if t.id not in closing]
             log.info("tasks [%s] closed", tasks_text(closing), extra=tasks_field(closing))
         return partitions

@@ -159,9 +159,9 @@ class TaskStores:
                 store.index.discard()
         self._unwritten = {}
 
-    def close(self) -> None:
+    def close(self, *, close_backend: bool = True) -> None:
         """Give the caches' bytes back to the memory budget and close the backend (after
-        committing what should be committed)."""
+        committing what should be committed; `close_backend` False: the caller closes it)."""
         for store in self.stores.values():
             if isinstance(store, TimerStore) and store.cache.clean:
                 # Nothing changed since the checkpoint: the timers the index keeps in memory are
@@ -169,7 +169,8 @@ class TaskStores:
                 store.index.spill()
         for cache in self._all_caches():
             cache.close()
-        self.backend.close()
+        if close_backend:
+            self.backend.close()
 
     def cache_reads(self) -> dict[str, tuple[int, int]]:
         """Store (or expiry index) -> reads its cache answered, reads that went to the

@@ -33,8 +33,9 @@ class RunningTask:
         self.stores: Any = SimpleNamespace(backend=backend)
         self.closed_at: float | None = None
 
-    def close(self) -> None:
-        self.stores.backend.close()
+    def close(self, *, close_backend: bool = True) -> None:
+        if close_backend:
+            self.stores.backend.close()
         self.stores = None
         self.closed_at = time.monotonic()
 
@@ -120,6 +121,10 @@ def test_a_read_that_outlives_the_wait_answers_no_copy(
     tasks.close_active()
     assert time.monotonic() - began < 1.0, "the close waited a bounded time"
     assert task.closed_at is not None
+    deadline = time.monotonic() + 5
+    while TASK in tasks.held():  # the state thread closes the backend
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     release.set()  # the read goes on against a closed backend, and fails
     reader.join(5)
     assert results == [None]

@@ -3,7 +3,8 @@
 
 Which thread owns what:
 - The restorer thread (`RestorerThread.run()`) alone calls the `ChangelogSource`, the
-  `RestoreListener` and the `WipeCallback`, and the backends of the tasks it holds (between
+  `RestoreListener` (never under the lock: a slow listener must not hold up the main thread)
+  and the `WipeCallback`, and the backends of the tasks it holds (between
   `Restorer.add()` and `Restorer.completed()` / `Restorer.remove()`).
 - `RestoreBook` is what it shares with the main thread (`Restorer`), all of it under
   `RestoreBook.lock`. The restorer thread holds that lock whenever it touches a backend, so
@@ -18,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from processor.errors import BrokerError, RecordError, StateError
 from processor.ids import TaskId, tasks_field
@@ -107,6 +109,10 @@ class RestorerThread:
         self._reader = reader
         self._wipe = wipe_callback
         self._listener = listener
+        # The listener's calls wait here until the lock is released: a slow listener (user
+        # code) must not hold up the main loop, which takes the lock to add tasks and to read
+        # their progress.
+        self._listener_calls: list[Callable[[], None]] = []
         self._settings = settings
 
     def run(self) -> None:
@@ -123,6 +129,7 @@ class RestorerThread:
                     self._reader.unassign(unassign)
                 for task in pending:
                     self._try_start(task)
+                self._call_listener()
                 with self._book.lock:
                     reading = bool(self._book.partitions)
                 if reading:
@@ -137,6 +144,7 @@ class RestorerThread:
                             self._apply(items)
                         self._check_open_transactions()
                         self._log_progress()
+                    self._call_listener()
         except RestoreError as e:
             self._fail(e)
         except BaseException as e:
@@ -177,6 +185,16 @@ class RestorerThread:
         with self._book.lock:
             entry = self._book.partitions.get((error.topic, error.partition))
         return RestoreError(entry[0].task_id if entry else None, str(error))
+
+    def _tell(self, call: Callable[[], None]) -> None:
+        """Under the lock: call the listener once the lock is released."""
+        self._listener_calls.append(call)
+
+    def _call_listener(self) -> None:
+        """Not under the lock: the listener's calls asked for since the last time, in order."""
+        calls, self._listener_calls = self._listener_calls, []
+        for call in calls:
+            call()
 
     def _fail(self, failure: RestoreError) -> None:
         _log.error("%s; the restorer stopped", failure)
@@ -224,11 +242,13 @@ class RestorerThread:
         to_read: dict[Partition, int] = {}
         for c in task.changelogs:
             if listener is not None:
-                listener.on_restore_start(task.task_id, c.topic, c.start, c.end)
+                self._tell(
+                    partial(listener.on_restore_start, task.task_id, c.topic, c.start, c.end)
+                )
             if c.start >= c.end:
                 c.done = True
                 if listener is not None:
-                    listener.on_restore_end(task.task_id, c.topic, 0)
+                    self._tell(partial(listener.on_restore_end, task.task_id, c.topic, 0))
             else:
                 to_read[(c.topic, c.partition)] = c.start
                 self._book.partitions[(c.topic, c.partition)] = (task, c)
@@ -315,7 +335,9 @@ class RestorerThread:
             task.applied += count
             self._book.records_read[task.task_id] += count
             if self._listener is not None and not task.standby:
-                self._listener.on_batch_restored(task.task_id, c.topic, last, count)
+                self._tell(
+                    partial(self._listener.on_batch_restored, task.task_id, c.topic, last, count)
+                )
 
     def _end(self, end: PartitionEnd) -> None:
         entry = self._book.partitions.get((end.topic, end.partition))
@@ -378,7 +400,11 @@ class RestorerThread:
     def _finish(self, task: TaskRestore, changelog: ChangelogPosition) -> None:
         changelog.done = True
         if self._listener is not None:
-            self._listener.on_restore_end(task.task_id, changelog.topic, changelog.restored)
+            self._tell(
+                partial(
+                    self._listener.on_restore_end, task.task_id, changelog.topic, changelog.restored
+                )
+            )
         if all(c.done for c in task.changelogs):
             task.complete()
             seconds = max(time.monotonic() - task.started, 1e-9)
@@ -393,13 +419,21 @@ class RestorerThread:
             self._complete(task)
 
     def _complete(self, task: TaskRestore) -> None:
-        del self._book.tasks[task.task_id]
         self._book.last_restore[task.task_id] = (task.restored, time.monotonic() - task.started)
         if task.partitions:
             self._book.forget_partitions(task)
             self._reader.unassign(self._book.to_unassign)
             self._book.to_unassign = []
-        self._book.completed.append(task.task_id)
+        # Handed back after the listener has heard of the end, as when it was called under the
+        # lock: a task never processes before its `on_restore_end`.
+        self._tell(partial(self._hand_back, task))
+
+    def _hand_back(self, task: TaskRestore) -> None:
+        """The main thread may take `task`'s backend (unless it removed the task meanwhile)."""
+        with self._book.lock:
+            if self._book.tasks.get(task.task_id) is task:
+                del self._book.tasks[task.task_id]
+                self._book.completed.append(task.task_id)
 
     def _log_progress(self) -> None:
         now = time.monotonic()

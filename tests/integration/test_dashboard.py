@@ -173,8 +173,8 @@ def test_every_dashboard_panel_shows_data_from_a_running_application(
 
         # A restore. A worker joining a running application warms its tasks up as standbys
         # first, so the application stops: w1 leaves (w0 rebalances), then w0, w1's state is
-        # wiped, and w1 comes back alone and restores every task from the changelogs, slowly
-        # enough to be scraped.
+        # wiped, and w1 comes back alone and restores every task from the changelogs, held
+        # after its first batch until Prometheus has scraped it (a new target can take ~5 s).
         w0_log = len(workers["w0"].log())
         workers["w1"].terminate()
         workers["w0"].wait_for_log(r"members \[w0\];", timeout=30, after=w0_log)
@@ -183,9 +183,12 @@ def test_every_dashboard_panel_shows_data_from_a_running_application(
         wait_for_data(prometheus, began, {"Rebalance duration"}, timeout=30)
         workers["w0"].terminate()
         shutil.rmtree(tmp_path / "state" / "w1")
-        start("w1", TEST_RESTORE_BATCH_DELAY_S="1")
+        hold = tmp_path / "hold-restore"
+        hold.touch()
+        start("w1", TEST_RESTORE_HOLD_FILE=str(hold))
         prometheus.set_targets([workers["w1"]])
         wait_for_data(prometheus, began, RESTORE_PANELS, timeout=30)
+        hold.unlink()
         load.join(60)
     finally:
         for worker in workers.values():

@@ -266,3 +266,44 @@ def test_a_promoted_standby_removed_mid_restore_is_forgotten(
     assert restorer.completed() == []
     assert restorer.records_read(TASK) == 20
     restorer.raise_if_failed()
+
+
+class BlockingListener(Calls):
+    """Blocks in `on_batch_restored` until released, as a slow user listener would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = threading.Event()
+        self.release = threading.Event()
+
+    def on_batch_restored(self, task_id: TaskId, topic: str, last_offset: int, count: int) -> None:
+        super().on_batch_restored(task_id, topic, last_offset, count)
+        self.inside.set()
+        assert self.release.wait(10), "never released"
+
+
+def test_a_slow_listener_holds_up_neither_adding_tasks_nor_reading_progress(
+    changelogs: MemoryChangelogs,
+) -> None:
+    listener = BlockingListener()
+    restorer = Restorer(
+        changelogs, wipe_callback=_never_wipe, listener=listener, batch_size=25, poll_timeout=0.002
+    )
+    try:
+        changelogs.append(_records("first", 60))
+        restorer.add(TASK, InMemoryBackend([STORE]), {STORE: TOPIC})
+        assert listener.inside.wait(10), "the restore never applied a batch"
+        began = time.monotonic()
+        other = TaskId(0, 1)
+        restorer.add(other, InMemoryBackend([STORE]), {STORE: TOPIC})
+        progress = restorer.progress()
+        assert time.monotonic() - began < 1.0, "the main thread waited for the listener"
+        assert progress[TASK].restored > 0 and set(progress) == {TASK, other}
+        assert restorer.completed() == []
+        listener.release.set()
+        _wait_for(lambda: TASK in restorer.completed(), restorer, "the restore to complete")
+        # Handed back only after the listener heard the end: the task runs after it.
+        assert ("end", TASK, TOPIC, 60) in listener.calls
+    finally:
+        listener.release.set()
+        restorer.close()

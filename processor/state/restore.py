@@ -176,7 +176,9 @@ class Restorer:
     def remove(self, task_ids: Iterable[TaskId]) -> None:
         """Stop restoring these tasks (and forget them if completed but not yet collected).
         Returns once the restorer thread no longer touches their backends."""
+        task_ids = list(task_ids)
         with self._lock:
+            self._lock.wait_for(lambda: not self._book.writing.intersection(task_ids))
             for task_id in task_ids:
                 task = self._book.tasks.pop(task_id, None)
                 if task is not None:

@@ -7,8 +7,10 @@ Which thread owns what:
   and the `WipeCallback`, and the backends of the tasks it holds (between
   `Restorer.add()` and `Restorer.completed()` / `Restorer.remove()`).
 - `RestoreBook` is what it shares with the main thread (`Restorer`), all of it under
-  `RestoreBook.lock`. The restorer thread holds that lock whenever it touches a backend, so
-  `Restorer.remove()` returning means the thread is done with those backends. The main thread
+  `RestoreBook.lock`. The restorer thread holds that lock whenever it touches a backend, but
+  for the writes of a batch (`_apply`), made without it while the tasks written are in
+  `RestoreBook.writing`; so `Restorer.remove()`, which waits for those, returning means the
+  thread is done with the backends removed. The main thread
   adds, promotes and removes tasks there; the restorer thread makes every other change.
 """
 
@@ -79,6 +81,9 @@ class RestoreBook:
     partitions: dict[Partition, tuple[TaskRestore, ChangelogPosition]] = field(default_factory=dict)
     to_unassign: list[Partition] = field(default_factory=list)  # for the reader, soon
     completed: list[TaskId] = field(default_factory=list)  # not yet collected
+    # Tasks whose backends the restorer thread writes without the lock (`Restorer.remove()`
+    # waits for them).
+    writing: set[TaskId] = field(default_factory=set)
     records_read: dict[TaskId, int] = field(default_factory=dict)  # ever, per task
     last_restore: dict[TaskId, tuple[int, float]] = field(default_factory=dict)  # (records, s)
     failure: RestoreError | None = None  # what stopped the restorer thread
@@ -139,9 +144,9 @@ class RestorerThread:
                         )
                     except RecordError as e:
                         raise self._record_error(e) from e
+                    if items:
+                        self._apply(items)
                     with self._book.lock:
-                        if items:
-                            self._apply(items)
                         self._check_open_transactions()
                         self._log_progress()
                     self._call_listener()
@@ -289,7 +294,31 @@ class RestorerThread:
         self._reader.assign(to_read)
 
     def _apply(self, items: Sequence[ChangelogBatch | PartitionEnd]) -> None:
-        """Write what `items` hold: one write per task, then take note of partition ends."""
+        """Write what `items` hold: one write per task, then take note of partition ends.
+
+        The writes (RocksDB: tens of milliseconds for a large batch) happen without the lock,
+        so that the main loop, which takes it every pass, does not wait for them; the tasks
+        written are in `book.writing` meanwhile, and `Restorer.remove()` waits for them."""
+        with self._book.lock:
+            by_task, ends = self._group(items)
+            self._book.writing.update(task.task_id for task in by_task)
+        try:
+            for task, changelogs in by_task.items():
+                self._write(task, changelogs)
+        finally:
+            with self._book.lock:
+                self._book.writing.clear()
+                self._book.lock.notify_all()
+        with self._book.lock:
+            for task, changelogs in by_task.items():
+                self._account(task, changelogs)
+            for end in ends:
+                self._end(end)
+
+    def _group(
+        self, items: Sequence[ChangelogBatch | PartitionEnd]
+    ) -> tuple[dict[TaskRestore, _Changes], list[PartitionEnd]]:
+        """Under the lock: the changes in `items` per task and changelog, and the ends."""
         partitions = self._book.partitions
         # task -> changelog -> (its changes in `items`, offset of the last one)
         by_task: dict[TaskRestore, _Changes] = {}
@@ -308,12 +337,10 @@ class RestorerThread:
                 changelogs[changelog] = (item.changes, item.last_offset)
             else:
                 changelogs[changelog] = (earlier[0] + item.changes, item.last_offset)
-        for task, changelogs in by_task.items():
-            self._write(task, changelogs)
-        for end in ends:
-            self._end(end)
+        return by_task, ends
 
     def _write(self, task: TaskRestore, changelogs: _Changes) -> None:
+        """Not under the lock (`task` is in `book.writing`)."""
         offsets = {c.topic: last for c, (_, last) in changelogs.items()}
         try:
             task.backend.write(
@@ -325,6 +352,9 @@ class RestorerThread:
                 f"writing changelog records up to offsets {offsets} failed: "
                 f"{type(e).__name__}: {e}",
             ) from e
+
+    def _account(self, task: TaskRestore, changelogs: _Changes) -> None:
+        """Under the lock: where `task`'s changelogs stand after `_write()`."""
         for c, (changes, last) in changelogs.items():
             count = len(changes)
             c.position = last + 1

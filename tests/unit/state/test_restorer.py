@@ -8,13 +8,13 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import pytest
 
 from processor.errors import BrokerError, ProcessorError
 from processor.ids import Partition, TaskId
-from processor.state.backend import TaskStateBackend
+from processor.state.backend import Change, TaskStateBackend
 from processor.state.memory import InMemoryBackend
 from processor.state.restore import Restorer, RestoreState
 from processor.state.restore_protocols import ChangelogBatch, PartitionEnd
@@ -307,3 +307,47 @@ def test_a_slow_listener_holds_up_neither_adding_tasks_nor_reading_progress(
     finally:
         listener.release.set()
         restorer.close()
+
+
+class SlowWrites(InMemoryBackend):
+    """A backend whose writes wait until released, as a large RocksDB batch takes long."""
+
+    def __init__(self, stores: list[str]) -> None:
+        super().__init__(stores)
+        self.writing = threading.Event()
+        self.release = threading.Event()
+        self.closed_while_writing = False
+        self._in_write = False
+
+    def write(self, changes: Mapping[str, Sequence[Change]], offsets: Mapping[str, int]) -> None:
+        self._in_write = True
+        self.writing.set()
+        assert self.release.wait(10), "never released"
+        super().write(changes, offsets)
+        self._in_write = False
+
+    def close(self) -> None:
+        self.closed_while_writing |= self._in_write
+        super().close()
+
+
+def test_the_main_thread_does_not_wait_for_a_write_but_removing_its_task_does(
+    restorer: Restorer, changelogs: MemoryChangelogs
+) -> None:
+    backend = SlowWrites([STORE])
+    changelogs.append(_records("first", 60))
+    restorer.add(TASK, backend, {STORE: TOPIC})
+    assert backend.writing.wait(10), "the restore never wrote"
+    began = time.monotonic()
+    assert TASK in restorer.progress() and restorer.completed() == []
+    restorer.add(TaskId(0, 1), InMemoryBackend([STORE]), {STORE: TOPIC})
+    assert time.monotonic() - began < 1.0, "the main thread waited for the write"
+    removed = threading.Event()
+    remover = threading.Thread(target=lambda: (restorer.remove([TASK]), removed.set()))
+    remover.start()
+    assert not removed.wait(0.3), "remove() returned while the restorer wrote the task's backend"
+    backend.release.set()
+    assert removed.wait(10)
+    remover.join()
+    backend.close()  # the caller's again, as after any remove()
+    assert not backend.closed_while_writing

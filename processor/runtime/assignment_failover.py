@@ -26,12 +26,14 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, bisect_right
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from processor.runtime.assignment_walk import Limits, Rankings, Walk
 
 _PROPOSE, _HOLE, _MEMBER, _A, _B = range(5)
 Pair = tuple[int, int]  # (distance, task): a pair offered to one member, in walk order
+_BEFORE_ALL: Pair = (-1, -1)
+_AFTER_ALL: Pair = (1 << 65, 0)
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,18 @@ class Ledger:
     offered: list[list[Pair]]
     a: list[tuple[Pair, int]]
     b: list[tuple[Pair, int]]
+    _filled: dict[int, list[Pair]] = field(default_factory=dict, compare=False)
+
+    def filled(self, load: int) -> list[Pair]:
+        """Per member, the pair after which it holds at least *load* tasks in the full walk
+        (`_AFTER_ALL` if it never does): a member the two walks agree at is that full for every
+        later pair. Kept per load (a replay asks for `base` and `cap`)."""
+        if load not in self._filled:
+            self._filled[load] = [
+                _BEFORE_ALL if load <= 0 else mine[load - 1] if len(mine) >= load else _AFTER_ALL
+                for mine in self.taken
+            ]
+        return self._filled[load]
 
     @classmethod
     def of(cls, walk: Walk, limits: Limits) -> Ledger:
@@ -90,6 +104,8 @@ class _Replay:
         self.heap: list[tuple[int, int, int, int, int]] = []
         self.b_keys = [pair for pair, _ in ledger.b]
         self.failed_b = sorted(pair for pair, m in ledger.b if m in failed)
+        self.at_base = ledger.filled(limits.base)
+        self.at_cap = ledger.filled(limits.cap)
 
     def run(self) -> dict[int, int]:
         for member in self.failed:
@@ -130,12 +146,25 @@ class _Replay:
     def offer_next(self, task: int, rank: int) -> None:
         """Offer *task* its member at *rank*, or the first after it that may take it: one that
         cannot already (failed, or full for good) is skipped without queueing the pair."""
+        failed, shift, now = self.failed, self.shift, self.now
+        at_base, at_cap = self.at_base, self.at_cap
+        closed = not self.pool_open(now)
+        ranking = self.rankings.ranking(task)
         while True:
-            entry = self.rankings.get(task, rank)
-            assert entry is not None, f"task index {task} fits no member"
-            if entry[1] not in self.failed and not self.full_for_good(entry[1]):
-                self.push((entry[0], task), entry[1], _PROPOSE, rank)
-                return
+            if rank >= len(ranking):
+                entry = self.rankings.get(task, rank)
+                assert entry is not None, f"task index {task} fits no member"
+            else:
+                entry = ranking[rank]
+            member = entry[1]
+            if member not in failed:
+                if shift.get(member):
+                    full = self.full_for_good(member)
+                else:  # the walks agree at it: its full-walk load says how full it is
+                    full = now > at_cap[member] or (closed and now > at_base[member])
+                if not full:
+                    self.push((entry[0], task), member, _PROPOSE, rank)
+                    return
             rank += 1
 
     def full_for_good(self, member: int) -> bool:

@@ -81,6 +81,10 @@ class Rankings:
         self._seen = [set() for _ in self.positions]
         self._cursor = [bisect.bisect_left(self.ring.keys, p) for p in self.positions]
 
+    def ranking(self, task: int) -> list[tuple[int, int]]:
+        """The entries of *task*'s ranking computed so far (`get()` extends it); read-only."""
+        return self._lists[task]
+
     def get(self, task: int, k: int) -> tuple[int, int] | None:
         ranking = self._lists[task]
         if k < len(ranking):

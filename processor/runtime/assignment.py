@@ -283,13 +283,12 @@ def _new_owners(plan: _Plan, base: Walk, failed: tuple[int, ...]) -> dict[int, i
     """Tasks (by index) whose owner in `assign(members - failed)` differs from *base*'s, with
     that owner: replayed from the full walk when it can be (no weights, same `base` limit),
     walked in full otherwise."""
-    alive = [m for m in range(len(plan.members)) if m not in failed]
-    limits, full = plan.limits(len(alive)), plan.limits(len(plan.members))
+    limits, full = plan.limits(len(plan.members) - len(failed)), plan.limits(len(plan.members))
     if plan.weights is None and (limits.base == full.base or (not limits.spare and not full.spare)):
         if plan.ledger is None:
             plan.ledger = Ledger.of(base, full)
         return replay(plan.ledger, plan.rankings, limits, frozenset(failed))
-    after = plan.walk(alive)
+    after = plan.walk([m for m in range(len(plan.members)) if m not in failed])
     return {task: owner for task, owner in enumerate(after.owner) if owner != base.owner[task]}
 
 

@@ -148,7 +148,7 @@ def test_same_members_same_assignment_in_any_order(
     assert result.tasks_of(restarted) == expected.tasks_of(restarted)
 
 
-@settings(CORE, max_examples=400)
+@settings(CORE, max_examples=300)
 @given(memberships, task_sets, balance_factors)
 def test_matches_the_all_pairs_specification(
     members: list[str], tasks: set[TaskId], bf: float
@@ -305,7 +305,7 @@ weight_maps = st.dictionaries(
 )
 
 
-@settings(CORE, max_examples=250)
+@settings(CORE, max_examples=150)
 @given(memberships, task_sets, balance_factors, weight_maps)
 def test_weighted_matches_the_specification_and_is_bounded(
     members: list[str], tasks: set[TaskId], bf: float, weights: dict[TaskId, int]

@@ -29,7 +29,7 @@ from processor.runtime.assignment import (
     standby_counts,
 )
 
-CORE = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+CORE = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 instance_ids = st.integers(0, 2**32 - 1).map(lambda i: f"worker-{i:08x}")
 memberships = st.lists(instance_ids, min_size=1, max_size=7, unique=True)

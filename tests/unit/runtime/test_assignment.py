@@ -99,7 +99,7 @@ def _reference(
         base, spare = capacity(total, n, bf) + largest - 1, 0
     pairs = sorted((distance(t, m), t, m) for t in tasks for m in members)
     loads = Counter[str]()
-    owners: dict[TaskId, str] = {}
+    owners = {}
     offers = Counter[TaskId]()
     for _, task, member in pairs:
         if task in owners:

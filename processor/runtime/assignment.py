@@ -33,7 +33,12 @@ the same) the limits, with a larger pool; so the walk over the survivors takes t
 decision on every pair except along chains that start at the failed members' tasks and at the
 pool's new places. `assignment_failover.py` replays just those chains, per F, from a record of the
 full walk, instead of walking everything again (without weights; with weights, or when `W // n`
-changes, that F is walked in full).
+changes, that F is walked in full). The chains are not short: with exact balance every F opens
+a pool of `P % (n - |F|)` extra places, the members that reach their limit earliest in the walk
+take them, and the tasks they displace chain on until they meet the failed members' tasks
+(100 members x 1,000 tasks, two failures: ~65 tasks moved, ~1.4 ms per F). So r = 1 costs about
+n replays and r = 2 about n^2 / 2, seconds at 100 members (`bench/RESULTS.md`); the same pool
+race is why a task gets more than r standbys.
 
 Protocol: the rule is part of the protocol between workers: two versions of `processor` in one
 group (a rolling upgrade) must compute the same assignment (`tests/unit/runtime/

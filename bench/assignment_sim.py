@@ -14,10 +14,11 @@ Cells with N > P are skipped (instances would idle), and so is r = 2 for N >= 20
 it) and for N > 20 when P // N changes with two failures (then every failure set is walked in
 full, C(N, 2) walks of all P tasks).
 Progress goes to stderr. The results replace this script's section of bench/RESULTS.md (between
-`<!-- assignment-sim:start -->` and `<!-- assignment-sim:end -->`), with the protocol-1 assignor
-(`git show main:processor/runtime/assignment.py`, or `--old-ref`) timed on the issue's two target
-cells for comparison, and the numbers go to bench/results/assignment_sim.json; the chart is drawn
-by `bench/assignment_sim_chart.py` in the venv that has matplotlib.
+`<!-- assignment-sim:start -->` and `<!-- assignment-sim:end -->`), with the assignor before
+(`main`'s `processor` package, or `--old-ref`'s, exported and run in a child process) timed on
+the issue's two target cells for comparison, and the numbers go to
+bench/results/assignment_sim.json; the chart is drawn by `bench/assignment_sim_chart.py` in the
+venv that has matplotlib.
 
     PYTHONPATH=. python bench/assignment_sim.py [--quick] [--trials 5] [--old-ref main]
 """
@@ -25,7 +26,6 @@ by `bench/assignment_sim_chart.py` in the venv that has matplotlib.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import random
@@ -37,7 +37,6 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from processor.ids import TaskId
@@ -131,35 +130,49 @@ def cell(n: int, p: int, r: int, args: argparse.Namespace, rng: random.Random) -
     return row
 
 
-def old_module(ref: str) -> ModuleType:
-    """The assignor at *ref*, loaded from a scratch file (it imports only processor.errors and
-    processor.ids, which have not changed)."""
-    source = subprocess.run(
-        ["git", "show", f"{ref}:processor/runtime/assignment.py"],
-        cwd=ROOT,
+_OLD_TIMER = """
+import json, sys, time
+from processor.ids import TaskId
+from processor.runtime.assignment import assign_with_standbys, standby_counts
+members, p, r, repeat = json.loads(sys.argv[1])
+tasks = [TaskId(i // 250, i % 250) for i in range(p)]
+best = float("inf")
+for _ in range(repeat):
+    start = time.perf_counter()
+    result = assign_with_standbys(members, tasks, num_standby_replicas=r)
+    best = min(best, time.perf_counter() - start)
+    if best > 2.0:
+        break
+print(json.dumps([best * 1e3, sum(standby_counts(result).values()) / p]))
+"""
+
+
+def old_assignor(ref: str, members: list[str], p: int, r: int) -> tuple[float, float]:
+    """(ms, copies per task) of `assign_with_standbys()` at *ref*: its whole `processor` package
+    is exported to a scratch directory and timed in a child process (the assignor is several
+    modules, so loading one file of the old version next to the new ones would mix them)."""
+    scratch = Path(tempfile.mkdtemp())
+    archive = subprocess.run(
+        ["git", "archive", ref, "processor"], cwd=ROOT, check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(scratch)], input=archive, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _OLD_TIMER, json.dumps([members, p, r, 3])],
+        env={**os.environ, "PYTHONPATH": str(scratch)},
         check=True,
         capture_output=True,
         text=True,
     ).stdout
-    path = Path(tempfile.mkdtemp()) / "old_assignment.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("old_assignment", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look themselves up there
-    spec.loader.exec_module(module)
-    return module
+    ms, copies = json.loads(out)
+    return float(ms), float(copies)
 
 
 def before_after(ref: str, rng: random.Random) -> list[dict[str, Any]]:
-    old = old_module(ref)
     rows = []
     for n, p, r in TARGETS:
         members, tasks = _ids(rng, n), _tasks(p)
         _log(f"target N={n} P={p} r={r}: {ref} ...")
-        old_ms, old_result = timed(
-            1, old.assign_with_standbys, members, tasks, num_standby_replicas=r
-        )
+        old_ms, old_copies = old_assignor(ref, members, p, r)
         new_ms, new_result = timed(3, assign_with_standbys, members, tasks, num_standby_replicas=r)
         rows.append(
             {
@@ -168,7 +181,7 @@ def before_after(ref: str, rng: random.Random) -> list[dict[str, Any]]:
                 "r": r,
                 "old_ms": old_ms,
                 "new_ms": new_ms,
-                "old_copies": sum(old.standby_counts(old_result).values()) / p,
+                "old_copies": old_copies,
                 "new_copies": sum(standby_counts(new_result).values()) / p,
             }
         )
@@ -188,12 +201,13 @@ def markdown(
         f"{meta['trials']} random joins and leaves per cell; time is one whole "
         "`assign_with_standbys()` call, best of a few.",
         "",
-        "Before and after on the issue's targets (protocol 1 = `main`'s assignor, enumerating "
-        "the failure sets; protocol 2 = ring rankings + replayed failures"
+        f"Before and after on the issue's targets (before = `{meta.get('old_ref', 'main')}`'s "
+        "assignor, in a child process; after = this checkout's; both on the same ids, each the "
+        "best of up to 3 calls)"
         + (f"; measured {meta['targets_when']}" if "targets_when" in meta else "")
-        + "):",
+        + ":",
         "",
-        "| N | P | r | protocol 1 ms | protocol 2 ms | copies/task before | after |",
+        "| N | P | r | before ms | after ms | copies/task before | after |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for t in targets:
@@ -263,9 +277,20 @@ def main() -> None:
     parser.add_argument(
         "--render", action="store_true", help="only rewrite RESULTS.md's section from the JSON"
     )
+    parser.add_argument(
+        "--targets", action="store_true", help="time the two targets again, keep the JSON's cells"
+    )
     args = parser.parse_args()
-    if args.render:
+    if args.render or args.targets:
         saved = json.loads(JSON_PATH.read_text())
+        if args.targets:
+            load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+            saved["targets"] = before_after(args.old_ref, random.Random(args.seed))
+            saved["meta"] |= {
+                "old_ref": args.old_ref,
+                "targets_when": f"{datetime.now():%Y-%m-%d %H:%M}, load average {load}",
+            }
+            save(saved["rows"], saved["targets"], saved["meta"])
         write_section(markdown(saved["rows"], saved["targets"], saved["meta"]))
         return
     rng = random.Random(args.seed)
@@ -274,6 +299,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()}-vCPU VM",
         "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
         "trials": args.trials,
+        "old_ref": args.old_ref,
     }
     rows: list[dict[str, Any]] = []
     targets: list[dict[str, Any]] = []

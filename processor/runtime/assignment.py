@@ -33,7 +33,12 @@ the same) the limits, with a larger pool; so the walk over the survivors takes t
 decision on every pair except along chains that start at the failed members' tasks and at the
 pool's new places. `assignment_failover.py` replays just those chains, per F, from a record of the
 full walk, instead of walking everything again (without weights; with weights, or when `W // n`
-changes, that F is walked in full).
+changes, that F is walked in full). The chains are not short: with exact balance every F opens
+a pool of `P % (n - |F|)` extra places, the members that reach their limit earliest in the walk
+take them, and the tasks they displace chain on until they meet the failed members' tasks
+(100 members x 1,000 tasks, two failures: ~65 tasks moved, ~1.4 ms per F). So r = 1 costs about
+n replays and r = 2 about n^2 / 2, seconds at 100 members (`bench/RESULTS.md`); the same pool
+race is why a task gets more than r standbys.
 
 Protocol: the rule is part of the protocol between workers: two versions of `processor` in one
 group (a rolling upgrade) must compute the same assignment (`tests/unit/runtime/
@@ -283,13 +288,12 @@ def _new_owners(plan: _Plan, base: Walk, failed: tuple[int, ...]) -> dict[int, i
     """Tasks (by index) whose owner in `assign(members - failed)` differs from *base*'s, with
     that owner: replayed from the full walk when it can be (no weights, same `base` limit),
     walked in full otherwise."""
-    alive = [m for m in range(len(plan.members)) if m not in failed]
-    limits, full = plan.limits(len(alive)), plan.limits(len(plan.members))
+    limits, full = plan.limits(len(plan.members) - len(failed)), plan.limits(len(plan.members))
     if plan.weights is None and (limits.base == full.base or (not limits.spare and not full.spare)):
         if plan.ledger is None:
             plan.ledger = Ledger.of(base, full)
         return replay(plan.ledger, plan.rankings, limits, frozenset(failed))
-    after = plan.walk(alive)
+    after = plan.walk([m for m in range(len(plan.members)) if m not in failed])
     return {task: owner for task, owner in enumerate(after.owner) if owner != base.owner[task]}
 
 

@@ -26,12 +26,22 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, bisect_right
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from processor.runtime.assignment_walk import Limits, Rankings, Walk
 
 _PROPOSE, _HOLE, _MEMBER, _A, _B = range(5)
-Pair = tuple[int, int]  # (distance, task): a pair offered to one member, in walk order
+Pair = int
+"""A pair offered to one member as one int, `distance << TASK_BITS | task`: ints compare in walk
+order, (distance, task), and faster than tuples."""
+TASK_BITS = 32
+_TASK = (1 << TASK_BITS) - 1
+_BEFORE_ALL: Pair = -1
+_AFTER_ALL: Pair = 1 << (64 + TASK_BITS + 1)
+
+
+def pair(distance: int, task: int) -> Pair:
+    return distance << TASK_BITS | task
 
 
 @dataclass(frozen=True)
@@ -45,24 +55,38 @@ class Ledger:
     offered: list[list[Pair]]
     a: list[tuple[Pair, int]]
     b: list[tuple[Pair, int]]
+    _filled: dict[int, list[Pair]] = field(default_factory=dict, compare=False)
+
+    def filled(self, load: int) -> list[Pair]:
+        """Per member, the pair after which it holds at least *load* tasks in the full walk
+        (`_AFTER_ALL` if it never does): a member the two walks agree at is that full for every
+        later pair. Kept per load (a replay asks for `base` and `cap`)."""
+        if load not in self._filled:
+            self._filled[load] = [
+                _BEFORE_ALL if load <= 0 else mine[load - 1] if len(mine) >= load else _AFTER_ALL
+                for mine in self.taken
+            ]
+        return self._filled[load]
 
     @classmethod
     def of(cls, walk: Walk, limits: Limits) -> Ledger:
         assert walk.proposals is not None
+        assert len(walk.owner) <= _TASK, "task indexes must fit in TASK_BITS"
+        offered = [[d << TASK_BITS | t for d, t in pairs] for pairs in walk.proposals]
         taken: list[list[Pair]] = []
         a: list[tuple[Pair, int]] = []
         b: list[tuple[Pair, int]] = []
-        for member, pairs in enumerate(walk.proposals):
-            mine = [pair for pair in pairs if walk.owner[pair[1]] == member]
+        for member, keys in enumerate(offered):
+            mine = [key for key in keys if walk.owner[key & _TASK] == member]
             taken.append(mine)
             if len(mine) > limits.base and limits.spare:
                 b.append((mine[limits.base], member))
-            for pair in pairs:
-                if walk.owner[pair[1]] != member and bisect_left(mine, pair) == limits.base:
-                    a.append((pair, member))
+            for key in keys:
+                if walk.owner[key & _TASK] != member and bisect_left(mine, key) == limits.base:
+                    a.append((key, member))
         a.sort()
         b.sort()
-        return cls(walk, limits, taken, walk.proposals, a, b)
+        return cls(walk, limits, taken, offered, a, b)
 
 
 def replay(
@@ -84,23 +108,26 @@ class _Replay:
         self.version: dict[int, int] = {}
         self.surplus = 0
         self.full_from: Pair | None = None
-        self.now: Pair = (-1, -1)
+        self.now: Pair = _BEFORE_ALL
         self.moved: dict[int, int] = {}
         self.seen: set[tuple[int, int]] = set()
-        self.heap: list[tuple[int, int, int, int, int]] = []
+        self.heap: list[tuple[Pair, int, int, int]] = []
         self.b_keys = [pair for pair, _ in ledger.b]
         self.failed_b = sorted(pair for pair, m in ledger.b if m in failed)
+        self.at_base = ledger.filled(limits.base)
+        self.at_cap = ledger.filled(limits.cap)
 
     def run(self) -> dict[int, int]:
         for member in self.failed:
-            for dist, task in self.ledger.taken[member]:
-                self.push((dist, task), member, _HOLE, -1)
+            for key in self.ledger.taken[member]:
+                self.push(key, member, _HOLE, -1)
         if self.ledger.a and (self.limits.spare or self.limits.base > self.old.base):
             self.push(self.ledger.a[0][0], self.ledger.a[0][1], _A, 0)
-        self.schedule_b((-1, -1))
+        self.schedule_b(_BEFORE_ALL)
         while self.heap:
-            dist, task, member, kind, stamp = heapq.heappop(self.heap)
-            key = self.now = (dist, task)
+            key, member, kind, stamp = heapq.heappop(self.heap)
+            self.now = key
+            task = key & _TASK
             if kind == _PROPOSE:
                 self.propose(key, member, stamp)
             elif kind == _A:
@@ -118,24 +145,41 @@ class _Replay:
             else:
                 self.seen.add((task, member))
                 self.decide(key, member)
-        missing = [t for m in self.failed for _, t in self.ledger.taken[m] if t not in self.moved]
+        missing = [
+            k & _TASK
+            for m in self.failed
+            for k in self.ledger.taken[m]
+            if k & _TASK not in self.moved
+        ]
         assert not missing, f"replay left tasks {missing} without an owner"
         return self.moved
 
     # -- the queue ----------------------------------------------------------------------------
 
     def push(self, key: Pair, member: int, kind: int, stamp: int) -> None:
-        heapq.heappush(self.heap, (key[0], key[1], member, kind, stamp))
+        heapq.heappush(self.heap, (key, member, kind, stamp))
 
     def offer_next(self, task: int, rank: int) -> None:
         """Offer *task* its member at *rank*, or the first after it that may take it: one that
         cannot already (failed, or full for good) is skipped without queueing the pair."""
+        failed, shift, now = self.failed, self.shift, self.now
+        at_base, at_cap = self.at_base, self.at_cap
+        closed = not self.pool_open(now)
+        ranking = self.rankings.ranking(task)
         while True:
-            entry = self.rankings.get(task, rank)
-            assert entry is not None, f"task index {task} fits no member"
-            if entry[1] not in self.failed and not self.full_for_good(entry[1]):
-                self.push((entry[0], task), entry[1], _PROPOSE, rank)
-                return
+            if rank >= len(ranking):  # walk the ring on, a few entries at a time
+                assert rank < self.rankings.n_members, f"task index {task} fits no member"
+                self.rankings.get(task, min(rank + 7, self.rankings.n_members - 1))
+            entry = ranking[rank]
+            member = entry[1]
+            if member not in failed:
+                if shift.get(member):
+                    full = self.full_for_good(member)
+                else:  # the walks agree at it: its full-walk load says how full it is
+                    full = now > at_cap[member] or (closed and now > at_base[member])
+                if not full:
+                    self.push(entry[0] << TASK_BITS | task, member, _PROPOSE, rank)
+                    return
             rank += 1
 
     def full_for_good(self, member: int) -> bool:
@@ -212,14 +256,14 @@ class _Replay:
 
     def propose(self, key: Pair, member: int, rank: int) -> None:
         if member in self.failed or not self.accepts(member, key):
-            self.offer_next(key[1], rank + 1)
+            self.offer_next(key & _TASK, rank + 1)
             return
-        self.take(key[1], member, key)
+        self.take(key & _TASK, member, key)
         self.after(member, key)
 
     def decide(self, key: Pair, member: int) -> None:
         """A pair at *member* whose outcome may differ: a hole, or a member with a shift."""
-        task = key[1]
+        task = key & _TASK
         base = self.ledger.walk
         if member in self.failed:
             if task not in self.moved:
@@ -241,19 +285,20 @@ class _Replay:
                 self.surplus -= 1
         elif task not in self.moved and self.accepts(member, key):
             self.take(task, member, key)
-            self.push((base.distance[task], task), base.owner[task], _HOLE, -1)
+            self.push(pair(base.distance[task], task), base.owner[task], _HOLE, -1)
         self.after(member, key)
 
     def after(self, member: int, key: Pair) -> None:
         self.schedule(member, key)
-        self.schedule_b(key)
+        if self.b_keys:
+            self.schedule_b(key)
 
     def stream_a(self, key: Pair, member: int, index: int) -> None:
         """List `a`: while the new walk's pool is open (or its base is higher), a member the
         walks agree at takes the task the full walk turned away at load `base`."""
         if self.limits.spare and not self.pool_open(key):
             return
-        task = key[1]
+        task = key & _TASK
         if (
             member not in self.failed
             and not self.shift.get(member, 0)
@@ -263,7 +308,7 @@ class _Replay:
             self.seen.add((task, member))
             self.take(task, member, key)
             base = self.ledger.walk
-            self.push((base.distance[task], task), base.owner[task], _HOLE, -1)
+            self.push(pair(base.distance[task], task), base.owner[task], _HOLE, -1)
             self.after(member, key)
         if index + 1 < len(self.ledger.a):
             self.push(*self.ledger.a[index + 1], _A, index + 1)
@@ -274,5 +319,5 @@ class _Replay:
         if self.shift.get(member, 0) or self.pool_open(key):
             self.schedule_b(key)
             return
-        self.seen.add((key[1], member))
+        self.seen.add((key & _TASK, member))
         self.decide(key, member)

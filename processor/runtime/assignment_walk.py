@@ -32,8 +32,17 @@ def hash64(text: str) -> int:
 @functools.lru_cache(maxsize=4096)
 def member_points(member: str) -> tuple[int, ...]:
     """A member's points on the ring. Kept: every assignment a worker computes (each rebalance,
-    each joiner's future, each load plan tried, each failure set) uses the same members."""
-    return tuple(hash64(f"{member}\x00{v}") for v in range(POINTS_PER_MEMBER))
+    each joiner's future, each load plan tried, each failure set) uses the same members.
+
+    Point v is `hash64(f"{member}\\x00{v}")`, hashed from a copy of a hasher that has read the
+    common prefix: the same digests, for less work."""
+    prefix = hashlib.blake2b(f"{member}\x00".encode(), digest_size=8)
+    points = []
+    for v in range(POINTS_PER_MEMBER):
+        hasher = prefix.copy()
+        hasher.update(str(v).encode())
+        points.append(int.from_bytes(hasher.digest(), "big"))
+    return tuple(points)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -80,6 +89,10 @@ class Rankings:
         self._lists = [[] for _ in self.positions]
         self._seen = [set() for _ in self.positions]
         self._cursor = [bisect.bisect_left(self.ring.keys, p) for p in self.positions]
+
+    def ranking(self, task: int) -> list[tuple[int, int]]:
+        """The entries of *task*'s ranking computed so far (`get()` extends it); read-only."""
+        return self._lists[task]
 
     def get(self, task: int, k: int) -> tuple[int, int] | None:
         ranking = self._lists[task]

@@ -29,7 +29,7 @@ from processor.runtime.assignment import (
     standby_counts,
 )
 
-CORE = settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+CORE = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 instance_ids = st.integers(0, 2**32 - 1).map(lambda i: f"worker-{i:08x}")
 memberships = st.lists(instance_ids, min_size=1, max_size=7, unique=True)
@@ -100,7 +100,7 @@ weight_maps = st.dictionaries(
 )
 
 
-@settings(CORE, max_examples=400)
+@settings(CORE, max_examples=150)
 @given(memberships, task_sets, some_replicas, balance_factors, weight_maps)
 def test_weighted_after_any_r_failures_every_new_owner_is_warm(
     members: list[str], tasks: set[TaskId], r: int, bf: float, weights: dict[TaskId, int]
@@ -119,7 +119,7 @@ def test_weighted_after_any_r_failures_every_new_owner_is_warm(
     assert result.standby == {instance: frozenset(ts) for instance, ts in needed.items()}
 
 
-@settings(CORE, max_examples=300)
+@settings(CORE, max_examples=100)
 @given(memberships, task_sets, replicas, balance_factors)
 def test_all_weights_one_gives_the_unweighted_standbys(
     members: list[str], tasks: set[TaskId], r: int, bf: float
@@ -130,7 +130,7 @@ def test_all_weights_one_gives_the_unweighted_standbys(
     ) == assign_with_standbys(members, tasks, num_standby_replicas=r, balance_factor=bf)
 
 
-@settings(CORE, max_examples=600)
+@settings(CORE, max_examples=150)
 @given(memberships, task_sets, replicas, balance_factors, st.randoms(use_true_random=True))
 def test_deterministic_and_independent_of_input_order(
     members: list[str], tasks: set[TaskId], r: int, bf: float, rng: random.Random
@@ -153,7 +153,7 @@ def test_deterministic_and_independent_of_input_order(
     assert again == expected
 
 
-@settings(CORE, max_examples=400)
+@settings(CORE, max_examples=100)
 @given(memberships, task_sets, balance_factors)
 def test_no_replicas_no_standbys(members: list[str], tasks: set[TaskId], bf: float) -> None:
     """(4) r = 0 is plain `assign()`."""
@@ -163,7 +163,7 @@ def test_no_replicas_no_standbys(members: list[str], tasks: set[TaskId], bf: flo
     assert set(standby_counts(result).values()) == {0}
 
 
-@settings(CORE, max_examples=200)
+@settings(CORE, max_examples=80)
 @given(st.lists(instance_ids, min_size=1, max_size=4, unique=True), task_sets, balance_factors)
 def test_replicas_beyond_the_membership_are_capped(
     members: list[str], tasks: set[TaskId], bf: float

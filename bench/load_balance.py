@@ -13,12 +13,16 @@ time in three with 3 workers). After `--warmup` seconds the bench reads every wo
 - per worker: records/s processed, and its tasks at the end;
 - spread: the busiest worker's records/s over the mean (1.0: even);
 - throughput: all workers' records/s together, against the input rate; and the consumer lag
-  left at the end (what the workers did not get through);
+  at the start and at the end of the measurement (what the workers did not get through: growing
+  when they do not keep up);
 - plans: the load plans the leader logged (load-aware runs).
 
 Load-aware runs pass `--assignment-load-aware --load-balance-interval-ms <--interval-ms>` (10 s
-by default here, so that the leader plans within the warm-up), and `--load-balance-max-moves`
-when `--max-moves` is given. Every worker applies a new plan without a group rebalance: the
+by default here; the worker's default is 30 s), and `--load-balance-max-moves` when `--max-moves`
+is given. The leader plans once every task has a whole 30 s window of rates and the imbalance
+has lasted an interval: about a minute in, at the end of the default warm-up, so the measured
+window then holds the catch-up of the backlog built before; `--warmup 180` measures the steady
+state after it. Every worker applies a new plan without a group rebalance: the
 tasks it moves are handed over (processor.runtime.handover), the others go on.
 
     .venv/bin/python -m bench.load_balance [--mode count|load-aware|both] [--rate 3000]
@@ -110,6 +114,7 @@ class Outcome:
     per_worker: dict[str, float]
     tasks: dict[str, list[str]]
     input_rate: float
+    lag_before: float
     lag: float
     plans: list[str]
 
@@ -126,6 +131,11 @@ class Outcome:
 def _processed(worker: WorkerProcess) -> dict[str, float]:
     samples = metrics(worker).get("processor_records_processed_total", {})
     return {dict(labels)["task"]: value for labels, value in samples.items()}
+
+
+def _lag(workers: Sequence[WorkerProcess]) -> float:
+    """The consumer lag of every worker's tasks, summed."""
+    return sum(sum(metrics(w).get("processor_consumer_lag_records", {}).values()) for w in workers)
 
 
 def measure(workers: Sequence[WorkerProcess], seconds: float) -> dict[str, float]:
@@ -180,15 +190,13 @@ def run_once(bootstrap: str, mode: str, args: argparse.Namespace) -> Outcome:
         for worker in workers:
             worker.wait_for_log(r"members \[lb0, lb1, lb2\]", 120)
         time.sleep(args.warmup)
+        lag_before = _lag(workers)
         per_worker = measure(workers, args.measure)
-        lag = 0.0
-        tasks: dict[str, list[str]] = {}
-        for worker in workers:
-            lag += sum(metrics(worker).get("processor_consumer_lag_records", {}).values())
-            tasks[worker.instance_id] = sorted(_processed(worker))
+        lag = _lag(workers)
+        tasks = {worker.instance_id: sorted(_processed(worker)) for worker in workers}
         plans = [m.group(0) for w in workers for m in PLAN_LINE.finditer(w.log())]
         print(f"  hot partitions {hot}, shares {[round(s, 3) for s in shares]}")
-        return Outcome(mode, per_worker, tasks, args.rate, lag, plans)
+        return Outcome(mode, per_worker, tasks, args.rate, lag_before, lag, plans)
     finally:
         for worker in workers:
             if worker.process.poll() is None:
@@ -207,7 +215,8 @@ def report(outcome: Outcome) -> None:
     )
     print(
         f"{outcome.mode:>10}: spread {outcome.spread:.2f}, throughput {outcome.throughput:.0f}/s "
-        f"of {outcome.input_rate:.0f}/s in, lag at the end {outcome.lag:.0f}; {workers}"
+        f"of {outcome.input_rate:.0f}/s in, lag {outcome.lag_before:.0f} -> {outcome.lag:.0f}; "
+        f"{workers}"
     )
     for plan in outcome.plans:
         print(f"            {plan}")

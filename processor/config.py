@@ -11,7 +11,7 @@
 | static_membership | --static-membership | PROCESSOR_STATIC_MEMBERSHIP | false |
 | assignment_balance_factor | --assignment-balance-factor | PROCESSOR_ASSIGNMENT_... | 1.0 |
 | assignment_load_aware | --assignment-load-aware | PROCESSOR_ASSIGNMENT_LOAD_AWARE | false |
-| load_balance_{interval_ms,max_moves,threshold} | --load-balance-... | ... | 30000, 2, 0.25 |
+| load_balance_{interval_ms,max_moves,threshold} | --load-balance-... | ... | 30000, 8, 0.25 |
 | consume_batch_size | --consume-batch-size | PROCESSOR_CONSUME_BATCH_SIZE | 1000 |
 | async_max_in_flight | --async-max-in-flight | PROCESSOR_ASYNC_MAX_IN_FLIGHT | 1000 |
 | store_cache_bytes | --store-cache-bytes | PROCESSOR_STORE_CACHE_BYTES | 64 MiB (67108864) |
@@ -99,7 +99,7 @@ class WorkerConfig:
     # Weigh tasks by measured load: processor.runtime.load_balancer explains these defaults.
     assignment_load_aware: bool = False
     load_balance_interval_ms: int = 30_000
-    load_balance_max_moves: int = 2
+    load_balance_max_moves: int = 8
     load_balance_threshold: float = 0.25
     consume_batch_size: int = 1000
     # Calls of async operators (`map_values_async`, ...) running at once on this worker, all

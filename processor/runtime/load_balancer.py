@@ -23,19 +23,30 @@ with the same weights): after a failure the survivors must keep assigning with t
 standbys were placed by, or a promoted task would land where no warm copy is. Joins (members the
 plan does not know) go back to count-based, which is also what a joiner warms up for.
 
-**Timing.** `tick()` looks every `_LOOK_S`. An imbalance must last `load_balance_interval_ms`
-(30 s by default: the rate window is 30 s, so one interval is one full window of evidence, and a
-rebalance's catch-up is over by then) before a plan is tried, and two plans are at least that far
-apart. A task a plan moved is not moved again for `_COOLDOWN_INTERVALS` intervals (5 minutes by
-default). `load_balance_max_moves` (2) bounds what one plan moves: with a handful of tasks per
-worker, two moves a plan are enough to correct a skew within a few minutes while at most two
-tasks at a time pause for their hand-over. `load_balance_threshold` (0.25): under that the spread
-is what counting tasks gives with equal loads (7 tasks on 3 workers: 1.29 is the worst a count
-can do, and a count-based split of equal tasks never triggers a plan anyway).
+**Timing.** `tick()` looks every `_LOOK_S`. Rates are the records arriving for a task (its input
+partitions' end offsets' growth, `processor.runtime.task_rates`), each given only after its
+owner has watched it for a whole 30 s window, and no plan is made while any task lacks one: the
+first look at a new layout (at start, after a plan or a rebalance) is a full window of every
+task. Then an imbalance must last `load_balance_interval_ms` (30 s by default) before a plan is
+tried, and two plans are at least that far apart.
+
+`load_balance_max_moves` (8) bounds what one plan moves. It was 2, which no skew that needs
+its hot tasks apart got past: the weighted rule (`assignment_walk.walk_weighted`) places tasks
+differently from the count-based walk even under equal weights, so the first plan over a
+count-based assignment moves about a third of the tasks (5 to 7 of 12 on 3 workers to part two
+hot tasks, `bench/load_balance.py`). With 2 or 4, a simulation of the leader over the real
+`assign` (2 to 5 workers, up to 30 tasks, 1 to 3 hot ones) ended balanced in 17 and 29 of 60
+skews, with 8 in 58, with 12 in all; a bound of 2 let a first plan move two light tasks off the
+hot worker and then no later plan could part the hot ones. A task a plan moved away from a
+worker is not moved back to it for `_COOLDOWN_INTERVALS` intervals (5 minutes by default);
+moving it on to a third worker is allowed, so a plan can correct an earlier one without any
+task going back and forth. `load_balance_threshold` (0.25): under that the spread is what
+counting tasks gives with equal loads (7 tasks on 3 workers: 1.29 is the worst a count can do,
+and a count-based split of equal tasks never triggers a plan anyway).
 
 Rates are taken only from owners' fresh statuses (at most `_MAX_RATE_AGE_MS` old) that report
 the task as theirs with a rate: a task that just moved has none until its new owner has watched
-it for a while (`processor.runtime.task_rates`), and no plan is made while any task lacks one.
+it for a window.
 
 `assignment_load_aware` is off by default: it moves tasks on measurements, which only pays where
 keys are skewed, and it needs the hand-over of moved tasks that applies a new plan without a
@@ -51,7 +62,7 @@ from collections.abc import Callable, Mapping, Sequence
 from processor.config import WorkerConfig
 from processor.ids import TaskId, tasks_text
 from processor.runtime.assignment import Assignment
-from processor.runtime.load_plan import AssignFunction, PlanSettings, decide
+from processor.runtime.load_plan import AssignFunction, PlanSettings, decide, departures
 from processor.status.plan import LoadPlan
 from processor.status.record import InstancePhase, StatusBoard
 
@@ -98,7 +109,8 @@ class LoadBalancer:
         self._wall_clock = wall_clock
         self._next_look = 0.0
         self._imbalanced_since: float | None = None
-        self._moved_at: dict[TaskId, float] = {}
+        # When a plan moved each task away from each owner: it does not move it back soon.
+        self._left: dict[tuple[TaskId, str], float] = {}
         self._version = 0
         self._last_reason = ""
 
@@ -122,7 +134,7 @@ class LoadBalancer:
         (or when off) nothing; a worker that stops being the leader forgets what it watched."""
         if not self._enabled or self.leader(members) != self._instance_id:
             self._imbalanced_since = None
-            self._moved_at.clear()
+            self._left.clear()
             return
         if now < self._next_look:
             return
@@ -140,7 +152,7 @@ class LoadBalancer:
             settings=self._settings,
             imbalanced_since=self._imbalanced_since,
             now=now,
-            moved_at=self._moved_at,
+            left=self._left,
         )
         self._imbalanced_since = decision.imbalanced_since
         if decision.searched:
@@ -162,7 +174,7 @@ class LoadBalancer:
             made_ms=int(self._wall_clock() * 1000),
         )
         self._publish(plan)
-        self._moved_at.update(dict.fromkeys(decision.moves, now))
+        self._left.update(departures(assignment.active, decision.moves, now))
         log.info(
             "worker %s: load plan %d for [%s]: %s (tasks [%s]); weights %s",
             self._instance_id,

@@ -20,9 +20,11 @@ One decision, in steps:
 4. **Bound the moves.** Candidate weights change the weights of the 1, 2, 4, ... tasks whose
    weight differs most from the current plan's (the whole new vector last); each candidate's
    assignment is computed with the injected `assign` function, and only those moving between 1
-   and `max_moves` tasks (against the assignment that runs), none of them moved by a plan in the
-   last `cooldown_s`, are eligible. A large correction therefore happens over several plans,
-   `max_moves` tasks at a time, and a task never moves back and forth faster than the cooldown.
+   and `max_moves` tasks (against the assignment that runs), none of them back to an owner a plan
+   moved it away from in the last `cooldown_s`, are eligible. A large correction therefore
+   happens over several plans, `max_moves` tasks at a time; a plan may move a task on from
+   where an earlier plan put it (correcting that plan's weights), but never back and forth
+   faster than the cooldown.
 5. **Require a real gain.** Gains are judged by the *excess*: the load above the mean summed
    over the members, as a fraction of the total (what would have to move for a perfect balance;
    unlike the spread it improves with every useful move, not only the heaviest member's). The
@@ -59,6 +61,7 @@ __all__ = [
     "Decision",
     "PlanSettings",
     "decide",
+    "departures",
     "excess",
     "loads",
     "moved",
@@ -83,11 +86,12 @@ class PlanSettings:
     """`threshold`: the spread over 1.0 tolerated (0.25: the heaviest member may carry 25% more
     than the mean). `sustain_s`: how long a larger spread must last. `max_moves`: tasks one plan
     may move. `min_gain`: the least relative improvement of the excess worth moving tasks for.
-    `cooldown_s`: a task a plan moved is not moved by another plan for this long."""
+    `cooldown_s`: a task a plan moved away from an owner is not moved back to it for this long
+    (`decide(left=)`)."""
 
     threshold: float = 0.25
     sustain_s: float = 30.0
-    max_moves: int = 2
+    max_moves: int = 8
     min_gain: float = 0.10
     cooldown_s: float = 300.0
 
@@ -177,6 +181,13 @@ def moved(before: Mapping[TaskId, str], after: Mapping[TaskId, str]) -> frozense
     return frozenset(t for t, owner in before.items() if t in after and after[t] != owner)
 
 
+def departures(
+    active: Mapping[TaskId, str], moves: frozenset[TaskId], now: float
+) -> dict[tuple[TaskId, str], float]:
+    """What a plan moving `moves` away from `active` at `now` adds to `decide()`'s `left`."""
+    return {(task, active[task]): now for task in sorted(moves)}
+
+
 def decide(
     *,
     members: Sequence[str],
@@ -187,12 +198,13 @@ def decide(
     settings: PlanSettings,
     imbalanced_since: float | None,
     now: float,
-    moved_at: Mapping[TaskId, float] | None = None,
+    left: Mapping[tuple[TaskId, str], float] | None = None,
 ) -> Decision:
     """Steps 1-5 of the module docstring. `active`: the assignment that runs; `rates`:
     records/s of every task in it; `current`: the weights it was computed with (None or empty:
     count-based); `imbalanced_since`: the previous decision's; `now`: monotonic seconds;
-    `moved_at`: when plans last moved each task (same clock)."""
+    `left`: when a plan last moved each task away from each owner (same clock; `departures()`
+    gives a decision's)."""
     spread_now = spread(members, active, rates)
 
     def keep(since: float | None, reason: str, searched: bool = False) -> Decision:
@@ -208,7 +220,7 @@ def decide(
     target = quantise({t: rates.get(t, 0.0) for t in active})
     if target is None and not current:
         return keep(since, "the tasks weigh the same")
-    cooling = frozenset(t for t, at in (moved_at or {}).items() if now - at < settings.cooldown_s)
+    cooling = frozenset(pair for pair, at in (left or {}).items() if now - at < settings.cooldown_s)
     best = _best_candidate(members, active, rates, current, target, assign, settings, cooling)
     if best is None:
         return keep(since, f"no plan moves 1 to {settings.max_moves} tasks free to move", True)
@@ -242,7 +254,7 @@ def _best_candidate(
     target: Mapping[TaskId, int] | None,
     assign: AssignFunction,
     settings: PlanSettings,
-    cooling: frozenset[TaskId],
+    cooling: frozenset[tuple[TaskId, str]],
 ) -> tuple[dict[TaskId, int], frozenset[TaskId], Mapping[TaskId, str]] | None:
     """Step 4 and the choice of step 5: (weights, moves, assignment) of the best eligible
     candidate, or None."""
@@ -262,7 +274,9 @@ def _best_candidate(
         weights = {} if len(set(candidate.values())) <= 1 else candidate
         placed = assign(ordered, weights)
         moves = moved(active, placed)
-        if not 1 <= len(moves) <= settings.max_moves or moves & cooling:
+        if not 1 <= len(moves) <= settings.max_moves or any(
+            (t, placed[t]) in cooling for t in moves
+        ):
             continue
         rank = (excess(ordered, placed, rates), spread(ordered, placed, rates), len(moves), k)
         if best is None or rank < best[0]:

@@ -7,7 +7,9 @@ what the consumer already knows (its positions and the end offsets its fetches s
 request), store sizes from a walk of the state directories at most every few seconds. With
 `exact_lags` (load-aware balancing weighs tasks by it) the end offsets are asked of the broker:
 the fetcher stops fetching a partition it is far behind on (its queue is full), and the end it
-last saw then stays where it was, hiding how fast the partition grows.
+last saw then stays where it was, hiding how fast the partition grows. Those answers also give
+`input_ends`: each running task's input end offsets summed, whose growth is the records arriving
+for it (`processor.runtime.task_rates`), whatever this worker gets through.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from processor.errors import BrokerError
 from processor.histogram import BATCH_BOUNDS_S, LATENCY_BOUNDS_S, Histogram
+from processor.ids import TaskId
 from processor.kafka.consumer import GroupConsumer, Message
 from processor.runtime.task_manager import TaskManager
 
@@ -45,6 +48,10 @@ class Measurements:
         self._reads_seen: dict[tuple[str, str], tuple[int, int]] = {}
         self._store_bytes: dict[str, int] = {}
         self._next_size_at = 0.0
+        self.input_ends: dict[TaskId, int] = {}
+        """At the last `figures()`: each running task's input partitions' end offsets, summed,
+        as the broker answered (only with `exact_lags`; a task is left out unless every one of
+        its partitions was answered)."""
 
     def batch_processed(self, messages: Sequence[Message], began: float) -> None:
         """After routing `messages` (consumed at `began`, `time.perf_counter()`): how long that
@@ -63,6 +70,11 @@ class Measurements:
             # Unanswered: the ends the fetches saw, this time.
             with contextlib.suppress(BrokerError):
                 ends = self._consumer.end_offsets(partitions, timeout=1.0)
+        self.input_ends = {
+            task.id: sum(ends[p] for p in task.partitions)
+            for task in running
+            if ends is not None and task.partitions and all(p in ends for p in task.partitions)
+        }
         known = self._consumer.fetched_lags(partitions, ends=ends)
         lags = {
             (str(task.id), topic, partition): known[(topic, partition)]

@@ -183,14 +183,17 @@ class StatusPublisher:
         *,
         state_dirs_deleted: int,
         figures: Mapping[str, Any],
+        input_ends: Mapping[TaskId, int] | None = None,
     ) -> None:
         """Publish a snapshot: the tasks', the group's and the status board's figures, with
-        `figures` the committer's and `processor.runtime.measurements`' (snapshot fields)."""
+        `figures` the committer's and `processor.runtime.measurements`' (snapshot fields);
+        `input_ends` (the measurements') is what the task rates are measured by."""
         tasks = self._tasks
         self.rates.observe(
             time.monotonic(),
             {t: task.processed for t, task in tasks.tasks.items()},
             {TaskId.parse(t): lag for t, lag in figures.get("consumer_lag", {}).items()},
+            input_ends,
         )
         progress = tasks.restore_progress()
         self._metrics.publish(

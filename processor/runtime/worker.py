@@ -438,6 +438,7 @@ class Worker:
             parts.rebalancer.group_view(),
             state_dirs_deleted=parts.cleaner.deleted,
             figures={**parts.committer.figures(), **parts.measurements.figures()},
+            input_ends=parts.measurements.input_ends,  # as the figures just measured them
         )
 
     # -- failures --------------------------------------------------------------------------

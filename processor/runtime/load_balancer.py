@@ -174,6 +174,10 @@ class LoadBalancer:
             made_ms=int(self._wall_clock() * 1000),
         )
         self._publish(plan)
+        # Departures past the cooldown no longer count (`decide()`): drop them, or a leader that
+        # runs for weeks keeps every task's every move.
+        cooldown_s = self._settings.cooldown_s
+        self._left = {pair: at for pair, at in self._left.items() if now - at < cooldown_s}
         self._left.update(departures(assignment.active, decision.moves, now))
         log.info(
             "worker %s: load plan %d for [%s]: %s (tasks [%s]); weights %s",

@@ -87,6 +87,7 @@ class Committer(ABC):
         # The tasks of the last commit: they name the task of a refused record's input.
         self._last_tasks: list[StreamTask] = []
         self._next_commit_at = 0.0
+        self._interval_s: float | None = None
         self.commits = 0
         # The metadata each offset of the commit in progress carries (a task's stream time).
         self._metadata: dict[Partition, str] = {}
@@ -113,9 +114,10 @@ class Committer(ABC):
     def maybe_commit(self, tasks: Iterable[StreamTask], interval_ms: int) -> None:
         self._producer.poll()
         now = time.monotonic()
+        self._interval_s = interval_ms / 1000
         if now < self._next_commit_at:
             return
-        self._next_commit_at = now + interval_ms / 1000
+        self._next_commit_at = now + self._interval_s
         self.commit(tasks, periodic=True)
 
     def commit(self, tasks: Iterable[StreamTask], *, periodic: bool = False) -> None:
@@ -140,6 +142,7 @@ class Committer(ABC):
         try:
             self._commit(task_list, offsets, began)
         except BrokerError as e:
+            self._schedule_next()
             ids = [task.id for task in task_list]
             log.warning(
                 "commit of tasks [%s] failed: %s", tasks_text(ids), e, extra=tasks_field(ids)
@@ -152,6 +155,7 @@ class Committer(ABC):
             raise
         for task in task_list:
             task.committed()
+        self._schedule_next()
         took = time.monotonic() - began
         if offsets:
             self.broker.answered()
@@ -161,6 +165,14 @@ class Committer(ABC):
             self._after_slow_commit(took)
         self._accounting.commit()
         self.commits += 1
+
+    def _schedule_next(self) -> None:
+        """The next periodic commit comes a whole interval after this one ended, whatever made
+        this one (the interval, a full cache, a task let go): two commits back to back would
+        stop the loop for both, and a commit that took most of the interval would leave the
+        tasks little time to process before the next."""
+        if self._interval_s is not None:
+            self._next_commit_at = time.monotonic() + self._interval_s
 
     def figures(self) -> dict[str, Any]:
         """The snapshot's fields about commits and the broker (`processor.metrics`)."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 from processor.state.backend import Change, TaskStateBackend
 from processor.state.budget import DEFAULT_STORE_CACHE_BYTES, MemoryBudget
@@ -373,11 +373,16 @@ class StoreCache:
         )
 
 
-def _bytes_of(entries: Mapping[bytes, bytes | None]) -> int:
-    """What `entries` cost in the budget (C loops: ~20 ns an entry)."""
+def _bytes_of(entries: dict[bytes, bytes | None]) -> int:
+    """What `entries` cost in the budget (C loops: ~100 ns an entry).
+
+    The plain dict's views, also for the clean entries' OrderedDict: its own iterators follow
+    the LRU links and look every key up again, 3-4 times slower (170,000 entries: 63 ms against
+    18 ms on a busy machine), and closing a task's cache (a rebalance giving the task away)
+    waits for this on the main loop. The sum does not depend on the order."""
     return (
-        sum(map(len, entries))
-        + sum(map(len, filter(None, entries.values())))
+        sum(map(len, dict.keys(entries)))
+        + sum(map(len, filter(None, dict.values(entries))))
         + ENTRY_OVERHEAD * len(entries)
     )
 

@@ -499,3 +499,36 @@ def test_at_least_once_a_worker_that_is_no_longer_the_owner_writes_nothing_over_
     assert not any(c.startswith("commit_offsets") for c in calls)
     # Its flush before the check is all it wrote; the new owner's check repairs that one.
     assert _records(producer, (CHANGELOG, 2))[2:] == [(b"a", (2).to_bytes(8, "big"))]
+
+
+@pytest.mark.parametrize("exactly_once", [False, True])
+def test_the_next_periodic_commit_comes_a_whole_interval_after_any_commit(
+    exactly_once: bool,
+) -> None:
+    """A commit made for another reason (a task let go at a rebalance, a full cache) puts the
+    next periodic one a whole interval later: back to back, the two would stop every task for
+    both (the longest output gap of a task that kept its owner at a rebalance)."""
+    calls: list[str] = []
+    producer = FakeProducer(calls)
+    committer = make_committer(producer, FakeConsumer(calls, producer), exactly_once=exactly_once)  # type: ignore[arg-type]
+    committer.start()
+    task, _ = counting_task(producer)
+
+    def commits() -> int:
+        done = committer.commits
+        committer.before_output()
+        feed(task, "a", first_offset=task_offset[0])
+        task_offset[0] += 1
+        committer.maybe_commit([task], 1000)
+        return committer.commits - done
+
+    task_offset = [0]
+    assert commits() == 1, "the first periodic commit is due at once"
+    time.sleep(1.05)
+    committer.before_output()
+    committer.commit([task])  # a commit the interval did not ask for
+    assert commits() == 0, "the periodic one that was due waits a whole interval"
+    time.sleep(0.4)
+    assert commits() == 0
+    time.sleep(0.65)
+    assert commits() == 1

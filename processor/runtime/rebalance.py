@@ -27,11 +27,12 @@ from processor.config import WorkerConfig
 from processor.errors import BrokerError
 from processor.histogram import REBALANCE_BOUNDS_S, Histogram
 from processor.ids import TaskId, tasks_field, tasks_text
-from processor.kafka.admin import Admin, GroupMember
+from processor.kafka.admin import Admin
 from processor.kafka.consumer import GroupConsumer
 from processor.runtime import warmup
 from processor.runtime.assignment import Assignment, assign, assign_with_standbys
 from processor.runtime.commit import Committer
+from processor.runtime.group_snapshot import SnapshotRequests, shows
 from processor.runtime.handover import Handover, fence_departed, workers_of
 from processor.runtime.identity import WorkerIdentity
 from processor.runtime.load_balancer import LoadBalancer
@@ -97,6 +98,7 @@ class Rebalancer:
         self.rebalance_seconds = Histogram(REBALANCE_BOUNDS_S)
         self._snapshot_pending = False
         self._next_snapshot_at = 0.0
+        self._snapshots = SnapshotRequests(admin, config.application_id)
         self._handover = Handover(self._instance_id, status)
         self.balancer = LoadBalancer(
             config, self._instance_id, status.board, status.publish_plan, self._actives
@@ -184,10 +186,12 @@ class Rebalancer:
         self._rebalancing()
         self._snapshot_pending = True
         self._next_snapshot_at = 0.0
+        self._snapshots.forget()
 
     def on_revoke(self) -> None:
         self._rebalancing()
         self._snapshot_pending = False
+        self._snapshots.forget()
         self._handover.cancel()
         # A revoke can arrive in the first poll after a stall, before the main loop has
         # noticed it: going on would write stale state over a successor's.
@@ -322,20 +326,23 @@ class Rebalancer:
             self._rebalance_began = None
 
     def accept_snapshot(self) -> Membership | None:
-        """The membership of the generation this worker just joined, or None (try again soon)."""
-        began = time.monotonic()
+        """The membership of the generation this worker just joined, or None (try again soon).
+        The group is described in the background (`group_snapshot`): the tasks go on meanwhile."""
         try:
-            snapshot = self._admin.describe_group(self._config.application_id)
+            snapshot = self._snapshots.answer()
         except BrokerError as e:
             # A worker whose tasks an outage took has no commit to notice the broker's absence:
             # this request is then what tells its logs and metrics.
-            self._committer.broker.failed(began, "describing the group", e)
+            self._committer.broker.failed(self._snapshots.asked_at, "describing the group", e)
             log.warning("worker %s: %s (retrying)", self._instance_id, e)
             self._next_snapshot_at = time.monotonic() + _SNAPSHOT_ERROR_RETRY_S
             return None
+        if snapshot is None:
+            return None
         self._committer.broker.answered()
-        membership = stable_membership(snapshot, self._consumer.member_id)
-        if membership is None or not self._is_own_view(snapshot.members):
+        member_id = self._consumer.member_id
+        membership = stable_membership(snapshot, member_id)
+        if membership is None or not shows(snapshot, member_id, self._plan.identity.client_id()):
             self._next_snapshot_at = time.monotonic() + _SNAPSHOT_RETRY_S
             return None
         self._snapshot_pending = False
@@ -420,12 +427,6 @@ class Rebalancer:
         free = self._handover.take()
         if free:
             self._tasks.create(free)
-
-    def _is_own_view(self, members: tuple[GroupMember, ...]) -> bool:
-        """Whether the snapshot shows this member with the client id it joined with (a
-        coordinator still loading has been seen to describe members without their client ids)."""
-        own = [m for m in members if m.member_id == self._consumer.member_id]
-        return bool(own) and own[0].client_id == self._plan.identity.client_id()
 
     def _wait_outvoted(self, membership: Membership) -> None:
         """This worker computes the assignment from other inputs than most of the group: own

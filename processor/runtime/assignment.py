@@ -51,6 +51,16 @@ pair; protocol 2 ranks on the ring: one hash per member point and per task inste
 pair (300 members x 3,000 tasks: 22,200 hashes instead of 900,000), and a ranking over fewer
 members is the same ranking with entries skipped, which the replay relies on. The limits and the
 walk are protocol 1's. The results differ, so `ASSIGNMENT_PROTOCOL` goes up to 2 with this change.
+
+The weighted rule is named by the load plan format instead (`processor.status.plan.PLAN_FORMAT`,
+in load-aware workers' fingerprints; `test_pinned_weighted_assignment` pins an example): only
+load-aware groups assign with weights. Format 1 placed every task anew, heaviest first, each to
+its first member within the bound, so marking 1-3 of 1,000 tasks hot on 100 members moved 200 to
+280 tasks against the count-based result and no plan fit `load_balance_max_moves`; format 2
+settles the count-based result. The count-based result is the same in both, so
+`ASSIGNMENT_PROTOCOL` stays 2 and groups without load-aware assignment upgrade as for any other
+change; load-aware ones see the old and new versions as different settings
+(`processor.runtime.identity` says how that rolling upgrade goes).
 """
 
 from __future__ import annotations

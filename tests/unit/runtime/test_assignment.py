@@ -23,6 +23,7 @@ from processor.errors import ConfigError
 from processor.ids import TaskId
 from processor.runtime.assignment import Assignment, assign, capacity, moved_tasks
 from processor.runtime.assignment_walk import Rankings, Ring, task_positions
+from processor.status.plan import PLAN_FORMAT
 
 CORE = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -280,6 +281,45 @@ def test_pinned_assignment() -> None:
         "1_3": "charlie",
         "1_4": "alpha",
     }
+
+
+PINNED_WEIGHTED = {
+    "0_0": "bravo",
+    "0_1": "charlie",
+    "0_2": "bravo",
+    "0_3": "bravo",
+    "0_4": "bravo",
+    "1_0": "alpha",
+    "1_1": "alpha",
+    "1_2": "charlie",
+    "1_3": "charlie",
+    "1_4": "alpha",
+}
+
+
+def test_pinned_weighted_assignment() -> None:
+    """The pinned example again, with charlie's tasks 1_1 and 1_2 hot (weights as the leader
+    publishes them: 2 a light task, 8 a hot one). Every worker that takes part under one load plan
+    format must place them alike (`PLAN_FORMAT` names the weighted rule): if the expected value
+    fails, the rule changed, which needs a new plan format, not a new expected value. What the
+    pin stands for is checked beside it: the hot tasks part, no load is over the even share
+    (36 / 3 = 12), and the only light tasks that move make room on a member a hot task went to."""
+    tasks = [TaskId(s, p) for s in range(2) for p in range(5)]
+    members = ["alpha", "bravo", "charlie"]
+    hot = {TaskId(1, 1), TaskId(1, 2)}
+    weights = {t: (8 if t in hot else 2) for t in tasks}
+    counted = assign(members, tasks)
+    weighted = assign(members, tasks, weights=weights)
+    assert PLAN_FORMAT == 2
+    assert {str(t): owner for t, owner in weighted.active.items()} == PINNED_WEIGHTED
+    assert {counted.active[t] for t in hot} == {"charlie"}
+    assert len({weighted.active[t] for t in hot}) == 2
+    load = Counter[str]()
+    for task, owner in weighted.active.items():
+        load[owner] += weights[task]
+    assert max(load.values()) <= 12
+    hot_owners = {weighted.active[t] for t in hot}
+    assert all(counted.active[t] in hot_owners for t in moved_tasks(counted, weighted) - hot)
 
 
 def test_capacity() -> None:

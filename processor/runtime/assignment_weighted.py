@@ -8,8 +8,8 @@ is `weighted_bound(...)`. The rule, in steps:
    assignment every worker ran before the plan).
 2. **Trim.** Each member whose load is over `bound` keeps its tasks in *keep order* (heaviest
    first, then nearest, i.e. ascending ring distance, then by task) while they fit within
-   `bound`, and sheds the rest: a hot task stays where it was and the light tasks it took last
-   in the walk make room; two hot tasks that do not fit together part.
+   `bound`, and sheds the rest: a hot task stays where it was and the light tasks its member
+   took last in the walk make room; two hot tasks that do not fit together part.
 3. **Place**, heaviest shed task first (then by task), each one:
    a. to the first member in its ranking whose load stays within `bound`;
    b. else to the first member in its ranking where it fits once that member sheds tasks lighter
@@ -30,9 +30,10 @@ a member over it):
 
 so **at most `2 * sum(w_i)` tasks move**, hot ones included, and usually about
 `sum(w_i - 1)`: the light tasks that make room (`bench/assignment_weighted.py` measures it). No
-load exceeds `bound` except through step 3c, which only heavier tasks can reach (a member
-without one always qualifies in 3b) and which stays within `capacity(W, n) + largest - 1`
-(the least loaded member holds at most `(W - w) / n` before).
+load exceeds `bound` except through step 3c, which a task reaches only when every member holds
+a task at least as heavy (a member without one qualifies in 3b, as `bound >= largest`), and
+which stays within `capacity(W, n, balance_factor) + largest - 1` (the least loaded member
+holds at most `(W - w) / n` before).
 """
 
 from __future__ import annotations

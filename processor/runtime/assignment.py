@@ -163,7 +163,7 @@ def assign(
     *weights* gives tasks a load in positive integer units (missing: 1; entries for other tasks
     are ignored). Without weights no instance owns more than `capacity(...)` tasks, and with
     `balance_factor=1.0` (the default) loads differ by at most one; with weights, no instance's
-    load exceeds `capacity(total, n, balance_factor) + largest - 1`, and all weights 1 give
+    load exceeds `capacity(total, n, balance_factor) + largest - 1`, and equal weights give
     exactly the unweighted result. Raises `ConfigError` for a balance factor that is not a finite
     number >= 1.0, and `ValueError` when there are tasks but no instances or a weight is not a
     positive integer.

@@ -489,6 +489,19 @@ def test_all_weights_one_is_the_unweighted_assignment(
 
 
 @settings(CORE, max_examples=100)
+@given(memberships, task_sets, st.integers(1, 16), weight_maps)
+def test_weights_are_relative(
+    members: list[str], tasks: set[TaskId], unit: int, weights: dict[TaskId, int]
+) -> None:
+    """Weights all equal are the unweighted assignment, and multiplying every weight by the same
+    number changes nothing (the leader's plans weigh a mean task 2)."""
+    equal = dict.fromkeys(tasks, unit)
+    assert assign(members, tasks, weights=equal) == assign(members, tasks)
+    scaled = {task: unit * weights.get(task, 1) for task in tasks}
+    assert assign(members, tasks, weights=scaled) == assign(members, tasks, weights=weights)
+
+
+@settings(CORE, max_examples=100)
 @given(memberships, task_sets, weight_maps, st.randoms(use_true_random=True))
 def test_weighted_independent_of_input_order(
     members: list[str], tasks: set[TaskId], weights: dict[TaskId, int], rng: random.Random

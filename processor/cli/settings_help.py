@@ -34,7 +34,8 @@ _PURPOSE = {
     "overloaded while others idle (every worker the same)",
     "load_balance_interval_ms": "with load-aware assignment: how long an imbalance must last, "
     "and the least time between two re-plans",
-    "load_balance_max_moves": "with load-aware assignment: tasks one re-plan may move",
+    "load_balance_max_moves": "with load-aware assignment: tasks one re-plan may move (8: "
+    "enough for the light tasks that make room for one task of the largest weight)",
     "load_balance_threshold": "with load-aware assignment: re-plan when the busiest worker "
     "carries this much more than the mean (0.25: 25%)",
     "consume_batch_size": "records read from the broker per poll",

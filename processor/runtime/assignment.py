@@ -16,10 +16,14 @@ The rule (protocol 2, `processor/runtime/assignment_walk.py` does the work):
 3. The walk. Pairs are taken in ascending (distance, task, member) order; a pair is assigned when
    its task is still free and it fits its member's limit.
 
-With `weights` (load-aware balancing: a task's load in integer units, W their sum), tasks are
-placed heaviest first, each to the first member in its ranking whose load stays within
-`max(ceil(W / n * balance_factor), heaviest task)`, else to the least loaded member
-(`assignment_walk.walk_weighted`); all weights 1 is the unweighted rule.
+With `weights` (load-aware balancing: a task's load in integer units, divided by their greatest
+common divisor, W their sum) the count-based result is settled (`assignment_weighted.settle`):
+each member whose load is over `max(ceil(W / n * balance_factor), heaviest task)` keeps its
+heaviest, then nearest tasks while they fit and hands the rest on, heaviest first, to the first
+member in its ranking with room (or that makes room by handing on lighter tasks), else to the
+least loaded one. A few hot tasks therefore move only the light tasks that make room for them
+(every task moves at most once; `2 * sum(hot weights)` at most, in light units); all weights
+equal is the unweighted rule.
 
 Step 3 walks one canonical order, so the result depends on the sets of instances and tasks (and
 the weights) alone. Without limits every task would go to its first-ranked member and a join or
@@ -47,6 +51,16 @@ pair; protocol 2 ranks on the ring: one hash per member point and per task inste
 pair (300 members x 3,000 tasks: 22,200 hashes instead of 900,000), and a ranking over fewer
 members is the same ranking with entries skipped, which the replay relies on. The limits and the
 walk are protocol 1's. The results differ, so `ASSIGNMENT_PROTOCOL` goes up to 2 with this change.
+
+The weighted rule is named by the load plan format instead (`processor.status.plan.PLAN_FORMAT`,
+in load-aware workers' fingerprints; `test_pinned_weighted_assignment` pins an example): only
+load-aware groups assign with weights. Format 1 placed every task anew, heaviest first, each to
+its first member within the bound, so marking 1-3 of 1,000 tasks hot on 100 members moved 200 to
+280 tasks against the count-based result and no plan fit `load_balance_max_moves`; format 2
+settles the count-based result. The count-based result is the same in both, so
+`ASSIGNMENT_PROTOCOL` stays 2 and groups without load-aware assignment upgrade as for any other
+change; load-aware ones see the old and new versions as different settings
+(`processor.runtime.identity` says how that rolling upgrade goes).
 """
 
 from __future__ import annotations
@@ -68,9 +82,9 @@ from processor.runtime.assignment_walk import (
     Walk,
     task_positions,
     walk,
-    walk_weighted,
     weighted_bound,
 )
+from processor.runtime.assignment_weighted import settle
 
 __all__ = [
     "Assignment",
@@ -149,7 +163,7 @@ def assign(
     *weights* gives tasks a load in positive integer units (missing: 1; entries for other tasks
     are ignored). Without weights no instance owns more than `capacity(...)` tasks, and with
     `balance_factor=1.0` (the default) loads differ by at most one; with weights, no instance's
-    load exceeds `capacity(total, n, balance_factor) + largest - 1`, and all weights 1 give
+    load exceeds `capacity(total, n, balance_factor) + largest - 1`, and equal weights give
     exactly the unweighted result. Raises `ConfigError` for a balance factor that is not a finite
     number >= 1.0, and `ValueError` when there are tasks but no instances or a weight is not a
     positive integer.
@@ -173,15 +187,17 @@ def _normalise(instances: Iterable[str], tasks: Iterable[TaskId]) -> tuple[list[
 
 
 def _weights(todo: list[TaskId], weights: Mapping[TaskId, int] | None) -> list[int] | None:
-    """Each task's weight by index, or None when all are 1 (the unweighted rule, and its fast
-    standby computation)."""
+    """Each task's weight by index, divided by their greatest common divisor (weights are
+    relative: 2 and 8 are 1 and 4), or None when they are all equal (the unweighted rule, and
+    its fast standby computation)."""
     if weights is None:
         return None
     loads = [weights.get(task, 1) for task in todo]
     for task, load in zip(todo, loads, strict=True):
         if isinstance(load, bool) or not isinstance(load, int) or load < 1:
             raise ValueError(f"the weight of task {task} must be a positive integer, got {load!r}")
-    return None if all(load == 1 for load in loads) else loads
+    unit = math.gcd(*loads)
+    return None if all(load == unit for load in loads) else [load // unit for load in loads]
 
 
 class _Plan:
@@ -202,14 +218,17 @@ class _Plan:
         self.ledger: Ledger | None = None
 
     def limits(self, n_alive: int) -> Limits:
-        return Limits.of(self.total, n_alive, self.balance_factor, self.largest)
+        """The count-based walk's limits (in tasks, weights or not)."""
+        return Limits.of(len(self.todo), n_alive, self.balance_factor)
 
     def walk(self, alive: Sequence[int], *, record: bool = False) -> Walk:
-        if self.weights is not None:
-            bound = weighted_bound(self.total, len(alive), self.balance_factor, self.largest)
-            return walk_weighted(self.rankings, len(self.todo), set(alive), bound, self.weights)
+        """The walk over the `alive` members; with weights, settled (`assignment_weighted`)."""
         limits = self.limits(len(alive))
-        return walk(self.rankings, len(self.todo), set(alive), limits, None, record=record)
+        counted = walk(self.rankings, len(self.todo), set(alive), limits, record=record)
+        if self.weights is None:
+            return counted
+        bound = weighted_bound(self.total, len(alive), self.balance_factor, self.largest)
+        return settle(self.rankings, counted, set(alive), self.weights, bound)
 
     def named(self, owner: Sequence[int]) -> dict[TaskId, str]:
         return {task: self.members[m] for task, m in zip(self.todo, owner, strict=True)}

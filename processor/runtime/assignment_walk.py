@@ -120,22 +120,21 @@ def task_positions(todo: Sequence[TaskId]) -> list[int]:
 
 @dataclass(frozen=True)
 class Limits:
-    """How much one member may hold, in load units: up to `base`; with a pool (`spare > 0`), one
-    unit more for the first `spare` members to go over `base` in the walk."""
+    """How many tasks one member may hold: up to `base`; with a pool (`spare > 0`), one more
+    for the first `spare` members to go over `base` in the walk."""
 
     base: int
     spare: int
 
     @classmethod
-    def of(cls, total: int, n: int, balance_factor: float, largest: int) -> Limits:
-        """With a balance factor of 1.0: `total // n + largest - 1`, and `total % n` members may
-        hold one unit more (all weights 1: loads differ by at most one). Otherwise
-        `ceil(total / n * balance_factor) + largest - 1` each."""
+    def of(cls, total: int, n: int, balance_factor: float) -> Limits:
+        """With a balance factor of 1.0: `total // n`, and `total % n` members may hold one more
+        (loads differ by at most one). Otherwise `ceil(total / n * balance_factor)` each."""
         if balance_factor != 1.0:
             factor = Fraction(repr(float(balance_factor)))
-            return cls(math.ceil(Fraction(total, n) * factor) + largest - 1, 0)
+            return cls(math.ceil(Fraction(total, n) * factor), 0)
         floor, spare = divmod(total, n)
-        return cls(floor + largest - 1, spare)
+        return cls(floor, spare)
 
     @property
     def cap(self) -> int:
@@ -158,18 +157,14 @@ def walk(
     n_tasks: int,
     alive: Collection[int],
     limits: Limits,
-    weights: Sequence[int] | None,
     *,
     record: bool = False,
 ) -> Walk:
     """Pairs in ascending (distance, task, member) order; a pair is taken when its task is free,
-    its member alive, and the task fits: `load + weight <= limits.base`, or `<= limits.cap` while
+    its member alive, and the task fits: `load + 1 <= limits.base`, or `<= limits.cap` while
     fewer than `limits.spare` members have gone over `base`. The heap holds each free task's next
-    candidate, so the pairs come in that order without sorting them all.
-
-    A task that fits no member (only possible with weights) goes to the least loaded one, ties
-    by its ranking: that member holds at most `(total - weight) / n` before, so no load exceeds
-    `total / n + largest`."""
+    candidate, so the pairs come in that order without sorting them all. The limits leave room
+    for every task (`n * base + spare >= n_tasks`), so each one finds a member."""
     owner = [-1] * n_tasks
     distance = [0] * n_tasks
     ranks = [0] * n_tasks
@@ -190,7 +185,7 @@ def walk(
         if member in loads:
             if proposals is not None:
                 proposals[member].append((dist, task))
-            load = loads[member] + (1 if weights is None else weights[task])
+            load = loads[member] + 1
             if load <= base or (load <= cap and over < spare):
                 heapq.heappop(heap)
                 owner[task], distance[task], ranks[task] = member, dist, rank
@@ -199,20 +194,12 @@ def walk(
                 loads[member] = load
                 continue
         following = rankings.get(task, rank + 1)
-        if following is not None:
-            heapq.heapreplace(heap, (following[0], task, following[1], rank + 1))
-            continue
-        heapq.heappop(heap)
-        assert weights is not None, "without weights every task fits"
-        dist, chosen, rank = _least_loaded(rankings, task, loads)
-        owner[task], distance[task], ranks[task] = chosen, dist, rank
-        if loads[chosen] <= base < loads[chosen] + weights[task]:
-            over += 1
-        loads[chosen] += weights[task]
+        assert following is not None, "the limits leave room for every task"
+        heapq.heapreplace(heap, (following[0], task, following[1], rank + 1))
     return Walk(owner, distance, ranks, proposals)
 
 
-def _least_loaded(rankings: Rankings, task: int, loads: dict[int, int]) -> tuple[int, int, int]:
+def least_loaded(rankings: Rankings, task: int, loads: dict[int, int]) -> tuple[int, int, int]:
     """The least loaded alive member, the first in *task*'s ranking among equals."""
     least = min(loads.values())
     for rank in itertools.count():
@@ -228,29 +215,3 @@ def weighted_bound(total: int, n: int, balance_factor: float, largest: int) -> i
     `ceil(total / n * balance_factor)`, or the heaviest task where that alone is more."""
     share = math.ceil(Fraction(total, n) * Fraction(repr(float(balance_factor))))
     return max(share, largest)
-
-
-def walk_weighted(
-    rankings: Rankings, n_tasks: int, alive: Collection[int], bound: int, weights: Sequence[int]
-) -> Walk:
-    """With weights: heavier tasks first (then by task), each to the first member in its ranking
-    that stays within `bound`, else to the least loaded one (ties by its ranking). Placing the
-    heavy tasks first keeps a member that holds one from also filling up with light ones, so
-    loads stay within about one task of the even share (the count-based walk's pairs-in-distance
-    order lets the owner of a heavy task take its full share of light ones as well)."""
-    owner = [-1] * n_tasks
-    distance = [0] * n_tasks
-    ranks = [0] * n_tasks
-    loads = dict.fromkeys(alive, 0)
-    for task in sorted(range(n_tasks), key=lambda t: (-weights[t], t)):
-        weight, k, chosen = weights[task], 0, None
-        while (pair := rankings.get(task, k)) is not None:
-            if pair[1] in loads and loads[pair[1]] + weight <= bound:
-                chosen = (pair[0], pair[1], k)
-                break
-            k += 1
-        if chosen is None:
-            chosen = _least_loaded(rankings, task, loads)
-        distance[task], owner[task], ranks[task] = chosen
-        loads[chosen[1]] += weight
-    return Walk(owner, distance, ranks)

@@ -15,9 +15,22 @@ processor~<protocol>~<topology>.<partitions>.<settings>~<instance id>
 - the fingerprint has three parts, so that a worker can say *what* differs: the topology's shape
   as tasks see it (sub-topologies, their source topics, stores and repartition topics), the task
   count per sub-topology (from the source topics' partition counts), and the settings the
-  assignment reads (`num_standby_replicas`, `assignment_balance_factor`);
+  assignment reads (`num_standby_replicas`, `assignment_balance_factor`, and with
+  `assignment_load_aware` on, the load plan format: `processor.status.plan.PLAN_FORMAT`, which
+  names the weighted rule);
 - a member whose client id does not parse (a console consumer, a tool, a worker of a version
   before this scheme) is a *stranger*: it owns nothing.
+
+Which number to raise: `ASSIGNMENT_PROTOCOL` when the count-based rule or the hand-over changes
+(every group is affected); `PLAN_FORMAT` when only what weighted assignment does with a plan
+changes, since only load-aware groups assign with weights and only their fingerprint names the
+format. A rolling upgrade across either goes the same way: workers that differ never take part
+together (`processor.runtime.membership`), the side with more instance ids runs every task and
+the other waits, owning nothing, until enough workers are restarted to give the new version the
+majority; then the new side takes every task and the old one waits. No task ever has two
+owners, but while versions are mixed only one side works. Across a plan format, the new side
+also ignores the old side's last plan (the format check in `LoadPlan.from_json`), so it starts
+count-based and its leader plans anew once it has watched every task for a window.
 
 Pure: no client imports; `processor.runtime.membership` applies it to a group snapshot.
 """
@@ -75,7 +88,7 @@ class Fingerprint:
         if self.settings != other.settings:
             found.append(
                 "assignment settings (num_standby_replicas, assignment_balance_factor, "
-                "assignment_load_aware)"
+                "assignment_load_aware, or with it on the load plan format of another version)"
             )
         return found
 

@@ -30,10 +30,17 @@ One decision, in steps:
    unlike the spread it improves with every useful move, not only the heaviest member's). The
    best eligible candidate (lowest excess under the same rates; ties: lower spread, fewer moves,
    fewer changed weights) is published only when it lowers the excess by at least `min_gain`
-   of itself and by at least `MIN_EXCESS_GAIN` of the total load. Rates measured with an error
-   of e each misjudge an excess by at most about 2e of the total, so under rates that stay put
-   with up to `MIN_EXCESS_GAIN / 4` noise every plan lowers the true excess, which bounds how
-   many plans follow one another and rules out coming back to an earlier assignment.
+   of itself and by at least `MIN_EXCESS_GAIN` of the load it touches (`touched()`: the
+   members whose tasks change, each at the mean of its load before and after plus the mean
+   member load, over twice the total; all of the total when it touches every member, and at
+   least `1 / n` of it). Only those members' terms of the excess differ between before and
+   after, and rates measured with an error of e each misjudge each such term by at most e of
+   (its load + the mean), so the gain by at most `4e` of the touched load: under rates that
+   stay put with up to `MIN_EXCESS_GAIN / 4` noise every plan lowers the true excess (by at
+   least `(MIN_EXCESS_GAIN - 4e) / n` of the total), which bounds how many plans follow one
+   another and rules out coming back to an earlier assignment. Against the touched load rather
+   than the total, because a hot task on one of 100 workers is under 1% of the total: measured
+   against the total, no plan would ever pass at scale.
 
 Why `SCALE = 2` and `MAX_WEIGHT = 16`: the mean task weighs 2, so a weight resolves half the
 mean rate (a rounding error of at most a quarter of a mean task, well under the whole task a
@@ -67,12 +74,13 @@ __all__ = [
     "moved",
     "quantise",
     "spread",
+    "touched",
 ]
 
 SCALE = 2
 MAX_WEIGHT = 16
-# 2% of the total load: above what measuring noise of a few tenths of a percent per rate can
-# fake (step 5), below what moving one of 12 tasks of equal load gains (8%).
+# 2% of the load a plan touches: above what measuring noise of a few tenths of a percent per
+# rate can fake (step 5), below what moving one of 12 tasks of equal load gains (8%).
 MIN_EXCESS_GAIN = 0.02
 
 AssignFunction = Callable[[Sequence[str], Mapping[TaskId, int] | None], Mapping[TaskId, str]]
@@ -176,6 +184,26 @@ def excess(
     return math.fsum(max(0.0, load - mean) for load in per_member.values()) / total
 
 
+def touched(
+    members: Sequence[str],
+    before: Mapping[TaskId, str],
+    after: Mapping[TaskId, str],
+    rates: Mapping[TaskId, float],
+) -> float:
+    """The load a change from `before` to `after` touches, as a fraction of twice the total
+    (step 5): each member whose tasks change counts the mean of its load before and after, plus
+    the mean member load. 1.0 when every member's tasks change, 0.0 when none's do (or nothing
+    is processed)."""
+    was, now = loads(members, before, rates), loads(members, after, rates)
+    total = math.fsum(was.values())
+    if total <= 0:
+        return 0.0
+    changed = {before[t] for t in moved(before, after)} | {after[t] for t in moved(before, after)}
+    mean = total / len(was)
+    touched_load = math.fsum((was[m] + now[m]) / 2 + mean for m in sorted(changed) if m in was)
+    return touched_load / (2 * total)
+
+
 def moved(before: Mapping[TaskId, str], after: Mapping[TaskId, str]) -> frozenset[TaskId]:
     """Tasks in both whose owner differs."""
     return frozenset(t for t, owner in before.items() if t in after and after[t] != owner)
@@ -227,11 +255,14 @@ def decide(
     weights, moves, after = best
     before = excess(members, active, rates)
     gained = before - excess(members, after, rates)
-    if gained < max(settings.min_gain * before, MIN_EXCESS_GAIN):
+    needed = max(
+        settings.min_gain * before, MIN_EXCESS_GAIN * touched(members, active, after, rates)
+    )
+    if gained < needed:
         return keep(
             since,
-            f"the best plan would lower the excess load by {gained:.1%} of the total "
-            f"(now {before:.1%})",
+            f"the best plan would lower the excess load by {gained:.2%} of the total, under the "
+            f"{needed:.2%} it must (now {before:.1%})",
             True,
         )
     spread_after = spread(members, after, rates)

@@ -6,12 +6,14 @@ byte: an instance id is printable text (`processor.status.fields.instance_name`)
 can have this key and no instance id can overwrite the plan. The value, JSON:
 
 ```
-{"format": 1, "version": 7, "leader": "w0", "members": ["w0", "w1", "w2"],
+{"format": 2, "version": 7, "leader": "w0", "members": ["w0", "w1", "w2"],
  "weights": {"0_3": 16, "0_7": 5}, "made_ms": 1764770000000}
 ```
 
-- `format`: `PLAN_FORMAT`, raised whenever what a plan means or how it is checked changes
-  (workers that take part together have the same, see `processor.runtime.identity`);
+- `format`: `PLAN_FORMAT`, raised whenever what a plan means or how it is checked changes,
+  the weighted rule workers assign by included (workers that take part together have the same,
+  see `processor.runtime.identity`). 1: heaviest task first, each to its first member within
+  the bound; 2: the count-based result, settled (`processor.runtime.assignment_weighted`);
 - `version`: one more than the highest the leader has seen, for logs and for telling plans apart;
 - `leader`: who made it, the smallest of `members` (checked);
 - `members`: the instances it was made for, sorted, each once;
@@ -48,7 +50,10 @@ __all__ = ["MAX_WEIGHT", "PLAN_FORMAT", "PLAN_KEY", "LoadPlan", "PlanBoard", "re
 log = logging.getLogger("processor.status")
 
 PLAN_KEY = b"\x00load-plan"
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2
+"""2 since the weighted rule became the settled count-based result: a format-1 worker would
+place the same weights elsewhere, so the two must never assign together (see
+`processor.runtime.identity` for how a rolling upgrade goes)."""
 MAX_WEIGHT = 16  # see processor.runtime.load_plan for the scale
 # Ignored plans logged; then only counted (whoever can write the topic can write many).
 _MAX_WARNED = 10

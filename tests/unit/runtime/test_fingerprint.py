@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 from processor import Topology, serdes
+from processor.runtime import identity
 from processor.runtime.identity import Fingerprint, _digest, fingerprint_of
+from processor.status.plan import PLAN_FORMAT
 
 
 def _fingerprint(ttl_ms: int = 0, ttl_clock: str = "stream") -> Fingerprint:
@@ -44,5 +48,26 @@ def test_load_aware_workers_never_take_part_with_count_based_ones() -> None:
     differences = fingerprint(load_aware=True).differences(fingerprint())
     assert differences == [
         "assignment settings (num_standby_replicas, assignment_balance_factor, "
-        "assignment_load_aware)"
+        "assignment_load_aware, or with it on the load plan format of another version)"
     ]
+
+
+def test_load_aware_workers_of_another_plan_format_never_take_part_together() -> None:
+    """A plan format names the weighted rule: workers that would place the same weights
+    differently differ in fingerprint (so the majority works and the others wait), while
+    count-based workers of both versions agree."""
+    t = Topology("app")
+    t.stream("in").to("out")
+    subs = t.subtopologies()
+
+    def settings(load_aware: bool, plan_format: int) -> str:
+        with mock.patch.object(identity, "PLAN_FORMAT", plan_format):
+            return fingerprint_of(
+                subs, {0: 4}, num_standby_replicas=0, balance_factor=1.0, load_aware=load_aware
+            ).settings
+
+    assert settings(True, PLAN_FORMAT) != settings(True, PLAN_FORMAT - 1)
+    assert settings(False, PLAN_FORMAT) == settings(False, PLAN_FORMAT - 1)
+    assert settings(True, PLAN_FORMAT) == _digest(
+        {"num_standby_replicas": 0, "balance_factor": 1.0, "load_plan_format": PLAN_FORMAT}
+    )

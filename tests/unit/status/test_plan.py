@@ -73,6 +73,7 @@ def test_the_plan_key_is_no_instance_id_and_no_status_is_a_plan() -> None:
     "changes",
     [
         {"format": PLAN_FORMAT + 1},
+        {"format": PLAN_FORMAT - 1},  # placed by another weighted rule: never used
         {"format": None},
         {"version": -1},
         {"version": "3"},

@@ -113,11 +113,24 @@ class WorkerParts:
 
 
 def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) -> Collaborators:
-    cfg, instance_id = parts.config, parts.instance_id
     # First: a port in use stops the worker here; the HTTP stack is imported meanwhile.
-    http = None if cfg.http_port is None else QueryService(parts)
+    http = None if parts.config.http_port is None else QueryService(parts)
+    try:
+        made = _assemble(parts, resources, on_failure, http)
+    except BaseException:
+        if http is not None:
+            http.close()
+        raise
     if http is not None:
+        # Registered last, so closed first: no request reaches the tasks while they close.
         resources.callback(http.close)
+    return made
+
+
+def _assemble(
+    parts: WorkerParts, resources: ExitStack, on_failure: ExitStack, http: QueryService | None
+) -> Collaborators:
+    cfg, instance_id = parts.config, parts.instance_id
     admin = Admin(admin_settings(cfg))
     plan = TaskPlan(
         admin,

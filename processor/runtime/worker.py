@@ -259,7 +259,8 @@ class Worker:
         runner = parts.tasks.async_runner
         # Results of async calls come back meanwhile: wait for records only briefly then.
         wait = _CONSUME_TIMEOUT_S if runner is None or not runner.in_flight else _ASYNC_WAIT_S
-        wait = wait if parts.rebalancer.settled else min(wait, _SETTLING_WAIT_S)
+        if not parts.rebalancer.settled and not parts.rebalancer.group_view().outvoted:
+            wait = min(wait, _SETTLING_WAIT_S)  # (outvoted, it waits for the group to agree)
         messages = parts.consumer.consume(self.config.consume_batch_size, wait)
         parts.stalls.tick()
         # Rebalance callbacks ran inside consume(). A new generation is taken at the next pass,

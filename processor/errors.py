@@ -15,6 +15,8 @@ ProcessorError
 ├── RecordRejectedError         the producer refused an output at once (too large, no topic)
 │   └── ChangelogRecordTooLargeError  a store update does not fit its changelog (names both)
 ├── TransientError              raised by user code: retry this call (see `processor.Retry`)
+├── BackgroundStartError        what a worker starts on a thread of its own (its HTTP server)
+│                               failed to start (defined in processor.runtime.background)
 └── StateError                  a task's local state cannot be used (closed, unreadable, in use)
     ├── StoredValueError        a store holds a value its value serde cannot read (names both)
     ├── StoreCorruptedError     a task's state directory cannot be opened (names it and the cause)

@@ -175,6 +175,11 @@ class GroupConsumer:
             for tp in self._committed(unread, timeout) if unread else []:
                 start[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
                 committed[(tp.topic, tp.partition)] = (tp.offset, tp.metadata)
+            # The fetcher learns the topics' leaders first: a partition of a topic it has no
+            # metadata for waits for librdkafka's once-a-second scan of unknown topics before
+            # it is fetched (0.5-1 s without records after every task start; bench/startup.py).
+            for topic in sorted({t for t, _ in partitions}):
+                self._fetcher.list_topics(topic, timeout)
             self._fetcher.incremental_assign(
                 [TopicPartition(t, p, start[(t, p)]) for t, p in partitions]
             )

@@ -6,6 +6,7 @@ is committed; each worker reads the topic from the start when it starts.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from processor.errors import BrokerError
 
 __all__ = ["TailRecord", "TopicTail"]
+
+# How long the topic's metadata is waited for before its partitions are assigned.
+_METADATA_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,12 @@ class TopicTail:
                 "fetch.wait.max.ms": 100,
             }
         )
+        # The topic's leaders first: a partition assigned before its topic's metadata is known
+        # waits for librdkafka's once-a-second scan of unknown topics, 0.5-1 s in which a new
+        # worker's claim on its tasks could not be read back (processor.runtime.handover).
+        # Without an answer the assignment goes ahead, and is fetched after that scan.
+        with contextlib.suppress(KafkaException):
+            self._consumer.list_topics(topic, _METADATA_TIMEOUT_S)
         self._consumer.assign(
             [TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)]
         )

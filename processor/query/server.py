@@ -42,11 +42,11 @@ from prometheus_client import CollectorRegistry, make_asgi_app
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from processor.errors import ConfigError
 from processor.query import routes
 from processor.query.forwarding import Unavailable
 from processor.query.guard import Guard
 from processor.query.limits import Gate, Overloaded, QueryLimits
+from processor.query.listener import listen
 from processor.query.queries import StoreQueries
 from processor.query.routes import MAX_KEY_CHARS, MAX_LIMIT
 from processor.query.source import QuerySource
@@ -138,23 +138,12 @@ class _Asgi:
 class QueryServer:
     """Serves `app` with uvicorn on a thread of its own."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets it knows are TCP, and
-        # without it every answer waited for a delayed ACK (44 ms instead of 2 ms a request).
-        self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            self._socket.bind((host, port))
-        except OSError as e:
-            self._socket.close()
-            raise ConfigError(
-                "http_port",
-                f"cannot serve HTTP on {host}:{port}: {e.strerror or e}; choose another port",
-            ) from e
-        # Listening now: the port is published before the server thread is up.
-        self._socket.listen(2048)
+    def __init__(
+        self, app: FastAPI, host: str, port: int, *, listening: socket.socket | None = None
+    ) -> None:
+        """Serve on `listening` when given (a socket `processor.query.listener.listen` made),
+        else on a socket bound to `host`:`port` now (`ConfigError` when it cannot be)."""
+        self._socket = listen(host, port) if listening is None else listening
         self.port: int = self._socket.getsockname()[1]
         config = uvicorn.Config(
             app,

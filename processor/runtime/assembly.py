@@ -11,7 +11,6 @@ committing anything more).
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -28,10 +27,6 @@ from processor.kafka.global_reader import GlobalTopicReader
 from processor.kafka.positions import read_latest
 from processor.kafka.producer import OutputProducer, producer_max_bytes
 from processor.metrics import WorkerMetrics
-from processor.query.limits import QueryLimits
-from processor.query.server import QueryServer, build_app
-from processor.query.source import StoreInfo
-from processor.query.status_routes import StatusSource
 from processor.runtime.async_metrics import AsyncMetrics
 from processor.runtime.async_runner import AsyncRunner
 from processor.runtime.changelog_check import ChangelogCheck
@@ -45,8 +40,9 @@ from processor.runtime.commit import AtLeastOnceCommitter, Committer, make_commi
 from processor.runtime.global_tables import GlobalTables
 from processor.runtime.measurements import Measurements
 from processor.runtime.output import Output
-from processor.runtime.query_source import RuntimeView, WorkerQuerySource
+from processor.runtime.query_source import RuntimeView
 from processor.runtime.rebalance import Rebalancer
+from processor.runtime.serving import QueryService
 from processor.runtime.sink_metrics import SinkMetrics
 from processor.runtime.source_metrics import SourceMetrics
 from processor.runtime.source_task import SourceRuntime
@@ -59,9 +55,8 @@ from processor.state.backend import TaskStateBackend
 from processor.state.budget import MemoryBudget
 from processor.state.cleanup import StateCleaner
 from processor.state.restore import Restorer
-from processor.status.graph import topology_svg
 from processor.topology.external_source import source_positions_topic
-from processor.topology.graph import SinkNode, StoreKind
+from processor.topology.graph import SinkNode
 from processor.topology.handling import (
     Accounting,
     ErrorHandler,
@@ -100,9 +95,8 @@ class Collaborators:
     stalls: StallWatch
     global_tables: GlobalTables
     measurements: Measurements
-    endpoint: str | None
-    """Where this worker serves the query API, as others reach it (None: no HTTP server)."""
-    http_port: int | None
+    http: QueryService | None
+    """The query API and /metrics (None: no HTTP server), starting beside the worker."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +113,23 @@ class WorkerParts:
 
 
 def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) -> Collaborators:
+    # First: a port in use stops the worker here; the HTTP stack is imported meanwhile.
+    http = None if parts.config.http_port is None else QueryService(parts)
+    try:
+        made = _assemble(parts, resources, on_failure, http)
+    except BaseException:
+        if http is not None:
+            http.close()
+        raise
+    if http is not None:
+        # Registered last, so closed first: no request reaches the tasks while they close.
+        resources.callback(http.close)
+    return made
+
+
+def _assemble(
+    parts: WorkerParts, resources: ExitStack, on_failure: ExitStack, http: QueryService | None
+) -> Collaborators:
     cfg, instance_id = parts.config, parts.instance_id
     admin = Admin(admin_settings(cfg))
     plan = TaskPlan(
@@ -164,12 +175,9 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
     )
     if isinstance(committer, AtLeastOnceCommitter):
         _check_changelogs(committer.changelog_check, parts, rebalancer, stalls)
-    endpoint, http_port = None, None
-    if cfg.http_port is not None:
-        server, endpoint = _serve(parts, plan, RuntimeView(instance_id, rebalancer, status, tasks))
-        resources.callback(server.close)
-        http_port = server.port
-        status.endpoint = endpoint
+    if http is not None:
+        http.serve(plan, RuntimeView(instance_id, rebalancer, status, tasks))
+        status.endpoint = http.endpoint
     return Collaborators(
         plan=plan,
         admin=admin,
@@ -183,8 +191,7 @@ def assemble(parts: WorkerParts, resources: ExitStack, on_failure: ExitStack) ->
         stalls=stalls,
         global_tables=global_tables,
         measurements=Measurements(tasks, consumer, exact_lags=cfg.assignment_load_aware),
-        endpoint=endpoint,
-        http_port=http_port,
+        http=http,
     )
 
 
@@ -335,51 +342,6 @@ def _restorer_factory(
         return Restorer(reader, wipe_callback=wipe, listener=parts.topology.restore_listener)
 
     return make
-
-
-def _serve(parts: WorkerParts, plan: TaskPlan, view: RuntimeView) -> tuple[QueryServer, str]:
-    """The HTTP server, and its endpoint as other workers reach it."""
-    cfg = parts.config
-    stores = {
-        spec.name: StoreInfo(spec, sub.id, plan.task_count(sub.id))
-        for sub in parts.subtopologies.values()
-        for spec in sub.stores
-        # Internal to their operator: timers, a stream-stream join's buffers.
-        if spec.kind not in (StoreKind.TIMERS, StoreKind.JOIN_BUFFER)
-    }
-    source = WorkerQuerySource(view, stores)
-    status = StatusSource(
-        application=cfg.application_id,
-        instance_id=parts.instance_id,
-        metrics=parts.metrics,
-        topology_svg=topology_svg(sorted(parts.subtopologies.values(), key=lambda s: s.id)),
-        known=source.known_instances,
-        token=cfg.http_token,
-    )
-    app = build_app(
-        source,
-        token=cfg.http_token,
-        registry=parts.metrics.registry,
-        limits=QueryLimits.from_config(cfg),
-        status=status,
-    )
-    server = QueryServer(app, cfg.http_host, cfg.http_port or 0)
-    endpoint = _endpoint(cfg, server.port)
-    log.info(
-        "worker %s: serving the query API and /metrics on http://%s:%d (endpoint %s)",
-        parts.instance_id,
-        cfg.http_host,
-        server.port,
-        endpoint,
-    )
-    return server, endpoint
-
-
-def _endpoint(cfg: WorkerConfig, port: int) -> str:
-    host = cfg.http_host if cfg.http_host not in ("0.0.0.0", "::", "") else socket.getfqdn()
-    if ":" in host and not host.startswith("["):  # IPv6: bracketed in a URL
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
 
 
 def _close_quietly(consumer: GroupConsumer, instance_id: str) -> None:

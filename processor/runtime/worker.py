@@ -94,6 +94,9 @@ _TRANSITIONS: dict[WorkerState, frozenset[WorkerState]] = {
 _CONSUME_TIMEOUT_S = 0.1
 # ... and while async calls are running, whose results should not wait that long.
 _ASYNC_WAIT_S = 0.005
+# ... and while a generation is being taken (the group's snapshot, other workers letting go of
+# the tasks gained): each step is a round trip away, and the tasks wait for the last one.
+_SETTLING_WAIT_S = 0.01
 _DUPLICATE_LINGER_S = 3.0
 _HOUSEKEEPING_INTERVAL_S = 1.0
 # Status is republished this often while warming up or pre-warming for a joiner, else this often.
@@ -203,7 +206,8 @@ class Worker:
             metrics=self.metrics,
         )
         parts = assemble(made, self._resources, self._on_failure)
-        self.endpoint, self.http_port = parts.endpoint, parts.http_port
+        if parts.http is not None:
+            self.endpoint, self.http_port = parts.http.endpoint, parts.http.port
         parts.committer.guard = partial(self._may_commit, parts)
         return parts
 
@@ -220,6 +224,7 @@ class Worker:
             time.sleep(POLL_INTERVAL_S)
         if self._stop_requested:
             return
+        self._raise_if_http_failed(parts)
         parts.rebalancer.subscribe()
         parts.stalls.tick()
         self._transition(WorkerState.WAITING_FOR_MEMBERS)
@@ -254,6 +259,8 @@ class Worker:
         runner = parts.tasks.async_runner
         # Results of async calls come back meanwhile: wait for records only briefly then.
         wait = _CONSUME_TIMEOUT_S if runner is None or not runner.in_flight else _ASYNC_WAIT_S
+        if not parts.rebalancer.settled and not parts.rebalancer.group_view().outvoted:
+            wait = min(wait, _SETTLING_WAIT_S)  # (outvoted, it waits for the group to agree)
         messages = parts.consumer.consume(self.config.consume_batch_size, wait)
         parts.stalls.tick()
         # Rebalance callbacks ran inside consume(). A new generation is taken at the next pass,
@@ -412,6 +419,7 @@ class Worker:
         """Once a second: follow the metadata topic, pre-warm for joiners, publish status and
         metrics, follow the source topics' partition counts, delete long-unused task
         directories."""
+        self._raise_if_http_failed(parts)
         parts.status.follow()
         parts.global_tables.check()
         parts.rebalancer.follow_load(now)
@@ -431,6 +439,10 @@ class Worker:
             self._next_cleanup = now + _CLEANUP_INTERVAL_S
             parts.cleaner.sweep({str(t) for t in parts.tasks.held()})
         self._refresh_metrics(parts)
+
+    def _raise_if_http_failed(self, parts: Collaborators) -> None:
+        if parts.http is not None:
+            parts.http.raise_if_failed()  # it starts on a thread of its own (serving.py)
 
     def _refresh_metrics(self, parts: Collaborators) -> None:
         parts.status.refresh_metrics(

@@ -190,6 +190,22 @@ def test_a_host_that_does_not_resolve_is_named_with_the_cause(tmp_path: Path) ->
     assert result.seconds < 1.0 + SLACK_S
 
 
+# --- the HTTP port ----------------------------------------------------------------------------
+
+
+def test_a_port_in_use_stops_the_worker_naming_the_setting(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = run(tmp_path, "--bootstrap-servers", kafka_bootstrap, "--http-port", str(port))
+    assert_config_error(
+        result, "http_port", f"cannot serve HTTP on 127.0.0.1:{port}", "choose another port"
+    )
+
+
 # --- exactly-once without transactions ---------------------------------------------------------
 
 

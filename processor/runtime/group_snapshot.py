@@ -17,7 +17,7 @@ import time
 from concurrent.futures import Future
 
 from processor.kafka.admin import Admin, GroupSnapshot
-from processor.runtime.background import in_background
+from processor.runtime.background_call import in_background
 
 __all__ = ["SnapshotRequests", "shows"]
 

@@ -25,7 +25,7 @@ from processor.ids import TaskId
 from processor.kafka.producer import Headers, OutputProducer
 from processor.kafka.topic_tail import TopicTail
 from processor.metrics import RestoreSample, WorkerMetrics, WorkerSnapshot
-from processor.runtime.background import in_background
+from processor.runtime.background_call import in_background
 from processor.runtime.clients import metadata_reader_settings, status_producer_settings
 from processor.runtime.task_manager import TaskManager
 from processor.runtime.task_rates import TaskRates
@@ -155,7 +155,7 @@ class StatusPublisher:
         """Publish this instance's status claiming `claiming`; the future gives the metadata
         topic's end offsets once the broker has the claim: once `has_read()` them, the claims
         of others read here are at least as recent as this one (None: the claim could not be
-        published, claim again). The wait runs in the background (`background`): the worker's
+        published, claim again). The wait runs in the background (`background_call`): the worker's
         tasks go on meanwhile."""
         self.publish(InstancePhase.RUNNING, members, claiming=claiming)
         return in_background(self._claimed, "processor-claim")

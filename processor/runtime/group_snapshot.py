@@ -13,11 +13,11 @@ with this member in it, yet with other members): `forget()` drops it when a gene
 
 from __future__ import annotations
 
-import threading
 import time
 from concurrent.futures import Future
 
 from processor.kafka.admin import Admin, GroupSnapshot
+from processor.runtime.background_call import in_background
 
 __all__ = ["SnapshotRequests", "shows"]
 
@@ -53,18 +53,11 @@ class SnapshotRequests:
         self._future = None
 
     def _ask(self) -> None:
-        future: Future[GroupSnapshot] = Future()
         admin, group_id = self._admin, self._group_id
-
-        def describe() -> None:
-            try:
-                future.set_result(admin.describe_group(group_id))
-            except BaseException as e:  # the caller gets it from the future
-                future.set_exception(e)
-
-        self._future = future
+        self._future = in_background(
+            lambda: admin.describe_group(group_id), "processor-group-snapshot"
+        )
         self.asked_at = time.monotonic()
-        threading.Thread(target=describe, name="processor-group-snapshot", daemon=True).start()
 
 
 def shows(snapshot: GroupSnapshot, member_id: str | None, client_id: str) -> bool:

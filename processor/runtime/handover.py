@@ -20,7 +20,9 @@ asked: its tasks go to their new owners at once, fenced as before (the group gen
 offsets, `init_transactions` for exactly-once transactions).
 
 Waiting costs only the moved tasks their time: one status round trip after the slowest old
-owner has taken the new assignment.
+owner has taken the new assignment. The wait for the broker to take the claim (and the read of
+the topic's end offset after it) runs in the background (`StatusPublisher.claim`), so the tasks
+the worker keeps go on meanwhile.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
 
 from processor.config import WorkerConfig
 from processor.errors import BrokerError
@@ -81,6 +84,7 @@ class Handover:
         self._members: list[str] = []
         self._others: list[str] = []
         self._read_to: dict[int, int] | None = None
+        self._claim: Future[dict[int, int] | None] | None = None
         self._since = 0.0
         self._reported = False
 
@@ -91,23 +95,30 @@ class Handover:
         self._members = members
         self._others = sorted(set(workers) - {self._instance_id})
         self._read_to = None
+        self._claim = None
         self._since = time.monotonic()
         self._reported = False
         if self.gaining:
-            self._read_to = self._status.claim(members, self.gaining)
+            self._claim = self._status.claim(members, self.gaining)
 
     def cancel(self) -> None:
         """The assignment these tasks came with is over (a rebalance, a lost membership)."""
         self.gaining = set()
         self._read_to = None
+        self._claim = None  # its answer, if it comes, is for claims nobody makes any more
 
     def take(self) -> list[TaskId]:
         """The gained tasks no other worker claims any more: start them now."""
         if not self.gaining:
             return []
         if self._read_to is None:
-            self._read_to = self._status.claim(self._members, self.gaining)
-            if self._read_to is None:
+            if self._claim is None:
+                self._claim = self._status.claim(self._members, self.gaining)
+            if not self._claim.done():
+                return []
+            self._read_to, self._claim = self._claim.result(), None
+            if self._read_to is None:  # not published: claim again
+                self._claim = self._status.claim(self._members, self.gaining)
                 return []
         if not self._status.has_read(self._read_to):
             return []

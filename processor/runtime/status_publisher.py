@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from processor.ids import TaskId
 from processor.kafka.producer import Headers, OutputProducer
 from processor.kafka.topic_tail import TopicTail
 from processor.metrics import RestoreSample, WorkerMetrics, WorkerSnapshot
+from processor.runtime.background_call import in_background
 from processor.runtime.clients import metadata_reader_settings, status_producer_settings
 from processor.runtime.task_manager import TaskManager
 from processor.runtime.task_rates import TaskRates
@@ -147,12 +149,18 @@ class StatusPublisher:
         self._producer.produce(self._config.metadata_topic, key, value, now_ms, headers)
         self._producer.poll()
 
-    def claim(self, members: list[str], claiming: Iterable[TaskId]) -> dict[int, int] | None:
-        """Publish this instance's status claiming `claiming` and wait until the broker has it.
-        Returns the metadata topic's end offsets after it: once `has_read()` them, the claims
-        of others read here are at least as recent as this one. None when the status could not
-        be published (try again)."""
+    def claim(
+        self, members: list[str], claiming: Iterable[TaskId]
+    ) -> Future[dict[int, int] | None]:
+        """Publish this instance's status claiming `claiming`; the future gives the metadata
+        topic's end offsets once the broker has the claim: once `has_read()` them, the claims
+        of others read here are at least as recent as this one (None: the claim could not be
+        published, claim again). The wait runs in the background (`background_call`): the worker's
+        tasks go on meanwhile."""
         self.publish(InstancePhase.RUNNING, members, claiming=claiming)
+        return in_background(self._claimed, "processor-claim")
+
+    def _claimed(self) -> dict[int, int] | None:
         if self._producer.flush(_CLAIM_TIMEOUT_S) > 0:
             log.warning(
                 "worker %s: its status is not on the broker yet (retrying)", self._instance_id

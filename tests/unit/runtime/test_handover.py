@@ -4,6 +4,7 @@ other worker claims it, as read after this worker's own claim is on the topic.""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import Future
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,6 +13,12 @@ from processor.ids import TaskId
 from processor.runtime.handover import Handover, claimed_elsewhere
 
 T0, T1, T2 = TaskId(0, 0), TaskId(0, 1), TaskId(0, 2)
+
+
+def answered(ends: dict[int, int] | None) -> Future[dict[int, int] | None]:
+    future: Future[dict[int, int] | None] = Future()
+    future.set_result(ends)
+    return future
 
 
 class Metadata:
@@ -23,13 +30,21 @@ class Metadata:
         self.log: list[tuple[str, frozenset[str]]] = []
         self.read = 0
         self.fail_claims = 0
+        self.claims = 0
+        # The broker's answer to the next claim, when the test gives it (else at once).
+        self.answer: Future[dict[int, int] | None] | None = None
 
-    def claim(self, members: list[str], claiming: Iterable[TaskId]) -> dict[int, int] | None:
+    def claim(
+        self, members: list[str], claiming: Iterable[TaskId]
+    ) -> Future[dict[int, int] | None]:
+        self.claims += 1
         if self.fail_claims:
             self.fail_claims -= 1
-            return None
+            return answered(None)
         self.log.append((self.me, frozenset(str(t) for t in claiming)))
-        return {0: len(self.log)}
+        if self.answer is not None:
+            return self.answer
+        return answered({0: len(self.log)})
 
     def has_read(self, offsets: dict[int, int]) -> bool:
         return self.read >= offsets[0]
@@ -79,6 +94,20 @@ def test_a_claim_that_could_not_be_published_is_tried_again() -> None:
     assert taker.take() == [T0, T1]
 
 
+def test_while_the_broker_has_not_taken_the_claim_nothing_starts_and_nothing_waits() -> None:
+    """The claim's wait for the broker runs in the background (the tasks that keep their owner
+    go on): `take()` only looks, and claims once."""
+    taker, metadata = handover()
+    metadata.answer = Future()
+    taker.begin([T0], ["w1"], ["w1"])
+    metadata.read = len(metadata.log)
+    assert taker.take() == []
+    assert taker.take() == []
+    assert metadata.claims == 1
+    metadata.answer.set_result({0: len(metadata.log)})
+    assert taker.take() == [T0]
+
+
 def test_a_rebalance_cancels_what_was_not_started() -> None:
     taker, metadata = handover()
     metadata.log.append(("w0", frozenset({"0_0"})))
@@ -102,9 +131,11 @@ def test_two_workers_never_both_take_one_task(
     readers = {"a": 0, "b": 0}
 
     class Shared(Metadata):
-        def claim(self, members: list[str], claiming: Iterable[TaskId]) -> dict[int, int]:
+        def claim(
+            self, members: list[str], claiming: Iterable[TaskId]
+        ) -> Future[dict[int, int] | None]:
             log.append((self.me, frozenset(str(t) for t in claiming)))
-            return {0: len(log)}
+            return answered({0: len(log)})
 
         def has_read(self, offsets: dict[int, int]) -> bool:
             return readers[self.me] >= offsets[0]

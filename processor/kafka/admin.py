@@ -4,7 +4,10 @@ module touching `confluent_kafka.admin`."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as NoAnswer
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from confluent_kafka import (
     ConsumerGroupState,
@@ -19,6 +22,12 @@ from processor.ids import Partition
 
 # How long the metadata request sent before a group description may take.
 _PROBE_TIMEOUT_S = 5.0
+# How much longer than its request timeout a request's answer is waited for. librdkafka answers
+# every request within its timeout, except a group request sent on a connection that is down
+# (see `describe_group`): past this the request is given up, never waited for for ever.
+_ANSWER_GRACE_S = 5.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,7 @@ class Admin:
         result: dict[str, dict[str, str]] = {}
         for resource, future in self._client.describe_configs(resources).items():
             try:
-                entries = future.result(timeout=self._timeout)
+                entries = self._answer(future, f"describing topic {resource.name!r}")
             except KafkaException as e:
                 raise BrokerError(f"cannot describe topic {resource.name!r}: {e.args[0]}") from e
             result[resource.name] = {k: str(v.value) for k, v in entries.items()}
@@ -96,7 +105,7 @@ class Admin:
         ]
         for name, future in self._client.create_topics(new, request_timeout=self._timeout).items():
             try:
-                future.result()
+                self._answer(future, f"creating topic {name!r}")
             except KafkaException as e:
                 if e.args[0].name() == "TOPIC_ALREADY_EXISTS":
                     continue
@@ -111,19 +120,24 @@ class Admin:
         request goes out only right after a metadata request has been answered, never while
         the broker is away, and after any failure the next try uses a new client, whose
         connections are all new."""
+        # This client, whatever another thread's failed request makes of `self._client`.
+        client = self._client
         try:
-            self._client.list_topics(timeout=_PROBE_TIMEOUT_S)
+            client.list_topics(timeout=_PROBE_TIMEOUT_S)
         except KafkaException as e:
             self._client = AdminClient(self._settings)
             raise BrokerError(
                 f"cannot describe group {group_id!r}: the broker does not answer: {e.args[0]}"
             ) from e
-        futures = self._client.describe_consumer_groups([group_id], request_timeout=self._timeout)
+        futures = client.describe_consumer_groups([group_id], request_timeout=self._timeout)
         try:
-            description = futures[group_id].result()
+            description = self._answer(futures[group_id], f"describing group {group_id!r}")
         except KafkaException as e:
             self._client = AdminClient(self._settings)
             raise BrokerError(f"cannot describe group {group_id!r}: {e.args[0]}") from e
+        except BrokerError:
+            self._client = AdminClient(self._settings)
+            raise
         members = tuple(
             GroupMember(m.member_id, m.client_id, m.group_instance_id, m.host or "")
             for m in description.members
@@ -138,7 +152,7 @@ class Admin:
         futures = self._client.delete_topics(list(topics), request_timeout=self._timeout)
         for name, future in futures.items():
             try:
-                future.result()
+                self._answer(future, f"deleting topic {name!r}")
             except KafkaException as e:
                 if e.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
                     raise BrokerError(f"cannot delete topic {name!r}: {e.args[0]}") from e
@@ -148,7 +162,7 @@ class Admin:
         request = [ConsumerGroupTopicPartitions(group_id)]
         future = self._client.list_consumer_group_offsets(request, request_timeout=self._timeout)
         try:
-            result = future[group_id].result()
+            result = self._answer(future[group_id], f"reading the offsets of group {group_id!r}")
         except KafkaException as e:
             raise BrokerError(f"cannot read the offsets of group {group_id!r}: {e.args[0]}") from e
         return {
@@ -183,7 +197,9 @@ class Admin:
         offsets: dict[Partition, int] = {}
         for tp, future in self._client.list_offsets(request, request_timeout=self._timeout).items():
             try:
-                offsets[(tp.topic, tp.partition)] = future.result().offset
+                offsets[(tp.topic, tp.partition)] = self._answer(
+                    future, f"listing the offsets of {tp.topic}[{tp.partition}]"
+                ).offset
             except KafkaException as e:
                 raise BrokerError(
                     f"cannot list the offsets of {tp.topic}[{tp.partition}]: {e.args[0]}"
@@ -194,7 +210,7 @@ class Admin:
         """Delete an empty group with its committed offsets; False when it does not exist."""
         futures = self._client.delete_consumer_groups([group_id], request_timeout=self._timeout)
         try:
-            futures[group_id].result()
+            self._answer(futures[group_id], f"deleting group {group_id!r}")
         except KafkaException as e:
             if e.args[0].name() == "GROUP_ID_NOT_FOUND":
                 return False
@@ -212,7 +228,7 @@ class Admin:
         ]
         future = self._client.alter_consumer_group_offsets(request, request_timeout=self._timeout)
         try:
-            result = future[group_id].result()
+            result = self._answer(future[group_id], f"committing offsets for group {group_id!r}")
         except KafkaException as e:
             raise BrokerError(f"cannot commit offsets for group {group_id!r}: {e.args[0]}") from e
         failed = [tp for tp in result.topic_partitions or [] if tp.error is not None]
@@ -222,3 +238,13 @@ class Admin:
                 f"cannot commit offsets for group {group_id!r}: {tp.topic}[{tp.partition}]: "
                 f"{tp.error}"
             )
+
+    def _answer(self, future: Future[T], doing: str) -> T:
+        """The answer to a request sent with this client's request timeout. Raises
+        `BrokerError` when none comes in time (the request's own error, `KafkaException`, as it
+        is)."""
+        within = self._timeout + _ANSWER_GRACE_S
+        try:
+            return future.result(timeout=within)
+        except NoAnswer as e:
+            raise BrokerError(f"{doing}: no answer from the broker within {within:.0f}s") from e

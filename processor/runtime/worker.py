@@ -283,6 +283,7 @@ class Worker:
         if parts.tasks.source_tasks and not self._serve_sources(parts):
             return
         self._advance_time(parts)
+        parts.tasks.memory.tidy()  # closed tasks' cached reads, a slice per batch
         parts.stalls.tick()
         if parts.stalls.suspect and not self._still_a_member(parts):
             return

@@ -22,11 +22,18 @@ is over. Bytes are what the owner estimates its entries cost (payload plus a mea
 overhead), not an exact measure of the process; librdkafka's buffers and RocksDB's block cache
 and memtables have limits of their own.
 
+An owner that closes with evictable bytes left (a task given away with a warm read cache)
+`retire()`s its evictor instead of dropping them at once: `make_room()` takes retired bytes
+before anyone else's, and `tidy()`, called once per batch of records, drops them a slice at a
+time. Dropping 64 MiB of small cached entries at once takes 100-150 ms, which every task of the
+worker would wait for during a rebalance; a slice is a fraction of a millisecond.
+
 Used from the main thread only.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Protocol
 
 DEFAULT_STORE_CACHE_BYTES = 64 * 1024 * 1024
@@ -34,6 +41,10 @@ DEFAULT_STORE_CACHE_BYTES = 64 * 1024 * 1024
 entries (the count benchmark's 100,000 keys with room to spare) or ~650 values of 100 KB, and is
 small beside RocksDB's shared block cache and memtables (`processor.state.rocksdb`: 64 + 256
 MiB). Kafka Streams' record caches get 10 MiB per instance (`statestore.cache.max.bytes`)."""
+
+
+TIDY_BYTES = 256 * 1024
+"""What one `tidy()` drops of retired owners' bytes: about 1,000 small entries, 0.1-0.3 ms."""
 
 
 class Evictor(Protocol):
@@ -86,6 +97,7 @@ class MemoryBudget:
             raise ValueError(f"a memory budget needs a positive limit, got {limit}")
         self._limit = limit
         self._accounts: dict[str, MemoryAccount] = {}
+        self._retired: deque[tuple[Evictor, MemoryAccount]] = deque()
 
     @property
     def limit(self) -> int:
@@ -123,6 +135,10 @@ class MemoryBudget:
         excess = self.used - self.limit
         if excess <= 0:
             return
+        for retired, _ in self._retired:  # nobody reads these any more: they go first
+            excess -= retired.evict(excess)
+            if excess <= 0:
+                return
         if first is not None:
             excess -= first.evict(excess)
         for account in self._accounts.values():
@@ -131,6 +147,29 @@ class MemoryBudget:
                     return
                 if evictor is not first:
                     excess -= evictor.evict(excess)
+
+    def retire(self, evictor: Evictor, account: MemoryAccount) -> None:
+        """`evictor`'s owner has closed, its pinned bytes given back: the evictable bytes it
+        still holds in `account` go by `tidy()` (or first in `make_room()`), after which it
+        leaves the account."""
+        self._retired.append((evictor, account))
+
+    @property
+    def retiring(self) -> int:
+        """Retired owners that still hold bytes."""
+        return len(self._retired)
+
+    def tidy(self, nbytes: int = TIDY_BYTES) -> None:
+        """Drop about `nbytes` (at least) of retired owners' bytes, oldest owner first."""
+        retired = self._retired
+        while retired and nbytes > 0:
+            evictor, account = retired[0]
+            freed = evictor.evict(nbytes)
+            if freed >= nbytes:
+                return
+            nbytes -= freed  # it has nothing left
+            retired.popleft()
+            account.remove_evictor(evictor)
 
     def __repr__(self) -> str:
         accounts = ", ".join(repr(a) for a in self._accounts.values())

@@ -342,10 +342,65 @@ def test_caches_sharing_a_budget_make_room_for_each_other() -> None:
     assert reader.misses == 20  # the most recent ones are still cached
     assert budget.used <= budget.limit
     reader.close()
+    budget.tidy()
     assert budget.used == writer.pinned_bytes
     writer.close()
     assert budget.used == 0
     writer.close()  # closing twice is harmless
+
+
+def test_a_closed_cache_gives_back_its_pinned_bytes_at_once_and_its_reads_a_slice_at_a_time() -> (
+    None
+):
+    """Closing a task's cache does not walk its cached reads (a rebalance's close would stop
+    every task for it): they leave by `tidy()`, one slice per batch of records, and before
+    any open cache's reads when room is needed."""
+    backend = InMemoryBackend(["a", "b"])
+    value = bytes(100)
+    backend.write({"a": [(b"%04d" % i, value) for i in range(1000)]}, {})
+    one = entry(b"0000", value)
+    budget = MemoryBudget(2000 * one)
+    closing = StoreCache(backend, "a", budget=budget)
+    staying = StoreCache(backend, "b", budget=budget)
+    for i in range(1000):
+        closing.get(b"%04d" % i)
+    closing.put(b"dirty", value)
+    staying.put(b"kept", value)
+    assert staying.get(b"absent") is None  # a cached read of the cache that stays
+
+    closing.close()
+
+    reads = 1000 * one
+    assert budget.pinned == staying.pinned_bytes, "the closed cache's changes are given back"
+    assert budget.used == staying.pinned_bytes + staying.cached_bytes + reads
+    assert budget.retiring == 1
+    budget.tidy(100 * one)
+    assert 0 < closing.cached_count <= 900, "a slice of the closed cache's reads, not all"
+    budget.tidy(10_000 * one)
+    assert budget.used == staying.pinned_bytes + staying.cached_bytes
+    assert budget.retiring == 0
+    assert budget.accounts[0].evictors == (staying,), "the closed cache has left the account"
+    assert staying.get(b"kept") == value
+
+
+def test_room_is_made_from_closed_caches_first() -> None:
+    backend = InMemoryBackend(["a", "b"])
+    value = bytes(100)
+    backend.write({"a": [(b"a%03d" % i, value) for i in range(10)]}, {})
+    backend.write({"b": [(b"b%03d" % i, value) for i in range(10)]}, {})
+    one = entry(b"a000", value)
+    budget = MemoryBudget(25 * one)
+    closing = StoreCache(backend, "a", budget=budget)
+    staying = StoreCache(backend, "b", budget=budget)
+    for i in range(10):
+        closing.get(b"a%03d" % i)
+        staying.get(b"b%03d" % i)
+    closing.close()
+    for i in range(10):  # over 30 entries' worth: more than 5 must give way
+        staying.put(b"new%03d" % i, value)
+    assert staying.cached_count == 10, "the open cache's reads were not evicted"
+    assert closing.cached_count <= 5
+    assert budget.used <= budget.limit
 
 
 def test_task_stores_commit_path_frees_the_budget() -> None:
@@ -370,4 +425,5 @@ def test_task_stores_commit_path_frees_the_budget() -> None:
     assert len(sent) == 300  # each put of a commit interval was a new key
     assert dict(backend.range("s")) == {key: value for _, key, value in sent}
     stores.close()
+    budget.tidy(budget.limit)
     assert budget.used == 0

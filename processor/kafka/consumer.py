@@ -211,9 +211,15 @@ class GroupConsumer:
         gone = set(partitions)
         resume = sorted(self._paused & gone)
         try:
+            # A task closed while its state was restoring never had its partitions added:
+            # librdkafka refuses to unassign a partition it does not consume.
+            consumed = {(tp.topic, tp.partition) for tp in self._fetcher.assignment()}
             if resume:
                 self._fetcher.resume([TopicPartition(t, p) for t, p in resume])
-            self._fetcher.incremental_unassign([TopicPartition(t, p) for t, p in sorted(gone)])
+            if gone & consumed:
+                self._fetcher.incremental_unassign(
+                    [TopicPartition(t, p) for t, p in sorted(gone & consumed)]
+                )
         except KafkaException as e:
             raise BrokerError(f"unassigning partitions {sorted(gone)} failed: {e.args[0]}") from e
         self._paused -= gone

@@ -113,6 +113,39 @@ class Cluster:
                 owners[task] = instance
         return owners
 
+    def check_alive(self) -> None:
+        """Every worker not killed on purpose is still running (a worker that stopped on an
+        error would leave its last assignment in its log, as if it still held those tasks)."""
+        for instance, worker in self.workers.items():
+            assert worker.process.poll() is None, (
+                f"worker {instance} exited:\n{worker.log()[-3000:]}"
+            )
+
+    def processing_owners(self) -> dict[str, str]:
+        """`final_owners()`, only the tasks their owner processes: those it gained with its
+        last assignment count once its log says they started, a stateful one once its state
+        is restored (until then its local store is behind its changelog)."""
+        owners: dict[str, str] = {}
+        for instance, worker in self.workers.items():
+            log = worker.log()
+            assignments = list(
+                re.finditer(r"; active tasks \[([^\]]*)\]; .*; gaining \[([^\]]*)\]", log)
+            )
+            if not assignments:
+                continue
+            last = assignments[-1]
+            after = log[last.end() :]
+            started = {  # at once: nothing to restore (stateless)
+                task
+                for listed in re.findall(r"created: \[([^\]]*)\] processing", after)
+                for task in listed.split(", ")
+            }
+            for task in filter(None, last.group(1).split(", ")):
+                gained = task in last.group(2).split(", ")
+                if not gained or task in started or f"task {task}: state restored in" in after:
+                    owners[task] = instance
+        return owners
+
     def stop_all(self) -> None:
         for worker in self.all:
             worker.stop_quietly()
@@ -197,12 +230,13 @@ def test_exactly_once_counts_are_exact_after_repeated_sigkills(
     # The stores agree: read every task's RocksDB on its final owner, after the workers are
     # killed (exactly-once keeps only committed data locally, so a kill loses nothing).
     # A worker restarted within the session timeout takes no tasks until its dead predecessor
-    # expires, so wait until every task has an owner again.
+    # expires, and a task's new owner restores its state before processing: wait until every
+    # task is processed by an owner again.
     deadline = time.monotonic() + 30
-    while len(owners := cluster.final_owners()) < 2 * PARTITIONS:
-        assert time.monotonic() < deadline, f"tasks without an owner: {sorted(owners)}"
+    while len(owners := cluster.processing_owners()) < 2 * PARTITIONS:
+        assert time.monotonic() < deadline, f"tasks not processed yet: {sorted(owners)}"
         time.sleep(0.2)
-    time.sleep(1.0)  # the owners' first commit after restoring
+    cluster.check_alive()
     cluster.stop_all()
     stored: dict[str, int] = {}
     for task, instance in owners.items():

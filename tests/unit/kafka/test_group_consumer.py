@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from processor.errors import BrokerError
 from processor.kafka.consumer import GroupConsumer
@@ -108,3 +109,21 @@ def test_what_was_paused_is_resumed_before_the_assignment_changes(change: str) -
         assert client.calls[-1][0] == change
     finally:
         real.close()
+
+
+def test_removing_partitions_never_added_stops_only_those_that_were() -> None:
+    """A task closed while its state was restoring (a rebalance gives it away first) never had
+    its partitions added; librdkafka refuses to unassign a partition it does not consume, and
+    that refusal used to stop the worker."""
+    consumer = GroupConsumer({"bootstrap.servers": "127.0.0.1:1", "group.id": "unused"})
+    fetcher = consumer._fetcher
+    try:
+        fetcher.incremental_assign([TopicPartition("in", 0, 0), TopicPartition("in", 1, 0)])
+
+        consumer.remove([("in", 1), ("restoring", 4)])
+
+        assert [(tp.topic, tp.partition) for tp in fetcher.assignment()] == [("in", 0)]
+        consumer.remove([("restoring", 5)])  # nothing of it is consumed: nothing to do
+        assert [(tp.topic, tp.partition) for tp in fetcher.assignment()] == [("in", 0)]
+    finally:
+        consumer.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
@@ -28,17 +27,9 @@ from confluent_kafka import (
 
 from processor.errors import BrokerError
 from processor.ids import Partition
+from processor.kafka.start_offsets import StartOffsets
 
 log = logging.getLogger("processor.consumer")
-
-# Answers of a group coordinator that is moving or still loading: asking again soon succeeds.
-_COORDINATOR_MOVING = frozenset(
-    {
-        KafkaError.NOT_COORDINATOR,
-        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-        KafkaError.COORDINATOR_NOT_AVAILABLE,
-    }
-)
 
 
 class Message(Protocol):
@@ -63,6 +54,7 @@ class GroupConsumer:
         self._settings = dict(settings)
         self._member = Consumer(self._settings)
         self._fetcher = Consumer(fetcher_settings(self._settings))
+        self._starts = StartOffsets(self._fetcher)
         # Asks for end offsets (`end_offsets`); created on first use. Not the group consumer:
         # its requests would queue on the broker connection behind a fetch waiting up to
         # fetch.wait.max.ms for data, which made every exactly-once commit wait too.
@@ -147,6 +139,7 @@ class GroupConsumer:
         """Consume exactly `partitions` (none: stop consuming), each from its committed offset
         (the partitions consumed now, too: call it when nothing uncommitted is in flight)."""
         self._started_at.clear()
+        self._starts.forget()
         self._release_pauses()
         self._fetcher.assign([TopicPartition(t, p) for t, p in partitions])
 
@@ -169,17 +162,15 @@ class GroupConsumer:
         if not partitions:
             return {}
         start = dict(start_at or {})
-        committed: dict[Partition, tuple[int, str | None]] = {}
         try:
-            unread = [TopicPartition(t, p) for t, p in partitions if (t, p) not in start]
-            for tp in self._committed(unread, timeout) if unread else []:
-                start[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-                committed[(tp.topic, tp.partition)] = (tp.offset, tp.metadata)
+            unread = [p for p in partitions if p not in start]
+            committed = self._starts.read(unread, timeout) if unread else {}
+            for partition, (offset, _) in committed.items():
+                start[partition] = offset if offset >= 0 else OFFSET_BEGINNING
             # The fetcher learns the topics' leaders first: a partition of a topic it has no
             # metadata for waits for librdkafka's once-a-second scan of unknown topics before
             # it is fetched (0.5-1 s without records after every task start; bench/startup.py).
-            for topic in sorted({t for t, _ in partitions}):
-                self._fetcher.list_topics(topic, timeout)
+            self._starts.learn_leaders({t for t, _ in partitions}, timeout)
             self._fetcher.incremental_assign(
                 [TopicPartition(t, p, start[(t, p)]) for t, p in partitions]
             )
@@ -189,20 +180,10 @@ class GroupConsumer:
             self._started_at[partition] = start[partition]
         return {p: committed.get(p, (-1, None)) for p in partitions}
 
-    def _committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
-        """The group's committed offsets of `partitions`. The fetcher is no group member, so its
-        first request may find the group's coordinator still moving or loading: those answers
-        are retried until `timeout`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return self._fetcher.committed(partitions, timeout)
-            except KafkaException as e:
-                error = e.args[0]
-                moving = error.code() in _COORDINATOR_MOVING or error.retriable()
-                if not moving or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.1)
+    def prefetch(self, partitions: Sequence[Partition]) -> None:
+        """Start reading what `add(partitions)` will need, in the background: their tasks start
+        later (`start_offsets`)."""
+        self._starts.prefetch(partitions)
 
     def remove(self, partitions: Sequence[Partition]) -> None:
         """Stop consuming `partitions` (their tasks closed); the others go on."""
@@ -223,6 +204,7 @@ class GroupConsumer:
         except KafkaException as e:
             raise BrokerError(f"unassigning partitions {sorted(gone)} failed: {e.args[0]}") from e
         self._paused -= gone
+        self._starts.forget(gone)
         for partition in gone:
             self._started_at.pop(partition, None)
 
@@ -300,6 +282,7 @@ class GroupConsumer:
 
     def unassign(self) -> None:
         self._started_at.clear()
+        self._starts.forget()
         self._release_pauses()
         self._fetcher.unassign()
 

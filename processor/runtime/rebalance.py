@@ -424,9 +424,9 @@ class Rebalancer:
         return True
 
     def _start_gained(self) -> None:
-        free = self._handover.take()
-        if free:
-            self._tasks.create(free)
+        if free := self._handover.take():
+            self._tasks.create(free)  # most restore first: their offsets are read meanwhile
+            self._consumer.prefetch([p for t in free for p in self._tasks.tasks[t].partitions])
 
     def _wait_outvoted(self, membership: Membership) -> None:
         """This worker computes the assignment from other inputs than most of the group: own

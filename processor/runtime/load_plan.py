@@ -25,22 +25,42 @@ One decision, in steps:
    happens over several plans, `max_moves` tasks at a time; a plan may move a task on from
    where an earlier plan put it (correcting that plan's weights), but never back and forth
    faster than the cooldown.
-5. **Require a real gain.** Gains are judged by the *excess*: the load above the mean summed
-   over the members, as a fraction of the total (what would have to move for a perfect balance;
-   unlike the spread it improves with every useful move, not only the heaviest member's). The
-   best eligible candidate (lowest excess under the same rates; ties: lower spread, fewer moves,
-   fewer changed weights) is published only when it lowers the excess by at least `min_gain`
-   of itself and by at least `MIN_EXCESS_GAIN` of the load it touches (`touched()`: the
-   members whose tasks change, each at the mean of its load before and after plus the mean
-   member load, over twice the total; all of the total when it touches every member, and at
-   least `1 / n` of it). Only those members' terms of the excess differ between before and
-   after, and rates measured with an error of e each misjudge each such term by at most e of
-   (its load + the mean), so the gain by at most `4e` of the touched load: under rates that
-   stay put with up to `MIN_EXCESS_GAIN / 4` noise every plan lowers the true excess (by at
-   least `(MIN_EXCESS_GAIN - 4e) / n` of the total), which bounds how many plans follow one
-   another and rules out coming back to an earlier assignment. Against the touched load rather
-   than the total, because a hot task on one of 100 workers is under 1% of the total: measured
-   against the total, no plan would ever pass at scale.
+5. **Require a sure gain.** Plans are judged by the *squared deviation*: the sum over the
+   members of (load - mean load) squared. It sees every overloaded member, and the heaviest most:
+   moving light tasks off one hot member onto a few others near the mean lowers it however many
+   members there are (the load above the mean summed, which this step judged by before, barely
+   moves then: each receiver ends a task above the mean). Eligible candidates must not raise the
+   heaviest member's load (`peak()`), so a plan never makes the worst member worse. The best
+   one (largest sure gain, below; ties: lower spread, fewer moves, fewer changed weights) is
+   published only when its *sure gain* is at least `min_gain` of the squared deviation of the
+   members it touches (those whose tasks change), before.
+
+   The sure gain (`sure_gain()`) is the least the true squared deviation drops by if each
+   measured rate is off by up to `noise` (a fraction of the rate, in any direction, every task
+   of a member alike: the worst case). Only the touched members' terms change, and they hold
+   the same tasks before and after, so their summed load is the same and the drop is
+   `sum(x^2 - y^2)` over them (x before, y after), equal to `sum((x - c)^2 - (y - c)^2)` for any
+   constant `c`; with `c` the measured mean and each true load within `noise / (1 - noise)` of
+   its measured one, each `(x - c)^2` is at least `(|x' - c| - e x')^2` (0 when that goes below
+   0) and each `(y - c)^2` at most `(|y' - c| + e y')^2` (x', y' measured). So a plan published
+   under rates off by at most `noise` lowers the true squared deviation: no assignment comes
+   back while rates stay put, and plans stop. It is a per-member bound because the noise is
+   (below). Against the touched members rather than all of them: a plan gains as much on 100
+   members as on 3, and the touched part is all a plan can change.
+
+   How noisy the rates are (`processor.runtime.task_rates`): a rate is the growth of the task's
+   input end offsets over a 30-31 s span, the ends asked of the broker about once a second and
+   timed when the answer is in. (a) An answer is up to one round trip old: an error of `L` at
+   each end misjudges the rate by up to `2 L / 30 s` (0.7% at 100 ms), the same for every task
+   of the owner (one request, one clock), so a member's whole load is off alike. (b) The
+   arrivals themselves vary: records arriving independently at r/s vary over 30 s by about
+   `1 / sqrt(30 r)`, 1.8% at 100/s for one task, 0.6% for a member's 1,000/s. `NOISE` = 2%
+   covers round trips up to 300 ms, or three standard deviations of a member's arrivals from
+   about 750 records/s; a real change of load (burstier traffic) is what the sustain and the
+   cooldown are for. Measured (`bench/load_plan_sim.py`), a plan moving one hot task's light
+   tasks off its worker gains surely about the moved share of that worker's load (at 10 tasks a
+   worker: about 10% a task moved) and noise takes `2 * noise` of it, so up to 5% costs no
+   balanced skew at 3-100 workers (`bench/RESULTS.md`).
 
 Why `SCALE = 2` and `MAX_WEIGHT = 16`: the mean task weighs 2, so a weight resolves half the
 mean rate (a rounding error of at most a quarter of a mean task, well under the whole task a
@@ -63,25 +83,27 @@ from processor.ids import TaskId
 
 __all__ = [
     "MAX_WEIGHT",
+    "NOISE",
     "SCALE",
     "AssignFunction",
     "Decision",
     "PlanSettings",
     "decide",
     "departures",
-    "excess",
+    "deviation",
     "loads",
     "moved",
+    "peak",
     "quantise",
     "spread",
-    "touched",
+    "sure_gain",
 ]
 
 SCALE = 2
 MAX_WEIGHT = 16
-# 2% of the load a plan touches: above what measuring noise of a few tenths of a percent per
-# rate can fake (step 5), below what moving one of 12 tasks of equal load gains (8%).
-MIN_EXCESS_GAIN = 0.02
+# How far off a measured rate may be, as a fraction of it (step 5: a round trip of up to 300 ms
+# at each end of the 30 s window, or three standard deviations of random arrivals).
+NOISE = 0.02
 
 AssignFunction = Callable[[Sequence[str], Mapping[TaskId, int] | None], Mapping[TaskId, str]]
 """`(members, weights) -> {task: owner}`: the assignment every worker would compute (weights
@@ -93,15 +115,17 @@ assignment settings."""
 class PlanSettings:
     """`threshold`: the spread over 1.0 tolerated (0.25: the heaviest member may carry 25% more
     than the mean). `sustain_s`: how long a larger spread must last. `max_moves`: tasks one plan
-    may move. `min_gain`: the least relative improvement of the excess worth moving tasks for.
-    `cooldown_s`: a task a plan moved away from an owner is not moved back to it for this long
-    (`decide(left=)`)."""
+    may move. `min_gain`: the least sure gain worth moving tasks for, as a fraction of the
+    squared deviation of the members a plan touches. `cooldown_s`: a task a plan moved away from
+    an owner is not moved back to it for this long (`decide(left=)`). `noise`: how far off each
+    measured rate may be (a fraction of it) without a plan's gain being misjudged (step 5)."""
 
     threshold: float = 0.25
     sustain_s: float = 30.0
     max_moves: int = 8
     min_gain: float = 0.10
     cooldown_s: float = 300.0
+    noise: float = NOISE
 
     def __post_init__(self) -> None:
         if not (
@@ -109,6 +133,7 @@ class PlanSettings:
             and self.sustain_s >= 0
             and self.cooldown_s >= 0
             and 0 < self.min_gain < 1
+            and 0 <= self.noise < 1
         ):
             raise ValueError(f"invalid plan settings {self}")
         if self.max_moves < 1:
@@ -171,37 +196,50 @@ def spread(
     return max(per_member.values()) / (total / len(per_member))
 
 
-def excess(
+def peak(
     members: Sequence[str], active: Mapping[TaskId, str], rates: Mapping[TaskId, float]
 ) -> float:
-    """The load above the mean, summed over the members, over the total (0.0: perfectly even or
-    nothing processed; at most `1 - 1 / len(members)`)."""
+    """The heaviest member's load (0.0 without members)."""
+    return max(loads(members, active, rates).values(), default=0.0)
+
+
+def deviation(
+    members: Sequence[str], active: Mapping[TaskId, str], rates: Mapping[TaskId, float]
+) -> float:
+    """The members' squared deviation from the mean load, summed, over `n * mean^2` (the squared
+    coefficient of variation; 0.0: perfectly even or nothing processed)."""
     per_member = loads(members, active, rates)
     total = math.fsum(per_member.values())
     if not per_member or total <= 0:
         return 0.0
     mean = total / len(per_member)
-    return math.fsum(max(0.0, load - mean) for load in per_member.values()) / total
+    return math.fsum((load - mean) ** 2 for load in per_member.values()) / (total * mean)
 
 
-def touched(
+def sure_gain(
     members: Sequence[str],
     before: Mapping[TaskId, str],
     after: Mapping[TaskId, str],
     rates: Mapping[TaskId, float],
-) -> float:
-    """The load a change from `before` to `after` touches, as a fraction of twice the total
-    (step 5): each member whose tasks change counts the mean of its load before and after, plus
-    the mean member load. 1.0 when every member's tasks change, 0.0 when none's do (or nothing
-    is processed)."""
+    noise: float = NOISE,
+) -> tuple[float, float]:
+    """(the least the true squared deviation drops by from `before` to `after` when each rate
+    given is off by up to `noise` of the true one, the squared deviation of the members whose
+    tasks change, before), both in `deviation()`'s units (step 5). (0.0, 0.0) when nothing
+    changes or nothing is processed."""
     was, now = loads(members, before, rates), loads(members, after, rates)
     total = math.fsum(was.values())
-    if total <= 0:
-        return 0.0
-    changed = {before[t] for t in moved(before, after)} | {after[t] for t in moved(before, after)}
+    changes = moved(before, after)
+    if total <= 0 or not changes:
+        return 0.0, 0.0
+    changed = sorted(({before[t] for t in changes} | {after[t] for t in changes}) & was.keys())
     mean = total / len(was)
-    touched_load = math.fsum((was[m] + now[m]) / 2 + mean for m in sorted(changed) if m in was)
-    return touched_load / (2 * total)
+    e = noise / (1 - noise)  # a true load is within e of the measured one, in its units
+    least_before = math.fsum(max(0.0, abs(was[m] - mean) - e * was[m]) ** 2 for m in changed)
+    most_after = math.fsum((abs(now[m] - mean) + e * now[m]) ** 2 for m in changed)
+    base = math.fsum((was[m] - mean) ** 2 for m in changed)
+    scale = total * mean
+    return (least_before - most_after) / scale, base / scale
 
 
 def moved(before: Mapping[TaskId, str], after: Mapping[TaskId, str]) -> frozenset[TaskId]:
@@ -251,18 +289,19 @@ def decide(
     cooling = frozenset(pair for pair, at in (left or {}).items() if now - at < settings.cooldown_s)
     best = _best_candidate(members, active, rates, current, target, assign, settings, cooling)
     if best is None:
-        return keep(since, f"no plan moves 1 to {settings.max_moves} tasks free to move", True)
-    weights, moves, after = best
-    before = excess(members, active, rates)
-    gained = before - excess(members, after, rates)
-    needed = max(
-        settings.min_gain * before, MIN_EXCESS_GAIN * touched(members, active, after, rates)
-    )
-    if gained < needed:
         return keep(
             since,
-            f"the best plan would lower the excess load by {gained:.2%} of the total, under the "
-            f"{needed:.2%} it must (now {before:.1%})",
+            f"no plan moves 1 to {settings.max_moves} tasks free to move without raising the "
+            "heaviest load",
+            True,
+        )
+    weights, moves, after, (gained, base) = best
+    if not _passes(gained, base, settings):
+        return keep(
+            since,
+            f"the best plan would surely lower the squared deviation of the members it touches by "
+            f"{gained / base if base > 0 else 0.0:.1%} of it, under the {settings.min_gain:.0%} it "
+            f"must (all members: {deviation(members, active, rates):.4f})",
             True,
         )
     spread_after = spread(members, after, rates)
@@ -277,6 +316,9 @@ def decide(
     )
 
 
+_Candidate = tuple[dict[TaskId, int], frozenset[TaskId], Mapping[TaskId, str], tuple[float, float]]
+
+
 def _best_candidate(
     members: Sequence[str],
     active: Mapping[TaskId, str],
@@ -286,9 +328,9 @@ def _best_candidate(
     assign: AssignFunction,
     settings: PlanSettings,
     cooling: frozenset[tuple[TaskId, str]],
-) -> tuple[dict[TaskId, int], frozenset[TaskId], Mapping[TaskId, str]] | None:
-    """Step 4 and the choice of step 5: (weights, moves, assignment) of the best eligible
-    candidate, or None."""
+) -> _Candidate | None:
+    """Step 4 and the choice of step 5: (weights, moves, assignment, `sure_gain()`) of the best
+    eligible candidate, or None."""
     tasks = sorted(active)
     # Count-based is every task at the mean's weight, in the target's units.
     was = {t: (current.get(t, 1) if current else SCALE) for t in tasks}
@@ -298,23 +340,57 @@ def _best_candidate(
         key=lambda t: (-abs(goal[t] - was[t]), -rates.get(t, 0.0), t),
     )
     ordered = sorted(set(members))
+    heaviest = peak(ordered, active, rates)
     best = None
-    for k in _prefix_sizes(len(changed)):
-        candidate = dict(was)
-        candidate.update({t: goal[t] for t in changed[:k]})
+    for candidate in _candidates(was, goal, changed):
         weights = {} if len(set(candidate.values())) <= 1 else candidate
         placed = assign(ordered, weights)
         moves = moved(active, placed)
-        if not 1 <= len(moves) <= settings.max_moves or any(
-            (t, placed[t]) in cooling for t in moves
+        if (
+            not 1 <= len(moves) <= settings.max_moves
+            or any((t, placed[t]) in cooling for t in moves)
+            or peak(ordered, placed, rates) > heaviest
         ):
             continue
-        rank = (excess(ordered, placed, rates), spread(ordered, placed, rates), len(moves), k)
+        gain = sure_gain(ordered, active, placed, rates, settings.noise)
+        rank = (
+            not _passes(*gain, settings),
+            -gain[0],
+            spread(ordered, placed, rates),
+            len(moves),
+            sum(1 for t in changed if candidate[t] != was[t]),
+        )
         if best is None or rank < best[0]:
-            best = (rank, weights, moves, placed)
-    if best is None:
-        return None
-    return best[1], best[2], best[3]
+            best = (rank, (weights, moves, placed, gain))
+    return None if best is None else best[1]
+
+
+def _passes(gained: float, base: float, settings: PlanSettings) -> bool:
+    """Step 5's test of a sure gain against the touched members' squared deviation."""
+    return gained > 0 and gained >= settings.min_gain * base
+
+
+def _candidates(
+    was: Mapping[TaskId, int], goal: Mapping[TaskId, int], changed: Sequence[TaskId]
+) -> list[dict[TaskId, int]]:
+    """Step 4's weight vectors, from `was` towards `goal` (`changed`: the tasks whose weight
+    differs, largest difference first): the first 1, 2, 4, ... of `changed` at their goal, then
+    every task whose weight changes by more than 1 stepped 2, 4, 8, ... towards its goal."""
+    found = []
+    for k in _prefix_sizes(len(changed)):
+        candidate = dict(was)
+        candidate.update({t: goal[t] for t in changed[:k]})
+        found.append(candidate)
+    widest = max((abs(goal[t] - was[t]) for t in changed), default=0)
+    step = 2
+    while step < widest:
+        candidate = dict(was)
+        for t in changed:
+            if abs(goal[t] - was[t]) > 1:
+                candidate[t] = was[t] + max(-step, min(step, goal[t] - was[t]))
+        found.append(candidate)
+        step *= 2
+    return found
 
 
 def _prefix_sizes(n: int) -> list[int]:

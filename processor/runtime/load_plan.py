@@ -18,49 +18,52 @@ One decision, in steps:
    `1..MAX_WEIGHT` (`quantise()`). Weights that are all equal are no plan: the count-based
    assignment is kept.
 4. **Bound the moves.** Candidate weights change the weights of the 1, 2, 4, ... tasks whose
-   weight differs most from the current plan's (the whole new vector last); each candidate's
-   assignment is computed with the injected `assign` function, and only those moving between 1
-   and `max_moves` tasks (against the assignment that runs), none of them back to an owner a plan
-   moved it away from in the last `cooldown_s`, are eligible. A large correction therefore
-   happens over several plans, `max_moves` tasks at a time; a plan may move a task on from
-   where an earlier plan put it (correcting that plan's weights), but never back and forth
-   faster than the cooldown.
+   weight differs most from the current plan's (the whole new vector last), or step every
+   weight that differs by more than 1 by at most 2, 4, 8, ... towards its new value (several
+   hot tasks, each on its own worker, are then relieved a little each: given their full weight
+   one at a time, the light tasks the first one sheds may land on the second one's worker, whose
+   task still weighs as a light one). Each candidate's assignment is computed with the injected
+   `assign` function, and only those moving between 1 and `max_moves` tasks (against the
+   assignment that runs), none of them back to an owner a plan moved it away from in the last
+   `cooldown_s`, and not raising the heaviest member's load (`peak()`: a plan never makes the
+   worst member worse) are eligible. A large correction therefore happens over several plans,
+   `max_moves` tasks at a time; a plan may move a task on from where an earlier plan put it
+   (correcting that plan's weights), but never back and forth faster than the cooldown.
 5. **Require a sure gain.** Plans are judged by the *squared deviation*: the sum over the
-   members of (load - mean load) squared. It sees every overloaded member, and the heaviest most:
-   moving light tasks off one hot member onto a few others near the mean lowers it however many
-   members there are (the load above the mean summed, which this step judged by before, barely
-   moves then: each receiver ends a task above the mean). Eligible candidates must not raise the
-   heaviest member's load (`peak()`), so a plan never makes the worst member worse. The best
-   one (largest sure gain, below; ties: lower spread, fewer moves, fewer changed weights) is
-   published only when its *sure gain* is at least `min_gain` of the squared deviation of the
-   members it touches (those whose tasks change), before.
+   members of (load - mean load) squared (`deviation()`). It sees every overloaded member, the
+   heaviest most, and moving light tasks off a hot member onto a few members near the mean
+   lowers it at any number of members. (The load above the mean, summed, which this step
+   judged by before, barely moves then: each receiver ends a task above the mean, and at 100
+   workers almost no skew got a plan. The heaviest load alone, the other candidate, does not
+   move while a second hot member stays as heavy: with two hot tasks on two workers, one plan
+   of `max_moves` cannot relieve both, and no plan is made; `bench/RESULTS.md`.) The eligible
+   candidate with the largest *sure gain* (ties: lower spread, fewer moves, fewer changed
+   weights) is published when that gain is positive and at least `min_gain` of the squared
+   deviation of the members it touches (those whose tasks change), before: against the touched
+   members rather than all, because a plan gains as much on 100 members as on 3.
 
-   The sure gain (`sure_gain()`) is the least the true squared deviation drops by if each
-   measured rate is off by up to `noise` (a fraction of the rate, in any direction, every task
-   of a member alike: the worst case). Only the touched members' terms change, and they hold
-   the same tasks before and after, so their summed load is the same and the drop is
-   `sum(x^2 - y^2)` over them (x before, y after), equal to `sum((x - c)^2 - (y - c)^2)` for any
-   constant `c`; with `c` the measured mean and each true load within `noise / (1 - noise)` of
-   its measured one, each `(x - c)^2` is at least `(|x' - c| - e x')^2` (0 when that goes below
-   0) and each `(y - c)^2` at most `(|y' - c| + e y')^2` (x', y' measured). So a plan published
-   under rates off by at most `noise` lowers the true squared deviation: no assignment comes
-   back while rates stay put, and plans stop. It is a per-member bound because the noise is
-   (below). Against the touched members rather than all of them: a plan gains as much on 100
-   members as on 3, and the touched part is all a plan can change.
+   The sure gain (`sure_gain()`) is the least the true squared deviation drops by when every
+   measured rate is off by up to `noise` of the true one (in any direction; all the tasks of a
+   member may be off alike, so each member's load, before and after, is within `noise` of
+   the true one). Only the touched members' terms change; they hold the same tasks before and
+   after, so their summed load is the same and the drop is `sum(x^2 - y^2)` over them (x
+   before, y after), which equals `sum((x - c)^2 - (y - c)^2)` for any constant `c`. With `c`
+   the measured mean and each true load within `e = noise / (1 - noise)` of the measured one
+   (x', y'), each `(x - c)^2` is at least `max(0, |x' - c| - e x')^2` and each `(y - c)^2` at
+   most `(|y' - c| + e y')^2`. So every plan lowers the true squared deviation while the rates
+   stay put within `noise`: no assignment comes back, and the plans stop. What noise costs: a
+   plan moving light tasks off one hot member surely gains about the share of that member's
+   load it moves (10% a task at 10 tasks a worker) less `2 * noise`.
 
    How noisy the rates are (`processor.runtime.task_rates`): a rate is the growth of the task's
    input end offsets over a 30-31 s span, the ends asked of the broker about once a second and
-   timed when the answer is in. (a) An answer is up to one round trip old: an error of `L` at
-   each end misjudges the rate by up to `2 L / 30 s` (0.7% at 100 ms), the same for every task
-   of the owner (one request, one clock), so a member's whole load is off alike. (b) The
-   arrivals themselves vary: records arriving independently at r/s vary over 30 s by about
-   `1 / sqrt(30 r)`, 1.8% at 100/s for one task, 0.6% for a member's 1,000/s. `NOISE` = 2%
-   covers round trips up to 300 ms, or three standard deviations of a member's arrivals from
-   about 750 records/s; a real change of load (burstier traffic) is what the sustain and the
-   cooldown are for. Measured (`bench/load_plan_sim.py`), a plan moving one hot task's light
-   tasks off its worker gains surely about the moved share of that worker's load (at 10 tasks a
-   worker: about 10% a task moved) and noise takes `2 * noise` of it, so up to 5% costs no
-   balanced skew at 3-100 workers (`bench/RESULTS.md`).
+   timed when the answer is in. (a) An answer is up to a round trip old: an error of `L` at
+   each end misjudges the rate by up to `2 L / 30 s` (0.7% at 100 ms), alike for every task of
+   the owner (one request, one clock). (b) The arrivals themselves vary: records arriving
+   independently at r/s vary over 30 s by about `1 / sqrt(30 r)` (1.8% at 100/s), so a member's
+   load of L/s by `1 / sqrt(30 L)`. `NOISE` = 2% covers round trips up to 300 ms, or three
+   standard deviations of the arrivals of a member carrying 750 records/s or more; a real
+   change of load (burstier traffic) is what the sustain and the cooldown are for.
 
 Why `SCALE = 2` and `MAX_WEIGHT = 16`: the mean task weighs 2, so a weight resolves half the
 mean rate (a rounding error of at most a quarter of a mean task, well under the whole task a
@@ -76,7 +79,7 @@ before use), so a new leader given the same figures decides alike.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from processor.ids import TaskId
@@ -177,12 +180,13 @@ def quantise(rates: Mapping[TaskId, float]) -> dict[TaskId, int] | None:
 def loads(
     members: Sequence[str], active: Mapping[TaskId, str], rates: Mapping[TaskId, float]
 ) -> dict[str, float]:
-    """Each member's summed task rate (members without a task: 0), in member order."""
-    summed = dict.fromkeys(sorted(set(members)), 0.0)
-    for task, owner in sorted(active.items()):
-        if owner in summed:
-            summed[owner] += rates.get(task, 0.0)
-    return summed
+    """Each member's summed task rate (members without a task: 0), in member order. Summed with
+    `math.fsum` (exactly rounded), so the order the tasks come in makes no difference."""
+    held: dict[str, list[float]] = {member: [] for member in sorted(set(members))}
+    for task, owner in active.items():
+        if owner in held:
+            held[owner].append(rates.get(task, 0.0))
+    return {member: math.fsum(found) for member, found in held.items()}
 
 
 def spread(
@@ -227,12 +231,19 @@ def sure_gain(
     given is off by up to `noise` of the true one, the squared deviation of the members whose
     tasks change, before), both in `deviation()`'s units (step 5). (0.0, 0.0) when nothing
     changes or nothing is processed."""
-    was, now = loads(members, before, rates), loads(members, after, rates)
-    total = math.fsum(was.values())
     changes = moved(before, after)
-    if total <= 0 or not changes:
+    touched = {before[t] for t in changes} | {after[t] for t in changes}
+    return _sure_gain(loads(members, before, rates), loads(members, after, rates), touched, noise)
+
+
+def _sure_gain(
+    was: Mapping[str, float], now: Mapping[str, float], touched: set[str], noise: float
+) -> tuple[float, float]:
+    """`sure_gain()` from the members' loads before and after and the members touched."""
+    total = math.fsum(was.values())
+    changed = sorted(touched & was.keys())
+    if total <= 0 or not changed:
         return 0.0, 0.0
-    changed = sorted(({before[t] for t in changes} | {after[t] for t in changes}) & was.keys())
     mean = total / len(was)
     e = noise / (1 - noise)  # a true load is within e of the measured one, in its units
     least_before = math.fsum(max(0.0, abs(was[m] - mean) - e * was[m]) ** 2 for m in changed)
@@ -340,28 +351,32 @@ def _best_candidate(
         key=lambda t: (-abs(goal[t] - was[t]), -rates.get(t, 0.0), t),
     )
     ordered = sorted(set(members))
-    heaviest = peak(ordered, active, rates)
+    was_loads = loads(ordered, active, rates)
+    heaviest = max(was_loads.values())
+    mean = math.fsum(was_loads.values()) / len(was_loads)
     best = None
-    for candidate in _candidates(was, goal, changed):
-        weights = {} if len(set(candidate.values())) <= 1 else candidate
-        placed = assign(ordered, weights)
-        moves = moved(active, placed)
-        if (
-            not 1 <= len(moves) <= settings.max_moves
-            or any((t, placed[t]) in cooling for t in moves)
-            or peak(ordered, placed, rates) > heaviest
-        ):
-            continue
-        gain = sure_gain(ordered, active, placed, rates, settings.noise)
-        rank = (
-            not _passes(*gain, settings),
-            -gain[0],
-            spread(ordered, placed, rates),
-            len(moves),
-            sum(1 for t in changed if candidate[t] != was[t]),
-        )
-        if best is None or rank < best[0]:
-            best = (rank, (weights, moves, placed, gain))
+    for family in _candidates(was, goal, changed):
+        for candidate in family:
+            weights = {} if len(set(candidate.values())) <= 1 else candidate
+            placed = assign(ordered, weights)
+            moves = moved(active, placed)
+            if len(moves) > settings.max_moves:
+                break  # the family's later candidates change more weights still
+            now_loads = loads(ordered, placed, rates)
+            top = max(now_loads.values())
+            if not moves or any((t, placed[t]) in cooling for t in moves) or top > heaviest:
+                continue
+            touched = {active[t] for t in moves} | {placed[t] for t in moves}
+            gain = _sure_gain(was_loads, now_loads, touched, settings.noise)
+            rank = (
+                not _passes(*gain, settings),
+                -gain[0],
+                top / mean if mean > 0 else 1.0,
+                len(moves),
+                sum(1 for t in changed if candidate[t] != was[t]),
+            )
+            if best is None or rank < best[0]:
+                best = (rank, (weights, moves, placed, gain))
     return None if best is None else best[1]
 
 
@@ -372,25 +387,30 @@ def _passes(gained: float, base: float, settings: PlanSettings) -> bool:
 
 def _candidates(
     was: Mapping[TaskId, int], goal: Mapping[TaskId, int], changed: Sequence[TaskId]
-) -> list[dict[TaskId, int]]:
-    """Step 4's weight vectors, from `was` towards `goal` (`changed`: the tasks whose weight
-    differs, largest difference first): the first 1, 2, 4, ... of `changed` at their goal, then
-    every task whose weight changes by more than 1 stepped 2, 4, 8, ... towards its goal."""
-    found = []
-    for k in _prefix_sizes(len(changed)):
-        candidate = dict(was)
-        candidate.update({t: goal[t] for t in changed[:k]})
-        found.append(candidate)
-    widest = max((abs(goal[t] - was[t]) for t in changed), default=0)
-    step = 2
-    while step < widest:
-        candidate = dict(was)
-        for t in changed:
-            if abs(goal[t] - was[t]) > 1:
-                candidate[t] = was[t] + max(-step, min(step, goal[t] - was[t]))
-        found.append(candidate)
-        step *= 2
-    return found
+) -> tuple[Iterator[dict[TaskId, int]], Iterator[dict[TaskId, int]]]:
+    """Step 4's two families of weight vectors, from `was` towards `goal` (`changed`: the tasks
+    whose weight differs, largest difference first): the first 1, 2, 4, ... of `changed` at
+    their goal; every task whose weight changes by more than 1 stepped 2, 4, 8, ... towards
+    it."""
+
+    def prefixes() -> Iterator[dict[TaskId, int]]:
+        for k in _prefix_sizes(len(changed)):
+            candidate = dict(was)
+            candidate.update({t: goal[t] for t in changed[:k]})
+            yield candidate
+
+    def steps() -> Iterator[dict[TaskId, int]]:
+        widest = max((abs(goal[t] - was[t]) for t in changed), default=0)
+        step = 2
+        while step < widest:
+            candidate = dict(was)
+            for t in changed:
+                if abs(goal[t] - was[t]) > 1:
+                    candidate[t] = was[t] + max(-step, min(step, goal[t] - was[t]))
+            yield candidate
+            step *= 2
+
+    return prefixes(), steps()
 
 
 def _prefix_sizes(n: int) -> list[int]:

@@ -69,7 +69,8 @@ Why `SCALE = 2` and `MAX_WEIGHT = 16`: the mean task weighs 2, so a weight resol
 mean rate (a rounding error of at most a quarter of a mean task, well under the whole task a
 count-based assignment may be off by), while weights stay small integers that noise moves only
 when a rate crosses a half-step boundary. A task above 8 times the mean weighs 16: with the few
-tasks per worker this is meant for, such a task takes a worker's share on its own anyway.
+tasks per worker this is meant for, such a task takes a worker's share on its own anyway (at 10
+tasks a worker, one at 10 times the mean keeps 3 light tasks beside it: a spread of about 1.3).
 Tasks that process nothing still weigh 1: they cost a consumer and a commit.
 
 Deterministic: the result depends on the inputs' values alone (members and tasks are sorted

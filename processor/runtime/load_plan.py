@@ -18,35 +18,59 @@ One decision, in steps:
    `1..MAX_WEIGHT` (`quantise()`). Weights that are all equal are no plan: the count-based
    assignment is kept.
 4. **Bound the moves.** Candidate weights change the weights of the 1, 2, 4, ... tasks whose
-   weight differs most from the current plan's (the whole new vector last); each candidate's
-   assignment is computed with the injected `assign` function, and only those moving between 1
-   and `max_moves` tasks (against the assignment that runs), none of them back to an owner a plan
-   moved it away from in the last `cooldown_s`, are eligible. A large correction therefore
-   happens over several plans, `max_moves` tasks at a time; a plan may move a task on from
-   where an earlier plan put it (correcting that plan's weights), but never back and forth
-   faster than the cooldown.
-5. **Require a real gain.** Gains are judged by the *excess*: the load above the mean summed
-   over the members, as a fraction of the total (what would have to move for a perfect balance;
-   unlike the spread it improves with every useful move, not only the heaviest member's). The
-   best eligible candidate (lowest excess under the same rates; ties: lower spread, fewer moves,
-   fewer changed weights) is published only when it lowers the excess by at least `min_gain`
-   of itself and by at least `MIN_EXCESS_GAIN` of the load it touches (`touched()`: the
-   members whose tasks change, each at the mean of its load before and after plus the mean
-   member load, over twice the total; all of the total when it touches every member, and at
-   least `1 / n` of it). Only those members' terms of the excess differ between before and
-   after, and rates measured with an error of e each misjudge each such term by at most e of
-   (its load + the mean), so the gain by at most `4e` of the touched load: under rates that
-   stay put with up to `MIN_EXCESS_GAIN / 4` noise every plan lowers the true excess (by at
-   least `(MIN_EXCESS_GAIN - 4e) / n` of the total), which bounds how many plans follow one
-   another and rules out coming back to an earlier assignment. Against the touched load rather
-   than the total, because a hot task on one of 100 workers is under 1% of the total: measured
-   against the total, no plan would ever pass at scale.
+   weight differs most from the current plan's (the whole new vector last), or step every
+   weight that differs by more than 1 by at most 2, 4, 8, ... towards its new value (several
+   hot tasks, each on its own worker, are then relieved a little each: given their full weight
+   one at a time, the light tasks the first one sheds may land on the second one's worker, whose
+   task still weighs as a light one). Each candidate's assignment is computed with the injected
+   `assign` function, and only those moving between 1 and `max_moves` tasks (against the
+   assignment that runs), none of them back to an owner a plan moved it away from in the last
+   `cooldown_s`, and not raising the heaviest member's load (`peak()`: a plan never makes the
+   worst member worse) are eligible. A large correction therefore happens over several plans,
+   `max_moves` tasks at a time; a plan may move a task on from where an earlier plan put it
+   (correcting that plan's weights), but never back and forth faster than the cooldown.
+5. **Require a sure gain.** Plans are judged by the *squared deviation*: the sum over the
+   members of (load - mean load) squared (`deviation()`). It sees every overloaded member, the
+   heaviest most, and moving light tasks off a hot member onto a few members near the mean
+   lowers it at any number of members. (The load above the mean, summed, which this step
+   judged by before, barely moves then: each receiver ends a task above the mean, and at 100
+   workers almost no skew got a plan. The heaviest load alone, the other candidate, does not
+   move while a second hot member stays as heavy: with two hot tasks on two workers, one plan
+   of `max_moves` cannot relieve both, and no plan is made; `bench/RESULTS.md`.) The eligible
+   candidate with the largest *sure gain* (ties: lower spread, fewer moves, fewer changed
+   weights) is published when that gain is positive and at least `min_gain` of the squared
+   deviation of the members it touches (those whose tasks change), before: against the touched
+   members rather than all, because a plan gains as much on 100 members as on 3.
+
+   The sure gain (`sure_gain()`) is the least the true squared deviation drops by when every
+   measured rate is off by up to `noise` of the true one (in any direction; all the tasks of a
+   member may be off alike, so each member's load, before and after, is within `noise` of
+   the true one). Only the touched members' terms change; they hold the same tasks before and
+   after, so their summed load is the same and the drop is `sum(x^2 - y^2)` over them (x
+   before, y after), which equals `sum((x - c)^2 - (y - c)^2)` for any constant `c`. With `c`
+   the measured mean and each true load within `e = noise / (1 - noise)` of the measured one
+   (x', y'), each `(x - c)^2` is at least `max(0, |x' - c| - e x')^2` and each `(y - c)^2` at
+   most `(|y' - c| + e y')^2`. So every plan lowers the true squared deviation while the rates
+   stay put within `noise`: no assignment comes back, and the plans stop. What noise costs: a
+   plan moving light tasks off one hot member surely gains about the share of that member's
+   load it moves (10% a task at 10 tasks a worker) less `2 * noise`.
+
+   How noisy the rates are (`processor.runtime.task_rates`): a rate is the growth of the task's
+   input end offsets over a 30-31 s span, the ends asked of the broker about once a second and
+   timed when the answer is in. (a) An answer is up to a round trip old: an error of `L` at
+   each end misjudges the rate by up to `2 L / 30 s` (0.7% at 100 ms), alike for every task of
+   the owner (one request, one clock). (b) The arrivals themselves vary: records arriving
+   independently at r/s vary over 30 s by about `1 / sqrt(30 r)` (1.8% at 100/s), so a member's
+   load of L/s by `1 / sqrt(30 L)`. `NOISE` = 2% covers round trips up to 300 ms, or three
+   standard deviations of the arrivals of a member carrying 750 records/s or more; a real
+   change of load (burstier traffic) is what the sustain and the cooldown are for.
 
 Why `SCALE = 2` and `MAX_WEIGHT = 16`: the mean task weighs 2, so a weight resolves half the
 mean rate (a rounding error of at most a quarter of a mean task, well under the whole task a
 count-based assignment may be off by), while weights stay small integers that noise moves only
 when a rate crosses a half-step boundary. A task above 8 times the mean weighs 16: with the few
-tasks per worker this is meant for, such a task takes a worker's share on its own anyway.
+tasks per worker this is meant for, such a task takes a worker's share on its own anyway (at 10
+tasks a worker, one at 10 times the mean keeps 3 light tasks beside it: a spread of about 1.3).
 Tasks that process nothing still weigh 1: they cost a consumer and a commit.
 
 Deterministic: the result depends on the inputs' values alone (members and tasks are sorted
@@ -56,32 +80,34 @@ before use), so a new leader given the same figures decides alike.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from processor.ids import TaskId
 
 __all__ = [
     "MAX_WEIGHT",
+    "NOISE",
     "SCALE",
     "AssignFunction",
     "Decision",
     "PlanSettings",
     "decide",
     "departures",
-    "excess",
+    "deviation",
     "loads",
     "moved",
+    "peak",
     "quantise",
     "spread",
-    "touched",
+    "sure_gain",
 ]
 
 SCALE = 2
 MAX_WEIGHT = 16
-# 2% of the load a plan touches: above what measuring noise of a few tenths of a percent per
-# rate can fake (step 5), below what moving one of 12 tasks of equal load gains (8%).
-MIN_EXCESS_GAIN = 0.02
+# How far off a measured rate may be, as a fraction of it (step 5: a round trip of up to 300 ms
+# at each end of the 30 s window, or three standard deviations of random arrivals).
+NOISE = 0.02
 
 AssignFunction = Callable[[Sequence[str], Mapping[TaskId, int] | None], Mapping[TaskId, str]]
 """`(members, weights) -> {task: owner}`: the assignment every worker would compute (weights
@@ -93,15 +119,17 @@ assignment settings."""
 class PlanSettings:
     """`threshold`: the spread over 1.0 tolerated (0.25: the heaviest member may carry 25% more
     than the mean). `sustain_s`: how long a larger spread must last. `max_moves`: tasks one plan
-    may move. `min_gain`: the least relative improvement of the excess worth moving tasks for.
-    `cooldown_s`: a task a plan moved away from an owner is not moved back to it for this long
-    (`decide(left=)`)."""
+    may move. `min_gain`: the least sure gain worth moving tasks for, as a fraction of the
+    squared deviation of the members a plan touches. `cooldown_s`: a task a plan moved away from
+    an owner is not moved back to it for this long (`decide(left=)`). `noise`: how far off each
+    measured rate may be (a fraction of it) without a plan's gain being misjudged (step 5)."""
 
     threshold: float = 0.25
     sustain_s: float = 30.0
     max_moves: int = 8
     min_gain: float = 0.10
     cooldown_s: float = 300.0
+    noise: float = NOISE
 
     def __post_init__(self) -> None:
         if not (
@@ -109,6 +137,7 @@ class PlanSettings:
             and self.sustain_s >= 0
             and self.cooldown_s >= 0
             and 0 < self.min_gain < 1
+            and 0 <= self.noise < 1
         ):
             raise ValueError(f"invalid plan settings {self}")
         if self.max_moves < 1:
@@ -152,12 +181,13 @@ def quantise(rates: Mapping[TaskId, float]) -> dict[TaskId, int] | None:
 def loads(
     members: Sequence[str], active: Mapping[TaskId, str], rates: Mapping[TaskId, float]
 ) -> dict[str, float]:
-    """Each member's summed task rate (members without a task: 0), in member order."""
-    summed = dict.fromkeys(sorted(set(members)), 0.0)
-    for task, owner in sorted(active.items()):
-        if owner in summed:
-            summed[owner] += rates.get(task, 0.0)
-    return summed
+    """Each member's summed task rate (members without a task: 0), in member order. Summed with
+    `math.fsum` (exactly rounded), so the order the tasks come in makes no difference."""
+    held: dict[str, list[float]] = {member: [] for member in sorted(set(members))}
+    for task, owner in active.items():
+        if owner in held:
+            held[owner].append(rates.get(task, 0.0))
+    return {member: math.fsum(found) for member, found in held.items()}
 
 
 def spread(
@@ -171,37 +201,57 @@ def spread(
     return max(per_member.values()) / (total / len(per_member))
 
 
-def excess(
+def peak(
     members: Sequence[str], active: Mapping[TaskId, str], rates: Mapping[TaskId, float]
 ) -> float:
-    """The load above the mean, summed over the members, over the total (0.0: perfectly even or
-    nothing processed; at most `1 - 1 / len(members)`)."""
+    """The heaviest member's load (0.0 without members)."""
+    return max(loads(members, active, rates).values(), default=0.0)
+
+
+def deviation(
+    members: Sequence[str], active: Mapping[TaskId, str], rates: Mapping[TaskId, float]
+) -> float:
+    """The members' squared deviation from the mean load, summed, over `n * mean^2` (the squared
+    coefficient of variation; 0.0: perfectly even or nothing processed)."""
     per_member = loads(members, active, rates)
     total = math.fsum(per_member.values())
     if not per_member or total <= 0:
         return 0.0
     mean = total / len(per_member)
-    return math.fsum(max(0.0, load - mean) for load in per_member.values()) / total
+    return math.fsum((load - mean) ** 2 for load in per_member.values()) / (total * mean)
 
 
-def touched(
+def sure_gain(
     members: Sequence[str],
     before: Mapping[TaskId, str],
     after: Mapping[TaskId, str],
     rates: Mapping[TaskId, float],
-) -> float:
-    """The load a change from `before` to `after` touches, as a fraction of twice the total
-    (step 5): each member whose tasks change counts the mean of its load before and after, plus
-    the mean member load. 1.0 when every member's tasks change, 0.0 when none's do (or nothing
-    is processed)."""
-    was, now = loads(members, before, rates), loads(members, after, rates)
+    noise: float = NOISE,
+) -> tuple[float, float]:
+    """(the least the true squared deviation drops by from `before` to `after` when each rate
+    given is off by up to `noise` of the true one, the squared deviation of the members whose
+    tasks change, before), both in `deviation()`'s units (step 5). (0.0, 0.0) when nothing
+    changes or nothing is processed."""
+    changes = moved(before, after)
+    touched = {before[t] for t in changes} | {after[t] for t in changes}
+    return _sure_gain(loads(members, before, rates), loads(members, after, rates), touched, noise)
+
+
+def _sure_gain(
+    was: Mapping[str, float], now: Mapping[str, float], touched: set[str], noise: float
+) -> tuple[float, float]:
+    """`sure_gain()` from the members' loads before and after and the members touched."""
     total = math.fsum(was.values())
-    if total <= 0:
-        return 0.0
-    changed = {before[t] for t in moved(before, after)} | {after[t] for t in moved(before, after)}
+    changed = sorted(touched & was.keys())
+    if total <= 0 or not changed:
+        return 0.0, 0.0
     mean = total / len(was)
-    touched_load = math.fsum((was[m] + now[m]) / 2 + mean for m in sorted(changed) if m in was)
-    return touched_load / (2 * total)
+    e = noise / (1 - noise)  # a true load is within e of the measured one, in its units
+    least_before = math.fsum(max(0.0, abs(was[m] - mean) - e * was[m]) ** 2 for m in changed)
+    most_after = math.fsum((abs(now[m] - mean) + e * now[m]) ** 2 for m in changed)
+    base = math.fsum((was[m] - mean) ** 2 for m in changed)
+    scale = total * mean
+    return (least_before - most_after) / scale, base / scale
 
 
 def moved(before: Mapping[TaskId, str], after: Mapping[TaskId, str]) -> frozenset[TaskId]:
@@ -251,18 +301,19 @@ def decide(
     cooling = frozenset(pair for pair, at in (left or {}).items() if now - at < settings.cooldown_s)
     best = _best_candidate(members, active, rates, current, target, assign, settings, cooling)
     if best is None:
-        return keep(since, f"no plan moves 1 to {settings.max_moves} tasks free to move", True)
-    weights, moves, after = best
-    before = excess(members, active, rates)
-    gained = before - excess(members, after, rates)
-    needed = max(
-        settings.min_gain * before, MIN_EXCESS_GAIN * touched(members, active, after, rates)
-    )
-    if gained < needed:
         return keep(
             since,
-            f"the best plan would lower the excess load by {gained:.2%} of the total, under the "
-            f"{needed:.2%} it must (now {before:.1%})",
+            f"no plan moves 1 to {settings.max_moves} tasks free to move without raising the "
+            "heaviest load",
+            True,
+        )
+    weights, moves, after, (gained, base) = best
+    if not _passes(gained, base, settings):
+        return keep(
+            since,
+            f"the best plan would surely lower the squared deviation of the members it touches by "
+            f"{gained / base if base > 0 else 0.0:.1%} of it, under the {settings.min_gain:.0%} it "
+            f"must (all members: {deviation(members, active, rates):.4f})",
             True,
         )
     spread_after = spread(members, after, rates)
@@ -277,6 +328,9 @@ def decide(
     )
 
 
+_Candidate = tuple[dict[TaskId, int], frozenset[TaskId], Mapping[TaskId, str], tuple[float, float]]
+
+
 def _best_candidate(
     members: Sequence[str],
     active: Mapping[TaskId, str],
@@ -286,9 +340,9 @@ def _best_candidate(
     assign: AssignFunction,
     settings: PlanSettings,
     cooling: frozenset[tuple[TaskId, str]],
-) -> tuple[dict[TaskId, int], frozenset[TaskId], Mapping[TaskId, str]] | None:
-    """Step 4 and the choice of step 5: (weights, moves, assignment) of the best eligible
-    candidate, or None."""
+) -> _Candidate | None:
+    """Step 4 and the choice of step 5: (weights, moves, assignment, `sure_gain()`) of the best
+    eligible candidate, or None."""
     tasks = sorted(active)
     # Count-based is every task at the mean's weight, in the target's units.
     was = {t: (current.get(t, 1) if current else SCALE) for t in tasks}
@@ -298,23 +352,66 @@ def _best_candidate(
         key=lambda t: (-abs(goal[t] - was[t]), -rates.get(t, 0.0), t),
     )
     ordered = sorted(set(members))
+    was_loads = loads(ordered, active, rates)
+    heaviest = max(was_loads.values())
+    mean = math.fsum(was_loads.values()) / len(was_loads)
     best = None
-    for k in _prefix_sizes(len(changed)):
-        candidate = dict(was)
-        candidate.update({t: goal[t] for t in changed[:k]})
-        weights = {} if len(set(candidate.values())) <= 1 else candidate
-        placed = assign(ordered, weights)
-        moves = moved(active, placed)
-        if not 1 <= len(moves) <= settings.max_moves or any(
-            (t, placed[t]) in cooling for t in moves
-        ):
-            continue
-        rank = (excess(ordered, placed, rates), spread(ordered, placed, rates), len(moves), k)
-        if best is None or rank < best[0]:
-            best = (rank, weights, moves, placed)
-    if best is None:
-        return None
-    return best[1], best[2], best[3]
+    for family in _candidates(was, goal, changed):
+        for candidate in family:
+            weights = {} if len(set(candidate.values())) <= 1 else candidate
+            placed = assign(ordered, weights)
+            moves = moved(active, placed)
+            if len(moves) > settings.max_moves:
+                break  # the family's later candidates change more weights still
+            now_loads = loads(ordered, placed, rates)
+            top = max(now_loads.values())
+            if not moves or any((t, placed[t]) in cooling for t in moves) or top > heaviest:
+                continue
+            touched = {active[t] for t in moves} | {placed[t] for t in moves}
+            gain = _sure_gain(was_loads, now_loads, touched, settings.noise)
+            rank = (
+                not _passes(*gain, settings),
+                -gain[0],
+                top / mean if mean > 0 else 1.0,
+                len(moves),
+                sum(1 for t in changed if candidate[t] != was[t]),
+            )
+            if best is None or rank < best[0]:
+                best = (rank, (weights, moves, placed, gain))
+    return None if best is None else best[1]
+
+
+def _passes(gained: float, base: float, settings: PlanSettings) -> bool:
+    """Step 5's test of a sure gain against the touched members' squared deviation."""
+    return gained > 0 and gained >= settings.min_gain * base
+
+
+def _candidates(
+    was: Mapping[TaskId, int], goal: Mapping[TaskId, int], changed: Sequence[TaskId]
+) -> tuple[Iterator[dict[TaskId, int]], Iterator[dict[TaskId, int]]]:
+    """Step 4's two families of weight vectors, from `was` towards `goal` (`changed`: the tasks
+    whose weight differs, largest difference first): the first 1, 2, 4, ... of `changed` at
+    their goal; every task whose weight changes by more than 1 stepped 2, 4, 8, ... towards
+    it."""
+
+    def prefixes() -> Iterator[dict[TaskId, int]]:
+        for k in _prefix_sizes(len(changed)):
+            candidate = dict(was)
+            candidate.update({t: goal[t] for t in changed[:k]})
+            yield candidate
+
+    def steps() -> Iterator[dict[TaskId, int]]:
+        widest = max((abs(goal[t] - was[t]) for t in changed), default=0)
+        step = 2
+        while step < widest:
+            candidate = dict(was)
+            for t in changed:
+                if abs(goal[t] - was[t]) > 1:
+                    candidate[t] = was[t] + max(-step, min(step, goal[t] - was[t]))
+            yield candidate
+            step *= 2
+
+    return prefixes(), steps()
 
 
 def _prefix_sizes(n: int) -> list[int]:

@@ -1,7 +1,8 @@
 """Properties of the load planner (`processor.runtime.load_plan`): it keeps count-based
-assignment while tasks weigh alike, never moves more than `max_moves` tasks at once, waits for
-an imbalance to last, does not flap under noisy but steady rates, and decides alike whatever
-order its inputs come in."""
+assignment while tasks weigh alike, never moves more than `max_moves` tasks at once nor raises
+the heaviest load, waits for an imbalance to last, does not flap under rates off by up to its
+noise allowance, relieves a hot task's worker at 100 workers, and decides alike whatever order
+its inputs come in."""
 
 from __future__ import annotations
 
@@ -18,17 +19,19 @@ from processor.ids import TaskId
 from processor.runtime.assignment import assign
 from processor.runtime.load_plan import (
     MAX_WEIGHT,
-    MIN_EXCESS_GAIN,
+    NOISE,
     SCALE,
     AssignFunction,
     PlanSettings,
     decide,
     departures,
-    excess,
+    deviation,
+    loads,
     moved,
+    peak,
     quantise,
     spread,
-    touched,
+    sure_gain,
 )
 from tests.unit.runtime.load_shim import weighted_assign
 
@@ -50,6 +53,14 @@ def _assigner(tasks: Sequence[TaskId]) -> AssignFunction:
 
 def _noisy(base: Mapping[TaskId, float], rng: random.Random, eps: float) -> dict[TaskId, float]:
     return {t: r * (1 + rng.uniform(-eps, eps)) for t, r in base.items()}
+
+
+def _owner_noisy(
+    base: Mapping[TaskId, float], active: Mapping[TaskId, str], rng: random.Random, eps: float
+) -> dict[TaskId, float]:
+    """Every task of an owner off by the same factor (its rates share the sample times)."""
+    factor = {owner: 1 + rng.choice([-eps, eps]) for owner in sorted(set(active.values()))}
+    return {t: r * factor[active[t]] for t, r in base.items()}
 
 
 def test_quantise_weighs_the_mean_task_scale_and_clamps() -> None:
@@ -144,38 +155,110 @@ def test_a_plan_moves_at_most_max_moves_tasks_and_says_which(
     assert decision.moves == moved(active, placed)
     assert 1 <= len(decision.moves) <= max_moves
     assert math.isclose(decision.spread_after, spread(members, placed, rates))
-    before, after = excess(members, active, rates), excess(members, placed, rates)
-    share = touched(members, active, placed, rates)
-    assert before - after >= max(plan_settings.min_gain * before, MIN_EXCESS_GAIN * share)
-    assert 1 / len(members) - 1e-9 <= share <= 1 + 1e-9
+    assert peak(members, placed, rates) <= peak(members, active, rates)
+    gained, base = sure_gain(members, active, placed, rates, plan_settings.noise)
+    assert gained > 0 and gained >= plan_settings.min_gain * base
     assert all(1 <= w <= MAX_WEIGHT for w in decision.weights.values())
 
 
-def test_touched_is_the_load_of_the_members_a_change_touches() -> None:
-    """Members a, b, c carry 60, 30, 30 (mean 40, total 120). Moving a 20 from a to b touches a
-    (60 -> 40) and b (30 -> 50): (50 + 40) + (40 + 40) = 170 of twice the total, 240; c is not
-    counted. A change of every member's tasks is all of it, no change none."""
+def test_sure_gain_by_hand() -> None:
+    """Members a, b, c carry 60, 30, 30 (mean 40, total 120; deviation units: 120 * 40).
+    Moving a 20 from a to b touches a (+20 -> 0) and b (-10 -> +10): the squared deviation drops
+    by 400 + 100 - 0 - 100 = 400, and the touched members had 400 + 100 of it. With rates off
+    by up to 10% (each true load within 1/9 of the measured one): a's +20 is at least
+    20 - 60 / 9, b's -10 at least 0 (10 - 30 / 9, squared), and after, a's 0 at most 40 / 9 and
+    b's +10 at most 10 + 50 / 9."""
     t0, t1, t2, t3 = _tasks(4)
     rates = {t0: 40.0, t1: 20.0, t2: 30.0, t3: 30.0}
+    members = ["a", "b", "c"]
     before = {t0: "a", t1: "a", t2: "b", t3: "c"}
     after = {t0: "a", t1: "b", t2: "b", t3: "c"}
-    assert math.isclose(touched(["a", "b", "c"], before, after, rates), 170 / 240)
-    rotated = {t0: "b", t1: "b", t2: "c", t3: "a"}
-    assert math.isclose(touched(["a", "b", "c"], before, rotated, rates), 1.0)
-    assert touched(["a", "b", "c"], before, before, rates) == 0.0
-    assert touched(["a", "b", "c"], before, after, dict.fromkeys(rates, 0.0)) == 0.0
+    exact, base = sure_gain(members, before, after, rates, noise=0.0)
+    assert math.isclose(exact * 4800, 400) and math.isclose(base * 4800, 500)
+    assert math.isclose(exact, deviation(members, before, rates) - deviation(members, after, rates))
+    noisy, _ = sure_gain(members, before, after, rates, noise=0.1)
+    least = (20 - 60 / 9) ** 2 + (10 - 30 / 9) ** 2 - (40 / 9) ** 2 - (10 + 50 / 9) ** 2
+    assert math.isclose(noisy * 4800, least)
+    assert sure_gain(members, before, before, rates) == (0.0, 0.0)
+    assert sure_gain(members, before, after, dict.fromkeys(rates, 0.0)) == (0.0, 0.0)
 
 
-def test_at_scale_one_hot_task_is_worth_a_plan() -> None:
-    """20 workers x 200 tasks, one task at 8 times the others: its worker carries 1.7 times
-    the mean, 3% of the total load above it. The plan moving light tasks off it gains 1% of the
-    total: under `MIN_EXCESS_GAIN` of the total, which no plan at this scale would pass, but
-    well over that of the few members it touches, so it is made."""
-    members = [f"w{i:02d}" for i in range(20)]
-    tasks = _tasks(200)
+@given(
+    members=members_st,
+    n=task_counts,
+    noise=st.floats(0, 0.3),
+    seed=st.integers(),
+    data=st.data(),
+)
+@CORE
+def test_the_true_gain_is_at_least_the_sure_gain(
+    members: list[str], n: int, noise: float, seed: int, data: st.DataObject
+) -> None:
+    """Step 5's argument: whatever the true rates, measured ones off by up to `noise` each (in
+    any direction, worst case at the bounds) never show a sure gain the true drop of the
+    squared deviation does not reach."""
+    rng = random.Random(seed)
+    tasks = _tasks(n)
+    true = {t: rng.choice([1.0, 10.0, 100.0]) * rng.random() for t in tasks}
+    choices = st.sampled_from([-1.0, 1.0, 0.0, rng.uniform(-1, 1)])
+    factors = data.draw(st.lists(choices, min_size=n, max_size=n))
+    measured = {t: r * (1 + noise * f) for (t, r), f in zip(true.items(), factors, strict=True)}
+    before = {t: rng.choice(members) for t in tasks}
+    after = {t: rng.choice(members) if rng.random() < 0.3 else o for t, o in before.items()}
+    gained, _ = sure_gain(members, before, after, measured, noise)
+    true_drop = deviation(members, before, true) - deviation(members, after, true)
+    # In absolute units (`deviation()` divides by n * mean^2, which the noise changes too).
+    scale_true = _scale(members, before, true)
+    scale_measured = _scale(members, before, measured)
+    assert gained * scale_measured <= true_drop * scale_true + 1e-6 * max(1.0, scale_true)
+
+
+def _scale(
+    members: Sequence[str], active: Mapping[TaskId, str], rates: Mapping[TaskId, float]
+) -> float:
+    total = math.fsum(loads(members, active, rates).values())
+    return total * total / len(set(members))
+
+
+def _one_hot(
+    n_members: int, n_tasks: int, times: float
+) -> tuple[list[str], list[TaskId], dict[TaskId, float]]:
+    members = [f"w{i:03d}" for i in range(n_members)]
+    tasks = _tasks(n_tasks)
+    return members, tasks, {t: (100.0 * times if t == tasks[0] else 100.0) for t in tasks}
+
+
+def test_at_20_workers_one_hot_task_is_worth_a_plan() -> None:
+    """20 workers x 200 tasks, one task at 8 times the others: its worker carries 1.7 times the
+    mean; the plan moving light tasks off it brings the spread under the threshold."""
+    members, tasks, rates = _one_hot(20, 200, 8)
     assign_real = _real(tasks)
     active = assign_real(members, None)
-    rates = {t: (800.0 if t == tasks[0] else 100.0) for t in tasks}
+    decision = decide(
+        members=members,
+        active=active,
+        rates=rates,
+        current=None,
+        assign=assign_real,
+        settings=PlanSettings(sustain_s=0),
+        imbalanced_since=None,
+        now=0.0,
+    )
+    assert decision.weights is not None, decision.reason
+    assert decision.spread_now > 1.6 and decision.spread_after < 1.25
+    assert 1 <= len(decision.moves) <= PlanSettings().max_moves
+
+
+def test_at_100_workers_one_hot_task_is_worth_a_plan() -> None:
+    """100 workers x 1,000 tasks, one task at 8 times the others, rates off by up to `NOISE`:
+    its worker carries about 1.7 times the mean. Each worker that takes a light task off it
+    ends a task above the mean, so the load above the mean, summed, barely drops (what this was
+    judged by before: no plan); the squared deviation drops several times over, and the plan
+    is made: the heaviest load falls to within the threshold, a few tasks moved."""
+    members, tasks, base = _one_hot(100, 1000, 8)
+    rates = _noisy(base, random.Random(1), NOISE)
+    assign_real = _real(tasks)
+    active = assign_real(members, None)
     decision = decide(
         members=members,
         active=active,
@@ -188,9 +271,35 @@ def test_at_scale_one_hot_task_is_worth_a_plan() -> None:
     )
     assert decision.weights is not None, decision.reason
     after = assign_real(members, decision.weights)
-    assert excess(members, active, rates) - excess(members, after, rates) < MIN_EXCESS_GAIN
     assert decision.spread_now > 1.6 and decision.spread_after < 1.25
+    assert peak(members, after, base) < peak(members, active, base) / 1.3
+    assert deviation(members, after, base) < deviation(members, active, base) / 3
     assert 1 <= len(decision.moves) <= PlanSettings().max_moves
+
+
+def test_at_100_workers_tasks_alike_within_the_noise_make_no_plan() -> None:
+    """100 workers x 1,050 tasks of 100 records/s each, measured off by up to `NOISE` look
+    after look, with no threshold to hide behind (half the workers hold 11 tasks, half 10):
+    count-based stays."""
+    members, tasks, _ = _one_hot(100, 1050, 1)
+    assign_real = _real(tasks)
+    active = assign_real(members, None)
+    rng = random.Random(5)
+    since = None
+    for tick in range(4):
+        decision = decide(
+            members=members,
+            active=active,
+            rates=_noisy(dict.fromkeys(tasks, 100.0), rng, NOISE),
+            current=None,
+            assign=assign_real,
+            settings=PlanSettings(threshold=0.0, sustain_s=0),
+            imbalanced_since=since,
+            now=10.0 * tick,
+        )
+        assert decision.weights is None, decision.reason
+        assert decision.spread_now > 1.05
+        since = decision.imbalanced_since
 
 
 def _skewed(tasks: list[TaskId]) -> dict[TaskId, float]:
@@ -255,8 +364,10 @@ def _simulate(
     cooldown_s: float = 0.0,
     rounds: int = 40,
     assign: AssignFunction | None = None,
+    per_member: bool = False,
 ) -> list[tuple[float, dict[TaskId, str]]]:
-    """The leader deciding every 10 s over steady noisy rates, each plan applied at once:
+    """The leader deciding every 10 s over steady rates off by up to `eps` (`per_member`: every
+    task of an owner by the same factor, else each task by its own), each plan applied at once:
     (when, assignment) at the start and after each plan. `assign`: the stand-in by default."""
     rng = random.Random(seed)
     tasks = sorted(base)
@@ -272,7 +383,7 @@ def _simulate(
         d = decide(
             members=members,
             active=active,
-            rates=_noisy(base, rng, eps),
+            rates=_owner_noisy(base, active, rng, eps) if per_member else _noisy(base, rng, eps),
             current=current,
             assign=assign,
             settings=plan_settings,
@@ -297,24 +408,28 @@ rate_lists = st.lists(
 @given(
     members=members_st,
     base=rate_lists,
-    eps=st.floats(0, MIN_EXCESS_GAIN / 5),
+    eps=st.floats(0, NOISE),
     max_moves=st.integers(1, 3),
     seed=st.integers(),
+    per_member=st.booleans(),
 )
 @CORE
-def test_steady_slightly_noisy_rates_never_flap(
-    members: list[str], base: dict[TaskId, float], eps: float, max_moves: int, seed: int
+def test_steady_noisy_rates_never_flap(
+    members: list[str],
+    base: dict[TaskId, float],
+    eps: float,
+    max_moves: int,
+    seed: int,
+    per_member: bool,
 ) -> None:
-    """Without any cooldown: each plan lowers the true excess, so no assignment comes back,
-    and the plans stop after at most (first excess) * n / (MIN_EXCESS_GAIN - 4 eps) of them
-    (each lowers the true excess by at least that fraction of the least load a plan touches,
-    `1 / n` of the total)."""
-    history = _simulate(members, base, eps, max_moves, seed)
-    excesses = [excess(members, a, base) for _, a in history]
-    assert all(b < a for a, b in itertools.pairwise(excesses))
+    """Without any cooldown, rates off by up to the noise allowance (each task alone, or every
+    task of an owner alike, as a late answer from the broker does): each plan lowers the true
+    squared deviation, so no assignment comes back and the plans stop."""
+    history = _simulate(members, base, eps, max_moves, seed, per_member=per_member)
+    deviations = [deviation(members, a, base) for _, a in history]
+    assert all(b < a for a, b in itertools.pairwise(deviations))
     assignments = [repr(sorted(a.items())) for _, a in history]
     assert len(set(assignments)) == len(assignments)
-    assert len(history) - 1 <= excesses[0] * len(members) / (MIN_EXCESS_GAIN - 4 * eps) + 1
 
 
 @given(
@@ -416,15 +531,16 @@ def test_with_the_real_rule_and_default_settings_two_hot_tasks_end_apart() -> No
 @given(
     n_members=st.integers(2, 5),
     base=rate_lists,
-    eps=st.floats(0, MIN_EXCESS_GAIN / 5),
+    eps=st.floats(0, NOISE),
     seed=st.integers(),
+    per_member=st.booleans(),
 )
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_with_the_real_rule_plans_converge_and_never_go_back(
-    n_members: int, base: dict[TaskId, float], eps: float, seed: int
+    n_members: int, base: dict[TaskId, float], eps: float, seed: int, per_member: bool
 ) -> None:
-    """Under steady rates (noise well under what a plan must gain) and the default settings,
-    over the rule the workers run: every plan lowers the true excess, so no assignment comes
+    """Under steady rates (off by up to the noise allowance) and the default settings, over the
+    rule the workers run: every plan lowers the true squared deviation, so no assignment comes
     back, and no task returns to a worker it left within the cooldown."""
     members = [f"w{i}" for i in range(n_members)]
     cooldown = PlanSettings().cooldown_s
@@ -436,9 +552,10 @@ def test_with_the_real_rule_plans_converge_and_never_go_back(
         seed,
         cooldown_s=cooldown,
         assign=_real(sorted(base)),
+        per_member=per_member,
     )
-    excesses = [excess(members, a, base) for _, a in history]
-    assert all(b < a for a, b in itertools.pairwise(excesses))
+    deviations = [deviation(members, a, base) for _, a in history]
+    assert all(b < a for a, b in itertools.pairwise(deviations))
     assignments = [repr(sorted(a.items())) for _, a in history]
     assert len(set(assignments)) == len(assignments)
     left: dict[tuple[TaskId, str], float] = {}

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 
 import pytest
 
@@ -17,6 +18,7 @@ from processor.errors import ConfigError
 from processor.ids import TaskId
 from processor.runtime.assignment import Assignment
 from processor.runtime.load_balancer import LoadBalancer
+from processor.runtime.load_plan import Decision
 from processor.status.plan import PLAN_KEY, LoadPlan
 from processor.status.record import InstancePhase, InstanceStatus, StatusBoard
 from processor.status.signing import SIGNATURE_HEADER, StatusSigner
@@ -42,6 +44,13 @@ def _assign(members: Sequence[str], weights: Mapping[TaskId, int] | None) -> dic
     return weighted_assign(members, TASKS, weights)
 
 
+def decide_now(decision: Callable[[], Decision]) -> Future[Decision]:
+    """Runs a decision at once (the worker runs it on a thread of its own)."""
+    answer: Future[Decision] = Future()
+    answer.set_result(decision())
+    return answer
+
+
 class Worker:
     """One worker's board and balancer; what it publishes is collected in `published`."""
 
@@ -49,7 +58,12 @@ class Worker:
         self.board = StatusBoard()
         self.published: list[LoadPlan] = []
         self.balancer = LoadBalancer(
-            _config(**changes), instance_id, self.board, self.published.append, _assign
+            _config(**changes),
+            instance_id,
+            self.board,
+            self.published.append,
+            _assign,
+            decide_in=decide_now,
         )
 
 
@@ -212,7 +226,9 @@ def test_an_imbalance_no_plan_helps_is_searched_once_an_interval() -> None:
 
     board = StatusBoard()
     published: list[LoadPlan] = []
-    balancer = LoadBalancer(_config(), "w0", board, published.append, counting)
+    balancer = LoadBalancer(
+        _config(), "w0", board, published.append, counting, decide_in=decide_now
+    )
     running = _running()
     rates = {t: (9000.0 if t.partition == 0 else 10.0) for t in TASKS}
     _report(board, running.active, rates)
@@ -222,3 +238,68 @@ def test_an_imbalance_no_plan_helps_is_searched_once_an_interval() -> None:
     searches = sorted(set(calls))
     assert published == []
     assert searches and all(b - a >= 30.0 for a, b in itertools.pairwise(searches))
+
+
+class Deferred:
+    """Runs decisions only when told (`answer()`), as a thread that has not finished yet."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[Callable[[], Decision], Future[Decision]]] = []
+
+    def __call__(self, decision: Callable[[], Decision]) -> Future[Decision]:
+        answer: Future[Decision] = Future()
+        self.waiting.append((decision, answer))
+        return answer
+
+    def answer(self) -> None:
+        for decision, answer in self.waiting:
+            answer.set_result(decision())
+        self.waiting.clear()
+
+
+def test_the_leader_goes_on_while_it_decides_and_publishes_once_the_answer_is_in() -> None:
+    """A decision that searches computes about ten assignments (150-250 ms at 100 workers):
+    the leader's tasks must not wait for it."""
+    deferred = Deferred()
+    published: list[LoadPlan] = []
+    board = StatusBoard()
+    balancer = LoadBalancer(_config(), "w0", board, published.append, _assign, decide_in=deferred)
+    running = _running()
+    _report(board, running.active, SKEWED)
+    for now in range(0, 30, 5):  # the imbalance is not sustained for an interval yet
+        balancer.tick(MEMBERS, running, float(now))
+        deferred.answer()
+    balancer.tick(MEMBERS, running, 30.0)  # asks for the decision that searches
+    for now in (31.0, 32.0, 36.0):
+        balancer.tick(MEMBERS, running, now)
+    assert len(deferred.waiting) == 1, "asked once, not again while it is on its way"
+    assert published == []
+
+    deferred.answer()
+    balancer.tick(MEMBERS, running, 37.0)
+    (plan,) = published
+    assert plan.members == tuple(MEMBERS)
+
+
+def test_an_answer_for_an_assignment_that_is_no_longer_running_is_dropped() -> None:
+    deferred = Deferred()
+    published: list[LoadPlan] = []
+    board = StatusBoard()
+    balancer = LoadBalancer(_config(), "w0", board, published.append, _assign, decide_in=deferred)
+    running = _running()
+    _report(board, running.active, SKEWED)
+    for now in range(0, 30, 5):
+        balancer.tick(MEMBERS, running, float(now))
+        deferred.answer()
+    balancer.tick(MEMBERS, running, 30.0)
+    assert len(deferred.waiting) == 1
+
+    rebalanced = _running()  # the same owners, but a new generation's assignment
+    deferred.answer()
+    balancer.tick(MEMBERS, rebalanced, 36.0)
+    assert published == [], "decided for the assignment before the rebalance"
+    for now in range(40, 80, 5):  # the next looks decide again, for the one running now
+        balancer.tick(MEMBERS, rebalanced, float(now))
+        deferred.answer()
+    balancer.tick(MEMBERS, rebalanced, 80.0)
+    assert len(published) == 1

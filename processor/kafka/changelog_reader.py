@@ -150,6 +150,18 @@ class ChangelogReader:
         if tps:
             self._consumer.incremental_unassign(tps)
 
+    def pause(self, partitions: Iterable[Partition]) -> None:
+        """Stop fetching these assigned partitions; each keeps its position (records fetched
+        and not yet handed out are fetched again after `resume`)."""
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        if tps:
+            self._consumer.pause(tps)
+
+    def resume(self, partitions: Iterable[Partition]) -> None:
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        if tps:
+            self._consumer.resume(tps)
+
     def consume(self, max_records: int, timeout: float) -> list[ChangelogRecord | PartitionEnd]:
         """Up to `max_records` records and end-of-partition events, in offset order per
         partition; returns when it has `max_records` of them or after `timeout` seconds."""

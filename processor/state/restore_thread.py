@@ -34,6 +34,7 @@ from processor.state.restore_protocols import (
     RestoreListener,
 )
 from processor.state.restore_task import ChangelogPosition, RestoreState, TaskRestore
+from processor.state.standby_hold import StandbyHold
 
 __all__ = ["RestoreBook", "RestoreError", "RestoreSettings", "RestorerThread", "WipeCallback"]
 
@@ -112,6 +113,7 @@ class RestorerThread:
     ) -> None:
         self._book = book
         self._reader = reader
+        self._hold = StandbyHold(reader)
         self._wipe = wipe_callback
         self._listener = listener
         # The listener's calls wait here until the lock is released: a slow listener (user
@@ -131,12 +133,14 @@ class RestorerThread:
                         return
                     unassign, self._book.to_unassign = self._book.to_unassign, []
                 if unassign:
+                    self._hold.release(unassign)
                     self._reader.unassign(unassign)
                 for task in pending:
                     self._try_start(task)
                 self._call_listener()
                 with self._book.lock:
                     reading = bool(self._book.partitions)
+                    self._hold.update(self._book.partitions)  # active restores first
                 if reading:
                     try:
                         items = self._reader.consume_batches(
@@ -452,6 +456,7 @@ class RestorerThread:
         self._book.last_restore[task.task_id] = (task.restored, time.monotonic() - task.started)
         if task.partitions:
             self._book.forget_partitions(task)
+            self._hold.release(self._book.to_unassign)
             self._reader.unassign(self._book.to_unassign)
             self._book.to_unassign = []
         # Handed back after the listener has heard of the end, as when it was called under the

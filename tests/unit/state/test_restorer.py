@@ -36,6 +36,9 @@ class MemoryChangelogs:
         self._at_end: set[Partition] = set()
         self._held = False
         self.assigned: list[dict[Partition, int]] = []  # every assign() call
+        # Like librdkafka, a partition stays paused across unassign() and assign().
+        self.paused: set[Partition] = set()
+        self.pauses: list[tuple[str, list[Partition]]] = []  # every pause() and resume()
         self.unreachable = False  # watermarks() fails as when the broker does not answer
 
     def append(self, records: Records, partition: int = 0) -> None:
@@ -67,12 +70,25 @@ class MemoryChangelogs:
             for p in partitions:
                 self._positions.pop(p, None)
 
+    def pause(self, partitions: Iterable[Partition]) -> None:
+        with self._lock:
+            self.pauses.append(("pause", list(partitions)))
+            self.paused.update(self.pauses[-1][1])
+
+    def resume(self, partitions: Iterable[Partition]) -> None:
+        with self._lock:
+            self.pauses.append(("resume", list(partitions)))
+            self.paused.difference_update(self.pauses[-1][1])
+
     def consume_batches(
         self, max_records: int, timeout: float
     ) -> list[ChangelogBatch | PartitionEnd]:
         items: list[ChangelogBatch | PartitionEnd] = []
         with self._lock:
-            for (topic, partition), position in [] if self._held else self._positions.items():
+            reading = [] if self._held else list(self._positions.items())
+            for (topic, partition), position in reading:
+                if (topic, partition) in self.paused:
+                    continue
                 log = self._logs[(topic, partition)]
                 if position < len(log):
                     changes = log[position : position + max_records]
@@ -351,3 +367,28 @@ def test_the_main_thread_does_not_wait_for_a_write_but_removing_its_task_does(
     remover.join()
     backend.close()  # the caller's again, as after any remove()
     assert not backend.closed_while_writing
+
+
+def test_standbys_wait_while_an_active_task_restores_even_one_promoted_meanwhile(
+    restorer: Restorer, changelogs: MemoryChangelogs
+) -> None:
+    """One reader serves both, and the Kafka reader hands out what it fetched in order: a new
+    standby hundreds of thousands of records behind kept an active task's short tail waiting
+    (2.2 s in the scale-out benchmark). A standby promoted while held is read as a restore."""
+    standby, active = TaskId(0, 1), TaskId(0, 0)
+    changelogs.append(_records("standby", 50), partition=1)
+    restorer.add(standby, InMemoryBackend([STORE]), {STORE: TOPIC}, standby=True)
+    _wait_for(lambda: restorer.progress()[standby].caught_up, restorer, "the standby")
+    assert changelogs.paused == set(), "no active restore: standbys read"
+
+    changelogs.hold()  # the active task's restore stays under way until released
+    changelogs.append(_records("active", 30), partition=0)
+    restorer.add(active, InMemoryBackend([STORE]), {STORE: TOPIC})
+    _wait_for(lambda: changelogs.paused == {(TOPIC, 1)}, restorer, "the standby held")
+
+    changelogs.append(_records("more", 20), partition=1)
+    restorer.promote(standby)  # while held: resumed before it is unassigned
+    changelogs.hold(False)
+    _wait_for(lambda: {active, standby} <= set(restorer.completed()), restorer, "both restores")
+    assert restorer.last_restore(standby)[0] == 20  # type: ignore[index]
+    assert changelogs.paused == set()

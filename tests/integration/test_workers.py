@@ -153,9 +153,12 @@ def test_three_workers_share_the_work_fail_over_and_get_their_tasks_back(
     print(f"failover after SIGKILL: {failover:.1f}s (session timeout {SESSION_TIMEOUT_MS} ms)")
 
     # Restart w2 with the same instance id: once the group is stable again it owns its old
-    # partitions.
+    # partitions. It starts them once their interim owner has let them go (which processes them
+    # until then): only records produced after that must all be w2's.
     w2 = start(workers, kafka_bootstrap, topics, tmp_path, "w2")
-    w2.wait_for_log(r"members \[w0, w1, w2\]; active tasks", 60)
+    assigned = w2.wait_for_log(r"members \[w0, w1, w2\]; active tasks \[([^\]]*)\]", 60)
+    for task in filter(None, assigned.group(1).split(", ")):
+        w2.wait_for_log(rf"created: \[[^\]]*\b{task}\b[^\]]*\] processing", 60)
     third = produce_batch(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], "c", 100)
     output.read_until(lambda o: set(o.payloads()) >= third, 60)
     assert output.owner_by_partition("c") == owners_before

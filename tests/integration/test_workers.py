@@ -121,6 +121,15 @@ def start(
     return worker
 
 
+def wait_until_started(worker: WorkerProcess, members: str) -> None:
+    """Wait until `worker` has logged an assignment for `members` (a pattern) and started every
+    task of it that it gained: a task changing hands is processed by its previous owner until
+    that one lets it go, and only then started here."""
+    assigned = worker.wait_for_log(members + r"; active tasks \[([^\]]*)\]", 60)
+    for task in filter(None, assigned.group(1).split(", ")):
+        worker.wait_for_log(rf"created: \[[^\]]*\b{task}\b[^\]]*\] processing", 60)
+
+
 def test_three_workers_share_the_work_fail_over_and_get_their_tasks_back(
     kafka_bootstrap: str, topics: dict[str, str], workers: list[WorkerProcess], tmp_path: Path
 ) -> None:
@@ -156,9 +165,7 @@ def test_three_workers_share_the_work_fail_over_and_get_their_tasks_back(
     # partitions. It starts them once their interim owner has let them go (which processes them
     # until then): only records produced after that must all be w2's.
     w2 = start(workers, kafka_bootstrap, topics, tmp_path, "w2")
-    assigned = w2.wait_for_log(r"members \[w0, w1, w2\]; active tasks \[([^\]]*)\]", 60)
-    for task in filter(None, assigned.group(1).split(", ")):
-        w2.wait_for_log(rf"created: \[[^\]]*\b{task}\b[^\]]*\] processing", 60)
+    wait_until_started(w2, r"members \[w0, w1, w2\]")
     third = produce_batch(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], "c", 100)
     output.read_until(lambda o: set(o.payloads()) >= third, 60)
     assert output.owner_by_partition("c") == owners_before
@@ -341,7 +348,7 @@ def test_a_static_member_restarted_within_the_session_timeout_keeps_its_tasks_qu
     static = ["--static-membership"]
     s = [start(workers, kafka_bootstrap, topics, tmp_path, f"s{i}", *static) for i in range(2)]
     for worker in s:
-        worker.wait_for_log(r"members \[s0, s1\]; active tasks", 60)
+        wait_until_started(worker, r"members \[s0, s1\]")
     # s0 may have run alone for a moment before s1 joined: only what follows counts.
     settled = len(s[0].log())
     output = Output(kafka_bootstrap, topics["TEST_SINK_TOPIC"])
@@ -354,6 +361,7 @@ def test_a_static_member_restarted_within_the_session_timeout_keeps_its_tasks_qu
     s[1].kill()
     restarted = start(workers, kafka_bootstrap, topics, tmp_path, "s1", *static)
     restarted.wait_for_log(r"members \[s0, s1\]; active tasks", 30)
+    wait_until_started(restarted, r"members \[s0, s1\]")
     second = produce_batch(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], "b", 50)
     output.read_until(lambda o: set(o.payloads()) >= second, 60)
     output.close()

@@ -17,6 +17,7 @@ one commits for it meanwhile but its new owner, which has not started it.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
@@ -24,7 +25,6 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from processor.background_call import in_background
 from processor.ids import Partition
 
 __all__ = ["Committed", "StartOffsets"]
@@ -67,10 +67,15 @@ class StartOffsets:
         todo = sorted({p for p in partitions if p not in self._ahead})
         if not todo:
             return
-        # A failure is kept in the future: read() reads those partitions again itself.
-        future = in_background(
-            lambda: self._read_now(todo, _PREFETCH_TIMEOUT_S), "processor-start-offsets"
-        )
+        future: Future[dict[Partition, Committed]] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(self._read_now(todo, _PREFETCH_TIMEOUT_S))
+            except BaseException as e:  # read() reads those partitions again itself
+                future.set_exception(e)
+
+        threading.Thread(target=run, name="processor-start-offsets", daemon=True).start()
         for partition in todo:
             self._ahead[partition] = future
 

@@ -330,20 +330,16 @@ class StoreCache:
     def drop(self) -> None:
         """Forget everything the backend does not have: dirty entries, changes taken but not
         written, and the read cache. Used when a commit's transaction fails."""
-        self._drop_changes()
+        account = self._account
         cached = _bytes_of(self._clean)
-        self._account.used -= cached
-        self._account.evictable -= cached
-        self._clean.clear()
-
-    def _drop_changes(self) -> None:
-        """Forget the dirty entries and the changes taken but not written, and their bytes."""
-        self._account.used -= _bytes_of(self._dirty) + _bytes_of(self._unwritten)
+        account.used -= _bytes_of(self._dirty) + _bytes_of(self._unwritten) + cached
+        account.evictable -= cached
         self._dirty = {}
         self._dirty_keys = None
         self._unwritten = {}
         self._unwritten_keys = None
         self._local = set()
+        self._clean.clear()
 
     def close(self) -> None:
         """The task is closing: give the pinned bytes back to the budget now, and the clean
@@ -353,7 +349,12 @@ class StoreCache:
         if self._closed:
             return
         self._closed = True
-        self._drop_changes()
+        self._account.used -= _bytes_of(self._dirty) + _bytes_of(self._unwritten)
+        self._dirty = {}
+        self._dirty_keys = None
+        self._unwritten = {}
+        self._unwritten_keys = None
+        self._local = set()
         self._budget.retire(self, self._account)
 
     def evict(self, nbytes: int) -> int:

@@ -64,8 +64,8 @@ class WarmUp:
         members = membership.instances
         if not members or not membership.takes_part(self._plan.identity):
             return True  # nobody computes what this worker would: nothing to warm up for
-        current = self._rebalancer.assign(members)
-        future = self._rebalancer.assign([*members, self._instance_id])
+        current = self._rebalancer.owners(members)
+        future = self._rebalancer.owners([*members, self._instance_id])
         moving = warmup.moving_tasks(current, future, self._tasks.is_stateful)
         if not moving:
             return True

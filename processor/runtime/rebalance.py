@@ -29,7 +29,6 @@ from processor.histogram import REBALANCE_BOUNDS_S, Histogram
 from processor.ids import TaskId, tasks_field, tasks_text
 from processor.kafka.admin import Admin
 from processor.kafka.consumer import GroupConsumer
-from processor.runtime import warmup
 from processor.runtime.assignment import Assignment, assign, assign_with_standbys
 from processor.runtime.commit import Committer
 from processor.runtime.group_snapshot import SnapshotRequests, shows
@@ -44,6 +43,7 @@ from processor.runtime.membership import (
     stable_membership,
 )
 from processor.runtime.stall import StallWatch, group_has, report_replaced
+from processor.runtime.standby_targets import StandbyTargets
 from processor.runtime.status_publisher import GroupView, StatusPublisher
 from processor.runtime.task_manager import TaskManager
 from processor.runtime.task_plan import TaskPlan
@@ -87,8 +87,6 @@ class Rebalancer:
         self._duplicates = DuplicateWatch(self._instance_id, session_timeout_s + 5.0)
         self.assignment: Assignment | None = None
         self.members: list[str] = []
-        self.joiners: list[str] = []
-        self._prewarm: frozenset[TaskId] = frozenset()
         self._membership = Membership([], {})
         self._outvoted_by: WorkerIdentity | None = None
         self._strangers_seen: set[tuple[str, str]] = set()
@@ -105,6 +103,14 @@ class Rebalancer:
         )
         # The load plan's weights the running assignment was computed with.
         self._weights: Mapping[TaskId, int] | None = None
+        self.standbys = StandbyTargets(
+            self._instance_id,
+            self._place,
+            self.balancer.weights,
+            status,
+            tasks,
+            replicas=config.num_standby_replicas,
+        )
         # From a revoke until the next generation is taken: commits would be refused.
         self._commits_held = False
         self._assigned_member_id: str | None = None
@@ -136,15 +142,25 @@ class Rebalancer:
             rebalance_seconds=self.rebalance_seconds.sample(),
         )
 
-    def assign(self, members: list[str]) -> Assignment:
-        """The assignment of `members`, with the load plan's weights when there is one for
-        them (`processor.runtime.load_balancer`)."""
+    @property
+    def joiners(self) -> list[str]:
+        """The instances announced as warming up to join."""
+        return self.standbys.joiners
+
+    def owners(self, members: Sequence[str]) -> Assignment:
+        """Who owns what among `members` (no standbys), with the load plan's weights when there
+        is one for them (`processor.runtime.load_balancer`)."""
+        weights = self.balancer.weights(members)
+        return Assignment(self._actives(members, weights), instances=frozenset(members))
+
+    def _place(self, members: Sequence[str], weights: Mapping[TaskId, int] | None) -> Assignment:
+        """The assignment of `members` with its standbys: on a thread (`standby_targets`)."""
         return assign_with_standbys(
             members,
             self._plan.tasks,
             num_standby_replicas=self._config.num_standby_replicas,
             balance_factor=self._config.assignment_balance_factor,
-            weights=self.balancer.weights(members),
+            weights=weights,
         )
 
     def _actives(
@@ -310,6 +326,9 @@ class Rebalancer:
         """Take the pending generation once its snapshot is there; start the gained tasks that
         no other worker claims any more."""
         self._duplicates.check(time.monotonic())
+        if self.assignment is not None and self.standbys.placing:
+            placed = self.standbys.take_placed(self.members, self._handover.gaining)
+            self.assignment = placed or self.assignment
         if self._handover.gaining and not self._snapshot_pending:
             self._start_gained()
         if not self._snapshot_pending or time.monotonic() < self._next_snapshot_at:
@@ -366,9 +385,8 @@ class Rebalancer:
         self.members = list(members)
         previous = self.assignment
         self._weights = self.balancer.weights(members)
-        self.assignment = self.assign(members)
-        self.joiners = []
-        self._prewarm = frozenset()
+        owners = Assignment(self._actives(members, self._weights), instances=frozenset(members))
+        self.assignment = self.standbys.place(owners, self._weights)
         mine = sorted(self.assignment.tasks_of(self._instance_id))
         duplicate = self._duplicates.observe(membership, time.monotonic())
         if duplicate:
@@ -381,6 +399,7 @@ class Rebalancer:
                 self._duplicates.grace_s,
             )
             mine = []
+            self.standbys.drop()
         let_go = self._let_go(set(self._tasks.tasks) - set(mine))
         gaining = [t for t in mine if t not in self._tasks.tasks]
         # Claims what it gains, or tells those waiting for what it let go of, before anything
@@ -390,18 +409,7 @@ class Rebalancer:
             self.publish_status()
         if previous is not None and self._config.exactly_once:
             fence_departed(self._config, self._instance_id, previous, members, gaining)
-        standbys = set() if duplicate else self._standbys_wanted()
-        self._tasks.set_standbys(standbys)  # they open in the background
-        standby = sorted(t for t in standbys - set(mine) if self._tasks.is_stateful(t))
-        log.info(
-            "worker %s: members [%s]; active tasks [%s]; standby tasks [%s]; gaining [%s]",
-            self._instance_id,
-            ", ".join(members),
-            tasks_text(mine),
-            tasks_text(standby),
-            tasks_text(gaining),
-            extra={**tasks_field(mine), "standby_tasks": tasks_field(standby)["tasks"]},
-        )
+        self.standbys.keep(self.members, mine, set(gaining))
         self._start_gained()
 
     def _let_go(self, leaving: set[TaskId]) -> bool:
@@ -437,6 +445,7 @@ class Rebalancer:
         self.members = []
         self._let_go(set(self._tasks.tasks))
         self._handover.cancel()
+        self.standbys.drop()
         self._tasks.set_standbys(set())
         self.publish_status()
         if self._outvoted_by == majority:
@@ -451,34 +460,7 @@ class Rebalancer:
         join; drop pre-warmed copies nobody needs any more. True when the joiners changed."""
         if not self.settled or self.assignment is None:
             return False
-        joiners = self._status.joiners(self.members)
-        if joiners == self.joiners:
-            return False
-        self.joiners = joiners
-        prewarm: frozenset[TaskId] = frozenset()
-        if joiners:
-            future = self.assign([*self.members, *joiners])
-            prewarm = warmup.to_prewarm(self._instance_id, self.assignment, future)
-            log.info(
-                "worker %s: instances [%s] are warming up to join; pre-warming tasks [%s]",
-                self._instance_id,
-                ", ".join(joiners),
-                tasks_text(prewarm),
-                extra=tasks_field(prewarm),
-            )
-        self._prewarm = prewarm
-        self._tasks.set_standbys(self._standbys_wanted())
-        return True
-
-    def _standbys_wanted(self) -> set[TaskId]:
-        """Assigned standbys, tasks pre-warmed for joiners, and the standbys of gained tasks
-        not started yet (kept until they are promoted)."""
-        assigned = (
-            self.assignment.standby.get(self._instance_id, frozenset())
-            if self.assignment is not None
-            else frozenset()
-        )
-        return set(assigned | self._prewarm | (self._handover.gaining & self._tasks.standbys))
+        return self.standbys.follow_joiners(self.members, self.assignment, self._handover.gaining)
 
     def publish_status(self) -> None:
         self._status.publish(

@@ -73,6 +73,7 @@ def _rebalancer(members: list[str], stalls: StallWatch) -> tuple[Rebalancer, Fak
         load_balance_interval_ms=30_000,
         load_balance_threshold=0.25,
         load_balance_max_moves=2,
+        num_standby_replicas=0,
     )
     plan = SimpleNamespace(identity=SimpleNamespace(instance_id="z0"))
     rebalancer = Rebalancer(

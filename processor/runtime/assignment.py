@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from types import MappingProxyType
@@ -251,6 +251,7 @@ def assign_with_standbys(
     num_standby_replicas: int,
     balance_factor: float = 1.0,
     weights: Mapping[TaskId, int] | None = None,
+    pause: Callable[[], None] | None = None,
 ) -> Assignment:
     """`assign()` plus standby replicas placed where the tasks will land.
 
@@ -266,8 +267,9 @@ def assign_with_standbys(
     A task may get more than r standbys (the shuffled tasks need theirs too); see
     `bench/assignment_sim.py` for how many and how long it takes. Without weights each set F
     costs only the pairs whose outcome it changes (`assignment_failover.py`); with weights every
-    F is walked in full, `sum(C(n, k) for k <= r)` walks. Raises `ConfigError` for an r that is
-    not an int >= 0, otherwise as `assign()`.
+    F is walked in full, `sum(C(n, k) for k <= r)` walks. *pause*, when given, is called after
+    each set F: a placement on a thread of its own lets the main loop run there. Raises
+    `ConfigError` for an r that is not an int >= 0, otherwise as `assign()`.
     """
     _check_balance_factor(balance_factor)
     if (
@@ -291,6 +293,8 @@ def assign_with_standbys(
         for task, owner in _new_owners(plan, base, failed).items():
             if owner != base.owner[task]:
                 standby.setdefault(owner, set()).add(task)
+        if pause is not None:
+            pause()
     return Assignment(
         active=plan.named(base.owner),
         standby={members[m]: frozenset(todo[task] for task in held) for m, held in standby.items()},

@@ -43,6 +43,7 @@ from processor.runtime.membership import (
     stable_membership,
 )
 from processor.runtime.stall import StallWatch, group_has, report_replaced
+from processor.runtime.standby_placer import let_others_run
 from processor.runtime.standby_targets import StandbyTargets
 from processor.runtime.status_publisher import GroupView, StatusPublisher
 from processor.runtime.task_manager import TaskManager
@@ -161,6 +162,7 @@ class Rebalancer:
             num_standby_replicas=self._config.num_standby_replicas,
             balance_factor=self._config.assignment_balance_factor,
             weights=weights,
+            pause=let_others_run,
         )
 
     def _actives(

@@ -32,6 +32,15 @@ Weights = Mapping[TaskId, int] | None
 Place = Callable[[Sequence[str], Weights], Assignment]
 Start = Callable[[Callable[[], Assignment], str], "Future[Assignment]"]
 
+
+def let_others_run() -> None:
+    """Called between the placement's steps: hands Python's lock to the main loop when it waits
+    for it. Without it the two threads took turns every 5 ms (`sys.getswitchinterval()`) and the
+    main loop kept about 40% of its speed while a long placement ran; `sleep(0)` may take the
+    lock straight back, a tenth of a millisecond lets the other thread have it."""
+    time.sleep(0.0001)
+
+
 WAIT_S = 0.05
 """How long `ask()` waits for the placement before the rebalance goes on without it: placing
 3 members' standbys takes about a millisecond, so small groups see no difference."""

@@ -236,3 +236,15 @@ def test_standby_counts_of_a_hand_built_assignment() -> None:
     t0, t1 = TaskId(0, 0), TaskId(0, 1)
     built = Assignment(active={t0: "a", t1: "b"}, standby={"c": frozenset({t0, t1})})
     assert standby_counts(built) == {"a": 0, "b": 0, "c": 2}
+
+
+def test_a_placement_pauses_after_each_failure_set_and_places_the_same() -> None:
+    members = [f"w{i}" for i in range(6)]
+    tasks = [TaskId(0, p) for p in range(30)]
+    for r, failure_sets in ((1, 6), (2, 6 + 15)):
+        pauses: list[None] = []
+        placed = assign_with_standbys(
+            members, tasks, num_standby_replicas=r, pause=lambda: pauses.append(None)
+        )
+        assert len(pauses) == failure_sets
+        assert placed == assign_with_standbys(members, tasks, num_standby_replicas=r)

@@ -10,9 +10,11 @@ it just joined. Then two named steps:
    strangers and outvoted workers own nothing;
 2. `apply_assignment()`: every worker computes the same assignment from the members taking part;
    this one commits and closes the tasks that moved away (and stops reading their partitions),
-   keeps the others running, sets its standbys, fences the transactions of departed owners it
-   takes over (exactly-once), and claims the tasks it gains: each starts (restoring first where
-   stateful) once no other worker claims it (`processor.runtime.handover`).
+   keeps the others running, fences the transactions of departed owners it takes over
+   (exactly-once), and claims the tasks it gains: each starts (restoring first where stateful)
+   once no other worker claims it (`processor.runtime.handover`). Only who owns what is computed
+   here; the standbys are placed on a thread, and the last ones kept until then
+   (`processor.runtime.standby_targets`).
 
 Between rebalances it pre-warms, as standbys, what announced joiners will give this worker.
 """

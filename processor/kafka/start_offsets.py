@@ -17,7 +17,6 @@ one commits for it meanwhile but its new owner, which has not started it.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
@@ -25,6 +24,7 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from processor.background_call import in_background
 from processor.ids import Partition
 
 __all__ = ["Committed", "StartOffsets"]
@@ -67,15 +67,10 @@ class StartOffsets:
         todo = sorted({p for p in partitions if p not in self._ahead})
         if not todo:
             return
-        future: Future[dict[Partition, Committed]] = Future()
-
-        def run() -> None:
-            try:
-                future.set_result(self._read_now(todo, _PREFETCH_TIMEOUT_S))
-            except BaseException as e:  # read() reads those partitions again itself
-                future.set_exception(e)
-
-        threading.Thread(target=run, name="processor-start-offsets", daemon=True).start()
+        # A failure is kept in the future: read() reads those partitions again itself.
+        future = in_background(
+            lambda: self._read_now(todo, _PREFETCH_TIMEOUT_S), "processor-start-offsets"
+        )
         for partition in todo:
             self._ahead[partition] = future
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future
 
+from processor.background_call import in_background
 from processor.kafka.admin import Admin, GroupSnapshot
-from processor.runtime.background_call import in_background
 
 __all__ = ["SnapshotRequests", "shows"]
 

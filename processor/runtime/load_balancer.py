@@ -73,10 +73,10 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from processor.background_call import in_background
 from processor.config import WorkerConfig
 from processor.ids import TaskId, tasks_text
 from processor.runtime.assignment import Assignment
-from processor.runtime.background_call import in_background
 from processor.runtime.load_plan import (
     AssignFunction,
     Decision,

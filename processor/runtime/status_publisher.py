@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from processor.background_call import in_background
 from processor.config import WorkerConfig
 from processor.errors import BrokerError
 from processor.histogram import REBALANCE_BOUNDS_S, HistogramSample, empty
@@ -25,7 +26,6 @@ from processor.ids import TaskId
 from processor.kafka.producer import Headers, OutputProducer
 from processor.kafka.topic_tail import TopicTail
 from processor.metrics import RestoreSample, WorkerMetrics, WorkerSnapshot
-from processor.runtime.background_call import in_background
 from processor.runtime.clients import metadata_reader_settings, status_producer_settings
 from processor.runtime.task_manager import TaskManager
 from processor.runtime.task_rates import TaskRates

@@ -330,16 +330,20 @@ class StoreCache:
     def drop(self) -> None:
         """Forget everything the backend does not have: dirty entries, changes taken but not
         written, and the read cache. Used when a commit's transaction fails."""
-        account = self._account
+        self._drop_changes()
         cached = _bytes_of(self._clean)
-        account.used -= _bytes_of(self._dirty) + _bytes_of(self._unwritten) + cached
-        account.evictable -= cached
+        self._account.used -= cached
+        self._account.evictable -= cached
+        self._clean.clear()
+
+    def _drop_changes(self) -> None:
+        """Forget the dirty entries and the changes taken but not written, and their bytes."""
+        self._account.used -= _bytes_of(self._dirty) + _bytes_of(self._unwritten)
         self._dirty = {}
         self._dirty_keys = None
         self._unwritten = {}
         self._unwritten_keys = None
         self._local = set()
-        self._clean.clear()
 
     def close(self) -> None:
         """The task is closing: give the pinned bytes back to the budget now, and the clean
@@ -349,12 +353,7 @@ class StoreCache:
         if self._closed:
             return
         self._closed = True
-        self._account.used -= _bytes_of(self._dirty) + _bytes_of(self._unwritten)
-        self._dirty = {}
-        self._dirty_keys = None
-        self._unwritten = {}
-        self._unwritten_keys = None
-        self._local = set()
+        self._drop_changes()
         self._budget.retire(self, self._account)
 
     def evict(self, nbytes: int) -> int:

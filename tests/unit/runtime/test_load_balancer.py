@@ -257,10 +257,12 @@ class Deferred:
         self.waiting.clear()
 
 
-def test_the_leader_goes_on_while_it_decides_and_publishes_once_the_answer_is_in() -> None:
-    """A decision that searches computes about ten assignments (150-250 ms at 100 workers):
-    the leader's tasks must not wait for it."""
-    deferred = Deferred()
+def _searching(
+    deferred: Deferred,
+) -> tuple[LoadBalancer, Assignment, list[LoadPlan]]:
+    """A leader over a skew sustained for an interval, which has just asked (at 30 s) for the
+    decision that searches, through `deferred`: the balancer, the assignment running, and what
+    it publishes."""
     published: list[LoadPlan] = []
     board = StatusBoard()
     balancer = LoadBalancer(_config(), "w0", board, published.append, _assign, decide_in=deferred)
@@ -269,7 +271,15 @@ def test_the_leader_goes_on_while_it_decides_and_publishes_once_the_answer_is_in
     for now in range(0, 30, 5):  # the imbalance is not sustained for an interval yet
         balancer.tick(MEMBERS, running, float(now))
         deferred.answer()
-    balancer.tick(MEMBERS, running, 30.0)  # asks for the decision that searches
+    balancer.tick(MEMBERS, running, 30.0)
+    return balancer, running, published
+
+
+def test_the_leader_goes_on_while_it_decides_and_publishes_once_the_answer_is_in() -> None:
+    """A decision that searches computes about ten assignments (150-250 ms at 100 workers):
+    the leader's tasks must not wait for it."""
+    deferred = Deferred()
+    balancer, running, published = _searching(deferred)
     for now in (31.0, 32.0, 36.0):
         balancer.tick(MEMBERS, running, now)
     assert len(deferred.waiting) == 1, "asked once, not again while it is on its way"
@@ -283,15 +293,7 @@ def test_the_leader_goes_on_while_it_decides_and_publishes_once_the_answer_is_in
 
 def test_an_answer_for_an_assignment_that_is_no_longer_running_is_dropped() -> None:
     deferred = Deferred()
-    published: list[LoadPlan] = []
-    board = StatusBoard()
-    balancer = LoadBalancer(_config(), "w0", board, published.append, _assign, decide_in=deferred)
-    running = _running()
-    _report(board, running.active, SKEWED)
-    for now in range(0, 30, 5):
-        balancer.tick(MEMBERS, running, float(now))
-        deferred.answer()
-    balancer.tick(MEMBERS, running, 30.0)
+    balancer, _, published = _searching(deferred)
     assert len(deferred.waiting) == 1
 
     rebalanced = _running()  # the same owners, but a new generation's assignment

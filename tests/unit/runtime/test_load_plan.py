@@ -22,6 +22,7 @@ from processor.runtime.load_plan import (
     NOISE,
     SCALE,
     AssignFunction,
+    Decision,
     PlanSettings,
     decide,
     departures,
@@ -220,6 +221,26 @@ def _scale(
     return total * total / len(set(members))
 
 
+def _decide_once(
+    members: Sequence[str],
+    active: Mapping[TaskId, str],
+    rates: Mapping[TaskId, float],
+    assign: AssignFunction,
+    settings: PlanSettings,
+) -> Decision:
+    """One decision from a count-based assignment, with no imbalance seen before."""
+    return decide(
+        members=members,
+        active=active,
+        rates=rates,
+        current=None,
+        assign=assign,
+        settings=settings,
+        imbalanced_since=None,
+        now=0.0,
+    )
+
+
 def _one_hot(
     n_members: int, n_tasks: int, times: float
 ) -> tuple[list[str], list[TaskId], dict[TaskId, float]]:
@@ -234,16 +255,7 @@ def test_at_20_workers_one_hot_task_is_worth_a_plan() -> None:
     members, tasks, rates = _one_hot(20, 200, 8)
     assign_real = _real(tasks)
     active = assign_real(members, None)
-    decision = decide(
-        members=members,
-        active=active,
-        rates=rates,
-        current=None,
-        assign=assign_real,
-        settings=PlanSettings(sustain_s=0),
-        imbalanced_since=None,
-        now=0.0,
-    )
+    decision = _decide_once(members, active, rates, assign_real, PlanSettings(sustain_s=0))
     assert decision.weights is not None, decision.reason
     assert decision.spread_now > 1.6 and decision.spread_after < 1.25
     assert 1 <= len(decision.moves) <= PlanSettings().max_moves
@@ -259,16 +271,7 @@ def test_at_100_workers_one_hot_task_is_worth_a_plan() -> None:
     rates = _noisy(base, random.Random(1), NOISE)
     assign_real = _real(tasks)
     active = assign_real(members, None)
-    decision = decide(
-        members=members,
-        active=active,
-        rates=rates,
-        current=None,
-        assign=assign_real,
-        settings=PlanSettings(sustain_s=0),
-        imbalanced_since=None,
-        now=0.0,
-    )
+    decision = _decide_once(members, active, rates, assign_real, PlanSettings(sustain_s=0))
     assert decision.weights is not None, decision.reason
     after = assign_real(members, decision.weights)
     assert decision.spread_now > 1.6 and decision.spread_after < 1.25

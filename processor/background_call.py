@@ -1,7 +1,9 @@
 """A blocking call on a daemon thread of its own, its result in a future the main loop looks at.
 
-For the few broker round trips a rebalance needs (`group_snapshot`, the hand-over's claim): on
-the main loop, every task of the worker, those keeping their owner too, would wait for them. A
+For the few broker round trips a rebalance needs (`processor.runtime.group_snapshot`, the
+hand-over's claim, a gained task's start offsets in `processor.kafka.start_offsets`) and the
+load planner's decision: on the main loop, every task of the worker, those keeping their owner
+too, would wait for them. Beside `runtime` and `kafka`, which both use it. A
 daemon thread, not an executor: a call librdkafka never answers must not keep the process from
 exiting.
 """

@@ -251,7 +251,7 @@ def assign_with_standbys(
     num_standby_replicas: int,
     balance_factor: float = 1.0,
     weights: Mapping[TaskId, int] | None = None,
-    pause: Callable[[], None] | None = None,
+    pause: Callable[[], object] | None = None,
 ) -> Assignment:
     """`assign()` plus standby replicas placed where the tasks will land.
 

@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 
+from processor.background_call import in_background
 from processor.ids import TaskId
 from processor.runtime.assignment import Assignment
-from processor.runtime.background_call import in_background
 
 __all__ = ["StandbyPlacer"]
 

@@ -242,9 +242,7 @@ def test_a_placement_pauses_after_each_failure_set_and_places_the_same() -> None
     members = [f"w{i}" for i in range(6)]
     tasks = [TaskId(0, p) for p in range(30)]
     for r, failure_sets in ((1, 6), (2, 6 + 15)):
-        pauses: list[None] = []
-        placed = assign_with_standbys(
-            members, tasks, num_standby_replicas=r, pause=lambda: pauses.append(None)
-        )
-        assert len(pauses) == failure_sets
+        pauses = itertools.count()
+        placed = assign_with_standbys(members, tasks, num_standby_replicas=r, pause=pauses.__next__)
+        assert next(pauses) == failure_sets
         assert placed == assign_with_standbys(members, tasks, num_standby_replicas=r)

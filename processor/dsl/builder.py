@@ -363,18 +363,45 @@ class GraphBuilder:
         return name
 
     def add_repartition(
-        self, parent: str, base: str, key_serde: Serde[Any], value_serde: Serde[Any]
+        self,
+        parent: str,
+        base: str,
+        key_serde: Serde[Any],
+        value_serde: Serde[Any],
+        *,
+        grouping: str | None = None,
     ) -> str:
         """Route `parent`'s records through the repartition topic
         `<application_id>-<base>-repartition` (sink `<base>-sink`), so that each key lands in
-        the partition its hash picks; returns the node reading them back, `<base>-source`."""
+        the partition its hash picks; returns the node reading them back, `<base>-source`.
+        For a `grouping` ("group_by" or "group_by_key": what follows aggregates per key), a
+        record with a null key is refused before the topic (`SinkNode.null_key_error`)."""
         topic = f"{base}-repartition"
+        null_key_error = None if grouping is None else _GROUPING_NULL_KEY[grouping].format(base)
         self._graph.add(
-            SinkNode(f"{base}-sink", topic, parent, key_serde, value_serde, internal=True)
+            SinkNode(
+                f"{base}-sink",
+                topic,
+                parent,
+                key_serde,
+                value_serde,
+                internal=True,
+                null_key_error=null_key_error,
+            )
         )
         source = f"{base}-source"
         self._graph.add(SourceNode(source, topic, key_serde, value_serde, internal=True))
         return source
+
+
+_GROUPING_NULL_KEY = {
+    "group_by": "group_by {0!r}: the key function returned None, and grouped records are "
+    "aggregated per key; return a key for every record, or filter out the records that have none "
+    "before group_by",
+    "group_by_key": "group_by_key {0!r}: the record's key is None (as set by the map, flat_map or "
+    "process before it), and grouped records are aggregated per key; give every record a key, or "
+    "filter out the records that have none before grouping",
+}
 
 
 def _check_ttl(store: str, ttl_ms: int, ttl_clock: str) -> None:

@@ -231,7 +231,7 @@ class Stream(AsyncOperations, Generic[K, V]):
         )
         key = key_serde or self.key_serde
         value = value_serde or self.value_serde
-        source = self._builder.add_repartition(keyed, base, key, value)
+        source = self._builder.add_repartition(keyed, base, key, value, grouping="group_by")
         return GroupedStream(self._builder, source, key, value)
 
     def group_by_key(
@@ -248,7 +248,9 @@ class Stream(AsyncOperations, Generic[K, V]):
         if not self.key_changed:
             return GroupedStream(self._builder, self._node, key, value)
         base = self._builder.name("group_by_key", name)
-        source = self._builder.add_repartition(self._node, base, key, value)
+        source = self._builder.add_repartition(
+            self._node, base, key, value, grouping="group_by_key"
+        )
         return GroupedStream(self._builder, source, key, value)
 
     def process(

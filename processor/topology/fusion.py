@@ -83,6 +83,10 @@ _STEPS: dict[type[Processor], str] = {
         o{i}.recover(e, f{i}, key, value)""",
 }
 
+_SINK_KEYED = """
+    if key is None:
+        raise sink.null_key()"""
+
 _SINK = """
     try:
         key_bytes = {key_bytes}
@@ -224,7 +228,8 @@ def _sink(sink: Any, names: dict[str, Any]) -> str:
     else:
         names["send"] = send
         emit = "send(sink.topic, key_bytes, value_bytes, context.timestamp, context.headers)"
-    return _SINK.format(
+    keyed = _SINK_KEYED if sink.null_key_error is not None else ""
+    return keyed + _SINK.format(
         emit=emit,
         key_bytes=_writing("key", sink.key_serde, names),
         value_bytes=_writing("value", sink.value_serde, names),

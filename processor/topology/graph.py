@@ -199,6 +199,10 @@ class SinkNode:
     key_serde: Serde[Any]
     value_serde: Serde[Any]
     internal: bool = False
+    null_key_error: str | None = None
+    """When set, a record with a null key is refused here, with this explanation, as a
+    `NullKeyError` (a grouping's repartition topic: every record it carries is aggregated per
+    key, so the record is refused where it was keyed, not after the topic)."""
 
 
 Node = SourceNode | OperatorNode | SinkNode

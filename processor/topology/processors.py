@@ -201,17 +201,20 @@ class SourceProcessor(Processor):
 
 
 class SinkProcessor(Processor):
-    __slots__ = ("context", "emitter", "key_serde", "topic", "value_serde")
+    __slots__ = ("context", "emitter", "key_serde", "null_key_error", "topic", "value_serde")
 
     def __init__(self, node: SinkNode, context: RecordContext, emitter: Emitter) -> None:
         super().__init__(node.name)
         self.topic = node.topic
         self.key_serde = node.key_serde
         self.value_serde = node.value_serde
+        self.null_key_error = node.null_key_error
         self.context = context
         self.emitter = emitter
 
     def process(self, key: Any, value: Any) -> bool:
+        if key is None and self.null_key_error is not None:
+            raise self.null_key()
         try:
             key_bytes = self.key_serde.serialize(key)
         except Exception as e:
@@ -226,6 +229,10 @@ class SinkProcessor(Processor):
         except RecordRejectedError as e:
             raise SinkRejectedError(self.name, e) from e
         return True
+
+    def null_key(self) -> NullKeyError:
+        """A null key where the records must have one (`SinkNode.null_key_error`)."""
+        return NullKeyError(self.name, self.null_key_error)
 
     def key_error(self, key: Any, error: Exception) -> OperatorError:
         """The key serde could not write `key`."""

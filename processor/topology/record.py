@@ -71,10 +71,11 @@ class NullKeyError(ProcessorError):
     """A record without a key reached an operator that keeps state per key; the task hands it
     to the deserialization error handler (the record, not the code, is at fault)."""
 
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, explanation: str | None = None) -> None:
         self.node = node
         super().__init__(
-            f"operator {node!r} keeps state per key and the record has a null key; give the "
+            explanation
+            or f"operator {node!r} keeps state per key and the record has a null key; give the "
             "records keys, or set the key with map() or group_by() before this operator"
         )
 

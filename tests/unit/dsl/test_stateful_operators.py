@@ -97,6 +97,50 @@ def test_count_hands_records_whose_new_key_is_null_to_the_handler() -> None:
     assert driver.read("out") == [("x", 1), ("x", 2)]
 
 
+def test_a_group_by_whose_key_function_returns_none_refuses_the_input_record() -> None:
+    """Refused where it was keyed, not after the repartition topic: the error names the input
+    record and the group_by, and a dead letter is the record as it was read (a record with a
+    null key in the repartition topic could only be skipped, not fixed by changing the code)."""
+    topology, text = _text_topology()
+    text.group_by(lambda k, v: v or None, name="by-value").count(name="counts").to_stream().to(
+        "out"
+    )
+    with pytest.raises(RecordError) as raised:
+        _run(topology, [("1", "x"), ("2", "")])
+    assert (raised.value.topic, raised.value.offset) == ("in", 1)
+    assert "group_by 'by-value': the key function returned None" in str(raised.value)
+
+    driver = TopologyTestDriver(
+        topology, deserialization_error_handler=ErrorHandler.DEAD_LETTER, dead_letter_topic="dlq"
+    )
+    for key, value in [("1", "x"), ("2", ""), ("3", "x")]:
+        driver.pipe("in", key, value)
+    assert driver.read("out") == [("x", 1), ("x", 2)]
+    [dead] = driver.read_records("dlq")
+    assert (dead.key, dead.value) == (b"2", b"")
+    headers = dict(dead.headers or [])
+    assert headers["processor.error.topic"] == b"in"
+    assert headers["processor.error.offset"] == b"1"
+    assert headers["processor.error.type"] == b"NullKeyError"
+
+
+def test_a_group_by_key_after_a_map_to_a_null_key_refuses_the_input_record() -> None:
+    topology, text = _text_topology()
+    (
+        text.map(lambda k, v: (v or None, v), name="rekey")
+        .group_by_key(name="regroup")
+        .count(name="counts")
+        .to_stream()
+        .to("out")
+    )
+    with pytest.raises(RecordError) as raised:
+        _run(topology, [("1", "x"), ("2", "")])
+    assert (raised.value.topic, raised.value.offset) == ("in", 1)
+    assert "group_by_key 'regroup': the record's key is None" in str(raised.value)
+    driver = _run(topology, [("1", "x"), ("2", ""), ("3", "x")], on_bad_record=ErrorHandler.SKIP)
+    assert driver.read("out") == [("x", 1), ("x", 2)]
+
+
 def test_count_writes_its_store_changelog_at_each_commit() -> None:
     topology, text = _text_topology("app")
     text.group_by_key().count(name="counts")

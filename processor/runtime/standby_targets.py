@@ -4,8 +4,8 @@ Three kinds, all restored and followed the same way (`TaskManager.set_standbys`)
 
 - *placed*: this worker's standbys in the running assignment (`assign_with_standbys`). They are
   placed on a thread (`standby_placer`); until the placement for the running members is there,
-  the last placement's are kept (dropping them would throw away warm copies the new placement
-  most likely keeps);
+  the last placement's (and what was pre-warmed for joiners) are kept: dropping them would
+  throw away warm copies the new placement most likely keeps;
 - *pre-warmed*: what this worker will hold once the announced joiners join and does not hold
   now (`warmup.to_prewarm`, over the future assignment, also placed on a thread);
 - the standbys of tasks this worker gains but has not started yet (another worker still claims
@@ -59,9 +59,13 @@ class StandbyTargets:
     def place(self, assignment: Assignment, weights: Weights) -> Assignment:
         """Start placing standbys for `assignment` (owners only, computed with `weights`); the
         assignment with its standbys when they are placed at once, else `assignment` itself
-        (`take_placed()` hands them over later). Pre-warming starts anew."""
-        self._forget_joiners()
+        (`take_placed()` hands them over later). Pre-warming starts anew; what was pre-warmed
+        is kept until the placement is there (the joiners it was for have most likely just
+        joined, and it is their standbys)."""
+        self._future.forget()
+        self.joiners = []
         if not self._replicas:
+            self.prewarm = frozenset()
             return assignment  # nothing to place: `assign_with_standbys` would be `assign`
         placed = self._current.ask(sorted(assignment.instances), weights)
         if placed is None:
@@ -145,6 +149,7 @@ class StandbyTargets:
 
     def _placed(self, placed: Assignment) -> Assignment:
         self.placed = placed.standby.get(self._instance_id, frozenset())
+        self.prewarm = frozenset()
         return placed
 
     def _forget_joiners(self) -> None:

@@ -140,3 +140,19 @@ def test_joiners_pre_warm_what_this_worker_will_hold_once_they_are_in() -> None:
     status.announced = []
     assert targets.follow_joiners(members, running, set())
     assert targets.prewarm == frozenset() and targets.joiners == []
+
+
+def test_what_was_pre_warmed_is_kept_until_the_placement_after_the_join_is_there() -> None:
+    place, tasks, status = SlowPlacement(), FakeTasks(), FakeStatus()
+    targets = _targets(place, tasks, status)
+    targets.prewarm = frozenset({TASKS[0], TASKS[1]})
+    targets.joiners = ["j"]
+    joined = ["a", "b", "j"]
+    running = targets.place(_owners(joined), None)
+    assert targets.placing and targets.joiners == []
+    targets.keep(joined, sorted(running.tasks_of("a")), set())
+    assert {TASKS[0], TASKS[1]} - running.tasks_of("a") <= tasks.standbys, "kept meanwhile"
+    place.go.release()
+    placed = _placed(targets, joined)
+    assert targets.prewarm == frozenset()
+    assert tasks.standbys == set(placed.standby.get("a", frozenset()))

@@ -13,7 +13,7 @@ from processor import config as config_module
 from processor.cli import logs
 from processor.cli.settings_help import setting_help, setting_metavar
 from processor.errors import ConfigError
-from processor.runtime.loader import load_topology
+from processor.runtime.loader import check_runnable, load_topology
 
 __all__ = ["add", "execute"]
 
@@ -83,6 +83,7 @@ def execute(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from processor.runtime.worker import Worker
 
     topology = load_topology(args.topology)
+    check_runnable(topology)
     config_module.check_environment(os.environ)
     names = (*config_module.SETTINGS, *config_module.REPLACED_SETTINGS)
     flags = {name: getattr(args, name) for name in names}

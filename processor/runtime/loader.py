@@ -54,5 +54,16 @@ def load_topology(spec: str) -> Topology:
     return topology
 
 
+def check_runnable(topology: Topology) -> None:
+    """A topology a worker can run reads something: a topic, a global table or a source outside
+    Kafka. One that reads nothing would join the group and idle, with nothing to say why."""
+    graph = topology.graph
+    if not graph.nodes and not graph.global_tables and not graph.external_sources:
+        raise TopologyLoadError(
+            f"topology {topology.name!r} reads nothing: add a stream(), table(), global_table() "
+            "or a source to it (was it built in a function that was not called?)"
+        )
+
+
 def _topologies_in(module: object) -> list[str]:
     return sorted(n for n, v in vars(module).items() if isinstance(v, Topology))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from enum import Enum
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,21 @@ def test_run_of_a_missing_module_is_one_line_naming_it_and_exit_code_2(
     assert lines[0].startswith("processor: ")
     assert "'topologies.nope'" in lines[0]
     assert "Traceback" not in captured.err
+
+
+def test_run_of_a_topology_that_reads_nothing_says_so_in_one_line_and_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "empty_pipeline.py").write_text(
+        "from processor import Topology\n\npipeline = Topology('empty')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["run", "empty_pipeline", "--bootstrap-servers", "x:1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "processor: topology error: topology 'empty' reads nothing: add a stream(), table(), "
+        "global_table() or a source to it (was it built in a function that was not called?)"
+    ]
 
 
 def test_run_without_bootstrap_servers_names_the_setting_and_exits_2(

@@ -331,7 +331,9 @@ class Rebalancer:
         no other worker claims any more."""
         self._duplicates.check(time.monotonic())
         if self.assignment is not None and self.standbys.placing:
-            placed = self.standbys.take_placed(self.members, self._handover.gaining)
+            gaining = self._handover.gaining
+            active = {*self._tasks.tasks, *gaining}
+            placed = self.standbys.take_placed(self.members, active, gaining)
             self.assignment = placed or self.assignment
         if self._handover.gaining and not self._snapshot_pending:
             self._start_gained()

@@ -72,15 +72,18 @@ class StandbyTargets:
             return assignment
         return self._placed(placed)
 
-    def take_placed(self, members: Sequence[str], gaining: Set[TaskId]) -> Assignment | None:
+    def take_placed(
+        self, members: Sequence[str], active: Set[TaskId], gaining: Set[TaskId]
+    ) -> Assignment | None:
         """The running assignment with its standbys, once, when they have been placed since
-        (and kept: `keep()`)."""
+        (and kept: `keep()`). `active`: the tasks this worker runs or is starting now (the
+        assignment's, unless it has lost them since, which the log line must not hide)."""
         placed = self._current.take()
         if placed is None:
             return None
         log.info("worker %s: standbys placed in %.2fs", self._instance_id, self._current.seconds)
         self._placed(placed)
-        self.keep(members, sorted(placed.tasks_of(self._instance_id)), gaining)
+        self.keep(members, sorted(active), gaining)
         return placed
 
     def keep(self, members: Sequence[str], mine: Sequence[TaskId], gaining: Set[TaskId]) -> None:

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
+
+import pytest
 
 from processor.ids import TaskId
 from processor.runtime.assignment import Assignment, assign, assign_with_standbys
@@ -52,7 +55,7 @@ def _owners(members: list[str]) -> Assignment:
 
 def _placed(targets: StandbyTargets, members: list[str]) -> Assignment:
     for _ in range(1000):
-        if (placed := targets.take_placed(members, set())) is not None:
+        if (placed := targets.take_placed(members, set(), set())) is not None:
             return placed
         time.sleep(0.01)
     raise AssertionError("the placement never came")
@@ -104,7 +107,7 @@ def test_a_worker_that_owns_nothing_keeps_no_standby_and_takes_no_late_placement
     targets.drop()
     place.go.release()
     time.sleep(0.1)
-    assert targets.take_placed(["a", "b"], set()) is None
+    assert targets.take_placed(["a", "b"], set(), set()) is None
     assert targets.wanted(set()) == set()
 
 
@@ -156,3 +159,21 @@ def test_what_was_pre_warmed_is_kept_until_the_placement_after_the_join_is_there
     placed = _placed(targets, joined)
     assert targets.prewarm == frozenset()
     assert tasks.standbys == set(placed.standby.get("a", frozenset()))
+
+
+def test_a_placement_that_comes_after_the_tasks_were_lost_logs_what_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    place, tasks, status = SlowPlacement(), FakeTasks(), FakeStatus()
+    targets = _targets(place, tasks, status)
+    members = ["a", "b"]
+    running = targets.place(_owners(members), None)
+    assert running.tasks_of("a"), "a owns tasks in this assignment"
+    place.go.release()
+    caplog.set_level(logging.INFO, logger="processor.worker")
+    for _ in range(1000):  # meanwhile the worker lost its membership and closed its tasks
+        if targets.take_placed(members, set(), set()) is not None:
+            break
+        time.sleep(0.01)
+    [line] = [r.getMessage() for r in caplog.records if "; active tasks [" in r.getMessage()]
+    assert "; active tasks []; standby tasks [" in line

@@ -19,6 +19,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetS
 
 from processor.errors import BrokerError
 from processor.ids import Partition
+from processor.kafka.group_describer import GroupDescriber, describable
 
 # How long the metadata request sent before a group description may take.
 _PROBE_TIMEOUT_S = 5.0
@@ -28,6 +29,10 @@ _PROBE_TIMEOUT_S = 5.0
 _ANSWER_GRACE_S = 5.0
 
 T = TypeVar("T")
+
+
+def _probe_timeout(timeout: float) -> float:
+    return min(_PROBE_TIMEOUT_S, timeout)
 
 
 @dataclass(frozen=True)
@@ -56,10 +61,24 @@ class TopicSpec:
 
 
 class Admin:
-    def __init__(self, settings: Mapping[str, str], timeout: float = 10.0) -> None:
+    def __init__(
+        self, settings: Mapping[str, str], timeout: float = 10.0, *, isolate_groups: bool = True
+    ) -> None:
+        """`isolate_groups`: describe groups from a child process (`group_describer`), which
+        librdkafka's abort on the coordinator's path cannot take the caller down with it."""
         self._settings: dict[str, str | int | float | bool] = dict(settings)
         self._client = AdminClient(self._settings)
         self._timeout = timeout
+        self._describer: GroupDescriber | None = None
+        if isolate_groups and describable(self._settings):
+            # Probe, request, and the grace for each: what describing in-process may take.
+            within = _probe_timeout(timeout) + timeout + 2 * _ANSWER_GRACE_S
+            self._describer = GroupDescriber(self._settings, timeout, answer_within=within)
+
+    def close(self) -> None:
+        """Stop the group-describing child process, if one was started."""
+        if self._describer is not None:
+            self._describer.close()
 
     def broker_count(self) -> int:
         try:
@@ -112,18 +131,27 @@ class Admin:
                 raise BrokerError(f"cannot create topic {name!r}: {e.args[0]}") from e
 
     def describe_group(self, group_id: str) -> GroupSnapshot:
-        """The group as its coordinator describes it now.
+        """The group as its coordinator describes it now (from the child process unless this
+        admin was made with `isolate_groups=False`)."""
+        if self._describer is None:
+            return self._describe_group_here(group_id)
+        answer = self._describer.describe(group_id)
+        members = tuple(GroupMember(*member) for member in answer["members"])
+        return GroupSnapshot(answer["state"] == "STABLE", answer["state"], members)
+
+    def _describe_group_here(self, group_id: str) -> GroupSnapshot:
+        """The group's description asked by this process's own client.
 
         librdkafka mishandles a group request whose connection is down when it is sent: the
         request never completes and the client stays wedged, or the process aborts on an
-        assertion (confluentinc/librdkafka#4605; seen here across a broker restart). So the
-        request goes out only right after a metadata request has been answered, never while
-        the broker is away, and after any failure the next try uses a new client, whose
+        assertion (confluentinc/librdkafka#4605 and #5397; seen here across a broker restart).
+        So the request goes out only right after a metadata request has been answered, which
+        makes both rarer, and after any failure the next try uses a new client, whose
         connections are all new."""
         # This client, whatever another thread's failed request makes of `self._client`.
         client = self._client
         try:
-            client.list_topics(timeout=_PROBE_TIMEOUT_S)
+            client.list_topics(timeout=_probe_timeout(self._timeout))
         except KafkaException as e:
             self._client = AdminClient(self._settings)
             raise BrokerError(

@@ -132,6 +132,7 @@ def _assemble(
 ) -> Collaborators:
     cfg, instance_id = parts.config, parts.instance_id
     admin = Admin(admin_settings(cfg))
+    resources.callback(admin.close)
     plan = TaskPlan(
         admin,
         cfg,

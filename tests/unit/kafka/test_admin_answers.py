@@ -34,7 +34,7 @@ def test_a_group_description_never_answered_is_given_up_and_the_next_try_uses_a_
 ) -> None:
     monkeypatch.setattr(admin_module, "_ANSWER_GRACE_S", 0.05)
     # A real client that never connects (nothing listens on port 1); its requests are faked.
-    admin = Admin({"bootstrap.servers": "127.0.0.1:1"}, timeout=0.05)
+    admin = Admin({"bootstrap.servers": "127.0.0.1:1"}, timeout=0.05, isolate_groups=False)
     unanswered = UnansweredGroupRequests()
     admin._client = unanswered  # type: ignore[assignment]
 
@@ -50,7 +50,7 @@ def test_a_group_description_never_answered_is_given_up_and_the_next_try_uses_a_
 
 def test_other_requests_never_answered_are_given_up_too(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(admin_module, "_ANSWER_GRACE_S", 0.05)
-    admin = Admin({"bootstrap.servers": "127.0.0.1:1"}, timeout=0.05)
+    admin = Admin({"bootstrap.servers": "127.0.0.1:1"}, timeout=0.05, isolate_groups=False)
 
     class Unanswered:
         def list_consumer_group_offsets(self, request: Any, request_timeout: float) -> Any:

@@ -48,6 +48,9 @@ _RECORD_REFUSED = frozenset(
 )
 
 _TOO_LARGE = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE})
+_NO_SUCH_PARTITION = frozenset(
+    {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION}
+)
 # Slices in which commit_transaction() first flushes, looking for failures between them.
 _FLUSH_SLICE_S = 0.05
 
@@ -58,7 +61,7 @@ class DeliveryFailure:
     for (`produce(..., origin=)`)."""
 
     topic: str
-    partition: int
+    partition: int | None  # None: never given one (its topic was unknown)
     reason: str
     key: bytes | None = None
     value: bytes | None = None
@@ -70,6 +73,8 @@ class DeliveryFailure:
     refused: bool = False
     # Refused for its size: the topic's max.message.bytes may have changed since it was read.
     too_large: bool = False
+    # Its topic, or that partition of it, does not exist (any more: deleted while it ran).
+    no_such_partition: bool = False
 
 
 class OutputProducer:
@@ -114,6 +119,7 @@ class OutputProducer:
                 origin,
                 error.code() in _RECORD_REFUSED,
                 error.code() in _TOO_LARGE,
+                error.code() in _NO_SUCH_PARTITION,
             )
         )
 

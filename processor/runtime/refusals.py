@@ -152,18 +152,49 @@ def raise_refused(failures: list[DeliveryFailure], *, handled: bool = False) -> 
         if first.origin is not None
         else ""
     )
-    hint = "production_error_handler=skip or dead_letter handles refused sink records"
-    if first.too_large and first.origin is None and first.topic.endswith(_CHANGELOG_SUFFIX):
+    hint = _hint(first)
+    raise BrokerError(
+        f"the broker refused {len(failures)} output records, first to {_where(first)}"
+        f"{origin}: {first.reason}; their input "
+        f"offsets were not committed, so a restart after the fix reprocesses them ({hint})",
+        fatal=True,
+    )
+
+
+def _hint(first: DeliveryFailure) -> str:
+    """What to do about the first refused record, in the stop's message."""
+    changelog = first.origin is None and first.topic.endswith(_CHANGELOG_SUFFIX)
+    if first.no_such_partition and changelog:
+        return (
+            f"changelog {_what(first)} does not exist any more: it was deleted while the worker "
+            "ran, and its store is no longer backed up; a restart "
+            "creates it again, empty, and the store's tasks then start over from empty state "
+            "(their local state does not match it): restore the topic first to keep the state"
+        )
+    if first.no_such_partition:
+        return (
+            f"{_where(first)} does not exist (any more): create it again with its partitions, "
+            "then restart; production_error_handler=skip "
+            "or dead_letter handles refused sink records"
+        )
+    if first.too_large and changelog:
         # Stores refuse updates too large for their changelogs as they are written: this
         # changelog's limit was lowered since the worker read it.
-        hint = (
+        return (
             "the changelog's max.message.bytes was lowered since this worker read it; a "
             "restart reads it again, and store updates over it then go to the production "
             "error handler"
         )
-    raise BrokerError(
-        f"the broker refused {len(failures)} output records, first to topic "
-        f"{first.topic!r} partition {first.partition}{origin}: {first.reason}; their input "
-        f"offsets were not committed, so a restart after the fix reprocesses them ({hint})",
-        fatal=True,
-    )
+    return "production_error_handler=skip or dead_letter handles refused sink records"
+
+
+def _what(failure: DeliveryFailure) -> str:
+    """`'topic'[partition]`, or `'topic'` for a record not given a partition yet (its topic was
+    unknown)."""
+    known = failure.partition is not None and failure.partition >= 0
+    return f"{failure.topic!r}[{failure.partition}]" if known else repr(failure.topic)
+
+
+def _where(failure: DeliveryFailure) -> str:
+    known = failure.partition is not None and failure.partition >= 0
+    return f"topic {failure.topic!r}" + (f" partition {failure.partition}" if known else "")

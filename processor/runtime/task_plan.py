@@ -58,7 +58,21 @@ class TaskPlan:
         except BrokerError as e:
             log.warning("worker %s: %s (retrying)", self._instance_id, e)
             return False
-        if counts == self._source_counts or counts == self._unusable_counts:
+        if counts == self._unusable_counts:
+            return False
+        if counts == self._source_counts:
+            if self._unusable_counts:
+                self._unusable_counts = {}
+                log.warning(
+                    "worker %s: the source topics have their partition counts again (%s); going on",
+                    self._instance_id,
+                    ", ".join(f"{t!r} {n}" for t, n in sorted(counts.items())),
+                )
+            return False
+        gone = sorted(t for t, n in counts.items() if n is None)
+        if gone:
+            self._unusable_counts = counts
+            self._report_deleted(gone)
             return False
         change = ", ".join(
             f"{topic!r} {self._source_counts.get(topic)} -> {n}"
@@ -93,6 +107,22 @@ class TaskPlan:
             identity.fingerprint,
         )
         return True
+
+    def _report_deleted(self, topics: list[str]) -> None:
+        waiting = [t for t in self.tasks if self._reads_any(t.subtopology, topics)]
+        log.error(
+            "worker %s: source topic(s) %s deleted while the application runs: tasks [%s] "
+            "read nothing until each is created again with its partitions (%s); they then go "
+            "on from where they were, or from its beginning when that is past its end (as it "
+            "is in a new topic that has not caught up). The other tasks go on",
+            self._instance_id,
+            ", ".join(repr(t) for t in topics),
+            ", ".join(str(t) for t in waiting),
+            ", ".join(f"{t!r} {self._source_counts.get(t)}" for t in topics),
+        )
+
+    def _reads_any(self, subtopology: int, topics: list[str]) -> bool:
+        return any(t in topics for t in self._subtopologies[subtopology].external_source_topics)
 
     def _read_source_counts(self) -> dict[str, int | None]:
         sources = sorted(

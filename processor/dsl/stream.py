@@ -288,13 +288,8 @@ class Stream(AsyncOperations, Generic[K, V]):
             key_serde=self.key_serde,
             timing=ProcessTiming(on_timer, on_expire, on_tick, every_ms, clock),
         )
-        return Stream(
-            self._builder,
-            node,
-            key_serde or self.key_serde,
-            value_serde or self.value_serde,
-            key_changed=True,
-        )
+        key, value = key_serde or self.key_serde, value_serde or self.value_serde
+        return Stream(self._builder, node, key, value, key_changed=True)
 
     def sink(self, sink: Sink, *, name: str | None = None) -> None:
         """Write every record to `sink` (`processor.sinks`: PostgreSQL, files, your own), in
@@ -319,13 +314,23 @@ class Stream(AsyncOperations, Generic[K, V]):
         name: str | None = None,
     ) -> None:
         """Write every record to `topic`, with this stream's serdes unless others are given."""
-        self._builder.add_sink(
-            topic,
-            self._node,
-            key_serde or self.key_serde,
-            value_serde or self.value_serde,
-            name=name,
-        )
+        key, value = key_serde or self.key_serde, value_serde or self.value_serde
+        self._builder.add_sink(topic, self._node, key, value, name=name)
+
+    def repartition(
+        self,
+        *,
+        key_serde: Serde[K] | None = None,
+        value_serde: Serde[V] | None = None,
+        name: str | None = None,
+    ) -> Stream[K, V]:
+        """Route the records through the topic `<application_id>-<name>-repartition`, written
+        with `key_serde` and `value_serde` (default: this stream's), which it carries on: each key
+        lands in its partition's task, and keys `map` changed get the serdes a join needs."""
+        key, value = key_serde or self.key_serde, value_serde or self.value_serde
+        base = self._builder.name("repartition", name)
+        source = self._builder.add_repartition(self._node, base, key, value)
+        return Stream(self._builder, source, key, value)
 
 
 class GroupedStream(Generic[K, V]):
@@ -364,12 +369,7 @@ class GroupedStream(Generic[K, V]):
         """Per key, the first value, then `reducer(aggregate, value)` for each later value
         (`ttl_ms` as for `count`)."""
         return self._aggregate(
-            "reduce",
-            name,
-            None,
-            lambda _k, value, agg: reducer(agg, value),
-            self.value_serde,
-            ttl_ms,
+            "reduce", name, None, lambda _k, v, agg: reducer(agg, v), self.value_serde, ttl_ms
         )
 
     def aggregate(

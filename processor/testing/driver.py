@@ -137,13 +137,10 @@ class TopologyTestDriver(DriverSources):
             late=late_record_handler,
         )
         self._task_of_topic = {t: f"{sub.id}_0" for sub in subtopologies for t in sub.source_topics}
-        internal = {
-            t
-            for sub in subtopologies
-            for t in sub.source_topics
-            if t not in sub.external_source_topics
-        }
-        self._collector = _Collector(internal)
+        external = {t for sub in subtopologies for t in sub.external_source_topics}
+        internal = set(self._task_of_topic) - external
+        read_back = external | {table.topic for table in topology.global_tables()}
+        self._collector = _Collector(internal, read_back)
         self._context = RecordContext(partition=0)
         self._sources: dict[str, SourceProcessor] = {}
         self._offsets: dict[str, int] = defaultdict(int)
@@ -279,9 +276,7 @@ class TopologyTestDriver(DriverSources):
         """Feed one record as raw bytes, as a producer would have written it. A global table's
         topic updates its store at once."""
         if topic in self._global.tables:
-            offset = self._offsets[topic]
-            self._offsets[topic] = offset + 1
-            self._global.apply(GlobalRecords(topic, 0, offset, [key], [value], [offset]))
+            self._apply_global(topic, key, value)
             return
         at = self._now_ms if timestamp is None else timestamp
         if self._held is not None:
@@ -290,6 +285,11 @@ class TopologyTestDriver(DriverSources):
             return
         self._process(topic, key, value, at, headers)
         self._after_input()
+
+    def _apply_global(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        offset = self._offsets[topic]
+        self._offsets[topic] = offset + 1
+        self._global.apply(GlobalRecords(topic, 0, offset, [key], [value], [offset]))
 
     @contextmanager
     def backlog(self) -> Iterator[None]:
@@ -325,9 +325,15 @@ class TopologyTestDriver(DriverSources):
         self._commit()
 
     def _drain_internal(self) -> None:
+        """Feed the records written to topics the topology reads back to it."""
         while self._collector.internal:
             record = self._collector.internal.popleft()
-            self._process(record.topic, record.key, record.value, record.timestamp, record.headers)
+            if record.topic in self._global.tables:
+                self._apply_global(record.topic, record.key, record.value)
+            else:
+                self._process(
+                    record.topic, record.key, record.value, record.timestamp, record.headers
+                )
 
     def _process(
         self,

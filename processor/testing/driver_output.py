@@ -21,10 +21,16 @@ class OutputRecord:
 
 
 class _Collector:
-    def __init__(self, internal_topics: set[str]) -> None:
+    """Keeps what the sinks wrote. Records for `internal_topics` (repartition topics) are only
+    fed back to the topology; records for `read_back_topics` (topics the topology also reads:
+    a source or a global table's topic) are kept as output and fed back, as a broker would
+    deliver them (and as Kafka Streams' TopologyTestDriver does)."""
+
+    def __init__(self, internal_topics: set[str], read_back_topics: set[str]) -> None:
         self.records: dict[str, list[OutputRecord]] = defaultdict(list)
         self.internal: deque[OutputRecord] = deque()
         self._internal_topics = internal_topics
+        self._read_back_topics = read_back_topics
 
     def emit(
         self,
@@ -40,3 +46,5 @@ class _Collector:
             self.internal.append(record)
         else:
             self.records[topic].append(record)
+            if topic in self._read_back_topics:
+                self.internal.append(record)

@@ -201,7 +201,15 @@ class SourceProcessor(Processor):
 
 
 class SinkProcessor(Processor):
-    __slots__ = ("context", "emitter", "key_serde", "null_key_error", "topic", "value_serde")
+    __slots__ = (
+        "context",
+        "emitter",
+        "internal",
+        "key_serde",
+        "null_key_error",
+        "topic",
+        "value_serde",
+    )
 
     def __init__(self, node: SinkNode, context: RecordContext, emitter: Emitter) -> None:
         super().__init__(node.name)
@@ -209,6 +217,7 @@ class SinkProcessor(Processor):
         self.key_serde = node.key_serde
         self.value_serde = node.value_serde
         self.null_key_error = node.null_key_error
+        self.internal = node.internal
         self.context = context
         self.emitter = emitter
 
@@ -243,11 +252,19 @@ class SinkProcessor(Processor):
         return self._serde_error("value", value, self.value_serde.name, error)
 
     def _serde_error(self, part: str, data: Any, serde: str, error: Exception) -> OperatorError:
+        advice = f"give to({self.topic!r}) a matching {part}_serde"
+        if self.internal:
+            # A topic the topology writes itself: its serdes come from the step that made it.
+            advice = (
+                f"the internal topic {self.topic!r} is written with the {part} serde the stream "
+                f"carries; give the group_by, group_by_key or repartition that makes it a "
+                f"matching {part}_serde (after a map that changed the {part}s, "
+                f"repartition({part}_serde=...) before a join)"
+            )
         return OperatorError(
             self.name,
             TypeError(
-                f"cannot serialize {part} {data!r} with the {serde} serde ({error}); "
-                f"give to({self.topic!r}) a matching {part}_serde"
+                f"cannot serialize {part} {data!r} with the {serde} serde ({error}); {advice}"
             ),
         )
 

@@ -65,6 +65,9 @@ def join_stream(
         if window is not None:
             raise TopologyError("a stream-table join takes no window=: the table's latest value")
         check_how("stream-table", how, ("inner", "left"))
+        from processor.dsl.tables import refuse_windowed
+
+        refuse_windowed(other, "join")
         return stream_table_join(stream, other, joiner, how=how, name=name)
     if isinstance(other, Stream):
         if window is None:
@@ -99,6 +102,10 @@ def join_table(
             f"Table.join(): cannot join a table with {type(other).__name__}; join another Table "
             "of the same Topology (a stream joins a table with Stream.join)"
         )
+    from processor.dsl.tables import refuse_windowed
+
+    refuse_windowed(table, "join")
+    refuse_windowed(other, "join")
     if foreign_key is not None:
         check_how("foreign-key", how, ("inner", "left"))
         return foreign_key_join(table, other, joiner, how=how, foreign_key=foreign_key, name=name)

@@ -62,8 +62,7 @@ class Stream(AsyncOperations, Generic[K, V]):
         self._node = node
         self.key_serde = key_serde
         self.value_serde = value_serde
-        # Whether an operator since the source may have changed keys, so that records are no
-        # longer in the partition of their key: grouping then needs a repartition topic.
+        # An operator since the source may have changed keys: grouping then repartitions.
         self.key_changed = key_changed
 
     @property
@@ -411,6 +410,8 @@ class Table(Generic[K, V]):
     """The latest value per key. Every update flows on to `to_stream()` as (key, new value),
     and to table operators as its new and old value (`processor.dsl.tables`)."""
 
+    windowed = False  # a windowed aggregation's: to_stream() only (`tables.refuse_windowed`)
+
     def __init__(
         self,
         builder: GraphBuilder,
@@ -423,8 +424,7 @@ class Table(Generic[K, V]):
         self._node = node
         self.key_serde = key_serde
         self.value_serde = value_serde
-        # None: the table has no store (a filter or map_values without name=); its rows are
-        # computed from its parent's (processor.topology.tables.TablePlan.lookup).
+        # None: no store (an unnamed filter or map_values); rows come from its parent's.
         self.store_name = store
 
     @property

@@ -61,10 +61,23 @@ def _check_function(what: str, function: Any) -> None:
         raise TopologyError(f"{what} must be a function, not {type(function).__name__}")
 
 
+def refuse_windowed(table: Table[Any, Any], operation: str) -> None:
+    """A windowed aggregation's table has no table operators yet: its processor forwards new
+    values only, and its store is a window store, which a join cannot look up by key."""
+    if table.windowed:
+        raise TopologyError(
+            f"{operation}: {table.node_name!r} is a windowed table, which supports to_stream() "
+            "only (Kafka Streams' windowed KTable has the table operators too); work on the "
+            "stream of its updates instead, e.g. .to_stream().filter(...), whose keys are "
+            "Windowed(key, start_ms, end_ms)"
+        )
+
+
 def filter_table(
     table: Table[Any, Any], predicate: Callable[[Any, Any], bool], keep: bool, name: str | None
 ) -> Table[Any, Any]:
     """`Table.filter` (keep: the rows `predicate(key, value)` accepts) and `filter_not`."""
+    refuse_windowed(table, "filter" if keep else "filter_not")
     _check_function("Table.filter(predicate)", predicate)
     kind = OperatorKind.TABLE_FILTER if keep else OperatorKind.TABLE_FILTER_NOT
     node = table._builder.name(kind.value, name)
@@ -78,6 +91,7 @@ def map_values_table(
     value_serde: Serde[Any] | None,
 ) -> Table[Any, Any]:
     """`Table.map_values`: each row's value replaced by `mapper(value)`."""
+    refuse_windowed(table, "map_values")
     _check_function("Table.map_values(mapper)", mapper)
     kind = OperatorKind.TABLE_MAP_VALUES
     node = table._builder.name(kind.value, name)
@@ -96,6 +110,7 @@ def group_table(
     """`Table.group_by`: rows re-keyed by `key_fn(key, value)` (and `value_fn(key, value)`)
     through the repartition topic `<application_id>-<name>-repartition`, whose records carry
     both sides of each update (`processor.topology.change`)."""
+    refuse_windowed(table, "group_by")
     _check_function("Table.group_by(key_fn)", key_fn)
     if value_fn is not None:
         _check_function("Table.group_by(value_fn=)", value_fn)

@@ -166,4 +166,8 @@ class WindowedStream(Generic[K, V]):
             value_serde=value_serde,
             input_serde=self.value_serde,
         )
-        return Table(self._builder, node, WindowedSerde(self.key_serde), value_serde, store)
+        table: Table[Any, Any] = Table(
+            self._builder, node, WindowedSerde(self.key_serde), value_serde, store
+        )
+        table.windowed = True
+        return table

@@ -410,7 +410,7 @@ class Table(Generic[K, V]):
     """The latest value per key. Every update flows on to `to_stream()` as (key, new value),
     and to table operators as its new and old value (`processor.dsl.tables`)."""
 
-    windowed = False  # a windowed aggregation's: to_stream() only (`tables.refuse_windowed`)
+    windowed = False  # a windowed aggregation's, or made from one (`tables.refuse_windowed`)
 
     def __init__(
         self,

@@ -53,7 +53,9 @@ def _add(
             node, kind, parents, function=function, stores=(store,) if store else (), table=spec
         )
     )
-    return Table(builder, node, table.key_serde, serde, store)
+    result: Table[Any, Any] = Table(builder, node, table.key_serde, serde, store)
+    result.windowed = table.windowed
+    return result
 
 
 def _check_function(what: str, function: Any) -> None:
@@ -61,15 +63,16 @@ def _check_function(what: str, function: Any) -> None:
         raise TopologyError(f"{what} must be a function, not {type(function).__name__}")
 
 
-def refuse_windowed(table: Table[Any, Any], operation: str) -> None:
-    """A windowed aggregation's table has no table operators yet: its processor forwards new
-    values only, and its store is a window store, which a join cannot look up by key."""
-    if table.windowed:
+def refuse_windowed(table: Table[Any, Any], operation: str, *, named: bool = True) -> None:
+    """A windowed aggregation's table takes `filter`, `filter_not` and `map_values` without a
+    store of their own (`named` False): its store is a window store, which a join cannot look up
+    by key, and a key-value store of its windows would never drop one."""
+    if table.windowed and named:
         raise TopologyError(
-            f"{operation}: {table.node_name!r} is a windowed table, which supports to_stream() "
-            "only (Kafka Streams' windowed KTable has the table operators too); work on the "
-            "stream of its updates instead, e.g. .to_stream().filter(...), whose keys are "
-            "Windowed(key, start_ms, end_ms)"
+            f"{operation}: {table.node_name!r} is a windowed table, which supports to_stream(), "
+            "filter, filter_not and map_values (without name=) for now (Kafka Streams' windowed "
+            "KTable has the other table operators too); work on the stream of its updates "
+            "instead, e.g. .to_stream().map(...), whose keys are Windowed(key, start_ms, end_ms)"
         )
 
 
@@ -77,7 +80,7 @@ def filter_table(
     table: Table[Any, Any], predicate: Callable[[Any, Any], bool], keep: bool, name: str | None
 ) -> Table[Any, Any]:
     """`Table.filter` (keep: the rows `predicate(key, value)` accepts) and `filter_not`."""
-    refuse_windowed(table, "filter" if keep else "filter_not")
+    refuse_windowed(table, f"{'filter' if keep else 'filter_not'}(name=)", named=name is not None)
     _check_function("Table.filter(predicate)", predicate)
     kind = OperatorKind.TABLE_FILTER if keep else OperatorKind.TABLE_FILTER_NOT
     node = table._builder.name(kind.value, name)
@@ -91,7 +94,7 @@ def map_values_table(
     value_serde: Serde[Any] | None,
 ) -> Table[Any, Any]:
     """`Table.map_values`: each row's value replaced by `mapper(value)`."""
-    refuse_windowed(table, "map_values")
+    refuse_windowed(table, "map_values(name=)", named=name is not None)
     _check_function("Table.map_values(mapper)", mapper)
     kind = OperatorKind.TABLE_MAP_VALUES
     node = table._builder.name(kind.value, name)

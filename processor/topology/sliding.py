@@ -103,21 +103,22 @@ class SlidingAggregate(WindowedAggregate):
         encoded = self.input_serde.serialize(value)
         assert encoded is not None
         store.add_record(data_key, timestamp, encoded)
-        results: dict[int, tuple[int, Any]] = {}
+        results: dict[int, tuple[int, Any, bytes | None]] = {}
         for start in updated:
             window = existing[start]
             aggregate = self._add(key, value, self._read(window, key))
             max_ts = max(window.max_timestamp, timestamp)
             self._write(key, data_key, start, start + difference, max_ts, aggregate, False)
-            results[start] = (max_ts, aggregate)
+            results[start] = (max_ts, aggregate, window.aggregate)
         for start in new_starts:
             max_ts, aggregate = self._fold(key, data_key, start)
             self._write(key, data_key, start, start + difference, max_ts, aggregate, True)
-            results[start] = (max_ts, aggregate)
+            results[start] = (max_ts, aggregate, None)
         if not self.emit_final:
             for start in sorted(results):
-                max_ts, aggregate = results[start]
-                self._emit(key, start, start + difference, max_ts, aggregate)
+                max_ts, aggregate, before = results[start]
+                old = self._old(before, key)
+                self._emit(key, start, start + difference, max_ts, aggregate, old)
         return True
 
     def _fold(self, key: Any, data_key: bytes, start: int) -> tuple[int, Any]:

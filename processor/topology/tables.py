@@ -47,6 +47,7 @@ from processor.topology.record import NullKeyError, RecordContext
 from processor.topology.retry import Retry
 from processor.topology.stateful import AggregateProcessor, MaterializeProcessor
 from processor.topology.subtopology import SubTopology
+from processor.topology.windowed import WindowedAggregate
 
 Lookup = Callable[[Any], Any]
 """`lookup(key) -> value or None`: a table's current row for `key`."""
@@ -70,7 +71,8 @@ TABLE_OPERATORS = CHANGE_INPUTS | {K.TABLE_AGGREGATE}
 CHANGE_INPUTS = CHANGE_INPUTS | {K.FK_SUBSCRIPTION_SEND, K.FK_FOREIGN_JOIN}
 # Nodes whose records are changes of a table when they emit changes at all.
 _TABLES = frozenset(TABLE_OPERATORS - {K.TABLE_GROUP_BY, K.TABLE_JOIN}) | {K.FK_RESPONSE_JOIN}
-_SWITCHABLE = frozenset({K.MATERIALIZE, K.AGGREGATE})  # plain values unless a table reads them
+# Plain values unless a table operator reads them.
+_SWITCHABLE = frozenset({K.MATERIALIZE, K.AGGREGATE, K.WINDOW_AGGREGATE})
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ class TablePlan:
             if not self.emits_changes(name):
                 continue
             processor = built[name]
-            if isinstance(processor, MaterializeProcessor | AggregateProcessor):
+            if isinstance(processor, MaterializeProcessor | AggregateProcessor | WindowedAggregate):
                 processor.emits_changes = True
                 processor.sends_old = self.sends_old(name)
             processor.children = [

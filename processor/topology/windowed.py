@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from processor.errors import ChangelogRecordTooLargeError, StoredValueError
 from processor.serdes import Serde
+from processor.topology.change import Change
 from processor.topology.clock import NEVER, StreamClock
 from processor.topology.operator import Operator
 from processor.topology.record import NullKeyError, RecordContext
@@ -100,9 +101,11 @@ class WindowedAggregate(Operator):
         "clock",
         "delay_ms",
         "emit_final",
+        "emits_changes",
         "grace_ms",
         "initializer",
         "retention_ms",
+        "sends_old",
         "store",
         "value_serde",
     )
@@ -134,6 +137,10 @@ class WindowedAggregate(Operator):
         self.delay_ms = delay_ms
         self.emit_final = emit_final
         self.retention_ms = max(retention_ms, delay_ms)
+        # Set by processor.topology.tables.TablePlan.connect when a table operator reads this:
+        # it forwards Change(new, old), old being the window's aggregate before (when asked).
+        self.emits_changes = False
+        self.sends_old = False
         self._cursor: bytes | None = None
         self._loaded = False
         # The stream time this operator told the clock it next has something due at.
@@ -211,14 +218,26 @@ class WindowedAggregate(Operator):
         """Windows ending before this have been over for `after_ms` at `stream_time`."""
         return stream_time - after_ms + self.end_exclusive
 
-    def _emit(self, key: Any, start: int, end: int, max_ts: int, aggregate: Any) -> None:
+    def _emit(
+        self, key: Any, start: int, end: int, max_ts: int, aggregate: Any, old: Any = None
+    ) -> None:
+        """Forward a window's aggregate (None: the window is gone); `old`, its aggregate before,
+        matters only to table operators reading this (`sends_old`)."""
         context = self.context
         timestamp = context.timestamp
         context.timestamp = max_ts
         try:
-            self.forward(Windowed(key, start, end), aggregate)
+            window = Windowed(key, start, end)
+            self.forward(window, Change(aggregate, old) if self.emits_changes else aggregate)
         finally:
             context.timestamp = timestamp
+
+    def _old(self, aggregate: bytes | None, key: Any) -> Any:
+        """A window's aggregate before this record, read again from its stored bytes (the
+        aggregator may have changed the object it was given), when a table operator needs it."""
+        if aggregate is None or not self.sends_old:
+            return None
+        return self._read_bytes(aggregate, key)
 
     def _late(self) -> bool:
         self.context.late = self.name
@@ -325,7 +344,8 @@ class TimeWindowAggregate(WindowedAggregate):
                 max_ts = max(found[0], timestamp)
             self._write(key, data_key, start, end, max_ts, aggregate, found is None, stored)
             if not self.emit_final:
-                self._emit(key, start, end, max_ts, aggregate)
+                old = self._old(None if found is None else found[1], key)
+                self._emit(key, start, end, max_ts, aggregate, old)
             aggregated = True
         return aggregated or self._late()
 
@@ -403,7 +423,8 @@ class SessionAggregate(WindowedAggregate):
             for window in sorted(merged, key=lambda w: (w.end, w.start)):
                 store.remove(data_key, window.start, window.end)
                 if not self.emit_final:
-                    self._emit(key, window.start, window.end, window.end, None)
+                    old = self._old(window.aggregate, key)
+                    self._emit(key, window.start, window.end, window.end, None, old)
         self._write(key, data_key, start, end, max_ts, aggregate, True)
         if not self.emit_final:
             self._emit(key, start, end, max_ts, aggregate)

@@ -1,7 +1,8 @@
 """Windowed aggregations give what Kafka Streams gives: the same seeded random input (out of
 order, late, duplicate timestamps, null values, several keys) through our TopologyTestDriver
 and through Kafka Streams' own TopologyTestDriver (`tests/oracle/kafka_streams.py`, one JVM for
-every case), for every window kind and both emit modes.
+every case), for every window kind and both emit modes, a third of the cases with the windowed
+table filtered (a table filter: windows that stop passing become tombstones).
 
 What must be equal:
 - emit="final": the whole output, in order, each result with the index of the input record
@@ -143,6 +144,9 @@ def generate(seed: int) -> list[Case]:
                         agg=rng.choice(("count", "sum")),
                         skip_null_values=True,
                         retention_ms=LONG_RETENTION_MS if long_retention else None,
+                        # A third of the cases filter the windowed table (sums go down too, so
+                        # windows stop passing and become tombstones).
+                        table_filter_min=rng.choice((None, None, rng.randint(1, 6))),
                     )
                 )
     return cases
@@ -185,6 +189,9 @@ def run_ours(case: Case) -> tuple[Output, ...]:
     else:
         table = windowed.aggregate(lambda: 0, _add, value_serde=IntSerde(), name="agg")
     key_serde, value_serde = WindowedSerde(StringSerde()), IntSerde()
+    minimum = case.table_filter_min
+    if minimum is not None:
+        table = table.filter(lambda _window, aggregate: aggregate >= minimum)
     table.to_stream().to("out", key_serde=key_serde, value_serde=value_serde)
 
     driver = TopologyTestDriver(topology)
@@ -211,7 +218,10 @@ def _updates(outputs: tuple[Output, ...]) -> dict[int, dict[tuple[str, int, int]
 
 
 def _describe(case: Case, theirs: tuple[Output, ...], ours: tuple[Output, ...]) -> str:
-    lines = [f"case {case.id} (seed {SEED}): {case.window} emit={case.emit} agg={case.agg}"]
+    lines = [
+        f"case {case.id} (seed {SEED}): {case.window} emit={case.emit} agg={case.agg} "
+        f"table_filter_min={case.table_filter_min}"
+    ]
     for i, r in enumerate(case.records):
         lines.append(f"  [{i}] {r.key} value={r.value} ts={r.ts}")
         for name, outs in (("kafka streams", theirs), ("ours", ours)):

@@ -127,6 +127,8 @@ class Case:
     retention_ms: int | None = None
     """The store's retention; None: Kafka Streams' default (size + grace, sliding 2 x
     max_difference + grace, sessions gap + grace)."""
+    table_filter_min: int | None = None
+    """When set, the windowed table is filtered (a table filter) to aggregates >= it."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -137,6 +139,7 @@ class Case:
             "final_mechanism": self.final_mechanism,
             "skip_null_values": self.skip_null_values,
             "retention_ms": self.retention_ms,
+            "table_filter_min": self.table_filter_min,
             "records": [{"key": r.key, "value": r.value, "ts": r.ts} for r in self.records],
         }
 

@@ -66,6 +66,7 @@ import org.apache.kafka.streams.test.TestRecord;
  *  "gap_ms": 10,                            (session)
  *  "grace_ms": 0, "emit": "update" | "final", "agg": "count" | "sum",
  *  "final_mechanism": "emit_strategy" | "suppress",   (optional; default emit_strategy)
+ *  "table_filter_min": 3,   (optional; the windowed table filtered to aggregates >= 3)
  *  "retention_ms": 1000000,     (optional; the store's retention, default Kafka Streams')
  *  "skip_null_values": false,   (optional; true filters null values out before grouping, so
  *                                they neither reach the aggregation nor move its stream time)
@@ -217,7 +218,9 @@ public final class WindowOracle {
         final KTable<Windowed<String>, Long> emitted = suppress
             ? table.suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()))
             : table;
-        emitted.toStream()
+        final boolean filtered = c.has("table_filter_min") && !c.get("table_filter_min").isNull();
+        final long filterMin = filtered ? c.get("table_filter_min").asLong() : 0L;
+        (filtered ? emitted.filter((w, v) -> v >= filterMin) : emitted).toStream()
             .map((w, v) -> KeyValue.pair(
                 w.key() + SEP + w.window().start() + SEP + w.window().end(), v))
             .to(OUT, Produced.with(Serdes.String(), Serdes.Long()));

@@ -12,7 +12,7 @@ a repartition: a sink writing the internal topic `<base>-repartition` and a sour
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -222,16 +222,31 @@ class GraphBuilder:
         return node
 
     def add_split(
-        self, parent: str, branches: dict[str, Predicate | None], *, name: str | None
+        self,
+        parent: str,
+        branches: Mapping[str, Predicate],
+        default: str | None,
+        *,
+        name: str | None,
     ) -> dict[str, str]:
-        """A SPLIT node and one BRANCH node per entry of `branches` (a None predicate takes what
-        no other accepts), named `<split>-<branch>`; returns branch name -> node name."""
+        """A SPLIT node and one BRANCH node per entry of `branches`, and one for `default` (if
+        given) taking what no other accepts, named `<split>-<branch>`; returns branch name ->
+        node name."""
+        predicates: dict[str, Predicate | None] = dict(branches)
+        if default is not None:
+            if default in branches:
+                raise TopologyError(f"split(): default branch {default!r} is also a named branch")
+            predicates[default] = None
+        if not predicates:
+            raise TopologyError("split() needs at least one branch")
         split = self.name(OperatorKind.SPLIT.value, name)
         self._graph.add(
-            OperatorNode(split, OperatorKind.SPLIT, (parent,), predicates=tuple(branches.values()))
+            OperatorNode(
+                split, OperatorKind.SPLIT, (parent,), predicates=tuple(predicates.values())
+            )
         )
         nodes: dict[str, str] = {}
-        for index, branch in enumerate(branches):
+        for index, branch in enumerate(predicates):
             node = self.name(OperatorKind.BRANCH.value, f"{split}-{branch}")
             self._graph.add(OperatorNode(node, OperatorKind.BRANCH, (split,), branch_index=index))
             nodes[branch] = node
@@ -374,8 +389,9 @@ class GraphBuilder:
         """Route `parent`'s records through the repartition topic
         `<application_id>-<base>-repartition` (sink `<base>-sink`), so that each key lands in
         the partition its hash picks; returns the node reading them back, `<base>-source`.
-        For a `grouping` ("group_by" or "group_by_key": what follows aggregates per key), a
-        record with a null key is refused before the topic (`SinkNode.null_key_error`)."""
+        For a `grouping` ("group_by", "group_by_key" or "to_table": what follows keeps a value
+        per key), a record with a null key is refused before the topic
+        (`SinkNode.null_key_error`)."""
         topic = f"{base}-repartition"
         null_key_error = None if grouping is None else _GROUPING_NULL_KEY[grouping].format(base)
         self._graph.add(
@@ -401,6 +417,9 @@ _GROUPING_NULL_KEY = {
     "group_by_key": "group_by_key {0!r}: the record's key is None (as set by the map, flat_map or "
     "process before it), and grouped records are aggregated per key; give every record a key, or "
     "filter out the records that have none before grouping",
+    "to_table": "to_table {0!r}: the record's key is None (as set by the map, flat_map or process "
+    "before it), and a table keeps a value per key; give every record a key, or filter out the "
+    "records that have none before to_table",
 }
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from processor.dsl.async_stream import AsyncOperations
-from processor.dsl.builder import GraphBuilder, Predicate, ProcessTiming
+from processor.dsl.builder import GraphBuilder, ProcessTiming
 from processor.errors import TopologyError
 from processor.serdes import IntSerde, Serde
 from processor.sinks.base import Sink
@@ -174,14 +174,7 @@ class Stream(AsyncOperations, Generic[K, V]):
         Returns one stream per branch name; with `default`, records no predicate accepts go to a
         stream of that name, otherwise they are dropped.
         """
-        predicates: dict[str, Predicate | None] = dict(branches)
-        if default is not None:
-            if default in branches:
-                raise TopologyError(f"split(): default branch {default!r} is also a named branch")
-            predicates[default] = None
-        if not predicates:
-            raise TopologyError("split() needs at least one branch")
-        nodes = self._builder.add_split(self._node, predicates, name=name)
+        nodes = self._builder.add_split(self._node, branches, default, name=name)
         return {
             branch: self._at(node, key_changed=self.key_changed) for branch, node in nodes.items()
         }
@@ -315,6 +308,13 @@ class Stream(AsyncOperations, Generic[K, V]):
         """Write every record to `topic`, with this stream's serdes unless others are given."""
         key, value = key_serde or self.key_serde, value_serde or self.value_serde
         self._builder.add_sink(topic, self._node, key, value, name=name)
+
+    def to_table(self, *, name: str | None = None) -> Table[K, V]:
+        """The latest value per key (Kafka Streams' `toTable()`), in the store `name` (default
+        `<node>-store`); a null value deletes its key. Repartitions when keys may have changed."""
+        from processor.dsl.tables import stream_to_table
+
+        return stream_to_table(self, name)
 
     def repartition(
         self,

@@ -23,7 +23,7 @@ from processor.topology.graph import OperatorKind, OperatorNode
 from processor.topology.tables import GroupBySpec, JoinSideSpec, JoinSpec, TableAggregateSpec
 
 if TYPE_CHECKING:
-    from processor.dsl.stream import Table
+    from processor.dsl.stream import Stream, Table
 
 K = TypeVar("K")  # the type of a group's keys
 V = TypeVar("V")  # the type of its values
@@ -74,6 +74,23 @@ def refuse_windowed(table: Table[Any, Any], operation: str, *, named: bool = Tru
             "KTable has the other table operators too); work on the stream of its updates "
             "instead, e.g. .to_stream().map(...), whose keys are Windowed(key, start_ms, end_ms)"
         )
+
+
+def stream_to_table(stream: Stream[Any, Any], name: str | None) -> Table[Any, Any]:
+    """`Stream.to_table`: the records kept per key as `Topology.table` keeps a topic's (a
+    MATERIALIZE node and its store), behind a repartition topic when an operator may have
+    changed the keys, which refuses a null key before it (a table has none)."""
+    from processor.dsl.stream import Table
+
+    builder = stream._builder
+    node = builder.name("to_table", name)
+    parent = stream.node_name
+    key, value = stream.key_serde, stream.value_serde
+    if stream.key_changed:
+        parent = builder.add_repartition(parent, node, key, value, grouping="to_table")
+    store = builder.add_store(name or f"{node}-store", key, value)
+    builder.graph.add(OperatorNode(node, OperatorKind.MATERIALIZE, (parent,), stores=(store,)))
+    return Table(builder, node, key, value, store)
 
 
 def filter_table(

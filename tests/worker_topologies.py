@@ -19,6 +19,10 @@ INSTANCE = os.environ.get("PROCESSOR_INSTANCE_ID", "unnamed").encode()
 tagging = Topology("tagging")
 tagging.stream(SOURCE).map_values(lambda value: INSTANCE + b"|" + value).to(SINK)
 
+# Routes each value b"<kind>:<n>" to the topic "<sink>-<kind>" (to() with a function).
+routing = Topology("routing")
+routing.stream(SOURCE).to(lambda _key, value: f"{SINK}-{value.split(b':')[0].decode()}")
+
 # Two co-partitioned sources merged into one sub-topology.
 copartitioned = Topology("copartitioned")
 copartitioned.stream(SOURCE).merge(copartitioned.stream(SECOND_SOURCE)).to(SINK)

@@ -31,6 +31,7 @@ from processor.topology.graph import (
 )
 from processor.topology.handling import ErrorHandler
 from processor.topology.retry import Retry
+from processor.windows.serde import WindowedSerde
 from processor.windows.spec import SessionWindows, Windows
 
 Predicate = Callable[[Any, Any], bool]
@@ -322,15 +323,30 @@ class GraphBuilder:
 
     def add_sink(
         self,
-        topic: str,
+        topic: str | Callable[[Any, Any], str],
         parent: str,
         key_serde: Serde[Any],
         value_serde: Serde[Any],
         *,
         name: str | None,
     ) -> str:
+        """A sink writing to `topic`, or, when `topic` is a function, to the topic it names for
+        each record."""
         node = self.name("sink", name)
-        self._graph.add(SinkNode(node, topic, parent, key_serde, value_serde))
+        if isinstance(topic, str):
+            self._graph.add(SinkNode(node, topic, parent, key_serde, value_serde))
+            return node
+        if not callable(topic):
+            raise TopologyError(f"to() takes a topic name or a function, not {topic!r}")
+        if isinstance(key_serde, WindowedSerde):
+            # Windowed keys go to their inner key's partition, which needs the topic's
+            # partition count before the record is sent.
+            raise TopologyError(
+                f"to(): a function picking the topic cannot write windowed keys ({node!r}); map "
+                "them to plain keys first, or write to a named topic"
+            )
+        label = f"<{getattr(topic, '__name__', 'function')}(key, value)>"
+        self._graph.add(SinkNode(node, label, parent, key_serde, value_serde, topic_of=topic))
         return node
 
     def add_external_sink(

@@ -299,13 +299,14 @@ class Stream(AsyncOperations, Generic[K, V]):
 
     def to(
         self,
-        topic: str,
+        topic: str | Callable[[K, V], str],
         *,
         key_serde: Serde[K] | None = None,
         value_serde: Serde[V] | None = None,
         name: str | None = None,
     ) -> None:
-        """Write every record to `topic`, with this stream's serdes unless others are given."""
+        """Write every record to `topic`, or to the topic `topic(key, value)` names (which must
+        exist), with this stream's serdes unless others are given."""
         key, value = key_serde or self.key_serde, value_serde or self.value_serde
         self._builder.add_sink(topic, self._node, key, value, name=name)
 
@@ -323,9 +324,8 @@ class Stream(AsyncOperations, Generic[K, V]):
         value_serde: Serde[V] | None = None,
         name: str | None = None,
     ) -> Stream[K, V]:
-        """Route the records through the topic `<application_id>-<name>-repartition`, written
-        with `key_serde` and `value_serde` (default: this stream's), which it carries on: each key
-        lands in its partition's task, and keys `map` changed get the serdes a join needs."""
+        """Through the topic `<application_id>-<name>-repartition`, written with `key_serde` and
+        `value_serde` (default: this stream's), which it carries on (e.g. to a join after a map)."""
         key, value = key_serde or self.key_serde, value_serde or self.value_serde
         base = self._builder.name("repartition", name)
         source = self._builder.add_repartition(self._node, base, key, value)

@@ -145,6 +145,7 @@ class TopologyTestDriver(DriverSources):
         self._sources: dict[str, SourceProcessor] = {}
         self._offsets: dict[str, int] = defaultdict(int)
         self._serdes: dict[str, tuple[Serde[Any], Serde[Any]]] = {}
+        self._routed_serdes: list[tuple[Serde[Any], Serde[Any]]] = []  # of to(function) sinks
         self._task_stores: list[TaskStores] = []
         self._sinks: list[DriverSinkInput] = []
         memory = MemoryBudget(DEFAULT_STORE_CACHE_BYTES)  # the driver commits: it never fills
@@ -174,7 +175,9 @@ class TopologyTestDriver(DriverSources):
                 )
             )
             for node in sub.nodes:
-                if isinstance(node, SinkNode):
+                if isinstance(node, SinkNode) and node.topic_of is not None:
+                    self._routed_serdes.append((node.key_serde, node.value_serde))
+                elif isinstance(node, SinkNode):
                     self._serdes.setdefault(node.topic, (node.key_serde, node.value_serde))
 
     def _stores_of(
@@ -415,9 +418,13 @@ class TopologyTestDriver(DriverSources):
         """Everything written to `topic` since the last read, deserialized with its sink's (or
         store's, for a changelog) serdes."""
         key_serde, value_serde = self._serdes.get(topic, (None, None))
+        if (key_serde is None or value_serde is None) and len(self._routed_serdes) == 1:
+            key_serde, value_serde = self._routed_serdes[0]  # the one sink picking topics
         if key_serde is None or value_serde is None:
+            routed = " by a sink whose serdes the driver knows (read_records() reads bytes)"
             raise TopologyError(
                 f"topic {topic!r} is not written by topology {self._topology.name!r}"
+                + (routed if self._routed_serdes else "")
             )
         return [
             (key_serde.deserialize(r.key), value_serde.deserialize(r.value))

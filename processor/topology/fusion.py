@@ -205,7 +205,7 @@ def _build(
 
 
 def _is_sink(processor: Processor | None) -> bool:
-    from processor.topology.processors import SinkProcessor  # it builds the chains
+    from processor.topology.sink import SinkProcessor
 
     return type(processor) is SinkProcessor
 

@@ -203,6 +203,9 @@ class SinkNode:
     """When set, a record with a null key is refused here, with this explanation, as a
     `NullKeyError` (a grouping's repartition topic: every record it carries is aggregated per
     key, so the record is refused where it was keyed, not after the topic)."""
+    topic_of: Callable[[Any, Any], str] | None = None
+    """When set, each record goes to the topic `topic_of(key, value)` names (Kafka Streams'
+    TopicNameExtractor), and `topic` only labels the sink."""
 
 
 Node = SourceNode | OperatorNode | SinkNode

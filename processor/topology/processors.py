@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from processor.errors import DeserializationError, RecordRejectedError, TransientError
+from processor.errors import DeserializationError, TransientError
 from processor.serdes import Serde
 from processor.topology.async_ops import AsyncProcessor, async_input_key
 from processor.topology.clock import StreamClock
@@ -38,6 +38,7 @@ from processor.topology.record import (
     SinkRejectedError,
 )
 from processor.topology.retry import Retry, call_again
+from processor.topology.sink import RoutedSinkProcessor, SinkProcessor
 from processor.topology.stateful import AggregateProcessor, MaterializeProcessor, ProcessProcessor
 from processor.topology.stateless import (
     FilterProcessor,
@@ -200,75 +201,6 @@ class SourceProcessor(Processor):
         return self.forward(key, value)
 
 
-class SinkProcessor(Processor):
-    __slots__ = (
-        "context",
-        "emitter",
-        "internal",
-        "key_serde",
-        "null_key_error",
-        "topic",
-        "value_serde",
-    )
-
-    def __init__(self, node: SinkNode, context: RecordContext, emitter: Emitter) -> None:
-        super().__init__(node.name)
-        self.topic = node.topic
-        self.key_serde = node.key_serde
-        self.value_serde = node.value_serde
-        self.null_key_error = node.null_key_error
-        self.internal = node.internal
-        self.context = context
-        self.emitter = emitter
-
-    def process(self, key: Any, value: Any) -> bool:
-        if key is None and self.null_key_error is not None:
-            raise self.null_key()
-        try:
-            key_bytes = self.key_serde.serialize(key)
-        except Exception as e:
-            raise self.key_error(key, e) from e
-        try:
-            value_bytes = self.value_serde.serialize(value)
-        except Exception as e:
-            raise self.value_error(value, e) from e
-        c = self.context
-        try:
-            self.emitter.emit(self.topic, key_bytes, value_bytes, c.timestamp, c.headers, c)
-        except RecordRejectedError as e:
-            raise SinkRejectedError(self.name, e) from e
-        return True
-
-    def null_key(self) -> NullKeyError:
-        """A null key where the records must have one (`SinkNode.null_key_error`)."""
-        return NullKeyError(self.name, self.null_key_error)
-
-    def key_error(self, key: Any, error: Exception) -> OperatorError:
-        """The key serde could not write `key`."""
-        return self._serde_error("key", key, self.key_serde.name, error)
-
-    def value_error(self, value: Any, error: Exception) -> OperatorError:
-        """The value serde could not write `value`."""
-        return self._serde_error("value", value, self.value_serde.name, error)
-
-    def _serde_error(self, part: str, data: Any, serde: str, error: Exception) -> OperatorError:
-        advice = f"give to({self.topic!r}) a matching {part}_serde"
-        if self.internal:
-            # A topic the topology writes itself: its serdes come from the step that made it.
-            advice = (
-                f"the internal topic {self.topic!r} is written with the {part} serde the stream "
-                f"carries; give the group_by, group_by_key or repartition that makes it a "
-                f"matching {part}_serde (after a map that changed the {part}s, "
-                f"repartition({part}_serde=...) before a join)"
-            )
-        return OperatorError(
-            self.name,
-            TypeError(
-                f"cannot serialize {part} {data!r} with the {serde} serde ({error}); {advice}"
-            ),
-        )
-
-
 def _make(
     node: Node,
     context: RecordContext,
@@ -284,6 +216,8 @@ def _make(
     if isinstance(node, SourceNode):
         return SourceProcessor(node, context, retry, clock, timed=timed)
     if isinstance(node, SinkNode):
+        if node.topic_of is not None:
+            return RoutedSinkProcessor(node, context, emitter)
         return SinkProcessor(node, context, emitter)
     assert isinstance(node, OperatorNode)
     kind, fn, name = node.kind, node.function, node.name

@@ -59,13 +59,17 @@ class SubTopology:
 
     @property
     def sink_topics(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(n.topic for n in self.nodes if isinstance(n, SinkNode)))
+        """The topics the sinks write, but for those a function picks per record."""
+        return tuple(
+            dict.fromkeys(
+                n.topic for n in self.nodes if isinstance(n, SinkNode) and n.topic_of is None
+            )
+        )
 
     @property
     def external_sink_topics(self) -> tuple[str, ...]:
-        return tuple(
-            dict.fromkeys(n.topic for n in self.nodes if isinstance(n, SinkNode) and not n.internal)
-        )
+        internal = set(self.repartition_sink_topics)
+        return tuple(t for t in self.sink_topics if t not in internal)
 
     @property
     def repartition_sink_topics(self) -> tuple[str, ...]:

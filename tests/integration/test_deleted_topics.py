@@ -1,5 +1,6 @@
-"""Topics deleted under a running application (an operator's mistake, a cleanup script): the
-worker says which topic, what it means for the tasks, and what to do, in one line each.
+"""Topics deleted under a running application (an operator's mistake, a cleanup script), or
+named per record by `to(function)` and missing: the worker says which topic, what it means for
+the tasks, and what to do, in one line each.
 
 A deleted source topic leaves its tasks waiting, the others going on, and when it is created
 again they read it from its beginning (Kafka Streams stops the client instead; a worker that stays
@@ -17,7 +18,7 @@ from confluent_kafka.admin import AdminClient
 
 from tests.integration.test_workers import Output, start
 from tests.integration.workers import PARTITIONS, WorkerProcess
-from tests.kafka_helpers import create_topic, produce
+from tests.kafka_helpers import consume, create_topic, produce
 
 RUNNING = r"-> running"
 
@@ -28,6 +29,10 @@ def workers() -> Iterator[list[WorkerProcess]]:
     yield started
     for worker in started:
         worker.stop_quietly()
+
+
+def read_values(bootstrap: str, topic: str, expected: int) -> list[str]:
+    return [r.value.decode() for r in consume(bootstrap, topic, expected) if r.value is not None]
 
 
 def delete_topic(bootstrap: str, topic: str) -> None:
@@ -94,3 +99,36 @@ def test_a_deleted_output_topic_stops_the_worker_naming_it_and_what_to_do(
         r"with its partitions, then restart",
         timeout=5,
     )
+
+
+def test_records_routed_by_a_function_land_in_their_topics_and_one_naming_none_is_a_dead_letter(
+    kafka_bootstrap: str, topics: dict[str, str], tmp_path: Path, workers: list[WorkerProcess]
+) -> None:
+    source, sink = topics["TEST_SOURCE_TOPIC"], topics["TEST_SINK_TOPIC"]
+    for kind in ("click", "view"):
+        create_topic(kafka_bootstrap, f"{sink}-{kind}", PARTITIONS)
+    worker = WorkerProcess(
+        "tests.worker_topologies:routing",
+        bootstrap=kafka_bootstrap,
+        instance_id="r0",
+        state_dir=tmp_path / "r0",
+        log_dir=tmp_path,
+        env=topics,
+        extra_args=[
+            "--production-error-handler",
+            "dead_letter",
+            "--kafka",
+            "topic.metadata.propagation.max.ms=3000",
+        ],
+    )
+    workers.append(worker)
+    worker.wait_for_log(RUNNING, timeout=60)
+    values = [f"{kind}:{i}" for i in range(10) for kind in ("click", "view", "nowhere")]
+    produce(kafka_bootstrap, source, [(v, v) for v in values])
+
+    for kind in ("click", "view"):
+        landed = read_values(kafka_bootstrap, f"{sink}-{kind}", expected=10)
+        assert sorted(landed) == sorted(f"{kind}:{i}" for i in range(10))
+    dead = read_values(kafka_bootstrap, f"{topics['PROCESSOR_APPLICATION_ID']}-dead-letters", 10)
+    assert sorted(dead) == sorted(f"nowhere:{i}" for i in range(10))
+    assert worker.process.poll() is None

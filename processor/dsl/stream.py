@@ -1,22 +1,18 @@
 """`Stream`, `GroupedStream` and `Table`: what a topology's declarations chain on.
 
-The three refer to each other (a stream groups, a group aggregates into a table, a table's
-updates are a stream), so they share this module. Each holds the `GraphBuilder` of its topology
-and declares through it.
+They refer to each other (a stream groups, a group aggregates into a table, a table's updates
+are a stream), so they share this module; each declares through its topology's `GraphBuilder`.
 
-They are generic in the types of their keys and values, `Stream[K, V]`, so that a type checker
-follows the records through the chain: `Topology.stream` takes the types from its serdes,
-`map_values(fn)` gives `Stream[K, <what fn returns>]`, `count()` a `Table[K, int]`. A key or a
-value can also be None (a null key, a tombstone), as in Kafka Streams. The serdes a stream
-carries are those `to()` and a repartition topic use unless given others; operators that change
-types (`map`, `map_values`, ...) keep them, which is why they are typed `Serde[Any]`.
+They are generic in their keys' and values' types, `Stream[K, V]`, so that a type checker follows
+the records: `Topology.stream` takes the types from its serdes, `map_values(fn)` gives
+`Stream[K, <what fn returns>]`, `count()` a `Table[K, int]`. A key or a value can be None (a null
+key, a tombstone). The serdes a stream carries are those `to()` and a repartition topic use
+unless given others; operators that change types keep them (hence `Serde[Any]`).
 
-Functions receive `(key, value)` like Kafka Streams' operators, except `map_values` and
-`flat_map_values`, which receive the value alone. A function that raises
-`processor.TransientError` is called again with backoff (the `processing_retry_*` settings, or
-the operator's own `retry=Retry(...)`, which may also name other exception types to retry);
-other exceptions, and transient ones once the retries are used up, go to the
-processing_error_handler.
+Functions receive `(key, value)` as in Kafka Streams (`map_values`, `flat_map_values`: the value
+alone). One that raises `processor.TransientError` is called again with backoff
+(`processing_retry_*`, or the operator's `retry=Retry(...)`, which may name other exceptions);
+other exceptions, and transient ones past their retries, go to the processing_error_handler.
 """
 
 from __future__ import annotations
@@ -85,9 +81,8 @@ class Stream(AsyncOperations, Generic[K, V]):
 
     def _at(self, node: str, *, key_changed: bool) -> Stream[Any, Any]:
         """A stream of this topology at `node`, with this stream's serdes."""
-        return Stream(
-            self._builder, node, self.key_serde, self.value_serde, key_changed=key_changed
-        )
+        key, value = self.key_serde, self.value_serde
+        return Stream(self._builder, node, key, value, key_changed=key_changed)
 
     def filter(
         self,
@@ -265,12 +260,10 @@ class Stream(AsyncOperations, Generic[K, V]):
         and `context.topic`, `.partition`, `.offset`, `.timestamp`, `.headers` describe the
         record. The stream it returns carries what was forwarded, of types no checker knows.
 
-        Timers: `context.set_timer(at_ms, clock="stream"|"wall", name="default")` sets the
-        current key's timer `name`; `on_timer(context, key, at_ms, name)` is called once it is
-        due (kept in the store `<name>-timers`: give `name=` to keep it across topology
-        changes). `on_expire(context, store, key, last_value)` is called for each key of a
-        store with a TTL (`Topology.add_store(..., ttl_ms=)`) that expires. `on_tick(context)`
-        runs every `every_ms` on `clock`. See README "Timers and expiry"."""
+        Timers (README "Timers and expiry"): `context.set_timer(at_ms, clock="stream"|"wall",
+        name="default")`, then `on_timer(context, key, at_ms, name)` when due (store
+        `<name>-timers`: give `name=`); `on_expire(context, store, key, last_value)` for each key
+        of a store with a TTL that expires; `on_tick(context)` every `every_ms` on `clock`."""
         node = self._builder.add_process(
             self._node,
             function,
@@ -310,12 +303,19 @@ class Stream(AsyncOperations, Generic[K, V]):
         key, value = key_serde or self.key_serde, value_serde or self.value_serde
         self._builder.add_sink(topic, self._node, key, value, name=name)
 
-    def to_table(self, *, name: str | None = None) -> Table[K, V]:
-        """The latest value per key (Kafka Streams' `toTable()`), in the store `name` (default
-        `<node>-store`); a null value deletes its key. Repartitions when keys may have changed."""
+    def to_table(
+        self,
+        *,
+        name: str | None = None,
+        key_serde: Serde[K] | None = None,
+        value_serde: Serde[V] | None = None,
+    ) -> Table[K, V]:
+        """The latest value per key (Kafka Streams' `toTable()`) in the store `name` (default
+        `<node>-store`), with `key_serde`/`value_serde` (default: the stream's); a null value
+        deletes its key. Repartitions when keys may have changed."""
         from processor.dsl.tables import stream_to_table
 
-        return stream_to_table(self, name)
+        return stream_to_table(self, name, key_serde, value_serde)
 
     def repartition(
         self,

@@ -76,7 +76,12 @@ def refuse_windowed(table: Table[Any, Any], operation: str, *, named: bool = Tru
         )
 
 
-def stream_to_table(stream: Stream[Any, Any], name: str | None) -> Table[Any, Any]:
+def stream_to_table(
+    stream: Stream[Any, Any],
+    name: str | None,
+    key_serde: Serde[Any] | None,
+    value_serde: Serde[Any] | None,
+) -> Table[Any, Any]:
     """`Stream.to_table`: the records kept per key as `Topology.table` keeps a topic's (a
     MATERIALIZE node and its store), behind a repartition topic when an operator may have
     changed the keys, which refuses a null key before it (a table has none)."""
@@ -85,7 +90,7 @@ def stream_to_table(stream: Stream[Any, Any], name: str | None) -> Table[Any, An
     builder = stream._builder
     node = builder.name("to_table", name)
     parent = stream.node_name
-    key, value = stream.key_serde, stream.value_serde
+    key, value = key_serde or stream.key_serde, value_serde or stream.value_serde
     if stream.key_changed:
         parent = builder.add_repartition(parent, node, key, value, grouping="to_table")
     store = builder.add_store(name or f"{node}-store", key, value)

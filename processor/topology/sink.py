@@ -82,8 +82,8 @@ class SinkProcessor(Processor):
             # A topic the topology writes itself: its serdes come from the step that made it.
             advice = (
                 f"the internal topic {self.topic!r} is written with the {part} serde the stream "
-                f"carries; give the group_by, group_by_key or repartition that makes it a "
-                f"matching {part}_serde (after a map that changed the {part}s, "
+                f"carries; give the group_by, group_by_key, to_table or repartition that makes "
+                f"it a matching {part}_serde (after a map that changed the {part}s, "
                 f"repartition({part}_serde=...) before a join)"
             )
         return OperatorError(

@@ -59,7 +59,7 @@ def test_a_repartition_serde_that_cannot_write_the_new_keys_says_where_to_give_o
         driver.pipe("in", "k", "abc")
     message = str(raised.value)
     assert "cannot serialize key 3 with the string serde" in message
-    assert "give the group_by, group_by_key or repartition that makes it a matching key_serde" in (
+    assert "give the group_by, group_by_key, to_table or repartition that makes it a matching " in (
         message
     )
     assert "give to(" not in message

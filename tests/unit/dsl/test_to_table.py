@@ -9,6 +9,7 @@ import pytest
 from processor import Topology, serdes
 from processor.errors import RecordError
 from processor.testing import TopologyTestDriver
+from processor.windows import TumblingWindows
 
 STRING, INT, JSON = serdes.StringSerde(), serdes.IntSerde(), serdes.JsonSerde()
 
@@ -64,3 +65,21 @@ def test_rekeyed_records_go_through_a_repartition_topic_and_a_null_key_is_refuse
     message = str(raised.value)
     assert "record events[0]@2" in message
     assert "to_table 'by-user': the record's key is None" in message
+
+
+def test_a_windowed_stream_mapped_to_plain_keys_becomes_a_table_with_the_serdes_given() -> None:
+    t = Topology("hot")
+    (
+        t.stream("clicks", key_serde=STRING, value_serde=STRING)
+        .group_by_key()
+        .windowed_by(TumblingWindows(size_ms=10))
+        .count(name="per-window")
+        .filter(lambda _window, n: n >= 2)
+        .to_stream()
+        .map(lambda window, n: (window.key, n))
+        .to_table(name="hot", key_serde=STRING, value_serde=INT)
+    )
+    driver = TopologyTestDriver(t)
+    for ts in (0, 1, 2, 15):
+        driver.pipe("clicks", "ann", "x", timestamp=ts)
+    assert driver.store("hot").get("ann") == 3

@@ -88,11 +88,15 @@ class GroupDescriber:
             self._stop()
 
     def _start(self) -> None:
+        # The worker's own import path: `processor` may be importable only through it (a
+        # checkout put on sys.path by a script, not installed).
+        path = os.pathsep.join(p for p in sys.path if p)
         self._child = subprocess.Popen(
-            [sys.executable, "-m", __name__],
+            [sys.executable, "-m", "processor.kafka.group_describer"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
+            env={**os.environ, "PYTHONPATH": path},
         )
         self._pending = b""
         self._send(self._settings_line)

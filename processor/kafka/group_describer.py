@@ -19,6 +19,7 @@ even one killed with SIGKILL. It costs one more process (about 30 MB) per worker
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,6 +60,7 @@ class GroupDescriber:
         self._child: subprocess.Popen[bytes] | None = None
         self._pending = b""
         self._closed = False
+        self._end_child: weakref.finalize[Any, Any] | None = None
 
     @property
     def child_pid(self) -> int | None:
@@ -69,11 +72,13 @@ class GroupDescriber:
         with self._lock:
             if self._closed:
                 raise BrokerError(f"cannot describe group {group_id!r}: the admin is closed")
-            within = self._answer_within
+            doing = f"describing group {group_id!r}"
+            within, lines = self._answer_within, json.dumps({"group": group_id}) + "\n"
             if self._child is None:
-                self._start()
+                self._start(doing)
                 within += _START_GRACE_S
-            answer = self._exchange({"group": group_id}, within, f"describing group {group_id!r}")
+                lines = self._settings_line + lines
+            answer = self._exchange(lines, within, doing)
         if "error" in answer:
             raise BrokerError(str(answer["error"]))
         return answer
@@ -87,39 +92,38 @@ class GroupDescriber:
         with self._lock:
             self._stop()
 
-    def _start(self) -> None:
+    def _start(self, doing: str) -> None:
         # The worker's own import path: `processor` may be importable only through it (a
         # checkout put on sys.path by a script, not installed).
         path = os.pathsep.join(p for p in sys.path if p)
-        self._child = subprocess.Popen(
-            [sys.executable, "-m", "processor.kafka.group_describer"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            close_fds=True,
-            env={**os.environ, "PYTHONPATH": path},
-        )
+        try:
+            self._child = subprocess.Popen(
+                [sys.executable, "-m", "processor.kafka.group_describer"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                close_fds=True,
+                env={**os.environ, "PYTHONPATH": path},
+            )
+        except OSError as e:  # out of processes or memory: the next request tries again
+            raise BrokerError(f"{doing}: cannot start the group-describing child: {e}") from e
+        # An admin dropped without close() (a tool's, a test's) still ends its child.
+        self._end_child = weakref.finalize(self, _end, self._child)
         self._pending = b""
-        self._send(self._settings_line)
 
     def _stop(self) -> None:
-        child, self._child = self._child, None
-        if child is None:
-            return
-        if child.poll() is None:
-            child.kill()
-        child.wait()
-        for pipe in (child.stdin, child.stdout):
-            if pipe is not None:
-                pipe.close()
+        if self._child is not None and self._end_child is not None:
+            self._child = None
+            self._end_child()  # once: a finalizer called is done with
 
     def _send(self, line: str) -> None:
         assert self._child is not None and self._child.stdin is not None
         self._child.stdin.write(line.encode())
         self._child.stdin.flush()
 
-    def _exchange(self, request: dict[str, Any], within: float, doing: str) -> dict[str, Any]:
+    def _exchange(self, lines: str, within: float, doing: str) -> dict[str, Any]:
+        """Send `lines` (a request, after the settings for a new child); the answer."""
         try:
-            self._send(json.dumps(request) + "\n")
+            self._send(lines)
             line = self._read_line(time.monotonic() + within)
         except (BrokenPipeError, ConnectionError, EOFError) as e:
             ended = self._ended()
@@ -154,13 +158,30 @@ class GroupDescriber:
     def _ended(self) -> str:
         """What became of the child, which has closed its pipes; forgets it."""
         assert self._child is not None
-        code = self._child.wait()
+        try:
+            code = self._child.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:  # it closed its pipe yet runs on: not ours to wait for
+            self._stop()
+            return "the group-describing child process closed its pipe; stopped it"
         self._stop()
         if code < 0:
             name = signal.Signals(-code).name
             why = " (librdkafka's abort, confluentinc/librdkafka#5397)" if name == "SIGABRT" else ""
             return f"the group-describing child process was ended by {name}{why}"
         return f"the group-describing child process exited with code {code}"
+
+
+def _end(child: subprocess.Popen[bytes]) -> None:
+    """Kill `child` if it still runs, reap it and close its pipes (again: no harm)."""
+    if child.poll() is None:
+        child.kill()
+    child.wait()
+    for pipe in (child.stdin, child.stdout):
+        if pipe is not None:
+            # Closing flushes what a write to the dead child left in the buffer: that fails
+            # (broken pipe), and the pipe is closed all the same.
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def _serve() -> None:

@@ -64,6 +64,12 @@ def read_all(output: Latest, expected: int, timeout: float) -> None:
         output.poll(0.5)
 
 
+def all_members(workers: dict[str, WorkerProcess], members: set[str]) -> bool:
+    """Whether every worker's last assignment is for exactly `members`."""
+    held = [last_assignment(worker) for worker in workers.values()]
+    return all(h is not None and h.members == members for h in held)
+
+
 def standbys_caught_up(workers: dict[str, WorkerProcess], expected: int) -> bool:
     lags: dict[str, float] = {}
     for worker in workers.values():
@@ -216,6 +222,9 @@ def test_a_worker_stopped_with_sigterm_hands_its_tasks_to_their_standbys(
     truth = produce_keys(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], keys)
     output = Latest(kafka_bootstrap, topics["TEST_SINK_TOPIC"])
     read_all(output, keys, timeout=120)
+    # Two workers hold the six standbys too: wait until the third has joined (a late one warms
+    # up first) and every standby is warm.
+    wait_until(lambda: all_members(started, {"w0", "w1", "w2"}), 90, "all three to be members")
     wait_until(lambda: standbys_caught_up(started, 6), 60, "standbys to catch up")
     leaving = last_assignment(started["w2"])
     assert leaving is not None and leaving.active

@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +34,22 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def dead(pid: int) -> bool:
+    """Whether `pid` has ended (a zombie not reaped yet counts)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status
+
+
+def wait_until_dead(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while not dead(pid):
+        assert time.monotonic() < deadline, f"child {pid} still runs"
+        time.sleep(0.01)
 
 
 def test_the_child_answers_with_the_brokers_error_and_stays_for_the_next_request() -> None:
@@ -56,6 +73,9 @@ def test_a_child_aborted_between_requests_fails_the_next_one_then_a_new_child_an
         aborted = groups.child_pid
         assert aborted is not None
         os.kill(aborted, signal.SIGABRT)
+        # Dead before the request is written: the write fails (broken pipe), and what the
+        # write left buffered must not fail again when the pipe is closed.
+        wait_until_dead(aborted)
 
         with pytest.raises(BrokerError) as raised:
             groups.describe("app")

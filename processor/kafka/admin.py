@@ -3,6 +3,7 @@ module touching `confluent_kafka.admin`."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as NoAnswer
@@ -74,6 +75,14 @@ class Admin:
             # Probe, request, and the grace for each: what describing in-process may take.
             within = _probe_timeout(timeout) + timeout + 2 * _ANSWER_GRACE_S
             self._describer = GroupDescriber(self._settings, timeout, answer_within=within)
+
+    def prepare_group_requests(self) -> None:
+        """Start the group-describing child now rather than at the first group request (a worker
+        calls this first thing: the child starts while the worker checks its topics)."""
+        if self._describer is not None:
+            # Not starting is not fatal: the first group request tries again, and says why.
+            with contextlib.suppress(BrokerError):
+                self._describer.start()
 
     def close(self) -> None:
         """Stop the group-describing child process, if one was started."""

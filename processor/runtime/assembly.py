@@ -133,6 +133,7 @@ def _assemble(
     cfg, instance_id = parts.config, parts.instance_id
     admin = Admin(admin_settings(cfg))
     resources.callback(admin.close)
+    admin.prepare_group_requests()
     plan = TaskPlan(
         admin,
         cfg,

@@ -76,6 +76,8 @@ def test_a_hung_owner_and_a_query_storm_do_not_stall_the_other_workers(
             instance=instance,
             extra=["--num-standby-replicas", "1"],
         )
+    for worker in started.values():  # a late one warms up before it joins
+        worker.wait_for_log(r"members \[w0, w1, w2\]; active tasks", 90)
     names = [f"k{i}" for i in range(KEYS)]
     produce(
         kafka_bootstrap,

@@ -147,3 +147,18 @@ def test_settings_with_a_callback_stay_in_process() -> None:
     with pytest.raises(BrokerError, match="does not answer"):
         admin.describe_group("app")
     assert admin._describer is None
+
+
+def test_a_child_started_ahead_answers_the_first_request_and_is_not_started_twice() -> None:
+    groups = describer()
+    try:
+        groups.start()
+        started = groups.child_pid
+        assert started is not None
+        groups.start()
+        assert groups.child_pid == started
+        with pytest.raises(BrokerError, match="does not answer"):
+            groups.describe("app")
+        assert groups.child_pid == started
+    finally:
+        groups.close()

@@ -139,10 +139,12 @@ class Admin:
                     continue
                 raise BrokerError(f"cannot create topic {name!r}: {e.args[0]}") from e
 
-    def describe_group(self, group_id: str) -> GroupSnapshot:
-        """The group as its coordinator describes it now (from the child process unless this
-        admin was made with `isolate_groups=False`)."""
-        if self._describer is None:
+    def describe_group(self, group_id: str, *, isolated: bool = True) -> GroupSnapshot:
+        """The group as its coordinator describes it now: from the child process unless this
+        admin was made with `isolate_groups=False`, or `isolated` is False (a worker's look
+        before it joins: in-process it answers at once, on the connections the topic checks
+        opened, so that workers started together see each other and join together)."""
+        if self._describer is None or not isolated:
             return self._describe_group_here(group_id)
         answer = self._describer.describe(group_id)
         members = tuple(GroupMember(*member) for member in answer["members"])

@@ -205,6 +205,10 @@ def _serve() -> None:
 
     first = json.loads(sys.stdin.readline())
     admin = Admin(first["settings"], timeout=float(first["timeout"]), isolate_groups=False)
+    # Connected before the first request comes (a worker asks at once when it joins); a broker
+    # that does not answer yet is the first request's to report.
+    with contextlib.suppress(BrokerError):
+        admin.broker_count()
     for line in sys.stdin:
         group_id = json.loads(line)["group"]
         try:

@@ -54,7 +54,7 @@ class WarmUp:
         """One look at the group and at the copies; True when it is time to join."""
         cfg = self._config
         try:
-            snapshot = self._admin.describe_group(cfg.application_id)
+            snapshot = self._admin.describe_group(cfg.application_id, isolated=False)
         except BrokerError as e:
             log.warning("worker %s: %s; joining without warm-up", self._instance_id, e)
             return True

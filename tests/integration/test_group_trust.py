@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewPartitions
 
-from tests.integration.test_workers import Output, produce_batch, start
+from tests.integration.test_workers import Output, produce_batch, start, wait_until_started
 from tests.integration.workers import PARTITIONS, WorkerProcess
 from tests.kafka_helpers import produce
 
@@ -139,7 +139,9 @@ def test_workers_with_other_assignment_settings_wait_and_a_rolling_upgrade_never
         # Step 2: w1 restarts with the new setting; every worker takes part again.
         w1.terminate()
         w1 = start(workers, kafka_bootstrap, topics, tmp_path, "w1", *new_setting)
-        w1.wait_for_log(r"members \[w0, w1, w2\]", timeout=60)
+        # Its tasks started, not only assigned: until their interim owners let them go, those
+        # process them.
+        wait_until_started(w1, r"members \[w0, w1, w2\]")
         sent = produce_batch(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], "c", 20)
         output.read_until(lambda o: set(o.payloads()) >= sent, timeout=30)
         assert set(_single_owners(output, "c").values()) == {"w0", "w1", "w2"}

@@ -81,7 +81,8 @@ def wait_until(condition: Any, timeout: float, what: str) -> None:
 def start_three(
     started: dict[str, WorkerProcess], bootstrap: str, topics: dict[str, str], tmp_path: Path
 ) -> None:
-    """Workers w0, w1 and w2, each task with one standby."""
+    """Workers w0, w1 and w2, each task with one standby, once all three are members (one that
+    starts late warms up before it joins, and two can hold every standby meanwhile)."""
     for instance in ("w0", "w1", "w2"):
         started[instance] = start_worker(
             TOPOLOGY,
@@ -91,6 +92,8 @@ def start_three(
             instance=instance,
             extra=["--num-standby-replicas", "1"],
         )
+    for worker in started.values():
+        worker.wait_for_log(r"members \[w0, w1, w2\]; active tasks", 90)
 
 
 def test_every_worker_answers_every_key_and_the_whole_store_once(

@@ -150,6 +150,8 @@ def test_a_fourth_worker_warms_up_before_it_takes_tasks(
     truth = produce_keys(kafka_bootstrap, topics["TEST_SOURCE_TOPIC"], keys)
     output = Latest(kafka_bootstrap, topics["TEST_SINK_TOPIC"])
     read_all(output, keys, timeout=120)
+    # The three workers' own assignment, not one from before the last of them joined.
+    wait_until(lambda: all_members(started, {"w0", "w1", "w2"}), 90, "all three to be members")
     before = {i: last_assignment(w) for i, w in started.items()}
 
     rng = random.Random(4)

@@ -188,13 +188,18 @@ def _hint(first: DeliveryFailure) -> str:
     return "production_error_handler=skip or dead_letter handles refused sink records"
 
 
+def _partition_of(failure: DeliveryFailure) -> int | None:
+    """The record's partition; None for one not given a partition yet (its topic was unknown)."""
+    partition = failure.partition
+    return partition if partition is not None and partition >= 0 else None
+
+
 def _what(failure: DeliveryFailure) -> str:
-    """`'topic'[partition]`, or `'topic'` for a record not given a partition yet (its topic was
-    unknown)."""
-    known = failure.partition is not None and failure.partition >= 0
-    return f"{failure.topic!r}[{failure.partition}]" if known else repr(failure.topic)
+    """`'topic'[partition]`, or `'topic'` without a partition."""
+    partition = _partition_of(failure)
+    return repr(failure.topic) + ("" if partition is None else f"[{partition}]")
 
 
 def _where(failure: DeliveryFailure) -> str:
-    known = failure.partition is not None and failure.partition >= 0
-    return f"topic {failure.topic!r}" + (f" partition {failure.partition}" if known else "")
+    partition = _partition_of(failure)
+    return f"topic {failure.topic!r}" + ("" if partition is None else f" partition {partition}")
